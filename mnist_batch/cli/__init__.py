@@ -1,0 +1,64 @@
+"""The ``mnist-batch`` command line.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and
+``run(args) -> int``; heavy frameworks (TensorFlow, Beam) are imported inside ``run`` so
+``mnist-batch data info`` starts in well under a second.
+
+Exit codes: 0 success; 2 bad input or argument (one ``mnist-batch: error: ...`` line, no
+traceback unless ``--debug``); 3 subcommand not implemented yet; other non-zero codes are
+documented by each subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from mnist_batch import __version__
+from mnist_batch.cli import data_cmd, evaluate_cmd, predict_cmd, report_cmd, score_cmd, train_cmd
+from mnist_batch.cli.common import EXIT_NOT_IMPLEMENTED
+from mnist_batch.errors import MnistBatchError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+__all__ = ["EXIT_NOT_IMPLEMENTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+COMMANDS = (data_cmd, train_cmd, score_cmd, evaluate_cmd, report_cmd, predict_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnist-batch",
+        description="Train a digit model, then score folders of scanned digits in batch with Apache Beam.",
+        epilog="Run `mnist-batch COMMAND --help` for each command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"mnist-batch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except MnistBatchError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"mnist-batch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("mnist-batch: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    """Console-script entry: ``mnist-batch``."""
+    sys.exit(main())

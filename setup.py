@@ -1,0 +1,47 @@
+"""Packaging for mnist_batch.
+
+``install_requires`` is read from requirements.txt (the one place the stack is pinned);
+MANIFEST.in ships that file in the sdist, which is what Beam's ``--setup_file`` builds for
+remote workers.
+"""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def read_requirements(name: str = "requirements.txt") -> list[str]:
+    lines = (HERE / name).read_text(encoding="utf-8").splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def read_version() -> str:
+    for line in (HERE / "mnist_batch" / "__init__.py").read_text(encoding="utf-8").splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise RuntimeError("no __version__ in mnist_batch/__init__.py")
+
+
+setup(
+    name="mnist-batch",
+    version=read_version(),
+    description="Train a digit model, then score folders of scanned digits in batch with Apache Beam.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["mnist_batch", "mnist_batch.*"]),
+    package_data={"mnist_batch": ["data/assets/*.npz", "data/assets/*.md"]},
+    include_package_data=True,
+    install_requires=read_requirements(),
+    extras_require={
+        "gcp": ["apache-beam[gcp]==2.77.*"],
+        "aws": ["apache-beam[aws]==2.77.*"],
+        "gpu": ["tensorflow[and-cuda]==2.21.*"],
+        "dev": ["pytest>=8", "ruff==0.17.*"],
+    },
+    entry_points={"console_scripts": ["mnist-batch=mnist_batch.cli:entry_point"]},
+    license="Apache-2.0 (code); bundled MNIST sample CC BY-SA 3.0",
+    classifiers=["Programming Language :: Python :: 3.11"],
+)

@@ -1,0 +1,60 @@
+"""Shared fixtures: small generated data sets in the formats the loaders read."""
+
+from __future__ import annotations
+
+import gzip
+import pathlib
+
+import numpy as np
+import pytest
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    """Encodes a uint8 array as an IDX file with the given magic number."""
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def make_arrays(n: int, seed: int = 0, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 images [n, 28, 28] and labels [n] covering every class."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % num_classes).astype(np.uint8)
+    return images, labels
+
+
+def write_idx_dir(directory: pathlib.Path, *, n_train=60, n_test=20, gz=False, seed=0) -> dict:
+    """Writes the four MNIST IDX files; returns the arrays written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = make_arrays(n_train, seed)
+    x_test, y_test = make_arrays(n_test, seed + 1)
+    files = {
+        "train-images-idx3-ubyte": idx_bytes(x_train, 0x803),
+        "train-labels-idx1-ubyte": idx_bytes(y_train, 0x801),
+        "t10k-images-idx3-ubyte": idx_bytes(x_test, 0x803),
+        "t10k-labels-idx1-ubyte": idx_bytes(y_test, 0x801),
+    }
+    for name, data in files.items():
+        if gz:
+            (directory / f"{name}.gz").write_bytes(gzip.compress(data, mtime=0))
+        else:
+            (directory / name).write_bytes(data)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def write_npz(path: pathlib.Path, *, n_train=60, n_test=20, seed=0, **overrides) -> dict:
+    """Writes a Keras-layout mnist.npz; keyword overrides replace or add arrays."""
+    x_train, y_train = make_arrays(n_train, seed)
+    x_test, y_test = make_arrays(n_test, seed + 1)
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez_compressed(path, **arrays)
+    return arrays
+
+
+@pytest.fixture(scope="session")
+def sample():
+    from mnist_batch.data import load_dataset
+
+    return load_dataset("sample")
