@@ -78,5 +78,3 @@ def test_loader_rejects_a_tampered_sample(tmp_path):
     np.savez_compressed(bad, **arrays)
     with pytest.raises(DataError, match="labels sha256"):
         load_sample(bad)
-
-

@@ -1,0 +1,141 @@
+"""The model card: the JSON written beside every exported model, read by the scoring side.
+
+An export is two files: ``NAME.keras`` (the Keras 3 model, loadable with ``safe_mode=True``)
+and ``NAME.card.json`` (this card). ``model_id`` is the sha256 of the ``.keras`` file, so a
+card can be checked against the model it describes. Standard library only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Any
+
+from mnist_batch.errors import MnistBatchError
+
+CARD_SUFFIX = ".card.json"
+CARD_SCHEMA_VERSION = 1
+
+
+class ModelCardError(MnistBatchError, ValueError):
+    """A model card is missing, unreadable, inconsistent, or does not match its model file."""
+
+
+def card_path(model_path: str | pathlib.Path) -> pathlib.Path:
+    """``models/cnn.keras`` -> ``models/cnn.card.json``."""
+    model_path = pathlib.Path(model_path)
+    return model_path.with_name(model_path.stem + CARD_SUFFIX)
+
+
+def file_sha256(path: str | pathlib.Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """What a scoring job needs to know about an exported model, and how it was made.
+
+    Attributes:
+      model_name: zoo name, e.g. ``"cnn"``.
+      model_id: sha256 of the ``.keras`` file.
+      class_names: label i is ``class_names[i]``.
+      input_shape: model input shape without the batch axis, e.g. ``[28, 28, 1]``.
+      preprocess_version: :data:`mnist_batch.constants.PREPROCESS_VERSION` at training time.
+      dataset: data set spec trained on, e.g. ``"sample"``.
+      split_sizes: examples per split, e.g. ``{"train": 7000, "validation": 1000, "test": 2000}``.
+      epochs: epochs actually run.
+      strategy: tf.distribute strategy class name; ``replicas``: replicas in sync.
+      tf_version, keras_version: library versions at export.
+      wall_time_s: training wall time in seconds.
+      test_metrics: held-out test split metrics: ``accuracy``, ``loss``, ``macro_f1``.
+      created_at: ISO-8601 UTC time of export.
+      extra: anything else worth keeping (hyper-parameters, seed, mixed precision, ...).
+    """
+
+    model_name: str
+    model_id: str
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    preprocess_version: str
+    dataset: str = ""
+    split_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    epochs: int = 0
+    strategy: str = ""
+    replicas: int = 1
+    tf_version: str = ""
+    keras_version: str = ""
+    wall_time_s: float = 0.0
+    test_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    created_at: str = ""
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schema_version: int = CARD_SCHEMA_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["class_names"] = list(self.class_names)
+        data["input_shape"] = list(self.input_shape)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "model card") -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [
+            k for k in ("model_name", "model_id", "class_names", "input_shape", "preprocess_version") if k not in data
+        ]
+        if missing:
+            raise ModelCardError(f"{where}: missing field(s) {', '.join(missing)}")
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["class_names"] = tuple(str(c) for c in data["class_names"])
+        kwargs["input_shape"] = tuple(int(d) for d in data["input_shape"])
+        card = cls(**kwargs)
+        if card.num_classes < 2:
+            raise ModelCardError(f"{where}: needs at least two class names, has {card.num_classes}")
+        return card
+
+
+def write_card(card: ModelCard, model_path: str | pathlib.Path) -> pathlib.Path:
+    """Writes ``card`` beside ``model_path``; returns the card's path."""
+    path = card_path(model_path)
+    path.write_text(card.to_json(), encoding="utf-8")
+    return path
+
+
+def read_card(model_path: str | pathlib.Path, *, verify_id: bool = True) -> ModelCard:
+    """Reads the card beside ``model_path`` and (by default) checks ``model_id`` against the file.
+
+    Raises:
+      ModelCardError: no model file, no card, unreadable JSON, missing fields, or a model
+        file whose sha256 differs from the card's ``model_id``.
+    """
+    model_path = pathlib.Path(model_path)
+    if not model_path.is_file():
+        raise ModelCardError(f"{model_path}: no such model file")
+    path = card_path(model_path)
+    if not path.is_file():
+        raise ModelCardError(f"{path}: model card not found (export models with `mnist-batch train --export`)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelCardError(f"{path}: unreadable model card ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelCardError(f"{path}: model card is not a JSON object")
+    card = ModelCard.from_dict(data, where=str(path))
+    if verify_id:
+        actual = file_sha256(model_path)
+        if actual != card.model_id:
+            raise ModelCardError(
+                f"{model_path}: sha256 {actual[:12]}... does not match the card's model_id {card.model_id[:12]}... "
+                "(model file replaced without its card?)"
+            )
+    return card
