@@ -66,3 +66,128 @@ def macro_f1(cm: np.ndarray) -> float:
     stats = per_class(cm)
     present = (np.asarray(cm).sum(axis=0) + np.asarray(cm).sum(axis=1)) > 0
     return float(stats["f1"][present].mean()) if present.any() else float("nan")
+
+
+def top_k_accuracy(y_true: np.ndarray, probabilities: np.ndarray, k: int = 2) -> float:
+    """Share of examples whose true class is among the ``k`` most probable.
+
+    Args:
+      y_true: int [N].
+      probabilities: float [N, C].
+      k: how many top classes count.
+    """
+    probabilities = np.asarray(probabilities)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    if y_true.size == 0:
+        return float("nan")
+    # Rank of the true class's probability: how many classes are strictly more probable.
+    true_p = probabilities[np.arange(y_true.size), y_true]
+    rank = (probabilities > true_p[:, None]).sum(axis=1)
+    return float((rank < k).mean())
+
+
+def log_loss(y_true: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean negative log-likelihood of the true class (probabilities clipped to ``[eps, 1]``)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    if y_true.size == 0:
+        return float("nan")
+    p = np.clip(probabilities[np.arange(y_true.size), y_true], eps, 1.0)
+    return float(-np.log(p).mean())
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Groups predictions into equal-width confidence bins over ``[0, 1]``.
+
+    Bin b holds confidences in ``(b / n_bins, (b + 1) / n_bins]`` (the first bin includes 0).
+
+    Args:
+      confidence: float [N], the top-class probability.
+      correct: bool [N], whether the top class was right.
+      n_bins: number of bins (15 is the usual choice for ECE).
+
+    Returns:
+      ``{"lower", "upper": float [B] edges, "count": int [B], "confidence": float [B] mean
+      confidence, "accuracy": float [B]}`` (mean values are NaN for empty bins).
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    conf_sum = np.bincount(index, weights=confidence, minlength=n_bins)
+    acc_sum = np.bincount(index, weights=correct.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(count > 0, conf_sum / count, np.nan)
+        mean_acc = np.where(count > 0, acc_sum / count, np.nan)
+    return {"lower": edges[:-1], "upper": edges[1:], "count": count, "confidence": mean_conf, "accuracy": mean_acc}
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
+    """ECE: the count-weighted mean of ``|accuracy - confidence|`` over equal-width bins."""
+    bins = reliability_bins(confidence, correct, n_bins)
+    total = bins["count"].sum()
+    if total == 0:
+        return float("nan")
+    filled = bins["count"] > 0
+    gaps = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
+    return float((gaps * bins["count"][filled]).sum() / total)
+
+
+def error_rate_at_coverage(confidence: np.ndarray, correct: np.ndarray, coverage: float = 0.98) -> dict[str, float]:
+    """Error rate among the most confident ``coverage`` share of predictions.
+
+    What a review threshold buys: send the least confident ``1 - coverage`` to people, and
+    this is the error rate of what is left automated.
+
+    Returns:
+      ``{"coverage", "threshold": lowest confidence kept, "error_rate", "kept": count}``.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    if not 0 < coverage <= 1:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    n = confidence.size
+    if n == 0:
+        return {"coverage": coverage, "threshold": float("nan"), "error_rate": float("nan"), "kept": 0}
+    kept = max(1, int(np.floor(coverage * n)))
+    order = np.argsort(-confidence, kind="stable")[:kept]
+    return {
+        "coverage": coverage,
+        "threshold": float(confidence[order[-1]]),
+        "error_rate": float(1.0 - correct[order].mean()),
+        "kept": kept,
+    }
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
+    """McNemar's test on paired predictions of two models over the same examples.
+
+    Uses the exact two-sided binomial test on the discordant pairs (b = A right & B wrong,
+    c = A wrong & B right), which is valid for small counts; the chi-square statistic with
+    continuity correction is reported alongside.
+
+    Returns:
+      ``{"a_only": b, "b_only": c, "statistic": chi2 with continuity correction, "p_value": exact}``.
+    """
+    a = np.asarray(correct_a, dtype=bool)
+    b = np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"paired results differ in shape: {a.shape} vs {b.shape}")
+    n01 = int((a & ~b).sum())
+    n10 = int((~a & b).sum())
+    n = n01 + n10
+    if n == 0:
+        return {"a_only": 0, "b_only": 0, "statistic": 0.0, "p_value": 1.0}
+    k = min(n01, n10)
+    # Exact two-sided p-value: 2 * P(X <= k) for X ~ Binomial(n, 1/2), capped at 1.
+    log_pmf = [_log_comb(n, i) - n * np.log(2.0) for i in range(k + 1)]
+    p_value = min(1.0, 2.0 * float(np.exp(np.logaddexp.reduce(log_pmf))))
+    statistic = (abs(n01 - n10) - 1) ** 2 / n
+    return {"a_only": n01, "b_only": n10, "statistic": float(statistic), "p_value": p_value}
+
+
+def _log_comb(n: int, k: int) -> float:
+    from math import lgamma
+
+    return lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)
