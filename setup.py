@@ -32,7 +32,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["mnist_batch", "mnist_batch.*"]),
-    package_data={"mnist_batch": ["data/assets/*.npz", "data/assets/*.md"]},
+    package_data={"mnist_batch.data.assets": ["*.npz", "*.md"]},
     include_package_data=True,
     install_requires=read_requirements(),
     extras_require={
