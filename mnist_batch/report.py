@@ -1,0 +1,249 @@
+"""Plots and a self-contained HTML report from scoring or evaluation outputs.
+
+Reads only files: ``summary.json`` and the Parquet folders a scoring run writes
+(``predictions/``, ``errors/``, ``confusion/``, ``per_class/``), so it works on outputs
+copied from any runner. Matplotlib runs on the Agg backend: no display needed.
+
+Plot functions take plain numpy data and a destination path, and return the path, so
+they are usable (and tested) without any output folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import pathlib
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mnist_batch import metrics
+
+DPI = 110
+
+
+def _save(fig, path: pathlib.Path) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: pathlib.Path) -> pathlib.Path:
+    """Heatmap of a confusion matrix with the count in every cell.
+
+    Args:
+      cm: int [C, C], rows true class, columns predicted class.
+      class_names: C names.
+      path: PNG to write.
+    """
+    cm = np.asarray(cm)
+    n = cm.shape[0]
+    size = max(5.0, 0.55 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    # Log-ish colour scale so off-diagonal errors stay visible next to large diagonals.
+    shown = np.log1p(cm)
+    ax.imshow(shown, cmap="Blues")
+    threshold = shown.max() * 0.6 if shown.size else 0
+    for t in range(n):
+        for p in range(n):
+            ax.text(
+                p,
+                t,
+                f"{int(cm[t, p])}",
+                ha="center",
+                va="center",
+                fontsize=8 if n <= 12 else 6,
+                color="white" if shown[t, p] > threshold else ("#b00" if t != p and cm[t, p] else "black"),
+            )
+    ax.set_xticks(range(n), class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    total = int(cm.sum())
+    acc = metrics.accuracy(cm) if total else float("nan")
+    ax.set_title(f"Confusion matrix ({total:,} labelled images, accuracy {acc:.2%})")
+    return _save(fig, path)
+
+
+def plot_per_class(
+    class_names: Sequence[str], precision: np.ndarray, recall: np.ndarray, f1: np.ndarray, path: pathlib.Path
+) -> pathlib.Path:
+    """Grouped bars of per-class precision, recall and F1 (y axis zoomed to the lowest value)."""
+    x = np.arange(len(class_names))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(class_names) + 2), 3.8))
+    for offset, values, label in ((-0.27, precision, "precision"), (0, recall, "recall"), (0.27, f1, "F1")):
+        ax.bar(x + offset, values, width=0.27, label=label)
+    low = float(np.nanmin(np.concatenate([precision, recall, f1]))) if len(x) else 0.0
+    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    ax.set_xticks(x, class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
+    ax.set_title("Per-class precision, recall and F1")
+    ax.legend(loc="lower right", ncols=3, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_image_grid(
+    images: Sequence[np.ndarray], titles: Sequence[str], path: pathlib.Path, *, title: str, columns: int = 8
+) -> pathlib.Path:
+    """A grid of grayscale images with a caption each (e.g. ``"true 7 → 1 (0.62)"``).
+
+    Args:
+      images: uint8 or float arrays [H, W] (any size; each is shown as is).
+      titles: one caption per image.
+      path: PNG to write.
+      title: figure title.
+      columns: images per row.
+    """
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.35, rows * 1.55 + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, titles, strict=False):
+        ax.imshow(image, cmap="gray", interpolation="nearest")
+        ax.set_title(caption, fontsize=7)
+    if n == 0:
+        axes[0, 0].text(0, 0.5, "none", fontsize=12)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_confidence_histogram(confidence: np.ndarray, correct: np.ndarray | None, path: pathlib.Path) -> pathlib.Path:
+    """Histogram of top-class confidence, split into right and wrong when labels exist."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    bins = np.linspace(0, 1, 41)
+    if correct is None:
+        ax.hist(confidence, bins=bins, color="#4878b0")
+    else:
+        correct = np.asarray(correct, dtype=bool)
+        ax.hist(
+            [confidence[correct], confidence[~correct]],
+            bins=bins,
+            stacked=True,
+            label=["right", "wrong"],
+            color=["#4878b0", "#d0473c"],
+        )
+        ax.legend(loc="upper left")
+    ax.set_yscale("log")
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("images (log scale)")
+    ax.set_title(f"Confidence of {confidence.size:,} predictions")
+    return _save(fig, path)
+
+
+def plot_reliability(confidence: np.ndarray, correct: np.ndarray, path: pathlib.Path, n_bins: int = 15) -> pathlib.Path:
+    """Reliability diagram: accuracy against mean confidence per bin, with the ECE in the title."""
+    bins = metrics.reliability_bins(confidence, correct, n_bins)
+    ece = metrics.expected_calibration_error(confidence, correct, n_bins)
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    centers = (bins["lower"] + bins["upper"]) / 2
+    filled = bins["count"] > 0
+    ax.bar(centers[filled], bins["accuracy"][filled], width=1 / n_bins, edgecolor="black", alpha=0.8, label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.plot(bins["confidence"][filled], bins["accuracy"][filled], "o", color="#d0473c", ms=4, label="mean confidence")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability ({n_bins} bins), ECE {ece:.4f}")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def read_history_csv(path: pathlib.Path) -> dict[str, list[float]]:
+    """Reads a Keras ``CSVLogger`` file into ``{column: values}``."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: no epochs recorded")
+    return {key: [float(row[key]) for row in rows] for key in rows[0]}
+
+
+def plot_learning_curves(history: dict[str, list[float]], path: pathlib.Path) -> pathlib.Path:
+    """Loss and accuracy per epoch, train against validation.
+
+    Args:
+      history: ``{"epoch": [...], "loss": [...], "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}``
+        (missing series are skipped).
+      path: PNG to write.
+    """
+    epochs = history.get("epoch") or list(range(len(next(iter(history.values())))))
+    epochs = [e + 1 for e in epochs]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "-s")):
+            key = prefix + metric
+            if key in history:
+                ax.plot(epochs, history[key], style, ms=3, label="validation" if prefix else "train")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if "val_accuracy" in history:
+        best = int(np.argmax(history["val_accuracy"]))
+        ax_acc.annotate(
+            f"best {history['val_accuracy'][best]:.4f}",
+            (epochs[best], history["val_accuracy"][best]),
+            textcoords="offset points",
+            xytext=(-40, -20),
+            arrowprops={"arrowstyle": "->"},
+        )
+    return _save(fig, path)
+
+
+def png_data_uri(path: pathlib.Path) -> str:
+    """The PNG at ``path`` as a ``data:`` URI, for a self-contained HTML page."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def html_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
+    """A minimal self-contained HTML page; ``sections`` are (heading, HTML body) pairs."""
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
+        "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:0 .2em}"
+    )
+    body = "".join(f"<h2>{html.escape(h)}</h2>\n{content}\n" for h, content in sections)
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>\n{body}</body></html>\n"
+    )
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """An HTML table; floats are shown with 4 decimals."""
+
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def figure_to_png_bytes(fig) -> bytes:
+    """Renders a matplotlib figure to PNG bytes (used by tests and callers that embed directly)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def load_summary(out_dir: pathlib.Path) -> dict:
+    """Reads ``summary.json`` of an output folder (empty dict when absent)."""
+    path = out_dir / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
