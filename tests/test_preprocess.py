@@ -6,11 +6,12 @@ import io
 
 import numpy as np
 import pytest
-import scoring_fixtures
 from PIL import Image
 
 from mnist_batch import preprocess as pp
 from mnist_batch.data.export import export_images
+
+import scoring_fixtures
 
 sample_data = scoring_fixtures.sample_data
 
@@ -83,7 +84,7 @@ def test_every_mode_and_format_decodes_to_the_digit(digit):
         limit = 10.0 if name == "one_bit.bmp" else 1.0
         assert error <= limit, f"{name}: mean abs difference {error:.2f}"
     lossless = ("gray.png", "sixteen_bit.png", "digit.webp", "digit.tiff", "ink_in_alpha.png", "la.png")
-    for name in lossless + ("animated.gif", "palette_transparent.png", "scan_gray.png"):
+    for name in (*lossless, "animated.gif", "palette_transparent.png", "scan_gray.png"):
         np.testing.assert_array_equal(pp.preprocess_bytes(variants[name]).pixels, digit, err_msg=name)
 
 
