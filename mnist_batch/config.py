@@ -6,6 +6,9 @@ whose message names the offending field, e.g. ``"batch_size must be > 0, got -3"
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 
 def require(condition: bool, field: str, message: str, value: object) -> None:
     """Raises ``ValueError(f"{field} {message}, got {value!r}")`` unless ``condition``."""
@@ -14,6 +17,79 @@ def require(condition: bool, field: str, message: str, value: object) -> None:
 
 
 # --- training settings (TrainConfig) -------------------------------------------------------
+
+TRAIN_STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
+"""Values of ``TrainConfig.strategy`` (see :mod:`mnist_batch.training.strategy`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; validated once, here.
+
+    Attributes:
+      dataset: data set spec, e.g. ``"sample"`` or ``"idx:/data/mnist"``.
+      model: zoo name (see :data:`mnist_batch.training.zoo.MODEL_NAMES`).
+      epochs: maximum number of epochs (early stopping may end the run sooner).
+      batch_size: examples per replica per step; the global batch is this x replicas.
+      learning_rate: overrides the model's default optimiser learning rate when set.
+      strategy: one of :data:`TRAIN_STRATEGIES`.
+      allow_cpu: let ``mirrored`` / ``one-device`` run on CPU when no GPU is present.
+      mixed_precision: use ``mixed_float16`` (GPU only; warns and falls back on CPU).
+      augment: random shifts / rotations / zooms on the training split.
+      label_smoothing: label smoothing of the cross-entropy loss, in [0, 1).
+      patience: early-stopping patience in epochs on validation accuracy; 0 disables it.
+      seed: seed of weights, shuffling and augmentation.
+      limit: use at most this many examples of each split (smoke runs); None for all.
+      cache_dir: file cache for tf.data instead of memory; None caches in memory.
+      run_dir: checkpoints, backup (resume), CSV history, plots; None trains without one.
+      export: path of the ``.keras`` file to export (with its model card); None skips export.
+      tensorboard: write TensorBoard logs to ``run_dir/tensorboard``.
+      verbose: Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch,
+        ``None`` picks 1 on a terminal and 2 otherwise.
+    """
+
+    dataset: str = "sample"
+    model: str = "cnn"
+    epochs: int = 15
+    batch_size: int = 128
+    learning_rate: float | None = None
+    strategy: str = "auto"
+    allow_cpu: bool = False
+    mixed_precision: bool = False
+    augment: bool = True
+    label_smoothing: float = 0.1
+    patience: int = 0
+    seed: int = 42
+    limit: int | None = None
+    cache_dir: str | None = None
+    run_dir: str | None = None
+    export: str | None = None
+    tensorboard: bool = False
+    verbose: int | None = None
+
+    def __post_init__(self) -> None:
+        require(bool(self.dataset), "dataset", "must not be empty", self.dataset)
+        require(bool(self.model), "model", "must not be empty", self.model)
+        require(isinstance(self.epochs, int) and self.epochs > 0, "epochs", "must be > 0", self.epochs)
+        require(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size", "must be > 0", self.batch_size)
+        if self.learning_rate is not None:
+            require(
+                math.isfinite(self.learning_rate) and self.learning_rate > 0,
+                "learning_rate",
+                "must be > 0",
+                self.learning_rate,
+            )
+        require(self.strategy in TRAIN_STRATEGIES, "strategy", f"must be one of {TRAIN_STRATEGIES}", self.strategy)
+        require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)", self.label_smoothing)
+        require(isinstance(self.patience, int) and self.patience >= 0, "patience", "must be >= 0", self.patience)
+        require(isinstance(self.seed, int) and self.seed >= 0, "seed", "must be >= 0", self.seed)
+        if self.limit is not None:
+            require(isinstance(self.limit, int) and self.limit > 0, "limit", "must be > 0", self.limit)
+        if self.export is not None:
+            require(str(self.export).endswith(".keras"), "export", "must end with .keras", self.export)
+        if self.tensorboard:
+            require(self.run_dir is not None, "tensorboard", "needs run_dir", self.tensorboard)
+        require(self.verbose in (None, 0, 1, 2), "verbose", "must be 0, 1, 2 or None", self.verbose)
 
 
 # --- scoring settings (ScoreConfig) --------------------------------------------------------

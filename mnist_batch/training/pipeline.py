@@ -1,0 +1,154 @@
+"""The tf.data input pipeline: uint8 arrays -> batches of normalised (and augmented) images.
+
+Per split::
+
+    from_tensor_slices -> cache (memory or file) -> shuffle (train only; buffer = split size,
+    seeded, reshuffled each epoch) -> batch (GLOBAL batch size) -> map (normalise, + augment
+    for train only; num_parallel_calls=AUTOTUNE) -> prefetch(AUTOTUNE)
+
+The map runs on whole batches ("vectorised mapping" in the tf.data performance guide): one
+``tf.gather`` and one projective transform per batch instead of per image, several times
+faster on CPU than an element-wise map with identical results. Normalisation gathers from
+:data:`mnist_batch.preprocess.PIXEL_LUT`, the table the scoring side uses, so training inputs
+are bit-identical to scoring inputs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mnist_batch.constants import IMAGE_SHAPE
+from mnist_batch.errors import DataError
+from mnist_batch.preprocess import PIXEL_LUT
+from mnist_batch.training.augment import DEFAULT_AUGMENT, AugmentParams, random_affine
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def global_batch_size(per_replica: int, strategy: tf.distribute.Strategy | None = None) -> int:
+    """Per-replica batch size x replicas in sync (the size of each batch the pipeline yields)."""
+    if per_replica <= 0:
+        raise ValueError(f"batch_size must be > 0, got {per_replica}")
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    return per_replica * replicas
+
+
+def check_arrays(images: np.ndarray, labels: np.ndarray, *, num_classes: int, where: str) -> None:
+    """Refuses arrays the pipeline cannot train on, with a message naming ``where``.
+
+    Args:
+      images: expected uint8 [N, 28, 28], N > 0.
+      labels: expected integers [N] in ``[0, num_classes)``.
+      num_classes: number of classes.
+      where: split name put in front of the message, e.g. ``"train"``.
+
+    Raises:
+      DataError: empty split, wrong dtype or shape, count mismatch, label out of range.
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        raise DataError(f"{where}: images have shape {images.shape}, expected (N, 28, 28)")
+    if images.dtype != np.uint8:
+        raise DataError(f"{where}: images have dtype {images.dtype}, expected uint8")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise DataError(f"{where}: {images.shape[0]} images but labels of shape {labels.shape}")
+    if images.shape[0] == 0:
+        raise DataError(f"{where}: split is empty (0 images)")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: labels have dtype {labels.dtype}, expected integers")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise DataError(f"{where}: label {int(bad[0])} out of range [0, {num_classes - 1}]")
+
+
+def normalize_tf(images: tf.Tensor) -> tf.Tensor:
+    """TF twin of :func:`mnist_batch.preprocess.normalize`.
+
+    Args:
+      images: uint8 [..., 28, 28].
+
+    Returns:
+      float32 [..., 28, 28, 1], ``PIXEL_LUT[images]`` (bit-identical to the numpy version).
+    """
+    return tf.gather(tf.constant(PIXEL_LUT), tf.cast(images, tf.int32))[..., tf.newaxis]
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    batch_size: int,
+    training: bool,
+    augment: bool = True,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    name: str = "train",
+    prefetch: bool = True,
+    cache: bool = True,
+    augment_params: AugmentParams = DEFAULT_AUGMENT,
+) -> tf.data.Dataset:
+    """Builds the input pipeline of one split.
+
+    Args:
+      images: uint8 [N, 28, 28].
+      labels: int [N] class ids in ``[0, num_classes)``.
+      num_classes: C, the width of the one-hot labels.
+      batch_size: the GLOBAL batch size (see :func:`global_batch_size`).
+      training: shuffle (and augment, if ``augment``) -- the training split only.
+      augment: random shift +-2 px, rotation +-10 deg, zoom +-10% (only with ``training``).
+      seed: seed of the shuffle order and the augmentation; each epoch reshuffles.
+      cache_dir: cache to ``cache_dir/<name>`` files instead of memory.
+      name: split name, used for the cache file and error messages.
+      prefetch: end with ``prefetch(AUTOTUNE)`` (off only for the pipeline benchmark).
+      cache: cache the decoded arrays (off only for the pipeline benchmark).
+      augment_params: ranges of the augmentation.
+
+    Returns:
+      A dataset of ``(images float32 [B, 28, 28, 1], labels float32 [B, C] one-hot)``;
+      the last batch of an epoch may be smaller than ``batch_size``.
+
+    Raises:
+      DataError: see :func:`check_arrays`.
+      ValueError: ``batch_size`` not positive.
+    """
+    check_arrays(images, labels, num_classes=num_classes, where=name)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    n = int(labels.shape[0])
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(images, np.uint8), np.asarray(labels).astype(np.int32)))
+    if cache:
+        if cache_dir:
+            os.makedirs(cache_dir, exist_ok=True)
+            ds = ds.cache(os.path.join(cache_dir, name))
+        else:
+            ds = ds.cache()
+    if training:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def to_inputs(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return normalize_tf(x), tf.one_hot(y, num_classes, dtype=tf.float32)
+
+    if training and augment:
+        # One fresh stateless seed per batch, re-drawn every epoch, derived from ``seed``.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds))
+
+        def to_augmented(batch: tuple[tf.Tensor, tf.Tensor], batch_seed: tf.Tensor):
+            x, y = to_inputs(*batch)
+            return random_affine(x, batch_seed, augment_params), y
+
+        ds = ds.map(to_augmented, num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.map(to_inputs, num_parallel_calls=AUTOTUNE)
+    if prefetch:
+        ds = ds.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    # Every worker builds the same seeded pipeline; shard by data (the arrays are in memory).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return ds.with_options(options)
