@@ -93,3 +93,90 @@ class TrainConfig:
 
 
 # --- scoring settings (ScoreConfig) --------------------------------------------------------
+
+DEFAULT_REVIEW_THRESHOLD = 0.9
+"""Predictions below this confidence are flagged ``low_confidence`` (see docs/scoring.md, calibration)."""
+
+DEFAULT_MIN_BATCH_SIZE = 128
+DEFAULT_MAX_BATCH_SIZE = 512
+"""RunInference batch bounds, chosen by measurement (docs/benchmarks.md, Scoring)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+    """Everything one scoring run needs; validated once, here.
+
+    Attributes:
+      model: path of the exported ``.keras`` model (its ``.card.json`` beside it).
+      inputs: folders, globs (``**`` recursive), image files, or ``@list.txt`` files of those.
+      output: output folder (local or any Beam filesystem).
+      labels_csv: optional ``path,label`` CSV of true labels (else the parent folder names them).
+      extensions: image file extensions (lower case, no dot); other names are skipped and counted.
+      review_threshold: predictions with a lower confidence are flagged ``low_confidence``.
+      min_batch_size, max_batch_size: RunInference batch bounds.
+      max_error_rate: the run fails (non-zero exit, outputs still written) when
+        errors / matched exceeds this; None = only fail when every file failed.
+      max_pixels: decompression-bomb guard: larger images are errors, not decoded.
+      run_id: written to every prediction row; None = a fresh one per run.
+      progress: print a progress line from local workers.
+      overwrite: replace the outputs of an earlier run in ``output`` (else refuse to mix runs).
+    """
+
+    model: str
+    inputs: tuple[str, ...]
+    output: str
+    labels_csv: str | None = None
+    extensions: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp")
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_error_rate: float | None = None
+    max_pixels: int = 40_000_000
+    run_id: str | None = None
+    progress: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model", "must not be empty", self.model)
+        require(str(self.model).endswith(".keras"), "model", "must be a .keras file", self.model)
+        require(
+            isinstance(self.inputs, tuple) and len(self.inputs) > 0, "inputs", "must name at least one", self.inputs
+        )
+        require(all(isinstance(i, str) and i for i in self.inputs), "inputs", "must be non-empty strings", self.inputs)
+        require(bool(self.output), "output", "must not be empty", self.output)
+        require(
+            isinstance(self.extensions, tuple)
+            and len(self.extensions) > 0
+            and all(e and e == e.lower() and not e.startswith(".") for e in self.extensions),
+            "extensions",
+            "must be lower-case names without a dot",
+            self.extensions,
+        )
+        require(
+            math.isfinite(self.review_threshold) and 0.0 <= self.review_threshold <= 1.0,
+            "review_threshold",
+            "must be in [0, 1]",
+            self.review_threshold,
+        )
+        require(
+            isinstance(self.min_batch_size, int) and self.min_batch_size > 0,
+            "min_batch_size",
+            "must be > 0",
+            self.min_batch_size,
+        )
+        require(
+            isinstance(self.max_batch_size, int) and self.max_batch_size >= self.min_batch_size,
+            "max_batch_size",
+            f"must be >= min_batch_size ({self.min_batch_size})",
+            self.max_batch_size,
+        )
+        if self.max_error_rate is not None:
+            require(
+                math.isfinite(self.max_error_rate) and 0.0 <= self.max_error_rate <= 1.0,
+                "max_error_rate",
+                "must be in [0, 1]",
+                self.max_error_rate,
+            )
+        require(isinstance(self.max_pixels, int) and self.max_pixels > 0, "max_pixels", "must be > 0", self.max_pixels)
+        if self.run_id is not None:
+            require(bool(self.run_id), "run_id", "must not be empty", self.run_id)

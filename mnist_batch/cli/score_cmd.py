@@ -1,18 +1,141 @@
-"""``mnist-batch score``: the Beam batch-scoring pipeline (not implemented yet)."""
+"""``mnist-batch score``: the Beam batch-scoring pipeline (folders of images -> Parquet).
+
+Exit codes: 0 scored; 2 bad argument, model or input (nothing run); 4 the run finished but
+every file failed, no image matched, or ``--max-error-rate`` was exceeded (outputs are
+still written).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from mnist_batch.cli.common import HelpFormatter, not_implemented
+from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, DEFAULT_REVIEW_THRESHOLD
+from mnist_batch.constants import IMAGE_EXTENSIONS
+from mnist_batch.errors import MnistBatchError
+
+DESCRIPTION = """\
+Score folders of digit images with Apache Beam and write Parquet outputs.
+
+Any image (scans, photos, PNG/JPEG/BMP/GIF/TIFF/WebP, any mode) is normalised the way MNIST
+was made before the model sees it. Outputs under --output: predictions/, errors/,
+confusion/, per_class/ (Parquet) and summary.json.
+
+Examples:
+  mnist-batch score --model models/cnn.keras --input out/test_images --output out/scored
+  mnist-batch score --model models/cnn.keras --input 'scans/**/*.jpg' --input more/ \\
+      --output out/scored --max-error-rate 0.05 \\
+      --direct_running_mode multi_processing --direct_num_workers 2
+
+Unknown options are passed to Beam (--runner, --project, --region, --temp_location,
+--setup_file ./setup.py, ...). Exit codes: 0 ok; 2 bad argument/model/input; 4 every
+file failed, nothing matched, or --max-error-rate exceeded (outputs still written).
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="exported .keras model (its .card.json beside it)")
+    p.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="folder, glob ('**' recursive), image file, or @LIST file; repeatable",
+    )
+    p.add_argument("--output", required=True, help="output folder (local or any Beam filesystem)")
+    p.add_argument("--labels-csv", default=None, help="CSV 'path,label' of true labels (default: parent folder name)")
+    p.add_argument(
+        "--extensions",
+        default=",".join(IMAGE_EXTENSIONS),
+        help="comma-separated image extensions (case-insensitive); other files are skipped and counted",
+    )
+    p.add_argument(
+        "--review-threshold",
+        type=float,
+        default=DEFAULT_REVIEW_THRESHOLD,
+        help="flag predictions below this confidence as low_confidence",
+    )
+    p.add_argument("--min-batch-size", type=int, default=DEFAULT_MIN_BATCH_SIZE, help="RunInference min batch")
+    p.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="RunInference max batch")
+    p.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=None,
+        help="exit 4 when errors/matched exceeds this (0-1); default: only when every file failed",
+    )
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse larger images (decompression bombs)")
+    p.add_argument("--run-id", default=None, help="run id written to every row (default: time + random)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in --output")
+
+
+class BeamArgsParser(argparse.ArgumentParser):
+    """Keeps the arguments it does not know in ``namespace.beam_args`` (they are Beam's options)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        namespace.beam_args = list(getattr(namespace, "beam_args", None) or []) + list(extras)
+        return namespace, []
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score",
-        help="score folders of images with Beam, write Parquet (not implemented yet)",
-        description="Score folders of digit images with Apache Beam and write Parquet outputs.\n\nExample:\n"
-        "  mnist-batch score --model models/cnn.keras --input out/test_images --output out/scored",
+        help="score folders of images with Beam, write Parquet",
+        description=DESCRIPTION,
         formatter_class=HelpFormatter,
     )
-    p.set_defaults(run=not_implemented("score", "issue #4"))
+    p.__class__ = BeamArgsParser  # the top-level parser would reject Beam's options otherwise
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    """argparse namespace -> ScoreConfig (a bad value becomes a MnistBatchError naming the field)."""
+    from mnist_batch.config import ScoreConfig
+
+    extensions = tuple(e.strip().lower().lstrip(".") for e in args.extensions.split(",") if e.strip())
+    try:
+        return ScoreConfig(
+            model=args.model,
+            inputs=tuple(args.input),
+            output=args.output,
+            labels_csv=args.labels_csv,
+            extensions=extensions,
+            review_threshold=args.review_threshold,
+            min_batch_size=args.min_batch_size,
+            max_batch_size=args.max_batch_size,
+            max_error_rate=args.max_error_rate,
+            max_pixels=args.max_pixels,
+            run_id=args.run_id,
+            overwrite=args.overwrite,
+        )
+    except ValueError as exc:
+        raise MnistBatchError(f"score: {exc}") from exc
+
+
+def print_summary(summary: dict) -> None:
+    counts = summary["counts"]
+    out = summary["output"]
+    print(
+        f"scored {counts['scored']:,} of {counts['matched']:,} images "
+        f"({counts['errors']:,} errors, {counts['skipped']:,} skipped, {counts['low_confidence']:,} low confidence, "
+        f"{counts['blank']:,} blank) in {summary['wall_time_s']:.1f} s on {summary['runner']}"
+    )
+    if summary.get("accuracy") is not None:
+        print(
+            f"accuracy {summary['accuracy']:.4f}, macro-F1 {summary['macro_f1']:.4f} "
+            f"on {counts['labelled']:,} labelled images"
+        )
+    print(f"outputs: {out}/predictions/ {out}/errors/ {out}/confusion/ {out}/per_class/ {out}/summary.json")
+    if summary.get("failure"):
+        print(f"mnist-batch score: failed: {summary['failure']} (exit {summary['exit_code']})", file=sys.stderr)
+
+
+def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+    config = config_from_args(args)
+    from mnist_batch.scoring.pipeline import run_scoring
+
+    summary = run_scoring(config, beam_args if beam_args is not None else getattr(args, "beam_args", []))
+    print_summary(summary)
+    return int(summary["exit_code"])

@@ -1,0 +1,313 @@
+"""Wires the scoring pipeline (``build_pipeline``) and runs it (``run_scoring``).
+
+Graph (every step named; composites are PTransforms)::
+
+    MatchImageFiles: CreatePatterns -> MatchAll -> ClassifyMatches -> [DropDuplicatePaths] -> ReadMatches -> Reshuffle
+    DecodeImages: read + decode + preprocess per element -> (ImageKey, uint8 28x28) | errors
+    RunInference: KeyedModelHandler(KerasModelHandler) with exception handling -> failed batches to errors
+    FormatPredictions -> predictions rows
+    ComputeStats: PredictionStats, CountMatched, CountErrorsByStage, CountSkippedByReason (combiners)
+      -> AssembleStats -> confusion rows, per_class rows, stats
+    write_outputs: WritePredictions, WriteErrors, WriteConfusion, WritePerClass, WriteStats
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import time
+import uuid
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from mnist_batch.config import ScoreConfig
+from mnist_batch.constants import COL_STAGE
+from mnist_batch.model_card import ModelCard
+from mnist_batch.scoring import stats as stats_lib
+from mnist_batch.scoring.dofns import (
+    ERRORS_TAG,
+    DecodeImageFn,
+    FormatPredictionFn,
+    InferenceErrorsFn,
+    read_labels_csv,
+)
+from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.scoring.model_handler import KerasModelHandler, check_model
+from mnist_batch.scoring.read import MatchImageFiles, check_patterns_match, expand_inputs
+from mnist_batch.scoring.sinks import TABLES, WriteTable
+
+STATS_FILE = "_stats.json"
+SUMMARY_FILE = "summary.json"
+LOCAL_RUNNERS = ("DirectRunner", "direct", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner")
+
+EXIT_OK = 0
+EXIT_TOO_MANY_ERRORS = 4
+"""Exit code when every matched file failed, no image matched, or ``--max-error-rate`` was exceeded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringOutputs:
+    """The named PCollections ``build_pipeline`` returns (nothing written or run yet)."""
+
+    predictions: beam.PCollection
+    errors: beam.PCollection
+    skipped: beam.PCollection
+    confusion: beam.PCollection
+    per_class: beam.PCollection
+    stats: beam.PCollection
+    card: ModelCard
+    run_id: str
+
+
+class DecodeImages(beam.PTransform):
+    """ReadableFile -> ``{"images": (ImageKey, uint8 [28, 28]), "errors": error rows}``."""
+
+    def __init__(self, fn: DecodeImageFn) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def expand(self, files):
+        out = files | "ReadDecodePreprocess" >> beam.ParDo(self._fn).with_outputs(ERRORS_TAG, main="images")
+        return {"images": out.images, "errors": out[ERRORS_TAG]}
+
+
+class ScoreImages(beam.PTransform):
+    """``(ImageKey, uint8 [28, 28])`` -> ``{"predictions": rows, "errors": inference error rows}``."""
+
+    def __init__(self, handler: KerasModelHandler, format_fn: FormatPredictionFn, run_id: str) -> None:
+        super().__init__()
+        self._handler = handler
+        self._format_fn = format_fn
+        self._run_id = run_id
+
+    def expand(self, images):
+        results, dlq = (
+            images | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
+        )
+        predictions = results | "FormatPredictions" >> beam.ParDo(self._format_fn)
+        errors = dlq.failed_inferences | "InferenceFailuresToErrors" >> beam.ParDo(InferenceErrorsFn(self._run_id))
+        return {"predictions": predictions, "errors": errors}
+
+
+class ComputeStats(beam.PTransform):
+    """Predictions, errors, matched files and skipped files -> confusion rows, per-class rows, stats.
+
+    All counts come from combiners; ``AssembleStats`` only sees the four combined results.
+    """
+
+    def __init__(self, class_names: tuple[str, ...]) -> None:
+        super().__init__()
+        self._class_names = class_names
+
+    def expand(self, pcolls):
+        names = self._class_names
+        prediction_stats = pcolls["predictions"] | "PredictionStats" >> beam.CombineGlobally(
+            stats_lib.PredictionStatsFn(len(names))
+        )
+        matched = pcolls["images"] | "CountMatched" >> beam.combiners.Count.Globally()
+        by_stage = pcolls["errors"] | "CountErrorsByStage" >> beam.CombineGlobally(
+            stats_lib.CountByFn(lambda row: row[COL_STAGE])
+        )
+        by_reason = pcolls["skipped"] | "CountSkippedByReason" >> beam.CombineGlobally(
+            stats_lib.CountByFn(lambda skipped: skipped[1])
+        )
+        stats = (
+            pcolls["images"].pipeline
+            | "StatsSeed" >> beam.Create([None])
+            | "AssembleStats"
+            >> beam.Map(
+                lambda _, ps, m, e, s: stats_lib.summarize(ps, m, e, s),
+                beam.pvalue.AsSingleton(prediction_stats),
+                beam.pvalue.AsSingleton(matched),
+                beam.pvalue.AsSingleton(by_stage),
+                beam.pvalue.AsSingleton(by_reason),
+            )
+        )
+        confusion = prediction_stats | "ConfusionRows" >> beam.FlatMap(
+            lambda ps: stats_lib.confusion_rows(ps["confusion"], names)
+        )
+        per_class = prediction_stats | "PerClassRows" >> beam.FlatMap(
+            lambda ps: stats_lib.per_class_rows(ps["confusion"], names)
+        )
+        return {"confusion": confusion, "per_class": per_class, "stats": stats}
+
+
+def new_run_id() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+
+
+def build_pipeline(
+    p: beam.Pipeline,
+    config: ScoreConfig,
+    *,
+    card: ModelCard | None = None,
+    check_inputs: bool = True,
+) -> ScoringOutputs:
+    """Adds the scoring graph to ``p`` and returns its named outputs; does not run or write.
+
+    Before any step is added, the model is checked against its card (:func:`check_model`),
+    the labels CSV is parsed, and every input pattern must match at least one file.
+
+    Args:
+      p: the pipeline (``TestPipeline`` in tests).
+      config: the run's settings.
+      card: skip loading the model here when the caller already checked it.
+      check_inputs: list the first match of each pattern up front (fail fast).
+    """
+    card = card or check_model(config.model)
+    if config.labels_csv:
+        read_labels_csv(config.labels_csv, card.class_names)  # fail now, not on a worker
+    patterns = expand_inputs(config.inputs)
+    if check_inputs:
+        check_patterns_match(patterns)
+    run_id = config.run_id or new_run_id()
+    files = p | "MatchImageFiles" >> MatchImageFiles(patterns, config.extensions)
+    decoded = files["images"] | "DecodeImages" >> DecodeImages(
+        DecodeImageFn(card.class_names, run_id, labels_csv=config.labels_csv, max_pixels=config.max_pixels)
+    )
+    handler = KerasModelHandler(
+        config.model, min_batch_size=config.min_batch_size, max_batch_size=config.max_batch_size
+    )
+    format_fn = FormatPredictionFn(
+        card.class_names, card.model_id, run_id, config.review_threshold, progress=config.progress
+    )
+    scored = decoded["images"] | "ScoreImages" >> ScoreImages(handler, format_fn, run_id)
+    errors = (decoded["errors"], scored["errors"]) | "MergeErrors" >> beam.Flatten()
+    stats = {
+        "predictions": scored["predictions"],
+        "images": files["images"],
+        "errors": errors,
+        "skipped": files["skipped"],
+    } | "ComputeStats" >> ComputeStats(card.class_names)
+    return ScoringOutputs(
+        predictions=scored["predictions"],
+        errors=errors,
+        skipped=files["skipped"],
+        confusion=stats["confusion"],
+        per_class=stats["per_class"],
+        stats=stats["stats"],
+        card=card,
+        run_id=run_id,
+    )
+
+
+def write_outputs(outputs: ScoringOutputs, output: str) -> None:
+    """Adds the writes of the four Parquet tables and ``_stats.json`` under ``output``."""
+    outputs.predictions | "WritePredictions" >> WriteTable(output, "predictions")
+    outputs.errors | "WriteErrors" >> WriteTable(output, "errors", num_shards=1)
+    outputs.confusion | "WriteConfusion" >> WriteTable(output, "confusion", num_shards=1)
+    outputs.per_class | "WritePerClass" >> WriteTable(output, "per_class", num_shards=1)
+    (
+        outputs.stats
+        | "StatsToJson" >> beam.Map(json.dumps, sort_keys=True)
+        | "WriteStats"
+        >> beam.io.WriteToText(
+            FileSystems.join(output, STATS_FILE.removesuffix(".json")),
+            file_name_suffix=".json",
+            shard_name_template="",
+            num_shards=1,
+        )
+    )
+
+
+def metric_counters(result) -> dict[str, int]:
+    """``{name: value}`` of the run's Beam counters (committed where the runner has them)."""
+    counters: dict[str, int] = {}
+    try:
+        query = result.metrics().query()
+    except Exception:  # noqa: BLE001 -- some runners have no metrics API; the summary then has none
+        return counters
+    for item in query.get("counters", []):
+        value = item.committed if item.committed is not None else item.attempted
+        name = item.key.metric.name
+        if item.key.metric.namespace in ("mnist_batch",) or name.startswith(("num_", "failed_batches")):
+            counters[name] = counters.get(name, 0) + int(value or 0)
+    return dict(sorted(counters.items()))
+
+
+def read_text(uri: str) -> str:
+    with FileSystems.open(uri) as f:
+        return f.read().decode("utf-8")
+
+
+def write_text(uri: str, text: str) -> None:
+    with FileSystems.create(uri) as f:
+        f.write(text.encode("utf-8"))
+
+
+def exit_code_for(summary: dict[str, Any], max_error_rate: float | None) -> tuple[int, str | None]:
+    """(exit code, reason) from a summary: non-zero when nothing scored or too many errors."""
+    counts = summary["counts"]
+    matched, errors = counts["matched"], counts["errors"]
+    if matched == 0:
+        return EXIT_TOO_MANY_ERRORS, "no image files matched"
+    if counts["scored"] == 0:
+        return EXIT_TOO_MANY_ERRORS, f"every one of the {matched:,} matched files failed"
+    if max_error_rate is not None and errors / matched > max_error_rate:
+        return EXIT_TOO_MANY_ERRORS, f"error rate {errors / matched:.2%} is over --max-error-rate {max_error_rate:.2%}"
+    return EXIT_OK, None
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Refuses to mix runs: earlier outputs in ``output`` are an error, or deleted with ``overwrite``."""
+    earlier = [
+        FileSystems.join(output, name)
+        for name in (*TABLES, SUMMARY_FILE, STATS_FILE)
+        if FileSystems.exists(FileSystems.join(output, name))
+    ]
+    if not earlier:
+        return
+    if not overwrite:
+        raise ScoringError(f"--output {output}: holds an earlier run's outputs (pass --overwrite to replace them)")
+    FileSystems.delete(earlier)
+
+
+def run_scoring(config: ScoreConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
+    """Builds and runs the pipeline, waits, writes ``OUT/summary.json``; returns the summary.
+
+    The summary's ``exit_code`` is what the command line returns.
+    """
+    options = PipelineOptions(beam_args or [])
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    if config.progress is False and runner in LOCAL_RUNNERS:
+        config = dataclasses.replace(config, progress=True)
+    start = time.monotonic()
+    p = beam.Pipeline(options=options)
+    outputs = build_pipeline(p, config)  # model, labels and inputs checked; nothing written yet
+    prepare_output(config.output, config.overwrite)
+    write_outputs(outputs, config.output)
+    result = p.run()
+    result.wait_until_finish()
+    wall = time.monotonic() - start
+    stats_uri = FileSystems.join(config.output, STATS_FILE)
+    summary = json.loads(read_text(stats_uri))
+    FileSystems.delete([stats_uri])
+    counts = summary["counts"]
+    summary.update(
+        {
+            "model": config.model,
+            "model_id": outputs.card.model_id,
+            "model_name": outputs.card.model_name,
+            "class_names": list(outputs.card.class_names),
+            "run_id": outputs.run_id,
+            "runner": runner,
+            "inputs": list(config.inputs),
+            "output": config.output,
+            "review_threshold": config.review_threshold,
+            "max_error_rate": config.max_error_rate,
+            "wall_time_s": round(wall, 3),
+            "images_per_s": round(counts["matched"] / wall, 1) if wall > 0 else None,
+            "metrics": metric_counters(result),
+            "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+    )
+    code, reason = exit_code_for(summary, config.max_error_rate)
+    summary["exit_code"] = code
+    summary["failure"] = reason
+    write_text(FileSystems.join(config.output, SUMMARY_FILE), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary

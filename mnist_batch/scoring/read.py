@@ -1,0 +1,120 @@
+"""From ``--input`` values to a reshuffled PCollection of readable image files.
+
+``--input`` takes, on any Beam filesystem:
+
+* a folder -- every file under it, recursively (``DIR/**``);
+* a glob -- ``*`` stays inside one folder, ``**`` crosses folders;
+* one file;
+* ``@LIST`` -- a text file with one folder / glob / file per line (``#`` comments).
+
+Every pattern must match at least one file (checked before the pipeline runs, and again by
+``MatchAll`` with ``EmptyMatchTreatment.DISALLOW``); an empty match is an error naming it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+
+from mnist_batch.scoring.dofns import SKIPPED_TAG, ClassifyMatchFn
+from mnist_batch.scoring.errors import ScoringError
+
+GLOB_CHARS = "*?["
+
+
+def _is_remote(spec: str) -> bool:
+    return "://" in spec
+
+
+def expand_input(spec: str) -> list[str]:
+    """One ``--input`` value -> Beam match patterns (local paths made absolute)."""
+    if spec.startswith("@"):
+        uri = spec[1:]
+        try:
+            with FileSystems.open(uri) as f:
+                lines = io.TextIOWrapper(f, encoding="utf-8").read().splitlines()
+        except Exception as exc:
+            raise ScoringError(f"--input {spec}: cannot read the list ({type(exc).__name__}: {exc})") from exc
+        patterns: list[str] = []
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                if line.startswith("@"):
+                    raise ScoringError(f"--input {spec}: lists cannot include other lists ({line})")
+                patterns.extend(expand_input(line))
+        if not patterns:
+            raise ScoringError(f"--input {spec}: the list names no inputs")
+        return patterns
+    if _is_remote(spec):
+        return [spec + "**"] if spec.endswith("/") else [spec]
+    path = os.path.abspath(os.path.expanduser(spec))
+    if os.path.isdir(path):
+        return [os.path.join(path, "**")]
+    return [path]
+
+
+def expand_inputs(specs: Sequence[str]) -> list[str]:
+    """All ``--input`` values -> de-duplicated match patterns, in order."""
+    patterns: list[str] = []
+    for spec in specs:
+        for pattern in expand_input(spec):
+            if pattern not in patterns:
+                patterns.append(pattern)
+    return patterns
+
+
+def check_patterns_match(patterns: Sequence[str]) -> None:
+    """Fails fast, before the pipeline starts, on a pattern that matches nothing.
+
+    Only the first match of each pattern is listed, so this is cheap on large buckets.
+
+    Raises:
+      ScoringError: naming the pattern.
+    """
+    for pattern in patterns:
+        try:
+            result = FileSystems.match([pattern], limits=[1])[0]
+        except BeamIOError as exc:
+            raise ScoringError(f"--input: cannot list {pattern} ({exc})") from exc
+        if not result.metadata_list:
+            raise ScoringError(f"--input: {pattern} matches no files")
+
+
+class MatchImageFiles(beam.PTransform):
+    """Patterns -> ``{"images": ReadableFile, "skipped": (path, reason)}``.
+
+    ``MatchAll`` (empty match disallowed) -> ``ClassifyMatches`` (extension filter; directories
+    and other names go to ``skipped``) -> ``DropDuplicatePaths`` when several patterns may
+    overlap -> ``ReadMatches`` -> ``Reshuffle`` (spreads reading and scoring over workers).
+    """
+
+    def __init__(self, patterns: Sequence[str], extensions: Sequence[str]) -> None:
+        super().__init__()
+        self._patterns = list(patterns)
+        self._extensions = tuple(extensions)
+
+    def expand(self, pbegin):
+        matched = (
+            pbegin
+            | "CreatePatterns" >> beam.Create(self._patterns)
+            | "MatchAll" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
+        )
+        classified = matched | "ClassifyMatches" >> beam.ParDo(ClassifyMatchFn(self._extensions)).with_outputs(
+            SKIPPED_TAG, main="images"
+        )
+        images = classified.images
+        if len(self._patterns) > 1:
+            images = (
+                images
+                | "KeyByPath" >> beam.Map(lambda m: (m.path, m))
+                | "DropDuplicatePaths" >> beam.CombinePerKey(lambda ms: next(iter(ms)))
+                | "DropPathKeys" >> beam.Values()
+            )
+        readable = images | "ReadMatches" >> fileio.ReadMatches() | "Reshuffle" >> beam.Reshuffle()
+        return {"images": readable, "skipped": classified[SKIPPED_TAG]}

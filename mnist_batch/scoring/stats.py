@@ -1,0 +1,140 @@
+"""Statistics computed with Beam combiners (distributed; no step collects all rows in one process).
+
+* :class:`PredictionStatsFn` -- one pass over the prediction rows: counts and the confusion
+  matrix (labelled rows only), merged across workers as numpy accumulators.
+* :class:`CountByFn` -- counts per key (errors by stage, skipped files by reason).
+* :func:`confusion_rows` / :func:`per_class_rows` -- the tables derived from the matrix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+
+from mnist_batch import metrics
+from mnist_batch.constants import COL_BLANK, COL_LOW_CONFIDENCE, COL_PREDICTED_LABEL, COL_TRUE_LABEL
+from mnist_batch.scoring.sinks import COL_PREDICTED_CLASS, COL_TRUE_CLASS
+
+
+class PredictionStatsFn(beam.CombineFn):
+    """Prediction rows -> ``{"scored", "low_confidence", "blank", "labelled", "confusion": int64 [C, C]}``."""
+
+    def __init__(self, num_classes: int) -> None:
+        self._num_classes = num_classes
+
+    def create_accumulator(self) -> list[Any]:
+        return [0, 0, 0, np.zeros((self._num_classes, self._num_classes), dtype=np.int64)]
+
+    def add_input(self, acc: list[Any], row: dict[str, Any]) -> list[Any]:
+        acc[0] += 1
+        acc[1] += bool(row[COL_LOW_CONFIDENCE])
+        acc[2] += bool(row[COL_BLANK])
+        true_label = row[COL_TRUE_LABEL]
+        if true_label is not None:
+            acc[3][true_label, row[COL_PREDICTED_LABEL]] += 1
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterable[list[Any]]) -> list[Any]:
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            merged[0] += acc[0]
+            merged[1] += acc[1]
+            merged[2] += acc[2]
+            merged[3] += acc[3]
+        return merged
+
+    def extract_output(self, acc: list[Any]) -> dict[str, Any]:
+        return {
+            "scored": int(acc[0]),
+            "low_confidence": int(acc[1]),
+            "blank": int(acc[2]),
+            "labelled": int(acc[3].sum()),
+            "confusion": acc[3],
+        }
+
+
+class CountByFn(beam.CombineFn):
+    """Elements -> ``{key_fn(element): count}``."""
+
+    def __init__(self, key_fn: Callable[[Any], str]) -> None:
+        self._key_fn = key_fn
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, acc: Counter, element: Any) -> Counter:
+        acc[self._key_fn(element)] += 1
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
+        merged = Counter()
+        for acc in accumulators:
+            merged.update(acc)
+        return merged
+
+    def extract_output(self, acc: Counter) -> dict[str, int]:
+        return dict(sorted(acc.items()))
+
+
+def confusion_rows(cm: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Every (true, predicted) cell of ``cm``, zeros included, as CONFUSION_SCHEMA rows."""
+    n = len(class_names)
+    return [
+        {
+            COL_TRUE_LABEL: t,
+            COL_PREDICTED_LABEL: p,
+            COL_TRUE_CLASS: class_names[t],
+            COL_PREDICTED_CLASS: class_names[p],
+            "count": int(cm[t, p]),
+        }
+        for t in range(n)
+        for p in range(n)
+    ]
+
+
+def per_class_rows(cm: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Support, precision, recall, F1 per class as PER_CLASS_SCHEMA rows."""
+    stats = metrics.per_class(cm)
+    return [
+        {
+            "label": i,
+            "class_name": name,
+            "support": int(stats["support"][i]),
+            "precision": float(stats["precision"][i]),
+            "recall": float(stats["recall"][i]),
+            "f1": float(stats["f1"][i]),
+        }
+        for i, name in enumerate(class_names)
+    ]
+
+
+def summarize(
+    prediction_stats: dict[str, Any],
+    matched: int,
+    errors_by_stage: dict[str, int],
+    skipped_by_reason: dict[str, int],
+) -> dict[str, Any]:
+    """The run's counts and metrics as one JSON-ready dict (the core of ``summary.json``)."""
+    cm = np.asarray(prediction_stats["confusion"])
+    labelled = int(cm.sum())
+    errors = int(sum(errors_by_stage.values()))
+    return {
+        "counts": {
+            "matched": int(matched),
+            "scored": int(prediction_stats["scored"]),
+            "errors": errors,
+            "skipped": int(sum(skipped_by_reason.values())),
+            "low_confidence": int(prediction_stats["low_confidence"]),
+            "blank": int(prediction_stats["blank"]),
+            "labelled": labelled,
+        },
+        "errors_by_stage": dict(errors_by_stage),
+        "skipped_by_reason": dict(skipped_by_reason),
+        "accuracy": metrics.accuracy(cm) if labelled else None,
+        "macro_f1": metrics.macro_f1(cm) if labelled else None,
+        "confusion_matrix": cm.astype(int).tolist(),
+    }

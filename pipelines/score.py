@@ -1,0 +1,59 @@
+"""Entry point for ``python -m``/Dataflow-style launches of the scoring pipeline.
+
+Same options as ``mnist-batch score``; everything it does not know goes to Beam.
+
+Local (DirectRunner, one process)::
+
+    python pipelines/score.py --model models/cnn.keras --input out/demo/test_images --output out/scored
+
+Local, two worker processes::
+
+    python pipelines/score.py --model models/cnn.keras --input out/demo/test_images --output out/scored \\
+        --direct_running_mode multi_processing --direct_num_workers 2
+
+Portable runner (the path Flink, Spark and Dataflow use), with Beam's local job service::
+
+    python -m apache_beam.runners.portability.local_job_service_main --port 8099 &
+    python pipelines/score.py --model models/cnn.keras --input out/demo/test_images --output out/scored \\
+        --runner PortableRunner --job_endpoint localhost:8099 --environment_type LOOPBACK
+
+Dataflow (``pip install -e '.[gcp]'``; model, inputs and output on GCS; ``--setup_file`` ships
+this package to the workers)::
+
+    python pipelines/score.py --model gs://BUCKET/models/cnn.keras --input gs://BUCKET/scans/ \\
+        --output gs://BUCKET/scored/run1 --runner DataflowRunner --project PROJECT --region europe-west1 \\
+        --temp_location gs://BUCKET/tmp --setup_file ./setup.py
+
+Exit codes as ``mnist-batch score``: 0 ok, 2 bad argument/model/input, 4 every file failed,
+nothing matched, or ``--max-error-rate`` exceeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mnist_batch.cli.score_cmd import DESCRIPTION, add_arguments, config_from_args, print_summary
+from mnist_batch.errors import MnistBatchError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pipelines/score.py", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    try:
+        config = config_from_args(args)
+        from mnist_batch.scoring.pipeline import run_scoring
+
+        summary = run_scoring(config, beam_args)
+    except MnistBatchError as exc:
+        print(f"score: error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return int(summary["exit_code"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
