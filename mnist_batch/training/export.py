@@ -1,0 +1,178 @@
+"""Export: the ``.keras`` file, its test metrics and the model card beside it.
+
+The exported file is an uncompiled, inference-only copy of the trained model (no optimiser
+state, no loss), so it is small and loads with ``keras.models.load_model(path,
+safe_mode=True)`` without this package. Test metrics are computed on the held-out test split
+with the file as written (reloaded with ``safe_mode=True``), inputs normalised by
+:func:`mnist_batch.preprocess.normalize` exactly as the scoring side does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+import keras
+import numpy as np
+
+from mnist_batch import metrics
+from mnist_batch.constants import MODEL_INPUT_SHAPE, PREPROCESS_VERSION
+from mnist_batch.data.base import Split
+from mnist_batch.errors import MnistBatchError
+from mnist_batch.model_card import ModelCard, card_path, file_sha256, write_card
+from mnist_batch.preprocess import normalize
+
+
+class ExportError(MnistBatchError):
+    """The export path cannot be written."""
+
+
+def check_export_path(path: str | os.PathLike) -> pathlib.Path:
+    """Checks, before training, that ``path`` (``*.keras``) and its card can be written.
+
+    Creates the parent directory if needed.
+
+    Raises:
+      ExportError: wrong suffix, parent not creatable, or not writable.
+    """
+    path = pathlib.Path(path)
+    if path.suffix != ".keras":
+        raise ExportError(f"export path {path} must end with .keras")
+    if path.is_dir():
+        raise ExportError(f"export path {path} is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".export-test-"):
+            pass
+    except OSError as exc:
+        raise ExportError(f"export path {path} is not writable ({exc.strerror or exc})") from exc
+    return path
+
+
+def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities of uint8 images.
+
+    Args:
+      model: maps float32 [B, 28, 28, 1] -> [B, C].
+      images: uint8 [N, 28, 28].
+
+    Returns:
+      float32 [N, C].
+    """
+    out = [
+        np.asarray(model(normalize(images[i : i + batch_size]), training=False), dtype=np.float32)
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def evaluate_split(model: keras.Model, split: Split, num_classes: int) -> dict[str, float]:
+    """Accuracy, cross-entropy loss and macro-F1 of ``model`` on ``split``.
+
+    Returns:
+      ``{"accuracy", "loss", "macro_f1", "examples"}`` computed with :mod:`mnist_batch.metrics`.
+    """
+    probs = predict_proba(model, split.images)
+    labels = split.labels.astype(np.int64)
+    cm = metrics.confusion_matrix(labels, probs.argmax(axis=1), num_classes)
+    picked = probs[np.arange(len(labels)), labels]
+    loss = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0)))) if len(labels) else float("nan")
+    return {
+        "accuracy": metrics.accuracy(cm),
+        "loss": loss,
+        "macro_f1": metrics.macro_f1(cm),
+        "examples": len(labels),
+    }
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """An uncompiled copy of ``model`` with its current weights (``clone_model`` would keep the compile state)."""
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> pathlib.Path:
+    """Writes the inference copy of ``model`` to ``path`` atomically (temp file + rename)."""
+    path = check_export_path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".keras")
+    os.close(fd)
+    try:
+        inference_copy(model).save(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path} ({exc.strerror or exc})") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def export_model(
+    model: keras.Model,
+    path: str | os.PathLike,
+    *,
+    model_name: str,
+    dataset: str,
+    class_names: tuple[str, ...],
+    split_sizes: dict[str, int],
+    test_split: Split | None,
+    epochs: int,
+    strategy: str,
+    replicas: int,
+    wall_time_s: float,
+    extra: dict[str, Any] | None = None,
+) -> tuple[pathlib.Path, ModelCard]:
+    """Saves ``model`` to ``path`` and writes its model card beside it.
+
+    Args:
+      model: the trained model.
+      path: ``*.keras`` destination.
+      model_name: zoo name.
+      dataset: data set spec trained on.
+      class_names: label i is ``class_names[i]``.
+      split_sizes: examples per split used.
+      test_split: held-out test split for the card's test metrics (None: no metrics).
+      epochs: epochs run; strategy / replicas: how it was trained; wall_time_s: training time.
+      extra: more to keep in the card's ``extra`` (hyper-parameters, seed, ...).
+
+    Returns:
+      ``(model path, card)``.
+
+    Raises:
+      ExportError: the path cannot be written.
+    """
+    import tensorflow as tf
+
+    path = save_model(model, path)
+    saved = keras.models.load_model(path, safe_mode=True, compile=False)
+    test_metrics = evaluate_split(saved, test_split, len(class_names)) if test_split is not None else {}
+    card = ModelCard(
+        model_name=model_name,
+        model_id=file_sha256(path),
+        class_names=tuple(class_names),
+        input_shape=tuple(MODEL_INPUT_SHAPE),
+        preprocess_version=PREPROCESS_VERSION,
+        dataset=dataset,
+        split_sizes=dict(split_sizes),
+        epochs=int(epochs),
+        strategy=strategy,
+        replicas=int(replicas),
+        tf_version=tf.__version__,
+        keras_version=keras.__version__,
+        wall_time_s=round(float(wall_time_s), 3),
+        test_metrics=test_metrics,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        extra=dict(extra or {}),
+    )
+    try:
+        write_card(card, path)
+    except OSError as exc:
+        raise ExportError(f"cannot write {card_path(path)} ({exc.strerror or exc})") from exc
+    return path, card

@@ -1,0 +1,124 @@
+"""The custom training loop used under ``MultiWorkerMirroredStrategy``.
+
+Keras 3's ``model.fit`` fails under MultiWorkerMirroredStrategy ("Attempt to convert a value
+(PerReplica...)", keras-team/keras#20585). This loop trains the same compiled model with
+``strategy.experimental_distribute_dataset`` and a ``tf.function`` step that calls
+``strategy.run`` on a ``tf.GradientTape`` update, averaging the per-example loss over the
+global batch with ``tf.nn.compute_average_loss``. It drives the SAME Keras callbacks as
+``fit`` (BackupAndRestore, ModelCheckpoint, EarlyStopping, CSVLogger, progress bar), so
+resume, checkpoints and history behave the same on both paths.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def _reduce_sum(strategy: tf.distribute.Strategy, values):
+    return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in values]
+
+
+def fit_distributed(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int,
+    label_smoothing: float = 0.0,
+) -> keras.callbacks.History:
+    """Trains ``model`` (built and compiled inside ``strategy.scope()``) for ``epochs`` epochs.
+
+    Args:
+      model: a compiled Keras model; its ``optimizer`` is used.
+      strategy: the distribution strategy the model was built under.
+      train_ds: yields ``(float32 [GB, 28, 28, 1], float32 [GB, C])`` global batches.
+      val_ds: the validation pipeline, same element spec, or None.
+      epochs: total epochs (a resumed run starts at the epoch BackupAndRestore restored).
+      steps_per_epoch: batches per epoch (for the progress bar).
+      callbacks: Keras callbacks, called exactly as ``fit`` calls them.
+      verbose: Keras progress bar when 1.
+      label_smoothing: of the categorical cross-entropy.
+
+    Returns:
+      The ``History`` callback (``history.history`` maps metric -> per-epoch values).
+    """
+    loss_obj = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction=None)
+    optimizer = model.optimizer
+    scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def per_example_loss(y, probs):
+        return tf.cast(loss_obj(y, tf.cast(probs, tf.float32)), tf.float32)
+
+    def correct(y, probs):
+        hits = tf.equal(tf.argmax(probs, axis=-1), tf.argmax(y, axis=-1))
+        return tf.reduce_sum(tf.cast(hits, tf.float32))
+
+    def train_step_fn(x, y):
+        with tf.GradientTape() as tape:
+            probs = model(x, training=True)
+            losses = per_example_loss(y, probs)
+            loss = tf.nn.compute_average_loss(losses)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = optimizer.scale_loss(loss) if scale_loss else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return tf.reduce_sum(losses), correct(y, probs), tf.cast(tf.shape(y)[0], tf.float32)
+
+    def eval_step_fn(x, y):
+        probs = model(x, training=False)
+        return tf.reduce_sum(per_example_loss(y, probs)), correct(y, probs), tf.cast(tf.shape(y)[0], tf.float32)
+
+    @tf.function
+    def train_step(batch):
+        return _reduce_sum(strategy, strategy.run(train_step_fn, args=batch))
+
+    @tf.function
+    def eval_step(batch):
+        return _reduce_sum(strategy, strategy.run(eval_step_fn, args=batch))
+
+    dist_train = strategy.experimental_distribute_dataset(train_ds)
+    dist_val = strategy.experimental_distribute_dataset(val_ds) if val_ds is not None else None
+
+    callback_list = keras.callbacks.CallbackList(
+        callbacks,
+        add_history=True,
+        add_progbar=verbose == 1,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+        model=model,
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    initial_epoch = int(getattr(model, "_initial_epoch", None) or 0)
+    epoch_logs: dict[str, float] = {}
+    for epoch in range(initial_epoch, epochs):
+        callback_list.on_epoch_begin(epoch)
+        loss_sum = hits = seen = 0.0
+        for step, batch in enumerate(dist_train):
+            callback_list.on_train_batch_begin(step)
+            batch_loss, batch_hits, batch_n = (float(v) for v in train_step(batch))
+            loss_sum, hits, seen = loss_sum + batch_loss, hits + batch_hits, seen + batch_n
+            logs = {"loss": loss_sum / seen, "accuracy": hits / seen}
+            callback_list.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+        epoch_logs = {"accuracy": hits / max(seen, 1.0), "loss": loss_sum / max(seen, 1.0)}
+        if dist_val is not None:
+            v_loss = v_hits = v_seen = 0.0
+            for batch in dist_val:
+                batch_loss, batch_hits, batch_n = (float(v) for v in eval_step(batch))
+                v_loss, v_hits, v_seen = v_loss + batch_loss, v_hits + batch_hits, v_seen + batch_n
+            epoch_logs["val_accuracy"] = v_hits / max(v_seen, 1.0)
+            epoch_logs["val_loss"] = v_loss / max(v_seen, 1.0)
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs=epoch_logs)
+    return model.history

@@ -1,0 +1,164 @@
+"""train(): injected data and strategy, run dir, export + model card, NaN loss, unwritable export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from mnist_batch import metrics  # noqa: E402
+from mnist_batch.config import TrainConfig  # noqa: E402
+from mnist_batch.constants import PREPROCESS_VERSION  # noqa: E402
+from mnist_batch.data.base import Dataset, Split  # noqa: E402
+from mnist_batch.errors import DataError, MnistBatchError  # noqa: E402
+from mnist_batch.model_card import file_sha256, read_card  # noqa: E402
+from mnist_batch.preprocess import normalize  # noqa: E402
+from mnist_batch.training.callbacks import TrainingError, read_history  # noqa: E402
+from mnist_batch.training.export import ExportError  # noqa: E402
+from mnist_batch.training.train import prepare_splits, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small(sample):
+    """A small, class-balanced slice of the real sample (fast but learnable)."""
+
+    def take(split, n):
+        index = np.linspace(0, len(split) - 1, n).round().astype(int)
+        return Split(split.images[index], split.labels[index])
+
+    splits = {"train": take(sample.splits["train"], 600), "validation": take(sample.splits["validation"], 200)}
+    splits["test"] = take(sample.splits["test"], 300)
+    return Dataset(name="sample-slice", splits=splits, class_names=sample.class_names)
+
+
+def config(tmp_path, **kw):
+    base = {"model": "mlp-512", "epochs": 2, "batch_size": 64, "verbose": 0, "seed": 1}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
+    export = tmp_path / "models" / "mlp.keras"
+    result = train(config(tmp_path, run_dir=str(tmp_path / "run"), export=str(export)), datasets=small)
+    assert result.epochs_run == 2 and result.initial_epoch == 0 and result.is_chief
+    assert result.strategy == "DefaultStrategy" and result.replicas == 1
+    assert set(result.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert result.history["val_accuracy"][-1] > 0.5  # it learned something on real digits
+
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "best.keras").is_file()
+    assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_history(run / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"epoch_time_s", "learning_rate", "val_accuracy"} <= set(rows[0])
+    assert not (run / "backup").exists(), "a completed run removes its backup"
+    best = keras.models.load_model(run / "checkpoints" / "best.keras", safe_mode=True)
+    assert best.output_shape == (None, 10)
+
+    card = read_card(export)  # verifies model_id == sha256 of the file
+    assert card.model_id == file_sha256(export)
+    assert card.model_name == "mlp-512" and card.dataset == "sample-slice"
+    assert card.split_sizes == {"train": 600, "validation": 200, "test": 300}
+    assert card.class_names == small.class_names and card.input_shape == (28, 28, 1)
+    assert card.preprocess_version == PREPROCESS_VERSION
+    assert card.epochs == 2 and card.strategy == "DefaultStrategy" and card.replicas == 1
+    assert card.tf_version == tf.__version__ and card.keras_version == keras.__version__
+    assert card.wall_time_s > 0 and card.extra["config"]["model"] == "mlp-512"
+
+    # The card's test metrics are those of the exported file on the held-out test split.
+    model = keras.models.load_model(export, safe_mode=True)
+    test = small.splits["test"]
+    pred = np.asarray(model(normalize(test.images))).argmax(1)
+    cm = metrics.confusion_matrix(test.labels, pred, 10)
+    assert card.test_metrics["accuracy"] == pytest.approx(metrics.accuracy(cm))
+    assert card.test_metrics["macro_f1"] == pytest.approx(metrics.macro_f1(cm))
+    assert card.test_metrics["examples"] == 300 and np.isfinite(card.test_metrics["loss"])
+    assert not model.compiled, "the export is an inference-only copy"
+    assert oct(export.stat().st_mode & 0o777) != "0o600"
+
+
+def test_seed_makes_runs_repeatable(small, tmp_path):
+    a = train(config(tmp_path, epochs=1), datasets=small)
+    b = train(config(tmp_path, epochs=1), datasets=small)
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, atol=1e-6)
+
+
+def test_injected_mirrored_strategy_uses_global_batch(small, tmp_path):
+    strategy = tf.distribute.MirroredStrategy(devices=["/cpu:0"])
+    result = train(config(tmp_path, epochs=1, strategy="mirrored", allow_cpu=True), datasets=small, strategy=strategy)
+    assert result.strategy == "MirroredStrategy" and result.epochs_run == 1
+
+
+def test_early_stopping_restores_best(small, tmp_path):
+    # A learning rate this high makes validation accuracy fall after the first epoch.
+    result = train(config(tmp_path, epochs=6, patience=1, model="cnn-keras", limit=200), datasets=small)
+    assert result.epochs_run <= 6
+    assert len(result.history["loss"]) == result.epochs_run
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(small, tmp_path):
+    run = tmp_path / "run"
+    train(config(tmp_path, epochs=1, run_dir=str(run)), datasets=small)
+    best = run / "checkpoints" / "best.keras"
+    good = best.read_bytes()
+    # A learning rate this absurd overflows the weights within a couple of steps.
+    cfg = config(tmp_path, epochs=3, learning_rate=1e30, augment=False, run_dir=str(run))
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at epoch 1, batch \d+.*kept best checkpoint"):
+        train(cfg, datasets=small)
+    assert best.read_bytes() == good, "the last good checkpoint was overwritten"
+    weights = keras.models.load_model(best, safe_mode=True).get_weights()
+    assert all(np.isfinite(w).all() for w in weights)
+
+
+def test_unwritable_export_path_fails_before_training(small, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    with pytest.raises(ExportError, match="not writable"):
+        train(config(tmp_path, export=str(blocker / "m.keras")), datasets=small)
+    assert issubclass(ExportError, MnistBatchError)
+
+
+def test_unwritable_run_dir(small, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(MnistBatchError, match="run dir .* not writable"):
+        train(config(tmp_path, run_dir=str(blocker / "run")), datasets=small)
+
+
+def test_prepare_splits_refuses_missing_or_empty_splits(small):
+    empty = Split(np.zeros((0, 28, 28), np.uint8), np.zeros((0,), np.uint8))
+    with pytest.raises(DataError, match=r"\[train\]: split is empty"):
+        prepare_splits(Dataset("x", {"train": empty, "validation": small.splits["validation"]}, small.class_names))
+    with pytest.raises(DataError, match="no 'validation' split"):
+        prepare_splits(Dataset("x", {"train": small.splits["train"]}, small.class_names))
+    limited = prepare_splits(small, limit=50)
+    assert {k: len(v) for k, v in limited.items()} == {"train": 50, "validation": 50, "test": 50}
+    assert len(set(limited["train"].labels.tolist())) == 10  # the limit keeps every class
+
+
+def test_train_config_validation_names_the_field():
+    for kwargs, field in [
+        ({"batch_size": -3}, "batch_size"),
+        ({"epochs": 0}, "epochs"),
+        ({"strategy": "tpu"}, "strategy"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"export": "model.h5"}, "export"),
+        ({"limit": 0}, "limit"),
+        ({"tensorboard": True}, "tensorboard"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{field} "):
+            TrainConfig(**kwargs)
+
+
+def test_card_json_is_plain_json(small, tmp_path):
+    export = tmp_path / "m.keras"
+    train(config(tmp_path, epochs=1, export=str(export)), datasets=small)
+    data = json.loads((tmp_path / "m.card.json").read_text())
+    assert data["model_id"] == file_sha256(export)
+    assert set(data["test_metrics"]) == {"accuracy", "loss", "macro_f1", "examples"}
