@@ -116,6 +116,12 @@ def test_file_cache(tmp_path):
     assert any(p.name.startswith("val") for p in tmp_path.iterdir())
     second, _ = collect(ds)
     assert np.array_equal(first, second)
+    # Different data under the same name gets its own cache files, never the stale ones.
+    other, other_labels = arrays(20, seed=9)
+    ds2 = make_dataset(
+        other, other_labels, num_classes=10, batch_size=8, training=False, cache_dir=str(tmp_path), name="val"
+    )
+    assert np.array_equal(collect(ds2)[0], normalize(other))
 
 
 @pytest.mark.parametrize(

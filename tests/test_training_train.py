@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 
 import numpy as np
@@ -79,6 +81,22 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     assert card.test_metrics["examples"] == 300 and np.isfinite(card.test_metrics["loss"])
     assert not model.compiled, "the export is an inference-only copy"
     assert oct(export.stat().st_mode & 0o777) != "0o600"
+
+
+def test_tensorboard_and_file_cache(small, tmp_path):
+    run = tmp_path / "run"
+    cache = tmp_path / "cache"
+    cfg = config(tmp_path, epochs=1, run_dir=str(run), tensorboard=True, cache_dir=str(cache))
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(MnistBatchError, match="needs the tensorboard package"):
+            train(cfg, datasets=small)
+        cfg = dataclasses.replace(cfg, tensorboard=False)
+        train(cfg, datasets=small)
+    else:
+        train(cfg, datasets=small)
+        assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    names = {p.name.split("-")[0] for p in cache.iterdir()}
+    assert {"train", "validation"} <= names
 
 
 def test_seed_makes_runs_repeatable(small, tmp_path):

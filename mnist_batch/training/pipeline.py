@@ -15,6 +15,7 @@ are bit-identical to scoring inputs.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -64,6 +65,13 @@ def check_arrays(images: np.ndarray, labels: np.ndarray, *, num_classes: int, wh
         raise DataError(f"{where}: label {int(bad[0])} out of range [0, {num_classes - 1}]")
 
 
+def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    """Short content hash of a split, so a file cache is never reused for different data."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(np.ascontiguousarray(labels).astype(np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def normalize_tf(images: tf.Tensor) -> tf.Tensor:
     """TF twin of :func:`mnist_batch.preprocess.normalize`.
 
@@ -101,7 +109,7 @@ def make_dataset(
       training: shuffle (and augment, if ``augment``) -- the training split only.
       augment: random shift +-2 px, rotation +-10 deg, zoom +-10% (only with ``training``).
       seed: seed of the shuffle order and the augmentation; each epoch reshuffles.
-      cache_dir: cache to ``cache_dir/<name>`` files instead of memory.
+      cache_dir: cache to ``cache_dir/<name>-<content hash>*`` files instead of memory.
       name: split name, used for the cache file and error messages.
       prefetch: end with ``prefetch(AUTOTUNE)`` (off only for the pipeline benchmark).
       cache: cache the decoded arrays (off only for the pipeline benchmark).
@@ -123,7 +131,7 @@ def make_dataset(
     if cache:
         if cache_dir:
             os.makedirs(cache_dir, exist_ok=True)
-            ds = ds.cache(os.path.join(cache_dir, name))
+            ds = ds.cache(os.path.join(cache_dir, f"{name}-{fingerprint(images, labels)}"))
         else:
             ds = ds.cache()
     if training:

@@ -10,6 +10,7 @@ history work the same. Only the chief writes the run dir and the export.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import sys
@@ -23,7 +24,7 @@ import tensorflow as tf
 from mnist_batch.config import TrainConfig
 from mnist_batch.data import load_dataset
 from mnist_batch.data.base import Dataset, Split
-from mnist_batch.errors import DataError
+from mnist_batch.errors import DataError, MnistBatchError
 from mnist_batch.model_card import ModelCard
 from mnist_batch.training import callbacks as cb
 from mnist_batch.training import strategy as strat
@@ -129,6 +130,8 @@ def train(
     precision = strat.configure_precision(config.mixed_precision)
     verbose = resolve_verbose(config.verbose) if chief else 0
 
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise MnistBatchError("--tensorboard needs the tensorboard package: pip install tensorboard")
     dataset = datasets if datasets is not None else load_dataset(config.dataset)
     splits = prepare_splits(dataset, config.limit)
     if config.export and chief:
