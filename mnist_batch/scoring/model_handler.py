@@ -67,11 +67,28 @@ def local_model_copy(uri: str) -> pathlib.Path:
     return directory / f"{stem}.keras"
 
 
-def load_keras_model(path: str | os.PathLike) -> Any:
-    """Loads a ``.keras`` file with ``safe_mode=True`` (no arbitrary code), without compiling it."""
+_MODEL_CACHE: dict[tuple[str, int, int], Any] = {}
+"""Models loaded in this process, by (path, size, mtime): the launcher's check and an in-process
+(DirectRunner) worker share one load."""
+
+
+def load_keras_model(path: str | os.PathLike, *, cache: bool = False) -> Any:
+    """Loads a ``.keras`` file with ``safe_mode=True`` (no arbitrary code), without compiling it.
+
+    With ``cache=True`` a model already loaded by this process from the same unchanged file is
+    returned instead of loading it again.
+    """
     import keras
 
-    return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if cache and key in _MODEL_CACHE:
+        return _MODEL_CACHE[key]
+    model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    if cache:
+        _MODEL_CACHE.clear()  # keep at most one model
+        _MODEL_CACHE[key] = model
+    return model
 
 
 def to_probabilities(outputs: np.ndarray) -> np.ndarray:
@@ -140,7 +157,7 @@ class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedModel])
 
     def load_model(self) -> LoadedModel:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        model = load_keras_model(local_model_copy(self._model_uri))
+        model = load_keras_model(local_model_copy(self._model_uri), cache=True)
         return LoadedModel(model=model, predict=make_predict_fn(model))
 
     def run_inference(
@@ -186,7 +203,7 @@ def check_model(model_uri: str) -> ModelCard:
             "this scorer feeds (28x28 grayscale)"
         )
     try:
-        model = load_keras_model(local)
+        model = load_keras_model(local, cache=True)
     except Exception as exc:
         raise ScoringError(f"{model_uri}: cannot load the Keras model ({type(exc).__name__}: {exc})") from exc
     model_input = tuple(int(d) if d is not None else None for d in model.input_shape[1:])

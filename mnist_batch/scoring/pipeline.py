@@ -196,23 +196,28 @@ def build_pipeline(
     )
 
 
+class WriteStatsFn(beam.DoFn):
+    """Writes the one stats dict as ``OUT/_stats.json`` (read and removed by the launcher).
+
+    A plain FileSystems write of a single small file: rewriting it on a retry is harmless, and
+    it spares the several stages of a sharded text sink.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self._uri = uri
+
+    def process(self, stats: dict[str, Any]):
+        write_text(self._uri, json.dumps(stats, sort_keys=True))
+        yield self._uri
+
+
 def write_outputs(outputs: ScoringOutputs, output: str) -> None:
     """Adds the writes of the four Parquet tables and ``_stats.json`` under ``output``."""
     outputs.predictions | "WritePredictions" >> WriteTable(output, "predictions")
-    outputs.errors | "WriteErrors" >> WriteTable(output, "errors", num_shards=1)
-    outputs.confusion | "WriteConfusion" >> WriteTable(output, "confusion", num_shards=1)
-    outputs.per_class | "WritePerClass" >> WriteTable(output, "per_class", num_shards=1)
-    (
-        outputs.stats
-        | "StatsToJson" >> beam.Map(json.dumps, sort_keys=True)
-        | "WriteStats"
-        >> beam.io.WriteToText(
-            FileSystems.join(output, STATS_FILE.removesuffix(".json")),
-            file_name_suffix=".json",
-            shard_name_template="",
-            num_shards=1,
-        )
-    )
+    outputs.errors | "WriteErrors" >> WriteTable(output, "errors")
+    outputs.confusion | "WriteConfusion" >> WriteTable(output, "confusion")
+    outputs.per_class | "WritePerClass" >> WriteTable(output, "per_class")
+    outputs.stats | "WriteStats" >> beam.ParDo(WriteStatsFn(FileSystems.join(output, STATS_FILE)))
 
 
 def metric_counters(result) -> dict[str, int]:
