@@ -2,9 +2,10 @@
 
 Same options as ``mnist-batch score``; everything it does not know goes to Beam.
 
-Local (DirectRunner, one process)::
+Local (DirectRunner, one process); ``python -m pipelines.score`` from the repository root is the same::
 
     python pipelines/score.py --model models/cnn.keras --input out/demo/test_images --output out/scored
+    python -m pipelines.score --model models/cnn.keras --input out/demo/test_images --output out/scored2
 
 Local, two worker processes::
 
