@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mnist_batch.cli.score_cmd import DESCRIPTION, add_arguments, config_from_args, print_summary
+from mnist_batch.cli.score_cmd import DESCRIPTION, add_arguments, check_beam_args, config_from_args, print_summary
 from mnist_batch.errors import MnistBatchError
 
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     try:
         config = config_from_args(args)
+        check_beam_args(beam_args, parser)
         from mnist_batch.scoring.pipeline import run_scoring
 
         summary = run_scoring(config, beam_args)

@@ -345,6 +345,28 @@ def test_cli_errors_are_one_line_exit_2(tiny_model, tmp_path, capsys):
         ["score", "--model", str(tiny_model), "--input", str(tmp_path), "--output", "o", "--review-threshold", "2"]
     )
     assert code == 2 and "review_threshold must be in [0, 1]" in capsys.readouterr().err
+    code = cli_main(
+        ["score", "--model", str(tiny_model), "--input", str(tmp_path), "--output", "o", "--review_threshold", "0.5"]
+    )
+    assert (
+        code == 2 and "unknown option --review_threshold (did you mean --review-threshold?)" in capsys.readouterr().err
+    )
+    code = cli_main(["score", "--model", str(tiny_model), "--input", str(tmp_path), "--output", "o", "--runer", "X"])
+    assert code == 2 and "unknown option --runer" in capsys.readouterr().err
+
+
+def test_pipelines_entry_point_scores(tiny_model, sample_data, tmp_path):
+    small_export(sample_data, tmp_path / "imgs", n_per_class=1)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pipelines_score", REPO / "pipelines" / "score.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pipeline_main = module.main
+    out = tmp_path / "out"
+    code = pipeline_main(["--model", str(tiny_model), "--input", str(tmp_path / "imgs"), "--output", str(out)])
+    assert code == 0 and pq.read_table(out / "predictions").num_rows == 10
+    assert pipeline_main(["--model", str(tiny_model), "--input", str(tmp_path / "nope"), "--output", str(out)]) == 2
 
 
 def test_scoring_never_imports_training():

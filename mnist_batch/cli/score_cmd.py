@@ -8,6 +8,7 @@ still written).
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 
 from mnist_batch.cli.common import HelpFormatter
@@ -87,7 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.__class__ = BeamArgsParser  # the top-level parser would reject Beam's options otherwise
     add_arguments(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -114,6 +115,28 @@ def config_from_args(args: argparse.Namespace):
         raise MnistBatchError(f"score: {exc}") from exc
 
 
+def check_beam_args(beam_args: list[str], parser: argparse.ArgumentParser | None = None) -> None:
+    """Refuses options that neither this command nor Beam knows (a typo would be silently ignored).
+
+    Raises:
+      MnistBatchError: naming the option, with the closest option of this command if any.
+    """
+    flags = [a for a in beam_args if a.startswith("--") and len(a) > 2]
+    if not flags:
+        return
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    known = set(PipelineOptions(beam_args).get_all_options(retain_unknown_options=False))
+    own = [o for action in (parser._actions if parser else []) for o in action.option_strings]
+    for flag in flags:
+        name = flag[2:].split("=", 1)[0]
+        if name in known:
+            continue
+        guess = difflib.get_close_matches("--" + name, own, n=1)
+        hint = f"did you mean {guess[0]}?" if guess else "not an option of mnist-batch score or of Beam"
+        raise MnistBatchError(f"score: unknown option --{name} ({hint})")
+
+
 def print_summary(summary: dict) -> None:
     counts = summary["counts"]
     out = summary["output"]
@@ -134,8 +157,10 @@ def print_summary(summary: dict) -> None:
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     config = config_from_args(args)
+    beam_args = beam_args if beam_args is not None else getattr(args, "beam_args", [])
+    check_beam_args(beam_args, getattr(args, "parser", None))
     from mnist_batch.scoring.pipeline import run_scoring
 
-    summary = run_scoring(config, beam_args if beam_args is not None else getattr(args, "beam_args", []))
+    summary = run_scoring(config, beam_args)
     print_summary(summary)
     return int(summary["exit_code"])
