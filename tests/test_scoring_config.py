@@ -1,0 +1,47 @@
+"""ScoreConfig validates itself once and names the offending field."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mnist_batch.config import ScoreConfig
+from mnist_batch.constants import IMAGE_EXTENSIONS
+
+GOOD = ScoreConfig(model="m.keras", inputs=("in",), output="out")
+
+
+def test_defaults():
+    assert GOOD.extensions == IMAGE_EXTENSIONS
+    assert GOOD.min_batch_size <= GOOD.max_batch_size
+    assert 0 < GOOD.review_threshold < 1 and GOOD.max_error_rate is None and not GOOD.overwrite
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"model": ""}, "model"),
+        ({"model": "m.h5"}, "model"),
+        ({"inputs": ()}, "inputs"),
+        ({"inputs": ("",)}, "inputs"),
+        ({"output": ""}, "output"),
+        ({"extensions": (".png",)}, "extensions"),
+        ({"extensions": ("PNG",)}, "extensions"),
+        ({"review_threshold": 1.5}, "review_threshold"),
+        ({"review_threshold": float("nan")}, "review_threshold"),
+        ({"min_batch_size": 0}, "min_batch_size"),
+        ({"min_batch_size": 64, "max_batch_size": 32}, "max_batch_size"),
+        ({"max_error_rate": -0.1}, "max_error_rate"),
+        ({"max_pixels": 0}, "max_pixels"),
+        ({"run_id": ""}, "run_id"),
+    ],
+)
+def test_bad_values_name_the_field(changes, field):
+    with pytest.raises(ValueError, match=f"^{field} "):
+        dataclasses.replace(GOOD, **changes)
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        GOOD.output = "elsewhere"
