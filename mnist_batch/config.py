@@ -50,7 +50,7 @@ class TrainConfig:
 
     dataset: str = "sample"
     model: str = "cnn"
-    epochs: int = 15
+    epochs: int = 12
     batch_size: int = 128
     learning_rate: float | None = None
     strategy: str = "auto"

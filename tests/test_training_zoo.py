@@ -71,6 +71,13 @@ def test_multi_replica_builds_synchronised_batch_norm():
     build_model("mlp-512", replicas=2)  # models without batch norm ignore it
 
 
+def test_cnn_keeps_a_weight_average_only_for_long_runs():
+    from mnist_batch.training.zoo import EMA_MIN_STEPS
+
+    assert build_model("cnn", total_steps=EMA_MIN_STEPS)[1].use_ema
+    assert not build_model("cnn", total_steps=EMA_MIN_STEPS - 1)[1].use_ema
+
+
 def test_learning_rate_override():
     _, optimizer = build_model("mlp-512", learning_rate=0.123)
     assert float(optimizer.learning_rate) == pytest.approx(0.123)

@@ -120,5 +120,8 @@ def fit_distributed(
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
+    if epochs > 0:
+        # As fit does: swap in the EMA weights when the optimiser keeps them (use_ema=True).
+        optimizer.finalize_variable_values(model.trainable_weights)
     callback_list.on_train_end(logs=epoch_logs)
     return model.history
