@@ -77,10 +77,13 @@ def read_idx(path: pathlib.Path, *, magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def load_idx(directory: str | pathlib.Path, *, name: str | None = None) -> Dataset:
+def load_idx(
+    directory: str | pathlib.Path, *, name: str | None = None, class_names: tuple[str, ...] | None = None
+) -> Dataset:
     """Loads ``train-*`` and ``t10k-*`` IDX files from ``directory``.
 
-    A ``classes.txt`` in the directory sets class names (default: the ten digits).
+    ``class_names`` if given, else a ``classes.txt`` in the directory, sets class names
+    (default: the ten digits).
 
     Returns:
       A :class:`Dataset` with train, validation (1/12 of train, stratified) and test splits.
@@ -93,7 +96,7 @@ def load_idx(directory: str | pathlib.Path, *, name: str | None = None) -> Datas
     name = name or f"idx:{directory}"
     if not directory.is_dir():
         raise DataError(f"{directory}: no such directory")
-    class_names = class_names_near(directory)
+    class_names = tuple(class_names) if class_names else class_names_near(directory)
     splits: dict[str, Split] = {}
     for part, (image_stem, label_stem) in IDX_FILES.items():
         image_path, label_path = _find(directory, image_stem), _find(directory, label_stem)
