@@ -1,18 +1,65 @@
-"""``mnist-batch evaluate``: offline evaluation of models on a data set (not implemented yet)."""
+"""``mnist-batch evaluate``: offline evaluation of one or more models on a data set split."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import pathlib
 
-from mnist_batch.cli.common import HelpFormatter, not_implemented
+from mnist_batch.cli.common import HelpFormatter
+
+EPILOG = """Outputs under --output DIR:
+  metrics.parquet      one row per model: accuracy, macro_f1, top2_accuracy, log_loss, ece (15 bins),
+                       error_rate_at_coverage (most confident 98 %), images_per_s, McNemar vs the first model
+  per_class.parquet    model, label, class_name, support, precision, recall, f1
+  confusion.parquet    model, true_label, predicted_label, true_class, predicted_class, count
+  predictions.parquet  one row per model and image (probabilities; pixels or path for the report)
+  comparison.md        the comparison table and a significance sentence per model
+  report.html + PNGs   confusion heatmap, per-class bars, misclassified / least confident images,
+                       confidence histogram, reliability diagram (as `mnist-batch report DIR`)
+
+Arrays (sample, npz:, idx:, fashion-mnist) run in-process through tf.data; folder:DIR (or a plain
+directory of DIR/<class>/*.png) runs through the scoring pipeline, with scoring's preprocessing.
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="evaluate and compare models on a data set (not implemented yet)",
-        description="Evaluate one or more models on a data set split.\n\nExample:\n"
-        "  mnist-batch evaluate --model models/cnn.keras --dataset sample --split test --output out/eval",
+        help="evaluate and compare models on a data set",
+        description="Evaluate one or more models on a data set split.\n\nExamples:\n"
+        "  mnist-batch evaluate --model models/cnn.keras --dataset sample --split test --output out/eval\n"
+        "  mnist-batch evaluate --model models/cnn.keras --model models/mlp-512.keras --dataset sample "
+        "--output out/compare",
+        epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    p.set_defaults(run=not_implemented("evaluate", "issue #5"))
+    p.add_argument(
+        "--model", action="append", required=True, metavar="PATH.keras", help="repeat to compare; first = reference"
+    )
+    p.add_argument(
+        "--dataset",
+        default="sample",
+        help="sample | npz:PATH | idx:DIR | fashion-mnist[:DIR] | mnist | folder:DIR | DIR",
+    )
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip report.html and the plots")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mnist_batch.evaluation import evaluate
+
+    summary = evaluate(args.model, args.dataset, args.split, args.output, overwrite=args.overwrite)
+    out = pathlib.Path(args.output)
+    print(f"{out / 'comparison.md'}:")
+    print((out / "comparison.md").read_text(encoding="utf-8"))
+    if args.report:
+        from mnist_batch.report import build_report
+
+        print(f"report: {build_report(out)}")
+    print(f"tables: {out}/{{metrics,per_class,confusion,predictions}}.parquet")
+    return 0 if summary["models"] else 1

@@ -1,0 +1,207 @@
+"""``evaluate(models, dataset, split, output)``: every model on one split, metrics and comparison written."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mnist_batch.errors import MnistBatchError
+from mnist_batch.evaluation import summarize
+from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_folder
+from mnist_batch.model_card import ModelCard, read_card
+
+SUMMARY_FILE = "evaluation.json"
+OUTPUT_FILES = ("metrics.parquet", "per_class.parquet", "confusion.parquet", "predictions.parquet", "comparison.md")
+
+
+class EvaluationError(MnistBatchError, ValueError):
+    """Models that cannot be compared on the data (class names differ, output folder in use, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataToEvaluate:
+    """The split to evaluate: arrays (``images`` set) or a folder of images (``folder`` set)."""
+
+    name: str
+    split: str
+    class_names: tuple[str, ...]
+    images: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    folder: str | None = None
+
+
+def resolve_data(spec: str, split: str, first_card: ModelCard) -> DataToEvaluate:
+    """``folder:DIR`` or a plain directory -> scored as files; any other spec -> arrays.
+
+    A folder with a ``DIR/<split>/`` subfolder is read from there. Folder class names are the
+    first model's (scoring maps folder names to the card's classes).
+    """
+    from mnist_batch.data import load_dataset
+
+    kind, sep, arg = spec.partition(":")
+    directory = arg if (sep and kind == "folder") else (spec if pathlib.Path(spec).is_dir() else None)
+    if directory is not None:
+        path = pathlib.Path(directory)
+        if not path.is_dir():
+            raise EvaluationError(f"{directory}: no such directory")
+        if (path / split).is_dir():
+            path = path / split
+        return DataToEvaluate(spec, split, first_card.class_names, folder=str(path))
+    dataset = load_dataset(spec)
+    part = dataset.split(split)
+    return DataToEvaluate(dataset.name, split, dataset.class_names, images=part.images, labels=part.labels)
+
+
+def display_names(models: Sequence[str]) -> list[str]:
+    """Short unique names: the file stem, or ``parent/stem`` where stems repeat."""
+    stems = [pathlib.Path(m).stem for m in models]
+    names = [
+        s if stems.count(s) == 1 else f"{pathlib.Path(m).parent.name}/{s}" for m, s in zip(models, stems, strict=True)
+    ]
+    return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
+
+
+def prepare_output(output: pathlib.Path, overwrite: bool) -> None:
+    """Creates ``output``; refuses to mix with an earlier evaluation unless ``overwrite``."""
+    earlier = [f for f in (*OUTPUT_FILES, SUMMARY_FILE) if (output / f).exists()]
+    if earlier and not overwrite:
+        raise EvaluationError(f"--output {output}: holds an earlier evaluation ({earlier[0]}); pass --overwrite")
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def evaluate(
+    models: Sequence[str], dataset: str, split: str, output: str | pathlib.Path, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Evaluates every model on ``dataset``'s ``split`` and writes the tables under ``output``.
+
+    Args:
+      models: ``.keras`` files, each with its model card; the first is the reference.
+      dataset: data set spec (see :func:`mnist_batch.data.load_dataset`), ``folder:DIR`` or a directory.
+      split: ``train``, ``validation`` or ``test``.
+      output: output folder.
+      overwrite: replace an earlier evaluation in ``output``.
+
+    Returns:
+      The summary written to ``output/evaluation.json`` (data, class names, one entry per model).
+
+    Raises:
+      EvaluationError, DataError, ModelCardError, InferenceError: one-line user errors.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not models:
+        raise EvaluationError("give at least one --model")
+    cards = [read_card(m) for m in models]
+    data = resolve_data(dataset, split, cards[0])
+    for model, card in zip(models, cards, strict=True):
+        if tuple(card.class_names) != tuple(data.class_names):
+            raise EvaluationError(
+                f"{model}: model classes ({', '.join(card.class_names[:4])}, ...) differ from {data.name}'s "
+                f"({', '.join(data.class_names[:4])}, ...); use the data set the model was trained on "
+                "(a classes.txt beside the data, or fashion-mnist for Fashion-MNIST)"
+            )
+    output = pathlib.Path(output)
+    prepare_output(output, overwrite)
+    names = display_names(models)
+    results: list[Predictions] = []
+    for model in models:
+        if data.folder is not None:
+            results.append(predict_folder(model, data.folder, data.class_names))
+        else:
+            results.append(predict_arrays(model, data.images, data.labels, len(data.class_names)))
+    if data.folder is not None and any(r.paths != results[0].paths for r in results[1:]):
+        raise EvaluationError(f"{data.folder}: models scored different sets of files; cannot pair them")
+
+    per_model = [summarize.model_metrics(r.labels, r.probabilities) for r in results]
+    correct = [r.probabilities.argmax(axis=1) == r.labels for r in results]
+    paired = summarize.versus_first(correct)
+    metric_rows, class_rows, cell_rows, pred_rows = [], [], [], []
+    for name, model, card, r, m, pair in zip(names, models, cards, results, per_model, paired, strict=True):
+        metric_rows.append(
+            {
+                "model": name,
+                "model_path": str(model),
+                "model_name": card.model_name,
+                "model_id": card.model_id,
+                "dataset": data.name,
+                "split": split,
+                **{k: v for k, v in m.items() if k not in ("confusion", "per_class")},
+                "images_per_s": r.images_per_s,
+                **pair,
+            }
+        )
+        class_rows += summarize.per_class_rows(name, data.class_names, m["per_class"])
+        cell_rows += summarize.confusion_rows(name, data.class_names, m["confusion"])
+        pred_rows.append(prediction_table(name, r, data.class_names))
+
+    pq.write_table(pa.Table.from_pylist(metric_rows), output / "metrics.parquet")
+    pq.write_table(pa.Table.from_pylist(class_rows), output / "per_class.parquet")
+    pq.write_table(pa.Table.from_pylist(cell_rows), output / "confusion.parquet")
+    pq.write_table(pa.concat_tables(pred_rows), output / "predictions.parquet")
+    (output / "comparison.md").write_text(comparison_markdown(metric_rows, data), encoding="utf-8")
+    summary = {
+        "kind": "evaluation",
+        "dataset": data.name,
+        "split": split,
+        "source": "scoring pipeline (files)" if data.folder is not None else "arrays (tf.data)",
+        "class_names": list(data.class_names),
+        "models": metric_rows,
+    }
+    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def prediction_table(name: str, r: Predictions, class_names: Sequence[str]):
+    """Per-image rows (``predictions.parquet``), with the 28x28 pixels for array inputs (report images)."""
+    import pyarrow as pa
+
+    predicted = r.probabilities.argmax(axis=1)
+    n = len(r.labels)
+    pixels = [bytes(p.tobytes()) for p in r.pixels] if r.pixels is not None else [None] * n
+    return pa.table(
+        {
+            "model": pa.array([name] * n, pa.string()),
+            "index": pa.array(np.arange(n), pa.int64()),
+            "path": pa.array(r.paths if r.paths is not None else [None] * n, pa.string()),
+            "true_label": pa.array(r.labels, pa.int32()),
+            "true_class": pa.array([class_names[t] for t in r.labels], pa.string()),
+            "predicted_label": pa.array(predicted, pa.int32()),
+            "predicted_class": pa.array([class_names[p] for p in predicted], pa.string()),
+            "confidence": pa.array(r.probabilities.max(axis=1), pa.float32()),
+            "probabilities": pa.array(list(r.probabilities), pa.list_(pa.float32())),
+            "pixels": pa.array(pixels, pa.binary()),
+        }
+    )
+
+
+def comparison_markdown(rows: Sequence[dict[str, Any]], data: DataToEvaluate) -> str:
+    """The comparison table (one row per model) and one significance sentence per model."""
+    n = rows[0]["examples"]
+    lines = [
+        f"# Evaluation on {data.name} [{data.split}] ({n:,} images)",
+        "",
+        "| model | accuracy | macro-F1 | top-2 | log-loss | ECE (15 bins) | error @ 98 % coverage | images/s "
+        "| McNemar p vs first |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        p = "—" if r["mcnemar_p"] is None else f"{r['mcnemar_p']:.3g}"
+        lines.append(
+            f"| {r['model']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['top2_accuracy']:.4f} "
+            f"| {r['log_loss']:.4f} | {r['ece']:.4f} | {r['error_rate_at_coverage']:.4f} "
+            f"| {r['images_per_s']:,.0f} | {p} |"
+        )
+    lines += ["", "Error @ 98 % coverage: the error rate left when the 2 % least confident images go to review."]
+    if len(rows) > 1:
+        lines += ["", "Paired significance (McNemar's exact test on the images the two models disagree on):", ""]
+        first = rows[0]
+        for r in rows[1:]:
+            note = summarize.significance_note(r["model"], first["model"], r, r["accuracy"], first["accuracy"])
+            lines.append(f"- {note}")
+    return "\n".join(lines) + "\n"

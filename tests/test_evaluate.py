@@ -1,0 +1,135 @@
+"""``mnist-batch evaluate``: metrics against the model's own outputs, the comparison, folder inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from mnist_batch import metrics
+from mnist_batch.cli import main as cli_main
+from mnist_batch.evaluation import EvaluationError, evaluate
+from mnist_batch.preprocess import normalize
+
+import scoring_fixtures
+
+tiny_model = scoring_fixtures.tiny_model
+sample_data = scoring_fixtures.sample_data
+
+
+@pytest.fixture(scope="module")
+def weaker_model(tmp_path_factory):
+    """A second, weaker model (one epoch, another seed) to compare against the first."""
+    return scoring_fixtures.train_tiny_model(tmp_path_factory.mktemp("weaker"), name="weaker", epochs=1, seed=1)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_model, weaker_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "out"
+    code = cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model),
+            "--model",
+            str(weaker_model),
+            "--dataset",
+            "sample",
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_metrics_match_the_models_own_outputs(evaluated, tiny_model, sample_data):
+    import keras
+
+    test = sample_data.split("test")
+    probs = keras.saving.load_model(tiny_model).predict(normalize(test.images), verbose=0)
+    predicted = probs.argmax(axis=1)
+    row = pq.read_table(evaluated / "metrics.parquet").to_pylist()[0]
+    assert row["model"] == "tiny" and row["examples"] == len(test) == 2000
+    cm = metrics.confusion_matrix(test.labels, predicted, 10)
+    assert row["accuracy"] == pytest.approx((predicted == test.labels).mean())
+    assert row["macro_f1"] == pytest.approx(metrics.macro_f1(cm), abs=1e-6)
+    assert row["top2_accuracy"] == pytest.approx(metrics.top_k_accuracy(test.labels, probs, 2), abs=1e-3)
+    assert row["log_loss"] == pytest.approx(metrics.log_loss(test.labels, probs), rel=1e-3)
+    conf, correct = probs.max(axis=1), predicted == test.labels
+    assert row["ece"] == pytest.approx(metrics.expected_calibration_error(conf, correct), abs=1e-3)
+    assert row["error_rate_at_coverage"] == pytest.approx(
+        metrics.error_rate_at_coverage(conf, correct, 0.98)["error_rate"], abs=1e-3
+    )
+    assert 0.8 < row["accuracy"] < 1.0 and row["images_per_s"] > 0
+    cells = [r for r in pq.read_table(evaluated / "confusion.parquet").to_pylist() if r["model"] == "tiny"]
+    got = np.zeros((10, 10), np.int64)
+    for r in cells:
+        got[r["true_label"], r["predicted_label"]] = r["count"]
+    np.testing.assert_array_equal(got, cm)
+    per_class = [r for r in pq.read_table(evaluated / "per_class.parquet").to_pylist() if r["model"] == "tiny"]
+    assert [r["support"] for r in per_class] == np.bincount(test.labels, minlength=10).tolist()
+    stats = metrics.per_class(cm)
+    np.testing.assert_allclose([r["recall"] for r in per_class], stats["recall"])
+
+
+def test_comparison_table_and_mcnemar_from_the_paired_predictions(evaluated):
+    rows = pq.read_table(evaluated / "metrics.parquet").to_pylist()
+    assert [r["model"] for r in rows] == ["tiny", "weaker"]
+    assert rows[0]["mcnemar_p"] is None
+    preds = pq.read_table(evaluated / "predictions.parquet").to_pandas()
+    a = preds[preds.model == "tiny"].sort_values("index")
+    b = preds[preds.model == "weaker"].sort_values("index")
+    np.testing.assert_array_equal(a.true_label.to_numpy(), b.true_label.to_numpy())
+    test = metrics.mcnemar(
+        (a.predicted_label == a.true_label).to_numpy(), (b.predicted_label == b.true_label).to_numpy()
+    )
+    assert rows[1]["mcnemar_first_only"] == test["a_only"] and rows[1]["mcnemar_this_only"] == test["b_only"]
+    assert rows[1]["mcnemar_p"] == pytest.approx(test["p_value"])
+    assert rows[1]["significant"] == (test["p_value"] < 0.05)
+    md = (evaluated / "comparison.md").read_text()
+    assert "| tiny | " in md and "| weaker | " in md and f"{rows[1]['accuracy']:.4f}" in md
+    assert f"p = {test['p_value']:.3g}" in md
+    summary = json.loads((evaluated / "evaluation.json").read_text())
+    assert summary["kind"] == "evaluation" and summary["class_names"] == [str(d) for d in range(10)]
+    # The plots are written by the same report code as `mnist-batch report`.
+    assert (evaluated / "report.html").is_file()
+
+
+def test_folder_goes_through_scoring_and_matches_arrays(tiny_model, sample_data, tmp_path):
+    """PNG files of MNIST-format digits pass scoring's preprocessing unchanged: same predictions as arrays."""
+    test = sample_data.split("test")
+    pick = np.arange(0, len(test), 25)  # 80 images, every class
+    folder = tmp_path / "images"
+    for i in pick:
+        d = folder / str(int(test.labels[i]))
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test.images[i]).save(d / f"{i:05d}.png")
+    summary = evaluate([str(tiny_model)], f"folder:{folder}", "test", tmp_path / "out")
+    assert summary["source"].startswith("scoring pipeline")
+    preds = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pylist()
+    assert len(preds) == pick.size and all(p["path"] for p in preds)
+    import keras
+
+    probs = keras.saving.load_model(tiny_model).predict(normalize(test.images[pick]), verbose=0)
+    by_index = {int(p["path"].rsplit("/", 1)[1].split(".")[0]): p for p in preds}
+    for j, i in enumerate(pick):
+        assert by_index[int(i)]["true_label"] == test.labels[i]
+        assert by_index[int(i)]["predicted_label"] == probs[j].argmax()
+        assert by_index[int(i)]["confidence"] == pytest.approx(probs[j].max(), abs=1e-5)
+
+
+def test_refuses_models_whose_classes_differ_from_the_data(tiny_model, tmp_path, capsys):
+    fashion = scoring_fixtures.train_tiny_model(
+        tmp_path, name="fashionish", epochs=1, class_names=tuple(f"c{i}" for i in range(10))
+    )
+    code = cli_main(["evaluate", "--model", str(fashion), "--dataset", "sample", "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "differ from sample" in err[0]
+    with pytest.raises(EvaluationError, match="earlier evaluation"):
+        (tmp_path / "again").mkdir()
+        (tmp_path / "again" / "metrics.parquet").write_bytes(b"x")
+        evaluate([str(tiny_model)], "sample", "test", tmp_path / "again")
