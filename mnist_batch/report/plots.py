@@ -1,8 +1,4 @@
-"""Plots and a self-contained HTML report from scoring or evaluation outputs.
-
-Reads only files: ``summary.json`` and the Parquet folders a scoring run writes
-(``predictions/``, ``errors/``, ``confusion/``, ``per_class/``), so it works on outputs
-copied from any runner. Matplotlib runs on the Agg backend: no display needed.
+"""Plot functions and HTML helpers of the report. Matplotlib runs on the Agg backend: no display needed.
 
 Plot functions take plain numpy data and a destination path, and return the path, so
 they are usable (and tested) without any output folder.
