@@ -1,18 +1,70 @@
-"""``mnist-batch predict``: classify single images (not implemented yet)."""
+"""``mnist-batch predict``: classify a few image files and print class, confidence and top-3."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import pathlib
+import sys
 
-from mnist_batch.cli.common import HelpFormatter, not_implemented
+from mnist_batch.cli.common import HelpFormatter
+
+EXIT_SOME_FAILED = 1
+
+EPILOG = """Each image gets the scoring preprocessing (decode any format, dark-on-light scans inverted,
+background removed, cropped to the ink, fitted to 20 px, centred in 28x28 by centre of mass).
+Unreadable files print one `mnist-batch predict: error: FILE: reason` line each on stderr; the exit
+code is 1 when any file failed (the others are still classified), 2 for a bad model.
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="classify one or more image files (not implemented yet)",
-        description="Classify image files and print class, confidence and top-3.\n\nExample:\n"
-        "  mnist-batch predict my_digit.jpg --model models/cnn.keras",
+        help="classify image files (class, confidence, top-3)",
+        description="Classify image files and print class, confidence and top-3.\n\nExamples:\n"
+        "  mnist-batch predict my_digit.jpg --model models/cnn.keras\n"
+        "  mnist-batch predict photo.jpg --model models/cnn.keras --show-preprocessed seen.png",
+        epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    p.set_defaults(run=not_implemented("predict", "issue #5"))
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--model", required=True, metavar="PATH.keras", help="exported model (card beside it)")
+    p.add_argument("--top", type=int, default=3, help="how many classes to list")
+    p.add_argument(
+        "--show-preprocessed",
+        metavar="OUT.png",
+        default=None,
+        help="save the 28x28 image the model saw (several images: OUT_1.png, OUT_2.png, ...)",
+    )
+    p.set_defaults(run=run)
+
+
+def preprocessed_path(base: str, index: int, count: int) -> pathlib.Path:
+    """``seen.png`` for one image; ``seen_1.png``, ``seen_2.png``, ... for several."""
+    path = pathlib.Path(base)
+    return path if count == 1 else path.with_name(f"{path.stem}_{index + 1}{path.suffix or '.png'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mnist_batch.predict import Failure, predict_files, save_preprocessed
+
+    results = predict_files(args.model, args.images)
+    failed = 0
+    for i, r in enumerate(results):
+        if isinstance(r, Failure):
+            failed += 1
+            print(f"mnist-batch predict: error: {r.path}: {r.message}", file=sys.stderr, flush=True)
+            continue
+        top = ", ".join(f"{name} {p:.4f}" for name, p in r.top(max(1, args.top)))
+        notes = [n for n, on in (("blank", r.image.blank), ("dark-on-light, inverted", r.image.inverted)) if on]
+        note = f"  [{'; '.join(notes)}]" if notes else ""
+        print(
+            f"{r.path}: {r.class_names[r.label]} (confidence {r.confidence:.4f})  top-{args.top}: {top}{note}",
+            flush=True,
+        )
+        if args.show_preprocessed:
+            saved = save_preprocessed(r.image, preprocessed_path(args.show_preprocessed, i, len(results)))
+            print(f"  model input (28x28): {saved}")
+    return EXIT_SOME_FAILED if failed else 0
