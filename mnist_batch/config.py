@@ -50,14 +50,14 @@ class TrainConfig:
 
     dataset: str = "sample"
     model: str = "cnn"
-    epochs: int = 12
+    epochs: int = 15
     batch_size: int = 128
     learning_rate: float | None = None
     strategy: str = "auto"
     allow_cpu: bool = False
     mixed_precision: bool = False
     augment: bool = True
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     patience: int = 0
     seed: int = 42
     limit: int | None = None
