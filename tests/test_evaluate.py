@@ -122,14 +122,32 @@ def test_folder_goes_through_scoring_and_matches_arrays(tiny_model, sample_data,
         assert by_index[int(i)]["confidence"] == pytest.approx(probs[j].max(), abs=1e-5)
 
 
-def test_refuses_models_whose_classes_differ_from_the_data(tiny_model, tmp_path, capsys):
-    fashion = scoring_fixtures.train_tiny_model(
-        tmp_path, name="fashionish", epochs=1, class_names=tuple(f"c{i}" for i in range(10))
+@pytest.fixture(scope="module")
+def renamed_model(tmp_path_factory):
+    names = tuple(f"c{i}" for i in range(10))
+    return scoring_fixtures.train_tiny_model(
+        tmp_path_factory.mktemp("renamed"), name="renamed", epochs=1, class_names=names
     )
-    code = cli_main(["evaluate", "--model", str(fashion), "--dataset", "sample", "--output", str(tmp_path / "o")])
+
+
+def test_refuses_models_whose_classes_differ_from_the_data(renamed_model, tiny_model, tmp_path, capsys):
+    code = cli_main(["evaluate", "--model", str(renamed_model), "--dataset", "sample", "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "differ from sample" in err[0]
     with pytest.raises(EvaluationError, match="earlier evaluation"):
         (tmp_path / "again").mkdir()
         (tmp_path / "again" / "metrics.parquet").write_bytes(b"x")
         evaluate([str(tiny_model)], "sample", "test", tmp_path / "again")
+
+
+def test_class_names_option_names_the_data_sets_classes(renamed_model, tmp_path, capsys):
+    names_file = tmp_path / "classes.txt"
+    names_file.write_text("\n".join(f"c{i}" for i in range(10)) + "\n")
+    for i, value in enumerate((",".join(f"c{i}" for i in range(10)), str(names_file))):
+        out = tmp_path / f"out{i}"
+        args = ["--dataset", "sample", "--class-names", value, "--output", str(out), "--no-report"]
+        assert cli_main(["evaluate", "--model", str(renamed_model), *args]) == 0
+        rows = pq.read_table(out / "per_class.parquet").to_pylist()
+        assert [r["class_name"] for r in rows] == [f"c{i}" for i in range(10)]
+    assert cli_main(["data", "info", "sample", "--class-names", "a,b"]) == 2
+    assert "gives 2 names but sample has 10 classes" in capsys.readouterr().err

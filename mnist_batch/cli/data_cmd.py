@@ -7,6 +7,7 @@ import json
 
 from mnist_batch.cli.common import HelpFormatter
 from mnist_batch.data import DATASET_SPECS, load_dataset
+from mnist_batch.data.class_names import parse_class_names, with_class_names
 from mnist_batch.data.export import EXPORT_FORMATS, export_images
 
 DATASET_HELP = "data set: " + " | ".join(DATASET_SPECS)
@@ -33,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     info.add_argument("dataset", nargs="?", default="sample", help=DATASET_HELP)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.add_argument("--class-names", default=None, help="comma-separated names, or a file with one per line")
     info.set_defaults(run=run_info)
 
     export = data_sub.add_parser(
@@ -52,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
+    if args.class_names:
+        dataset = with_class_names(dataset, parse_class_names(args.class_names))
     counts = dataset.counts()
     if args.json:
         print(

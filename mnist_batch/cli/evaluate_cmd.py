@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="sample",
         help="sample | npz:PATH | idx:DIR | fashion-mnist[:DIR] | mnist | folder:DIR | DIR",
     )
+    p.add_argument(
+        "--class-names", default=None, help="name the data set's classes: comma-separated, or a file (one a line)"
+    )
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
@@ -53,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mnist_batch.evaluation import evaluate
 
-    summary = evaluate(args.model, args.dataset, args.split, args.output, overwrite=args.overwrite)
+    summary = evaluate(
+        args.model, args.dataset, args.split, args.output, overwrite=args.overwrite, class_names=args.class_names
+    )
     out = pathlib.Path(args.output)
     print(f"{out / 'comparison.md'}:")
     print((out / "comparison.md").read_text(encoding="utf-8"))

@@ -35,13 +35,14 @@ class DataToEvaluate:
     folder: str | None = None
 
 
-def resolve_data(spec: str, split: str, first_card: ModelCard) -> DataToEvaluate:
+def resolve_data(spec: str, split: str, first_card: ModelCard, class_names: str | None = None) -> DataToEvaluate:
     """``folder:DIR`` or a plain directory -> scored as files; any other spec -> arrays.
 
     A folder with a ``DIR/<split>/`` subfolder is read from there. Folder class names are the
     first model's (scoring maps folder names to the card's classes).
     """
     from mnist_batch.data import load_dataset
+    from mnist_batch.data.class_names import parse_class_names, with_class_names
 
     kind, sep, arg = spec.partition(":")
     directory = arg if (sep and kind == "folder") else (spec if pathlib.Path(spec).is_dir() else None)
@@ -51,8 +52,11 @@ def resolve_data(spec: str, split: str, first_card: ModelCard) -> DataToEvaluate
             raise EvaluationError(f"{directory}: no such directory")
         if (path / split).is_dir():
             path = path / split
-        return DataToEvaluate(spec, split, first_card.class_names, folder=str(path))
+        names = parse_class_names(class_names) if class_names else first_card.class_names
+        return DataToEvaluate(spec, split, names, folder=str(path))
     dataset = load_dataset(spec)
+    if class_names:
+        dataset = with_class_names(dataset, parse_class_names(class_names))
     part = dataset.split(split)
     return DataToEvaluate(dataset.name, split, dataset.class_names, images=part.images, labels=part.labels)
 
@@ -75,7 +79,13 @@ def prepare_output(output: pathlib.Path, overwrite: bool) -> None:
 
 
 def evaluate(
-    models: Sequence[str], dataset: str, split: str, output: str | pathlib.Path, *, overwrite: bool = False
+    models: Sequence[str],
+    dataset: str,
+    split: str,
+    output: str | pathlib.Path,
+    *,
+    overwrite: bool = False,
+    class_names: str | None = None,
 ) -> dict[str, Any]:
     """Evaluates every model on ``dataset``'s ``split`` and writes the tables under ``output``.
 
@@ -85,6 +95,7 @@ def evaluate(
       split: ``train``, ``validation`` or ``test``.
       output: output folder.
       overwrite: replace an earlier evaluation in ``output``.
+      class_names: ``--class-names`` (comma list or file) overriding the data set's names.
 
     Returns:
       The summary written to ``output/evaluation.json`` (data, class names, one entry per model).
@@ -98,7 +109,7 @@ def evaluate(
     if not models:
         raise EvaluationError("give at least one --model")
     cards = [read_card(m) for m in models]
-    data = resolve_data(dataset, split, cards[0])
+    data = resolve_data(dataset, split, cards[0], class_names)
     for model, card in zip(models, cards, strict=True):
         if tuple(card.class_names) != tuple(data.class_names):
             raise EvaluationError(
