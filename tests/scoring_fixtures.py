@@ -164,22 +164,27 @@ def write_bad_inputs(directory: pathlib.Path, digit: np.ndarray, rng: np.random.
 
 
 def enforce_permissions(monkeypatch) -> None:
-    """Makes Beam's FileSystems.open refuse mode-000 files even for root, as it would for a user.
+    """Makes the scorer's file opens refuse mode-000 files even for root, as they would for a user.
 
     Tests run as root here, and root reads mode-000 files; this patch raises the
-    PermissionError a normal user gets, at the same call the scorer makes. Only effective
+    PermissionError a normal user gets, at the same calls the scorer makes: Beam's
+    ``FileSystems.open`` (remote paths) and ``dofns.open_local`` (local paths). Only effective
     for in-process runners (DirectRunner in_memory).
     """
     from apache_beam.io.filesystems import FileSystems
 
-    original = FileSystems.open
+    from mnist_batch.scoring import dofns
 
-    def guarded_open(path, *args, **kwargs):
-        if os.path.exists(path) and os.stat(path).st_mode & 0o444 == 0:
-            raise PermissionError(13, "Permission denied", path)
-        return original(path, *args, **kwargs)
+    def guarded(original):
+        def guarded_open(path, *args, **kwargs):
+            if os.path.exists(path) and os.stat(path).st_mode & 0o444 == 0:
+                raise PermissionError(13, "Permission denied", path)
+            return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(FileSystems, "open", staticmethod(guarded_open))
+        return guarded_open
+
+    monkeypatch.setattr(FileSystems, "open", staticmethod(guarded(FileSystems.open)))
+    monkeypatch.setattr(dofns, "open_local", guarded(dofns.open_local))
 
 
 def train_tiny_model(

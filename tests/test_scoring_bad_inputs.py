@@ -1,8 +1,9 @@
 """Every hostile input of the issue lands in predictions or errors with a reason; none crashes the run.
 
 The unreadable file: tests run as root here, and root reads mode-000 files, so
-``scoring_fixtures.enforce_permissions`` patches Beam's ``FileSystems.open`` (in this process,
-the DirectRunner's) to raise the PermissionError a normal user gets; the file really is mode 000.
+``scoring_fixtures.enforce_permissions`` patches the scorer's file opens (Beam's ``FileSystems.open``
+and ``dofns.open_local``, in this process, the DirectRunner's) to raise the PermissionError a normal
+user gets; the file really is mode 000.
 """
 
 from __future__ import annotations
