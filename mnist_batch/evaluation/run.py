@@ -16,6 +16,8 @@ from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_fo
 from mnist_batch.model_card import ModelCard, read_card
 
 SUMMARY_FILE = "evaluation.json"
+NAMED_SPECS = ("sample", "mnist", "fashion-mnist")
+PREFIXED_SPECS = ("npz", "idx", "folder", "fashion-mnist")
 OUTPUT_FILES = ("metrics.parquet", "per_class.parquet", "confusion.parquet", "predictions.parquet", "comparison.md")
 
 
@@ -45,7 +47,8 @@ def resolve_data(spec: str, split: str, first_card: ModelCard, class_names: str 
     from mnist_batch.data.class_names import parse_class_names, with_class_names
 
     kind, sep, arg = spec.partition(":")
-    directory = arg if (sep and kind == "folder") else (spec if pathlib.Path(spec).is_dir() else None)
+    named = spec in NAMED_SPECS or (sep and kind in PREFIXED_SPECS)
+    directory = arg if (sep and kind == "folder") else (spec if not named and pathlib.Path(spec).is_dir() else None)
     if directory is not None:
         path = pathlib.Path(directory)
         if not path.is_dir():
