@@ -134,3 +134,27 @@ def test_learning_curve_report_from_a_run_dir(tmp_path, capsys):
     page = (run / "report.html").read_text()
     assert "<td>0.9400</td>" in page and "data:image/png;base64," in page
     assert Image.open(run / "learning_curve.png").size[0] > 300
+
+
+def test_unlabelled_run_gets_confidence_plots_only(scored, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(scored, unlabelled)
+    table = pq.read_table(unlabelled / "predictions")
+    rows = table.to_pydict()
+    rows["true_label"] = [None] * len(rows["path"])
+    rows["true_class"] = [None] * len(rows["path"])
+    for f in (unlabelled / "predictions").glob("*.parquet"):
+        f.unlink()
+    pq.write_table(pa.Table.from_pydict(rows, schema=table.schema), unlabelled / "predictions" / "part-0.parquet")
+    shutil.rmtree(unlabelled / "confusion")
+    for f in unlabelled.glob("*.png"):
+        f.unlink()
+    page = build_report(unlabelled).read_text()
+    assert sorted(p.name for p in unlabelled.glob("*.png")) == ["confidence.png", "least_confident.png"]
+    assert "per class" not in page and "Misclassified" not in page
+    _, _, (data,) = read_output(unlabelled)
+    assert caption(data, 0).startswith("→ ")

@@ -92,18 +92,13 @@ def _model_sections(data: ReportData, pngs: dict[str, pathlib.Path]) -> list[tup
     head = f"{data.name}: " if data.name else ""
     sections = [(f"{head}summary", plots.html_table(["", "value"], data.headline))]
     pc = data.per_class
-    sections.append(
-        (
-            f"{head}per class",
-            plots.html_table(
-                ["class", "support", "precision", "recall", "F1"],
-                [
-                    (name, int(pc["support"][i]), float(pc["precision"][i]), float(pc["recall"][i]), float(pc["f1"][i]))
-                    for i, name in enumerate(data.class_names)
-                ],
-            ),
-        )
-    )
+    if data.labelled.any():  # unlabelled inputs have no per-class statistics
+        rows = [
+            (name, int(pc["support"][i]), float(pc["precision"][i]), float(pc["recall"][i]), float(pc["f1"][i]))
+            for i, name in enumerate(data.class_names)
+        ]
+        table = plots.html_table(["class", "support", "precision", "recall", "F1"], rows)
+        sections.append((f"{head}per class", table))
     for kind, path in pngs.items():
         img = f"<img alt='{kind}' src='{plots.png_data_uri(path)}'>"
         sections.append((f"{head}{SECTION_TITLES[kind]}", f"{img}<p><code>{html.escape(path.name)}</code></p>"))
