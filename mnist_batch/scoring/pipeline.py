@@ -147,6 +147,7 @@ def build_pipeline(
     *,
     card: ModelCard | None = None,
     check_inputs: bool = True,
+    select_files: beam.PTransform | None = None,
 ) -> ScoringOutputs:
     """Adds the scoring graph to ``p`` and returns its named outputs; does not run or write.
 
@@ -158,6 +159,9 @@ def build_pipeline(
       config: the run's settings.
       card: skip loading the model here when the caller already checked it.
       check_inputs: list the first match of each pattern up front (fail fast).
+      select_files: optional transform of ``{"images", "skipped"}`` to the same dict, applied
+        right after matching (production runs: ``mnist_batch.scoring.runs.SelectFiles`` drops
+        files scored before and writes the run's manifest).
     """
     card = card or check_model(config.model)
     if config.labels_csv:
@@ -167,6 +171,8 @@ def build_pipeline(
         check_patterns_match(patterns)
     run_id = config.run_id or new_run_id()
     files = p | "MatchImageFiles" >> MatchImageFiles(patterns, config.extensions)
+    if select_files is not None:
+        files = files | "SelectFiles" >> select_files
     decoded = files["images"] | "DecodeImages" >> DecodeImages(
         DecodeImageFn(card.class_names, run_id, labels_csv=config.labels_csv, max_pixels=config.max_pixels)
     )
@@ -272,10 +278,13 @@ def prepare_output(output: str, overwrite: bool) -> None:
     FileSystems.delete(earlier)
 
 
-def run_scoring(config: ScoreConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
+def run_scoring(
+    config: ScoreConfig, beam_args: list[str] | None = None, *, select_files: beam.PTransform | None = None
+) -> dict[str, Any]:
     """Builds and runs the pipeline, waits, writes ``OUT/summary.json``; returns the summary.
 
-    The summary's ``exit_code`` is what the command line returns.
+    The summary's ``exit_code`` is what the command line returns. ``select_files`` is passed to
+    :func:`build_pipeline`.
     """
     options = PipelineOptions(beam_args or [])
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
@@ -283,7 +292,8 @@ def run_scoring(config: ScoreConfig, beam_args: list[str] | None = None) -> dict
         config = dataclasses.replace(config, progress=True)
     start = time.monotonic()
     p = beam.Pipeline(options=options)
-    outputs = build_pipeline(p, config)  # model, labels and inputs checked; nothing written yet
+    # model, labels and inputs checked; nothing written yet
+    outputs = build_pipeline(p, config, select_files=select_files)
     prepare_output(config.output, config.overwrite)
     write_outputs(outputs, config.output)
     result = p.run()
