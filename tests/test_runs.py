@@ -41,9 +41,9 @@ def write_digits(sample_data, folder: pathlib.Path, indices) -> list[str]:
     return paths
 
 
-def score(model, inputs, root, run_id, **options):
+def score(model, inputs, root, run_id, wait=True, **options):
     config = ScoreConfig(model=str(model), inputs=(str(inputs),), output=str(root), run_id=run_id)
-    return runs.run_partitioned(config, runs.RunOptions(**options))
+    return runs.run_partitioned(config, runs.RunOptions(**options), wait=wait)
 
 
 def predicted_paths(run_dir: pathlib.Path) -> list[str]:
@@ -97,10 +97,13 @@ def test_rerun_of_a_run_id_replaces_it_completely(tiny_model, sample_data, tmp_p
     pq.write_table(pq.read_table(old / "predictions"), old / "predictions" / "part-99999-of-99999.parquet")
     (old / "predictions" / "beam-temp-part-123").mkdir()
     (old / "predictions" / "beam-temp-part-123" / "x").write_bytes(b"partial")
-    summary = score(tiny_model, tmp_path / "in", root, "nightly", run_date="2026-01-03")
-    assert not old.exists()
+    # wait=False: the launcher returns once submitted, so the commit is the pipeline's own work.
+    submitted = score(tiny_model, tmp_path / "in", root, "nightly", wait=False, run_date="2026-01-03")
+    assert submitted["state"] == "submitted" and not old.exists()
     new = root / "dt=2026-01-03" / "run=nightly"
-    assert summary["counts"]["scored"] == 10 and (new / "_SUCCESS").exists()
+    summary = runs.read_success(str(new))
+    assert summary["counts"]["scored"] == 10 and summary["exit_code"] == 0 and "wall_time_s" not in summary
+    assert summary["files_written"] == 5  # one shard per table (4) and the manifest, all finalised before
     assert len(predicted_paths(new)) == 10
     assert runs.read_runs(str(root), "predictions").num_rows == 10
     assert not list(root.rglob("beam-temp*"))

@@ -278,13 +278,10 @@ def prepare_output(output: str, overwrite: bool) -> None:
     FileSystems.delete(earlier)
 
 
-def run_scoring(
-    config: ScoreConfig, beam_args: list[str] | None = None, *, select_files: beam.PTransform | None = None
-) -> dict[str, Any]:
+def run_scoring(config: ScoreConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
     """Builds and runs the pipeline, waits, writes ``OUT/summary.json``; returns the summary.
 
-    The summary's ``exit_code`` is what the command line returns. ``select_files`` is passed to
-    :func:`build_pipeline`.
+    The summary's ``exit_code`` is what the command line returns.
     """
     options = PipelineOptions(beam_args or [])
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
@@ -292,8 +289,7 @@ def run_scoring(
         config = dataclasses.replace(config, progress=True)
     start = time.monotonic()
     p = beam.Pipeline(options=options)
-    # model, labels and inputs checked; nothing written yet
-    outputs = build_pipeline(p, config, select_files=select_files)
+    outputs = build_pipeline(p, config)  # model, labels and inputs checked; nothing written yet
     prepare_output(config.output, config.overwrite)
     write_outputs(outputs, config.output)
     result = p.run()

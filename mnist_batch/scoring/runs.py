@@ -10,9 +10,11 @@ Layout (``--layout runs``; Hive-style partitions, so pyarrow, DuckDB and Spark s
 
 Semantics:
 
-* A run is committed only when ``_SUCCESS`` exists: Beam's sinks have finalised every shard and
-  ``summary.json`` has been written before it. Readers (:func:`read_runs`) and ``--incremental``
-  look at committed runs only.
+* A run is committed only when ``_SUCCESS`` exists. The pipeline's last step,
+  :class:`CommitRunFn`, writes ``summary.json`` then ``_SUCCESS`` once every Parquet sink has
+  finalised its shards (their output file names are its side inputs), so the commit happens in
+  the job even when the launcher does not wait (flex templates). Readers (:func:`read_runs`) and
+  ``--incremental`` look at committed runs only.
 * Rerunning a run id first deletes every folder of that id (under any ``dt=``), ``_SUCCESS``
   first, so a rerun replaces the run completely: no leftover shards, no duplicate rows, and a
   rerun killed half-way leaves an uncommitted run, never a mixed one.
@@ -34,6 +36,7 @@ import io
 import json
 import re
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -43,13 +46,23 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.constants import COL_PATH, COL_RUN_ID, COL_STAGE
 from mnist_batch.scoring.dofns import METRICS_NAMESPACE, SKIPPED_TAG
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.model_handler import check_model
-from mnist_batch.scoring.pipeline import SUMMARY_FILE, read_text, run_scoring, write_text
+from mnist_batch.scoring.pipeline import (
+    LOCAL_RUNNERS,
+    SUMMARY_FILE,
+    build_pipeline,
+    exit_code_for,
+    metric_counters,
+    read_text,
+    write_text,
+)
+from mnist_batch.scoring.sinks import WriteTable
 
 SUCCESS_FILE = "_SUCCESS"
 MANIFEST_TABLE = "manifest"
@@ -297,13 +310,15 @@ class SelectFiles(beam.PTransform):
         super().__init__()
         self._run_dir = run_dir
         self._fn = SelectNewFilesFn(run_id, key, known)
+        self.manifest_written: beam.PCollection | None = None
+        """After expansion: the manifest's finalised file names (the commit waits on them)."""
 
     def expand(self, files):
         tag = SelectNewFilesFn.MANIFEST_TAG
         selected = files["images"] | "DropScoredBefore" >> beam.ParDo(self._fn).with_outputs(
             SKIPPED_TAG, tag, main="images"
         )
-        selected[tag] | "WriteManifest" >> WriteToParquet(
+        self.manifest_written = selected[tag] | "WriteManifest" >> WriteToParquet(
             FileSystems.join(self._run_dir, MANIFEST_TABLE, "part"),
             schema=MANIFEST_SCHEMA,
             codec="snappy",
@@ -327,44 +342,111 @@ def check_expected_model(model: str, expected: str | None):
     return card
 
 
-def run_partitioned(config: ScoreConfig, options: RunOptions, beam_args: list[str] | None = None) -> dict[str, Any]:
-    """Scores into ``config.output/dt=DATE/run=ID/`` and commits the run with ``_SUCCESS``; returns the summary.
+class CommitRunFn(beam.DoFn):
+    """Stats -> ``summary.json`` then ``_SUCCESS`` in the run folder: the run's commit, inside the pipeline.
+
+    Its side inputs are the file names the Parquet sinks emit after finalising their shards, so
+    it runs only once every table is complete; committing on a worker means a launcher that
+    does not wait (Dataflow flex templates, detached launches) still gets committed runs.
+    """
+
+    def __init__(self, run_dir: str, launch: dict[str, Any], max_error_rate: float | None) -> None:
+        self._run_dir = run_dir
+        self._launch = launch
+        self._max_error_rate = max_error_rate
+
+    def process(self, stats: dict[str, Any], *finalised_files) -> Iterator[str]:
+        summary = commit_summary(stats, self._launch, self._max_error_rate)
+        summary["committed_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        summary["files_written"] = sum(len(files) for files in finalised_files)
+        text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+        write_text(FileSystems.join(self._run_dir, SUMMARY_FILE), text)
+        write_text(FileSystems.join(self._run_dir, SUCCESS_FILE), text)
+        yield self._run_dir
+
+
+def commit_summary(stats: dict[str, Any], launch: dict[str, Any], max_error_rate: float | None) -> dict[str, Any]:
+    """The run's summary from the pipeline's stats and what the launcher knew; sets exit_code/failure."""
+    summary = {**stats, **launch}
+    skipped = int(summary.get("skipped_by_reason", {}).get(SKIP_ALREADY_SCORED, 0))
+    summary["incremental"] = {**launch["incremental"], "skipped": skipped}
+    code, reason = exit_code_for(summary, max_error_rate)
+    if code != 0 and launch["incremental"]["enabled"] and summary["counts"]["matched"] == 0 and skipped > 0:
+        code, reason = 0, None  # nothing new since the last run is a normal night, not a failure
+    summary["exit_code"], summary["failure"] = code, reason
+    return summary
+
+
+def run_partitioned(
+    config: ScoreConfig, options: RunOptions, beam_args: list[str] | None = None, *, wait: bool = True
+) -> dict[str, Any]:
+    """Scores into ``config.output/dt=DATE/run=ID/``, committed with ``_SUCCESS``; returns the summary.
 
     Steps: check the model (and ``expect_model_id``); read the keys of earlier committed runs
-    (``incremental``); delete every earlier folder of this run id; run the pipeline (tables +
-    manifest); rewrite ``summary.json`` with the run's placement; write ``_SUCCESS`` last.
-    A failure anywhere before the last step leaves no ``_SUCCESS``.
+    (``incremental``); delete every earlier folder of this run id; run the pipeline: tables and
+    manifest, then :class:`CommitRunFn` writes ``summary.json`` and ``_SUCCESS`` once every sink
+    has finalised. A failure anywhere before leaves no ``_SUCCESS``. With ``wait`` the launcher
+    then adds wall time and Beam counters to both files; without it, it returns once the job is
+    submitted (``{"state": "submitted", ...}``).
     """
+    beam_options = PipelineOptions(beam_args or [])
+    runner = beam_options.view_as(StandardOptions).runner or "DirectRunner"
     root = config.output
     run_id = check_run_id(config.run_id or default_run_id())
     run_date = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
     card = check_expected_model(config.model, options.expect_model_id)
     known = known_files(root, options.incremental_key, exclude_run_id=run_id) if options.incremental else frozenset()
     out = run_path(root, run_date, run_id)
-    delete_run(root, run_id)
+    if config.progress is False and runner in LOCAL_RUNNERS:
+        config = dataclasses.replace(config, progress=True)
+    config = dataclasses.replace(config, output=out, run_id=run_id, overwrite=True)
+    launch = {
+        "model": config.model,
+        "model_id": card.model_id,
+        "model_name": card.model_name,
+        "class_names": list(card.class_names),
+        "run_id": run_id,
+        "runner": runner,
+        "inputs": list(config.inputs),
+        "output": out,
+        "review_threshold": config.review_threshold,
+        "max_error_rate": config.max_error_rate,
+        "layout": "runs",
+        "root": root,
+        "dt": run_date,
+        "run_path": out,
+        "expect_model_id": options.expect_model_id,
+        "incremental": {"enabled": options.incremental, "key": options.incremental_key, "known_files": len(known)},
+    }
+    start = time.monotonic()
+    p = beam.Pipeline(options=beam_options)
     select = SelectFiles(out, run_id, options.incremental_key, known)
-    summary = run_scoring(
-        dataclasses.replace(config, output=out, run_id=run_id, overwrite=True), beam_args, select_files=select
-    )
+    outputs = build_pipeline(p, config, card=card, select_files=select)
+    delete_run(root, run_id)  # everything checked: only now replace an earlier attempt of this run
+    written = [
+        getattr(outputs, table) | f"Write{table.title().replace('_', '')}" >> WriteTable(out, table)
+        for table in ("predictions", "errors", "confusion", "per_class")
+    ]
+    written.append(select.manifest_written)
+    side_inputs = [beam.pvalue.AsList(w) for w in written]
+    outputs.stats | "CommitRun" >> beam.ParDo(CommitRunFn(out, launch, config.max_error_rate), *side_inputs)
+    result = p.run()
+    if not wait:
+        return {**launch, "state": "submitted", "exit_code": 0, "failure": None}
+    result.wait_until_finish()
+    wall = time.monotonic() - start
+    summary = read_success(out)
+    if summary is None:
+        raise ScoringError(f"run {run_id}: the pipeline finished but {out}/{SUCCESS_FILE} is missing")
+    matched = summary["counts"]["matched"]
     summary.update(
         {
-            "layout": "runs",
-            "root": root,
-            "dt": run_date,
-            "run_path": out,
-            "model_id": card.model_id,
-            "incremental": {
-                "enabled": options.incremental,
-                "key": options.incremental_key,
-                "known_files": len(known),
-                "skipped": int(summary.get("skipped_by_reason", {}).get(SKIP_ALREADY_SCORED, 0)),
-            },
-            "expect_model_id": options.expect_model_id,
+            "wall_time_s": round(wall, 3),
+            "images_per_s": round(matched / wall, 1) if wall > 0 else None,
+            "metrics": metric_counters(result),
+            "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
     )
-    if options.incremental and summary["counts"]["matched"] == 0 and summary["incremental"]["skipped"] > 0:
-        # Nothing new since the last run is a normal night, not a failure.
-        summary["exit_code"], summary["failure"] = 0, None
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     write_text(FileSystems.join(out, SUMMARY_FILE), text)
     write_text(FileSystems.join(out, SUCCESS_FILE), text)
