@@ -217,7 +217,6 @@ def test_cli_runs_layout_model_pin_and_flags(tiny_model, sample_data, tmp_path, 
     assert summary["model_id"] == model_id and summary["counts"]["scored"] == 8
     c2 = runs.committed_runs(str(root))[-1]
     assert c2.run_id == "c2" and runs.read_success(c2.path)["expect_model_id"] == model_id[:12]
-    # Flat layout also honours the pin.
+    # Flat layout also honours the pin (refused before anything is written).
     flat = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "flat")]
-    assert cli_main([*flat, "--expect-model-id", "f" * 16]) == 2
-    assert cli_main([*flat, "--expect-model-id", model_id]) == 0
+    assert cli_main([*flat, "--expect-model-id", "f" * 16]) == 2 and not (tmp_path / "flat").exists()
