@@ -34,7 +34,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mnist_batch.cli.score_cmd import DESCRIPTION, add_arguments, check_beam_args, config_from_args, print_summary
+from mnist_batch.cli.score_cmd import (
+    DESCRIPTION,
+    add_arguments,
+    check_beam_args,
+    config_from_args,
+    execute,
+    print_summary,
+)
 from mnist_batch.errors import MnistBatchError
 
 
@@ -47,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         check_beam_args(beam_args, parser)
-        from mnist_batch.scoring.pipeline import run_scoring
-
-        summary = run_scoring(config, beam_args)
+        summary = execute(args, config, beam_args)
     except MnistBatchError as exc:
         print(f"score: error: {exc}", file=sys.stderr)
         return 2

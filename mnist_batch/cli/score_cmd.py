@@ -66,8 +66,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="exit 4 when errors/matched exceeds this (0-1); default: only when every file failed",
     )
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse larger images (decompression bombs)")
-    p.add_argument("--run-id", default=None, help="run id written to every row (default: time + random)")
+    p.add_argument(
+        "--run-id",
+        default=None,
+        help="run id written to every row (default: time + random; with --layout runs: UTC time, e.g. 20261122T020000Z)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in --output")
+    add_production_arguments(p)
+
+
+def add_production_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of production runs (``mnist_batch.scoring.runs``; see deploy/README.md)."""
+    g = p.add_argument_group("production runs (deploy/README.md)")
+    g.add_argument(
+        "--layout",
+        choices=("flat", "runs"),
+        default="flat",
+        help="flat: tables directly in --output; runs: --output is a ROOT of ROOT/dt=DATE/run=ID/ folders, "
+        "each committed with _SUCCESS; rerunning a run id replaces it",
+    )
+    g.add_argument("--run-date", default=None, help="dt= partition YYYY-MM-DD (--layout runs; default: today, UTC)")
+    g.add_argument(
+        "--incremental",
+        action="store_true",
+        help="skip files that an earlier committed run under ROOT took on (needs --layout runs)",
+    )
+    g.add_argument(
+        "--incremental-key",
+        choices=("stat", "hash"),
+        default="stat",
+        help="what identifies a file already scored: stat = path+size+mtime, hash = path+sha256 of the content",
+    )
+    g.add_argument(
+        "--expect-model-id",
+        default=None,
+        metavar="SHA256",
+        help="refuse to run (exit 2) unless the model's id (its sha256, or a prefix of 8+ characters) matches",
+    )
 
 
 class BeamArgsParser(argparse.ArgumentParser):
@@ -151,6 +186,12 @@ def print_summary(summary: dict) -> None:
             f"on {counts['labelled']:,} labelled images"
         )
     print(f"outputs: {out}/predictions/ {out}/errors/ {out}/confusion/ {out}/per_class/ {out}/summary.json")
+    if summary.get("layout") == "runs":
+        inc = summary["incremental"]
+        print(
+            f"run {summary['run_id']} committed: {out}/_SUCCESS (model_id {summary['model_id'][:12]}, "
+            f"{inc['skipped']:,} files already scored{'' if inc['enabled'] else ', not incremental'})"
+        )
     if summary.get("failure"):
         print(f"mnist-batch score: failed: {summary['failure']} (exit {summary['exit_code']})", file=sys.stderr)
 
@@ -159,8 +200,40 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     config = config_from_args(args)
     beam_args = beam_args if beam_args is not None else getattr(args, "beam_args", [])
     check_beam_args(beam_args, getattr(args, "parser", None))
-    from mnist_batch.scoring.pipeline import run_scoring
-
-    summary = run_scoring(config, beam_args)
+    summary = execute(args, config, beam_args)
     print_summary(summary)
     return int(summary["exit_code"])
+
+
+def run_options_from_args(args: argparse.Namespace):
+    """argparse namespace -> ``RunOptions`` (None for a flat run without production options)."""
+    from mnist_batch.scoring.runs import RunOptions
+
+    layout = getattr(args, "layout", "flat")
+    if layout == "flat":
+        if getattr(args, "incremental", False) or getattr(args, "run_date", None):
+            raise MnistBatchError("score: --incremental and --run-date need --layout runs")
+        return None
+    try:
+        return RunOptions(
+            run_date=args.run_date,
+            incremental=args.incremental,
+            incremental_key=args.incremental_key,
+            expect_model_id=args.expect_model_id,
+        )
+    except ValueError as exc:
+        raise MnistBatchError(f"score: {exc}") from exc
+
+
+def execute(args: argparse.Namespace, config, beam_args: list[str]) -> dict:
+    """Runs a flat or a partitioned (``--layout runs``) scoring run; returns its summary."""
+    options = run_options_from_args(args)
+    from mnist_batch.scoring import runs
+
+    if options is None:
+        if getattr(args, "expect_model_id", None):
+            runs.check_expected_model(config.model, args.expect_model_id)
+        from mnist_batch.scoring.pipeline import run_scoring
+
+        return run_scoring(config, beam_args)
+    return runs.run_partitioned(config, options, beam_args)

@@ -151,6 +151,7 @@ def build_pipeline(
     *,
     card: ModelCard | None = None,
     check_inputs: bool = True,
+    select_files: beam.PTransform | None = None,
 ) -> ScoringOutputs:
     """Adds the scoring graph to ``p`` and returns its named outputs; does not run or write.
 
@@ -162,6 +163,9 @@ def build_pipeline(
       config: the run's settings.
       card: skip loading the model here when the caller already checked it.
       check_inputs: list the first match of each pattern up front (fail fast).
+      select_files: optional transform of ``{"images", "skipped"}`` to the same dict, applied
+        right after matching (production runs: ``mnist_batch.scoring.runs.SelectFiles`` drops
+        files scored before and writes the run's manifest).
     """
     card = card or check_model(config.model)
     if config.labels_csv:
@@ -171,6 +175,8 @@ def build_pipeline(
         check_patterns_match(patterns)
     run_id = config.run_id or new_run_id()
     files = p | "MatchImageFiles" >> MatchImageFiles(patterns, config.extensions, reshuffle=reshuffle_needed(p))
+    if select_files is not None:
+        files = files | "SelectFiles" >> select_files
     decoded = files["images"] | "DecodeImages" >> DecodeImages(
         DecodeImageFn(card.class_names, run_id, labels_csv=config.labels_csv, max_pixels=config.max_pixels)
     )

@@ -1,0 +1,63 @@
+"""Airflow DAG: score the day's new scans every night with ``BeamRunPythonPipelineOperator``.
+
+Needs ``apache-airflow-providers-apache-beam`` (and ``-google`` for Dataflow). The Airflow
+worker launches ``pipelines/score.py`` of a copy of this repository synced next to the DAG
+(``dags/mnist_batch/``; or set ``MNIST_BATCH_PY_FILE``) in a virtualenv where that copy is
+pip-installed with its pinned stack.
+
+Each DAG run is one committed run: ``--run-id`` is the logical date (``{{ ds_nodash }}``) and
+``--run-date`` its ``dt=`` partition, so a retry or a backfill of a day replaces exactly that
+day's run; ``--incremental`` skips files that earlier committed runs already scored.
+Settings are Airflow Variables: ``mnist_batch_model``, ``mnist_batch_input``,
+``mnist_batch_output`` (runs root), ``mnist_batch_expect_model_id``, ``mnist_batch_runner``
+(``DirectRunner`` or ``DataflowRunner``), ``mnist_batch_project``, ``mnist_batch_region``,
+``mnist_batch_temp_location``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from airflow import DAG
+from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+
+PY_FILE = os.environ.get(
+    "MNIST_BATCH_PY_FILE", os.path.join(os.path.dirname(__file__), "mnist_batch", "pipelines", "score.py")
+)
+PACKAGE_DIR = os.path.dirname(os.path.dirname(PY_FILE))  # the repository copy: setup.py, mnist_batch/, ...
+SETUP_FILE = os.path.join(PACKAGE_DIR, "setup.py")
+
+with DAG(
+    dag_id="mnist_batch_score",
+    description="Nightly incremental scoring of new digit scans (mnist_batch, Apache Beam)",
+    schedule="@daily",
+    start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": datetime.timedelta(minutes=15)},
+    tags=["mnist_batch", "beam"],
+) as dag:
+    score = BeamRunPythonPipelineOperator(
+        task_id="score",
+        py_file=PY_FILE,
+        runner="{{ var.value.get('mnist_batch_runner', 'DirectRunner') }}",
+        py_interpreter="python3.11",
+        py_requirements=[PACKAGE_DIR],  # pip installs the package (and its pinned stack) into the task's venv
+        py_system_site_packages=False,
+        pipeline_options={
+            "model": "{{ var.value.mnist_batch_model }}",
+            "input": "{{ var.value.mnist_batch_input }}",
+            "output": "{{ var.value.mnist_batch_output }}",
+            "layout": "runs",
+            "incremental": True,
+            "run-id": "{{ ds_nodash }}",
+            "run-date": "{{ ds }}",
+            "expect-model-id": "{{ var.value.mnist_batch_expect_model_id }}",
+            "max-error-rate": "0.05",
+            "project": "{{ var.value.get('mnist_batch_project', '') }}",
+            "region": "{{ var.value.get('mnist_batch_region', '') }}",
+            "temp_location": "{{ var.value.get('mnist_batch_temp_location', '') }}",
+            "setup_file": SETUP_FILE,
+        },
+    )

@@ -1,0 +1,93 @@
+"""Dataflow flex-template entry point (``FLEX_TEMPLATE_PYTHON_PY_FILE`` in deploy/Dockerfile).
+
+The launcher passes the template's parameters as ``--name=value`` with the names of
+``metadata.json`` (underscores, e.g. ``--run_id=20260101``, ``--incremental=true``). This file
+turns them into ``mnist-batch score --layout runs`` options (``--run-id 20260101``,
+``--incremental``), passes everything else (``--runner``, ``--project``, ``--sdk_container_image``,
+...) to Beam, and submits the job **without waiting** for it, as flex templates require: the run
+is committed by the pipeline itself (``_SUCCESS`` is written by its last step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mnist_batch.cli.score_cmd import (
+    add_arguments,
+    check_beam_args,
+    config_from_args,
+    run_options_from_args,
+)
+from mnist_batch.errors import MnistBatchError
+
+TRUE_VALUES = ("true", "1", "yes")
+FALSE_VALUES = ("false", "0", "no", "")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``mnist-batch score`` (the template's parameters are a subset of them)."""
+    parser = argparse.ArgumentParser(prog="flex_main.py")
+    add_arguments(parser)
+    return parser
+
+
+def flag_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """``run_id`` -> the action of ``--run-id``, for every long option of the parser."""
+    return {
+        option[2:].replace("-", "_"): action
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    }
+
+
+def translate(argv: list[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """Template parameters -> command-line arguments of ``mnist-batch score``.
+
+    ``--name=value`` for an option of the command becomes ``--name-with-hyphens=value``; a
+    boolean option (``--incremental``) becomes the bare flag when true and is dropped when false.
+    Other arguments (Beam's) are kept as they are.
+
+    Raises:
+      MnistBatchError: a boolean parameter with a value that is not true/false.
+    """
+    actions = flag_actions(parser or build_parser())
+    out: list[str] = []
+    for arg in argv:
+        name, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        action = actions.get(name)
+        if not sep or action is None:
+            out.append(arg)
+            continue
+        flag = next(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._StoreTrueAction):
+            if value.lower() in TRUE_VALUES:
+                out.append(flag)
+            elif value.lower() not in FALSE_VALUES:
+                raise MnistBatchError(f"--{name}={value}: expected true or false")
+            continue
+        out.append(f"{flag}={value}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args, beam_args = parser.parse_known_args(translate(sys.argv[1:] if argv is None else argv, parser))
+        args.layout = "runs"  # a template run is always a committed production run
+        config = config_from_args(args)
+        check_beam_args(beam_args, parser)
+        options = run_options_from_args(args)
+        from mnist_batch.scoring.runs import run_partitioned
+
+        submitted = run_partitioned(config, options, beam_args, wait=False)
+    except MnistBatchError as exc:
+        print(f"flex_main: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"submitted run {submitted['run_id']} -> {submitted['run_path']} (committed by the job's _SUCCESS)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

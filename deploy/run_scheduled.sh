@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Scheduled wrapper (cron, Kubernetes CronJob): one incremental, committed run of `mnist-batch score`.
+#
+# - refuses to overlap: holds an exclusive flock on $MNIST_BATCH_LOCK; if another run holds it,
+#   logs that and exits 75 (EX_TEMPFAIL) without starting anything;
+# - exits with the scorer's exit code (0 ok, 2 bad argument/model/input, 4 too many errors, ...);
+# - logs one summary line (the scorer's "scored N of M images ..." line) with a UTC timestamp,
+#   to stdout and, when `logger` exists, to syslog (tag mnist-batch); the full output goes to
+#   $MNIST_BATCH_LOG_DIR/score-RUNID.log.
+#
+# Environment: MNIST_BATCH_MODEL, MNIST_BATCH_INPUT, MNIST_BATCH_OUTPUT (runs root) are required.
+# Optional: MNIST_BATCH_RUN_ID (default: UTC date YYYYMMDD, so a rerun the same day replaces that
+# day's run), MNIST_BATCH_RUN_DATE (default: UTC date YYYY-MM-DD), MNIST_BATCH_EXPECT_MODEL_ID,
+# MNIST_BATCH_LOCK (default: /tmp/mnist-batch-score.lock), MNIST_BATCH_LOG_DIR (default: /tmp),
+# MNIST_BATCH_CMD (default: mnist-batch). Extra arguments are passed to `mnist-batch score`
+# (e.g. Beam options: --runner DataflowRunner --project ...).
+set -uo pipefail
+
+model="${MNIST_BATCH_MODEL:?set MNIST_BATCH_MODEL}"
+input="${MNIST_BATCH_INPUT:?set MNIST_BATCH_INPUT}"
+output="${MNIST_BATCH_OUTPUT:?set MNIST_BATCH_OUTPUT}"
+run_id="${MNIST_BATCH_RUN_ID:-$(date -u +%Y%m%d)}"
+run_date="${MNIST_BATCH_RUN_DATE:-$(date -u +%Y-%m-%d)}"
+lock="${MNIST_BATCH_LOCK:-/tmp/mnist-batch-score.lock}"
+log_dir="${MNIST_BATCH_LOG_DIR:-/tmp}"
+read -r -a cmd <<< "${MNIST_BATCH_CMD:-mnist-batch}"
+
+log() {
+  local line
+  line="$(date -u +%Y-%m-%dT%H:%M:%SZ) mnist-batch run $run_id: $*"
+  echo "$line"
+  if command -v logger > /dev/null 2>&1; then logger -t mnist-batch -- "$line" || true; fi
+}
+
+mkdir -p "$log_dir"
+exec 9>> "$lock"
+if ! flock -n 9; then
+  log "another run holds $lock; not starting (exit 75)"
+  exit 75
+fi
+
+args=(score --model "$model" --input "$input" --output "$output" --layout runs --incremental
+      --run-id "$run_id" --run-date "$run_date")
+if [ -n "${MNIST_BATCH_EXPECT_MODEL_ID:-}" ]; then args+=(--expect-model-id "$MNIST_BATCH_EXPECT_MODEL_ID"); fi
+
+log_file="$log_dir/score-$run_id.log"
+log "starting: ${cmd[*]} ${args[*]} $*"
+# The scorer inherits the lock (fd 9): if this wrapper dies, no new run starts until the scorer ends.
+"${cmd[@]}" "${args[@]}" "$@" > "$log_file" 2>&1
+code=$?
+summary="$(grep -E '^scored [0-9,]+ of [0-9,]+ images' "$log_file" | tail -n 1)"
+if [ "$code" -eq 0 ]; then
+  log "ok: ${summary:-no summary line} (log: $log_file)"
+else
+  log "FAILED with exit $code: ${summary:-$(tail -n 1 "$log_file")} (log: $log_file)"
+fi
+exit "$code"
