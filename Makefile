@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench bench-train bench-score bench-fashion clean
 
 install: $(STAMP)
 
@@ -24,11 +24,17 @@ $(STAMP): requirements.txt setup.py
 
 demo: $(STAMP)
 	$(PY) -m mnist_batch data info sample
+	$(PY) -m mnist_batch train --dataset sample --model cnn --run-dir $(OUT)/run --export $(OUT)/models/cnn.keras --progress epoch
 	$(PY) -m mnist_batch data export-images sample --split test --out $(OUT)/test_images --overwrite
+	$(PY) -m mnist_batch score --model $(OUT)/models/cnn.keras --input $(OUT)/test_images --output $(OUT)/scored --overwrite
+	$(PY) -m mnist_batch report $(OUT)/scored
 	@echo
 	@echo "Outputs:"
-	@echo "  held-out test split as PNG files: $(OUT)/test_images/<label>/<index>.png"
-	@echo "  (training, Beam scoring and the report join this demo as they land: see README 'Status')"
+	@echo "  model + model card:           $(OUT)/models/cnn.keras, $(OUT)/models/cnn.card.json"
+	@echo "  training run (curves, log):   $(OUT)/run/learning_curve.png, $(OUT)/run/history.csv"
+	@echo "  held-out test split as PNGs:  $(OUT)/test_images/<label>/<index>.png"
+	@echo "  Beam scoring outputs:         $(OUT)/scored/{predictions,errors,confusion,per_class}/ (Parquet), $(OUT)/scored/summary.json"
+	@echo "  report:                       $(OUT)/scored/report.html (+ PNG plots beside it)"
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -41,8 +47,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+bench: bench-train bench-score
+
+bench-train: $(STAMP)
+	$(PY) benchmarks/bench_train.py
+
+bench-score: $(STAMP)
+	$(PY) benchmarks/bench_score.py
+
+bench-fashion: $(STAMP)
+	$(PY) benchmarks/bench_fashion.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .ruff_cache
