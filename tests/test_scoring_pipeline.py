@@ -33,7 +33,7 @@ from mnist_batch.cli import main as cli_main  # noqa: E402
 from mnist_batch.scoring import dofns, sinks  # noqa: E402
 from mnist_batch.scoring.errors import ScoringError  # noqa: E402
 from mnist_batch.scoring.model_handler import load_keras_model  # noqa: E402
-from mnist_batch.scoring.pipeline import build_pipeline, reshuffle_needed, run_scoring  # noqa: E402
+from mnist_batch.scoring.pipeline import build_pipeline, run_scoring  # noqa: E402
 from mnist_batch.scoring.read import expand_input, expand_inputs  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
@@ -166,28 +166,6 @@ def test_build_pipeline_outputs(tiny_model, sample_data, tmp_path):
             label="CheckCounts",
         )
         assert_that(out.skipped, equal_to([(str(tmp_path / "imgs" / "notes.txt"), dofns.SKIP_EXTENSION)]), label="Sk")
-
-
-@pytest.mark.parametrize(
-    ("args", "needed"),
-    [
-        ([], False),
-        (["--runner", "DirectRunner"], False),
-        (["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"], True),
-        (["--direct_running_mode", "multi_threading"], True),
-        (["--direct_num_workers", "2"], True),
-        (["--runner", "PortableRunner", "--job_endpoint", "localhost:1"], True),
-    ],
-)
-def test_reshuffle_only_left_out_on_the_in_memory_direct_runner(tiny_model, sample_data, tmp_path, args, needed):
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    small_export(sample_data, tmp_path / "imgs", n_per_class=1)
-    p = apache_beam.Pipeline(options=PipelineOptions(args))
-    assert reshuffle_needed(p) is needed
-    build_pipeline(p, ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "imgs"),), output=str(tmp_path)))
-    names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
-    assert ("MatchImageFiles/Reshuffle" in names) is needed
 
 
 def test_build_pipeline_fails_before_reading_on_empty_pattern(tiny_model, tmp_path):

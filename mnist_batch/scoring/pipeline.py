@@ -2,7 +2,7 @@
 
 Graph (every step named; composites are PTransforms)::
 
-    MatchImageFiles: CreatePatterns -> MatchAll -> ClassifyMatches -> [DropDuplicatePaths] -> ReadMatches -> [Reshuffle]
+    MatchImageFiles: CreatePatterns -> MatchAll -> ClassifyMatches -> [DropDuplicatePaths] -> ReadMatches -> Reshuffle
     DecodeImages: read + decode + preprocess per element -> (ImageKey, uint8 28x28) | errors
     RunInference: KeyedModelHandler(KerasModelHandler) with exception handling -> failed batches to errors
     FormatPredictions -> predictions rows
@@ -23,8 +23,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
-from apache_beam.runners.direct.direct_runner import SwitchingDirectRunner
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.model_card import ModelCard
@@ -126,21 +125,6 @@ class ComputeStats(beam.PTransform):
         return {"confusion": confusion, "per_class": per_class, "stats": stats}
 
 
-def reshuffle_needed(p: beam.Pipeline) -> bool:
-    """False only where ``Reshuffle`` has no worker to spread files over: DirectRunner in memory.
-
-    The in-memory DirectRunner runs every stage in this one process, so the shuffle after
-    ``ReadMatches`` only pickles and unpickles every file and adds stages to start (measured:
-    about 5 % of a local run's CPU). Every other runner -- Dataflow, Flink, Spark, the portable
-    runner, DirectRunner ``multi_processing``/``multi_threading`` or ``--direct_num_workers``
-    other than 1 -- keeps it.
-    """
-    if not isinstance(p.runner, SwitchingDirectRunner):
-        return True
-    direct = p.options.view_as(DirectOptions)
-    return (direct.direct_running_mode or "in_memory") != "in_memory" or (direct.direct_num_workers or 1) != 1
-
-
 def new_run_id() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
 
@@ -174,7 +158,7 @@ def build_pipeline(
     if check_inputs:
         check_patterns_match(patterns)
     run_id = config.run_id or new_run_id()
-    files = p | "MatchImageFiles" >> MatchImageFiles(patterns, config.extensions, reshuffle=reshuffle_needed(p))
+    files = p | "MatchImageFiles" >> MatchImageFiles(patterns, config.extensions)
     if select_files is not None:
         files = files | "SelectFiles" >> select_files
     decoded = files["images"] | "DecodeImages" >> DecodeImages(

@@ -92,17 +92,12 @@ class MatchImageFiles(beam.PTransform):
     ``MatchAll`` (empty match disallowed) -> ``ClassifyMatches`` (extension filter; directories
     and other names go to ``skipped``) -> ``DropDuplicatePaths`` when several patterns may
     overlap -> ``ReadMatches`` -> ``Reshuffle`` (spreads reading and scoring over workers).
-
-    ``reshuffle=False`` leaves the ``Reshuffle`` out: only for a runner with a single worker
-    (DirectRunner in memory, see :func:`mnist_batch.scoring.pipeline.reshuffle_needed`), where
-    there is nothing to spread over and the shuffle only costs a pickle round trip per file.
     """
 
-    def __init__(self, patterns: Sequence[str], extensions: Sequence[str], *, reshuffle: bool = True) -> None:
+    def __init__(self, patterns: Sequence[str], extensions: Sequence[str]) -> None:
         super().__init__()
         self._patterns = list(patterns)
         self._extensions = tuple(extensions)
-        self._reshuffle = reshuffle
 
     def expand(self, pbegin):
         matched = (
@@ -121,7 +116,5 @@ class MatchImageFiles(beam.PTransform):
                 | "DropDuplicatePaths" >> beam.CombinePerKey(lambda ms: next(iter(ms)))
                 | "DropPathKeys" >> beam.Values()
             )
-        readable = images | "ReadMatches" >> fileio.ReadMatches()
-        if self._reshuffle:
-            readable = readable | "Reshuffle" >> beam.Reshuffle()
+        readable = images | "ReadMatches" >> fileio.ReadMatches() | "Reshuffle" >> beam.Reshuffle()
         return {"images": readable, "skipped": classified[SKIPPED_TAG]}
