@@ -1,10 +1,6 @@
 """Statistics computed with Beam combiners (distributed; no step collects all rows in one process).
 
-* :class:`RunStatsFn` -- the pipeline's one combiner: a single pass over predictions, error
-  rows, matched files and skipped files together (one ``Flatten``), giving the prediction
-  counts and confusion matrix, the matched count, errors by stage and skipped by reason.
-  One combiner instead of four cut the pipeline's fixed start-up (fewer stages and DoFns).
-* :class:`PredictionStatsFn` -- the prediction rows alone: counts and the confusion
+* :class:`PredictionStatsFn` -- one pass over the prediction rows: counts and the confusion
   matrix (labelled rows only), merged across workers as numpy accumulators.
 * :class:`CountByFn` -- counts per key (errors by stage, skipped files by reason).
 * :func:`confusion_rows` / :func:`per_class_rows` -- the tables derived from the matrix.
@@ -20,7 +16,7 @@ import apache_beam as beam
 import numpy as np
 
 from mnist_batch import metrics
-from mnist_batch.constants import COL_BLANK, COL_LOW_CONFIDENCE, COL_PREDICTED_LABEL, COL_STAGE, COL_TRUE_LABEL
+from mnist_batch.constants import COL_BLANK, COL_LOW_CONFIDENCE, COL_PREDICTED_LABEL, COL_TRUE_LABEL
 from mnist_batch.scoring.sinks import COL_PREDICTED_CLASS, COL_TRUE_CLASS
 
 
@@ -59,50 +55,6 @@ class PredictionStatsFn(beam.CombineFn):
             "labelled": int(acc[3].sum()),
             "confusion": acc[3],
         }
-
-
-class RunStatsFn(beam.CombineFn):
-    """Predictions, error rows, matched files and skipped files, mixed -> the run's statistics.
-
-    Elements are told apart by shape: a dict with ``stage`` is an error row, any other dict a
-    prediction row, a ``(path, reason)`` tuple a skipped file, anything else (a
-    ``ReadableFile``) a matched file. Output: :func:`summarize`'s dict plus ``confusion``
-    as an int64 [C, C] array.
-    """
-
-    def __init__(self, num_classes: int) -> None:
-        self._predictions = PredictionStatsFn(num_classes)
-
-    def create_accumulator(self) -> list[Any]:
-        return [self._predictions.create_accumulator(), 0, Counter(), Counter()]
-
-    def add_input(self, acc: list[Any], element: Any) -> list[Any]:
-        if isinstance(element, dict):
-            if COL_STAGE in element:
-                acc[2][element[COL_STAGE]] += 1
-            else:
-                self._predictions.add_input(acc[0], element)
-        elif isinstance(element, tuple):
-            acc[3][element[1]] += 1
-        else:
-            acc[1] += 1
-        return acc
-
-    def merge_accumulators(self, accumulators: Iterable[list[Any]]) -> list[Any]:
-        accumulators = list(accumulators)
-        merged = self.create_accumulator()
-        merged[0] = self._predictions.merge_accumulators(acc[0] for acc in accumulators)
-        for acc in accumulators:
-            merged[1] += acc[1]
-            merged[2].update(acc[2])
-            merged[3].update(acc[3])
-        return merged
-
-    def extract_output(self, acc: list[Any]) -> dict[str, Any]:
-        predictions = self._predictions.extract_output(acc[0])
-        out = summarize(predictions, acc[1], dict(sorted(acc[2].items())), dict(sorted(acc[3].items())))
-        out["confusion"] = predictions["confusion"]
-        return out
 
 
 class CountByFn(beam.CombineFn):
