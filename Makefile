@@ -10,6 +10,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
 PYTEST_ARGS ?=
+# Quiet TensorFlow's C++ start-up chatter (INFO lines); warnings and errors still show.
+export TF_CPP_MIN_LOG_LEVEL ?= 1
 
 .PHONY: install demo test lint format bench bench-train bench-score bench-fashion clean
 
