@@ -6,6 +6,9 @@ Beam confusion matrix) and evaluation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 
@@ -191,3 +194,27 @@ def _log_comb(n: int, k: int) -> float:
     from math import lgamma
 
     return lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)
+
+
+def per_class_table(stats: dict[str, np.ndarray], class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of :func:`per_class` output, one per class, as written to ``per_class`` tables.
+
+    Args:
+      stats: the dict :func:`per_class` returns.
+      class_names: C names; row i is class i.
+
+    Returns:
+      ``[{"label", "class_name", "support", "precision", "recall", "f1"}, ...]`` with plain
+      Python numbers.
+    """
+    return [
+        {
+            "label": i,
+            "class_name": name,
+            "support": int(stats["support"][i]),
+            "precision": float(stats["precision"][i]),
+            "recall": float(stats["recall"][i]),
+            "f1": float(stats["f1"][i]),
+        }
+        for i, name in enumerate(class_names)
+    ]

@@ -90,3 +90,13 @@ def test_mcnemar_balanced_disagreement_is_not_significant():
     a = np.array([1, 0] * 10, dtype=bool)
     b = ~a
     assert metrics.mcnemar(a, b)["p_value"] == pytest.approx(1.0)
+
+
+def test_per_class_table_rows():
+    cm = metrics.confusion_matrix([0, 0, 1], [0, 1, 1], 2)
+    rows = metrics.per_class_table(metrics.per_class(cm), ["cat", "dog"])
+    assert rows == [
+        {"label": 0, "class_name": "cat", "support": 2, "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3)},
+        {"label": 1, "class_name": "dog", "support": 1, "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3)},
+    ]
+    assert all(type(r["support"]) is int and type(r["f1"]) is float for r in rows)

@@ -53,18 +53,7 @@ def model_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, An
 
 def per_class_rows(model: str, class_names: Sequence[str], stats: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """One row per class: model, label, class_name, support, precision, recall, f1."""
-    return [
-        {
-            "model": model,
-            "label": i,
-            "class_name": name,
-            "support": int(stats["support"][i]),
-            "precision": float(stats["precision"][i]),
-            "recall": float(stats["recall"][i]),
-            "f1": float(stats["f1"][i]),
-        }
-        for i, name in enumerate(class_names)
-    ]
+    return [{"model": model, **row} for row in metrics.per_class_table(stats, class_names)]
 
 
 def confusion_rows(model: str, class_names: Sequence[str], cm: np.ndarray) -> list[dict[str, Any]]:

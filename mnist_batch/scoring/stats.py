@@ -98,18 +98,7 @@ def confusion_rows(cm: np.ndarray, class_names: Sequence[str]) -> list[dict[str,
 
 def per_class_rows(cm: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
     """Support, precision, recall, F1 per class as PER_CLASS_SCHEMA rows."""
-    stats = metrics.per_class(cm)
-    return [
-        {
-            "label": i,
-            "class_name": name,
-            "support": int(stats["support"][i]),
-            "precision": float(stats["precision"][i]),
-            "recall": float(stats["recall"][i]),
-            "f1": float(stats["f1"][i]),
-        }
-        for i, name in enumerate(class_names)
-    ]
+    return metrics.per_class_table(metrics.per_class(cm), class_names)
 
 
 def summarize(
