@@ -36,6 +36,10 @@ class TrainConfig:
       allow_cpu: let ``mirrored`` / ``one-device`` run on CPU when no GPU is present.
       mixed_precision: use ``mixed_float16`` (GPU only; warns and falls back on CPU).
       augment: random shifts / rotations / zooms on the training split.
+      flip: with ``augment``, also mirror half of the training images left-right: for
+        mirror-symmetric classes such as Fashion-MNIST's, never for digits.
+      rotation: with ``augment``, largest random rotation in degrees, in [0, 45].
+      zoom: with ``augment``, largest relative zoom, in [0, 0.5).
       label_smoothing: label smoothing of the cross-entropy loss, in [0, 1).
       patience: early-stopping patience in epochs on validation accuracy; 0 disables it.
       seed: seed of weights, shuffling and augmentation.
@@ -57,6 +61,9 @@ class TrainConfig:
     allow_cpu: bool = False
     mixed_precision: bool = False
     augment: bool = True
+    flip: bool = False
+    rotation: float = 10.0
+    zoom: float = 0.10
     label_smoothing: float = 0.0
     patience: int = 0
     seed: int = 42
@@ -80,6 +87,10 @@ class TrainConfig:
                 self.learning_rate,
             )
         require(self.strategy in TRAIN_STRATEGIES, "strategy", f"must be one of {TRAIN_STRATEGIES}", self.strategy)
+        if self.flip:
+            require(self.augment, "flip", "needs augment (it is part of the augmentation)", self.flip)
+        require(0.0 <= self.rotation <= 45.0, "rotation", "must be in [0, 45] degrees", self.rotation)
+        require(0.0 <= self.zoom < 0.5, "zoom", "must be in [0, 0.5)", self.zoom)
         require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)", self.label_smoothing)
         require(isinstance(self.patience, int) and self.patience >= 0, "patience", "must be >= 0", self.patience)
         require(isinstance(self.seed, int) and self.seed >= 0, "seed", "must be >= 0", self.seed)

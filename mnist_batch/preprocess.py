@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_batch.constants import IMAGE_SHAPE, IMAGE_SIZE
 
@@ -113,8 +114,15 @@ def open_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Imag
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"over the pixel limit (decompression-bomb guard): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not an image Pillow can identify (unknown format or not an image)") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from exc
+        raise ImageDecodeError(f"{type(exc).__name__}: {_without_addresses(str(exc))}") from exc
+
+
+def _without_addresses(message: str) -> str:
+    """Drops ``<... object at 0x...>`` reprs, so the same bad file always gets the same message."""
+    return re.sub(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>", "", message)
 
 
 def _luminance(img: Image.Image) -> np.ndarray:

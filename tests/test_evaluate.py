@@ -151,3 +151,25 @@ def test_class_names_option_names_the_data_sets_classes(renamed_model, tmp_path,
         assert [r["class_name"] for r in rows] == [f"c{i}" for i in range(10)]
     assert cli_main(["data", "info", "sample", "--class-names", "a,b"]) == 2
     assert "gives 2 names but sample has 10 classes" in capsys.readouterr().err
+
+
+def test_plain_directory_and_folder_spec_are_scored_as_files(tmp_path):
+    """``--dataset DIR`` (no prefix) is a folder of images too; ``DIR/<split>/`` is used when present."""
+    from mnist_batch.evaluation.run import resolve_data
+    from mnist_batch.model_card import ModelCard
+
+    card = ModelCard(
+        model_name="m", model_id="x", class_names=tuple("0123456789"), input_shape=(28, 28, 1), preprocess_version="1"
+    )
+    plain = tmp_path / "scans"
+    (plain / "3").mkdir(parents=True)
+    data = resolve_data(str(plain), "test", card)
+    assert data.folder == str(plain) and data.images is None and data.class_names == card.class_names
+    assert resolve_data(f"folder:{plain}", "test", card).folder == str(plain)
+    (plain / "test" / "3").mkdir(parents=True)
+    assert resolve_data(str(plain), "test", card).folder == str(plain / "test")
+    with pytest.raises(EvaluationError, match="no such directory"):
+        resolve_data(f"folder:{tmp_path / 'missing'}", "test", card)
+    # A name that is neither a directory nor a data set spec is a data set error, not a folder.
+    with pytest.raises(Exception, match="nope"):
+        resolve_data(str(tmp_path / "nope"), "test", card)

@@ -141,7 +141,8 @@ def test_build_pipeline_outputs(tiny_model, sample_data, tmp_path):
     config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "imgs"),), output=str(tmp_path / "out"))
     with BeamTestPipeline() as p:
         out = build_pipeline(p, config)
-        triples = out.predictions | apache_beam.Map(lambda r: (r["path"], r["true_label"], r["predicted_label"]))
+        rows = out.predictions | "Rows" >> apache_beam.FlatMap(lambda table: table.to_pylist())
+        triples = rows | apache_beam.Map(lambda r: (r["path"], r["true_label"], r["predicted_label"]))
         assert_that(triples, equal_to(expected))
         assert_that(
             out.errors | "ErrorPaths" >> apache_beam.Map(lambda r: (r["path"], r["stage"])),

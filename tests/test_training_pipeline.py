@@ -7,9 +7,10 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from mnist_batch.config import TrainConfig  # noqa: E402
 from mnist_batch.errors import DataError  # noqa: E402
 from mnist_batch.preprocess import normalize  # noqa: E402
-from mnist_batch.training.augment import random_affine  # noqa: E402
+from mnist_batch.training.augment import AugmentParams, random_affine  # noqa: E402
 from mnist_batch.training.pipeline import check_arrays, global_batch_size, make_dataset, normalize_tf  # noqa: E402
 
 
@@ -140,3 +141,22 @@ def test_bad_arrays_are_refused(images, labels, message):
         check_arrays(images, labels, num_classes=10, where="train")
     with pytest.raises(DataError, match=message):
         make_dataset(images, labels, num_classes=10, batch_size=4, training=True)
+
+
+def test_random_affine_flip_mirrors_about_half_and_nothing_else():
+    rng = np.random.default_rng(0)
+    images = rng.random((64, 28, 28, 1)).astype(np.float32)
+    params = AugmentParams(max_shift=0.0, max_rotation_deg=0.0, max_zoom=0.0, flip=True)
+    out = random_affine(tf.constant(images), tf.constant([5, 6], tf.int64), params).numpy()
+    same = np.all(np.isclose(out, images, atol=1e-5), axis=(1, 2, 3))
+    mirrored = np.all(np.isclose(out, images[:, :, ::-1], atol=1e-5), axis=(1, 2, 3))
+    assert np.all(same ^ mirrored)  # each image is either untouched or exactly mirrored
+    assert 16 <= mirrored.sum() <= 48
+    # Without flip the same ranges leave every image as it was.
+    plain = random_affine(tf.constant(images), tf.constant([5, 6], tf.int64), AugmentParams(0.0, 0.0, 0.0)).numpy()
+    assert np.allclose(plain, images, atol=1e-5)
+
+
+def test_flip_needs_augment():
+    with pytest.raises(ValueError, match="flip"):
+        TrainConfig(augment=False, flip=True)

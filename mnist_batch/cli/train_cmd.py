@@ -52,7 +52,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-cpu", action="store_true", help="let one-device / mirrored run on the CPU")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU only; float32 on CPU)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random shift/rotation/zoom")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="also mirror half of the training images left-right (Fashion-MNIST; never for digits)",
+    )
+    p.add_argument("--rotation", type=float, default=d.rotation, metavar="DEG", help="largest random rotation")
+    p.add_argument("--zoom", type=float, default=d.zoom, help="largest random relative zoom")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="e.g. 0.1")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val accuracy; 0 = off")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--limit", type=int, default=None, help="use at most N examples of each split (smoke runs)")
@@ -82,6 +89,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             allow_cpu=args.allow_cpu,
             mixed_precision=args.mixed_precision,
             augment=args.augment,
+            flip=args.flip,
+            rotation=args.rotation,
+            zoom=args.zoom,
             label_smoothing=args.label_smoothing,
             patience=args.patience,
             seed=args.seed,

@@ -4,7 +4,8 @@ Element types:
 
 * ``ImageKey`` -- ``(path, true_label or None, blank)``: the RunInference key.
 * error rows -- dicts of :data:`~mnist_batch.scoring.sinks.ERRORS_SCHEMA`.
-* prediction rows -- dicts of :data:`~mnist_batch.scoring.sinks.PREDICTIONS_SCHEMA`.
+* predictions -- ``pyarrow.Table`` chunks of :data:`~mnist_batch.scoring.sinks.PREDICTIONS_SCHEMA`
+  (built per chunk, not per row: see :class:`FormatPredictionsFn`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch import preprocess
 from mnist_batch.constants import (
@@ -41,7 +45,7 @@ from mnist_batch.constants import (
     COL_TRUE_LABEL,
 )
 from mnist_batch.scoring.errors import ScoringError
-from mnist_batch.scoring.sinks import COL_PREDICTED_CLASS, COL_TRUE_CLASS
+from mnist_batch.scoring.sinks import COL_PREDICTED_CLASS, COL_TRUE_CLASS, PREDICTIONS_SCHEMA
 
 METRICS_NAMESPACE = "mnist_batch"
 ERRORS_TAG = "errors"
@@ -226,8 +230,13 @@ class DecodeImageFn(beam.DoFn):
         yield ImageKey(path, self.label_of(path), image.blank), image.pixels
 
 
-class FormatPredictionFn(beam.DoFn):
-    """``(ImageKey, PredictionResult)`` -> a predictions row; counts scored / low_confidence / blank.
+class FormatPredictionsFn(beam.DoFn):
+    """``(ImageKey, PredictionResult)`` -> ``pyarrow.Table`` chunks of predictions rows.
+
+    Rows are gathered per bundle and built column by column with numpy (argmax, confidence,
+    flags and the probability lists of a whole chunk at once), at most ``rows_per_table``
+    rows per table: what the Parquet sink and the statistics combiner then handle per chunk
+    instead of per row. Counts ``scored`` / ``low_confidence`` / ``blank`` per chunk.
 
     With ``progress=True`` (local runs) each worker prints a progress line to stderr at most
     every ``progress_every_s`` seconds.
@@ -242,13 +251,17 @@ class FormatPredictionFn(beam.DoFn):
         *,
         progress: bool = False,
         progress_every_s: float = 5.0,
+        rows_per_table: int = 4096,
     ) -> None:
+        if rows_per_table <= 0:
+            raise ValueError(f"rows_per_table must be > 0, got {rows_per_table}")
         self._class_names = tuple(class_names)
         self._model_id = model_id
         self._run_id = run_id
         self._threshold = float(review_threshold)
         self._progress = progress
         self._progress_every_s = progress_every_s
+        self._rows_per_table = rows_per_table
         self._scored = Metrics.counter(METRICS_NAMESPACE, "scored")
         self._low = Metrics.counter(METRICS_NAMESPACE, "low_confidence")
         self._blank = Metrics.counter(METRICS_NAMESPACE, "blank")
@@ -257,41 +270,45 @@ class FormatPredictionFn(beam.DoFn):
         self._count = 0
         self._start = time.monotonic()
         self._last_report = self._start
+        self._keys: list[ImageKey] = []
+        self._probabilities: list[np.ndarray] = []
 
     def start_bundle(self) -> None:
         self._now = datetime.datetime.now(datetime.UTC)
+        self._keys, self._probabilities = [], []
 
-    def process(self, element) -> Iterator[dict[str, Any]]:
+    def process(self, element) -> Iterator[Any]:
         key, result = element
-        probabilities = np.asarray(result.inference, dtype=np.float32)
-        predicted = int(probabilities.argmax())
-        confidence = float(probabilities[predicted])
-        low = confidence < self._threshold
-        true_label = key.true_label
-        self._scored.inc()
-        if low:
-            self._low.inc()
-        if key.blank:
-            self._blank.inc()
-        if self._progress:
-            self._report()
-        yield {
-            COL_PATH: key.path,
-            COL_TRUE_LABEL: true_label,
-            COL_TRUE_CLASS: None if true_label is None else self._class_names[true_label],
-            COL_PREDICTED_LABEL: predicted,
-            COL_PREDICTED_CLASS: self._class_names[predicted],
-            COL_CONFIDENCE: confidence,
-            COL_PROBABILITIES: probabilities,
-            COL_LOW_CONFIDENCE: low,
-            COL_BLANK: bool(key.blank),
-            COL_MODEL_ID: self._model_id,
-            COL_RUN_ID: self._run_id,
-            COL_SCORED_AT: self._now,
-        }
+        self._keys.append(key)
+        self._probabilities.append(result.inference)
+        if len(self._keys) >= self._rows_per_table:
+            yield self._flush()
 
-    def _report(self) -> None:
-        self._count += 1
+    def finish_bundle(self) -> Iterator[Any]:
+        if self._keys:
+            yield GlobalWindows.windowed_value(self._flush())
+
+    def _flush(self):
+        keys, probabilities = self._keys, self._probabilities
+        self._keys, self._probabilities = [], []
+        table = predictions_table(
+            keys,
+            np.asarray(probabilities, dtype=np.float32),
+            class_names=self._class_names,
+            model_id=self._model_id,
+            run_id=self._run_id,
+            review_threshold=self._threshold,
+            scored_at=self._now,
+        )
+        self._scored.inc(table.num_rows)
+        self._low.inc(int(pc.sum(table.column(COL_LOW_CONFIDENCE)).as_py() or 0))
+        self._blank.inc(int(pc.sum(table.column(COL_BLANK)).as_py() or 0))
+        if self._progress:
+            self._report(table.num_rows)
+        return table
+
+    def _report(self, rows: int) -> None:
+        self._count += rows
         now = time.monotonic()
         if now - self._last_report >= self._progress_every_s:
             self._last_report = now
@@ -301,6 +318,55 @@ class FormatPredictionFn(beam.DoFn):
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def predictions_table(
+    keys: Sequence[ImageKey],
+    probabilities: np.ndarray,
+    *,
+    class_names: Sequence[str],
+    model_id: str,
+    run_id: str,
+    review_threshold: float,
+    scored_at: datetime.datetime,
+) -> pa.Table:
+    """Predictions rows of N images as one :data:`~mnist_batch.scoring.sinks.PREDICTIONS_SCHEMA` table.
+
+    Args:
+      keys: N image keys.
+      probabilities: float32 [N, C].
+      class_names: C names.
+      model_id, run_id: written on every row.
+      review_threshold: rows with confidence below it are ``low_confidence``.
+      scored_at: timestamp of every row (timezone-aware).
+
+    Returns:
+      A table of N rows, in the order of ``keys``.
+    """
+    n, num_classes = len(keys), len(class_names)
+    probabilities = np.asarray(probabilities, dtype=np.float32).reshape(n, num_classes)
+    predicted = probabilities.argmax(axis=1).astype(np.int32)
+    confidence = probabilities[np.arange(n), predicted]
+    names = np.asarray(class_names, dtype=object)
+    true_labels = [k.true_label for k in keys]
+    has_label = np.fromiter((t is not None for t in true_labels), dtype=bool, count=n)
+    true_index = np.fromiter((-1 if t is None else t for t in true_labels), dtype=np.int32, count=n)
+    offsets = np.arange(0, (n + 1) * num_classes, num_classes, dtype=np.int32)
+    columns = {
+        COL_PATH: pa.array([k.path for k in keys], pa.string()),
+        COL_TRUE_LABEL: pa.array(true_index, pa.int32(), mask=~has_label),
+        COL_TRUE_CLASS: pa.array(np.where(has_label, names[np.maximum(true_index, 0)], None), pa.string()),
+        COL_PREDICTED_LABEL: pa.array(predicted, pa.int32()),
+        COL_PREDICTED_CLASS: pa.array(names[predicted], pa.string()),
+        COL_CONFIDENCE: pa.array(confidence, pa.float32()),
+        COL_PROBABILITIES: pa.ListArray.from_arrays(pa.array(offsets), pa.array(probabilities.reshape(-1))),
+        COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),
+        COL_BLANK: pa.array(np.fromiter((bool(k.blank) for k in keys), dtype=bool, count=n), pa.bool_()),
+        COL_MODEL_ID: pa.array([model_id] * n, pa.string()),
+        COL_RUN_ID: pa.array([run_id] * n, pa.string()),
+        COL_SCORED_AT: pa.array([scored_at] * n, PREDICTIONS_SCHEMA.field(COL_SCORED_AT).type),
+    }
+    return pa.Table.from_arrays([columns[name] for name in PREDICTIONS_SCHEMA.names], schema=PREDICTIONS_SCHEMA)
 
 
 class InferenceErrorsFn(beam.DoFn):

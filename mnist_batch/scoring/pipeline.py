@@ -5,7 +5,7 @@ Graph (every step named; composites are PTransforms)::
     MatchImageFiles: CreatePatterns -> MatchAll -> ClassifyMatches -> [DropDuplicatePaths] -> ReadMatches -> Reshuffle
     DecodeImages: read + decode + preprocess per element -> (ImageKey, uint8 28x28) | errors
     RunInference: KeyedModelHandler(KerasModelHandler) with exception handling -> failed batches to errors
-    FormatPredictions -> predictions rows
+    FormatPredictions -> predictions as pyarrow.Table chunks (built per chunk, not per row)
     ComputeStats: PredictionStats, CountMatched, CountErrorsByStage, CountSkippedByReason (combiners)
       -> AssembleStats -> confusion rows, per_class rows, stats
     write_outputs: WritePredictions, WriteErrors, WriteConfusion, WritePerClass, WriteStats
@@ -32,7 +32,7 @@ from mnist_batch.scoring import stats as stats_lib
 from mnist_batch.scoring.dofns import (
     ERRORS_TAG,
     DecodeImageFn,
-    FormatPredictionFn,
+    FormatPredictionsFn,
     InferenceErrorsFn,
     read_labels_csv,
 )
@@ -77,9 +77,9 @@ class DecodeImages(beam.PTransform):
 
 
 class ScoreImages(beam.PTransform):
-    """``(ImageKey, uint8 [28, 28])`` -> ``{"predictions": rows, "errors": inference error rows}``."""
+    """``(ImageKey, uint8 [28, 28])`` -> ``{"predictions": pyarrow.Table chunks, "errors": error rows}``."""
 
-    def __init__(self, handler: KerasModelHandler, format_fn: FormatPredictionFn, run_id: str) -> None:
+    def __init__(self, handler: KerasModelHandler, format_fn: FormatPredictionsFn, run_id: str) -> None:
         super().__init__()
         self._handler = handler
         self._format_fn = format_fn
@@ -179,7 +179,7 @@ def build_pipeline(
     handler = KerasModelHandler(
         config.model, min_batch_size=config.min_batch_size, max_batch_size=config.max_batch_size
     )
-    format_fn = FormatPredictionFn(
+    format_fn = FormatPredictionsFn(
         card.class_names, card.model_id, run_id, config.review_threshold, progress=config.progress
     )
     scored = decoded["images"] | "ScoreImages" >> ScoreImages(handler, format_fn, run_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.parquetio import WriteToParquet
+from apache_beam.io.parquetio import WriteToParquet, WriteToParquetBatched
 
 from mnist_batch.constants import (
     COL_BLANK,
@@ -98,13 +98,21 @@ TABLES = {
 }
 """Output folder name -> schema."""
 
+TABLE_CHUNKS = frozenset({"predictions"})
+"""Tables whose PCollection holds ``pyarrow.Table`` chunks (written with ``WriteToParquetBatched``);
+the others hold one dict per row (errors are per file; confusion and per_class are small)."""
+
 
 def table_prefix(output: str, table: str) -> str:
     return FileSystems.join(output, table, "part")
 
 
 class WriteTable(beam.PTransform):
-    """Writes dict rows to ``OUT/<table>/part-*.parquet`` with that table's schema (snappy)."""
+    """Writes ``OUT/<table>/part-*.parquet`` with that table's schema (snappy).
+
+    The input is ``pyarrow.Table`` chunks for the tables in :data:`TABLE_CHUNKS`, dict rows for
+    the others.
+    """
 
     def __init__(self, output: str, table: str, *, num_shards: int = 0) -> None:
         super().__init__()
@@ -115,7 +123,8 @@ class WriteTable(beam.PTransform):
         self._num_shards = num_shards
 
     def expand(self, rows):
-        return rows | "WriteParquet" >> WriteToParquet(
+        write = WriteToParquetBatched if self._table in TABLE_CHUNKS else WriteToParquet
+        return rows | "WriteParquet" >> write(
             table_prefix(self._output, self._table),
             schema=TABLES[self._table],
             codec="snappy",

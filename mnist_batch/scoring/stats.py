@@ -1,6 +1,6 @@
 """Statistics computed with Beam combiners (distributed; no step collects all rows in one process).
 
-* :class:`PredictionStatsFn` -- one pass over the prediction rows: counts and the confusion
+* :class:`PredictionStatsFn` -- one pass over the predictions tables: counts and the confusion
   matrix (labelled rows only), merged across workers as numpy accumulators.
 * :class:`CountByFn` -- counts per key (errors by stage, skipped files by reason).
 * :func:`confusion_rows` / :func:`per_class_rows` -- the tables derived from the matrix.
@@ -14,6 +14,8 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mnist_batch import metrics
 from mnist_batch.constants import COL_BLANK, COL_LOW_CONFIDENCE, COL_PREDICTED_LABEL, COL_TRUE_LABEL
@@ -21,7 +23,11 @@ from mnist_batch.scoring.sinks import COL_PREDICTED_CLASS, COL_TRUE_CLASS
 
 
 class PredictionStatsFn(beam.CombineFn):
-    """Prediction rows -> ``{"scored", "low_confidence", "blank", "labelled", "confusion": int64 [C, C]}``."""
+    """Predictions tables -> ``{"scored", "low_confidence", "blank", "labelled", "confusion": int64 [C, C]}``.
+
+    Inputs are the ``pyarrow.Table`` chunks of :class:`~mnist_batch.scoring.dofns.FormatPredictionsFn`;
+    each chunk is added with numpy in one step.
+    """
 
     def __init__(self, num_classes: int) -> None:
         self._num_classes = num_classes
@@ -29,13 +35,15 @@ class PredictionStatsFn(beam.CombineFn):
     def create_accumulator(self) -> list[Any]:
         return [0, 0, 0, np.zeros((self._num_classes, self._num_classes), dtype=np.int64)]
 
-    def add_input(self, acc: list[Any], row: dict[str, Any]) -> list[Any]:
-        acc[0] += 1
-        acc[1] += bool(row[COL_LOW_CONFIDENCE])
-        acc[2] += bool(row[COL_BLANK])
-        true_label = row[COL_TRUE_LABEL]
-        if true_label is not None:
-            acc[3][true_label, row[COL_PREDICTED_LABEL]] += 1
+    def add_input(self, acc: list[Any], table: pa.Table) -> list[Any]:
+        acc[0] += table.num_rows
+        acc[1] += int(np.count_nonzero(table.column(COL_LOW_CONFIDENCE).to_numpy()))
+        acc[2] += int(np.count_nonzero(table.column(COL_BLANK).to_numpy()))
+        labelled = table.filter(pc.is_valid(table.column(COL_TRUE_LABEL)))
+        if labelled.num_rows:
+            true = labelled.column(COL_TRUE_LABEL).to_numpy()
+            predicted = labelled.column(COL_PREDICTED_LABEL).to_numpy()
+            np.add.at(acc[3], (true, predicted), 1)
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[list[Any]]) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Random shift / rotation / zoom of image batches, as pure TensorFlow ops (runs inside tf.data).
+"""Random shift / rotation / zoom (and optional horizontal flip) of image batches, as pure TensorFlow ops (runs inside tf.data).
 
 Augmentation lives in the input pipeline, never in the saved model, so exported models hold
 no random layers and score exactly what the scoring side feeds them.
@@ -20,11 +20,14 @@ class AugmentParams:
       max_shift: largest shift in pixels along each axis (uniform in ``[-max_shift, max_shift]``).
       max_rotation_deg: largest rotation in degrees (uniform in ``[-r, r]``).
       max_zoom: largest relative zoom (scale uniform in ``[1 - z, 1 + z]``).
+      flip: mirror half of the images left-right. Only for classes that are mirror-symmetric
+        (clothes, shoes: Fashion-MNIST); never for digits, where a mirrored 2 or 7 is no digit.
     """
 
     max_shift: float = 2.0
     max_rotation_deg: float = 10.0
     max_zoom: float = 0.10
+    flip: bool = False
 
 
 DEFAULT_AUGMENT = AugmentParams()
@@ -47,7 +50,7 @@ def random_affine(images: tf.Tensor, seed: tf.Tensor, params: AugmentParams = DE
     """
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
-    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
     angle = tf.random.stateless_uniform(
         [batch], seeds[0], -math.radians(params.max_rotation_deg), math.radians(params.max_rotation_deg)
     )
@@ -58,8 +61,13 @@ def random_affine(images: tf.Tensor, seed: tf.Tensor, params: AugmentParams = DE
     cx = (tf.cast(width, tf.float32) - 1.0) / 2.0
     cy = (tf.cast(height, tf.float32) - 1.0) / 2.0
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    a0, a1 = cos, -sin
-    b0, b1 = sin, cos
+    if params.flip:
+        # Mirroring negates the x column of M: x' = M @ (-(x - c), y - c) + c.
+        mirror = tf.where(tf.random.stateless_uniform([batch], seeds[4]) < 0.5, -1.0, 1.0)
+    else:
+        mirror = tf.ones_like(angle)
+    a0, a1 = cos * mirror, -sin
+    b0, b1 = sin * mirror, cos
     a2 = cx - a0 * cx - a1 * cy - shift_x
     b2 = cy - b0 * cx - b1 * cy - shift_y
     zeros = tf.zeros_like(angle)

@@ -107,7 +107,8 @@ def make_dataset(
       num_classes: C, the width of the one-hot labels.
       batch_size: the GLOBAL batch size (see :func:`global_batch_size`).
       training: shuffle (and augment, if ``augment``) -- the training split only.
-      augment: random shift +-2 px, rotation +-10 deg, zoom +-10% (only with ``training``).
+      augment: random shift +-2 px, rotation +-10 deg, zoom +-10% (only with ``training``);
+        ``augment_params`` changes the ranges and turns on left-right flips.
       seed: seed of the shuffle order and the augmentation; each epoch reshuffles.
       cache_dir: cache to ``cache_dir/<name>-<content hash>*`` files instead of memory.
       name: split name, used for the cache file and error messages.

@@ -28,6 +28,7 @@ from mnist_batch.errors import DataError, MnistBatchError
 from mnist_batch.model_card import ModelCard
 from mnist_batch.training import callbacks as cb
 from mnist_batch.training import strategy as strat
+from mnist_batch.training.augment import DEFAULT_AUGMENT
 from mnist_batch.training.export import check_export_path, export_model
 from mnist_batch.training.loop import fit_distributed
 from mnist_batch.training.pipeline import check_arrays, global_batch_size, make_dataset
@@ -153,6 +154,9 @@ def train(
         batch_size=batch,
         training=True,
         augment=config.augment,
+        augment_params=dataclasses.replace(
+            DEFAULT_AUGMENT, flip=config.flip, max_rotation_deg=config.rotation, max_zoom=config.zoom
+        ),
         seed=config.seed,
         cache_dir=config.cache_dir,
         name="train",

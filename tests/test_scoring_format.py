@@ -1,0 +1,136 @@
+"""Predictions are built per chunk (pyarrow tables), counted per chunk, and written with WriteToParquetBatched:
+the table builder against hand-made rows, the chunking DoFn under TestPipeline, the statistics combiner
+against metrics.confusion_matrix, and the chunked sink read back as one Parquet data set.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from mnist_batch import metrics
+
+apache_beam = pytest.importorskip("apache_beam")
+
+from apache_beam.ml.inference.base import PredictionResult  # noqa: E402
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # noqa: E402
+from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
+
+from mnist_batch.scoring.dofns import FormatPredictionsFn, ImageKey, predictions_table  # noqa: E402
+from mnist_batch.scoring.sinks import PREDICTIONS_SCHEMA, WriteTable  # noqa: E402
+from mnist_batch.scoring.stats import PredictionStatsFn  # noqa: E402
+
+NAMES = ("zero", "one", "two")
+NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
+
+
+def one_hot_ish(predicted: int, confidence: float) -> np.ndarray:
+    p = np.full(3, (1.0 - confidence) / 2, np.float32)
+    p[predicted] = confidence
+    return p
+
+
+def test_predictions_table_matches_hand_made_rows():
+    keys = [ImageKey("a/1/x.png", 1, False), ImageKey("b.png", None, True), ImageKey("c/0/é z.png", 0, False)]
+    probs = np.stack([one_hot_ish(1, 0.95), one_hot_ish(2, 0.5), one_hot_ish(2, 0.8)])
+    table = predictions_table(
+        keys, probs, class_names=NAMES, model_id="m", run_id="r", review_threshold=0.9, scored_at=NOW
+    )
+    assert table.schema.equals(PREDICTIONS_SCHEMA)
+    rows = table.to_pylist()
+    assert [r["path"] for r in rows] == ["a/1/x.png", "b.png", "c/0/é z.png"]
+    assert [r["true_label"] for r in rows] == [1, None, 0]
+    assert [r["true_class"] for r in rows] == ["one", None, "zero"]
+    assert [r["predicted_label"] for r in rows] == [1, 2, 2]
+    assert [r["predicted_class"] for r in rows] == ["one", "two", "two"]
+    assert np.allclose([r["confidence"] for r in rows], [0.95, 0.5, 0.8])
+    assert [r["low_confidence"] for r in rows] == [False, True, True]
+    assert [r["blank"] for r in rows] == [False, True, False]
+    assert np.allclose(np.asarray([r["probabilities"] for r in rows]), probs)
+    assert {r["model_id"] for r in rows} == {"m"} and {r["run_id"] for r in rows} == {"r"}
+    assert {r["scored_at"] for r in rows} == {NOW}
+
+
+def test_predictions_table_of_no_rows_is_empty_with_the_schema():
+    table = predictions_table(
+        [],
+        np.zeros((0, 3), np.float32),
+        class_names=NAMES,
+        model_id="m",
+        run_id="r",
+        review_threshold=0.9,
+        scored_at=NOW,
+    )
+    assert table.num_rows == 0 and table.schema.equals(PREDICTIONS_SCHEMA)
+
+
+def elements(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        label = None if i % 4 == 3 else int(rng.integers(0, 3))
+        probs = rng.dirichlet(np.ones(3)).astype(np.float32)
+        out.append((ImageKey(f"img/{i:03d}.png", label, i % 5 == 0), PredictionResult(None, probs)))
+    return out
+
+
+def test_format_predictions_chunks_every_row_once():
+    data = elements(23)
+    fn = FormatPredictionsFn(NAMES, "m", "r", 0.6, rows_per_table=5)
+    with BeamTestPipeline() as p:
+        tables = p | apache_beam.Create(data) | apache_beam.ParDo(fn)
+        assert_that(
+            tables | "Sizes" >> apache_beam.Map(lambda t: t.num_rows <= 5) | "AllSmall" >> apache_beam.Distinct(),
+            equal_to([True]),
+            label="ChunksBounded",
+        )
+        paths = tables | apache_beam.FlatMap(lambda t: t.column("path").to_pylist())
+        assert_that(paths, equal_to([k.path for k, _ in data]), label="EveryRowOnce")
+
+
+def test_format_predictions_rejects_bad_chunk_size():
+    with pytest.raises(ValueError, match="rows_per_table"):
+        FormatPredictionsFn(NAMES, "m", "r", 0.6, rows_per_table=0)
+
+
+def test_prediction_stats_over_chunks_equals_the_confusion_matrix():
+    data = elements(40, seed=3)
+    chunks = [
+        predictions_table(
+            [k for k, _ in part],
+            np.stack([r.inference for _, r in part]),
+            class_names=NAMES,
+            model_id="m",
+            run_id="r",
+            review_threshold=0.6,
+            scored_at=NOW,
+        )
+        for part in (data[:7], data[7:30], data[30:])
+    ]
+    fn = PredictionStatsFn(3)
+    accs = [fn.add_input(fn.create_accumulator(), chunks[0]), fn.create_accumulator()]
+    accs[1] = fn.add_input(fn.add_input(accs[1], chunks[1]), chunks[2])
+    out = fn.extract_output(fn.merge_accumulators(accs))
+    labelled = [(k.true_label, int(r.inference.argmax())) for k, r in data if k.true_label is not None]
+    expected = metrics.confusion_matrix([t for t, _ in labelled], [p for _, p in labelled], 3)
+    assert np.array_equal(out["confusion"], expected)
+    assert out["scored"] == 40 and out["labelled"] == len(labelled) == 30
+    assert out["blank"] == 8
+    assert out["low_confidence"] == sum(float(r.inference.max()) < 0.6 for _, r in data)
+
+
+def test_chunked_predictions_are_one_parquet_data_set(tmp_path):
+    data = elements(50, seed=5)
+    with BeamTestPipeline() as p:
+        tables = (
+            p
+            | apache_beam.Create(data)
+            | apache_beam.ParDo(FormatPredictionsFn(NAMES, "m", "r", 0.6, rows_per_table=8))
+        )
+        _ = tables | WriteTable(str(tmp_path), "predictions")
+    read = pq.read_table(tmp_path / "predictions")
+    assert read.schema.equals(PREDICTIONS_SCHEMA, check_metadata=False)
+    assert sorted(read.column("path").to_pylist()) == sorted(k.path for k, _ in data)
