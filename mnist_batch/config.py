@@ -34,7 +34,8 @@ class TrainConfig:
       learning_rate: overrides the model's default optimiser learning rate when set.
       strategy: one of :data:`TRAIN_STRATEGIES`.
       allow_cpu: let ``mirrored`` / ``one-device`` run on CPU when no GPU is present.
-      mixed_precision: use ``mixed_float16`` (GPU only; warns and falls back on CPU).
+      mixed_precision: ``mixed_float16`` on GPU, ``mixed_bfloat16`` on a CPU with bfloat16
+        instructions; elsewhere warns and trains in float32. The export is float32.
       augment: random shifts / rotations / zooms on the training split.
       flip: with ``augment``, also mirror half of the training images left-right: for
         mirror-symmetric classes such as Fashion-MNIST's, never for digits.

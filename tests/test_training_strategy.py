@@ -76,13 +76,16 @@ def test_make_strategy_on_this_cpu_machine():
         make_strategy("mirrored")
 
 
-def test_mixed_precision_warns_and_falls_back_on_cpu():
+def test_mixed_precision_warns_and_falls_back_on_cpu(monkeypatch):
     import keras
+
+    from mnist_batch.training import strategy as strat
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("CPU-only expectation")
+    monkeypatch.setattr(strat, "cpu_supports_bf16", lambda cpuinfo="/proc/cpuinfo": False)
     try:
-        with pytest.warns(RuntimeWarning, match="needs a GPU"):
+        with pytest.warns(RuntimeWarning, match="needs a GPU or a CPU with bfloat16"):
             assert configure_precision(True) == "float32"
         assert keras.mixed_precision.global_policy().name == "float32"
         with warnings.catch_warnings():

@@ -180,3 +180,49 @@ def test_card_json_is_plain_json(small, tmp_path):
     data = json.loads((tmp_path / "m.card.json").read_text())
     assert data["model_id"] == file_sha256(export)
     assert set(data["test_metrics"]) == {"accuracy", "loss", "macro_f1", "examples"}
+
+
+def test_bfloat16_training_on_cpu_exports_a_float32_model(small, tmp_path, monkeypatch):
+    """--mixed-precision on a CPU with bfloat16 instructions trains in mixed_bfloat16 and exports float32."""
+    import keras
+
+    from mnist_batch.training import strategy as strat
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("CPU-only expectation")
+    # Force the bf16 branch (TF runs bfloat16 on any x86 CPU, emulated where the instructions lack).
+    monkeypatch.setattr(strat, "cpu_supports_bf16", lambda cpuinfo="/proc/cpuinfo": True)
+    export = tmp_path / "bf16.keras"
+    try:
+        result = train(
+            config(tmp_path, model="cnn-keras", epochs=1, mixed_precision=True, export=str(export)), datasets=small
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.precision == "mixed_bfloat16"
+    trained_policies = {layer.dtype_policy.name for layer in result.model.layers}
+    assert "mixed_bfloat16" in trained_policies
+    saved = keras.models.load_model(export, safe_mode=True, compile=False)
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
+    card = read_card(export)
+    assert card.extra["precision"] == "mixed_bfloat16" and card.extra["config"]["mixed_precision"] is True
+    x = normalize(small.split("test").images[:64])
+    bf16 = np.asarray(result.model(x, training=False), np.float32)
+    f32 = np.asarray(saved(x, training=False), np.float32)
+    assert f32.dtype == np.float32 and np.allclose(f32.sum(axis=1), 1.0, atol=1e-5)
+    # Same weights, float32 math: the same predictions up to bfloat16 rounding.
+    assert np.mean(bf16.argmax(1) == f32.argmax(1)) >= 0.95
+    assert np.abs(bf16 - f32).max() < 0.1
+
+
+def test_cpu_supports_bf16_reads_the_cpu_flags(tmp_path):
+    from mnist_batch.training.strategy import cpu_supports_bf16
+
+    with_bf16 = tmp_path / "a"
+    with_bf16.write_text("processor : 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n", encoding="utf-8")
+    without = tmp_path / "b"
+    without.write_text("processor : 0\nflags\t\t: fpu sse2 avx2\n", encoding="utf-8")
+    amx = tmp_path / "c"
+    amx.write_text("flags : fpu amx_bf16 amx_tile\n", encoding="utf-8")
+    assert cpu_supports_bf16(str(with_bf16)) and cpu_supports_bf16(str(amx))
+    assert not cpu_supports_bf16(str(without)) and not cpu_supports_bf16(str(tmp_path / "missing"))

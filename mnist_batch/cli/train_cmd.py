@@ -50,7 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--learning-rate", type=float, default=None, help="override the model's default (peak) rate")
     p.add_argument("--strategy", default=d.strategy, choices=TRAIN_STRATEGIES, help="tf.distribute strategy")
     p.add_argument("--allow-cpu", action="store_true", help="let one-device / mirrored run on the CPU")
-    p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU only; float32 on CPU)")
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="mixed_float16 on GPU, mixed_bfloat16 on CPUs with AVX512-BF16/AMX; else float32",
+    )
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random shift/rotation/zoom")
     p.add_argument(
         "--flip",

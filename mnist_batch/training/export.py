@@ -88,9 +88,32 @@ def evaluate_split(model: keras.Model, split: Split, num_classes: int) -> dict[s
     }
 
 
+def _is_mixed_policy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.startswith("mixed_")
+    if isinstance(value, dict) and "Policy" in str(value.get("class_name", "")):
+        return str(value.get("config", {}).get("name", "")).startswith("mixed_")
+    return False
+
+
+def float32_config(config: Any) -> Any:
+    """A model config with every mixed-precision layer dtype policy replaced by ``float32``."""
+    if isinstance(config, dict):
+        return {k: "float32" if k == "dtype" and _is_mixed_policy(v) else float32_config(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [float32_config(v) for v in config]
+    return config
+
+
 def inference_copy(model: keras.Model) -> keras.Model:
-    """An uncompiled copy of ``model`` with its current weights (``clone_model`` would keep the compile state)."""
-    clone = keras.Model.from_config(model.get_config())
+    """An uncompiled float32 copy of ``model`` with its current weights.
+
+    ``clone_model`` would keep the compile state. A model trained under a mixed policy
+    (``mixed_bfloat16`` on CPU, ``mixed_float16`` on GPU) keeps float32 variables, so the copy
+    takes them as they are and computes in float32: the exported file scores the same on any
+    worker, with or without 16-bit hardware.
+    """
+    clone = keras.Model.from_config(float32_config(model.get_config()))
     clone.set_weights(model.get_weights())
     return clone
 
