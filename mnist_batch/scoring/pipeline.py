@@ -6,8 +6,8 @@ Graph (every step named; composites are PTransforms)::
     DecodeImages: read + decode + preprocess per element -> (ImageKey, uint8 28x28) | errors
     RunInference: KeyedModelHandler(KerasModelHandler) with exception handling -> failed batches to errors
     FormatPredictions -> predictions as pyarrow.Table chunks (built per chunk, not per row)
-    ComputeStats: PredictionStats, CountMatched, CountErrorsByStage, CountSkippedByReason (combiners)
-      -> AssembleStats -> confusion rows, per_class rows, stats
+    ComputeStats: PredictionStats, CountMatched, CountOutcomes (errors by stage + skipped by reason)
+      (combiners) -> AssembleStats -> stats -> confusion rows, per_class rows
     write_outputs: WritePredictions, WriteErrors, WriteConfusion, WritePerClass, WriteStats
 """
 
@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -97,7 +98,12 @@ class ScoreImages(beam.PTransform):
 class ComputeStats(beam.PTransform):
     """Predictions, errors, matched files and skipped files -> confusion rows, per-class rows, stats.
 
-    All counts come from combiners; ``AssembleStats`` only sees the four combined results.
+    All counts come from three combiners (predictions; matched files; errors by stage and
+    skipped files by reason, one keyed count over the two small collections); ``AssembleStats``
+    only sees their three results. The combiners run ``without_defaults`` and the side inputs
+    carry the empty result instead, which spares each combiner its default-injection stages
+    (Beam start-up grows with every stage). The confusion and per-class rows derive from the
+    assembled stats, so every class x class cell is written even when nothing was scored.
     """
 
     def __init__(self, class_names: tuple[str, ...]) -> None:
@@ -106,33 +112,42 @@ class ComputeStats(beam.PTransform):
 
     def expand(self, pcolls):
         names = self._class_names
-        prediction_stats = pcolls["predictions"] | "PredictionStats" >> beam.CombineGlobally(
-            stats_lib.PredictionStatsFn(len(names))
+        prediction_fn = stats_lib.PredictionStatsFn(len(names))
+        prediction_stats = (
+            pcolls["predictions"] | "PredictionStats" >> beam.CombineGlobally(prediction_fn).without_defaults()
         )
-        matched = pcolls["images"] | "CountMatched" >> beam.combiners.Count.Globally()
-        by_stage = pcolls["errors"] | "CountErrorsByStage" >> beam.CombineGlobally(
-            stats_lib.CountByFn(lambda row: row[COL_STAGE])
+        matched = (
+            pcolls["images"]
+            | "CountMatched" >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
         )
-        by_reason = pcolls["skipped"] | "CountSkippedByReason" >> beam.CombineGlobally(
-            stats_lib.CountByFn(lambda skipped: skipped[1])
-        )
+        outcomes = (
+            pcolls["errors"] | "KeyErrorsByStage" >> beam.Map(lambda row: ("errors", row[COL_STAGE])),
+            pcolls["skipped"] | "KeySkippedByReason" >> beam.Map(lambda skipped: ("skipped", skipped[1])),
+        ) | "MergeOutcomes" >> beam.Flatten()
+        by_outcome = outcomes | "CountOutcomes" >> beam.CombineGlobally(stats_lib.CountByFn(None)).without_defaults()
         stats = (
             pcolls["images"].pipeline
             | "StatsSeed" >> beam.Create([None])
             | "AssembleStats"
             >> beam.Map(
-                lambda _, ps, m, e, s: stats_lib.summarize(ps, m, e, s),
-                beam.pvalue.AsSingleton(prediction_stats),
-                beam.pvalue.AsSingleton(matched),
-                beam.pvalue.AsSingleton(by_stage),
-                beam.pvalue.AsSingleton(by_reason),
+                lambda _, ps, m, o: stats_lib.summarize(
+                    ps,
+                    m,
+                    {stage: n for (kind, stage), n in o.items() if kind == "errors"},
+                    {reason: n for (kind, reason), n in o.items() if kind == "skipped"},
+                ),
+                beam.pvalue.AsSingleton(
+                    prediction_stats, default_value=prediction_fn.extract_output(prediction_fn.create_accumulator())
+                ),
+                beam.pvalue.AsSingleton(matched, default_value=0),
+                beam.pvalue.AsSingleton(by_outcome, default_value={}),
             )
         )
-        confusion = prediction_stats | "ConfusionRows" >> beam.FlatMap(
-            lambda ps: stats_lib.confusion_rows(ps["confusion"], names)
+        confusion = stats | "ConfusionRows" >> beam.FlatMap(
+            lambda st: stats_lib.confusion_rows(np.asarray(st["confusion_matrix"]), names)
         )
-        per_class = prediction_stats | "PerClassRows" >> beam.FlatMap(
-            lambda ps: stats_lib.per_class_rows(ps["confusion"], names)
+        per_class = stats | "PerClassRows" >> beam.FlatMap(
+            lambda st: stats_lib.per_class_rows(np.asarray(st["confusion_matrix"]), names)
         )
         return {"confusion": confusion, "per_class": per_class, "stats": stats}
 

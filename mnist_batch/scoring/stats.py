@@ -66,16 +66,16 @@ class PredictionStatsFn(beam.CombineFn):
 
 
 class CountByFn(beam.CombineFn):
-    """Elements -> ``{key_fn(element): count}``."""
+    """Elements -> ``{key_fn(element): count}`` (``key_fn`` None: the elements are the keys)."""
 
-    def __init__(self, key_fn: Callable[[Any], str]) -> None:
+    def __init__(self, key_fn: Callable[[Any], Any] | None = None) -> None:
         self._key_fn = key_fn
 
     def create_accumulator(self) -> Counter:
         return Counter()
 
     def add_input(self, acc: Counter, element: Any) -> Counter:
-        acc[self._key_fn(element)] += 1
+        acc[element if self._key_fn is None else self._key_fn(element)] += 1
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
