@@ -382,3 +382,24 @@ def test_scoring_never_imports_training():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     sources = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "mnist_batch" / "scoring").glob("*.py"))
     assert "mnist_batch.training" not in sources.replace("never imports :mod:`mnist_batch.training`", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "reshuffled"),
+    [
+        ([], False),  # the in-memory DirectRunner: one process, nothing to spread
+        (["--direct_running_mode", "in_memory"], False),
+        (["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"], True),
+        (["--runner", "PortableRunner", "--job_endpoint", "localhost:1"], True),  # Flink, Spark
+    ],
+)
+def test_files_are_reshuffled_on_every_runner_with_workers(tiny_model, tmp_path, args, reshuffled):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("L", (28, 28), 0).save(tmp_path / "imgs" / "a.png")
+    config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "imgs"),), output=str(tmp_path / "out"))
+    p = apache_beam.Pipeline(options=PipelineOptions(args))
+    build_pipeline(p, config)
+    names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
+    assert ("MatchImageFiles/Reshuffle/Reshuffle" in names) is reshuffled

@@ -2,7 +2,8 @@
 
 Graph (every step named; composites are PTransforms)::
 
-    MatchImageFiles: CreatePatterns -> MatchAll -> ClassifyMatches -> [DropDuplicatePaths] -> ReadMatches -> Reshuffle
+    MatchImageFiles: CreatePatterns -> MatchAll -> ClassifyMatches -> [DropDuplicatePaths] -> ReadMatches
+      -> Reshuffle (every runner but the single-process in-memory DirectRunner)
     DecodeImages: read + decode + preprocess per element -> (ImageKey, uint8 28x28) | errors
     RunInference: KeyedModelHandler(KerasModelHandler) with exception handling -> failed batches to errors
     FormatPredictions -> predictions as pyarrow.Table chunks (built per chunk, not per row)
@@ -39,7 +40,7 @@ from mnist_batch.scoring.dofns import (
 )
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.model_handler import KerasModelHandler, check_model
-from mnist_batch.scoring.read import MatchImageFiles, check_patterns_match, expand_inputs
+from mnist_batch.scoring.read import MatchImageFiles, check_patterns_match, expand_inputs, needs_reshuffle
 from mnist_batch.scoring.sinks import TABLES, WriteTable
 
 STATS_FILE = "_stats.json"
@@ -185,7 +186,9 @@ def build_pipeline(
     if check_inputs:
         check_patterns_match(patterns)
     run_id = config.run_id or new_run_id()
-    files = p | "MatchImageFiles" >> MatchImageFiles(patterns, config.extensions)
+    files = p | "MatchImageFiles" >> MatchImageFiles(
+        patterns, config.extensions, reshuffle=needs_reshuffle(getattr(p, "options", None))
+    )
     if select_files is not None:
         files = files | "SelectFiles" >> select_files
     decoded = files["images"] | "DecodeImages" >> DecodeImages(
