@@ -5,7 +5,7 @@ Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``mnist-batch data info`` starts in well under a second.
 
 Exit codes: 0 success; 2 bad input or argument (one ``mnist-batch: error: ...`` line, no
-traceback unless ``--debug``); 3 subcommand not implemented yet; other non-zero codes are
+traceback unless ``--debug``); other non-zero codes are
 documented by each subcommand.
 """
 
@@ -18,13 +18,12 @@ from collections.abc import Sequence
 
 from mnist_batch import __version__
 from mnist_batch.cli import data_cmd, evaluate_cmd, predict_cmd, report_cmd, score_cmd, train_cmd
-from mnist_batch.cli.common import EXIT_NOT_IMPLEMENTED
 from mnist_batch.errors import MnistBatchError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 
-__all__ = ["EXIT_NOT_IMPLEMENTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 COMMANDS = (data_cmd, train_cmd, score_cmd, evaluate_cmd, report_cmd, predict_cmd)
 

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
-
-EXIT_NOT_IMPLEMENTED = 3
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples in descriptions as written and shows defaults."""
+    """Keeps the examples in descriptions as written and shows defaults (not for on/off flags,
+    where "--no-augment (default: True)" would read backwards)."""
 
-
-def not_implemented(command: str, issue: str):
-    """Returns a ``run`` function for a subcommand that does not exist yet: it says so, exit 3."""
-
-    def run(args: argparse.Namespace) -> int:
-        print(
-            f"mnist-batch {command}: not implemented yet ({issue}); nothing was done.",
-            file=sys.stderr,
-        )
-        return EXIT_NOT_IMPLEMENTED
-
-    return run
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
