@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
@@ -270,12 +269,11 @@ class FormatPredictionsFn(beam.DoFn):
         self._count = 0
         self._start = time.monotonic()
         self._last_report = self._start
-        self._keys: list[ImageKey] = []
-        self._probabilities: list[np.ndarray] = []
 
     def start_bundle(self) -> None:
         self._now = datetime.datetime.now(datetime.UTC)
-        self._keys, self._probabilities = [], []
+        self._keys: list[ImageKey] = []
+        self._probabilities: list[np.ndarray] = []
 
     def process(self, element) -> Iterator[Any]:
         key, result = element
@@ -301,8 +299,8 @@ class FormatPredictionsFn(beam.DoFn):
             scored_at=self._now,
         )
         self._scored.inc(table.num_rows)
-        self._low.inc(int(pc.sum(table.column(COL_LOW_CONFIDENCE)).as_py() or 0))
-        self._blank.inc(int(pc.sum(table.column(COL_BLANK)).as_py() or 0))
+        self._low.inc(int(np.count_nonzero(table.column(COL_LOW_CONFIDENCE).to_numpy())))
+        self._blank.inc(int(np.count_nonzero(table.column(COL_BLANK).to_numpy())))
         if self._progress:
             self._report(table.num_rows)
         return table

@@ -125,7 +125,7 @@ class ComputeStats(beam.PTransform):
             pcolls["errors"] | "KeyErrorsByStage" >> beam.Map(lambda row: ("errors", row[COL_STAGE])),
             pcolls["skipped"] | "KeySkippedByReason" >> beam.Map(lambda skipped: ("skipped", skipped[1])),
         ) | "MergeOutcomes" >> beam.Flatten()
-        by_outcome = outcomes | "CountOutcomes" >> beam.CombineGlobally(stats_lib.CountByFn(None)).without_defaults()
+        by_outcome = outcomes | "CountOutcomes" >> beam.CombineGlobally(stats_lib.CountByFn()).without_defaults()
         stats = (
             pcolls["images"].pipeline
             | "StatsSeed" >> beam.Create([None])

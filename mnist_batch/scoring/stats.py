@@ -2,14 +2,14 @@
 
 * :class:`PredictionStatsFn` -- one pass over the predictions tables: counts and the confusion
   matrix (labelled rows only), merged across workers as numpy accumulators.
-* :class:`CountByFn` -- counts per key (errors by stage, skipped files by reason).
+* :class:`CountByFn` -- counts per element (errors by stage, skipped files by reason).
 * :func:`confusion_rows` / :func:`per_class_rows` -- the tables derived from the matrix.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -66,16 +66,13 @@ class PredictionStatsFn(beam.CombineFn):
 
 
 class CountByFn(beam.CombineFn):
-    """Elements -> ``{key_fn(element): count}`` (``key_fn`` None: the elements are the keys)."""
-
-    def __init__(self, key_fn: Callable[[Any], Any] | None = None) -> None:
-        self._key_fn = key_fn
+    """Hashable elements -> ``{element: count}``."""
 
     def create_accumulator(self) -> Counter:
         return Counter()
 
     def add_input(self, acc: Counter, element: Any) -> Counter:
-        acc[element if self._key_fn is None else self._key_fn(element)] += 1
+        acc[element] += 1
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
