@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,14 +69,7 @@ def read_and_preprocess(path: str) -> MnistImage:
         raise ImageDecodeError("no such file") from exc
     except OSError as exc:
         raise ImageDecodeError(f"cannot read ({exc.strerror or exc})") from exc
-    try:
-        return preprocess_bytes(data)
-    except ImageDecodeError as exc:
-        # Pillow names the in-memory buffer ("<_io.BytesIO object at 0x...>"); say what it means.
-        message = re.sub(
-            r"UnidentifiedImageError: cannot identify image file <[^>]*>", "not an image Pillow can read", str(exc)
-        )
-        raise ImageDecodeError(message) from exc
+    return preprocess_bytes(data)
 
 
 def predict_files(model_path: str, paths: Sequence[str]) -> list[Prediction | Failure]:

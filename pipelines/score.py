@@ -34,32 +34,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mnist_batch.cli.score_cmd import (
-    DESCRIPTION,
-    add_arguments,
-    check_beam_args,
-    config_from_args,
-    execute,
-    print_summary,
-)
+from mnist_batch.cli.score_cmd import DESCRIPTION, add_arguments, run
 from mnist_batch.errors import MnistBatchError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="pipelines/score.py", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="pipelines/score.py",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # Beam's --labels must not be taken for --labels-csv
     )
     add_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
+    args.parser = parser
     try:
-        config = config_from_args(args)
-        check_beam_args(beam_args, parser)
-        summary = execute(args, config, beam_args)
+        return run(args, beam_args)
     except MnistBatchError as exc:
         print(f"score: error: {exc}", file=sys.stderr)
         return 2
-    print_summary(summary)
-    return int(summary["exit_code"])
 
 
 if __name__ == "__main__":

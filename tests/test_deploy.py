@@ -393,3 +393,19 @@ def test_run_scheduled_real_tiny_run(tmp_path, sample_data, tiny_model):
     assert "ok: scored 6 of 6 images" in proc.stdout
     (success,) = (tmp_path / "root").glob("dt=*/run=nightly/_SUCCESS")
     assert json.loads(success.read_text(encoding="utf-8"))["incremental"]["enabled"] is True
+
+
+def test_beam_spellings_pass_and_beam_labels_are_not_labels_csv():
+    """Beam options spelled unlike their fields pass the typo check; --labels is Dataflow's, not --labels-csv."""
+    from mnist_batch.cli import build_parser
+
+    beam = ["--labels=team=ml", "--experiment=use_runner_v2", "--no_use_public_ips", "--dataflow_service_option=x"]
+    base = ["--model", "m.keras", "--input", "x", "--output", "o"]
+    args = build_parser().parse_args(["score", *base, *beam])
+    assert args.labels_csv is None and args.beam_args == beam
+    flex = load_flex_main().build_parser()
+    flex_args, flex_beam = flex.parse_known_args([*base, *beam])
+    assert flex_args.labels_csv is None and flex_beam == beam
+    check_beam_args(args.beam_args, args.parser)  # all four are Beam's
+    with pytest.raises(MnistBatchError, match="unknown option --temp_locaton"):
+        check_beam_args(["--temp_locaton=gs://b/tmp"], args.parser)

@@ -27,7 +27,7 @@ FALSE_VALUES = ("false", "0", "no", "")
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``mnist-batch score`` (the template's parameters are a subset of them)."""
-    parser = argparse.ArgumentParser(prog="flex_main.py")
+    parser = argparse.ArgumentParser(prog="flex_main.py", allow_abbrev=False)  # --labels is Dataflow's
     add_arguments(parser)
     return parser
 

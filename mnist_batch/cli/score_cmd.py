@@ -120,6 +120,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="score folders of images with Beam, write Parquet",
         description=DESCRIPTION,
         formatter_class=HelpFormatter,
+        allow_abbrev=False,  # Beam's --labels must not be taken for --labels-csv
     )
     p.__class__ = BeamArgsParser  # the top-level parser would reject Beam's options otherwise
     add_arguments(p)
@@ -161,11 +162,16 @@ def check_beam_args(beam_args: list[str], parser: argparse.ArgumentParser | None
         return
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    known = set(PipelineOptions(beam_args).get_all_options(retain_unknown_options=False))
+    # Beam's parser knows every spelling (--experiment for experiments, --no_use_public_ips, ...);
+    # what it keeps only with retain_unknown_options is what no Beam option accepted.
+    options = PipelineOptions(beam_args)
+    unknown = set(options.get_all_options(retain_unknown_options=True)) - set(
+        options.get_all_options(retain_unknown_options=False)
+    )
     own = [o for action in (parser._actions if parser else []) for o in action.option_strings]
     for flag in flags:
         name = flag[2:].split("=", 1)[0]
-        if name in known:
+        if name not in unknown:
             continue
         guess = difflib.get_close_matches("--" + name, own, n=1)
         hint = f"did you mean {guess[0]}?" if guess else "not an option of mnist-batch score or of Beam"

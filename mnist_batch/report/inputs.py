@@ -191,7 +191,7 @@ def read_output(out_dir: str | pathlib.Path) -> tuple[str, dict[str, Any], list[
         return "scoring", summary, read_scoring(out_dir, summary)
     raise ReportError(
         f"{out_dir}: not a scoring or evaluation output (no summary.json or evaluation.json); "
-        "for a training run dir (history.csv) use `mnist-batch report --run RUN_DIR`"
+        "for a training run dir (history.csv) use `mnist-batch report RUN_DIR`"
     )
 
 
