@@ -63,7 +63,7 @@ class TrainConfig:
     mixed_precision: bool = False
     augment: bool = True
     flip: bool = False
-    rotation: float = 10.0
+    rotation: float = 10.0  # the defaults of training.augment.AugmentParams (not imported: it needs TF)
     zoom: float = 0.10
     label_smoothing: float = 0.0
     patience: int = 0

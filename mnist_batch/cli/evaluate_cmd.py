@@ -56,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mnist_batch.evaluation import evaluate
 
-    summary = evaluate(
-        args.model, args.dataset, args.split, args.output, overwrite=args.overwrite, class_names=args.class_names
-    )
+    evaluate(args.model, args.dataset, args.split, args.output, overwrite=args.overwrite, class_names=args.class_names)
     out = pathlib.Path(args.output)
     print(f"{out / 'comparison.md'}:")
     print((out / "comparison.md").read_text(encoding="utf-8"))
@@ -67,4 +65,4 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"report: {build_report(out)}")
     print(f"tables: {out}/{{metrics,per_class,confusion,predictions}}.parquet")
-    return 0 if summary["models"] else 1
+    return 0

@@ -12,10 +12,8 @@ from __future__ import annotations
 from mnist_batch.report.build import build_report, build_run_report
 from mnist_batch.report.inputs import ReportData, ReportError, read_output
 from mnist_batch.report.plots import (
-    figure_to_png_bytes,
     html_page,
     html_table,
-    load_summary,
     plot_confidence_histogram,
     plot_confusion,
     plot_image_grid,
@@ -31,10 +29,8 @@ __all__ = [
     "ReportError",
     "build_report",
     "build_run_report",
-    "figure_to_png_bytes",
     "html_page",
     "html_table",
-    "load_summary",
     "plot_confidence_histogram",
     "plot_confusion",
     "plot_image_grid",

@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
-import json
 import pathlib
 from collections.abc import Sequence
 
@@ -229,17 +227,3 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def figure_to_png_bytes(fig) -> bytes:
-    """Renders a matplotlib figure to PNG bytes (used by tests and callers that embed directly)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def load_summary(out_dir: pathlib.Path) -> dict:
-    """Reads ``summary.json`` of an output folder (empty dict when absent)."""
-    path = out_dir / "summary.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

@@ -66,7 +66,6 @@ from mnist_batch.scoring.sinks import WriteTable
 
 SUCCESS_FILE = "_SUCCESS"
 MANIFEST_TABLE = "manifest"
-LAYOUTS = ("flat", "runs")
 INCREMENTAL_KEYS = ("stat", "hash")
 RETRY_STAGES = ("read", "inference")
 """Error stages that may be transient: such files are scored again by the next incremental run."""

@@ -25,7 +25,7 @@ class AugmentParams:
     """
 
     max_shift: float = 2.0
-    max_rotation_deg: float = 10.0
+    max_rotation_deg: float = 10.0  # TrainConfig.rotation / .zoom repeat these two defaults
     max_zoom: float = 0.10
     flip: bool = False
 

@@ -192,7 +192,7 @@ def configure_precision(mixed_precision: bool) -> str:
     oneDNN runs the convolutions faster (measured on Fashion-MNIST: docs/benchmarks.md); anywhere else it
     warns and keeps ``float32`` (emulated 16-bit math would be slower). Variables stay float32
     and zoo models keep their final softmax in float32; the exported model is float32
-    (:func:`mnist_batch.training.export.float32_copy`).
+    (:func:`mnist_batch.training.export.inference_copy`).
     """
     import keras
 
