@@ -218,3 +218,28 @@ def per_class_table(stats: dict[str, np.ndarray], class_names: Sequence[str]) ->
         }
         for i, name in enumerate(class_names)
     ]
+
+
+def confusion_table(cm: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Every (true, predicted) cell of ``cm``, zeros included, as written to ``confusion`` tables.
+
+    Args:
+      cm: int [C, C] confusion matrix (rows true, columns predicted).
+      class_names: C names.
+
+    Returns:
+      ``[{"true_label", "predicted_label", "true_class", "predicted_class", "count"}, ...]``,
+      C * C rows in row-major order, plain Python numbers.
+    """
+    n = len(class_names)
+    return [
+        {
+            "true_label": t,
+            "predicted_label": p,
+            "true_class": class_names[t],
+            "predicted_class": class_names[p],
+            "count": int(cm[t, p]),
+        }
+        for t in range(n)
+        for p in range(n)
+    ]

@@ -58,18 +58,7 @@ def per_class_rows(model: str, class_names: Sequence[str], stats: dict[str, np.n
 
 def confusion_rows(model: str, class_names: Sequence[str], cm: np.ndarray) -> list[dict[str, Any]]:
     """One row per (true, predicted) cell, zeros included (the scoring ``confusion`` columns + model)."""
-    return [
-        {
-            "model": model,
-            "true_label": t,
-            "predicted_label": p,
-            "true_class": class_names[t],
-            "predicted_class": class_names[p],
-            "count": int(cm[t, p]),
-        }
-        for t in range(len(class_names))
-        for p in range(len(class_names))
-    ]
+    return [{"model": model, **row} for row in metrics.confusion_table(cm, class_names)]
 
 
 def versus_first(correct: Sequence[np.ndarray]) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 
 from mnist_batch import metrics
 from mnist_batch.constants import COL_BLANK, COL_LOW_CONFIDENCE, COL_PREDICTED_LABEL, COL_TRUE_LABEL
-from mnist_batch.scoring.sinks import COL_PREDICTED_CLASS, COL_TRUE_CLASS
 
 
 class PredictionStatsFn(beam.CombineFn):
@@ -87,18 +86,7 @@ class CountByFn(beam.CombineFn):
 
 def confusion_rows(cm: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
     """Every (true, predicted) cell of ``cm``, zeros included, as CONFUSION_SCHEMA rows."""
-    n = len(class_names)
-    return [
-        {
-            COL_TRUE_LABEL: t,
-            COL_PREDICTED_LABEL: p,
-            COL_TRUE_CLASS: class_names[t],
-            COL_PREDICTED_CLASS: class_names[p],
-            "count": int(cm[t, p]),
-        }
-        for t in range(n)
-        for p in range(n)
-    ]
+    return metrics.confusion_table(cm, class_names)
 
 
 def per_class_rows(cm: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
