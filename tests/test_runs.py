@@ -220,3 +220,30 @@ def test_cli_runs_layout_model_pin_and_flags(tiny_model, sample_data, tmp_path, 
     # Flat layout also honours the pin (refused before anything is written).
     flat = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "flat")]
     assert cli_main([*flat, "--expect-model-id", "f" * 16]) == 2 and not (tmp_path / "flat").exists()
+
+
+def test_incremental_hash_key_reads_each_file_once(tiny_model, sample_data, tmp_path, monkeypatch):
+    """The hash step's bytes are the ones decoded: one read per file, not one to hash and one to decode."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from mnist_batch.scoring import dofns
+
+    inputs = tmp_path / "in"
+    paths = write_digits(sample_data, inputs, range(5))
+    opened: list[str] = []
+    original_local, original_beam = dofns.open_local, FileSystems.open
+
+    def counting_local(path):
+        opened.append(path)
+        return original_local(path)
+
+    def counting_beam(path, *args, **kwargs):
+        if str(path).endswith(".png"):
+            opened.append(path)
+        return original_beam(path, *args, **kwargs)
+
+    monkeypatch.setattr(dofns, "open_local", counting_local)
+    monkeypatch.setattr(FileSystems, "open", staticmethod(counting_beam))
+    summary = score(tiny_model, inputs, tmp_path / "root", "once", incremental=True, incremental_key="hash")
+    assert summary["counts"]["scored"] == 5
+    assert sorted(opened) == sorted(str(p) for p in paths)

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
@@ -153,15 +154,28 @@ def open_local(path: str):
     return open(path, "rb")
 
 
+class LoadedFile(fileio.ReadableFile):
+    """A ReadableFile whose bytes were already read (by the incremental hash step), so the
+    decode step does not read the file a second time."""
+
+    def __init__(self, metadata, data: bytes) -> None:
+        super().__init__(metadata)
+        self.data = data
+
+    def read(self, mime_type: str = "application/octet-stream") -> bytes:
+        return self.data
+
+
 def read_bytes(readable) -> bytes:
-    """The file's bytes: plain ``open`` for a local path, else ``ReadableFile.read``.
+    """The file's bytes: those already read for a :class:`LoadedFile`, plain ``open`` for a
+    local path, else ``ReadableFile.read``.
 
     Image extensions are never compression extensions, so Beam's ``AUTO`` compression reads
     local image files as they are; the plain read skips the filesystem lookup and compression
     detection Beam does per file (measured: about 4 % of a local run's CPU).
     """
     path = readable.metadata.path
-    if "://" in path:
+    if isinstance(readable, LoadedFile) or "://" in path:
         return readable.read()
     with open_local(path) as f:
         return f.read()

@@ -50,7 +50,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.constants import COL_PATH, COL_RUN_ID, COL_STAGE
-from mnist_batch.scoring.dofns import METRICS_NAMESPACE, SKIPPED_TAG
+from mnist_batch.scoring.dofns import METRICS_NAMESPACE, SKIPPED_TAG, LoadedFile, read_bytes
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.model_handler import check_model
 from mnist_batch.scoring.pipeline import (
@@ -279,9 +279,12 @@ class SelectNewFilesFn(beam.DoFn):
         sha = None
         if self._key == "hash":
             try:
-                sha = hashlib.sha256(readable.read()).hexdigest()
+                data = read_bytes(readable)
             except Exception:  # noqa: BLE001 -- unreadable: not skipped; the decode step records the error
                 sha = None
+            else:
+                sha = hashlib.sha256(data).hexdigest()
+                readable = LoadedFile(meta, data)  # decoding reuses these bytes, no second read
             key = (meta.path, sha)
         else:
             key = (meta.path, int(meta.size_in_bytes), float(meta.last_updated_in_seconds))
