@@ -163,13 +163,14 @@ def read_history_csv(path: pathlib.Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows] for key in rows[0]}
 
 
-def plot_learning_curves(history: dict[str, list[float]], path: pathlib.Path) -> pathlib.Path:
-    """Loss and accuracy per epoch, train against validation.
+def plot_learning_curves(history: dict[str, list[float]], path: pathlib.Path, *, title: str = "") -> pathlib.Path:
+    """Loss and accuracy per epoch, train against validation (training writes it into its run dir too).
 
     Args:
       history: ``{"epoch": [...], "loss": [...], "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}``
         (missing series are skipped).
       path: PNG to write.
+      title: figure title (e.g. the model and data set).
     """
     epochs = history.get("epoch") or list(range(len(next(iter(history.values())))))
     epochs = [e + 1 for e in epochs]
@@ -192,6 +193,8 @@ def plot_learning_curves(history: dict[str, list[float]], path: pathlib.Path) ->
             xytext=(-40, -20),
             arrowprops={"arrowstyle": "->"},
         )
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 

@@ -239,39 +239,3 @@ def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
                     continue
             rows.append(parsed)
         return rows
-
-
-def plot_learning_curve(history: list[dict[str, float]], path: str | os.PathLike, *, title: str = "") -> pathlib.Path:
-    """Writes a PNG with loss and accuracy per epoch, train vs validation (matplotlib Agg).
-
-    Args:
-      history: rows with ``epoch`` (0-based) and any of ``loss``, ``val_loss``,
-        ``accuracy``, ``val_accuracy``.
-      path: the PNG to write.
-      title: figure title (e.g. the model name).
-
-    Returns:
-      ``path``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    path = pathlib.Path(path)
-    epochs = [int(row.get("epoch", i)) + 1 for i, row in enumerate(history)]
-    fig = Figure(figsize=(10, 4), dpi=100)
-    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
-        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
-            values = [row.get(key, float("nan")) for row in history]
-            if any(math.isfinite(v) for v in values):
-                ax.plot(epochs, values, marker="o", label=label)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path

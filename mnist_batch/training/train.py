@@ -230,9 +230,16 @@ def train(
 
     if run_dir is not None:
         if chief and run_dir.history.is_file():
-            rows = cb.read_history(run_dir.history)
-            if rows:
-                cb.plot_learning_curve(rows, run_dir.learning_curve, title=f"{config.model} on {dataset.name}")
+            # The same plot `mnist-batch report RUN_DIR` draws (report is framework-free).
+            from mnist_batch.report import plots
+
+            try:
+                history_rows = plots.read_history_csv(run_dir.history)
+            except ValueError:  # no epoch recorded
+                history_rows = None
+            if history_rows:
+                title = f"{config.model} on {dataset.name}"
+                plots.plot_learning_curves(history_rows, run_dir.learning_curve, title=title)
         run_dir.discard_worker_files()
 
     result = TrainResult(
