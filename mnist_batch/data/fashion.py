@@ -8,6 +8,7 @@ the class names differ, and they travel into the model card and from there into 
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 from mnist_batch.data.base import Dataset
@@ -47,9 +48,4 @@ def load_fashion_mnist(directory: str | pathlib.Path | None = None, *, name: str
         hint = " (install it with: apt-get install dataset-fashion-mnist)" if directory == FASHION_MNIST_DIR else ""
         raise DataError(f"{directory}: no such directory{hint}")
     loaded = load_idx(directory, name=name or f"fashion-mnist:{directory}", class_names=FASHION_MNIST_CLASS_NAMES)
-    return Dataset(
-        name=loaded.name,
-        splits=loaded.splits,
-        class_names=FASHION_MNIST_CLASS_NAMES,
-        source=f"{directory} (Fashion-MNIST, Zalando Research, MIT licence)",
-    )
+    return dataclasses.replace(loaded, source=f"{directory} (Fashion-MNIST, Zalando Research, MIT licence)")
