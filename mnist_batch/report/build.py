@@ -70,9 +70,7 @@ def model_plots(data: ReportData, dest: pathlib.Path, prefix: str) -> dict[str, 
     )
     correct = (data.predicted == data.labels)[labelled] if labelled.any() else None
     conf = data.confidence[labelled] if labelled.any() else data.confidence
-    written["confidence"] = plots.plot_confidence_histogram(
-        data.confidence if correct is None else conf, correct, dest / f"{prefix}confidence.png"
-    )
+    written["confidence"] = plots.plot_confidence_histogram(conf, correct, dest / f"{prefix}confidence.png")
     if labelled.any():
         written["reliability"] = plots.plot_reliability(conf, correct, dest / f"{prefix}reliability.png")
     return written
