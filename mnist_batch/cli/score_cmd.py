@@ -237,9 +237,9 @@ def execute(args: argparse.Namespace, config, beam_args: list[str]) -> dict:
     from mnist_batch.scoring import runs
 
     if options is None:
-        if getattr(args, "expect_model_id", None):
-            runs.check_expected_model(config.model, args.expect_model_id)
+        from mnist_batch.scoring.model_handler import check_model
         from mnist_batch.scoring.pipeline import run_scoring
 
-        return run_scoring(config, beam_args)
+        card = check_model(config.model, getattr(args, "expect_model_id", None))  # once, before any file is read
+        return run_scoring(config, beam_args, card=card)
     return runs.run_partitioned(config, options, beam_args)

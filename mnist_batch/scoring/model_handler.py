@@ -182,12 +182,13 @@ class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedModel])
             raise ValueError(f"{type(self).__name__} takes no inference_args, got {sorted(inference_args)}")
 
 
-def check_model(model_uri: str) -> ModelCard:
+def check_model(model_uri: str, expected_id: str | None = None) -> ModelCard:
     """Reads the card, loads the model and checks they agree; before any input file is read.
 
-    Checks: the card's model_id is the file's sha256; the card's input shape is the 28x28x1
-    the preprocessing produces; the model's input shape equals the card's; the model's
-    output has one unit per class name on the card.
+    Checks: the card's model_id is the file's sha256; with ``expected_id``, that the id starts
+    with it (``--expect-model-id``); the card's input shape is the 28x28x1 the preprocessing
+    produces; the model's input shape equals the card's; the model's output has one unit per
+    class name on the card.
 
     Raises:
       ScoringError: naming the file and the mismatch.
@@ -197,6 +198,11 @@ def check_model(model_uri: str) -> ModelCard:
         card = read_card(local)
     except ModelCardError as exc:
         raise ScoringError(str(exc)) from exc
+    if expected_id is not None and not card.model_id.startswith(expected_id):
+        raise ScoringError(
+            f"--expect-model-id {expected_id}: {model_uri} has model_id {card.model_id} "
+            "(refusing to score with another model)"
+        )
     if tuple(card.input_shape) != MODEL_INPUT_SHAPE:
         raise ScoringError(
             f"{model_uri}: card input_shape {list(card.input_shape)} is not the {list(MODEL_INPUT_SHAPE)} "

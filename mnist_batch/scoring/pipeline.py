@@ -296,9 +296,12 @@ def prepare_output(output: str, overwrite: bool) -> None:
     FileSystems.delete(earlier)
 
 
-def run_scoring(config: ScoreConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
+def run_scoring(
+    config: ScoreConfig, beam_args: list[str] | None = None, *, card: ModelCard | None = None
+) -> dict[str, Any]:
     """Builds and runs the pipeline, waits, writes ``OUT/summary.json``; returns the summary.
 
+    ``card``: the model's card when the caller already checked the model (see ``build_pipeline``).
     The summary's ``exit_code`` is what the command line returns.
     """
     options = PipelineOptions(beam_args or [])
@@ -307,7 +310,7 @@ def run_scoring(config: ScoreConfig, beam_args: list[str] | None = None) -> dict
         config = dataclasses.replace(config, progress=True)
     start = time.monotonic()
     p = beam.Pipeline(options=options)
-    outputs = build_pipeline(p, config)  # model, labels and inputs checked; nothing written yet
+    outputs = build_pipeline(p, config, card=card)  # model, labels and inputs checked; nothing written yet
     prepare_output(config.output, config.overwrite)
     write_outputs(outputs, config.output)
     result = p.run()

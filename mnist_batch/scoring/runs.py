@@ -330,20 +330,6 @@ class SelectFiles(beam.PTransform):
         return {"images": selected.images, "skipped": skipped}
 
 
-def check_expected_model(model: str, expected: str | None):
-    """Checks the model against its card and, when ``expected`` is set, its id; returns the card.
-
-    Raises:
-      ScoringError: bad model or card, or a model id that does not start with ``expected``.
-    """
-    card = check_model(model)
-    if expected is not None and not card.model_id.startswith(expected):
-        raise ScoringError(
-            f"--expect-model-id {expected}: {model} has model_id {card.model_id} (refusing to score with another model)"
-        )
-    return card
-
-
 class CommitRunFn(beam.DoFn):
     """Stats -> ``summary.json`` then ``_SUCCESS`` in the run folder: the run's commit, inside the pipeline.
 
@@ -396,7 +382,7 @@ def run_partitioned(
     root = config.output
     run_id = check_run_id(config.run_id or default_run_id())
     run_date = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
-    card = check_expected_model(config.model, options.expect_model_id)
+    card = check_model(config.model, options.expect_model_id)
     known = known_files(root, options.incremental_key, exclude_run_id=run_id) if options.incremental else frozenset()
     out = run_path(root, run_date, run_id)
     if config.progress is False and runner in LOCAL_RUNNERS:
