@@ -9,8 +9,8 @@
 #   $MNIST_BATCH_LOG_DIR/score-RUNID.log.
 #
 # Environment: MNIST_BATCH_MODEL, MNIST_BATCH_INPUT, MNIST_BATCH_OUTPUT (runs root) are required.
-# Optional: MNIST_BATCH_RUN_ID (default: UTC date YYYYMMDD, so a rerun the same day replaces that
-# day's run), MNIST_BATCH_RUN_DATE (default: UTC date YYYY-MM-DD), MNIST_BATCH_EXPECT_MODEL_ID,
+# Optional: MNIST_BATCH_RUN_ID (default: unique, r + UTC time + 8 random hex digits, as the CLI's
+# default; a fixed id that is already committed is refused unless --replace is passed), MNIST_BATCH_RUN_DATE (default: UTC date YYYY-MM-DD), MNIST_BATCH_EXPECT_MODEL_ID,
 # MNIST_BATCH_LOCK (default: /tmp/mnist-batch-score.lock), MNIST_BATCH_LOG_DIR (default: /tmp),
 # MNIST_BATCH_CMD (default: mnist-batch). Extra arguments are passed to `mnist-batch score`
 # (e.g. Beam options: --runner DataflowRunner --project ...).
@@ -19,7 +19,7 @@ set -uo pipefail
 model="${MNIST_BATCH_MODEL:?set MNIST_BATCH_MODEL}"
 input="${MNIST_BATCH_INPUT:?set MNIST_BATCH_INPUT}"
 output="${MNIST_BATCH_OUTPUT:?set MNIST_BATCH_OUTPUT}"
-run_id="${MNIST_BATCH_RUN_ID:-$(date -u +%Y%m%d)}"
+run_id="${MNIST_BATCH_RUN_ID:-r$(date -u +%Y%m%dT%H%M%SZ)-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')}"
 run_date="${MNIST_BATCH_RUN_DATE:-$(date -u +%Y-%m-%d)}"
 lock="${MNIST_BATCH_LOCK:-/tmp/mnist-batch-score.lock}"
 log_dir="${MNIST_BATCH_LOG_DIR:-/tmp}"

@@ -21,6 +21,7 @@ import yaml
 
 from mnist_batch.cli.score_cmd import add_arguments, check_beam_args, run_options_from_args
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.scoring.run_ids import check_run_id
 
 import scoring_fixtures
 
@@ -150,8 +151,8 @@ def test_flex_template_parameters_are_cli_options():
             re.compile(regex)
     assert {"model", "input", "output", "incremental", "run_id", "run_date", "expect_model_id"} <= set(names)
     regexes = {p["name"]: re.compile(p["regexes"][0]) for p in metadata["parameters"] if p.get("regexes")}
-    examples = {"model": "gs://b/m/cnn.keras", "run_id": "20260101", "run_date": "2026-01-01", "incremental": "true"}
-    examples |= {"incremental_key": "hash", "expect_model_id": "0123abcd", "review_threshold": "0.9"}
+    examples = {"model": "gs://b/m/cnn.keras", "run_id": "d20260101", "run_date": "2026-01-01", "incremental": "true"}
+    examples |= {"incremental_key": "hash", "expect_model_id": "0123abcd", "review_threshold": "0.9", "replace": "true"}
     examples |= {"max_error_rate": "0.05", "min_batch_size": "128", "max_batch_size": "256", "max_pixels": "40000000"}
     for name, regex in regexes.items():
         assert regex.fullmatch(examples.get(name, "gs://b/x")), (name, examples.get(name))
@@ -163,7 +164,7 @@ def test_flex_main_translates_template_parameters():
         "--model=gs://b/m/cnn.keras",
         "--input=gs://b/scans/",
         "--output=gs://b/scored",
-        "--run_id=20260101",
+        "--run_id=d20260101",
         "--run_date=2026-01-01",
         "--incremental=true",
         "--incremental_key=hash",
@@ -174,12 +175,12 @@ def test_flex_main_translates_template_parameters():
     ]
     translated = flex_main.translate(argv)
     assert (
-        "--incremental" in translated and "--run-id=20260101" in translated and "--runner=DataflowRunner" in translated
+        "--incremental" in translated and "--run-id=d20260101" in translated and "--runner=DataflowRunner" in translated
     )
     args, beam_args = parse_score_args(translated)
     args.layout = "runs"
     options = run_options_from_args(args)
-    assert (args.run_id, args.input, args.output) == ("20260101", ["gs://b/scans/"], "gs://b/scored")
+    assert (args.run_id, args.input, args.output) == ("d20260101", ["gs://b/scans/"], "gs://b/scored")
     assert options.incremental and options.incremental_key == "hash" and options.run_date == "2026-01-01"
     assert options.expect_model_id == "0123abcd"
     assert beam_args == ["--runner=DataflowRunner", "--project=p", "--sdk_container_image=img"]
@@ -190,7 +191,7 @@ def test_flex_main_translates_template_parameters():
 
 def dry_run(mode: str, **env) -> list[str]:
     settings = {"PROJECT": "p", "REGION": "europe-west1", "BUCKET": "b", "MODEL": "gs://b/m/cnn.keras"}
-    settings |= {"INPUT": "gs://b/scans/", "OUTPUT": "gs://b/scored", "IMAGE": "img:1", "RUN_ID": "20260101"}
+    settings |= {"INPUT": "gs://b/scans/", "OUTPUT": "gs://b/scored", "IMAGE": "img:1", "RUN_ID": "d20260101"}
     proc = subprocess.run(
         ["bash", str(DEPLOY / "dataflow" / "launch.sh"), mode],
         env=dict(os.environ, DRY_RUN="1", **settings, **env),
@@ -205,7 +206,7 @@ def test_dataflow_launch_script_classic_and_flex():
     classic = dry_run("classic", EXPECT_MODEL_ID="0123abcd")
     assert classic[:2] == ["python", "pipelines/score.py"]
     args, beam_args = parse_score_args(classic[2:])
-    assert args.layout == "runs" and args.incremental and args.run_id == "20260101" and args.expect_model_id
+    assert args.layout == "runs" and args.incremental and args.run_id == "d20260101" and args.expect_model_id
     assert beam_args[beam_args.index("--setup_file") + 1] == "./setup.py"
     assert beam_args[beam_args.index("--runner") + 1] == "DataflowRunner"
     flex = dry_run("flex-run")
@@ -258,15 +259,16 @@ def test_airflow_dag_runs_the_cli_daily_and_incrementally():
         for k, v in zip(options_node.keys, options_node.values, strict=True)
     }
     assert options["incremental"] is True and options["layout"] == "runs"
-    assert options["run-id"] == "{{ ds_nodash }}" and options["run-date"] == "{{ ds }}"
-    samples = {"{{ ds_nodash }}": "20260101", "{{ ds }}": "2026-01-01"}
+    assert options["run-id"] == "d{{ ds_nodash }}-try{{ ti.try_number }}" and options["run-date"] == "{{ ds }}"
+    samples = {"d{{ ds_nodash }}-try{{ ti.try_number }}": "d20260101-try1", "{{ ds }}": "2026-01-01"}
     rendered = {}
     for key, value in options.items():
         if isinstance(value, str) and "{{" in value:
             value = samples.get(value, "0123abcd" if key == "expect-model-id" else "rendered")
         rendered[key] = value
     args, beam_args = parse_score_args(airflow_to_args(rendered))
-    assert args.incremental and args.run_id == "20260101" and args.run_date == "2026-01-01"
+    assert args.incremental and args.run_id == "d20260101-try1" and args.run_date == "2026-01-01"
+    assert check_run_id(args.run_id) == "d20260101-try1"
     assert run_options_from_args(args).incremental and args.expect_model_id == "0123abcd"
     assert any(a.startswith("--setup_file=") for a in beam_args)
     assert '"pipelines", "score.py"' in path.read_text(encoding="utf-8")  # the launcher runs pipelines/score.py
@@ -365,7 +367,7 @@ def test_run_scheduled_logs_the_summary_and_returns_the_exit_code(tmp_path):
     failed = run_wrapper(tmp_path, str(fake_scorer(tmp_path, 4)))
     assert failed.returncode == 4 and "FAILED with exit 4: scored 3 of 7 images" in failed.stdout
     default_id = re.search(r"mnist-batch run (\S+):", failed.stdout).group(1)
-    assert re.fullmatch(r"\d{8}", default_id)
+    assert re.fullmatch(r"r\d{8}T\d{6}Z-[0-9a-f]{8}", default_id) and check_run_id(default_id) == default_id
 
 
 def test_run_scheduled_refuses_to_overlap(tmp_path):
@@ -391,7 +393,7 @@ def test_run_scheduled_real_tiny_run(tmp_path, sample_data, tiny_model):
     proc = run_wrapper(tmp_path, f"{sys.executable} -m mnist_batch", **env)
     assert proc.returncode == 0, proc.stdout + (tmp_path / "score-nightly.log").read_text(encoding="utf-8")[-2000:]
     assert "ok: scored 6 of 6 images" in proc.stdout
-    (success,) = (tmp_path / "root").glob("dt=*/run=nightly/_SUCCESS")
+    (success,) = (tmp_path / "root").glob("_runs/dt=*/run=nightly/_SUCCESS")
     assert json.loads(success.read_text(encoding="utf-8"))["incremental"]["enabled"] is True
 
 

@@ -1,5 +1,5 @@
-"""Production runs (``--layout runs``): ROOT/dt=/run= folders committed with _SUCCESS, reruns that
-replace a run completely, incremental runs, and the model pin.
+"""The run store (``--layout runs``, layout v2): Hive-partitioned tables per table, commits through
+staging, leases against concurrent launches, literal paths, and the incremental history read in the job.
 """
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import socket
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -21,8 +21,10 @@ import scoring_fixtures
 apache_beam = pytest.importorskip("apache_beam")
 
 from mnist_batch.cli import main as cli_main  # noqa: E402
-from mnist_batch.scoring import runs  # noqa: E402
+from mnist_batch.scoring import claims, commit, history, launch, runs  # noqa: E402
 from mnist_batch.scoring.errors import ScoringError  # noqa: E402
+from mnist_batch.scoring.run_ids import check_run_id, default_run_id  # noqa: E402
+from mnist_batch.tables import LAYOUT_FILE, RUN_TABLES  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
@@ -41,36 +43,33 @@ def write_digits(sample_data, folder: pathlib.Path, indices) -> list[str]:
     return paths
 
 
-def score(model, inputs, root, run_id, wait=True, **options):
+def score(model, inputs, root, run_id=None, wait=True, **options):
     config = ScoreConfig(model=str(model), inputs=(str(inputs),), output=str(root), run_id=run_id)
-    return runs.run_partitioned(config, runs.RunOptions(**options), wait=wait)
+    return launch.launch(config, launch.RunOptions(layout="runs", **options), wait=wait)
 
 
-def predicted_paths(run_dir: pathlib.Path) -> list[str]:
-    return sorted(pq.read_table(run_dir / "predictions").column("path").to_pylist())
+def predicted_paths(root: pathlib.Path, dt: str, run_id: str) -> list[str]:
+    return sorted(pq.read_table(root / "predictions" / f"dt={dt}" / f"run={run_id}").column("path").to_pylist())
 
 
-def test_layout_commit_marker_and_one_table_over_runs(tiny_model, sample_data, tmp_path):
+def test_table_first_layout_commit_markers_and_one_table_over_runs(tiny_model, sample_data, tmp_path):
     write_digits(sample_data, tmp_path / "in", range(12))
     root = tmp_path / "root"
     first = score(tiny_model, tmp_path / "in", root, "r1", run_date="2026-01-01")
     second = score(tiny_model, tmp_path / "in", root, "r2", run_date="2026-01-02")
-    run1 = root / "dt=2026-01-01" / "run=r1"
-    assert sorted(p.name for p in run1.iterdir()) == [
-        "_SUCCESS",
-        "confusion",
-        "errors",
-        "manifest",
-        "per_class",
-        "predictions",
-        "summary.json",
-    ]
-    assert json.loads((run1 / "_SUCCESS").read_text()) == json.loads((run1 / "summary.json").read_text())
-    assert json.loads((run1 / "_SUCCESS").read_text())["counts"] == first["counts"]
-    assert first["run_path"] == str(run1) and first["dt"] == "2026-01-01" and first["layout"] == "runs"
+    assert sorted(p.name for p in root.iterdir()) == sorted([LAYOUT_FILE, "_runs", *RUN_TABLES])
+    assert json.loads((root / LAYOUT_FILE).read_text())["layout_version"] == 2
+    for table in RUN_TABLES:
+        assert sorted(p.name for p in (root / table).iterdir()) == ["dt=2026-01-01", "dt=2026-01-02"]
+        assert [p.suffix for p in (root / table / "dt=2026-01-01" / "run=r1").iterdir()] == [".parquet"]
+    meta = root / "_runs" / "dt=2026-01-01" / "run=r1"
+    assert sorted(p.name for p in meta.iterdir()) == ["_SUCCESS", "summary.json"]
+    committed = json.loads((meta / "_SUCCESS").read_text())
+    assert committed == json.loads((meta / "summary.json").read_text())
+    assert committed["counts"] == first["counts"] and committed["attempt"] == first["attempt"]
+    assert first["run_path"] == str(meta) and first["dt"] == "2026-01-01" and first["layout"] == "runs"
     assert first["model_id"] == second["model_id"] and len(first["model_id"]) == 64
     assert [(r.dt, r.run_id) for r in runs.committed_runs(str(root))] == [("2026-01-01", "r1"), ("2026-01-02", "r2")]
-    # One table over every run, with dt/run columns from the Hive-style folders.
     table = runs.read_runs(str(root), "predictions")
     assert table.num_rows == 24
     assert sorted(set(zip(table.column("dt").to_pylist(), table.column("run").to_pylist(), strict=True))) == [
@@ -78,35 +77,94 @@ def test_layout_commit_marker_and_one_table_over_runs(tiny_model, sample_data, t
         ("2026-01-02", "r2"),
     ]
     assert table.column("run").to_pylist() == table.column("run_id").to_pylist()
-    # Plain pyarrow.dataset on the same files reads the same partitions.
-    files = sorted(str(p) for p in root.glob("dt=*/run=*/predictions/*.parquet"))
-    plain = pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root)).to_table()
-    assert plain.num_rows == 24 and {"dt", "run"} <= set(plain.column_names)
-    # An uncommitted run (no _SUCCESS) is invisible to readers.
-    (root / "dt=2026-01-02" / "run=r2" / "_SUCCESS").unlink()
+    # An uncommitted run (its marker gone) is invisible to the package's reader.
+    (root / "_runs" / "dt=2026-01-02" / "run=r2" / "_SUCCESS").unlink()
     assert runs.read_runs(str(root), "predictions").num_rows == 12
-    assert runs.read_success(str(root / "dt=2026-01-02" / "run=r2")) is None
 
 
-def test_rerun_of_a_run_id_replaces_it_completely(tiny_model, sample_data, tmp_path):
+READER_RUN_IDS = ["nightly", "d20261122", "e5", "manual__2026-11-22T00.00.00", None]
+"""Id forms the CLI accepts, the default (None) among them; none may become a number or a date."""
+
+
+def test_every_parquet_reader_sees_exactly_the_committed_runs_with_string_run_ids(tiny_model, sample_data, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    polars = pytest.importorskip("polars")
+    pandas = pytest.importorskip("pandas")
+    import pyarrow.dataset as pads
+
+    write_digits(sample_data, tmp_path / "in", range(5))
+    root = tmp_path / "root"
+    ids = []
+    for i, run_id in enumerate(READER_RUN_IDS):
+        ids.append(score(tiny_model, tmp_path / "in", root, run_id, run_date=f"2026-11-2{i}")["run_id"])
+    # Debris of a killed launch: shards in staging, never moved into a table.
+    debris = root / "_staging" / "killed.0123" / "predictions"
+    debris.mkdir(parents=True)
+    pq.write_table(pq.read_table(root / "predictions"), debris / "part-x.parquet")
+    expected = {(r, 5) for r in ids}
+    table_dir = str(root / "predictions")
+
+    arrow = pads.dataset(table_dir, partitioning="hive").to_table()
+    assert arrow.schema.field("run").type == pa.string() and arrow.schema.field("dt").type == pa.string()
+    assert {(r, arrow.column("run").to_pylist().count(r)) for r in set(arrow.column("run").to_pylist())} == expected
+
+    frame = pandas.read_parquet(table_dir)
+    assert frame["run"].dtype.name == "category" and all(isinstance(v, str) for v in frame["run"].cat.categories)
+    assert set(frame.groupby("run", observed=True).size().items()) == expected
+
+    rows = duckdb.sql(
+        f"SELECT run, typeof(run), typeof(dt), count(*) FROM read_parquet('{table_dir}/**/*.parquet', "
+        "hive_partitioning = true) GROUP BY ALL"
+    ).fetchall()
+    assert {(r, n) for r, _, _, n in rows} == expected and {(t, d) for _, t, d, _ in rows} == {("VARCHAR", "DATE")}
+
+    lazy = polars.scan_parquet(table_dir, hive_partitioning=True).collect()
+    assert lazy.schema["run"] == polars.String and lazy.schema["dt"] == polars.Date
+    assert set(lazy.group_by("run").len().iter_rows()) == expected
+
+    errors = pandas.read_parquet(str(root / "errors"))  # a table with no rows still reads, with its columns
+    assert len(errors) == 0 and {"path", "stage", "run"} <= set(errors.columns)
+
+
+def test_run_ids_are_unique_by_default_and_validated():
+    ids = {default_run_id() for _ in range(2000)}
+    assert len(ids) == 2000 and all(check_run_id(i) == i for i in ids)
+    for bad in ("20261122", "2026-11-22", "../escape", "a/b", "x:y", "true", "NaN", "Infinity", "null", "", "-x"):
+        with pytest.raises(ScoringError, match="--run-id"):
+            check_run_id(bad)
+    assert check_run_id("manual__2026-11-22T00.00.00") == "manual__2026-11-22T00.00.00"
+    with pytest.raises(ValueError, match="run_date must be YYYY-MM-DD"):
+        launch.RunOptions(layout="runs", run_date="2026-13-01")
+    with pytest.raises(ValueError, match="incremental_key"):
+        launch.RunOptions(layout="runs", incremental_key="mtime")
+    with pytest.raises(ValueError, match="incremental needs layout 'runs'"):
+        launch.RunOptions(incremental=True)
+
+
+def test_a_committed_run_id_is_replaced_only_with_replace(tiny_model, sample_data, tmp_path):
     write_digits(sample_data, tmp_path / "in", range(10))
     root = tmp_path / "root"
     score(tiny_model, tmp_path / "in", root, "nightly", run_date="2026-01-01")
-    old = root / "dt=2026-01-01" / "run=nightly"
-    # Debris of a crashed attempt: a stale shard and a Beam temp folder.
-    pq.write_table(pq.read_table(old / "predictions"), old / "predictions" / "part-99999-of-99999.parquet")
-    (old / "predictions" / "beam-temp-part-123").mkdir()
-    (old / "predictions" / "beam-temp-part-123" / "x").write_bytes(b"partial")
-    # wait=False: the launcher returns once submitted, so the commit is the pipeline's own work.
-    submitted = score(tiny_model, tmp_path / "in", root, "nightly", wait=False, run_date="2026-01-03")
-    assert submitted["state"] == "submitted" and not old.exists()
-    new = root / "dt=2026-01-03" / "run=nightly"
-    summary = runs.read_success(str(new))
-    assert summary["counts"]["scored"] == 10 and summary["exit_code"] == 0 and "wall_time_s" not in summary
-    assert summary["files_written"] == 5  # one shard per table (4) and the manifest, all finalised before
-    assert len(predicted_paths(new)) == 10
+    with pytest.raises(ScoringError, match="already committed .*pass --replace"):
+        score(tiny_model, tmp_path / "in", root, "nightly", run_date="2026-01-01")
+    # Debris of a crashed attempt of the same id: a stray partition under another day.
+    stray = root / "predictions" / "dt=2026-01-09" / "run=nightly"
+    stray.mkdir(parents=True)
+    pq.write_table(pq.read_table(root / "predictions"), stray / "part-old.parquet")
+    (root / "_runs" / "dt=2026-01-09" / "run=nightly").mkdir(parents=True)
+    # wait=False: the launcher returns once submitted, so the commit is the job's own work.
+    submitted = score(tiny_model, tmp_path / "in", root, "nightly", wait=False, run_date="2026-01-03", replace=True)
+    assert submitted["state"] == "submitted"
+    assert runs.committed_runs(str(root)) == [runs.RunInfo("2026-01-03", "nightly", str(root))]
+    summary = json.loads((root / "_runs" / "dt=2026-01-03" / "run=nightly" / "_SUCCESS").read_text())
+    assert summary["counts"]["scored"] == 10 and summary["exit_code"] == 0 and summary["wall_time_s"] > 0
+    for table in RUN_TABLES:
+        assert sorted(p.name for p in (root / table).iterdir()) == ["dt=2026-01-03"], table
+    assert not (root / "_runs" / "dt=2026-01-01").exists() or not any((root / "_runs" / "dt=2026-01-01").iterdir())
+    assert len(predicted_paths(root, "2026-01-03", "nightly")) == 10
     assert runs.read_runs(str(root), "predictions").num_rows == 10
-    assert not list(root.rglob("beam-temp*"))
+    assert not (root / "_staging").exists() or not any((root / "_staging").iterdir())
+    assert not list((root / "_claims").glob("*.json")) if (root / "_claims").exists() else True
 
 
 def test_incremental_scores_only_new_and_changed_files(tiny_model, sample_data, tmp_path):
@@ -114,26 +172,25 @@ def test_incremental_scores_only_new_and_changed_files(tiny_model, sample_data, 
     root = tmp_path / "root"
     first_paths = write_digits(sample_data, inputs, range(10))
     day1 = score(tiny_model, inputs, root, "d1", run_date="2026-02-01", incremental=True)
-    assert day1["counts"]["scored"] == 10 and day1["incremental"]["known_files"] == 0
+    assert day1["counts"]["scored"] == 10 and day1["incremental"]["earlier_runs"] == 0
     new_paths = write_digits(sample_data, inputs, range(10, 15))
     day2 = score(tiny_model, inputs, root, "d2", run_date="2026-02-02", incremental=True)
-    run2 = root / "dt=2026-02-02" / "run=d2"
-    assert predicted_paths(run2) == sorted(new_paths)
-    assert day2["counts"]["matched"] == 5 and day2["skipped_by_reason"][runs.SKIP_ALREADY_SCORED] == 10
-    assert day2["incremental"] == {"enabled": True, "key": "stat", "known_files": 10, "skipped": 10}
-    # Rerunning day 2 must not skip its own files: its earlier output is being replaced.
-    again = score(tiny_model, inputs, root, "d2", run_date="2026-02-02", incremental=True)
-    assert again["counts"]["scored"] == 5 and predicted_paths(run2) == sorted(new_paths)
+    assert predicted_paths(root, "2026-02-02", "d2") == sorted(new_paths)
+    assert day2["counts"]["matched"] == 5 and day2["skipped_by_reason"][history.SKIP_ALREADY_SCORED] == 10
+    assert day2["incremental"] == {"enabled": True, "key": "stat", "earlier_runs": 1, "skipped": 10}
+    # Replacing day 2 must not skip its own files: its earlier output is being replaced.
+    again = score(tiny_model, inputs, root, "d2", run_date="2026-02-02", incremental=True, replace=True)
+    assert again["counts"]["scored"] == 5 and predicted_paths(root, "2026-02-02", "d2") == sorted(new_paths)
     # A changed file is scored again; its neighbours are not.
     changed = pathlib.Path(first_paths[3])
     Image.fromarray(sample_data.split("test").images[500]).save(changed)
     os.utime(changed, (1_900_000_000, 1_900_000_000))
     day3 = score(tiny_model, inputs, root, "d3", run_date="2026-02-03", incremental=True)
-    assert predicted_paths(root / "dt=2026-02-03" / "run=d3") == [str(changed)]
+    assert predicted_paths(root, "2026-02-03", "d3") == [str(changed)]
     # Nothing new: an empty, committed run that exits 0.
     day4 = score(tiny_model, inputs, root, "d4", run_date="2026-02-04", incremental=True)
     assert day4["counts"]["matched"] == 0 and day4["exit_code"] == 0 and day4["incremental"]["skipped"] == 15
-    assert (root / "dt=2026-02-04" / "run=d4" / "_SUCCESS").exists()
+    assert (root / "_runs" / "dt=2026-02-04" / "run=d4" / "_SUCCESS").exists()
     # Over all runs every file is scored once, except the changed one (twice: old and new content).
     table = runs.read_runs(str(root), "predictions").to_pydict()
     counts = {p: table["path"].count(p) for p in set(table["path"])}
@@ -150,53 +207,187 @@ def test_incremental_hash_key_ignores_mtime_but_not_content(tiny_model, sample_d
     os.utime(touched, (1_900_000_000, 1_900_000_000))  # same bytes, new mtime
     Image.fromarray(sample_data.split("test").images[700]).save(rewritten)
     h2 = score(tiny_model, inputs, root, "h2", run_date="2026-03-02", incremental=True, incremental_key="hash")
-    assert predicted_paths(root / "dt=2026-03-02" / "run=h2") == [str(rewritten)]
+    assert predicted_paths(root, "2026-03-02", "h2") == [str(rewritten)]
     assert h2["incremental"]["skipped"] == 5
-    manifest = pq.read_table(root / "dt=2026-03-02" / "run=h2" / "manifest").to_pydict()
+    manifest = pq.read_table(root / "manifest" / "dt=2026-03-02" / "run=h2").to_pydict()
     assert manifest["path"] == [str(rewritten)] and len(manifest["sha256"][0]) == 64
     # The stat key (manifests hold both keys) sees the touched file as changed, and only it.
     score(tiny_model, inputs, root, "s3", run_date="2026-03-03", incremental=True)
-    assert predicted_paths(root / "dt=2026-03-03" / "run=s3") == [str(touched)]
+    assert predicted_paths(root, "2026-03-03", "s3") == [str(touched)]
 
 
-def test_known_files_retries_transient_errors_and_ignores_uncommitted_runs(tmp_path):
+def fake_run(root: pathlib.Path, run_id: str, rows: list[tuple[str, str | None]], committed: bool = True) -> None:
+    """A run folder with a manifest and errors, written by hand."""
+    for table in ("manifest", "errors"):
+        (root / table / "dt=2026-04-01" / f"run={run_id}").mkdir(parents=True)
+    paths = [p for p, _ in rows]
+    manifest = {"path": paths, "size": [10] * len(paths), "mtime": [1.5] * len(paths)}
+    manifest |= {"sha256": [None] * len(paths), "run_id": [run_id] * len(paths)}
+    part = root / "manifest" / "dt=2026-04-01" / f"run={run_id}" / "p.parquet"
+    pq.write_table(pa.Table.from_pydict(manifest, schema=RUN_TABLES["manifest"]), part)
+    errors = [(p, s) for p, s in rows if s]
+    pq.write_table(
+        pa.table({"path": [p for p, _ in errors], "stage": [s for _, s in errors]}),
+        root / "errors" / "dt=2026-04-01" / f"run={run_id}" / "p.parquet",
+    )
+    meta = root / "_runs" / "dt=2026-04-01" / f"run={run_id}"
+    meta.mkdir(parents=True)
+    if committed:
+        (meta / "_SUCCESS").write_text("{}")
+
+
+def test_known_files_retry_transient_errors_and_ignore_uncommitted_runs(tmp_path):
     root = tmp_path / "root"
-
-    def fake_run(run_id: str, rows: list[tuple[str, str | None]], committed: bool = True) -> None:
-        run_dir = root / "dt=2026-04-01" / f"run={run_id}"
-        for table in ("manifest", "errors"):
-            (run_dir / table).mkdir(parents=True)
-        paths = [p for p, _ in rows]
-        manifest = {"path": paths, "size": [10] * len(paths), "mtime": [1.5] * len(paths)}
-        manifest |= {"sha256": [None] * len(paths), "run_id": [run_id] * len(paths)}
-        pq.write_table(pa.Table.from_pydict(manifest, schema=runs.MANIFEST_SCHEMA), run_dir / "manifest" / "p.parquet")
-        errors = [(p, s) for p, s in rows if s]
-        pq.write_table(
-            pa.table({"path": [p for p, _ in errors], "stage": [s for _, s in errors]}),
-            run_dir / "errors" / "p.parquet",
-        )
-        if committed:
-            (run_dir / "_SUCCESS").write_text("{}")
-
-    fake_run("a", [("/x/ok.png", None), ("/x/bad.png", "decode"), ("/x/io.png", "read"), ("/x/oom.png", "inference")])
-    fake_run("b", [("/x/later.png", None)], committed=False)
-    assert runs.known_files(str(root), "stat") == {("/x/ok.png", 10, 1.5), ("/x/bad.png", 10, 1.5)}
-    assert runs.known_files(str(root), "stat", exclude_run_id="a") == frozenset()
-    assert runs.known_files(str(tmp_path / "missing"), "stat") == frozenset()
+    fake_run(
+        root, "a", [("/x/ok.png", None), ("/x/bad.png", "decode"), ("/x/io.png", "read"), ("/x/oom.png", "inference")]
+    )
+    fake_run(root, "b", [("/x/later.png", None)], committed=False)
+    assert [r.run_id for r in history.committed_runs(str(root))] == ["a"]
+    blob = history.known_digests(history.committed_runs(str(root))[0], "stat")
+    digests = {blob[i : i + 16] for i in range(0, len(blob), 16)}
+    assert digests == {history.key_digest("stat", p, 10, 1.5) for p in ("/x/ok.png", "/x/bad.png")}
+    assert history.committed_runs(str(tmp_path / "missing")) == []
 
 
-def test_run_options_and_run_ids_are_validated():
-    with pytest.raises(ValueError, match="run_date must be YYYY-MM-DD"):
-        runs.RunOptions(run_date="2026-13-01")
-    with pytest.raises(ValueError, match="incremental_key"):
-        runs.RunOptions(incremental_key="mtime")
-    with pytest.raises(ScoringError, match="--run-id"):
-        runs.check_run_id("../escape")
-    assert runs.check_run_id("manual__2026-01-01T00:00:00+00:00") == "manual__2026-01-01T00:00:00+00:00"
-    assert runs.default_run_id().endswith("Z") and len(runs.default_run_id()) == 16
+def test_glob_characters_in_inputs_roots_and_model_are_literal(tiny_model, sample_data, tmp_path):
+    """``batch[1]`` is not ``batch1``, ``prod?`` is not ``prod1``, in inputs, roots and the model path."""
+    base = tmp_path / "we ird{a,b}*"
+    literal = write_digits(sample_data, base / "batch[1]", range(4))
+    write_digits(sample_data, base / "batch1", range(4, 10))
+    model_dir = base / "models [v2]?"
+    model_dir.mkdir()
+    for f in pathlib.Path(tiny_model).parent.iterdir():
+        (model_dir / f.name).write_bytes(f.read_bytes())
+    model = model_dir / pathlib.Path(tiny_model).name
+    roots = base / "roots"
+    code = cli_main(
+        [
+            "score",
+            "--model",
+            str(model),
+            "--input",
+            str(base / "batch[1]"),
+            "--output",
+            str(roots / "prod1"),
+            "--layout",
+            "runs",
+            "--run-id",
+            "nightly",
+            "--run-date",
+            "2026-05-01",
+        ]
+    )
+    assert code == 0
+    code = cli_main(
+        [
+            "score",
+            "--model",
+            str(model),
+            "--input",
+            str(base / "batch[1]"),
+            "--output",
+            str(roots / "prod?"),
+            "--layout",
+            "runs",
+            "--run-id",
+            "nightly",
+            "--run-date",
+            "2026-05-01",
+        ]
+    )
+    assert code == 0
+    got = predicted_paths(roots / "prod?", "2026-05-01", "nightly")
+    assert got == sorted(literal)  # not batch1's six files
+    # Replacing prod?'s run leaves prod1's run of the same id alone.
+    code = cli_main(
+        [
+            "score",
+            "--model",
+            str(model),
+            "--input",
+            str(base / "batch1"),
+            "--output",
+            str(roots / "prod?"),
+            "--layout",
+            "runs",
+            "--run-id",
+            "nightly",
+            "--run-date",
+            "2026-05-02",
+            "--replace",
+        ]
+    )
+    assert code == 0
+    assert len(predicted_paths(roots / "prod1", "2026-05-01", "nightly")) == 4
+    assert [r.dt for r in runs.committed_runs(str(roots / "prod1"))] == ["2026-05-01"]
+    assert [r.dt for r in runs.committed_runs(str(roots / "prod?"))] == ["2026-05-02"]
+    # The incremental history of prod? is prod?'s own: batch[1]'s files were never scored there now.
+    summary = score(model, base / "batch[1]", roots / "prod?", "inc", run_date="2026-05-03", incremental=True)
+    assert summary["counts"]["scored"] == 4 and summary["incremental"]["skipped"] == 0
+    # A flat output with glob characters (Beam's own Parquet sink fails there).
+    flat = base / "flat [x]*"
+    assert cli_main(["score", "--model", str(model), "--input", str(base / "batch[1]"), "--output", str(flat)]) == 0
+    assert pq.read_table(flat / "predictions").num_rows == 4
 
 
-def test_cli_runs_layout_model_pin_and_flags(tiny_model, sample_data, tmp_path, capsys):
+def test_a_live_run_id_or_incremental_history_is_refused_and_a_stale_lease_is_taken_over(
+    tiny_model, sample_data, tmp_path, capsys
+):
+    write_digits(sample_data, tmp_path / "in", range(3))
+    root = tmp_path / "root"
+    base = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(root)]
+    base += ["--layout", "runs"]
+    score(tiny_model, tmp_path / "in", root, "first")
+    held = claims.claim(str(root), "run=busy", run_id="busy", attempt="busy.1")  # a live launch (this process)
+    assert cli_main([*base, "--run-id", "busy"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run busy under" in err and f"pid {os.getpid()}" in err
+    inc = claims.claim(str(root), "incremental", run_id="other", attempt="other.1")
+    assert cli_main([*base, "--run-id", "later", "--incremental"]) == 2
+    assert "incremental history" in capsys.readouterr().err
+    held.release()
+    inc.release()
+    # A lease left by a launcher that died (same host, no such process) is stale: taken over.
+    uri = claims.lease_uri(str(root), "run=busy")
+    dead = {"name": "run=busy", "attempt": "busy.dead", "host": socket.gethostname(), "pid": 2**22 + 12345}
+    dead |= {"heartbeat_at": 0, "ttl_s": 120, "detached": False, "run_id": "busy"}
+    pathlib.Path(uri).write_text(json.dumps(dead))
+    stale_staging = root / "_staging" / "busy.dead" / "predictions"
+    stale_staging.mkdir(parents=True)
+    (stale_staging / "part-x.parquet").write_bytes(b"partial")
+    assert cli_main([*base, "--run-id", "busy"]) == 0
+    assert not (root / "_staging" / "busy.dead").exists()  # the dead launch's staging was cleaned
+    assert [r.run_id for r in runs.committed_runs(str(root))] == ["busy", "first"]
+
+
+def test_a_commit_cut_short_is_completed_by_the_next_launch(tiny_model, sample_data, tmp_path, monkeypatch):
+    write_digits(sample_data, tmp_path / "in", range(8))
+    root = tmp_path / "root"
+    real_rename = commit.fs.rename
+    moved = []
+
+    def crash_after_two(src, dst):
+        if len(moved) == 2:
+            raise KeyboardInterrupt("killed mid-commit")
+        moved.append(dst)
+        real_rename(src, dst)
+
+    monkeypatch.setattr(commit.fs, "rename", crash_after_two)
+    with pytest.raises(BaseException, match="killed mid-commit"):
+        score(tiny_model, tmp_path / "in", root, "cut")
+    monkeypatch.setattr(commit.fs, "rename", real_rename)
+    assert runs.committed_runs(str(root)) == []
+    (journal,) = root.glob("_runs/dt=*/run=cut/_COMMITTING")
+    cleaned = runs.clean(str(root))
+    assert cleaned["completed"] == [str(journal)]
+    (run,) = runs.committed_runs(str(root))
+    assert run.run_id == "cut" and runs.read_runs(str(root), "predictions").num_rows == 8
+    for table in RUN_TABLES:
+        assert any(pathlib.Path(run.table_dir(table)).glob("*.parquet")), table
+    assert not any((root / "_staging").iterdir())
+
+
+def test_cli_runs_layout_flags_and_runs_command(tiny_model, sample_data, tmp_path, capsys):
     write_digits(sample_data, tmp_path / "in", range(8))
     root = tmp_path / "root"
     model_id = json.loads(pathlib.Path(str(tiny_model).replace(".keras", ".card.json")).read_text())["model_id"]
@@ -205,21 +396,28 @@ def test_cli_runs_layout_model_pin_and_flags(tiny_model, sample_data, tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and "--expect-model-id" in err and model_id in err and err.count("\n") == 1
     assert not root.exists()  # nothing run, nothing written
-    code = cli_main([*base, "--incremental"])
-    assert code == 2 and "need --layout runs" in capsys.readouterr().err
-    code = cli_main([*base, "--layout", "runs", "--run-id", "bad/id"])
-    assert code == 2 and "--run-id" in capsys.readouterr().err
+    assert cli_main([*base, "--incremental"]) == 2 and "need --layout runs" in capsys.readouterr().err
+    assert cli_main([*base, "--layout", "runs", "--overwrite"]) == 2 and "--replace" in capsys.readouterr().err
+    assert cli_main([*base, "--layout", "runs", "--run-id", "20261122"]) == 2
+    assert "start with a letter" in capsys.readouterr().err
     code = cli_main([*base, "--layout", "runs", "--run-id", "c1", "--run-date", "2026-05-01", "--incremental"])
     code |= cli_main([*base, "--layout", "runs", "--run-id", "c2", "--incremental", "--expect-model-id", model_id[:12]])
     out = capsys.readouterr().out
     assert code == 0 and "run c1 committed" in out and "8 files already scored" in out
-    summary = json.loads((root / "dt=2026-05-01" / "run=c1" / "_SUCCESS").read_text())
+    summary = json.loads((root / "_runs" / "dt=2026-05-01" / "run=c1" / "_SUCCESS").read_text())
     assert summary["model_id"] == model_id and summary["counts"]["scored"] == 8
-    c2 = runs.committed_runs(str(root))[-1]
-    assert c2.run_id == "c2" and runs.read_success(c2.path)["expect_model_id"] == model_id[:12]
-    # Flat layout also honours the pin (refused before anything is written).
+    assert cli_main(["runs", "list", str(root)]) == 0
+    listing = capsys.readouterr().out
+    assert "c1" in listing and "c2" in listing and "2 committed run(s)" in listing
+    assert cli_main(["runs", "clean", str(root)]) == 0 and "completed 0" in capsys.readouterr().out
+    assert cli_main(["runs", "list", str(tmp_path / "in")]) == 2
+    # A flat output is not a runs root, and a runs root is not a flat output.
+    assert cli_main([*base]) == 2 and "is a runs root" in capsys.readouterr().err
     flat = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "flat")]
     assert cli_main([*flat, "--expect-model-id", "f" * 16]) == 2 and not (tmp_path / "flat").exists()
+    assert cli_main(flat) == 0
+    assert cli_main([*flat[:-1], str(tmp_path / "flat"), "--layout", "runs"]) == 2
+    assert "flat run's outputs" in capsys.readouterr().err
 
 
 def test_incremental_hash_key_reads_each_file_once(tiny_model, sample_data, tmp_path, monkeypatch):

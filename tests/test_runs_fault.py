@@ -1,5 +1,5 @@
-"""Fault test: a production run SIGKILLed mid-run leaves no ``_SUCCESS``, and rerunning the same
-command produces exactly the outputs of a clean run, with no leftover shards or temp files.
+"""Fault and concurrency tests against the real CLI: a run SIGKILLed mid-run is invisible to every
+reader and cleanable, its rerun equals a clean run; two launches at once never lose rows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import scoring_fixtures
 
 apache_beam = pytest.importorskip("apache_beam")
 
-from mnist_batch.scoring import runs  # noqa: E402
+from mnist_batch.scoring import launch, runs  # noqa: E402
+from mnist_batch.tables import RUN_TABLES  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
@@ -33,9 +34,9 @@ N_FILES = 3000
 RUN_ID, RUN_DATE = "fault", "2026-06-01"
 
 
-def table_rows(run_dir: pathlib.Path, table: str, drop=("scored_at",)) -> dict[str, list]:
-    """A run's table as columns, rows sorted by every non-float column (order-free comparison)."""
-    data = pq.read_table(run_dir / table).to_pydict()
+def table_rows(partition: pathlib.Path, drop=("scored_at",)) -> dict[str, list]:
+    """A run's table partition as columns, rows sorted by every non-float column (order-free comparison)."""
+    data = pq.read_table(partition).to_pydict()
     for column in drop:
         data.pop(column, None)
     keys = [c for c in data if c not in ("probabilities", "confidence", "precision", "recall", "f1")]
@@ -52,47 +53,49 @@ def assert_same_rows(got: dict[str, list], expected: dict[str, list]) -> None:
             assert got[column] == values, column
 
 
-def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tiny_model, sample_data, tmp_path):
+def write_inputs(sample_data, inputs: pathlib.Path, n: int) -> None:
     train = sample_data.split("train")
-    inputs = tmp_path / "in"
-    for i in range(N_FILES):
+    for i in range(n):
         folder = inputs / str(train.labels[i])
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(train.images[i]).save(folder / f"{i:05d}.png")
+
+
+def score_command(model, inputs, root, *extra) -> list[str]:
+    return [sys.executable, "-m", "mnist_batch", "score", "--model", str(model), "--input", str(inputs),
+            "--output", str(root), "--layout", "runs", *extra]  # fmt: skip
+
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def visible_rows(root: pathlib.Path, table: str) -> int:
+    """Rows a plain reader (pyarrow.dataset over ROOT/<table>, Hive partitions) sees."""
+    import pyarrow.dataset as pads
+
+    if not (root / table).exists():
+        return 0
+    return pads.dataset(root / table, partitioning="hive").count_rows()
+
+
+def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tiny_model, sample_data, tmp_path):
+    inputs = tmp_path / "in"
+    write_inputs(sample_data, inputs, N_FILES)
     (inputs / "3" / "broken.png").write_bytes(b"\x89PNG not really")
     root = tmp_path / "root"
-    command = [
-        sys.executable,
-        "-m",
-        "mnist_batch",
-        "score",
-        "--model",
-        str(tiny_model),
-        "--input",
-        str(inputs),
-        "--output",
-        str(root),
-        "--layout",
-        "runs",
-        "--run-id",
-        RUN_ID,
-        "--run-date",
-        RUN_DATE,
-    ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    run_dir = root / f"dt={RUN_DATE}" / f"run={RUN_ID}"
+    command = score_command(tiny_model, inputs, root, "--run-id", RUN_ID, "--run-date", RUN_DATE)
     proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        # Kill as soon as the first prediction shard is being written: the run is mid-way.
+        # Kill as soon as the first shard is being written into staging: the run is mid-way.
         deadline = time.monotonic() + 180
-        while not any(p.is_file() for p in (run_dir / "predictions").rglob("*")):
+        while not any(p.is_file() for p in (root / "_staging").rglob("*.parquet")):
             assert proc.poll() is None, (
                 "the run ended before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
             )
             assert time.monotonic() < deadline, "no output appeared in 180 s"
-            time.sleep(0.01)
+            time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
@@ -100,32 +103,67 @@ def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tiny_model, sample_data, 
         proc.wait(timeout=60)
         proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
-    assert run_dir.exists() and not (run_dir / runs.SUCCESS_FILE).exists()
     assert runs.committed_runs(str(root)) == []
-    assert runs.read_runs(str(root), "predictions").num_rows == 0  # readers see nothing of the killed run
+    # Plain readers and the package's reader see nothing of the killed run.
+    assert all(visible_rows(root, table) == 0 for table in RUN_TABLES)
+    assert runs.read_runs(str(root), "predictions").num_rows == 0
+    # `runs clean` removes the killed launch's staging and its (stale) lease.
+    cleaned = subprocess.run(
+        [sys.executable, "-m", "mnist_batch", "runs", "clean", str(root)], cwd=REPO, env=ENV, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert cleaned.returncode == 0 and "deleted 1 staging folder(s) and 1 stale lease(s)" in cleaned.stdout
+    assert not any((root / "_staging").iterdir())
 
-    rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"scored {N_FILES:,} of {N_FILES + 1:,} images" in rerun.stdout
-    assert (run_dir / runs.SUCCESS_FILE).exists()
+    assert visible_rows(root, "predictions") == N_FILES
 
     clean_root = tmp_path / "clean"
-    runs.run_partitioned(
+    launch.launch(
         ScoreConfig(model=str(tiny_model), inputs=(str(inputs),), output=str(clean_root), run_id=RUN_ID),
-        runs.RunOptions(run_date=RUN_DATE),
+        launch.RunOptions(layout="runs", run_date=RUN_DATE),
     )
-    clean_dir = clean_root / f"dt={RUN_DATE}" / f"run={RUN_ID}"
-    for table in ("predictions", "errors", "confusion", "per_class", "manifest"):
-        # scored_at is a timestamp; an error message may name an object address (BytesIO at 0x...).
+    for table in RUN_TABLES:
+        run_dir = root / table / f"dt={RUN_DATE}" / f"run={RUN_ID}"
+        clean_dir = clean_root / table / f"dt={RUN_DATE}" / f"run={RUN_ID}"
         drop = ("scored_at", "message")
-        assert_same_rows(table_rows(run_dir, table, drop), table_rows(clean_dir, table, drop))
-    predictions = table_rows(run_dir, "predictions")
+        assert_same_rows(table_rows(run_dir, drop), table_rows(clean_dir, drop))
+    predictions = table_rows(root / "predictions" / f"dt={RUN_DATE}" / f"run={RUN_ID}")
     assert len(predictions["path"]) == N_FILES == len(set(predictions["path"]))
-    assert table_rows(run_dir, "errors")["path"] == [str(inputs / "3" / "broken.png")]
-    # No leftover shards or temp files: the same files as the clean run, and nothing else under ROOT.
-    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
-    assert files == sorted(str(p.relative_to(clean_dir)) for p in clean_dir.rglob("*") if p.is_file())
-    assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
-        str(pathlib.Path(f"dt={RUN_DATE}", f"run={RUN_ID}", f)) for f in files
-    ]
-    assert runs.read_runs(str(root), "predictions").num_rows == N_FILES
+
+    # No leftover shards, temp files or leases: the same tree as the clean run (shard names aside).
+    def tree(base: pathlib.Path) -> list[str]:
+        return sorted(str(p.parent.relative_to(base)) for p in base.rglob("*") if p.is_file())
+
+    assert tree(root) == tree(clean_root)
+
+
+def test_two_launches_at_the_same_moment_never_both_exit_0_with_rows_missing(tiny_model, sample_data, tmp_path):
+    inputs = tmp_path / "in"
+    write_inputs(sample_data, inputs, 300)
+    root = tmp_path / "root"
+    # The same explicit run id, twice at once: one commits every row, the other is refused in one line.
+    same = [score_command(tiny_model, inputs, root, "--run-id", "nightly") for _ in range(2)]
+    procs = [subprocess.Popen(c, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in same]  # fmt: skip
+    results = sorted((p.wait(timeout=300), *p.communicate()) for p in procs)
+    (ok_code, ok_out, _), (refused_code, _, refused_err) = results
+    assert (ok_code, refused_code) == (0, 2), results
+    assert "committed" in ok_out
+    error_lines = [line for line in refused_err.splitlines() if line.startswith("mnist-batch: error:")]
+    assert len(error_lines) == 1 and ("is held by" in error_lines[0] or "already committed" in error_lines[0])
+    assert visible_rows(root, "predictions") == 300
+    # Default run ids (time + random), twice in the same second: two committed runs, each complete.
+    default = [score_command(tiny_model, inputs, root) for _ in range(2)]
+    procs = [subprocess.Popen(c, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in default]  # fmt: skip
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.communicate() for p in procs]
+    committed = runs.committed_runs(str(root))
+    assert len(committed) == 3 and len({r.run_id for r in committed}) == 3
+    table = runs.read_runs(str(root), "predictions")
+    assert sorted(table.group_by("run").aggregate([("path", "count")]).column("path_count").to_pylist()) == [300] * 3
+    for proc in procs:
+        proc.stdout.close()
+        proc.stderr.close()

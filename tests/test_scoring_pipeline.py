@@ -238,8 +238,11 @@ def test_outputs_read_together_as_parquet_datasets(scored_test_split, tiny_model
     assert len(joined) == 2000
     summary_file = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary_file["counts"] == summary["counts"]
-    assert summary_file["metrics"]["scored"] == 2000 and summary_file["metrics"]["files_matched"] == 2000
+    assert summary["metrics"]["scored"] == 2000 and summary["metrics"]["files_matched"] == 2000
     assert summary_file["runner"] == "DirectRunner" and summary_file["wall_time_s"] > 0
+    # The summary is written once, inside the job, and the commit marker last with the same content.
+    assert json.loads((out / "_SUCCESS").read_text(encoding="utf-8")) == summary_file
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", *sorted(sinks.TABLES), "summary.json"]
 
 
 def test_refuses_to_mix_runs_unless_overwrite(tiny_model, sample_data, tmp_path):
@@ -254,6 +257,7 @@ def test_refuses_to_mix_runs_unless_overwrite(tiny_model, sample_data, tmp_path)
     summary = run_scoring(dataclasses.replace(config, overwrite=True))
     assert summary["counts"]["scored"] == 10
     assert not (tmp_path / "out" / "predictions" / "stale.parquet").exists()
+    assert pq.read_table(tmp_path / "out" / "predictions").num_rows == 10
 
 
 def test_class_names_from_the_card_and_labels_csv(tiny_model, sample_data, tmp_path):

@@ -5,9 +5,10 @@ worker launches ``pipelines/score.py`` of a copy of this repository synced next 
 (``dags/mnist_batch/``; or set ``MNIST_BATCH_PY_FILE``) in a virtualenv where that copy is
 pip-installed with its pinned stack.
 
-Each DAG run is one committed run: ``--run-id`` is the logical date (``{{ ds_nodash }}``) and
-``--run-date`` its ``dt=`` partition, so a retry or a backfill of a day replaces exactly that
-day's run; ``--incremental`` skips files that earlier committed runs already scored.
+Each try of a DAG run is one committed run: ``--run-id`` is unique per try
+(``d{{ ds_nodash }}-try{{ ti.try_number }}``: a retry never collides with a live or committed
+try) and ``--run-date`` its ``dt=`` partition (the logical date); ``--incremental`` skips files
+that earlier committed runs already scored, so a retry or a backfill scores only what is new.
 Settings are Airflow Variables: ``mnist_batch_model``, ``mnist_batch_input``,
 ``mnist_batch_output`` (runs root), ``mnist_batch_expect_model_id``, ``mnist_batch_runner``
 (``DirectRunner`` or ``DataflowRunner``), ``mnist_batch_project``, ``mnist_batch_region``,
@@ -51,7 +52,7 @@ with DAG(
             "output": "{{ var.value.mnist_batch_output }}",
             "layout": "runs",
             "incremental": True,
-            "run-id": "{{ ds_nodash }}",
+            "run-id": "d{{ ds_nodash }}-try{{ ti.try_number }}",
             "run-date": "{{ ds }}",
             "expect-model-id": "{{ var.value.mnist_batch_expect_model_id }}",
             "max-error-rate": "0.05",

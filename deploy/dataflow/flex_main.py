@@ -1,8 +1,8 @@
 """Dataflow flex-template entry point (``FLEX_TEMPLATE_PYTHON_PY_FILE`` in deploy/Dockerfile).
 
 The launcher passes the template's parameters as ``--name=value`` with the names of
-``metadata.json`` (underscores, e.g. ``--run_id=20260101``, ``--incremental=true``). This file
-turns them into ``mnist-batch score --layout runs`` options (``--run-id 20260101``,
+``metadata.json`` (underscores, e.g. ``--run_id=d20260101``, ``--incremental=true``). This file
+turns them into ``mnist-batch score --layout runs`` options (``--run-id d20260101``,
 ``--incremental``), passes everything else (``--runner``, ``--project``, ``--sdk_container_image``,
 ...) to Beam, and submits the job **without waiting** for it, as flex templates require: the run
 is committed by the pipeline itself (``_SUCCESS`` is written by its last step).
@@ -79,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         check_beam_args(beam_args, parser)
         options = run_options_from_args(args)
-        from mnist_batch.scoring.runs import run_partitioned
+        from mnist_batch.scoring.launch import launch
 
-        submitted = run_partitioned(config, options, beam_args, wait=False)
+        submitted = launch(config, options, beam_args, wait=False)
     except MnistBatchError as exc:
         print(f"flex_main: error: {exc}", file=sys.stderr)
         return 2
-    print(f"submitted run {submitted['run_id']} -> {submitted['run_path']} (committed by the job's _SUCCESS)")
+    print(f"submitted run {submitted['run_id']} -> {submitted['output']} (committed by the job: {submitted['marker']})")
     return 0
 
 

@@ -7,8 +7,8 @@
 #
 # Settings (environment): PROJECT, REGION, BUCKET (gs://BUCKET without the scheme), MODEL (gs://.../cnn.keras),
 # INPUT (gs://.../scans/), OUTPUT (runs root, gs://.../scored), IMAGE (Artifact Registry image built by
-# deploy/build_image.sh; classic runs use it as --sdk_container_image when set), RUN_ID (default: UTC
-# date YYYYMMDD), RUN_DATE (default: UTC date YYYY-MM-DD), EXPECT_MODEL_ID (optional), DRY_RUN=1 prints
+# deploy/build_image.sh; classic runs use it as --sdk_container_image when set), RUN_ID (default: unique,
+# r + UTC time + random hex), RUN_DATE (default: UTC date YYYY-MM-DD), EXPECT_MODEL_ID (optional), DRY_RUN=1 prints
 # the command instead of running it. Extra arguments are appended (Beam options for classic runs,
 # gcloud flags for flex runs).
 set -euo pipefail
@@ -17,7 +17,7 @@ repo="$(cd "$here/../.." && pwd)"
 mode="${1:?usage: launch.sh classic|flex-build|flex-run [extra args...]}"
 shift
 : "${PROJECT:?set PROJECT}" "${REGION:?set REGION}" "${BUCKET:?set BUCKET (without gs://)}"
-RUN_ID="${RUN_ID:-$(date -u +%Y%m%d)}"
+RUN_ID="${RUN_ID:-r$(date -u +%Y%m%dT%H%M%SZ)-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')}"
 RUN_DATE="${RUN_DATE:-$(date -u +%Y-%m-%d)}"
 TEMPLATE="${TEMPLATE:-gs://$BUCKET/templates/mnist-batch-score.json}"
 

@@ -1,8 +1,8 @@
 """``mnist-batch score``: the Beam batch-scoring pipeline (folders of images -> Parquet).
 
-Exit codes: 0 scored; 2 bad argument, model or input (nothing run); 4 the run finished but
-every file failed, no image matched, or ``--max-error-rate`` was exceeded (outputs are
-still written).
+Exit codes: 0 scored; 2 bad argument, model or input, a live launch of the same run, or a
+job that failed (nothing committed); 4 the run finished but every file failed, no image
+matched, or ``--max-error-rate`` was exceeded (outputs are still written).
 """
 
 from __future__ import annotations
@@ -21,16 +21,19 @@ Score folders of digit images with Apache Beam and write Parquet outputs.
 
 Any image (scans, photos, PNG/JPEG/BMP/GIF/TIFF/WebP, any mode) is normalised the way MNIST
 was made before the model sees it. Outputs under --output: predictions/, errors/,
-confusion/, per_class/ (Parquet) and summary.json.
+confusion/, per_class/ (Parquet), summary.json and _SUCCESS (written last). With
+--layout runs, --output is a root of Hive-partitioned tables, ROOT/<table>/dt=D/run=ID/.
 
 Examples:
   mnist-batch score --model models/cnn.keras --input out/test_images --output out/scored
   mnist-batch score --model models/cnn.keras --input 'scans/**/*.jpg' --input more/ \\
       --output out/scored --max-error-rate 0.05 \\
       --direct_running_mode multi_processing --direct_num_workers 2
+  mnist-batch score --model models/cnn.keras --input scans/ --output out/runs --layout runs --incremental
 
 Unknown options are passed to Beam (--runner, --project, --region, --temp_location,
---setup_file ./setup.py, ...). Exit codes: 0 ok; 2 bad argument/model/input; 4 every
+--setup_file ./setup.py, ...). Exit codes: 0 ok; 2 bad argument/model/input, run id
+held by a live launch or already committed, or the job failed (nothing committed); 4 every
 file failed, nothing matched, or --max-error-rate exceeded (outputs still written).
 """
 
@@ -69,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--run-id",
         default=None,
-        help="run id written to every row (default: time + random; with --layout runs: UTC time, e.g. 20261122T020000Z)",
+        help="run id written to every row and the run= partition: a letter, then letters, digits, ._- "
+        "(default: unique, r + UTC time + random, e.g. r20261122T020000Z-3fa9c2d1)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in --output")
     add_production_arguments(p)
@@ -82,10 +86,15 @@ def add_production_arguments(p: argparse.ArgumentParser) -> None:
         "--layout",
         choices=("flat", "runs"),
         default="flat",
-        help="flat: tables directly in --output; runs: --output is a ROOT of ROOT/dt=DATE/run=ID/ folders, "
-        "each committed with _SUCCESS; rerunning a run id replaces it",
+        help="flat: tables directly in --output; runs: --output is a ROOT of Hive-partitioned tables "
+        "ROOT/<table>/dt=DATE/run=ID/, each run committed with ROOT/_runs/dt=DATE/run=ID/_SUCCESS",
     )
     g.add_argument("--run-date", default=None, help="dt= partition YYYY-MM-DD (--layout runs; default: today, UTC)")
+    g.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a committed run with the same --run-id (--layout runs; without it that is refused)",
+    )
     g.add_argument(
         "--incremental",
         action="store_true",
@@ -180,7 +189,6 @@ def check_beam_args(beam_args: list[str], parser: argparse.ArgumentParser | None
 
 def print_summary(summary: dict) -> None:
     counts = summary["counts"]
-    out = summary["output"]
     print(
         f"scored {counts['scored']:,} of {counts['matched']:,} images "
         f"({counts['errors']:,} errors, {counts['skipped']:,} skipped, {counts['low_confidence']:,} low confidence, "
@@ -191,13 +199,16 @@ def print_summary(summary: dict) -> None:
             f"accuracy {summary['accuracy']:.4f}, macro-F1 {summary['macro_f1']:.4f} "
             f"on {counts['labelled']:,} labelled images"
         )
-    print(f"outputs: {out}/predictions/ {out}/errors/ {out}/confusion/ {out}/per_class/ {out}/summary.json")
+    tables = summary.get("tables", {})
     if summary.get("layout") == "runs":
+        print(f"outputs: {summary['output']}/{{{','.join(tables)}}}/dt={summary['dt']}/run={summary['run_id']}/")
         inc = summary["incremental"]
         print(
-            f"run {summary['run_id']} committed: {out}/_SUCCESS (model_id {summary['model_id'][:12]}, "
+            f"run {summary['run_id']} committed: {summary['marker']} (model_id {summary['model_id'][:12]}, "
             f"{inc['skipped']:,} files already scored{'' if inc['enabled'] else ', not incremental'})"
         )
+    else:
+        print(f"outputs: {' '.join(d + '/' for d in tables.values())} {summary['summary_path']}")
     if summary.get("failure"):
         print(f"mnist-batch score: failed: {summary['failure']} (exit {summary['exit_code']})", file=sys.stderr)
 
@@ -212,34 +223,31 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
 
 
 def run_options_from_args(args: argparse.Namespace):
-    """argparse namespace -> ``RunOptions`` (None for a flat run without production options)."""
-    from mnist_batch.scoring.runs import RunOptions
+    """argparse namespace -> ``RunOptions`` (a bad combination becomes a MnistBatchError)."""
+    from mnist_batch.scoring.launch import RunOptions
 
     layout = getattr(args, "layout", "flat")
-    if layout == "flat":
-        if getattr(args, "incremental", False) or getattr(args, "run_date", None):
-            raise MnistBatchError("score: --incremental and --run-date need --layout runs")
-        return None
+    if layout == "flat" and (
+        getattr(args, "incremental", False) or getattr(args, "run_date", None) or getattr(args, "replace", False)
+    ):
+        raise MnistBatchError("score: --incremental, --run-date and --replace need --layout runs")
+    if layout == "runs" and getattr(args, "overwrite", False):
+        raise MnistBatchError("score: --overwrite is for --layout flat; with --layout runs use --replace")
     try:
         return RunOptions(
-            run_date=args.run_date,
-            incremental=args.incremental,
-            incremental_key=args.incremental_key,
-            expect_model_id=args.expect_model_id,
+            layout=layout,
+            run_date=getattr(args, "run_date", None),
+            incremental=getattr(args, "incremental", False),
+            incremental_key=getattr(args, "incremental_key", "stat"),
+            expect_model_id=getattr(args, "expect_model_id", None),
+            replace=getattr(args, "replace", False),
         )
     except ValueError as exc:
         raise MnistBatchError(f"score: {exc}") from exc
 
 
-def execute(args: argparse.Namespace, config, beam_args: list[str]) -> dict:
-    """Runs a flat or a partitioned (``--layout runs``) scoring run; returns its summary."""
-    options = run_options_from_args(args)
-    from mnist_batch.scoring import runs
+def execute(args: argparse.Namespace, config, beam_args: list[str], *, wait: bool = True) -> dict:
+    """Runs one scoring job in the layout the arguments name; returns its summary."""
+    from mnist_batch.scoring.launch import launch
 
-    if options is None:
-        from mnist_batch.scoring.model_handler import check_model
-        from mnist_batch.scoring.pipeline import run_scoring
-
-        card = check_model(config.model, getattr(args, "expect_model_id", None))  # once, before any file is read
-        return run_scoring(config, beam_args, card=card)
-    return runs.run_partitioned(config, options, beam_args)
+    return launch(config, run_options_from_args(args), beam_args, wait=wait)

@@ -1,4 +1,4 @@
-"""Wires the scoring pipeline (``build_pipeline``) and runs it (``run_scoring``).
+"""Wires the scoring pipeline (``build_pipeline``); :mod:`mnist_batch.scoring.launch` runs it.
 
 Graph (every step named; composites are PTransforms)::
 
@@ -9,23 +9,17 @@ Graph (every step named; composites are PTransforms)::
     FormatPredictions -> predictions as pyarrow.Table chunks (built per chunk, not per row)
     ComputeStats: PredictionStats, CountMatched, CountOutcomes (errors by stage + skipped by reason)
       (combiners) -> AssembleStats -> stats -> confusion rows, per_class rows
-    write_outputs: WritePredictions, WriteErrors, WriteConfusion, WritePerClass, WriteStats
+    launch.launch: WritePredictions, WriteErrors, ... (shards into staging) -> CommitRun
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
-import time
-import uuid
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.constants import COL_STAGE
@@ -38,13 +32,10 @@ from mnist_batch.scoring.dofns import (
     InferenceErrorsFn,
     read_labels_csv,
 )
-from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.model_handler import KerasModelHandler, check_model
 from mnist_batch.scoring.read import MatchImageFiles, check_patterns_match, expand_inputs, needs_reshuffle
-from mnist_batch.scoring.sinks import TABLES, WriteTable
+from mnist_batch.scoring.run_ids import default_run_id
 
-STATS_FILE = "_stats.json"
-SUMMARY_FILE = "summary.json"
 LOCAL_RUNNERS = ("DirectRunner", "direct", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner")
 
 EXIT_OK = 0
@@ -64,6 +55,8 @@ class ScoringOutputs:
     stats: beam.PCollection
     card: ModelCard
     run_id: str
+    manifest: beam.PCollection | None = None
+    """Manifest rows of the files taken on (only with a ``select_files`` step, as production runs have)."""
 
 
 class DecodeImages(beam.PTransform):
@@ -153,10 +146,6 @@ class ComputeStats(beam.PTransform):
         return {"confusion": confusion, "per_class": per_class, "stats": stats}
 
 
-def new_run_id() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-
-
 def build_pipeline(
     p: beam.Pipeline,
     config: ScoreConfig,
@@ -176,8 +165,8 @@ def build_pipeline(
       card: skip loading the model here when the caller already checked it.
       check_inputs: list the first match of each pattern up front (fail fast).
       select_files: optional transform of ``{"images", "skipped"}`` to the same dict, applied
-        right after matching (production runs: ``mnist_batch.scoring.runs.SelectFiles`` drops
-        files scored before and writes the run's manifest).
+        right after matching, returning also ``"manifest"`` rows (production runs:
+        :class:`mnist_batch.scoring.history.SelectFiles` drops files scored before).
     """
     card = card or check_model(config.model)
     if config.labels_csv:
@@ -185,7 +174,7 @@ def build_pipeline(
     patterns = expand_inputs(config.inputs)
     if check_inputs:
         check_patterns_match(patterns)
-    run_id = config.run_id or new_run_id()
+    run_id = config.run_id or default_run_id()
     files = p | "MatchImageFiles" >> MatchImageFiles(
         patterns, config.extensions, reshuffle=needs_reshuffle(getattr(p, "options", None))
     )
@@ -217,31 +206,8 @@ def build_pipeline(
         stats=stats["stats"],
         card=card,
         run_id=run_id,
+        manifest=files.get("manifest"),
     )
-
-
-class WriteStatsFn(beam.DoFn):
-    """Writes the one stats dict as ``OUT/_stats.json`` (read and removed by the launcher).
-
-    A plain FileSystems write of a single small file: rewriting it on a retry is harmless, and
-    it spares the several stages of a sharded text sink.
-    """
-
-    def __init__(self, uri: str) -> None:
-        self._uri = uri
-
-    def process(self, stats: dict[str, Any]):
-        write_text(self._uri, json.dumps(stats, sort_keys=True))
-        yield self._uri
-
-
-def write_outputs(outputs: ScoringOutputs, output: str) -> None:
-    """Adds the writes of the four Parquet tables and ``_stats.json`` under ``output``."""
-    outputs.predictions | "WritePredictions" >> WriteTable(output, "predictions")
-    outputs.errors | "WriteErrors" >> WriteTable(output, "errors")
-    outputs.confusion | "WriteConfusion" >> WriteTable(output, "confusion")
-    outputs.per_class | "WritePerClass" >> WriteTable(output, "per_class")
-    outputs.stats | "WriteStats" >> beam.ParDo(WriteStatsFn(FileSystems.join(output, STATS_FILE)))
 
 
 def metric_counters(result) -> dict[str, int]:
@@ -259,16 +225,6 @@ def metric_counters(result) -> dict[str, int]:
     return dict(sorted(counters.items()))
 
 
-def read_text(uri: str) -> str:
-    with FileSystems.open(uri) as f:
-        return f.read().decode("utf-8")
-
-
-def write_text(uri: str, text: str) -> None:
-    with FileSystems.create(uri) as f:
-        f.write(text.encode("utf-8"))
-
-
 def exit_code_for(summary: dict[str, Any], max_error_rate: float | None) -> tuple[int, str | None]:
     """(exit code, reason) from a summary: non-zero when nothing scored or too many errors."""
     counts = summary["counts"]
@@ -282,64 +238,10 @@ def exit_code_for(summary: dict[str, Any], max_error_rate: float | None) -> tupl
     return EXIT_OK, None
 
 
-def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuses to mix runs: earlier outputs in ``output`` are an error, or deleted with ``overwrite``."""
-    earlier = [
-        FileSystems.join(output, name)
-        for name in (*TABLES, SUMMARY_FILE, STATS_FILE)
-        if FileSystems.exists(FileSystems.join(output, name))
-    ]
-    if not earlier:
-        return
-    if not overwrite:
-        raise ScoringError(f"--output {output}: holds an earlier run's outputs (pass --overwrite to replace them)")
-    FileSystems.delete(earlier)
-
-
 def run_scoring(
     config: ScoreConfig, beam_args: list[str] | None = None, *, card: ModelCard | None = None
 ) -> dict[str, Any]:
-    """Builds and runs the pipeline, waits, writes ``OUT/summary.json``; returns the summary.
+    """A flat run (``OUT/<table>/``, ``OUT/summary.json``): :func:`mnist_batch.scoring.launch.launch`."""
+    from mnist_batch.scoring.launch import launch
 
-    ``card``: the model's card when the caller already checked the model (see ``build_pipeline``).
-    The summary's ``exit_code`` is what the command line returns.
-    """
-    options = PipelineOptions(beam_args or [])
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    if config.progress is False and runner in LOCAL_RUNNERS:
-        config = dataclasses.replace(config, progress=True)
-    start = time.monotonic()
-    p = beam.Pipeline(options=options)
-    outputs = build_pipeline(p, config, card=card)  # model, labels and inputs checked; nothing written yet
-    prepare_output(config.output, config.overwrite)
-    write_outputs(outputs, config.output)
-    result = p.run()
-    result.wait_until_finish()
-    wall = time.monotonic() - start
-    stats_uri = FileSystems.join(config.output, STATS_FILE)
-    summary = json.loads(read_text(stats_uri))
-    FileSystems.delete([stats_uri])
-    counts = summary["counts"]
-    summary.update(
-        {
-            "model": config.model,
-            "model_id": outputs.card.model_id,
-            "model_name": outputs.card.model_name,
-            "class_names": list(outputs.card.class_names),
-            "run_id": outputs.run_id,
-            "runner": runner,
-            "inputs": list(config.inputs),
-            "output": config.output,
-            "review_threshold": config.review_threshold,
-            "max_error_rate": config.max_error_rate,
-            "wall_time_s": round(wall, 3),
-            "images_per_s": round(counts["matched"] / wall, 1) if wall > 0 else None,
-            "metrics": metric_counters(result),
-            "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
-    )
-    code, reason = exit_code_for(summary, config.max_error_rate)
-    summary["exit_code"] = code
-    summary["failure"] = reason
-    write_text(FileSystems.join(config.output, SUMMARY_FILE), json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return summary
+    return launch(config, None, beam_args, card=card)

@@ -5,6 +5,10 @@
 * a folder -- every file under it, recursively (``DIR/**``);
 * a glob -- ``*`` stays inside one folder, ``**`` crosses folders;
 * one file;
+
+A folder or file that exists is taken literally: glob characters in its name (``batch[1]``,
+``what?``) are escaped before matching. Only a value that names no existing path is a
+pattern (write ``[[]`` for a literal ``[`` inside a pattern).
 * ``@LIST`` -- a text file with one folder / glob / file per line (``#`` comments).
 
 Every pattern must match at least one file (checked before the pipeline runs, and again by
@@ -25,8 +29,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from mnist_batch.scoring.dofns import SKIPPED_TAG, ClassifyMatchFn
 from mnist_batch.scoring.errors import ScoringError
-
-GLOB_CHARS = "*?["
+from mnist_batch.scoring.fs import GLOB_CHARS, glob_escape
 
 
 def _is_remote(spec: str) -> bool:
@@ -53,11 +56,17 @@ def expand_input(spec: str) -> list[str]:
             raise ScoringError(f"--input {spec}: the list names no inputs")
         return patterns
     if _is_remote(spec):
-        return [spec + "**"] if spec.endswith("/") else [spec]
+        if spec.endswith("/"):
+            return [glob_escape(spec) + "**"]
+        if any(c in spec for c in GLOB_CHARS) and FileSystems.exists(spec):
+            return [glob_escape(spec)]  # an object whose name holds glob characters
+        return [spec]
     path = os.path.abspath(os.path.expanduser(spec))
     if os.path.isdir(path):
-        return [os.path.join(path, "**")]
-    return [path]
+        return [os.path.join(glob_escape(path), "**")]
+    if os.path.lexists(path):
+        return [glob_escape(path)]  # one file, its name taken literally
+    return [path]  # not a path that exists: a pattern, as the user wrote it
 
 
 def expand_inputs(specs: Sequence[str]) -> list[str]:

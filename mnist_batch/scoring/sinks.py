@@ -1,133 +1,142 @@
-"""The output tables: each pyarrow schema declared once, here, and written with ``WriteToParquet``.
+"""Parquet shards of the output tables, written into a staging folder and named for the commit.
 
-Layout under ``--output OUT`` (each folder is one Parquet data set, any number of shards)::
+Beam's own file sinks (``WriteToParquet``) match their output paths as glob patterns when they
+finalise, so an output folder named ``prod[1]`` fails there; and their finalise step is a
+second rename on top of the run's commit. :class:`WriteTable` writes one shard per bundle
+straight into the run's staging folder and emits the shard's path; the run's commit
+(:mod:`mnist_batch.scoring.commit`) moves exactly the emitted shards into the table. A bundle
+that failed and was retried leaves an orphan shard behind that no one emitted: it is deleted
+with the staging folder, never moved into a table.
 
-    OUT/predictions/part-SSSSS-of-NNNNN.parquet   PREDICTIONS_SCHEMA
-    OUT/errors/part-...parquet                    ERRORS_SCHEMA
-    OUT/confusion/part-...parquet                 CONFUSION_SCHEMA
-    OUT/per_class/part-...parquet                 PER_CLASS_SCHEMA
-    OUT/summary.json                              written by the launcher after the run
+Schemas, table and folder names: :mod:`mnist_batch.tables`.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.parquetio import WriteToParquet, WriteToParquetBatched
+from apache_beam.transforms.window import GlobalWindows
 
-from mnist_batch.constants import (
-    COL_BLANK,
-    COL_CONFIDENCE,
-    COL_ERROR_TYPE,
-    COL_LOW_CONFIDENCE,
-    COL_MESSAGE,
-    COL_MODEL_ID,
-    COL_PATH,
-    COL_PREDICTED_LABEL,
-    COL_PROBABILITIES,
-    COL_RUN_ID,
-    COL_SCORED_AT,
-    COL_STAGE,
-    COL_TRUE_LABEL,
+from mnist_batch.scoring import fs
+from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side's view of the contract
+    COL_PREDICTED_CLASS,
+    COL_TRUE_CLASS,
+    CONFUSION_SCHEMA,
+    ERROR_STAGES,
+    ERRORS_SCHEMA,
+    MANIFEST_SCHEMA,
+    PER_CLASS_SCHEMA,
+    PREDICTIONS_SCHEMA,
+    RUN_TABLES,
+    TABLES,
 )
 
-COL_PREDICTED_CLASS = "predicted_class"
-COL_TRUE_CLASS = "true_class"
-
-ERROR_STAGES = ("read", "decode", "preprocess", "inference")
-"""Values of ``errors.stage``."""
-
-PREDICTIONS_SCHEMA = pa.schema(
-    [
-        pa.field(COL_PATH, pa.string(), nullable=False),
-        pa.field(COL_TRUE_LABEL, pa.int32()),
-        pa.field(COL_TRUE_CLASS, pa.string()),
-        pa.field(COL_PREDICTED_LABEL, pa.int32(), nullable=False),
-        pa.field(COL_PREDICTED_CLASS, pa.string(), nullable=False),
-        pa.field(COL_CONFIDENCE, pa.float32(), nullable=False),
-        pa.field(COL_PROBABILITIES, pa.list_(pa.float32()), nullable=False),
-        pa.field(COL_LOW_CONFIDENCE, pa.bool_(), nullable=False),
-        pa.field(COL_BLANK, pa.bool_(), nullable=False),
-        pa.field(COL_MODEL_ID, pa.string(), nullable=False),
-        pa.field(COL_RUN_ID, pa.string(), nullable=False),
-        pa.field(COL_SCORED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
-    ]
-)
-"""One row per scored image. ``true_label``/``true_class`` are null when no label is known."""
-
-ERRORS_SCHEMA = pa.schema(
-    [
-        pa.field(COL_PATH, pa.string(), nullable=False),
-        pa.field(COL_STAGE, pa.string(), nullable=False),
-        pa.field(COL_ERROR_TYPE, pa.string(), nullable=False),
-        pa.field(COL_MESSAGE, pa.string(), nullable=False),
-        pa.field(COL_RUN_ID, pa.string(), nullable=False),
-    ]
-)
-"""One row per matched image file that could not be scored; ``stage`` is one of ERROR_STAGES."""
-
-CONFUSION_SCHEMA = pa.schema(
-    [
-        pa.field(COL_TRUE_LABEL, pa.int32(), nullable=False),
-        pa.field(COL_PREDICTED_LABEL, pa.int32(), nullable=False),
-        pa.field(COL_TRUE_CLASS, pa.string(), nullable=False),
-        pa.field(COL_PREDICTED_CLASS, pa.string(), nullable=False),
-        pa.field("count", pa.int64(), nullable=False),
-    ]
-)
-"""Every class x class cell, zeros included; only predictions with a true label count."""
-
-PER_CLASS_SCHEMA = pa.schema(
-    [
-        pa.field("label", pa.int32(), nullable=False),
-        pa.field("class_name", pa.string(), nullable=False),
-        pa.field("support", pa.int64(), nullable=False),
-        pa.field("precision", pa.float64(), nullable=False),
-        pa.field("recall", pa.float64(), nullable=False),
-        pa.field("f1", pa.float64(), nullable=False),
-    ]
-)
-"""Per-class statistics from the confusion matrix (zero_division = 0)."""
-
-TABLES = {
-    "predictions": PREDICTIONS_SCHEMA,
-    "errors": ERRORS_SCHEMA,
-    "confusion": CONFUSION_SCHEMA,
-    "per_class": PER_CLASS_SCHEMA,
-}
-"""Output folder name -> schema."""
-
-TABLE_CHUNKS = frozenset({"predictions"})
-"""Tables whose PCollection holds ``pyarrow.Table`` chunks (written with ``WriteToParquetBatched``);
-the others hold one dict per row (errors are per file; confusion and per_class are small)."""
+CODEC = "snappy"
+ROWS_PER_GROUP = 4096
 
 
-def table_prefix(output: str, table: str) -> str:
-    return FileSystems.join(output, table, "part")
+def new_shard_path(folder: str) -> str:
+    """A fresh shard name in ``folder``: ``part-<uuid>.parquet`` (unique across workers and retries)."""
+    return fs.join(folder, f"part-{uuid.uuid4().hex}.parquet")
+
+
+class ShardWriter:
+    """One Parquet file written chunk by chunk (a row group per chunk), on any Beam filesystem."""
+
+    def __init__(self, path: str, schema: pa.Schema) -> None:
+        self.path = path
+        self._schema = schema
+        if fs.is_remote(path):
+            self._stream = FileSystems.create(path)
+            sink = pa.PythonFile(self._stream, mode="w")
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._stream = None
+            sink = path
+        self._writer = pq.ParquetWriter(sink, schema, compression=CODEC)
+
+    def write(self, table: pa.Table) -> None:
+        if not table.schema.equals(self._schema):
+            table = table.select(self._schema.names).cast(self._schema)
+        self._writer.write_table(table)
+
+    def close(self) -> str:
+        self._writer.close()
+        if self._stream is not None:
+            self._stream.close()
+        return self.path
+
+
+def write_empty_shard(folder: str, schema: pa.Schema) -> str:
+    """An empty shard (schema only), so that a table with no rows still reads with its columns."""
+    writer = ShardWriter(new_shard_path(folder), schema)
+    writer.write(schema.empty_table())
+    return writer.close()
+
+
+class WriteShardsFn(beam.DoFn):
+    """Dict rows or ``pyarrow.Table`` chunks -> one shard per bundle; emits the shard's path.
+
+    Rows are gathered ``ROWS_PER_GROUP`` at a time; tables are written as they come. Memory is
+    one row group, whatever the bundle's size.
+    """
+
+    def __init__(self, folder: str, schema: pa.Schema) -> None:
+        self._folder = folder
+        self._schema = schema
+
+    def start_bundle(self) -> None:
+        self._writer: ShardWriter | None = None
+        self._rows: list[dict[str, Any]] = []
+
+    def _write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = ShardWriter(new_shard_path(self._folder), self._schema)
+        self._writer.write(table)
+
+    def _flush_rows(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._write(pa.Table.from_pylist(rows, schema=self._schema))
+
+    def process(self, element) -> Iterator[str]:
+        if isinstance(element, pa.Table):
+            self._flush_rows()
+            if element.num_rows:
+                self._write(element)
+        else:
+            self._rows.append(element)
+            if len(self._rows) >= ROWS_PER_GROUP:
+                self._flush_rows()
+        return iter(())
+
+    def finish_bundle(self):
+        self._flush_rows()
+        if self._writer is not None:
+            path = self._writer.close()
+            self._writer = None
+            yield GlobalWindows.windowed_value(path)
 
 
 class WriteTable(beam.PTransform):
-    """Writes ``OUT/<table>/part-*.parquet`` with that table's schema (snappy).
+    """Rows of one table -> Parquet shards in ``STAGING/<table>/``; returns the shards' paths.
 
-    The input is ``pyarrow.Table`` chunks for the tables in :data:`TABLE_CHUNKS`, dict rows for
-    the others.
+    The input is ``pyarrow.Table`` chunks (predictions) or dict rows (the other tables).
     """
 
-    def __init__(self, output: str, table: str, *, num_shards: int = 0) -> None:
+    def __init__(self, staging: str, table: str) -> None:
         super().__init__()
-        if table not in TABLES:
-            raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
-        self._output = output
-        self._table = table
-        self._num_shards = num_shards
+        if table not in RUN_TABLES:
+            raise ValueError(f"unknown table {table!r}; expected one of {', '.join(RUN_TABLES)}")
+        self._folder = fs.join(staging, table)
+        self._schema = RUN_TABLES[table]
 
     def expand(self, rows):
-        write = WriteToParquetBatched if self._table in TABLE_CHUNKS else WriteToParquet
-        return rows | "WriteParquet" >> write(
-            table_prefix(self._output, self._table),
-            schema=TABLES[self._table],
-            codec="snappy",
-            file_name_suffix=".parquet",
-            num_shards=self._num_shards,
-        )
+        return rows | "WriteShards" >> beam.ParDo(WriteShardsFn(self._folder, self._schema))

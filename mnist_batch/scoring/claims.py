@@ -1,0 +1,177 @@
+"""Leases: a launch claims its run id (and, when incremental, the root's history) before it starts.
+
+A lease is a small JSON file ``ROOT/_claims/<name>.json`` created atomically (``O_EXCL`` on a
+local disk; see :mod:`mnist_batch.scoring.fs` for object stores) and holding who owns it::
+
+    {"name": "run=nightly", "run_id": ..., "attempt": ..., "host": ..., "pid": ...,
+     "started_at": ..., "heartbeat_at": <epoch s>, "ttl_s": 120, "detached": false}
+
+A second launch that finds a live lease is refused (:class:`ClaimError`, one line, exit 2). A
+lease is live while its owner is: on the same host, while the owner's process exists (a
+killed launcher's lease is stale at once); elsewhere, while its heartbeat (refreshed every
+``ttl_s / 4`` by a thread of the launcher) is younger than ``ttl_s``. A detached launch
+(``wait=False``: the job runs on after the launcher exits) writes a long ``ttl_s`` and no
+heartbeat; the job's commit step deletes its lease. A stale lease is taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from mnist_batch.scoring import fs
+from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.tables import CLAIMS_DIR
+
+LEASE_TTL_S = 120.0
+DETACHED_TTL_S = 24 * 3600.0
+"""A detached launch's lease lasts this long unless its job's commit deletes it sooner."""
+
+
+class ClaimError(ScoringError):
+    """Another live launch holds the lease (the message names it)."""
+
+
+def lease_uri(root: str, name: str) -> str:
+    return fs.join(root, CLAIMS_DIR, f"{name}.json")
+
+
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this host and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def is_live(owner: dict[str, Any] | None, now: float | None = None) -> bool:
+    """Whether a lease's owner may still be running (see the module docstring)."""
+    if owner is None:
+        return True  # being written this very moment
+    now = time.time() if now is None else now
+    fresh = now - float(owner.get("heartbeat_at", 0)) < float(owner.get("ttl_s", LEASE_TTL_S))
+    if owner.get("detached"):
+        return fresh
+    if owner.get("host") == socket.gethostname():
+        return pid_alive(int(owner.get("pid", -1)))
+    return fresh
+
+
+def read_lease(uri: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(fs.read_text(uri))
+    except (OSError, ValueError):
+        return None
+    except Exception:  # noqa: BLE001 -- a remote filesystem's "not found" has no common type
+        return None
+
+
+class Lease:
+    """A held lease; :meth:`release` (or leaving the ``with`` block) deletes it if still ours."""
+
+    def __init__(self, uri: str, owner: dict[str, Any]) -> None:
+        self.uri = uri
+        self.owner = owner
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not owner["detached"]:
+            self._thread = threading.Thread(target=self._beat, name=f"lease {owner['name']}", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        period = float(self.owner["ttl_s"]) / 4
+        while not self._stop.wait(period):
+            owner = read_lease(self.uri)
+            if owner is None or owner.get("attempt") != self.owner["attempt"]:
+                return  # taken over or released: never write someone else's lease
+            self.owner["heartbeat_at"] = time.time()
+            with contextlib.suppress(Exception):
+                fs.write_atomic(self.uri, json.dumps(self.owner))
+
+    def release(self) -> None:
+        self._stop.set()
+        release_lease(self.uri, self.owner["attempt"])
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def release_lease(uri: str, attempt: str) -> None:
+    """Deletes the lease at ``uri`` if the attempt ``attempt`` still holds it."""
+    owner = read_lease(uri)
+    if owner is not None and owner.get("attempt") == attempt:
+        with contextlib.suppress(Exception):
+            fs.delete_file(uri)
+
+
+def describe(owner: dict[str, Any] | None) -> str:
+    if owner is None:
+        return "a launch that is starting now"
+    started = owner.get("started_at", "?")
+    return f"attempt {owner.get('attempt')} (pid {owner.get('pid')} on {owner.get('host')}, started {started})"
+
+
+def claim(root: str, name: str, *, run_id: str, attempt: str, detached: bool = False, what: str = "") -> Lease:
+    """Takes the lease ``name`` under ``root`` or raises :class:`ClaimError` naming its live holder."""
+    uri = lease_uri(root, name)
+    owner = {
+        "name": name,
+        "run_id": run_id,
+        "attempt": attempt,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "heartbeat_at": time.time(),
+        "ttl_s": DETACHED_TTL_S if detached else LEASE_TTL_S,
+        "detached": detached,
+    }
+    for _ in range(3):
+        if fs.create_exclusive(uri, json.dumps(owner)):
+            return Lease(uri, owner)
+        current = read_lease(uri)
+        if is_live(current):
+            raise ClaimError(f"{what or name} is held by {describe(current)}; lease {uri}")
+        take_over(uri)
+    raise ClaimError(f"{what or name}: could not take the stale lease {uri}")
+
+
+def take_over(uri: str) -> None:
+    """Removes a stale lease; of two launches taking it over at once, one removes it, both retry."""
+    if fs.is_remote(uri):
+        fs.delete_file(uri)
+        return
+    grave = f"{uri}.stale-{uuid.uuid4().hex}"
+    try:
+        os.rename(uri, grave)  # atomic: only one of two concurrent takers moves this file
+    except FileNotFoundError:
+        return
+    os.remove(grave)
+
+
+def live_attempts(root: str) -> set[str]:
+    """Attempts that hold a live lease under ``root`` (their staging must not be cleaned)."""
+    live = set()
+    folder = fs.join(root, CLAIMS_DIR)
+    for name in fs.list_dir(folder):
+        if name.endswith(".json"):
+            owner = read_lease(fs.join(folder, name))
+            if owner is not None and is_live(owner):
+                live.add(owner.get("attempt"))
+    return live

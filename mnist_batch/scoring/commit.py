@@ -1,0 +1,265 @@
+"""Output layouts and the commit that makes a run's shards visible, all at once or not at all.
+
+A run writes its shards into ``<root>/_staging/<attempt>/<table>/`` (readers skip ``_`` paths).
+When every shard is final, :func:`commit_run` (the pipeline's last step) records a journal
+(``_COMMITTING``: the moves and the summary), moves the staged shards into the tables, writes
+``summary.json`` and then the ``_SUCCESS`` marker, and deletes the journal and the staging
+folder. Every step can be repeated (:func:`apply_journal`), so a commit cut short by a crash
+is completed by the next launch or by ``mnist-batch runs clean`` (:func:`recover`).
+
+Two layouts (:class:`Layout`), one commit:
+
+* ``flat``: ``OUT/<table>/`` and ``OUT/summary.json``, ``OUT/_SUCCESS``; ``--overwrite``
+  replaces an earlier run's outputs at commit time (a failed run leaves them untouched).
+* ``runs``: ``ROOT/<table>/dt=D/run=ID/`` and ``ROOT/_runs/dt=D/run=ID/{summary.json,_SUCCESS}``;
+  replacing a committed run id (``--replace``) deletes every earlier partition of that id.
+
+On a local disk a table's staged folder is renamed into place in one ``rename`` (each table
+appears whole); on object stores each shard is copied then deleted (see deploy/README.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from mnist_batch.scoring import fs
+from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.tables import (
+    JOURNAL_FILE,
+    RUN_TABLES,
+    RUNS_DIR,
+    STAGING_DIR,
+    SUCCESS_FILE,
+    SUMMARY_FILE,
+    TABLES,
+)
+
+
+class CommitError(ScoringError):
+    """A run cannot be committed (already committed without replace, a shard lost, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where one run's tables, metadata and staging go.
+
+    Attributes:
+      kind: ``flat`` or ``runs``.
+      root: ``--output``: the flat output folder or the runs root.
+      run_id: the run's id.
+      dt: the run's ``dt=`` partition (``runs`` only).
+    """
+
+    kind: str
+    root: str
+    run_id: str
+    dt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("flat", "runs"):
+            raise ValueError(f"kind must be 'flat' or 'runs', got {self.kind!r}")
+        if self.kind == "runs" and not self.dt:
+            raise ValueError("dt is required for the runs layout")
+
+    @property
+    def tables(self) -> dict:
+        return RUN_TABLES if self.kind == "runs" else TABLES
+
+    def table_dir(self, table: str) -> str:
+        if self.kind == "flat":
+            return fs.join(self.root, table)
+        return fs.join(self.root, table, f"dt={self.dt}", f"run={self.run_id}")
+
+    @property
+    def meta_dir(self) -> str:
+        if self.kind == "flat":
+            return self.root
+        return run_meta_dir(self.root, self.dt, self.run_id)
+
+    def staging_dir(self, attempt: str) -> str:
+        return fs.join(self.root, STAGING_DIR, attempt)
+
+    @property
+    def marker(self) -> str:
+        return fs.join(self.meta_dir, SUCCESS_FILE)
+
+
+def run_meta_dir(root: str, dt: str, run_id: str) -> str:
+    return fs.join(root, RUNS_DIR, f"dt={dt}", f"run={run_id}")
+
+
+def run_partitions(root: str, run_id: str) -> list[str]:
+    """The ``dt`` values under which ``run_id`` has metadata in a runs root (committed or not)."""
+    found = []
+    for dt_name in fs.list_dir(fs.join(root, RUNS_DIR)):
+        if dt_name.startswith("dt=") and f"run={run_id}" in fs.list_dir(fs.join(root, RUNS_DIR, dt_name)):
+            found.append(dt_name[3:])
+    return found
+
+
+def earlier_outputs(layout: Layout) -> list[str]:
+    """What a replacing commit deletes: an earlier run's tables and metadata at these places."""
+    if layout.kind == "flat":
+        names = [*TABLES, SUMMARY_FILE, SUCCESS_FILE]
+        return [fs.join(layout.root, n) for n in names if fs.exists(fs.join(layout.root, n))]
+    doomed = []
+    for dt in run_partitions(layout.root, layout.run_id):
+        earlier = dataclasses.replace(layout, dt=dt)
+        doomed.append(earlier.meta_dir)
+        doomed.extend(earlier.table_dir(t) for t in RUN_TABLES)
+    # Table partitions of an uncommitted earlier attempt of this run id under today's dt.
+    doomed.extend(layout.table_dir(t) for t in RUN_TABLES if fs.exists(layout.table_dir(t)))
+    return sorted(set(doomed))
+
+
+def read_marker(marker: str) -> dict[str, Any] | None:
+    if not fs.exists(marker):
+        return None
+    try:
+        return json.loads(fs.read_text(marker))
+    except ValueError:
+        return {}
+
+
+def commit_run(
+    layout: Layout,
+    attempt: str,
+    shards: dict[str, list[str]],
+    summary: dict[str, Any],
+    *,
+    replace: bool,
+) -> dict[str, Any]:
+    """Moves the emitted ``shards`` of ``attempt`` into the tables and commits the run.
+
+    Args:
+      layout: where the run goes.
+      attempt: this launch's attempt id (names its staging folder).
+      shards: table -> the paths of the shards the pipeline emitted (orphans of retried
+        bundles are not among them and are deleted with the staging folder).
+      summary: the run's summary (written to ``summary.json`` and ``_SUCCESS``).
+      replace: replace an earlier committed run at the same place (flat ``--overwrite``,
+        runs ``--replace``); without it an earlier commit is an error.
+
+    Returns:
+      The summary as committed.
+
+    Raises:
+      CommitError: the run is already committed (by another attempt) and ``replace`` is off.
+    """
+    existing = read_marker(layout.marker)
+    if existing is not None and existing.get("attempt") == attempt:
+        return existing  # this very commit already happened (a retried commit step)
+    if existing is not None and not replace:
+        raise CommitError(f"{layout.marker} exists: run {layout.run_id} is already committed (pass --replace)")
+    staging = layout.staging_dir(attempt)
+    shards = {t: list(shards.get(t, [])) for t in layout.tables}
+    for table, paths in shards.items():
+        if not paths:  # a table with no rows still gets its schema
+            from mnist_batch.scoring.sinks import write_empty_shard
+
+            paths.append(write_empty_shard(fs.join(staging, table), layout.tables[table]))
+    summary = {**summary, "attempt": attempt}
+    journal = {
+        "attempt": attempt,
+        "layout": dataclasses.asdict(layout),
+        "delete": earlier_outputs(layout) if existing is not None or layout.kind == "runs" or replace else [],
+        "moves": plan_moves(layout, staging, shards),
+        "summary": summary,
+        "staging": staging,
+    }
+    fs.write_atomic(fs.join(layout.meta_dir, JOURNAL_FILE), json.dumps(journal, sort_keys=True))
+    apply_journal(journal)
+    return summary
+
+
+def plan_moves(layout: Layout, staging: str, shards: dict[str, list[str]]) -> list[list[str]]:
+    """``[src, dst]`` pairs: whole table folders on a local disk, shard by shard elsewhere."""
+    moves = []
+    for table, paths in shards.items():
+        if fs.is_remote(layout.root):
+            moves.extend([p, fs.join(layout.table_dir(table), fs.basename(p))] for p in paths)
+            continue
+        folder = fs.join(staging, table)
+        keep = set(paths)
+        for orphan in fs.list_files(folder):  # shards of failed bundle attempts
+            if orphan not in keep:
+                fs.delete_file(orphan)
+        moves.append([folder, layout.table_dir(table)])
+    return moves
+
+
+def apply_journal(journal: dict[str, Any]) -> None:
+    """Carries out (or finishes) a commit from its journal; every step may be repeated."""
+    layout = Layout(**journal["layout"])
+    journal_uri = fs.join(layout.meta_dir, JOURNAL_FILE)
+    if journal["delete"]:
+        for path in journal["delete"]:  # uncommit first: a reader never sees a marker over missing data
+            if fs.basename(path) == SUCCESS_FILE:
+                fs.delete_file(path)
+            elif f"/{RUNS_DIR}/" in path:
+                fs.delete_file(fs.join(path, SUCCESS_FILE))
+        for path in journal["delete"]:
+            if path != layout.meta_dir:
+                fs.delete_tree(path)
+                if layout.kind == "runs":
+                    fs.remove_empty_dir(fs.parent(path))  # an emptied dt= folder
+            else:
+                fs.delete_file(fs.join(path, SUMMARY_FILE))
+        journal = {**journal, "delete": []}
+        fs.write_atomic(journal_uri, json.dumps(journal, sort_keys=True))
+    for src, dst in journal["moves"]:
+        if fs.exists(src):
+            if fs.exists(dst) and not fs.is_remote(dst):
+                raise CommitError(f"cannot commit run {layout.run_id}: {dst} already exists")
+            fs.rename(src, dst)
+        elif not fs.exists(dst):
+            raise CommitError(f"cannot commit run {layout.run_id}: shard {src} is lost")
+    text = json.dumps(journal["summary"], indent=2, sort_keys=True) + "\n"
+    fs.write_atomic(fs.join(layout.meta_dir, SUMMARY_FILE), text)
+    fs.write_atomic(layout.marker, text)  # the commit point
+    fs.delete_file(journal_uri)
+    fs.delete_tree(journal["staging"])
+
+
+def pending_journals(root: str) -> list[str]:
+    """Journals of commits cut short under a flat output or a runs root."""
+    found = []
+    if fs.exists(fs.join(root, JOURNAL_FILE)):
+        found.append(fs.join(root, JOURNAL_FILE))
+    runs = fs.join(root, RUNS_DIR)
+    for dt_name in fs.list_dir(runs):
+        for run_name in fs.list_dir(fs.join(runs, dt_name)):
+            uri = fs.join(runs, dt_name, run_name, JOURNAL_FILE)
+            if fs.exists(uri):
+                found.append(uri)
+    return found
+
+
+def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
+    """Finishes commits cut short and deletes the staging of dead launches under ``root``.
+
+    Args:
+      root: a flat output folder or a runs root.
+      live_attempts: attempts whose launch is still running (their staging is left alone).
+
+    Returns:
+      ``{"completed": [journal uris], "deleted": [staging folders]}``.
+    """
+    completed, deleted = [], []
+    referenced = set()
+    for uri in pending_journals(root):
+        journal = json.loads(fs.read_text(uri))
+        referenced.add(journal["attempt"])
+        if journal["attempt"] in live_attempts:
+            continue
+        apply_journal(journal)
+        completed.append(uri)
+    staging = fs.join(root, STAGING_DIR)
+    for attempt in fs.list_dir(staging):
+        if attempt in live_attempts or attempt in referenced:
+            continue
+        fs.delete_tree(fs.join(staging, attempt))
+        deleted.append(fs.join(staging, attempt))
+    return {"completed": completed, "deleted": deleted}

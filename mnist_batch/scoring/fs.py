@@ -1,0 +1,184 @@
+"""Literal file operations on any Beam filesystem: a user's path is never read as a glob pattern.
+
+Beam's ``FileSystems.match`` treats ``*``, ``?`` and ``[`` as glob characters everywhere in a
+path, and its file sinks match their own output paths as globs, so a folder named
+``batch[1]`` would match ``batch1``. Every helper here takes literal paths: local paths go
+through :mod:`os` (no globbing at all), remote ones (``gs://``, ``s3://``, ...) through
+``FileSystems`` with the path escaped by :func:`glob_escape`.
+
+What is atomic where (the run store's commit relies on it; see deploy/README.md):
+
+* local and POSIX network disks: :func:`rename` of a file or a folder, :func:`write_atomic`
+  (temp file + ``os.replace``) and :func:`create_exclusive` (``O_CREAT | O_EXCL``);
+* GCS and S3: one object appears whole when its upload completes (so :func:`write_atomic` is
+  atomic), but a rename is a copy then a delete per object, and :func:`create_exclusive` is a
+  check then a write (another writer can slip in between).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+import warnings
+
+from apache_beam.io.filesystems import FileSystems
+
+GLOB_CHARS = "*?["
+
+# An escaped "[" ("[[]") becomes the regex "[[]", which Python flags as a possible future nested
+# set; it is a one-character class today and Beam has no other way to quote "[".
+warnings.filterwarnings("ignore", "Possible nested set", FutureWarning, "apache_beam.io.filesystem")
+
+
+def is_remote(uri: str) -> bool:
+    """True for ``scheme://...`` URIs (any filesystem but the local one)."""
+    return "://" in uri
+
+
+def glob_escape(path: str) -> str:
+    """``path`` as a Beam match pattern that matches exactly that path (``[`` -> ``[[]``, ...)."""
+    return "".join(f"[{c}]" if c in GLOB_CHARS else c for c in path)
+
+
+def join(base: str, *parts: str) -> str:
+    return FileSystems.join(base, *parts)
+
+
+def exists(uri: str) -> bool:
+    if is_remote(uri):
+        return FileSystems.exists(uri)
+    return os.path.lexists(uri)
+
+
+def list_files(folder: str) -> list[str]:
+    """Every file under ``folder``, recursively, sorted; ``[]`` when it does not exist."""
+    if is_remote(folder):
+        pattern = glob_escape(folder.rstrip("/")) + "/**"
+        try:
+            result = FileSystems.match([pattern])[0]
+        except Exception:  # noqa: BLE001 -- Beam raises BeamIOError for a missing prefix: no files
+            return []
+        return sorted(m.path for m in result.metadata_list)
+    found = []
+    for dirpath, _, filenames in os.walk(folder):
+        found.extend(os.path.join(dirpath, name) for name in filenames)
+    return sorted(found)
+
+
+def list_dir(folder: str) -> list[str]:
+    """Names of the entries (files and folders) directly in ``folder``, sorted; ``[]`` if missing."""
+    if is_remote(folder):
+        prefix = folder.rstrip("/") + "/"
+        return sorted({p[len(prefix) :].split("/", 1)[0] for p in list_files(folder) if p.startswith(prefix)})
+    try:
+        return sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def makedirs(folder: str) -> None:
+    """Creates a local folder and its parents (object stores have no folders: nothing to do)."""
+    if not is_remote(folder):
+        os.makedirs(folder, exist_ok=True)
+
+
+def parent(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[0]
+
+
+def basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def rename(src: str, dst: str) -> None:
+    """Moves a file (or, locally, a whole folder) to ``dst``; ``dst``'s parents are created."""
+    if is_remote(src):
+        FileSystems.rename([src], [dst])
+        return
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    os.rename(src, dst)
+
+
+def delete_tree(folder: str) -> None:
+    """Deletes ``folder`` and everything under it; nothing to do when it does not exist."""
+    if is_remote(folder):
+        files = list_files(folder)
+        if files:
+            FileSystems.delete(files)
+        return
+    if os.path.isdir(folder) and not os.path.islink(folder):
+        shutil.rmtree(folder)
+    elif os.path.lexists(folder):
+        os.remove(folder)
+
+
+def delete_file(uri: str) -> None:
+    """Deletes one file; nothing to do when it does not exist."""
+    if is_remote(uri):
+        if FileSystems.exists(uri):
+            FileSystems.delete([uri])
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(uri)
+
+
+def remove_empty_dir(folder: str) -> None:
+    """Removes a local folder if it is empty (object stores have no folders: nothing to do)."""
+    if not is_remote(folder):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def read_text(uri: str) -> str:
+    if is_remote(uri):
+        with FileSystems.open(uri) as f:
+            return f.read().decode("utf-8")
+    with open(uri, encoding="utf-8") as f:
+        return f.read()
+
+
+def write_atomic(uri: str, text: str) -> None:
+    """Writes ``text`` so that a reader sees the old file or the whole new one, never a part."""
+    data = text.encode("utf-8")
+    if is_remote(uri):
+        with FileSystems.create(uri) as f:  # an object store publishes the object when it is closed
+            f.write(data)
+        return
+    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    tmp = f"{uri}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, uri)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def create_exclusive(uri: str, text: str) -> bool:
+    """Creates ``uri`` with ``text`` unless it exists; True when this call created it.
+
+    Local disks: one atomic ``O_CREAT | O_EXCL``, so of two callers exactly one wins. Object
+    stores: a check then a write (best effort; see the module docstring).
+    """
+    data = text.encode("utf-8")
+    if is_remote(uri):
+        if FileSystems.exists(uri):
+            return False
+        with FileSystems.create(uri) as f:
+            f.write(data)
+        return True
+    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    try:
+        fd = os.open(uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return True

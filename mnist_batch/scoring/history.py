@@ -1,0 +1,243 @@
+"""The run store's history: committed runs, and the incremental filter that reads them in the job.
+
+``--incremental`` skips matched files that an earlier committed run under the same root
+already took on (key ``stat`` = path, size, mtime; ``hash`` = path, sha256 of the content);
+files whose error was transient (``read`` or ``inference`` stage) are taken on again.
+
+The launcher only lists the committed runs (one marker per run); the earlier runs' manifests
+and errors are read *inside the pipeline* by :class:`ReadKnownFiles`, which turns each run into
+one blob of 16-byte key digests (BLAKE2b-128 of the key) and joins them into one side input.
+So neither the job graph nor the launcher grows with the number of files ever scored; each
+worker holds 16 bytes per known file in the blob plus a set of them (~100 MB per million).
+Two different keys share a digest with probability ~n²/2¹²⁹ (1e-27 at a million files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from mnist_batch.constants import COL_PATH, COL_RUN_ID, COL_STAGE
+from mnist_batch.scoring import fs
+from mnist_batch.scoring.dofns import METRICS_NAMESPACE, SKIPPED_TAG, LoadedFile, read_bytes
+from mnist_batch.tables import MANIFEST_TABLE, RUNS_DIR, SUCCESS_FILE
+
+INCREMENTAL_KEYS = ("stat", "hash")
+RETRY_STAGES = ("read", "inference")
+"""Error stages that may be transient: such files are scored again by the next incremental run."""
+SKIP_ALREADY_SCORED = "already scored"
+"""``skipped_by_reason`` key of the files an incremental run skipped."""
+DIGEST_BYTES = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """One committed run under a runs root."""
+
+    dt: str
+    run_id: str
+    root: str
+
+    @property
+    def meta_dir(self) -> str:
+        return fs.join(self.root, RUNS_DIR, f"dt={self.dt}", f"run={self.run_id}")
+
+    def table_dir(self, table: str) -> str:
+        return fs.join(self.root, table, f"dt={self.dt}", f"run={self.run_id}")
+
+
+def committed_runs(root: str) -> list[RunInfo]:
+    """Runs under a runs root that have their ``_SUCCESS`` marker, sorted by (dt, run id)."""
+    found = []
+    runs = fs.join(root, RUNS_DIR)
+    if fs.is_remote(root):
+        prefix = runs.rstrip("/") + "/"
+        for path in fs.list_files(runs):
+            parts = path[len(prefix) :].split("/")
+            if (
+                len(parts) == 3
+                and parts[2] == SUCCESS_FILE
+                and parts[0].startswith("dt=")
+                and parts[1].startswith("run=")
+            ):
+                found.append(RunInfo(parts[0][3:], parts[1][4:], root))
+    else:
+        for dt_name in fs.list_dir(runs):
+            if not dt_name.startswith("dt="):
+                continue
+            for run_name in fs.list_dir(fs.join(runs, dt_name)):
+                if run_name.startswith("run=") and fs.exists(fs.join(runs, dt_name, run_name, SUCCESS_FILE)):
+                    found.append(RunInfo(dt_name[3:], run_name[4:], root))
+    return sorted(found, key=lambda r: (r.dt, r.run_id))
+
+
+def key_digest(
+    kind: str, path: str, size: int | None = None, mtime: float | None = None, sha: str | None = None
+) -> bytes:
+    """16-byte digest of a file's incremental key (``stat``: path, size, mtime; ``hash``: path, sha256)."""
+    text = f"{path}\0{int(size)}\0{float(mtime)!r}" if kind == "stat" else f"{path}\0{sha}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
+
+
+def read_parquet_folder(folder: str, columns: list[str]) -> dict[str, list]:
+    """Columns of every Parquet shard in ``folder`` (any filesystem), as lists."""
+    out: dict[str, list] = {c: [] for c in columns}
+    for path in fs.list_files(folder):
+        if not path.endswith(".parquet"):
+            continue
+        if fs.is_remote(path):
+            with FileSystems.open(path) as f:
+                table = pq.read_table(io.BytesIO(f.read()), columns=columns)
+        else:
+            table = pq.read_table(path, columns=columns)
+        for c in columns:
+            out[c].extend(table.column(c).to_pylist())
+    return out
+
+
+def known_digests(run: RunInfo, kind: str) -> bytes:
+    """The digests of the files ``run`` took on, minus those whose error may be transient."""
+    manifest = read_parquet_folder(run.table_dir(MANIFEST_TABLE), [COL_PATH, "size", "mtime", "sha256"])
+    errors = read_parquet_folder(run.table_dir("errors"), [COL_PATH, COL_STAGE])
+    retry = {p for p, s in zip(errors[COL_PATH], errors[COL_STAGE], strict=True) if s in RETRY_STAGES}
+    digests = bytearray()
+    rows = zip(manifest[COL_PATH], manifest["size"], manifest["mtime"], manifest["sha256"], strict=True)
+    for path, size, mtime, sha in rows:
+        if path in retry or (kind == "hash" and sha is None):
+            continue
+        digests += key_digest(kind, path, size, mtime, sha)
+    return bytes(digests)
+
+
+class KnownDigestsFn(beam.DoFn):
+    """``(dt, run_id)`` of a committed run -> one blob of its files' key digests."""
+
+    def __init__(self, root: str, kind: str) -> None:
+        self._root = root
+        self._kind = kind
+
+    def process(self, run: tuple[str, str]) -> Iterator[bytes]:
+        yield known_digests(RunInfo(run[0], run[1], self._root), self._kind)
+
+
+class JoinBlobsFn(beam.CombineFn):
+    """Concatenates byte blobs (the digests of every earlier run)."""
+
+    def create_accumulator(self) -> list[bytes]:
+        return []
+
+    def add_input(self, acc: list[bytes], blob: bytes) -> list[bytes]:
+        acc.append(blob)
+        return acc
+
+    def merge_accumulators(self, accs) -> list[bytes]:
+        return [b for acc in accs for b in acc]
+
+    def extract_output(self, acc: list[bytes]) -> bytes:
+        return b"".join(acc)
+
+
+class ReadKnownFiles(beam.PTransform):
+    """PBegin -> one blob of the key digests of every file the given committed runs took on."""
+
+    def __init__(self, root: str, runs: list[tuple[str, str]], kind: str) -> None:
+        super().__init__()
+        self._root = root
+        self._runs = list(runs)
+        self._kind = kind
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ListEarlierRuns" >> beam.Create(self._runs)
+            | "ReadManifests" >> beam.ParDo(KnownDigestsFn(self._root, self._kind))
+            | "JoinDigests" >> beam.CombineGlobally(JoinBlobsFn()).without_defaults()
+        )
+
+
+class SelectNewFilesFn(beam.DoFn):
+    """ReadableFile -> main: the file; ``manifest``: its manifest row; ``skipped``: (path, reason).
+
+    A file whose key digest is in the side input ``known`` goes to ``skipped`` (reason
+    :data:`SKIP_ALREADY_SCORED`); every other file is passed on and recorded in the manifest.
+    """
+
+    MANIFEST_TAG = "manifest"
+
+    def __init__(self, run_id: str, key: str) -> None:
+        self._run_id = run_id
+        self._key = key
+        self._already = Metrics.counter(METRICS_NAMESPACE, "files_already_scored")
+        self._blob: bytes | None = None
+        self._known: frozenset[bytes] = frozenset()
+
+    def _lookup(self, blob: bytes) -> frozenset[bytes]:
+        if blob is not self._blob:
+            step = DIGEST_BYTES
+            self._known = frozenset(blob[i : i + step] for i in range(0, len(blob), step))
+            self._blob = blob
+        return self._known
+
+    def process(self, readable, known: bytes = b"") -> Iterator[Any]:
+        meta = readable.metadata
+        sha = None
+        if self._key == "hash":
+            try:
+                data = read_bytes(readable)
+            except Exception:  # noqa: BLE001 -- unreadable: not skipped; the decode step records the error
+                sha = None
+            else:
+                sha = hashlib.sha256(data).hexdigest()
+                readable = LoadedFile(meta, data)  # decoding reuses these bytes, no second read
+        size, mtime = int(meta.size_in_bytes), float(meta.last_updated_in_seconds)
+        comparable = known and (self._key == "stat" or sha is not None)
+        if comparable and key_digest(self._key, meta.path, size, mtime, sha) in self._lookup(known):
+            self._already.inc()
+            yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (meta.path, SKIP_ALREADY_SCORED))
+            return
+        yield beam.pvalue.TaggedOutput(
+            self.MANIFEST_TAG,
+            {COL_PATH: meta.path, "size": size, "mtime": mtime, "sha256": sha, COL_RUN_ID: self._run_id},
+        )
+        yield readable
+
+
+class SelectFiles(beam.PTransform):
+    """``{"images", "skipped"}`` -> the same without files scored before, plus ``"manifest"`` rows.
+
+    Args:
+      root: the runs root.
+      run_id: this run's id (written in the manifest).
+      key: ``stat`` or ``hash``.
+      earlier: ``(dt, run_id)`` of the committed runs whose files are skipped; empty for a
+        run that is not incremental (every file is taken on and recorded).
+    """
+
+    def __init__(self, root: str, run_id: str, key: str = "stat", earlier: list[tuple[str, str]] | None = None) -> None:
+        super().__init__()
+        self._root = root
+        self._run_id = run_id
+        self._key = key
+        self._earlier = list(earlier or [])
+
+    def expand(self, files):
+        tag = SelectNewFilesFn.MANIFEST_TAG
+        fn = SelectNewFilesFn(self._run_id, self._key)
+        if self._earlier:
+            known = files["images"].pipeline | "ReadKnownFiles" >> ReadKnownFiles(self._root, self._earlier, self._key)
+            side = beam.pvalue.AsSingleton(known, default_value=b"")
+            selected = files["images"] | "DropScoredBefore" >> beam.ParDo(fn, side).with_outputs(
+                SKIPPED_TAG, tag, main="images"
+            )
+        else:
+            selected = files["images"] | "RecordFiles" >> beam.ParDo(fn).with_outputs(SKIPPED_TAG, tag, main="images")
+        skipped = (files["skipped"], selected[SKIPPED_TAG]) | "MergeSkipped" >> beam.Flatten()
+        return {"images": selected.images, "skipped": skipped, "manifest": selected[tag]}

@@ -1,0 +1,367 @@
+"""One launcher for every output layout: check, claim, build, write to staging, commit in the job.
+
+:func:`launch` runs a scoring job end to end:
+
+1. check the run id, the model against its card (and ``expect_model_id``), the output place
+   (a flat folder, or a runs root with its layout file);
+2. claim the run id (and, for ``--incremental``, the root's history) with a lease, so a second
+   launch of a live run is refused (:mod:`mnist_batch.scoring.claims`);
+3. finish commits cut short and delete the staging of dead launches (:func:`commit.recover`);
+4. build the pipeline (:func:`~mnist_batch.scoring.pipeline.build_pipeline`), write every
+   table's shards into this attempt's staging folder, and add :class:`CommitRunFn`, which
+   writes the summary and commits the run *inside the job* once every shard is final;
+5. run it; with ``wait`` return the committed summary, else return once submitted.
+
+A run that fails anywhere commits nothing: its staging folder is deleted (or by the next
+launch, if the launcher itself died), and the error is one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from mnist_batch.config import ScoreConfig
+from mnist_batch.errors import MnistBatchError
+from mnist_batch.model_card import ModelCard
+from mnist_batch.scoring import claims, fs
+from mnist_batch.scoring.commit import Layout, commit_run, read_marker, recover, run_partitions
+from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.scoring.history import INCREMENTAL_KEYS, SKIP_ALREADY_SCORED, SelectFiles, committed_runs
+from mnist_batch.scoring.model_handler import check_model
+from mnist_batch.scoring.pipeline import LOCAL_RUNNERS, build_pipeline, exit_code_for, metric_counters
+from mnist_batch.scoring.run_ids import check_run_id, default_run_id
+from mnist_batch.scoring.sinks import WriteTable
+from mnist_batch.tables import CLAIMS_DIR, LAYOUT_FILE, LAYOUT_FORMAT, LAYOUT_VERSION, STAGING_DIR, SUMMARY_FILE, TABLES
+
+LAYOUTS = ("flat", "runs")
+RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class RunFailedError(ScoringError):
+    """The job failed; nothing was committed (the message is the cause, in one line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a run is placed and which files it takes on.
+
+    Attributes:
+      layout: ``flat`` (tables directly in ``--output``) or ``runs`` (``--output`` is a root of
+        Hive-partitioned tables; see :mod:`mnist_batch.tables`).
+      run_date: the ``dt=`` partition, ``YYYY-MM-DD`` (``runs``; default: today, UTC).
+      incremental: skip files an earlier committed run under the same root took on (``runs``).
+      incremental_key: ``stat`` (path + size + mtime) or ``hash`` (path + sha256 of the content).
+      expect_model_id: refuse to run unless the model's id (sha256) starts with this.
+      replace: replace a committed run of the same id (``runs``); without it that is refused.
+    """
+
+    layout: str = "flat"
+    run_date: str | None = None
+    incremental: bool = False
+    incremental_key: str = "stat"
+    expect_model_id: str | None = None
+    replace: bool = False
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.layout == "flat":
+            for name in ("run_date", "incremental", "replace"):
+                if getattr(self, name):
+                    raise ValueError(f"{name} needs layout 'runs', got layout {self.layout!r}")
+        if self.run_date is not None:
+            valid = bool(RUN_DATE_RE.match(self.run_date))
+            if valid:
+                try:
+                    datetime.date.fromisoformat(self.run_date)
+                except ValueError:
+                    valid = False
+            if not valid:
+                raise ValueError(f"run_date must be YYYY-MM-DD, got {self.run_date!r}")
+        if self.incremental_key not in INCREMENTAL_KEYS:
+            raise ValueError(f"incremental_key must be one of {INCREMENTAL_KEYS}, got {self.incremental_key!r}")
+        if self.expect_model_id is not None and len(self.expect_model_id) < 8:
+            raise ValueError(f"expect_model_id must have at least 8 characters, got {self.expect_model_id!r}")
+
+
+def prepare_root(layout: Layout, overwrite: bool) -> None:
+    """Refuses an output of the other layout (or an older runs layout); creates a runs root's layout file."""
+    root = layout.root
+    layout_file = fs.join(root, LAYOUT_FILE)
+    entries = fs.list_dir(root)
+    if layout.kind == "flat":
+        if LAYOUT_FILE in entries:
+            raise ScoringError(f"--output {root}: is a runs root (it has {LAYOUT_FILE}); add --layout runs")
+        earlier = [n for n in (*TABLES, SUMMARY_FILE) if n in entries]
+        if earlier and not overwrite:
+            raise ScoringError(f"--output {root}: holds an earlier run's outputs (pass --overwrite to replace them)")
+        return
+    if LAYOUT_FILE not in entries:
+        if any(n.startswith("dt=") for n in entries):
+            raise ScoringError(
+                f"--output {root}: holds runs of the old layout (ROOT/dt=.../run=...); score into a new root"
+            )
+        if any(n in entries for n in (*TABLES, SUMMARY_FILE)):
+            raise ScoringError(f"--output {root}: holds a flat run's outputs, not a runs root")
+        info = {"format": LAYOUT_FORMAT, "layout_version": LAYOUT_VERSION, "partitioning": ["dt", "run"]}
+        fs.create_exclusive(layout_file, json.dumps(info, indent=2) + "\n")
+    try:
+        info = json.loads(fs.read_text(layout_file))
+    except ValueError as exc:
+        raise ScoringError(f"--output {root}: {LAYOUT_FILE} is not JSON ({exc})") from exc
+    if info.get("format") != LAYOUT_FORMAT or info.get("layout_version") != LAYOUT_VERSION:
+        raise ScoringError(
+            f"--output {root}: layout {info.get('format')} v{info.get('layout_version')} "
+            f"(this version writes {LAYOUT_FORMAT} v{LAYOUT_VERSION})"
+        )
+
+
+class CommitRunFn(beam.DoFn):
+    """Stats -> the run's summary, then its commit (:func:`commit.commit_run`), inside the job.
+
+    Its side inputs are the shard paths each table's writer emits once the shard is closed,
+    so it runs only when every table is complete; committing in the job means a launcher that
+    does not wait (Dataflow templates, detached launches) still gets committed runs.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        attempt: str,
+        tables: list[str],
+        launch_info: dict[str, Any],
+        *,
+        max_error_rate: float | None,
+        replace: bool,
+        detached_leases: list[str],
+    ) -> None:
+        self._layout = layout
+        self._attempt = attempt
+        self._tables = tables
+        self._launch = launch_info
+        self._max_error_rate = max_error_rate
+        self._replace = replace
+        self._detached_leases = detached_leases
+
+    def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
+        summary = run_summary(stats, self._launch, self._max_error_rate)
+        commit_run(
+            self._layout,
+            self._attempt,
+            dict(zip(self._tables, (list(s) for s in shards), strict=True)),
+            summary,
+            replace=self._replace,
+        )
+        for uri in self._detached_leases:
+            claims.release_lease(uri, self._attempt)
+        yield self._layout.marker
+
+
+def run_summary(stats: dict[str, Any], launch_info: dict[str, Any], max_error_rate: float | None) -> dict[str, Any]:
+    """The run's summary from the pipeline's stats and what the launcher knew; sets exit_code/failure."""
+    summary = {**stats, **launch_info}
+    incremental = launch_info.get("incremental")
+    if incremental is not None:
+        skipped = int(summary.get("skipped_by_reason", {}).get(SKIP_ALREADY_SCORED, 0))
+        summary["incremental"] = {**incremental, "skipped": skipped}
+    code, reason = exit_code_for(summary, max_error_rate)
+    if code and incremental and incremental["enabled"] and summary["counts"]["matched"] == 0 and skipped > 0:
+        code, reason = 0, None  # nothing new since the last run is a normal night, not a failure
+    summary["exit_code"], summary["failure"] = code, reason
+    now = time.time()
+    wall = now - float(launch_info["started_at_epoch"])
+    summary["wall_time_s"] = round(wall, 3)
+    summary["images_per_s"] = round(summary["counts"]["matched"] / wall, 1) if wall > 0 else None
+    summary["committed_at"] = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat(timespec="seconds")
+    return summary
+
+
+def failure_line(exc: BaseException) -> str:
+    """The user's error in an exception chain (a MnistBatchError if any), as one line."""
+    seen, cur = set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, MnistBatchError):
+            return str(cur).splitlines()[0] if str(cur) else type(cur).__name__
+        cur = cur.__cause__ or cur.__context__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def launch(
+    config: ScoreConfig,
+    options: RunOptions | None = None,
+    beam_args: list[str] | None = None,
+    *,
+    card: ModelCard | None = None,
+    wait: bool = True,
+) -> dict[str, Any]:
+    """Scores ``config.inputs`` into ``config.output`` in the given layout; returns the summary.
+
+    Args:
+      config: the run's settings (``config.output`` is the flat folder or the runs root).
+      options: layout and production options (default: flat).
+      beam_args: Beam pipeline options (``--runner`` ...).
+      card: the model's card when the caller already checked the model.
+      wait: wait for the job and return its committed summary; else return once submitted
+        (``{"state": "submitted", ...}``; the job commits itself).
+
+    Raises:
+      ScoringError: bad run id, model, output or input (nothing run); ClaimError: the run id
+        (or, incremental, the root) is held by a live launch; RunFailedError: the job failed
+        and nothing was committed.
+    """
+    options = options or RunOptions()
+    beam_options = PipelineOptions(beam_args or [])
+    runner = beam_options.view_as(StandardOptions).runner or "DirectRunner"
+    runner = runner if isinstance(runner, str) else type(runner).__name__
+    run_id = check_run_id(config.run_id or default_run_id())
+    card = card or check_model(config.model, options.expect_model_id)
+    dt = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
+    layout = Layout(options.layout, config.output, run_id, dt if options.layout == "runs" else None)
+    replace = options.replace if layout.kind == "runs" else config.overwrite
+    prepare_root(layout, config.overwrite)
+    attempt = f"{run_id}.{uuid.uuid4().hex[:12]}"
+    detached = not wait
+    leases = [
+        claims.claim(
+            layout.root,
+            f"run={run_id}",
+            run_id=run_id,
+            attempt=attempt,
+            detached=detached,
+            what=f"run {run_id} under {layout.root}",
+        )
+    ]
+    try:
+        if options.incremental:
+            leases.append(
+                claims.claim(
+                    layout.root,
+                    "incremental",
+                    run_id=run_id,
+                    attempt=attempt,
+                    detached=detached,
+                    what=f"the incremental history of {layout.root}",
+                )
+            )
+        recover(layout.root, claims.live_attempts(layout.root))
+        summary = _run(config, options, layout, attempt, card, beam_options, runner, replace, leases, wait)
+    except BaseException:
+        for lease in leases:
+            lease.release()
+        tidy(layout.root)
+        raise
+    if wait:
+        for lease in leases:
+            lease.release()
+        tidy(layout.root)
+    return summary
+
+
+def tidy(root: str) -> None:
+    """Removes the staging and lease folders of ``root`` when nothing is left in them."""
+    fs.remove_empty_dir(fs.join(root, STAGING_DIR))
+    fs.remove_empty_dir(fs.join(root, CLAIMS_DIR))
+
+
+def _run(config, options, layout, attempt, card, beam_options, runner, replace, leases, wait) -> dict[str, Any]:
+    run_id = layout.run_id
+    if layout.kind == "runs":
+        committed = [
+            dt
+            for dt in run_partitions(layout.root, run_id)
+            if read_marker(Layout("runs", layout.root, run_id, dt).marker)
+        ]
+        if committed and not replace:
+            raise ScoringError(
+                f"run {run_id} is already committed under {layout.root} (dt={committed[0]}); "
+                "pass --replace to replace it, or use another --run-id"
+            )
+    if config.progress is False and runner in LOCAL_RUNNERS:
+        config = dataclasses.replace(config, progress=True)
+    config = dataclasses.replace(config, run_id=run_id)
+    launch_info: dict[str, Any] = {
+        "model": config.model,
+        "model_id": card.model_id,
+        "model_name": card.model_name,
+        "class_names": list(card.class_names),
+        "run_id": run_id,
+        "runner": runner,
+        "inputs": list(config.inputs),
+        "output": layout.root,
+        "layout": layout.kind,
+        "review_threshold": config.review_threshold,
+        "max_error_rate": config.max_error_rate,
+        "expect_model_id": options.expect_model_id,
+        "tables": {t: layout.table_dir(t) for t in layout.tables},
+        "summary_path": fs.join(layout.meta_dir, SUMMARY_FILE),
+        "marker": layout.marker,
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "started_at_epoch": time.time(),
+    }
+    select = None
+    if layout.kind == "runs":
+        earlier = []
+        if options.incremental:
+            earlier = [(r.dt, r.run_id) for r in committed_runs(layout.root) if r.run_id != run_id]
+        launch_info.update(
+            {
+                "root": layout.root,
+                "dt": layout.dt,
+                "run_path": layout.meta_dir,
+                "incremental": {
+                    "enabled": options.incremental,
+                    "key": options.incremental_key,
+                    "earlier_runs": len(earlier),
+                },
+            }
+        )
+        select = SelectFiles(layout.root, run_id, options.incremental_key, earlier)
+    p = beam.Pipeline(options=beam_options)
+    outputs = build_pipeline(p, config, card=card, select_files=select)
+    staging = layout.staging_dir(attempt)
+    tables = list(layout.tables)
+    shards = [getattr(outputs, t) | f"Write{t.title().replace('_', '')}" >> WriteTable(staging, t) for t in tables]
+    commit_fn = CommitRunFn(
+        layout,
+        attempt,
+        tables,
+        launch_info,
+        max_error_rate=config.max_error_rate,
+        replace=replace,
+        detached_leases=[lease.uri for lease in leases] if not wait else [],
+    )
+    outputs.stats | "CommitRun" >> beam.ParDo(commit_fn, *[beam.pvalue.AsList(s) for s in shards])
+    try:
+        result = p.run()
+        if not wait:
+            return {**launch_info, "state": "submitted", "attempt": attempt, "exit_code": 0, "failure": None}
+        result.wait_until_finish()
+    except Exception as exc:
+        abandon(layout, attempt)
+        raise RunFailedError(f"run {run_id} failed, nothing committed: {failure_line(exc)}") from exc
+    summary = read_marker(layout.marker)
+    if not summary or summary.get("attempt") != attempt:
+        abandon(layout, attempt)
+        raise RunFailedError(f"run {run_id}: the job finished but did not commit ({layout.marker})")
+    return {**summary, "metrics": metric_counters(result)}
+
+
+def abandon(layout: Layout, attempt: str) -> None:
+    """Deletes a failed attempt's staging folder, unless its commit had started (then it completes later)."""
+    from mnist_batch.scoring.commit import pending_journals
+
+    if any(json.loads(fs.read_text(j)).get("attempt") == attempt for j in pending_journals(layout.root)):
+        return
+    fs.delete_tree(layout.staging_dir(attempt))

@@ -1,0 +1,136 @@
+"""The output contract: every Parquet schema, table name and folder name this tool writes.
+
+Pure pyarrow (no Beam, no TensorFlow): the scoring sinks, the run store, the report, evaluation
+and any downstream reader use these names, so the contract is declared once, here.
+
+Flat layout (``score --output OUT``)::
+
+    OUT/<table>/part-*.parquet            one Parquet data set per table (TABLES)
+    OUT/summary.json                      the run's summary
+    OUT/_SUCCESS                          commit marker, written last
+
+Runs layout (``score --layout runs --output ROOT``; layout version :data:`LAYOUT_VERSION`)::
+
+    ROOT/_mnist_batch_layout.json         LAYOUT_FILE: format name + layout version
+    ROOT/<table>/dt=YYYY-MM-DD/run=ID/part-*.parquet     RUN_TABLES, Hive-partitioned
+    ROOT/_runs/dt=YYYY-MM-DD/run=ID/summary.json         run metadata (readers skip ``_`` paths)
+    ROOT/_runs/dt=YYYY-MM-DD/run=ID/_SUCCESS             the run's commit marker
+    ROOT/_staging/<attempt>/<table>/part-*.parquet       shards before their commit
+    ROOT/_claims/<name>.json                              leases of live launches
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from mnist_batch.constants import (
+    COL_BLANK,
+    COL_CONFIDENCE,
+    COL_ERROR_TYPE,
+    COL_LOW_CONFIDENCE,
+    COL_MESSAGE,
+    COL_MODEL_ID,
+    COL_PATH,
+    COL_PREDICTED_LABEL,
+    COL_PROBABILITIES,
+    COL_RUN_ID,
+    COL_SCORED_AT,
+    COL_STAGE,
+    COL_TRUE_LABEL,
+)
+
+COL_PREDICTED_CLASS = "predicted_class"
+COL_TRUE_CLASS = "true_class"
+
+ERROR_STAGES = ("read", "decode", "preprocess", "inference")
+"""Values of ``errors.stage``."""
+
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field(COL_PATH, pa.string(), nullable=False),
+        pa.field(COL_TRUE_LABEL, pa.int32()),
+        pa.field(COL_TRUE_CLASS, pa.string()),
+        pa.field(COL_PREDICTED_LABEL, pa.int32(), nullable=False),
+        pa.field(COL_PREDICTED_CLASS, pa.string(), nullable=False),
+        pa.field(COL_CONFIDENCE, pa.float32(), nullable=False),
+        pa.field(COL_PROBABILITIES, pa.list_(pa.float32()), nullable=False),
+        pa.field(COL_LOW_CONFIDENCE, pa.bool_(), nullable=False),
+        pa.field(COL_BLANK, pa.bool_(), nullable=False),
+        pa.field(COL_MODEL_ID, pa.string(), nullable=False),
+        pa.field(COL_RUN_ID, pa.string(), nullable=False),
+        pa.field(COL_SCORED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+"""One row per scored image. ``true_label``/``true_class`` are null when no label is known."""
+
+ERRORS_SCHEMA = pa.schema(
+    [
+        pa.field(COL_PATH, pa.string(), nullable=False),
+        pa.field(COL_STAGE, pa.string(), nullable=False),
+        pa.field(COL_ERROR_TYPE, pa.string(), nullable=False),
+        pa.field(COL_MESSAGE, pa.string(), nullable=False),
+        pa.field(COL_RUN_ID, pa.string(), nullable=False),
+    ]
+)
+"""One row per matched image file that could not be scored; ``stage`` is one of ERROR_STAGES."""
+
+CONFUSION_SCHEMA = pa.schema(
+    [
+        pa.field(COL_TRUE_LABEL, pa.int32(), nullable=False),
+        pa.field(COL_PREDICTED_LABEL, pa.int32(), nullable=False),
+        pa.field(COL_TRUE_CLASS, pa.string(), nullable=False),
+        pa.field(COL_PREDICTED_CLASS, pa.string(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+    ]
+)
+"""Every class x class cell, zeros included; only predictions with a true label count."""
+
+PER_CLASS_SCHEMA = pa.schema(
+    [
+        pa.field("label", pa.int32(), nullable=False),
+        pa.field("class_name", pa.string(), nullable=False),
+        pa.field("support", pa.int64(), nullable=False),
+        pa.field("precision", pa.float64(), nullable=False),
+        pa.field("recall", pa.float64(), nullable=False),
+        pa.field("f1", pa.float64(), nullable=False),
+    ]
+)
+"""Per-class statistics from the confusion matrix (zero_division = 0)."""
+
+TABLES = {
+    "predictions": PREDICTIONS_SCHEMA,
+    "errors": ERRORS_SCHEMA,
+    "confusion": CONFUSION_SCHEMA,
+    "per_class": PER_CLASS_SCHEMA,
+}
+"""Output folder name -> schema."""
+
+
+MANIFEST_TABLE = "manifest"
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field(COL_PATH, pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("mtime", pa.float64(), nullable=False),
+        pa.field("sha256", pa.string()),
+        pa.field(COL_RUN_ID, pa.string(), nullable=False),
+    ]
+)
+"""One row per image file a production run took on (scored or errored); ``sha256`` only with
+``--incremental-key hash``. Incremental runs read it to skip files scored before."""
+
+RUN_TABLES = {**TABLES, MANIFEST_TABLE: MANIFEST_SCHEMA}
+"""Tables of a production run (the flat tables plus the manifest)."""
+
+SUMMARY_FILE = "summary.json"
+SUCCESS_FILE = "_SUCCESS"
+JOURNAL_FILE = "_COMMITTING"
+"""A commit in progress: the moves and the summary, so a commit cut short is completed later."""
+LAYOUT_FILE = "_mnist_batch_layout.json"
+LAYOUT_FORMAT = "mnist_batch.runs"
+LAYOUT_VERSION = 2
+RUNS_DIR = "_runs"
+STAGING_DIR = "_staging"
+CLAIMS_DIR = "_claims"
+PARTITION_COLUMNS = ("dt", "run")
+"""Hive partition columns of the runs layout: ``dt`` (YYYY-MM-DD) and ``run`` (the run id)."""
