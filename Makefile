@@ -3,6 +3,7 @@
 #   make test   run the test suite (what CI runs)
 #   make lint   ruff check + format check
 #   make bench  benchmarks (figures recorded in docs/benchmarks.md)
+#   make test-spark  optional: Spark reads the run store (installs OpenJDK 17 and pyspark)
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
@@ -13,7 +14,7 @@ PYTEST_ARGS ?=
 # Quiet TensorFlow's C++ start-up chatter (INFO lines); warnings and errors still show.
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: install demo test lint format bench bench-train bench-score bench-fashion clean
+.PHONY: install demo test test-spark lint format bench bench-train bench-score bench-history bench-fashion clean
 
 install: $(STAMP)
 
@@ -41,6 +42,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Optional: Spark as a reader of the run store (OpenJDK 17 from Debian, pyspark from PyPI).
+test-spark: $(STAMP)
+	@command -v java > /dev/null || (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless)
+	$(PY) -m pip install --quiet 'pyspark>=3.5,<5'
+	$(PY) -m pytest tests/test_spark_reader.py $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -49,13 +56,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-train bench-score
+bench: bench-train bench-score bench-history
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 
 bench-score: $(STAMP)
 	$(PY) benchmarks/bench_score.py
+
+bench-history: $(STAMP)
+	$(PY) benchmarks/bench_history.py
 
 bench-fashion: $(STAMP)
 	$(PY) benchmarks/bench_fashion.py

@@ -39,7 +39,8 @@ setup(
         "gcp": ["apache-beam[gcp]==2.77.*"],
         "aws": ["apache-beam[aws]==2.77.*"],
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
-        "dev": ["pytest>=8", "ruff==0.17.*", "pandas>=2.2,<4"],
+        # readers of the run store, tested: pandas, DuckDB, Polars (Spark: make test-spark)
+        "dev": ["pytest>=8", "ruff==0.17.*", "pandas>=2.2,<4", "duckdb>=1.1", "polars>=1.10"],
     },
     entry_points={"console_scripts": ["mnist-batch=mnist_batch.cli:entry_point"]},
     license="Apache-2.0 (code); bundled MNIST sample CC BY-SA 3.0",
