@@ -6,8 +6,8 @@ files (real digits of the bundled test split) of which 500 are already in the hi
 real (path, size, mtime) keys. Then, for each N, in its own subprocess, one incremental
 ``score --layout runs`` run (DirectRunner) is measured:
 
-  launch_s      start of the launch -> the pipeline handed to the runner (checks, lease,
-                listing the committed runs, building the graph)
+  launch_s      start of the launch -> the job graph built and serialised, ready for the runner
+                (checks, lease, listing the committed runs, building and serialising the graph)
   graph_bytes   size of the serialized job graph (``Pipeline.to_runner_api()``), what a runner
                 such as Dataflow receives (it refuses graphs over 10 MB)
   wall_s        the whole run, including reading the history inside the job
@@ -16,8 +16,12 @@ real (path, size, mtime) keys. Then, for each N, in its own subprocess, one incr
 and the run must score exactly the 500 new files and skip the 500 known ones.
 Targets (issue #10): graph <= 1 MB and launch <= 10 s at 1,000,000 keys.
 
+With ``--baseline-src`` the code before layout v2 (known keys read by the launcher and pickled
+into the filter DoFn) runs the same history in its own layout, in the same run.
+
 Usage:
   python benchmarks/bench_history.py                    # 10k, 100k, 1M keys
+  git worktree add /tmp/v1 a11d286 && python benchmarks/bench_history.py --baseline-src /tmp/v1
   python benchmarks/bench_history.py --keys 10000 --json out.json
 """
 
@@ -65,7 +69,13 @@ def make_history(root: pathlib.Path, keys: int, known: list[tuple[str, int, floa
             sizes += [k[1] for k in known]
             mtimes += [k[2] for k in known]
         manifest = pa.table(
-            {"path": paths, "size": sizes, "mtime": mtimes, "sha256": [None] * len(paths), "run_id": [run_id] * len(paths)},
+            {
+                "path": paths,
+                "size": sizes,
+                "mtime": mtimes,
+                "sha256": [None] * len(paths),
+                "run_id": [run_id] * len(paths),
+            },
             schema=RUN_TABLES["manifest"],
         )
         for table, data in (("manifest", manifest), ("errors", RUN_TABLES["errors"].empty_table())):
@@ -78,40 +88,59 @@ def make_history(root: pathlib.Path, keys: int, known: list[tuple[str, int, floa
         (meta / "_SUCCESS").write_text("{}")
 
 
+def make_v1_history(root: pathlib.Path, keys: int, known: list[tuple[str, int, float]]) -> None:
+    """The same history in the layout before v2 (``ROOT/dt=/run=/{manifest,errors}/``), for the baseline."""
+    v2 = root.parent / (root.name + "_v2tmp")
+    make_history(v2, keys, known)
+    for run_meta in (v2 / "_runs").glob("dt=*/run=*"):
+        dt, run = run_meta.parent.name, run_meta.name
+        target = root / dt / run
+        for table in ("manifest", "errors"):
+            (target / table).mkdir(parents=True)
+            (v2 / table / dt / run / "part-0.parquet").rename(target / table / "part-0.parquet")
+        (target / "_SUCCESS").write_text("{}")
+
+
+def launch_v1(model: str, inputs: str, root: str) -> dict:
+    """The launcher before v2 (a checkout of that code on PYTHONPATH): known keys pickled into the DoFn."""
+    from mnist_batch.config import ScoreConfig
+    from mnist_batch.scoring import runs
+
+    config = ScoreConfig(model=model, inputs=(inputs,), output=root, run_id="bench")
+    summary = runs.run_partitioned(config, runs.RunOptions(incremental=True, run_date="2026-11-01"))
+    return {"scored": summary["counts"]["scored"], "skipped": summary["incremental"]["skipped"]}
+
+
 def worker(root: str, inputs: str, model: str) -> None:
     """One incremental run, instrumented; prints a JSON line."""
     import apache_beam as beam
-
-    from mnist_batch.config import ScoreConfig
-    from mnist_batch.scoring.launch import RunOptions, launch
 
     marks: dict[str, float] = {}
     start = time.perf_counter()
     original_run = beam.Pipeline.run
 
     def timed_run(self, *args, **kwargs):
-        marks["launch_s"] = time.perf_counter() - start
         marks["graph_bytes"] = len(self.to_runner_api().SerializeToString())
+        marks["launch_s"] = time.perf_counter() - start  # checks, history, graph built and serialised
+        marks["launch_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return original_run(self, *args, **kwargs)
 
     beam.Pipeline.run = timed_run
-    summary = launch(
-        ScoreConfig(model=model, inputs=(inputs,), output=root, run_id="bench"),
-        RunOptions(layout="runs", incremental=True, run_date="2026-11-01"),
-    )
+    try:
+        from mnist_batch.scoring.launch import RunOptions, launch
+    except ImportError:  # the baseline checkout
+        counts = launch_v1(model, inputs, root)
+    else:
+        from mnist_batch.config import ScoreConfig
+
+        summary = launch(
+            ScoreConfig(model=model, inputs=(inputs,), output=root, run_id="bench"),
+            RunOptions(layout="runs", incremental=True, run_date="2026-11-01"),
+        )
+        counts = {"scored": summary["counts"]["scored"], "skipped": summary["incremental"]["skipped"]}
     wall = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                **marks,
-                "wall_s": wall,
-                "peak_rss_mb": rss,
-                "scored": summary["counts"]["scored"],
-                "skipped": summary["incremental"]["skipped"],
-            }
-        )
-    )
+    print(json.dumps({**marks, "wall_s": wall, "peak_rss_mb": rss, **counts}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", default="10000,100000,1000000", help="comma-separated history sizes")
     parser.add_argument("--model", default=None, help=".keras model (default: train the bench's small CNN)")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--baseline-src",
+        default=None,
+        help="a checkout of the code before layout v2 (e.g. git worktree add /tmp/v1 a11d286): measured too",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("ROOT", "INPUTS", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -142,35 +176,40 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(inputs.rglob("*.png"))
     known = [(str(p), p.stat().st_size, p.stat().st_mtime) for p in files[: NEW_FILES // 2]]
     results = []
+    versions = [("v2", None)] + ([("v1", args.baseline_src)] if args.baseline_src else [])
     for keys in [int(k) for k in args.keys.split(",")]:
-        root = work / f"root_{keys}"
-        t0 = time.perf_counter()
-        make_history(root, keys, known)
-        made = time.perf_counter() - t0
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", str(root), str(inputs), model],
-            capture_output=True, text=True, env=env, cwd=REPO,
-        )  # fmt: skip
-        if proc.returncode:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            return proc.returncode
-        result = {"keys": keys, **json.loads(proc.stdout.strip().splitlines()[-1])}
-        assert result["scored"] == NEW_FILES - len(known) and result["skipped"] == len(known), result
-        results.append(result)
-        print(
-            f"{keys:>9,} keys (history made in {made:.1f} s): launch {result['launch_s']:.2f} s, "
-            f"graph {result['graph_bytes'] / 1024:,.1f} KiB, run {result['wall_s']:.1f} s, "
-            f"peak RSS {result['peak_rss_mb']:,.0f} MiB, scored {result['scored']}, skipped {result['skipped']}",
-            flush=True,
-        )
+        for version, src in versions:
+            root = work / f"root_{version}_{keys}"
+            t0 = time.perf_counter()
+            (make_history if version == "v2" else make_v1_history)(root, keys, known)
+            made = time.perf_counter() - t0
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+            if src:
+                env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", str(root), str(inputs), model],
+                capture_output=True, text=True, env=env, cwd=src or REPO,
+            )  # fmt: skip
+            if proc.returncode:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return proc.returncode
+            result = {"keys": keys, "version": version, **json.loads(proc.stdout.strip().splitlines()[-1])}
+            assert result["scored"] == NEW_FILES - len(known) and result["skipped"] == len(known), result
+            results.append(result)
+            print(
+                f"{version} {keys:>9,} keys (history made in {made:.1f} s): launch {result['launch_s']:.2f} s, "
+                f"graph {result['graph_bytes'] / 1024:,.1f} KiB, launcher RSS {result['launch_rss_mb']:,.0f} MiB, "
+                f"run {result['wall_s']:.1f} s, peak RSS {result['peak_rss_mb']:,.0f} MiB, "
+                f"scored {result['scored']}, skipped {result['skipped']}",
+                flush=True,
+            )
     print()
-    print("| history keys | launch s | job graph KiB | whole run s | peak RSS MiB |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| layout | history keys | launch s | job graph KiB | RSS at launch MiB | whole run s | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"| {r['keys']:,} | {r['launch_s']:.2f} | {r['graph_bytes'] / 1024:,.1f} | {r['wall_s']:.1f} "
-            f"| {r['peak_rss_mb']:,.0f} |"
+            f"| {r['version']} | {r['keys']:,} | {r['launch_s']:.2f} | {r['graph_bytes'] / 1024:,.1f} "
+            f"| {r['launch_rss_mb']:,.0f} | {r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} |"
         )
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=2))

@@ -445,3 +445,58 @@ def test_incremental_hash_key_reads_each_file_once(tiny_model, sample_data, tmp_
     summary = score(tiny_model, inputs, tmp_path / "root", "once", incremental=True, incremental_key="hash")
     assert summary["counts"]["scored"] == 5
     assert sorted(opened) == sorted(str(p) for p in paths)
+
+
+def test_a_failed_job_commits_nothing_and_says_so_in_one_line(tiny_model, sample_data, tmp_path, monkeypatch, capsys):
+    write_digits(sample_data, tmp_path / "in", range(6))
+    root = tmp_path / "root"
+    base = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(root)]
+    assert cli_main([*base, "--layout", "runs", "--run-id", "good"]) == 0
+    capsys.readouterr()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(commit.fs, "write_atomic", disk_full)
+    assert cli_main([*base, "--layout", "runs", "--run-id", "bad"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run bad failed, nothing committed" in err and "No space left" in err
+    monkeypatch.undo()
+    assert [r.run_id for r in runs.committed_runs(str(root))] == ["good"]
+    assert not (root / "_staging").exists() or not any((root / "_staging").iterdir())
+    assert not any((root / "_claims").glob("*.json")) if (root / "_claims").exists() else True
+    # The same failure in the flat layout leaves the earlier outputs as they were.
+    flat = tmp_path / "flat"
+    assert cli_main([*base[:-1], str(flat)]) == 0
+    before = sorted((p.name, p.stat().st_size) for p in flat.rglob("*") if p.is_file())
+    monkeypatch.setattr(commit.fs, "write_atomic", disk_full)
+    assert cli_main([*base[:-1], str(flat), "--overwrite"]) == 2
+    monkeypatch.undo()
+    assert sorted((p.name, p.stat().st_size) for p in flat.rglob("*") if p.is_file()) == before
+
+
+def test_commit_moves_only_the_emitted_shards(tmp_path):
+    """A shard of a failed bundle attempt (written, never emitted) is deleted, not committed."""
+    from mnist_batch.scoring.sinks import ShardWriter
+    from mnist_batch.tables import TABLES
+
+    layout = commit.Layout("flat", str(tmp_path / "out"), "r1")
+    staging = layout.staging_dir("r1.a")
+    rows = pa.Table.from_pylist(
+        [{"path": "x.png", "stage": "decode", "error_type": "E", "message": "m", "run_id": "r1"}],
+        schema=TABLES["errors"],
+    )
+    emitted, orphan = (ShardWriter(f"{staging}/errors/part-{n}.parquet", TABLES["errors"]) for n in ("ok", "orphan"))
+    for writer in (emitted, orphan):
+        writer.write(rows)
+        writer.close()
+    commit.commit_run(layout, "r1.a", {"errors": [emitted.path]}, {"counts": {}}, replace=False)
+    assert [p.name for p in (tmp_path / "out" / "errors").iterdir()] == ["part-ok.parquet"]
+    for table in ("predictions", "confusion", "per_class"):  # no rows: one empty shard with the schema
+        assert pq.read_table(tmp_path / "out" / table).schema.equals(TABLES[table], check_metadata=False)
+    assert not (tmp_path / "out" / "_staging" / "r1.a").exists()
+    assert json.loads((tmp_path / "out" / "_SUCCESS").read_text())["attempt"] == "r1.a"
+    # A retried commit step of the same attempt is a no-op; another attempt needs replace.
+    commit.commit_run(layout, "r1.a", {}, {}, replace=False)
+    with pytest.raises(commit.CommitError, match="already committed"):
+        commit.commit_run(layout, "r1.b", {}, {}, replace=False)

@@ -8,7 +8,8 @@ The launcher only lists the committed runs (one marker per run); the earlier run
 and errors are read *inside the pipeline* by :class:`ReadKnownFiles`, which turns each run into
 one blob of 16-byte key digests (BLAKE2b-128 of the key) and joins them into one side input.
 So neither the job graph nor the launcher grows with the number of files ever scored; each
-worker holds 16 bytes per known file in the blob plus a set of them (~100 MB per million).
+worker holds 16 bytes per known file in the blob plus a set of them (measured: +264 MiB peak
+at a million keys on one DirectRunner process; docs/benchmarks.md).
 Two different keys share a digest with probability ~n²/2¹²⁹ (1e-27 at a million files).
 """
 
