@@ -147,11 +147,9 @@ def test_a_committed_run_id_is_replaced_only_with_replace(tiny_model, sample_dat
     score(tiny_model, tmp_path / "in", root, "nightly", run_date="2026-01-01")
     with pytest.raises(ScoringError, match="already committed .*pass --replace"):
         score(tiny_model, tmp_path / "in", root, "nightly", run_date="2026-01-01")
-    # Debris of a crashed attempt of the same id: a stray partition under another day.
-    stray = root / "predictions" / "dt=2026-01-09" / "run=nightly"
-    stray.mkdir(parents=True)
-    pq.write_table(pq.read_table(root / "predictions"), stray / "part-old.parquet")
-    (root / "_runs" / "dt=2026-01-09" / "run=nightly").mkdir(parents=True)
+    # Replaced under another day: the run moves to dt=2026-01-09 (every dt=2026-01-01 partition goes).
+    score(tiny_model, tmp_path / "in", root, "nightly", run_date="2026-01-09", replace=True)
+    assert [r.dt for r in runs.committed_runs(str(root))] == ["2026-01-09"]
     # wait=False: the launcher returns once submitted, so the commit is the job's own work.
     submitted = score(tiny_model, tmp_path / "in", root, "nightly", wait=False, run_date="2026-01-03", replace=True)
     assert submitted["state"] == "submitted"

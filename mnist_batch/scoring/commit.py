@@ -90,27 +90,34 @@ def run_meta_dir(root: str, dt: str, run_id: str) -> str:
     return fs.join(root, RUNS_DIR, f"dt={dt}", f"run={run_id}")
 
 
+def runs_index(root: str) -> dict[tuple[str, str], set[str]]:
+    """``(dt, run_id)`` -> names of the files in ``ROOT/_runs/dt=/run=/``, from one listing."""
+    prefix = fs.join(root, RUNS_DIR).rstrip("/") + "/"
+    index: dict[tuple[str, str], set[str]] = {}
+    for path in fs.list_files(fs.join(root, RUNS_DIR)):
+        parts = path[len(prefix) :].replace("\\", "/").split("/")
+        if len(parts) == 3 and parts[0].startswith("dt=") and parts[1].startswith("run="):
+            index.setdefault((parts[0][3:], parts[1][4:]), set()).add(parts[2])
+    return index
+
+
 def run_partitions(root: str, run_id: str) -> list[str]:
     """The ``dt`` values under which ``run_id`` has metadata in a runs root (committed or not)."""
-    found = []
-    for dt_name in fs.list_dir(fs.join(root, RUNS_DIR)):
-        if dt_name.startswith("dt=") and f"run={run_id}" in fs.list_dir(fs.join(root, RUNS_DIR, dt_name)):
-            found.append(dt_name[3:])
-    return found
+    return sorted(dt for dt, run in runs_index(root) if run == run_id)
 
 
 def earlier_outputs(layout: Layout) -> list[str]:
     """What a replacing commit deletes: an earlier run's tables and metadata at these places."""
     if layout.kind == "flat":
-        names = [*TABLES, SUMMARY_FILE, SUCCESS_FILE]
-        return [fs.join(layout.root, n) for n in names if fs.exists(fs.join(layout.root, n))]
+        files = [fs.join(layout.root, n) for n in (SUMMARY_FILE, SUCCESS_FILE) if fs.exists(fs.join(layout.root, n))]
+        return [fs.join(layout.root, t) for t in TABLES if fs.list_files(fs.join(layout.root, t))] + files
     doomed = []
     for dt in run_partitions(layout.root, layout.run_id):
         earlier = dataclasses.replace(layout, dt=dt)
         doomed.append(earlier.meta_dir)
         doomed.extend(earlier.table_dir(t) for t in RUN_TABLES)
     # Table partitions of an uncommitted earlier attempt of this run id under today's dt.
-    doomed.extend(layout.table_dir(t) for t in RUN_TABLES if fs.exists(layout.table_dir(t)))
+    doomed.extend(layout.table_dir(t) for t in RUN_TABLES if fs.list_files(layout.table_dir(t)))
     return sorted(set(doomed))
 
 
@@ -228,12 +235,9 @@ def pending_journals(root: str) -> list[str]:
     found = []
     if fs.exists(fs.join(root, JOURNAL_FILE)):
         found.append(fs.join(root, JOURNAL_FILE))
-    runs = fs.join(root, RUNS_DIR)
-    for dt_name in fs.list_dir(runs):
-        for run_name in fs.list_dir(fs.join(runs, dt_name)):
-            uri = fs.join(runs, dt_name, run_name, JOURNAL_FILE)
-            if fs.exists(uri):
-                found.append(uri)
+    for (dt, run_id), names in sorted(runs_index(root).items()):
+        if JOURNAL_FILE in names:
+            found.append(fs.join(run_meta_dir(root, dt, run_id), JOURNAL_FILE))
     return found
 
 

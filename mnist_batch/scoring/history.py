@@ -57,26 +57,9 @@ class RunInfo:
 
 def committed_runs(root: str) -> list[RunInfo]:
     """Runs under a runs root that have their ``_SUCCESS`` marker, sorted by (dt, run id)."""
-    found = []
-    runs = fs.join(root, RUNS_DIR)
-    if fs.is_remote(root):
-        prefix = runs.rstrip("/") + "/"
-        for path in fs.list_files(runs):
-            parts = path[len(prefix) :].split("/")
-            if (
-                len(parts) == 3
-                and parts[2] == SUCCESS_FILE
-                and parts[0].startswith("dt=")
-                and parts[1].startswith("run=")
-            ):
-                found.append(RunInfo(parts[0][3:], parts[1][4:], root))
-    else:
-        for dt_name in fs.list_dir(runs):
-            if not dt_name.startswith("dt="):
-                continue
-            for run_name in fs.list_dir(fs.join(runs, dt_name)):
-                if run_name.startswith("run=") and fs.exists(fs.join(runs, dt_name, run_name, SUCCESS_FILE)):
-                    found.append(RunInfo(dt_name[3:], run_name[4:], root))
+    from mnist_batch.scoring.commit import runs_index
+
+    found = [RunInfo(dt, run_id, root) for (dt, run_id), names in runs_index(root).items() if SUCCESS_FILE in names]
     return sorted(found, key=lambda r: (r.dt, r.run_id))
 
 

@@ -98,15 +98,15 @@ def prepare_root(layout: Layout, overwrite: bool) -> None:
     """Refuses an output of the other layout (or an older runs layout); creates a runs root's layout file."""
     root = layout.root
     layout_file = fs.join(root, LAYOUT_FILE)
-    entries = fs.list_dir(root)
     if layout.kind == "flat":
-        if LAYOUT_FILE in entries:
+        if fs.exists(layout_file):
             raise ScoringError(f"--output {root}: is a runs root (it has {LAYOUT_FILE}); add --layout runs")
-        earlier = [n for n in (*TABLES, SUMMARY_FILE) if n in entries]
+        earlier = fs.exists(fs.join(root, SUMMARY_FILE)) or any(fs.list_files(fs.join(root, t)) for t in TABLES)
         if earlier and not overwrite:
             raise ScoringError(f"--output {root}: holds an earlier run's outputs (pass --overwrite to replace them)")
         return
-    if LAYOUT_FILE not in entries:
+    if not fs.exists(layout_file):
+        entries = fs.list_dir(root)
         if any(n.startswith("dt=") for n in entries):
             raise ScoringError(
                 f"--output {root}: holds runs of the old layout (ROOT/dt=.../run=...); score into a new root"
