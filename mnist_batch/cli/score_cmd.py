@@ -206,7 +206,10 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     config = config_from_args(args)
     beam_args = beam_args if beam_args is not None else getattr(args, "beam_args", [])
     check_beam_args(beam_args, getattr(args, "parser", None))
-    summary = execute(args, config, beam_args)
+    from mnist_batch.scoring.model_handler import worker_model_errors
+
+    with worker_model_errors():  # a model that changed or broke on a worker: one line, exit 2
+        summary = execute(args, config, beam_args)
     print_summary(summary)
     return int(summary["exit_code"])
 
