@@ -12,7 +12,12 @@ import difflib
 import sys
 
 from mnist_batch.cli.common import HelpFormatter
-from mnist_batch.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, DEFAULT_REVIEW_THRESHOLD
+from mnist_batch.config import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MIN_BATCH_SIZE,
+    DEFAULT_REVIEW_THRESHOLD,
+)
 from mnist_batch.constants import IMAGE_EXTENSIONS
 from mnist_batch.errors import MnistBatchError
 
@@ -66,6 +71,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="exit 4 when errors/matched exceeds this (0-1); default: only when every file failed",
     )
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse larger images (decompression bombs)")
+    p.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help="larger files are read errors, refused from their size (no more than this is ever read)",
+    )
     p.add_argument(
         "--run-id",
         default=None,
@@ -144,6 +155,7 @@ def config_from_args(args: argparse.Namespace):
             max_batch_size=args.max_batch_size,
             max_error_rate=args.max_error_rate,
             max_pixels=args.max_pixels,
+            max_file_bytes=args.max_file_bytes,
             run_id=args.run_id,
             overwrite=args.overwrite,
         )
