@@ -1,6 +1,7 @@
 """``mnist-batch score``: the Beam batch-scoring pipeline (folders of images -> Parquet).
 
-Exit codes: 0 scored; 2 bad argument, model or input (nothing run); 4 the run finished but
+Exit codes: 0 scored; 2 bad argument, model, input, unwritable output or unknown runner (nothing
+run), or the model changed or broke on a worker (nothing committed); 4 the run finished but
 every file failed, no image matched, or ``--max-error-rate`` was exceeded (outputs are
 still written).
 """
@@ -250,6 +251,9 @@ def execute(args: argparse.Namespace, config, beam_args: list[str]) -> dict:
     """Runs a flat or a partitioned (``--layout runs``) scoring run; returns its summary."""
     options = run_options_from_args(args)
     from mnist_batch.scoring import runs
+    from mnist_batch.scoring.preflight import check_environment
+
+    check_environment(config.output, beam_args)  # unwritable output, unknown runner: before any file is read
 
     if options is None:
         from mnist_batch.scoring.model_handler import check_model
