@@ -79,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         check_beam_args(beam_args, parser)
         options = run_options_from_args(args)
+        from mnist_batch.scoring.preflight import check_environment
         from mnist_batch.scoring.runs import run_partitioned
 
+        check_environment(config.output, beam_args)  # unwritable output, unknown runner: fail before submitting
         submitted = run_partitioned(config, options, beam_args, wait=False)
     except MnistBatchError as exc:
         print(f"flex_main: error: {exc}", file=sys.stderr)
