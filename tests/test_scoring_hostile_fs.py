@@ -489,3 +489,67 @@ def test_a_36_megapixel_image_is_decoded_in_bounded_memory(tmp_path):
     assert result["added_mb"] < MAX_ADDED_MB_36MP, result
     assert not result["blank"], result
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss > 0
+
+
+# --- remote paths and the runner's wrapping, without a cloud ----------------------------------
+
+
+class CountingStream(io.BytesIO):
+    """A stream that remembers how many bytes were read from it, after it is closed too."""
+
+    bytes_read = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+class StubRemoteFile:
+    """A ReadableFile stand-in for ``gs://``: listed size and a stream, counting what is read."""
+
+    def __init__(self, path: str, listed_size: int, data: bytes) -> None:
+        from apache_beam.io.filesystem import FileMetadata
+
+        self.metadata = FileMetadata(path, listed_size, 0.0)
+        self.stream = CountingStream(data)
+
+    def open(self):
+        return self.stream
+
+
+def test_remote_reads_check_the_listed_size_then_read_at_most_the_limit():
+    small = StubRemoteFile("gs://b/a.png", 10, b"z" * 10)
+    assert dofns.read_bytes(small, 10) == b"z" * 10
+    listed_big = StubRemoteFile("gs://b/big.png", 5_000_000_000, b"")
+    with pytest.raises(dofns.FileTooLargeError, match="5,000,000,000 bytes"):
+        dofns.read_bytes(listed_big, 1000)
+    grew = StubRemoteFile("gs://b/grew.png", 10, b"z" * 5000)
+    with pytest.raises(dofns.FileTooLargeError, match="grew"):
+        dofns.read_bytes(grew, 1000)
+    assert grew.stream.bytes_read == 1001  # never more than the limit + 1 byte
+
+
+def test_files_under_a_remote_own_output_are_skipped():
+    from apache_beam.io.filesystem import FileMetadata
+
+    fn = dofns.ClassifyMatchFn(("png",), output_dirs=("gs://b/out", "/local/out"))
+    inside = list(fn.process(FileMetadata("gs://b/out/report.png", 1, 0.0)))
+    outside = list(fn.process(FileMetadata("gs://b/outside/a.png", 1, 0.0)))
+    assert inside[0].value == ("gs://b/out/report.png", "output of mnist-batch")
+    assert outside[0].path == "gs://b/outside/a.png"
+
+
+def test_a_model_error_is_found_in_what_a_multi_process_runner_re_raises():
+    worker_text = (
+        "Traceback (most recent call last):\n  ...\nRuntimeError: mnist_batch.scoring.model_handler.ModelChangedError: "
+        "model gs://b/m/cnn.keras changed since it was checked: sha256 0123456789ab... != card model_id "
+        "ba9876543210... [while running 'ScoreImages/RunInference']\n"
+    )
+    with pytest.raises(model_handler.ScoringError) as info, model_handler.worker_model_errors():
+        raise RuntimeError(worker_text)
+    assert str(info.value) == (
+        "model gs://b/m/cnn.keras changed since it was checked: sha256 0123456789ab... != card model_id ba9876543210..."
+    )
+    with pytest.raises(RuntimeError, match="unrelated"), model_handler.worker_model_errors():
+        raise RuntimeError("unrelated")
