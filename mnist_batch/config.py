@@ -109,6 +109,10 @@ class TrainConfig:
 DEFAULT_REVIEW_THRESHOLD = 0.9
 """Predictions below this confidence are flagged ``low_confidence`` (see docs/scoring.md, calibration)."""
 
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Per-file read limit (64 MiB): far above any scan (an A4 page at 600 dpi as PNG is a few MB), far
+below what would hurt a worker. Larger files are read errors, refused from their size before reading."""
+
 DEFAULT_MIN_BATCH_SIZE = 128
 DEFAULT_MAX_BATCH_SIZE = 256
 """RunInference batch bounds, chosen by measurement on 2 cores (docs/benchmarks.md, Scoring): the model's
@@ -130,6 +134,8 @@ class ScoreConfig:
       max_error_rate: the run fails (non-zero exit, outputs still written) when
         errors / matched exceeds this; None = only fail when every file failed.
       max_pixels: decompression-bomb guard: larger images are errors, not decoded.
+      max_file_bytes: files larger than this are read errors (checked from the file's size
+        before reading, and no more than this plus one byte is ever read).
       run_id: written to every prediction row; None = a fresh one per run.
       progress: print a progress line from local workers.
       overwrite: replace the outputs of an earlier run in ``output`` (else refuse to mix runs).
@@ -145,6 +151,7 @@ class ScoreConfig:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_error_rate: float | None = None
     max_pixels: int = 40_000_000
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     run_id: str | None = None
     progress: bool = False
     overwrite: bool = False
@@ -191,5 +198,11 @@ class ScoreConfig:
                 self.max_error_rate,
             )
         require(isinstance(self.max_pixels, int) and self.max_pixels > 0, "max_pixels", "must be > 0", self.max_pixels)
+        require(
+            isinstance(self.max_file_bytes, int) and self.max_file_bytes > 0,
+            "max_file_bytes",
+            "must be > 0",
+            self.max_file_bytes,
+        )
         if self.run_id is not None:
             require(bool(self.run_id), "run_id", "must not be empty", self.run_id)

@@ -29,6 +29,11 @@ def card_path(model_path: str | pathlib.Path) -> pathlib.Path:
     return model_path.with_name(model_path.stem + CARD_SUFFIX)
 
 
+def bytes_sha256(data: bytes) -> str:
+    """Hex sha256 of bytes already in memory (a model read once, to hash and to load the same bytes)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def file_sha256(path: str | pathlib.Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -111,6 +116,21 @@ def write_card(card: ModelCard, model_path: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
+def parse_card(text: str, *, where: str) -> ModelCard:
+    """A card from its JSON text.
+
+    Raises:
+      ModelCardError: not JSON, not an object, or missing fields (``where`` names the card).
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelCardError(f"{where}: unreadable model card ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelCardError(f"{where}: model card is not a JSON object")
+    return ModelCard.from_dict(data, where=where)
+
+
 def read_card(model_path: str | pathlib.Path, *, verify_id: bool = True) -> ModelCard:
     """Reads the card beside ``model_path`` and (by default) checks ``model_id`` against the file.
 
@@ -125,12 +145,10 @@ def read_card(model_path: str | pathlib.Path, *, verify_id: bool = True) -> Mode
     if not path.is_file():
         raise ModelCardError(f"{path}: model card not found (export models with `mnist-batch train --export`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ModelCardError(f"{path}: unreadable model card ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ModelCardError(f"{path}: model card is not a JSON object")
-    card = ModelCard.from_dict(data, where=str(path))
+    card = parse_card(text, where=str(path))
     if verify_id:
         actual = file_sha256(model_path)
         if actual != card.model_id:

@@ -1,7 +1,7 @@
 """Single-image prediction for one-off checks: files -> class, confidence, top-k.
 
 Uses the scoring side's pieces, so a file gets exactly what a scoring run would give it:
-:func:`mnist_batch.scoring.model_handler.check_model` (model vs card), ``load_keras_model``,
+:func:`mnist_batch.scoring.model_handler.check_model` (model vs card), ``load_checked_model`` (the checked bytes),
 :func:`mnist_batch.preprocess.preprocess_bytes` (decode + MNIST-style normalisation) and
 :func:`mnist_batch.preprocess.normalize` (the shared LUT), then ``to_probabilities``.
 """
@@ -85,10 +85,10 @@ def predict_files(model_path: str, paths: Sequence[str]) -> list[Prediction | Fa
     Raises:
       ScoringError: the model or its card is unusable (before any image is read).
     """
-    from mnist_batch.scoring.model_handler import check_model, load_keras_model, to_probabilities
+    from mnist_batch.scoring.model_handler import check_model, load_checked_model, to_probabilities
 
     card = check_model(model_path)
-    model = load_keras_model(model_path, cache=True)
+    model, _ = load_checked_model(model_path, card.model_id)  # the checked bytes, not a later file
     results: list[Prediction | Failure] = []
     images: list[tuple[int, MnistImage]] = []
     for i, path in enumerate(paths):

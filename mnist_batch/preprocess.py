@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import re
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
 from mnist_batch.constants import IMAGE_SHAPE, IMAGE_SIZE
 
@@ -39,6 +40,28 @@ PIXEL_LUT = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.flo
 
 MAX_IMAGE_PIXELS = 40_000_000
 """Images with more pixels than this are refused (decompression-bomb guard)."""
+
+MAX_WORK_PIXELS = 4_000_000
+"""Larger images are decoded reduced (JPEG: DCT scaling while decoding; others: box-averaged
+by an integer factor right after decoding) so that at most this many pixels reach the
+grayscale and float work. A 28x28 digit needs far fewer; this bounds memory per image
+(docs/scoring.md, "Memory per image")."""
+
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation tag value -> the transpose that displays the image upright."""
+
+EXIF_ORIENTATION = 0x0112
+
+_REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F")
+"""Modes ``Image.reduce`` handles; others are converted first (see :func:`reduce_for_work`)."""
 
 FIT_SIZE = 20
 """MNIST digits are scaled so that their longer side is this many pixels."""
@@ -83,11 +106,15 @@ def normalize(images: np.ndarray) -> np.ndarray:
 # --- decoding -------------------------------------------------------------------------------
 
 
-def open_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+def open_image(
+    data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS, max_work_pixels: int = MAX_WORK_PIXELS
+) -> Image.Image:
     """Decodes bytes to a loaded Pillow image: first frame, EXIF orientation applied.
 
     The size is checked from the header, before any pixel is decoded, so a small file
-    claiming 60000x60000 pixels is refused at once (decompression-bomb guard).
+    claiming 60000x60000 pixels is refused at once (decompression-bomb guard). Images over
+    ``max_work_pixels`` come back reduced to at most that many pixels (:func:`reduce_for_work`);
+    smaller ones come back exactly as decoded.
 
     Raises:
       ImageDecodeError: empty, unrecognised, truncated, 0-pixel or oversized input.
@@ -98,13 +125,11 @@ def open_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Imag
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    raise ImageDecodeError(f"image is {width}x{height} pixels, over the limit of {max_pixels:,}")
-                if width == 0 or height == 0:
-                    raise ImageDecodeError(f"image is {width}x{height} pixels")
+                check_size(img.size, max_pixels)
                 if getattr(img, "n_frames", 1) > 1:
                     img.seek(0)
+                if img.size[0] * img.size[1] > max_work_pixels:
+                    return reduce_for_work(img, max_work_pixels)
                 img.load()
                 out = ImageOps.exif_transpose(img)
                 if out is img:
@@ -118,6 +143,87 @@ def open_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Imag
         raise ImageDecodeError("not an image Pillow can identify (unknown format or not an image)") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(f"{type(exc).__name__}: {_without_addresses(str(exc))}") from exc
+
+
+def check_size(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuses a header size that is empty or over ``max_pixels``.
+
+    Raises:
+      ImageDecodeError: naming the size.
+    """
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageDecodeError(f"image is {width}x{height} pixels, over the limit of {max_pixels:,}")
+    if width == 0 or height == 0:
+        raise ImageDecodeError(f"image is {width}x{height} pixels")
+
+
+def reduction_factor(size: tuple[int, int], max_work_pixels: int) -> int:
+    """The smallest integer factor k such that (w / k) x (h / k) has at most ``max_work_pixels`` pixels."""
+    width, height = size
+    factor = max(1, math.ceil(math.sqrt(width * height / max_work_pixels)))
+    while math.ceil(width / factor) * math.ceil(height / factor) > max_work_pixels:
+        factor += 1
+    return factor
+
+
+def reduce_for_work(img: Image.Image, max_work_pixels: int = MAX_WORK_PIXELS) -> Image.Image:
+    """Decodes a large image reduced to at most ``max_work_pixels`` pixels, EXIF orientation applied.
+
+    JPEG decodes straight at 1/2, 1/4 or 1/8 scale (``Image.draft``), so the full image is
+    never in memory. Other formats decode whole once (the encoded format's own bytes per pixel,
+    e.g. 4 for RGBA) and are box-averaged by an integer factor (``Image.reduce``) before any
+    conversion; modes ``reduce`` lacks (``1``, ``P``, ``I;16``) are converted to the nearest
+    mode it has first. Transparency and bit depth survive, so :func:`to_grayscale` treats the
+    result as it would the full image.
+
+    Args:
+      img: an opened, not yet loaded image (first frame selected).
+      max_work_pixels: pixel budget of the result.
+
+    Returns:
+      A loaded image of at most ``max_work_pixels`` pixels.
+    """
+    orientation = img.getexif().get(EXIF_ORIENTATION)
+    factor = reduction_factor(img.size, max_work_pixels)
+    if img.format == "JPEG":
+        img.draft(img.mode, (math.ceil(img.size[0] / factor), math.ceil(img.size[1] / factor)))
+    img.load()
+    factor = reduction_factor(img.size, max_work_pixels)  # what the draft scaling left to do
+    work = img
+    if factor > 1:
+        if work.mode not in _REDUCIBLE_MODES:
+            work = work.convert(_reducible_mode(work))
+        work = reduce_with_alpha(work, factor) if work.mode in ("LA", "RGBA") else work.reduce(factor)
+        if img.mode.startswith("I;16"):
+            work = work.convert(img.mode)  # keep the 16-bit scaling of to_grayscale
+    elif work is img:
+        work = img.copy()
+    transpose = EXIF_TRANSPOSE.get(orientation)
+    return work.transpose(transpose) if transpose is not None else work
+
+
+def reduce_with_alpha(img: Image.Image, factor: int) -> Image.Image:
+    """``Image.reduce`` of an ``LA`` / ``RGBA`` image, one band at a time.
+
+    Averages premultiplied colour, as ``Image.reduce`` does, but without its full-size
+    premultiplied copy: at most two full-size single bands exist besides ``img``.
+    """
+    alpha = img.getchannel("A")
+    colour = [ImageChops.multiply(img.getchannel(band), alpha).reduce(factor) for band in img.mode[:-1]]
+    premultiplied = Image.merge(img.mode[:-1] + "a", [*colour, alpha.reduce(factor)])
+    return premultiplied.convert(img.mode)
+
+
+def _reducible_mode(img: Image.Image) -> str:
+    """The mode to convert ``img`` to before ``Image.reduce``: keeps transparency and bit depth."""
+    if img.mode.startswith("I;16"):
+        return "I"
+    if img.mode == "P":
+        return "RGBA" if "transparency" in img.info or img.palette.mode == "RGBA" else "RGB"
+    if img.mode in ("PA",):
+        return "RGBA"
+    return "L"  # "1" and other single-channel modes
 
 
 def _without_addresses(message: str) -> str:
@@ -183,7 +289,8 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
       max_pixels: refuse images with more pixels than this, before decoding them.
 
     Returns:
-      uint8 [H, W], luminance (see :func:`to_grayscale` for modes and transparency).
+      uint8 [H, W], luminance (see :func:`to_grayscale` for modes and transparency); images
+      over :data:`MAX_WORK_PIXELS` come back reduced by an integer factor (:func:`reduce_for_work`).
 
     Raises:
       ImageDecodeError: empty, unrecognised, truncated or oversized input.

@@ -264,3 +264,54 @@ def test_exported_test_split_passes_through_bit_identical(sample_data, tmp_path)
     stacked = np.stack([pp.preprocess_bytes(p.read_bytes()).pixels for p in paths])
     order = np.array([int(p.stem) for p in paths])
     assert pp.normalize(stacked).tobytes() == pp.normalize(test.images[order]).tobytes()
+
+
+# --- large images: decoded reduced (issue #11) ------------------------------------------------
+
+
+def big_scan_variants(digit) -> dict[str, bytes]:
+    """A 2000x2600 (5.2 MP) scan of the digit in the modes the reduced decode converts or keeps."""
+    small = scoring_fixtures.scan_like(digit, np.random.default_rng(1))
+    big = Image.fromarray(small).resize((small.shape[1] * 10, small.shape[0] * 10), Image.Resampling.BICUBIC)
+    ink_in_alpha = Image.merge("RGBA", [Image.new("L", big.size, 0)] * 3 + [Image.fromarray(255 - np.asarray(big))])
+    encode = scoring_fixtures.encode
+    return {
+        "L.png": encode(big, "PNG"),
+        "rgb.jpg": encode(big.convert("RGB"), "JPEG", quality=95),
+        "sixteen_bit.png": encode(Image.fromarray(np.asarray(big).astype(np.uint16) * 257), "PNG"),
+        "ink_in_alpha.png": encode(ink_in_alpha, "PNG"),
+        "palette.png": encode(big.convert("P"), "PNG"),
+        "one_bit.png": encode(big.point(lambda v: 255 if v >= 128 else 0).convert("1"), "PNG"),
+        "rgba.png": encode(big.convert("RGBA"), "PNG"),
+    }
+
+
+def test_large_images_are_decoded_reduced_and_normalise_as_the_full_image_does(digit):
+    for name, data in big_scan_variants(digit).items():
+        gray = pp.decode_image(data)
+        assert gray.shape == (1300, 1000) and gray.dtype == np.uint8, name  # 2000x2600 / 2: under 4 MP
+        with Image.open(io.BytesIO(data)) as full_image:
+            full = pp.to_mnist(pp.to_grayscale(full_image)).pixels.astype(int)
+        error = np.abs(pp.to_mnist(gray).pixels.astype(int) - full).mean()
+        assert error < 1.0, f"{name}: mean abs difference {error:.2f} from the full-size decode"
+
+
+def test_a_large_jpeg_is_decoded_reduced_with_its_exif_orientation():
+    stored = Image.new("L", (3000, 2000), 230)
+    stored.paste(20, (300, 200, 900, 600))  # a dark block near the top left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    data = scoring_fixtures.encode(stored.convert("RGB"), "JPEG", quality=95, exif=exif)
+    gray = pp.decode_image(data)
+    assert gray.shape == (1500, 1000)  # 3000x2000 at 1/2 scale, then turned upright: portrait
+    expected = np.asarray(stored.reduce(2).transpose(Image.Transpose.ROTATE_270))
+    assert np.abs(gray.astype(int) - expected).mean() < 2.0
+
+
+def test_images_up_to_the_work_limit_decode_exactly_as_before(digit):
+    """The reduced path starts above MAX_WORK_PIXELS; at or under it nothing changes."""
+    side = int(pp.MAX_WORK_PIXELS**0.5)
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (side, side), dtype=np.uint8))
+    np.testing.assert_array_equal(pp.decode_image(scoring_fixtures.encode(img, "PNG")), np.asarray(img))
+    assert pp.reduction_factor((6000, 6000), pp.MAX_WORK_PIXELS) == 3
+    assert pp.reduction_factor((side, side), pp.MAX_WORK_PIXELS) == 1

@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         check_beam_args(beam_args, parser)
         options = run_options_from_args(args)
         from mnist_batch.scoring.launch import launch
+        from mnist_batch.scoring.preflight import check_environment
 
+        check_environment(config.output, beam_args)  # unwritable output, unknown runner: fail before submitting
         submitted = launch(config, options, beam_args, wait=False)
     except MnistBatchError as exc:
         print(f"flex_main: error: {exc}", file=sys.stderr)

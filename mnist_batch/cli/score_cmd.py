@@ -1,8 +1,10 @@
 """``mnist-batch score``: the Beam batch-scoring pipeline (folders of images -> Parquet).
 
-Exit codes: 0 scored; 2 bad argument, model or input, a live launch of the same run, or a
-job that failed (nothing committed); 4 the run finished but every file failed, no image
-matched, or ``--max-error-rate`` was exceeded (outputs are still written).
+Exit codes: 0 scored; 2 bad argument, model, input, unwritable output or unknown runner (nothing
+run), a live launch of the same run id or a committed one without --replace, or a job that
+failed, e.g. the model changed or broke on a worker (nothing committed); 4 the run finished but
+every file failed, no image matched, or ``--max-error-rate`` was exceeded (outputs are still
+written).
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import difflib
 import sys
 
 from mnist_batch.cli.common import HelpFormatter
-from mnist_batch.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, DEFAULT_REVIEW_THRESHOLD
+from mnist_batch.config import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MIN_BATCH_SIZE,
+    DEFAULT_REVIEW_THRESHOLD,
+)
 from mnist_batch.constants import IMAGE_EXTENSIONS
 from mnist_batch.errors import MnistBatchError
 
@@ -69,6 +76,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="exit 4 when errors/matched exceeds this (0-1); default: only when every file failed",
     )
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse larger images (decompression bombs)")
+    p.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help="larger files are read errors, refused from their size (no more than this is ever read)",
+    )
     p.add_argument(
         "--run-id",
         default=None,
@@ -153,6 +166,7 @@ def config_from_args(args: argparse.Namespace):
             max_batch_size=args.max_batch_size,
             max_error_rate=args.max_error_rate,
             max_pixels=args.max_pixels,
+            max_file_bytes=args.max_file_bytes,
             run_id=args.run_id,
             overwrite=args.overwrite,
         )
@@ -217,7 +231,10 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     config = config_from_args(args)
     beam_args = beam_args if beam_args is not None else getattr(args, "beam_args", [])
     check_beam_args(beam_args, getattr(args, "parser", None))
-    summary = execute(args, config, beam_args)
+    from mnist_batch.scoring.model_handler import worker_model_errors
+
+    with worker_model_errors():  # a model that changed or broke on a worker: one line, exit 2
+        summary = execute(args, config, beam_args)
     print_summary(summary)
     return int(summary["exit_code"])
 
@@ -249,5 +266,8 @@ def run_options_from_args(args: argparse.Namespace):
 def execute(args: argparse.Namespace, config, beam_args: list[str], *, wait: bool = True) -> dict:
     """Runs one scoring job in the layout the arguments name; returns its summary."""
     from mnist_batch.scoring.launch import launch
+    from mnist_batch.scoring.preflight import check_environment
 
-    return launch(config, run_options_from_args(args), beam_args, wait=wait)
+    options = run_options_from_args(args)
+    check_environment(config.output, beam_args)  # unwritable output, unknown runner: before any file is read
+    return launch(config, options, beam_args, wait=wait)

@@ -15,6 +15,7 @@ import datetime
 import io
 import os
 import posixpath
+import stat
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch import preprocess
+from mnist_batch.config import DEFAULT_MAX_FILE_BYTES
 from mnist_batch.constants import (
     COL_BLANK,
     COL_CONFIDENCE,
@@ -45,6 +47,7 @@ from mnist_batch.constants import (
     COL_TRUE_LABEL,
 )
 from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
 from mnist_batch.scoring.sinks import COL_PREDICTED_CLASS, COL_TRUE_CLASS, PREDICTIONS_SCHEMA
 
 METRICS_NAMESPACE = "mnist_batch"
@@ -52,8 +55,23 @@ ERRORS_TAG = "errors"
 SKIPPED_TAG = "skipped"
 MAX_MESSAGE_CHARS = 500
 
-SKIP_DIRECTORY = "directory"
 SKIP_EXTENSION = "not an image extension"
+
+FILE_KINDS = (
+    (stat.S_ISDIR, "folder"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+class NotRegularFileError(OSError):
+    """A matched path names a FIFO, a device, a socket or a folder: never opened for reading."""
+
+
+class FileTooLargeError(OSError):
+    """A file over ``--max-file-bytes``: refused from its size, or once that many bytes were read."""
 
 
 class ImageKey(NamedTuple):
@@ -127,11 +145,37 @@ def read_labels_csv(uri: str, class_names: Sequence[str]) -> dict[str, int]:
     return labels
 
 
-class ClassifyMatchFn(beam.DoFn):
-    """FileMetadata -> main: image files; ``skipped``: (path, reason) for directories and other names."""
+class ListLocalFilesFn(beam.DoFn):
+    """Local pattern -> main: FileMetadata of each file; ``skipped``: (path, reason) for what is not one.
 
-    def __init__(self, extensions: Sequence[str]) -> None:
+    Runs :func:`~mnist_batch.scoring.listing.list_local` on the worker: broken symlinks, symlink
+    loops, symlinks to folders, unreadable folders and folders of this tool's outputs (the run's
+    own ``output_dirs`` included) become skipped rows instead of vanishing.
+    """
+
+    def __init__(self, output_dirs: Sequence[str] = ()) -> None:
+        self._output_dirs = tuple(os.path.abspath(d) for d in output_dirs if "://" not in d)
+        self._listed = Metrics.counter(METRICS_NAMESPACE, "files_listed")
+        self._skipped = Metrics.counter(METRICS_NAMESPACE, "files_skipped")
+
+    def process(self, pattern: str) -> Iterator[Any]:
+        own = [i for i in (folder_id(d) for d in self._output_dirs) if i is not None]
+        for item in list_local(pattern, own):
+            if isinstance(item, tuple):
+                self._skipped.inc()
+                yield beam.pvalue.TaggedOutput(SKIPPED_TAG, item)
+            else:
+                self._listed.inc()
+                yield item
+
+
+class ClassifyMatchFn(beam.DoFn):
+    """FileMetadata -> main: image files; ``skipped``: (path, reason) for directories, other names,
+    and files under the run's own remote output folders."""
+
+    def __init__(self, extensions: Sequence[str], output_dirs: Sequence[str] = ()) -> None:
         self._extensions = frozenset(e.lower() for e in extensions)
+        self._output_prefixes = tuple(d.rstrip("/") + "/" for d in output_dirs if "://" in d)
         self._matched = Metrics.counter(METRICS_NAMESPACE, "files_matched")
         self._skipped = Metrics.counter(METRICS_NAMESPACE, "files_skipped")
 
@@ -139,6 +183,8 @@ class ClassifyMatchFn(beam.DoFn):
         path = metadata.path
         if path.endswith("/") or path.endswith("\\"):
             reason = SKIP_DIRECTORY
+        elif self._output_prefixes and path.startswith(self._output_prefixes):
+            reason = SKIP_TOOL_OUTPUT
         elif extension_of(path) not in self._extensions:
             reason = SKIP_EXTENSION
         else:
@@ -150,8 +196,43 @@ class ClassifyMatchFn(beam.DoFn):
 
 
 def open_local(path: str):
-    """Opens a local file for reading bytes (one place, so tests can refuse mode-000 files as root)."""
-    return open(path, "rb")
+    """Opens a local file for reading bytes without blocking (one place, so tests can refuse
+    mode-000 files as root).
+
+    ``O_NONBLOCK``: opening a FIFO does not wait for a writer (the caller's ``fstat`` then
+    refuses it); it changes nothing for regular files.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    """``"FIFO"``, ``"character device"``, ... for ``st_mode``; ``"special file"`` when none fits."""
+    return next((name for test, name in FILE_KINDS if test(mode)), "special file")
+
+
+def check_regular(mode: int) -> None:
+    """Raises NotRegularFileError unless ``mode`` is a regular file's."""
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(f"not a regular file ({file_kind(mode)})")
+
+
+def check_file_size(size: int | None, max_bytes: int) -> None:
+    """Raises FileTooLargeError when ``size`` (from metadata) is over ``max_bytes``."""
+    if size is not None and size > max_bytes:
+        raise FileTooLargeError(f"file is {size:,} bytes, over --max-file-bytes {max_bytes:,}")
+
+
+def read_at_most(f, max_bytes: int) -> bytes:
+    """Reads at most ``max_bytes + 1`` bytes; more than ``max_bytes`` is FileTooLargeError (the file grew)."""
+    data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLargeError(f"file has more than --max-file-bytes {max_bytes:,} bytes (it grew while read)")
+    return data
 
 
 class LoadedFile(fileio.ReadableFile):
@@ -166,25 +247,57 @@ class LoadedFile(fileio.ReadableFile):
         return self.data
 
 
-def read_bytes(readable) -> bytes:
-    """The file's bytes: those already read for a :class:`LoadedFile`, plain ``open`` for a
-    local path, else ``ReadableFile.read``.
+def read_bytes(readable, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, bounded and typed: only regular files, at most ``max_bytes``.
 
-    Image extensions are never compression extensions, so Beam's ``AUTO`` compression reads
-    local image files as they are; the plain read skips the filesystem lookup and compression
-    detection Beam does per file (measured: about 4 % of a local run's CPU).
+    Those already read for a :class:`LoadedFile`; for a local path :func:`read_local`; else
+    (``scheme://``) :func:`read_remote`. Image extensions are never compression extensions, so
+    Beam's ``AUTO`` compression reads image files as they are.
+
+    Raises:
+      NotRegularFileError: a FIFO, device, socket or folder (never opened).
+      FileTooLargeError: over ``max_bytes`` by its metadata, or while reading.
+      OSError: cannot open or read it.
     """
+    if isinstance(readable, LoadedFile):
+        check_file_size(len(readable.data), max_bytes)
+        return readable.data
     path = readable.metadata.path
-    if isinstance(readable, LoadedFile) or "://" in path:
-        return readable.read()
+    if "://" in path:
+        return read_remote(readable, max_bytes)
+    return read_local(path, max_bytes)
+
+
+def read_local(path: str, max_bytes: int) -> bytes:
+    """A local file's bytes: ``stat`` first (a FIFO or device is never opened), open without
+    blocking, ``fstat`` the descriptor (the path may have been swapped), then read at most
+    ``max_bytes + 1`` bytes.
+
+    A plain read skips the filesystem lookup and compression detection Beam does per file
+    (measured: about 4 % of a local run's CPU).
+    """
+    st = os.stat(path)
+    check_regular(st.st_mode)
+    check_file_size(st.st_size, max_bytes)
     with open_local(path) as f:
-        return f.read()
+        st = os.fstat(f.fileno())
+        check_regular(st.st_mode)
+        check_file_size(st.st_size, max_bytes)
+        return read_at_most(f, max_bytes)
+
+
+def read_remote(readable, max_bytes: int) -> bytes:
+    """A remote file's bytes: its listed size checked first, then a read of at most ``max_bytes + 1``."""
+    check_file_size(readable.metadata.size_in_bytes, max_bytes)
+    with readable.open() as f:
+        return read_at_most(f, max_bytes)
 
 
 class DecodeImageFn(beam.DoFn):
     """ReadableFile -> main: ``(ImageKey, uint8 [28, 28])``; ``errors``: one error row per failure.
 
-    Every failure is caught per element, with its stage: ``read`` (cannot open/read),
+    Every failure is caught per element, with its stage: ``read`` (cannot open/read, not a
+    regular file, over ``max_file_bytes``: see :func:`read_bytes`),
     ``decode`` (not a decodable image, over the pixel limit), ``preprocess`` (normalisation
     failed). Nothing is dropped silently: matched = decoded + errors.
     """
@@ -196,11 +309,13 @@ class DecodeImageFn(beam.DoFn):
         *,
         labels_csv: str | None = None,
         max_pixels: int = preprocess.MAX_IMAGE_PIXELS,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     ) -> None:
         self._class_names = tuple(class_names)
         self._run_id = run_id
         self._labels_csv = labels_csv
         self._max_pixels = max_pixels
+        self._max_file_bytes = max_file_bytes
         self._labels: dict[str, int] | None = None
         self._decoded = Metrics.counter(METRICS_NAMESPACE, "images_decoded")
         self._decode_errors = Metrics.counter(METRICS_NAMESPACE, "decode_errors")
@@ -222,7 +337,7 @@ class DecodeImageFn(beam.DoFn):
     def process(self, readable) -> Iterator[Any]:
         path = readable.metadata.path
         try:
-            data = read_bytes(readable)
+            data = read_bytes(readable, self._max_file_bytes)
         except Exception as exc:  # noqa: BLE001 -- a file that cannot be read is a dead letter, not a crash
             self._read_errors.inc()
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_row(path, "read", exc, self._run_id))
@@ -288,11 +403,13 @@ class FormatPredictionsFn(beam.DoFn):
         self._now = datetime.datetime.now(datetime.UTC)
         self._keys: list[ImageKey] = []
         self._probabilities: list[np.ndarray] = []
+        self._model_ids: list[str] = []
 
     def process(self, element) -> Iterator[Any]:
         key, result = element
         self._keys.append(key)
         self._probabilities.append(result.inference)
+        self._model_ids.append(result.model_id or self._model_id)
         if len(self._keys) >= self._rows_per_table:
             yield self._flush()
 
@@ -301,13 +418,13 @@ class FormatPredictionsFn(beam.DoFn):
             yield GlobalWindows.windowed_value(self._flush())
 
     def _flush(self):
-        keys, probabilities = self._keys, self._probabilities
-        self._keys, self._probabilities = [], []
+        keys, probabilities, model_ids = self._keys, self._probabilities, self._model_ids
+        self._keys, self._probabilities, self._model_ids = [], [], []
         table = predictions_table(
             keys,
             np.asarray(probabilities, dtype=np.float32),
             class_names=self._class_names,
-            model_id=self._model_id,
+            model_id=model_ids,
             run_id=self._run_id,
             review_threshold=self._threshold,
             scored_at=self._now,
@@ -337,7 +454,7 @@ def predictions_table(
     probabilities: np.ndarray,
     *,
     class_names: Sequence[str],
-    model_id: str,
+    model_id: str | Sequence[str],
     run_id: str,
     review_threshold: float,
     scored_at: datetime.datetime,
@@ -348,7 +465,8 @@ def predictions_table(
       keys: N image keys.
       probabilities: float32 [N, C].
       class_names: C names.
-      model_id, run_id: written on every row.
+      model_id: written on every row, or one per row (the sha256 of the model bytes that scored it).
+      run_id: written on every row.
       review_threshold: rows with confidence below it are ``low_confidence``.
       scored_at: timestamp of every row (timezone-aware).
 
@@ -374,7 +492,7 @@ def predictions_table(
         COL_PROBABILITIES: pa.ListArray.from_arrays(pa.array(offsets), pa.array(probabilities.reshape(-1))),
         COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),
         COL_BLANK: pa.array(np.fromiter((bool(k.blank) for k in keys), dtype=bool, count=n), pa.bool_()),
-        COL_MODEL_ID: pa.array([model_id] * n, pa.string()),
+        COL_MODEL_ID: pa.array([model_id] * n if isinstance(model_id, str) else list(model_id), pa.string()),
         COL_RUN_ID: pa.array([run_id] * n, pa.string()),
         COL_SCORED_AT: pa.array([scored_at] * n, PREDICTIONS_SCHEMA.field(COL_SCORED_AT).type),
     }

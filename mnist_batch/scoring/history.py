@@ -28,7 +28,7 @@ from apache_beam.metrics import Metrics
 
 from mnist_batch.constants import COL_PATH, COL_RUN_ID, COL_STAGE
 from mnist_batch.scoring import fs
-from mnist_batch.scoring.dofns import METRICS_NAMESPACE, SKIPPED_TAG, LoadedFile, read_bytes
+from mnist_batch.scoring.dofns import DEFAULT_MAX_FILE_BYTES, METRICS_NAMESPACE, SKIPPED_TAG, LoadedFile, read_bytes
 from mnist_batch.tables import MANIFEST_TABLE, RUNS_DIR, SUCCESS_FILE
 
 INCREMENTAL_KEYS = ("stat", "hash")
@@ -156,9 +156,10 @@ class SelectNewFilesFn(beam.DoFn):
 
     MANIFEST_TAG = "manifest"
 
-    def __init__(self, run_id: str, key: str) -> None:
+    def __init__(self, run_id: str, key: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
         self._run_id = run_id
         self._key = key
+        self._max_file_bytes = max_file_bytes
         self._already = Metrics.counter(METRICS_NAMESPACE, "files_already_scored")
         self._blob: bytes | None = None
         self._known: frozenset[bytes] = frozenset()
@@ -175,7 +176,7 @@ class SelectNewFilesFn(beam.DoFn):
         sha = None
         if self._key == "hash":
             try:
-                data = read_bytes(readable)
+                data = read_bytes(readable, self._max_file_bytes)
             except Exception:  # noqa: BLE001 -- unreadable: not skipped; the decode step records the error
                 sha = None
             else:
@@ -203,18 +204,27 @@ class SelectFiles(beam.PTransform):
       key: ``stat`` or ``hash``.
       earlier: ``(dt, run_id)`` of the committed runs whose files are skipped; empty for a
         run that is not incremental (every file is taken on and recorded).
+      max_file_bytes: the run's read limit (the ``hash`` key reads each file once, for decoding too).
     """
 
-    def __init__(self, root: str, run_id: str, key: str = "stat", earlier: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        run_id: str,
+        key: str = "stat",
+        earlier: list[tuple[str, str]] | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
         super().__init__()
         self._root = root
         self._run_id = run_id
         self._key = key
         self._earlier = list(earlier or [])
+        self._max_file_bytes = max_file_bytes
 
     def expand(self, files):
         tag = SelectNewFilesFn.MANIFEST_TAG
-        fn = SelectNewFilesFn(self._run_id, self._key)
+        fn = SelectNewFilesFn(self._run_id, self._key, self._max_file_bytes)
         if self._earlier:
             known = files["images"].pipeline | "ReadKnownFiles" >> ReadKnownFiles(self._root, self._earlier, self._key)
             side = beam.pvalue.AsSingleton(known, default_value=b"")

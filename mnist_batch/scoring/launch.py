@@ -327,7 +327,7 @@ def _run(config, options, layout, attempt, card, beam_options, runner, replace, 
                 },
             }
         )
-        select = SelectFiles(layout.root, run_id, options.incremental_key, earlier)
+        select = SelectFiles(layout.root, run_id, options.incremental_key, earlier, config.max_file_bytes)
     p = beam.Pipeline(options=beam_options)
     outputs = build_pipeline(p, config, card=card, select_files=select)
     staging = layout.staging_dir(attempt)

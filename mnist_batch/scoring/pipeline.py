@@ -176,15 +176,27 @@ def build_pipeline(
         check_patterns_match(patterns)
     run_id = config.run_id or default_run_id()
     files = p | "MatchImageFiles" >> MatchImageFiles(
-        patterns, config.extensions, reshuffle=needs_reshuffle(getattr(p, "options", None))
+        patterns,
+        config.extensions,
+        reshuffle=needs_reshuffle(getattr(p, "options", None)),
+        output_dirs=(config.output,),
     )
     if select_files is not None:
         files = files | "SelectFiles" >> select_files
     decoded = files["images"] | "DecodeImages" >> DecodeImages(
-        DecodeImageFn(card.class_names, run_id, labels_csv=config.labels_csv, max_pixels=config.max_pixels)
+        DecodeImageFn(
+            card.class_names,
+            run_id,
+            labels_csv=config.labels_csv,
+            max_pixels=config.max_pixels,
+            max_file_bytes=config.max_file_bytes,
+        )
     )
     handler = KerasModelHandler(
-        config.model, min_batch_size=config.min_batch_size, max_batch_size=config.max_batch_size
+        config.model,
+        model_id=card.model_id,  # workers load only the bytes that were checked
+        min_batch_size=config.min_batch_size,
+        max_batch_size=config.max_batch_size,
     )
     format_fn = FormatPredictionsFn(
         card.class_names, card.model_id, run_id, config.review_threshold, progress=config.progress

@@ -5,14 +5,18 @@
 * a folder -- every file under it, recursively (``DIR/**``);
 * a glob -- ``*`` stays inside one folder, ``**`` crosses folders;
 * one file;
+* ``@LIST`` -- a text file with one folder / glob / file per line (``#`` comments).
 
 A folder or file that exists is taken literally: glob characters in its name (``batch[1]``,
 ``what?``) are escaped before matching. Only a value that names no existing path is a
 pattern (write ``[[]`` for a literal ``[`` inside a pattern).
-* ``@LIST`` -- a text file with one folder / glob / file per line (``#`` comments).
 
 Every pattern must match at least one file (checked before the pipeline runs, and again by
-``MatchAll`` with ``EmptyMatchTreatment.DISALLOW``); an empty match is an error naming it.
+``MatchAll`` with ``EmptyMatchTreatment.DISALLOW`` for remote patterns); an empty match is an
+error naming it. Local patterns are listed by :func:`~mnist_batch.scoring.listing.list_local`
+(in :class:`~mnist_batch.scoring.dofns.ListLocalFilesFn`, on the workers), which accounts for
+every entry it meets (broken symlinks, loops, unreadable folders, this tool's outputs: skipped
+with a reason); remote ones by Beam's ``MatchAll``.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from apache_beam.io.filesystem import BeamIOError, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from mnist_batch.scoring.dofns import SKIPPED_TAG, ClassifyMatchFn
+from mnist_batch.scoring.dofns import SKIPPED_TAG, ClassifyMatchFn, ListLocalFilesFn
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.fs import GLOB_CHARS, glob_escape
+from mnist_batch.scoring.listing import list_local
 
 
 def _is_remote(spec: str) -> bool:
@@ -82,12 +87,18 @@ def expand_inputs(specs: Sequence[str]) -> list[str]:
 def check_patterns_match(patterns: Sequence[str]) -> None:
     """Fails fast, before the pipeline starts, on a pattern that matches nothing.
 
-    Only the first match of each pattern is listed, so this is cheap on large buckets.
+    Only the first match of each pattern is listed, so this is cheap on large buckets. For a
+    local pattern, a skipped entry (a broken symlink, an unreadable folder, ...) counts as a
+    match: the run then reports it in ``skipped_by_reason``.
 
     Raises:
       ScoringError: naming the pattern.
     """
     for pattern in patterns:
+        if not _is_remote(pattern):
+            if next(iter(list_local(pattern)), None) is None:
+                raise ScoringError(f"--input: {pattern} matches no files")
+            continue
         try:
             result = FileSystems.match([pattern], limits=[1])[0]
         except BeamIOError as exc:
@@ -148,28 +159,55 @@ def needs_reshuffle(options: PipelineOptions | None) -> bool:
 class MatchImageFiles(beam.PTransform):
     """Patterns -> ``{"images": ReadableFile, "skipped": (path, reason)}``.
 
-    ``MatchAll`` (empty match disallowed) -> ``ClassifyMatches`` (extension filter; directories
-    and other names go to ``skipped``) -> ``DropDuplicatePaths`` when several patterns may
+    Local patterns: ``ListLocalFiles`` (:class:`~mnist_batch.scoring.dofns.ListLocalFilesFn`:
+    what cannot be listed, and this tool's outputs, go to ``skipped``); remote patterns:
+    ``MatchAll`` (empty match disallowed). Then ``ClassifyMatches`` (extension filter; directories,
+    other names and files under a remote ``output_dirs`` go to ``skipped``) ->
+    ``DropDuplicatePaths`` when several patterns may
     overlap -> ``ReadMatches`` -> ``Reshuffle`` (spreads reading and scoring over workers;
     ``reshuffle=False`` leaves it out, for runners with a single worker: see
     :func:`needs_reshuffle`).
     """
 
-    def __init__(self, patterns: Sequence[str], extensions: Sequence[str], *, reshuffle: bool = True) -> None:
+    def __init__(
+        self,
+        patterns: Sequence[str],
+        extensions: Sequence[str],
+        *,
+        reshuffle: bool = True,
+        output_dirs: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self._patterns = list(patterns)
         self._extensions = tuple(extensions)
         self._reshuffle = reshuffle
+        self._output_dirs = tuple(output_dirs)
 
     def expand(self, pbegin):
-        matched = (
-            pbegin
-            | "CreatePatterns" >> beam.Create(self._patterns)
-            | "MatchAll" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
-        )
-        classified = matched | "ClassifyMatches" >> beam.ParDo(ClassifyMatchFn(self._extensions)).with_outputs(
-            SKIPPED_TAG, main="images"
-        )
+        local = [p for p in self._patterns if not _is_remote(p)]
+        remote = [p for p in self._patterns if _is_remote(p)]
+        matched, skipped = [], []
+        if local:
+            listed = (
+                pbegin
+                | "CreateLocalPatterns" >> beam.Create(local)
+                | "ListLocalFiles"
+                >> beam.ParDo(ListLocalFilesFn(self._output_dirs)).with_outputs(SKIPPED_TAG, main="files")
+            )
+            matched.append(listed.files)
+            skipped.append(listed[SKIPPED_TAG])
+        if remote:
+            matched.append(
+                pbegin
+                | "CreatePatterns" >> beam.Create(remote)
+                | "MatchAll" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
+            )
+        if len(matched) > 1:
+            matched = [tuple(matched) | "MergeMatches" >> beam.Flatten()]
+        classified = matched[0] | "ClassifyMatches" >> beam.ParDo(
+            ClassifyMatchFn(self._extensions, self._output_dirs)
+        ).with_outputs(SKIPPED_TAG, main="images")
+        skipped.append(classified[SKIPPED_TAG])
         images = classified.images
         if len(self._patterns) > 1:
             images = (
@@ -181,4 +219,6 @@ class MatchImageFiles(beam.PTransform):
         readable = images | "ReadMatches" >> fileio.ReadMatches()
         if self._reshuffle:
             readable = readable | "Reshuffle" >> ReshuffleFiles()
-        return {"images": readable, "skipped": classified[SKIPPED_TAG]}
+        if len(skipped) > 1:
+            skipped = [tuple(skipped) | "MergeSkipped" >> beam.Flatten()]
+        return {"images": readable, "skipped": skipped[0]}

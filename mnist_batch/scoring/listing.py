@@ -1,0 +1,184 @@
+"""Listing local ``--input`` patterns so that every entry met is accounted for.
+
+Beam's local ``FileSystems.match`` walks folders with ``os.walk`` and drops, without a word,
+what it cannot list or stat: broken symlinks, symlink loops, unreadable folders, symlinks to
+folders. :func:`list_local` walks the same way (from the pattern's fixed prefix, matching with
+Beam's own ``FileSystem.translate_pattern``, symlinked folders not followed) but reports each
+of those as a skipped ``(path, reason)``. It also keeps this tool's outputs out of the inputs:
+a folder that is the run's own ``--output``, or looks like an output of ``mnist-batch``
+(:func:`is_tool_output`), is skipped whole, as one ``(folder/, reason)`` row.
+
+Non-regular files (FIFOs, devices, sockets, symlinks to them) are listed like files: the read
+step refuses them with an error row (``stage=read``), without opening them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Iterator, Sequence
+
+from apache_beam.io.filesystem import FileMetadata, FileSystem
+
+SUMMARY_FILE = "summary.json"
+PREDICTIONS_DIR = "predictions"
+LAYOUT_MARKER = "_mnist_batch_layout.json"
+"""File at the root of a run store of the ``runs`` layout (and any folder holding one is an output)."""
+
+SKIP_DIRECTORY = "directory"
+SKIP_BROKEN_LINK = "broken symlink"
+SKIP_LINK_LOOP = "symlink loop"
+SKIP_FOLDER_LINK = "symlink to a folder (not followed)"
+SKIP_TOOL_OUTPUT = "output of mnist-batch"
+SKIP_VANISHED = "vanished while listing"
+UNREADABLE_FOLDER = "unreadable folder"
+UNREADABLE_LINK = "unreadable symlink"
+
+GLOB_RE = re.compile(r"^[^[*?]*")
+
+Listed = FileMetadata | tuple[str, str]
+"""What the listing yields: a file's metadata, or a skipped ``(path, reason)``."""
+
+
+def scan_dir(path: str) -> list[os.DirEntry]:
+    """The entries of one folder, sorted by name (one place, so tests can refuse folders as root does not)."""
+    with os.scandir(path) as entries:
+        return sorted(entries, key=lambda entry: entry.name)
+
+
+def folder_id(path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of a folder, None when it does not exist (yet)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def is_tool_output(entries: Sequence[os.DirEntry], identity: tuple[int, int], own: Sequence[tuple[int, int]]) -> bool:
+    """True for a folder that holds outputs of this tool.
+
+    Args:
+      entries: the folder's entries.
+      identity: the folder's ``(st_dev, st_ino)``.
+      own: identities of this run's own output folders.
+
+    Returns:
+      True when the folder is one of ``own``, holds :data:`LAYOUT_MARKER` (a runs-layout
+      root), or holds ``summary.json`` next to a ``predictions/`` folder (a flat output, or one
+      run of the runs layout).
+    """
+    if identity in own:
+        return True
+    names = {entry.name: entry for entry in entries}
+    if LAYOUT_MARKER in names:
+        return True
+    predictions = names.get(PREDICTIONS_DIR)
+    return SUMMARY_FILE in names and predictions is not None and predictions.is_dir(follow_symlinks=False)
+
+
+def _reason(message: str, exc: OSError) -> str:
+    return f"{message}: {exc.strerror or type(exc).__name__}"
+
+
+def classify_link(path: str) -> os.stat_result | str:
+    """The stat of a symlink's target, or the reason it cannot be followed."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return SKIP_BROKEN_LINK
+    except OSError as exc:
+        return SKIP_LINK_LOOP if exc.errno == errno.ELOOP else _reason(UNREADABLE_LINK, exc)
+
+
+def classify_entry(path: str, entry: os.DirEntry | None = None) -> os.stat_result | str:
+    """A non-folder entry -> the stat of what it names (links followed) or a skip reason."""
+    try:
+        lst = entry.stat(follow_symlinks=False) if entry is not None else os.lstat(path)
+    except FileNotFoundError:
+        return SKIP_VANISHED
+    except OSError as exc:
+        return _reason("cannot stat", exc)
+    if not stat.S_ISLNK(lst.st_mode):
+        return lst
+    target = classify_link(path)
+    if isinstance(target, os.stat_result) and stat.S_ISDIR(target.st_mode):
+        return SKIP_FOLDER_LINK
+    return target
+
+
+def list_file(path: str) -> Iterator[Listed]:
+    """A pattern without glob characters: the file itself (or why it is skipped); nothing if absent."""
+    try:
+        lst = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISDIR(lst.st_mode):
+        yield (path.rstrip("/") + "/", SKIP_DIRECTORY)
+        return
+    found = classify_entry(path)
+    if isinstance(found, str):
+        yield (path, found)
+    else:
+        yield FileMetadata(path, found.st_size, found.st_mtime)
+
+
+def pattern_root(pattern: str) -> tuple[str, int | None]:
+    """The folder Beam would list for a glob, and how many folder levels below it a match can be (None: any)."""
+    root = posixpath.dirname(GLOB_RE.match(pattern).group(0))
+    depth = None if "**" in pattern else pattern[len(root) + 1 :].count("/")
+    return root, depth
+
+
+def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Iterator[Listed]:
+    """Every entry a local pattern meets: file metadata for matches, ``(path, reason)`` for skips.
+
+    Args:
+      pattern: an absolute local path or glob, in Beam's syntax (``*`` within a folder, ``**``
+        across folders).
+      own_outputs: ``(st_dev, st_ino)`` of the run's own output folders (:func:`folder_id`).
+
+    Yields:
+      ``FileMetadata`` of each matching file (regular or not), and ``(path, reason)`` for each
+      matching broken symlink, symlink loop, symlink to a folder, unreadable folder, folder of
+      this tool's outputs (``path`` ending in ``/``).
+    """
+    if GLOB_RE.match(pattern).group(0) == pattern:
+        yield from list_file(pattern)
+        return
+    root, max_depth = pattern_root(pattern)
+    matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    root_id = folder_id(root)
+    if root_id is None:
+        return
+    stack = [(root, root_id, 0)]
+    while stack:
+        folder, identity, depth = stack.pop()
+        try:
+            entries = scan_dir(folder)
+        except OSError as exc:
+            yield (folder + "/", _reason(UNREADABLE_FOLDER, exc))
+            continue
+        if is_tool_output(entries, identity, own_outputs):
+            yield (folder + "/", SKIP_TOOL_OUTPUT)
+            continue
+        subfolders = []
+        for entry in entries:
+            path = posixpath.join(folder, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                if max_depth is None or depth < max_depth:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        yield (path + "/", SKIP_VANISHED)
+                        continue
+                    subfolders.append((path, (st.st_dev, st.st_ino), depth + 1))
+                continue
+            if not matches(path):
+                continue
+            found = classify_entry(path, entry)
+            yield (path, found) if isinstance(found, str) else FileMetadata(path, found.st_size, found.st_mtime)
+        stack.extend(reversed(subfolders))

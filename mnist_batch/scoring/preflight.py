@@ -1,0 +1,126 @@
+"""Environment checks of a scoring run, before any model or input file is read.
+
+A run that cannot write its outputs, or names a runner Beam does not know, used to fail only
+once the pipeline ran (a traceback of a few hundred lines). :func:`check_environment` fails it
+at once with one :class:`~mnist_batch.scoring.errors.ScoringError` line (exit 2), and leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+
+from mnist_batch.scoring.errors import ScoringError
+
+PROBE_PREFIX = ".mnist_batch_probe_"
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def first_missing_folder(path: str) -> str | None:
+    """The topmost folder of ``path`` that does not exist yet (None when ``path`` exists)."""
+    missing = None
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        missing = current
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return missing
+
+
+def check_local_writable(path: str) -> None:
+    """Creates ``path`` (and its parents) if needed, then creates and deletes a probe file in it.
+
+    Folders it created for the probe are removed again, so a run refused later leaves no trace.
+
+    Raises:
+      ScoringError: naming the folder and the operating system's reason.
+    """
+    created = first_missing_folder(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ScoringError(f"--output {path}: cannot write there ({exc.strerror or type(exc).__name__})") from exc
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+
+
+def check_remote_writable(uri: str) -> None:
+    """Creates and deletes a probe object under ``uri`` through Beam's FileSystems.
+
+    Raises:
+      ScoringError: naming the output and the filesystem's reason.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    probe = FileSystems.join(uri, f"{PROBE_PREFIX}{uuid.uuid4().hex}")
+    try:
+        with FileSystems.create(probe) as f:
+            f.write(b"")
+        FileSystems.delete([probe])
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ScoringError(f"--output {uri}: cannot write there ({type(exc).__name__}: {reason})") from exc
+
+
+def check_output_writable(uri: str) -> None:
+    """Fails fast when the output folder (local or any Beam filesystem) cannot be written.
+
+    Raises:
+      ScoringError: one line naming the output and why.
+    """
+    if is_remote(uri):
+        check_remote_writable(uri)
+    else:
+        check_local_writable(uri.removeprefix("file://"))
+
+
+def runner_name(beam_args: Sequence[str]) -> str | None:
+    """The ``--runner`` of Beam's options (None: Beam's default, the DirectRunner)."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    runner = PipelineOptions(list(beam_args)).view_as(StandardOptions).runner
+    return runner if runner is None or isinstance(runner, str) else type(runner).__name__
+
+
+def check_runner(beam_args: Sequence[str]) -> None:
+    """Fails fast on a ``--runner`` Beam cannot create (unknown name, missing extra).
+
+    Resolves the name with ``apache_beam.runners.create_runner``, what ``beam.Pipeline`` does
+    with it, without building a pipeline or contacting any service.
+
+    Raises:
+      ScoringError: one line naming the runner and Beam's reason.
+    """
+    name = runner_name(beam_args)
+    if name is None:
+        return
+    from apache_beam.runners import create_runner
+
+    try:
+        create_runner(name)
+    except (ValueError, ImportError, AttributeError, TypeError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ScoringError(f"--runner {name}: Beam cannot run it ({reason})") from exc
+
+
+def check_environment(output: str, beam_args: Sequence[str]) -> None:
+    """All the environment checks, in order: the runner, then the output.
+
+    Raises:
+      ScoringError: the first check that fails, as one line.
+    """
+    check_runner(beam_args)
+    check_output_writable(output)
