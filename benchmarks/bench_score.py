@@ -121,10 +121,10 @@ def worker_bare(folder: str, model_path: str, out: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from mnist_batch.models import Predictor
     from mnist_batch.preprocess import ImageDecodeError, normalize, preprocess_bytes
-    from mnist_batch.scoring.model_handler import load_keras_model, make_predict_fn
 
-    predict = make_predict_fn(load_keras_model(model_path))
+    predict = Predictor.load(model_path).predict_normalized
     paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs if f.lower().endswith(".png"))
     out_paths, labels, confidences, probabilities = [], [], [], []
     batch, batch_paths = [], []
@@ -181,10 +181,11 @@ def worker_beam_docs(folder: str, model_path: str, out: str) -> int:
     from apache_beam.ml.inference import utils
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
+    from mnist_batch.models import Predictor
     from mnist_batch.preprocess import PIXEL_LUT, preprocess_bytes
-    from mnist_batch.scoring.model_handler import KerasModelHandler, LoadedModel
+    from mnist_batch.scoring.handler import KerasModelHandler
 
-    def default_tf_inference_fn(loaded: LoadedModel, batch, inference_args=None):
+    def default_tf_inference_fn(loaded: Predictor, batch, inference_args=None):
         # Beam's default_numpy_inference_fn: model(np.stack(batch)) then rows of the tensor.
         return utils._convert_to_result(batch, loaded.model(np.stack(batch, axis=0)), None)
 
@@ -233,10 +234,10 @@ def worker_main(args: argparse.Namespace) -> None:
         n = worker_beam_docs(args.folder, args.model, args.out)
     else:
         from mnist_batch.data import load_dataset
+        from mnist_batch.models import Predictor
         from mnist_batch.preprocess import normalize
-        from mnist_batch.scoring.model_handler import load_keras_model, make_predict_fn
 
-        predict = make_predict_fn(load_keras_model(args.model))
+        predict = Predictor.load(args.model).predict_normalized
         x = normalize(load_dataset("sample").split("test").images[:256])
         predict(x)
         batches = max(1, args.count // 256)

@@ -1,9 +1,10 @@
 """Single-image prediction for one-off checks: files -> class, confidence, top-k.
 
-Uses the scoring side's pieces, so a file gets exactly what a scoring run would give it:
-:func:`mnist_batch.scoring.model_handler.check_model` (model vs card), ``load_checked_model`` (the checked bytes),
-:func:`mnist_batch.preprocess.preprocess_bytes` (decode + MNIST-style normalisation) and
-:func:`mnist_batch.preprocess.normalize` (the shared LUT), then ``to_probabilities``.
+Uses what a scoring run uses, so a file gets exactly what scoring would give it, without Beam:
+:func:`mnist_batch.models.check_model` (model vs card), :class:`mnist_batch.models.Predictor`
+(loaded from the checked bytes), :func:`mnist_batch.files.read_local` (regular files only, at most
+``--max-file-bytes``) and :func:`mnist_batch.preprocess.preprocess_bytes` (decode + MNIST-style
+normalisation).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mnist_batch.preprocess import ImageDecodeError, MnistImage, normalize, preprocess_bytes
+from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, FileTooLargeError, NotRegularFileError, read_local
+from mnist_batch.preprocess import ImageDecodeError, MnistImage, preprocess_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,16 +57,19 @@ class Failure:
     message: str
 
 
-def read_and_preprocess(path: str) -> MnistImage:
-    """Reads one file and preprocesses it as scoring does.
+def read_and_preprocess(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> MnistImage:
+    """Reads one file (regular files only, at most ``max_bytes``) and preprocesses it as scoring does.
 
     Raises:
-      ImageDecodeError: unreadable file (missing, a directory, no permission) or undecodable bytes.
+      ImageDecodeError: unreadable file (missing, a folder, a FIFO or device, too large, no
+        permission) or undecodable bytes.
     """
     try:
-        data = pathlib.Path(path).read_bytes()
-    except IsADirectoryError as exc:
-        raise ImageDecodeError("is a directory, not an image file") from exc
+        data = read_local(path, max_bytes)
+    except NotRegularFileError as exc:
+        raise ImageDecodeError("is a directory, not an image file" if "folder" in str(exc) else str(exc)) from exc
+    except FileTooLargeError as exc:
+        raise ImageDecodeError(str(exc)) from exc
     except FileNotFoundError as exc:
         raise ImageDecodeError("no such file") from exc
     except OSError as exc:
@@ -83,12 +88,12 @@ def predict_files(model_path: str, paths: Sequence[str]) -> list[Prediction | Fa
       One :class:`Prediction` or :class:`Failure` per path, in order.
 
     Raises:
-      ScoringError: the model or its card is unusable (before any image is read).
+      ModelError: the model or its card is unusable (before any image is read).
     """
-    from mnist_batch.scoring.model_handler import check_model, load_checked_model, to_probabilities
+    from mnist_batch.models import Predictor, check_model
 
     card = check_model(model_path)
-    model, _ = load_checked_model(model_path, card.model_id)  # the checked bytes, not a later file
+    predictor = Predictor.load(model_path, card.model_id)  # the checked bytes, not a later file
     results: list[Prediction | Failure] = []
     images: list[tuple[int, MnistImage]] = []
     for i, path in enumerate(paths):
@@ -98,8 +103,7 @@ def predict_files(model_path: str, paths: Sequence[str]) -> list[Prediction | Fa
         except ImageDecodeError as exc:
             results.append(Failure(path, str(exc)))
     if images:
-        batch = normalize(np.stack([m.pixels for _, m in images]))
-        probabilities = to_probabilities(np.asarray(model(batch, training=False)))
+        probabilities = predictor(np.stack([m.pixels for _, m in images]))
         for (i, image), row in zip(images, probabilities, strict=True):
             results[i] = Prediction(paths[i], image, row, tuple(card.class_names))
     return results

@@ -34,8 +34,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mnist_batch.cli.score_cmd import DESCRIPTION, add_arguments, run
+from mnist_batch.cli.score_cmd import DESCRIPTION, run
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.scoring.options import add_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
-    args.parser = parser
     try:
         return run(args, beam_args)
     except MnistBatchError as exc:

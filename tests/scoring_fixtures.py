@@ -168,12 +168,12 @@ def enforce_permissions(monkeypatch) -> None:
 
     Tests run as root here, and root reads mode-000 files; this patch raises the
     PermissionError a normal user gets, at the same calls the scorer makes: Beam's
-    ``FileSystems.open`` (remote paths) and ``dofns.open_local`` (local paths). Only effective
+    ``FileSystems.open`` (remote paths) and ``mnist_batch.files.open_local`` (local paths). Only effective
     for in-process runners (DirectRunner in_memory).
     """
     from apache_beam.io.filesystems import FileSystems
 
-    from mnist_batch.scoring import dofns
+    from mnist_batch import files
 
     def guarded(original):
         def guarded_open(path, *args, **kwargs):
@@ -184,7 +184,7 @@ def enforce_permissions(monkeypatch) -> None:
         return guarded_open
 
     monkeypatch.setattr(FileSystems, "open", staticmethod(guarded(FileSystems.open)))
-    monkeypatch.setattr(dofns, "open_local", guarded(dofns.open_local))
+    monkeypatch.setattr(files, "open_local", guarded(files.open_local))
 
 
 def train_tiny_model(

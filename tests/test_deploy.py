@@ -19,8 +19,8 @@ import sys
 import pytest
 import yaml
 
-from mnist_batch.cli.score_cmd import add_arguments, check_beam_args, run_options_from_args
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.scoring.options import add_arguments, check_beam_args, run_options_from_args
 from mnist_batch.scoring.run_ids import check_run_id
 
 import scoring_fixtures
@@ -44,7 +44,7 @@ def parse_score_args(argv: list[str]):
     """Parses like ``pipelines/score.py``: own options, the rest checked as Beam options."""
     parser = score_parser()
     args, beam_args = parser.parse_known_args(argv)
-    check_beam_args(beam_args, parser)
+    check_beam_args(beam_args)
     return args, beam_args
 
 
@@ -139,7 +139,7 @@ def load_flex_main():
 def test_flex_template_parameters_are_cli_options():
     metadata = json.loads((DEPLOY / "dataflow" / "metadata.json").read_text(encoding="utf-8"))
     flex_main = load_flex_main()
-    actions = flex_main.flag_actions(flex_main.build_parser())
+    actions = flex_main.flag_actions(flex_main.build_parser()[1])
     names = [p["name"] for p in metadata["parameters"]]
     assert len(names) == len(set(names)) and metadata["name"] and metadata["description"]
     for parameter in metadata["parameters"]:
@@ -404,11 +404,11 @@ def test_beam_spellings_pass_and_beam_labels_are_not_labels_csv():
 
     beam = ["--labels=team=ml", "--experiment=use_runner_v2", "--no_use_public_ips", "--dataflow_service_option=x"]
     base = ["--model", "m.keras", "--input", "x", "--output", "o"]
-    args = build_parser().parse_args(["score", *base, *beam])
-    assert args.labels_csv is None and args.beam_args == beam
-    flex = load_flex_main().build_parser()
+    args, extra = build_parser().parse_known_args(["score", *base, *beam])
+    assert args.labels_csv is None and extra == beam and args.passes_unknown_args
+    flex, _ = load_flex_main().build_parser()
     flex_args, flex_beam = flex.parse_known_args([*base, *beam])
     assert flex_args.labels_csv is None and flex_beam == beam
-    check_beam_args(args.beam_args, args.parser)  # all four are Beam's
+    check_beam_args(extra)  # all four are Beam's
     with pytest.raises(MnistBatchError, match="unknown option --temp_locaton"):
-        check_beam_args(["--temp_locaton=gs://b/tmp"], args.parser)
+        check_beam_args(["--temp_locaton=gs://b/tmp"])

@@ -422,12 +422,12 @@ def test_incremental_hash_key_reads_each_file_once(tiny_model, sample_data, tmp_
     """The hash step's bytes are the ones decoded: one read per file, not one to hash and one to decode."""
     from apache_beam.io.filesystems import FileSystems
 
-    from mnist_batch.scoring import dofns
+    from mnist_batch import files
 
     inputs = tmp_path / "in"
     paths = write_digits(sample_data, inputs, range(5))
     opened: list[str] = []
-    original_local, original_beam = dofns.open_local, FileSystems.open
+    original_local, original_beam = files.open_local, FileSystems.open
 
     def counting_local(path):
         opened.append(path)
@@ -438,7 +438,7 @@ def test_incremental_hash_key_reads_each_file_once(tiny_model, sample_data, tmp_
             opened.append(path)
         return original_beam(path, *args, **kwargs)
 
-    monkeypatch.setattr(dofns, "open_local", counting_local)
+    monkeypatch.setattr(files, "open_local", counting_local)
     monkeypatch.setattr(FileSystems, "open", staticmethod(counting_beam))
     summary = score(tiny_model, inputs, tmp_path / "root", "once", incremental=True, incremental_key="hash")
     assert summary["counts"]["scored"] == 5

@@ -2,7 +2,7 @@
 
 The unreadable file: tests run as root here, and root reads mode-000 files, so
 ``scoring_fixtures.enforce_permissions`` patches the scorer's file opens (Beam's ``FileSystems.open``
-and ``dofns.open_local``, in this process, the DirectRunner's) to raise the PermissionError a normal
+and ``mnist_batch.files.open_local``, in this process, the DirectRunner's) to raise the PermissionError a normal
 user gets; the file really is mode 000.
 """
 
@@ -91,8 +91,8 @@ def test_invariant_matched_is_predictions_plus_errors(bad_run):
 
 def test_good_variants_are_scored_as_the_digit(bad_run, tiny_model, sample_data):
     """The hostile-but-valid encodings of one digit all predict what the clean digit predicts."""
+    from mnist_batch.models import load_keras_model
     from mnist_batch.preprocess import normalize
-    from mnist_batch.scoring.model_handler import load_keras_model
 
     root, _expectations, _ = bad_run
     digit = sample_data.split("test").images[3]

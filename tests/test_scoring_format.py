@@ -19,7 +19,8 @@ from apache_beam.ml.inference.base import PredictionResult  # noqa: E402
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # noqa: E402
 from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 
-from mnist_batch.scoring.dofns import FormatPredictionsFn, ImageKey, predictions_table  # noqa: E402
+from mnist_batch.scoring.decode import ImageKey  # noqa: E402
+from mnist_batch.scoring.format import FormatPredictionsFn, predictions_table  # noqa: E402
 from mnist_batch.scoring.sinks import PREDICTIONS_SCHEMA, WriteTable  # noqa: E402
 from mnist_batch.scoring.stats import PredictionStatsFn  # noqa: E402
 

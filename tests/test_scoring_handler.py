@@ -23,13 +23,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, R
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # noqa: E402
 from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 
-from mnist_batch.scoring.errors import ScoringError  # noqa: E402
-from mnist_batch.scoring.model_handler import (  # noqa: E402
-    KerasModelHandler,
-    check_model,
-    load_keras_model,
-    to_probabilities,
-)
+from mnist_batch.models import ModelError, check_model, load_keras_model, to_probabilities  # noqa: E402
+from mnist_batch.scoring.handler import KerasModelHandler  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
@@ -126,20 +121,20 @@ def test_check_model_accepts_the_tiny_model(tiny_model):
 
 def test_check_model_refuses_a_class_count_mismatch(tiny_model, tmp_path):
     path = copy_model(tiny_model, tmp_path, class_names=("a", "b", "c"))
-    with pytest.raises(ScoringError, match="outputs \\(10,\\) but the card names 3 classes"):
+    with pytest.raises(ModelError, match="outputs \\(10,\\) but the card names 3 classes"):
         check_model(str(path))
 
 
 def test_check_model_refuses_an_input_shape_mismatch(tiny_model, tmp_path):
     path = copy_model(tiny_model, tmp_path, input_shape=(32, 32, 3))
-    with pytest.raises(ScoringError, match="card input_shape \\[32, 32, 3\\]"):
+    with pytest.raises(ModelError, match="card input_shape \\[32, 32, 3\\]"):
         check_model(str(path))
 
 
 def test_check_model_refuses_a_replaced_model_file(tiny_model, tmp_path):
     path = copy_model(tiny_model, tmp_path)
     path.write_bytes(path.read_bytes() + b"\0")
-    with pytest.raises(ScoringError, match="does not match the card's model_id"):
+    with pytest.raises(ModelError, match="does not match the card's model_id"):
         check_model(str(path))
 
 
@@ -154,12 +149,12 @@ def test_check_model_refuses_an_unreadable_model(tmp_path):
         preprocess_version="1",
     )
     write_card(card, path)
-    with pytest.raises(ScoringError, match="cannot load the Keras model"):
+    with pytest.raises(ModelError, match="cannot load the Keras model"):
         check_model(str(path))
 
 
 def test_check_model_refuses_a_missing_card(tiny_model, tmp_path):
     path = tmp_path / "nocard.keras"
     shutil.copy(tiny_model, path)
-    with pytest.raises(ScoringError, match="model card not found"):
+    with pytest.raises(ModelError, match="model card not found"):
         check_model(str(path))

@@ -44,8 +44,9 @@ import scoring_fixtures
 
 apache_beam = pytest.importorskip("apache_beam")
 
+from mnist_batch import files, models  # noqa: E402
 from mnist_batch.cli import main as cli_main  # noqa: E402
-from mnist_batch.scoring import dofns, model_handler  # noqa: E402
+from mnist_batch.scoring import decode, matching, worker_errors  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
@@ -212,14 +213,13 @@ def other_model(tiny_model, tmp_path_factory) -> pathlib.Path:
 
 def swap_after_check(monkeypatch, model: pathlib.Path, replacement: pathlib.Path) -> None:
     """Replaces ``model`` (not its card) right after the launcher's check, before any worker loads it."""
-    real_check = model_handler.check_model
+    real_check = models.check_model
 
     def check_then_swap(uri, expected_id=None):
         card = real_check(uri, expected_id)
         shutil.copyfile(replacement, model)
         return card
 
-    monkeypatch.setattr(model_handler, "check_model", check_then_swap)
     from mnist_batch.scoring import launch
 
     monkeypatch.setattr(launch, "check_model", check_then_swap)
@@ -228,16 +228,16 @@ def swap_after_check(monkeypatch, model: pathlib.Path, replacement: pathlib.Path
 SWAP_DRIVER = textwrap.dedent(
     """
     import shutil, sys
-    from mnist_batch.scoring import model_handler
+    from mnist_batch import models
 
-    real_check = model_handler.check_model
+    real_check = models.check_model
 
     def check_then_swap(uri, expected_id=None):
         card = real_check(uri, expected_id)
         shutil.copyfile(sys.argv[1], uri)  # another valid model, its card not updated
         return card
 
-    model_handler.check_model = check_then_swap
+    models.check_model = check_then_swap
     from mnist_batch.cli import main
 
     sys.exit(main(sys.argv[2:]))
@@ -349,13 +349,13 @@ def test_a_damaged_model_file_is_one_line_naming_it(kind, card_matches, message,
 @pytest.fixture
 def opened_files(monkeypatch) -> list[str]:
     opened: list[str] = []
-    original = dofns.open_local
+    original = files.open_local
 
     def recording(path):
         opened.append(path)
         return original(path)
 
-    monkeypatch.setattr(dofns, "open_local", recording)
+    monkeypatch.setattr(files, "open_local", recording)
     return opened
 
 
@@ -421,12 +421,12 @@ def test_max_file_bytes_refuses_from_the_size_and_bounds_the_read(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(b"x" * 2000)
     readable = apache_beam.io.fileio.ReadableFile(FileMetadata(str(path), 2000, 0.0))
-    assert len(dofns.read_bytes(readable, 2000)) == 2000
-    with pytest.raises(dofns.FileTooLargeError, match="file is 2,000 bytes, over --max-file-bytes 1,999"):
-        dofns.read_bytes(readable, 1999)
-    assert len(dofns.read_at_most(io.BytesIO(b"y" * 10), 10)) == 10
-    with pytest.raises(dofns.FileTooLargeError, match="grew"):
-        dofns.read_at_most(io.BytesIO(b"y" * 11), 10)
+    assert len(decode.read_bytes(readable, 2000)) == 2000
+    with pytest.raises(files.FileTooLargeError, match="file is 2,000 bytes, over --max-file-bytes 1,999"):
+        decode.read_bytes(readable, 1999)
+    assert len(files.read_at_most(io.BytesIO(b"y" * 10), 10)) == 10
+    with pytest.raises(files.FileTooLargeError, match="grew"):
+        files.read_at_most(io.BytesIO(b"y" * 11), 10)
 
 
 def test_glob_listing_reports_only_what_the_glob_can_reach(tmp_path):
@@ -449,7 +449,7 @@ def test_glob_listing_reports_only_what_the_glob_can_reach(tmp_path):
 
 def test_max_file_bytes_option_reaches_the_config(tiny_model, tmp_path):
     from mnist_batch.cli import build_parser
-    from mnist_batch.cli.score_cmd import config_from_args
+    from mnist_batch.scoring.options import config_from_args
 
     args = build_parser().parse_args(score_args(tiny_model, tmp_path, tmp_path / "o", "--max-file-bytes", "1000"))
     assert config_from_args(args).max_file_bytes == 1000
@@ -520,20 +520,20 @@ class StubRemoteFile:
 
 def test_remote_reads_check_the_listed_size_then_read_at_most_the_limit():
     small = StubRemoteFile("gs://b/a.png", 10, b"z" * 10)
-    assert dofns.read_bytes(small, 10) == b"z" * 10
+    assert decode.read_bytes(small, 10) == b"z" * 10
     listed_big = StubRemoteFile("gs://b/big.png", 5_000_000_000, b"")
-    with pytest.raises(dofns.FileTooLargeError, match="5,000,000,000 bytes"):
-        dofns.read_bytes(listed_big, 1000)
+    with pytest.raises(files.FileTooLargeError, match="5,000,000,000 bytes"):
+        decode.read_bytes(listed_big, 1000)
     grew = StubRemoteFile("gs://b/grew.png", 10, b"z" * 5000)
-    with pytest.raises(dofns.FileTooLargeError, match="grew"):
-        dofns.read_bytes(grew, 1000)
+    with pytest.raises(files.FileTooLargeError, match="grew"):
+        decode.read_bytes(grew, 1000)
     assert grew.stream.bytes_read == 1001  # never more than the limit + 1 byte
 
 
 def test_files_under_a_remote_own_output_are_skipped():
     from apache_beam.io.filesystem import FileMetadata
 
-    fn = dofns.ClassifyMatchFn(("png",), output_dirs=("gs://b/out", "/local/out"))
+    fn = matching.ClassifyMatchFn(("png",), output_dirs=("gs://b/out", "/local/out"))
     inside = list(fn.process(FileMetadata("gs://b/out/report.png", 1, 0.0)))
     outside = list(fn.process(FileMetadata("gs://b/outside/a.png", 1, 0.0)))
     assert inside[0].value == ("gs://b/out/report.png", "output of mnist-batch")
@@ -542,14 +542,14 @@ def test_files_under_a_remote_own_output_are_skipped():
 
 def test_a_model_error_is_found_in_what_a_multi_process_runner_re_raises():
     worker_text = (
-        "Traceback (most recent call last):\n  ...\nRuntimeError: mnist_batch.scoring.model_handler.ModelChangedError: "
+        "Traceback (most recent call last):\n  ...\nRuntimeError: mnist_batch.models.errors.ModelChangedError: "
         "model gs://b/m/cnn.keras changed since it was checked: sha256 0123456789ab... != card model_id "
         "ba9876543210... [while running 'ScoreImages/RunInference']\n"
     )
-    with pytest.raises(model_handler.ScoringError) as info, model_handler.worker_model_errors():
+    with pytest.raises(models.ModelError) as info, worker_errors.worker_model_errors():
         raise RuntimeError(worker_text)
     assert str(info.value) == (
         "model gs://b/m/cnn.keras changed since it was checked: sha256 0123456789ab... != card model_id ba9876543210..."
     )
-    with pytest.raises(RuntimeError, match="unrelated"), model_handler.worker_model_errors():
+    with pytest.raises(RuntimeError, match="unrelated"), worker_errors.worker_model_errors():
         raise RuntimeError("unrelated")

@@ -29,10 +29,12 @@ from apache_beam.io.filesystem import FileMetadata  # noqa: E402
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # noqa: E402
 from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 
+from mnist_batch import labels as label_names  # noqa: E402
 from mnist_batch.cli import main as cli_main  # noqa: E402
-from mnist_batch.scoring import dofns, sinks  # noqa: E402
+from mnist_batch.models import load_keras_model  # noqa: E402
+from mnist_batch.scoring import decode, listing, matching, sinks  # noqa: E402
 from mnist_batch.scoring.errors import ScoringError  # noqa: E402
-from mnist_batch.scoring.model_handler import load_keras_model  # noqa: E402
+from mnist_batch.scoring.labels import read_labels_csv  # noqa: E402
 from mnist_batch.scoring.pipeline import build_pipeline, run_scoring  # noqa: E402
 from mnist_batch.scoring.read import expand_input, expand_inputs  # noqa: E402
 
@@ -64,16 +66,16 @@ def test_classify_matches_filters_extensions_and_directories():
         out = (
             p
             | apache_beam.Create(metas)
-            | apache_beam.ParDo(dofns.ClassifyMatchFn(("png", "jpeg"))).with_outputs("skipped", main="images")
+            | apache_beam.ParDo(matching.ClassifyMatchFn(("png", "jpeg"))).with_outputs("skipped", main="images")
         )
         assert_that(out.images | "Paths" >> apache_beam.Map(lambda m: m.path), equal_to(["/a/7/x.PNG", "/a/y.jpeg"]))
         assert_that(
             out.skipped,
             equal_to(
                 [
-                    ("/a/notes.txt", dofns.SKIP_EXTENSION),
-                    ("/a/dir/", dofns.SKIP_DIRECTORY),
-                    ("/a/noext", dofns.SKIP_EXTENSION),
+                    ("/a/notes.txt", matching.SKIP_EXTENSION),
+                    ("/a/dir/", listing.SKIP_DIRECTORY),
+                    ("/a/noext", matching.SKIP_EXTENSION),
                 ]
             ),
             label="CheckSkipped",
@@ -94,7 +96,7 @@ def test_decode_fn_labels_from_folders_and_dead_letters_per_element(sample_data,
             | apache_beam.Create(paths)
             | fileio.MatchAll()
             | fileio.ReadMatches()
-            | apache_beam.ParDo(dofns.DecodeImageFn(tuple("0123456789"), "run1")).with_outputs("errors", main="images")
+            | apache_beam.ParDo(decode.DecodeImageFn(tuple("0123456789"), "run1")).with_outputs("errors", main="images")
         )
         keys = out.images | "Keys" >> apache_beam.Map(lambda kv: (kv[0].path, kv[0].true_label, kv[0].blank))
         expected = [(path, label, False) for path, label in written.items()] + [(str(unlabelled), None, False)]
@@ -104,17 +106,17 @@ def test_decode_fn_labels_from_folders_and_dead_letters_per_element(sample_data,
 
 
 def test_label_helpers_and_labels_csv(tmp_path):
-    assert dofns.parent_name("gs://b/x/7/a.png") == "7"
-    assert dofns.label_from_name("Sneaker", ("T-shirt/top", "Sneaker")) == 1
-    assert dofns.label_from_name("1", ("a", "b")) == 1
-    assert dofns.label_from_name("2", ("a", "b")) is None
+    assert label_names.parent_name("gs://b/x/7/a.png") == "7"
+    assert label_names.label_from_name("Sneaker", ("T-shirt/top", "Sneaker")) == 1
+    assert label_names.label_from_name("1", ("a", "b")) == 1
+    assert label_names.label_from_name("2", ("a", "b")) is None
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("path,label\nimgs/a.png,7\n/abs/b.png,3\n", encoding="utf-8")
-    labels = dofns.read_labels_csv(str(csv_path), tuple("0123456789"))
+    labels = read_labels_csv(str(csv_path), tuple("0123456789"))
     assert labels["/abs/b.png"] == 3 and labels["imgs/a.png"] == 7
     csv_path.write_text("a.png,eleven\n", encoding="utf-8")
     with pytest.raises(ScoringError, match="labels.csv:1: label 'eleven'"):
-        dofns.read_labels_csv(str(csv_path), tuple("0123456789"))
+        read_labels_csv(str(csv_path), tuple("0123456789"))
 
 
 def test_expand_inputs(tmp_path):
@@ -166,7 +168,9 @@ def test_build_pipeline_outputs(tiny_model, sample_data, tmp_path):
             equal_to([(21, 20, 1)]),
             label="CheckCounts",
         )
-        assert_that(out.skipped, equal_to([(str(tmp_path / "imgs" / "notes.txt"), dofns.SKIP_EXTENSION)]), label="Sk")
+        assert_that(
+            out.skipped, equal_to([(str(tmp_path / "imgs" / "notes.txt"), matching.SKIP_EXTENSION)]), label="Sk"
+        )
 
 
 def test_build_pipeline_fails_before_reading_on_empty_pattern(tiny_model, tmp_path):
@@ -212,7 +216,7 @@ def test_whole_exported_test_split_scores_as_the_model_on_the_training_arrays(
     accuracy = float((expected.argmax(axis=1) == test.labels[index]).mean())
     assert summary["accuracy"] == pytest.approx(accuracy, abs=1e-12)
     assert summary["counts"]["skipped"] == 2  # EXPORT.json and classes.txt
-    assert summary["skipped_by_reason"] == {dofns.SKIP_EXTENSION: 2}
+    assert summary["skipped_by_reason"] == {matching.SKIP_EXTENSION: 2}
     assert summary["exit_code"] == 0 and summary["run_id"] == "passthrough"
 
 
@@ -377,7 +381,7 @@ def test_pipelines_entry_point_scores(tiny_model, sample_data, tmp_path):
 def test_scoring_never_imports_training():
     code = (
         "import sys\n"
-        "import mnist_batch.scoring.pipeline, mnist_batch.scoring.model_handler, mnist_batch.cli.score_cmd\n"
+        "import mnist_batch.scoring.pipeline, mnist_batch.scoring.handler, mnist_batch.cli.score_cmd\n"
         "import pipelines.score\n"
         "bad = sorted(m for m in sys.modules if m.startswith('mnist_batch.training'))\n"
         "assert not bad, bad\n"

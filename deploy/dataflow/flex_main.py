@@ -13,36 +13,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mnist_batch.cli.score_cmd import (
-    add_arguments,
-    check_beam_args,
-    config_from_args,
-    run_options_from_args,
-)
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.scoring.options import add_arguments, check_beam_args, config_from_args, run_options_from_args
 
 TRUE_VALUES = ("true", "1", "yes")
 FALSE_VALUES = ("false", "0", "no", "")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The options of ``mnist-batch score`` (the template's parameters are a subset of them)."""
+def build_parser() -> tuple[argparse.ArgumentParser, list[argparse.Action]]:
+    """The options of ``mnist-batch score`` (the template's parameters are a subset of them), and their actions."""
     parser = argparse.ArgumentParser(prog="flex_main.py", allow_abbrev=False)  # --labels is Dataflow's
-    add_arguments(parser)
-    return parser
+    return parser, add_arguments(parser)
 
 
-def flag_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """``run_id`` -> the action of ``--run-id``, for every long option of the parser."""
+def flag_actions(actions: list[argparse.Action]) -> dict[str, argparse.Action]:
+    """``run_id`` -> the action of ``--run-id``, for every long option."""
     return {
         option[2:].replace("-", "_"): action
-        for action in parser._actions
+        for action in actions
         for option in action.option_strings
         if option.startswith("--")
     }
 
 
-def translate(argv: list[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
+def translate(argv: list[str], actions: list[argparse.Action] | None = None) -> list[str]:
     """Template parameters -> command-line arguments of ``mnist-batch score``.
 
     ``--name=value`` for an option of the command becomes ``--name-with-hyphens=value``; a
@@ -52,16 +46,16 @@ def translate(argv: list[str], parser: argparse.ArgumentParser | None = None) ->
     Raises:
       MnistBatchError: a boolean parameter with a value that is not true/false.
     """
-    actions = flag_actions(parser or build_parser())
+    by_name = flag_actions(actions if actions is not None else build_parser()[1])
     out: list[str] = []
     for arg in argv:
         name, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        action = actions.get(name)
+        action = by_name.get(name)
         if not sep or action is None:
             out.append(arg)
             continue
         flag = next(o for o in action.option_strings if o.startswith("--"))
-        if isinstance(action, argparse._StoreTrueAction):
+        if action.nargs == 0:  # an on/off flag (store_true)
             if value.lower() in TRUE_VALUES:
                 out.append(flag)
             elif value.lower() not in FALSE_VALUES:
@@ -72,12 +66,12 @@ def translate(argv: list[str], parser: argparse.ArgumentParser | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser, actions = build_parser()
     try:
-        args, beam_args = parser.parse_known_args(translate(sys.argv[1:] if argv is None else argv, parser))
+        args, beam_args = parser.parse_known_args(translate(sys.argv[1:] if argv is None else argv, actions))
         args.layout = "runs"  # a template run is always a committed production run
         config = config_from_args(args)
-        check_beam_args(beam_args, parser)
+        check_beam_args(beam_args)
         options = run_options_from_args(args)
         from mnist_batch.scoring.launch import launch
         from mnist_batch.scoring.preflight import check_environment

@@ -24,6 +24,7 @@ from mnist_batch.data.arrays import class_names_near
 from mnist_batch.data.base import Dataset, Split
 from mnist_batch.data.split import stratified_split
 from mnist_batch.errors import DataError
+from mnist_batch.labels import label_from_name
 from mnist_batch.preprocess import ImageDecodeError, decode_image
 
 FOLDER_SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
@@ -31,10 +32,9 @@ FOLDER_SPLIT_SEED = 4321
 
 
 def _label_of(folder: str, class_names: tuple[str, ...], where: pathlib.Path) -> int:
-    if folder in class_names:
-        return class_names.index(folder)
-    if folder.isdigit() and int(folder) < len(class_names):
-        return int(folder)
+    label = label_from_name(folder, class_names)
+    if label is not None:
+        return label
     raise DataError(
         f"{where}: folder name {folder!r} is not a class (expected 0-{len(class_names) - 1} "
         f"or one of the names in classes.txt)"

@@ -43,12 +43,12 @@ class Predictions:
 
 
 def load_model(path: str, num_classes: int):
-    """Loads a ``.keras`` model with the scoring side's loader and checks its output width.
+    """Loads a ``.keras`` model with the model layer's loader and checks its output width.
 
     Raises:
       InferenceError: unreadable file, or outputs that are not ``[None, num_classes]``.
     """
-    from mnist_batch.scoring.model_handler import load_keras_model
+    from mnist_batch.models import load_keras_model
 
     try:
         model = load_keras_model(path)
@@ -75,7 +75,7 @@ def predict_arrays(model_path: str, images: np.ndarray, labels: np.ndarray, num_
     """
     import tensorflow as tf
 
-    from mnist_batch.scoring.model_handler import make_predict_fn
+    from mnist_batch.models import Predictor
     from mnist_batch.training.pipeline import normalize_tf
 
     model = load_model(model_path, num_classes)
@@ -86,7 +86,7 @@ def predict_arrays(model_path: str, images: np.ndarray, labels: np.ndarray, num_
         .prefetch(tf.data.AUTOTUNE)
     )
 
-    predict = make_predict_fn(model)  # the scoring side's compiled call, probabilities out
+    predict = Predictor(model).predict_normalized  # the one compiled call scoring uses, probabilities out
     predict(np.zeros((1, *images.shape[1:], 1), np.float32))  # trace before timing
     start = time.perf_counter()
     outputs = [predict(x) for x in ds]

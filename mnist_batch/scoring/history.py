@@ -24,11 +24,13 @@ from typing import Any
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from mnist_batch.constants import COL_PATH, COL_RUN_ID, COL_STAGE
+from mnist_batch.files import DEFAULT_MAX_FILE_BYTES
 from mnist_batch.scoring import fs
-from mnist_batch.scoring.dofns import DEFAULT_MAX_FILE_BYTES, METRICS_NAMESPACE, SKIPPED_TAG, LoadedFile, read_bytes
+from mnist_batch.scoring.counters import counter
+from mnist_batch.scoring.decode import LoadedFile, read_bytes
+from mnist_batch.scoring.matching import SKIPPED_TAG
 from mnist_batch.tables import MANIFEST_TABLE, RUNS_DIR, SUCCESS_FILE
 
 INCREMENTAL_KEYS = ("stat", "hash")
@@ -160,7 +162,7 @@ class SelectNewFilesFn(beam.DoFn):
         self._run_id = run_id
         self._key = key
         self._max_file_bytes = max_file_bytes
-        self._already = Metrics.counter(METRICS_NAMESPACE, "files_already_scored")
+        self._already = counter("files_already_scored")
         self._blob: bytes | None = None
         self._known: frozenset[bytes] = frozenset()
 

@@ -28,18 +28,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.model_card import ModelCard
+from mnist_batch.models import check_model
 from mnist_batch.scoring import claims, fs
 from mnist_batch.scoring.commit import Layout, commit_run, read_marker, recover, run_partitions
+from mnist_batch.scoring.counters import metric_counters
 from mnist_batch.scoring.errors import ScoringError
-from mnist_batch.scoring.history import INCREMENTAL_KEYS, SKIP_ALREADY_SCORED, SelectFiles, committed_runs
-from mnist_batch.scoring.model_handler import check_model
-from mnist_batch.scoring.pipeline import LOCAL_RUNNERS, build_pipeline, exit_code_for, metric_counters
+from mnist_batch.scoring.history import SKIP_ALREADY_SCORED, SelectFiles, committed_runs
+from mnist_batch.scoring.options import RunOptions
+from mnist_batch.scoring.pipeline import build_pipeline, exit_code_for
 from mnist_batch.scoring.run_ids import check_run_id, default_run_id
+from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.tables import CLAIMS_DIR, LAYOUT_FILE, LAYOUT_FORMAT, LAYOUT_VERSION, STAGING_DIR, SUMMARY_FILE, TABLES
 
@@ -49,49 +52,6 @@ RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 class RunFailedError(ScoringError):
     """The job failed; nothing was committed (the message is the cause, in one line)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """How a run is placed and which files it takes on.
-
-    Attributes:
-      layout: ``flat`` (tables directly in ``--output``) or ``runs`` (``--output`` is a root of
-        Hive-partitioned tables; see :mod:`mnist_batch.tables`).
-      run_date: the ``dt=`` partition, ``YYYY-MM-DD`` (``runs``; default: today, UTC).
-      incremental: skip files an earlier committed run under the same root took on (``runs``).
-      incremental_key: ``stat`` (path + size + mtime) or ``hash`` (path + sha256 of the content).
-      expect_model_id: refuse to run unless the model's id (sha256) starts with this.
-      replace: replace a committed run of the same id (``runs``); without it that is refused.
-    """
-
-    layout: str = "flat"
-    run_date: str | None = None
-    incremental: bool = False
-    incremental_key: str = "stat"
-    expect_model_id: str | None = None
-    replace: bool = False
-
-    def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.layout == "flat":
-            for name in ("run_date", "incremental", "replace"):
-                if getattr(self, name):
-                    raise ValueError(f"{name} needs layout 'runs', got layout {self.layout!r}")
-        if self.run_date is not None:
-            valid = bool(RUN_DATE_RE.match(self.run_date))
-            if valid:
-                try:
-                    datetime.date.fromisoformat(self.run_date)
-                except ValueError:
-                    valid = False
-            if not valid:
-                raise ValueError(f"run_date must be YYYY-MM-DD, got {self.run_date!r}")
-        if self.incremental_key not in INCREMENTAL_KEYS:
-            raise ValueError(f"incremental_key must be one of {INCREMENTAL_KEYS}, got {self.incremental_key!r}")
-        if self.expect_model_id is not None and len(self.expect_model_id) < 8:
-            raise ValueError(f"expect_model_id must have at least 8 characters, got {self.expect_model_id!r}")
 
 
 def prepare_root(layout: Layout, overwrite: bool) -> None:
@@ -223,8 +183,7 @@ def launch(
     """
     options = options or RunOptions()
     beam_options = PipelineOptions(beam_args or [])
-    runner = beam_options.view_as(StandardOptions).runner or "DirectRunner"
-    runner = runner if isinstance(runner, str) else type(runner).__name__
+    runner = runner_name(beam_options)
     run_id = check_run_id(config.run_id or default_run_id())
     card = card or check_model(config.model, options.expect_model_id)
     dt = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()

@@ -18,25 +18,18 @@ import dataclasses
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from mnist_batch.config import ScoreConfig
-from mnist_batch.constants import COL_STAGE
 from mnist_batch.model_card import ModelCard
-from mnist_batch.scoring import stats as stats_lib
-from mnist_batch.scoring.dofns import (
-    ERRORS_TAG,
-    DecodeImageFn,
-    FormatPredictionsFn,
-    InferenceErrorsFn,
-    read_labels_csv,
-)
-from mnist_batch.scoring.model_handler import KerasModelHandler, check_model
-from mnist_batch.scoring.read import MatchImageFiles, check_patterns_match, expand_inputs, needs_reshuffle
+from mnist_batch.models import check_model
+from mnist_batch.scoring.decode import DecodeImageFn, DecodeImages
+from mnist_batch.scoring.format import FormatPredictionsFn, ScoreImages
+from mnist_batch.scoring.handler import KerasModelHandler
+from mnist_batch.scoring.labels import read_labels_csv
+from mnist_batch.scoring.matching import MatchImageFiles, needs_reshuffle
+from mnist_batch.scoring.read import check_patterns_match, expand_inputs
 from mnist_batch.scoring.run_ids import default_run_id
-
-LOCAL_RUNNERS = ("DirectRunner", "direct", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner")
+from mnist_batch.scoring.stats import ComputeStats
 
 EXIT_OK = 0
 EXIT_TOO_MANY_ERRORS = 4
@@ -57,93 +50,6 @@ class ScoringOutputs:
     run_id: str
     manifest: beam.PCollection | None = None
     """Manifest rows of the files taken on (only with a ``select_files`` step, as production runs have)."""
-
-
-class DecodeImages(beam.PTransform):
-    """ReadableFile -> ``{"images": (ImageKey, uint8 [28, 28]), "errors": error rows}``."""
-
-    def __init__(self, fn: DecodeImageFn) -> None:
-        super().__init__()
-        self._fn = fn
-
-    def expand(self, files):
-        out = files | "ReadDecodePreprocess" >> beam.ParDo(self._fn).with_outputs(ERRORS_TAG, main="images")
-        return {"images": out.images, "errors": out[ERRORS_TAG]}
-
-
-class ScoreImages(beam.PTransform):
-    """``(ImageKey, uint8 [28, 28])`` -> ``{"predictions": pyarrow.Table chunks, "errors": error rows}``."""
-
-    def __init__(self, handler: KerasModelHandler, format_fn: FormatPredictionsFn, run_id: str) -> None:
-        super().__init__()
-        self._handler = handler
-        self._format_fn = format_fn
-        self._run_id = run_id
-
-    def expand(self, images):
-        results, dlq = (
-            images | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
-        )
-        predictions = results | "FormatPredictions" >> beam.ParDo(self._format_fn)
-        errors = dlq.failed_inferences | "InferenceFailuresToErrors" >> beam.ParDo(InferenceErrorsFn(self._run_id))
-        return {"predictions": predictions, "errors": errors}
-
-
-class ComputeStats(beam.PTransform):
-    """Predictions, errors, matched files and skipped files -> confusion rows, per-class rows, stats.
-
-    All counts come from three combiners (predictions; matched files; errors by stage and
-    skipped files by reason, one keyed count over the two small collections); ``AssembleStats``
-    only sees their three results. The combiners run ``without_defaults`` and the side inputs
-    carry the empty result instead, which spares each combiner its default-injection stages
-    (Beam start-up grows with every stage). The confusion and per-class rows derive from the
-    assembled stats, so every class x class cell is written even when nothing was scored.
-    """
-
-    def __init__(self, class_names: tuple[str, ...]) -> None:
-        super().__init__()
-        self._class_names = class_names
-
-    def expand(self, pcolls):
-        names = self._class_names
-        prediction_fn = stats_lib.PredictionStatsFn(len(names))
-        prediction_stats = (
-            pcolls["predictions"] | "PredictionStats" >> beam.CombineGlobally(prediction_fn).without_defaults()
-        )
-        matched = (
-            pcolls["images"]
-            | "CountMatched" >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
-        )
-        outcomes = (
-            pcolls["errors"] | "KeyErrorsByStage" >> beam.Map(lambda row: ("errors", row[COL_STAGE])),
-            pcolls["skipped"] | "KeySkippedByReason" >> beam.Map(lambda skipped: ("skipped", skipped[1])),
-        ) | "MergeOutcomes" >> beam.Flatten()
-        by_outcome = outcomes | "CountOutcomes" >> beam.CombineGlobally(stats_lib.CountByFn()).without_defaults()
-        stats = (
-            pcolls["images"].pipeline
-            | "StatsSeed" >> beam.Create([None])
-            | "AssembleStats"
-            >> beam.Map(
-                lambda _, ps, m, o: stats_lib.summarize(
-                    ps,
-                    m,
-                    {stage: n for (kind, stage), n in o.items() if kind == "errors"},
-                    {reason: n for (kind, reason), n in o.items() if kind == "skipped"},
-                ),
-                beam.pvalue.AsSingleton(
-                    prediction_stats, default_value=prediction_fn.extract_output(prediction_fn.create_accumulator())
-                ),
-                beam.pvalue.AsSingleton(matched, default_value=0),
-                beam.pvalue.AsSingleton(by_outcome, default_value={}),
-            )
-        )
-        confusion = stats | "ConfusionRows" >> beam.FlatMap(
-            lambda st: stats_lib.confusion_rows(np.asarray(st["confusion_matrix"]), names)
-        )
-        per_class = stats | "PerClassRows" >> beam.FlatMap(
-            lambda st: stats_lib.per_class_rows(np.asarray(st["confusion_matrix"]), names)
-        )
-        return {"confusion": confusion, "per_class": per_class, "stats": stats}
 
 
 def build_pipeline(
@@ -220,21 +126,6 @@ def build_pipeline(
         run_id=run_id,
         manifest=files.get("manifest"),
     )
-
-
-def metric_counters(result) -> dict[str, int]:
-    """``{name: value}`` of the run's Beam counters (committed where the runner has them)."""
-    counters: dict[str, int] = {}
-    try:
-        query = result.metrics().query()
-    except Exception:  # noqa: BLE001 -- some runners have no metrics API; the summary then has none
-        return counters
-    for item in query.get("counters", []):
-        value = item.committed if item.committed is not None else item.attempted
-        name = item.key.metric.name
-        if item.key.metric.namespace in ("mnist_batch",) or name.startswith(("num_", "failed_batches")):
-            counters[name] = counters.get(name, 0) + int(value or 0)
-    return dict(sorted(counters.items()))
 
 
 def exit_code_for(summary: dict[str, Any], max_error_rate: float | None) -> tuple[int, str | None]:

@@ -25,13 +25,9 @@ import io
 import os
 from collections.abc import Sequence
 
-import apache_beam as beam
-from apache_beam.io import fileio
-from apache_beam.io.filesystem import BeamIOError, FileMetadata
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from mnist_batch.scoring.dofns import SKIPPED_TAG, ClassifyMatchFn, ListLocalFilesFn
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.fs import GLOB_CHARS, glob_escape
 from mnist_batch.scoring.listing import list_local
@@ -105,120 +101,3 @@ def check_patterns_match(patterns: Sequence[str]) -> None:
             raise ScoringError(f"--input: cannot list {pattern} ({exc})") from exc
         if not result.metadata_list:
             raise ScoringError(f"--input: {pattern} matches no files")
-
-
-def file_to_tuple(readable: fileio.ReadableFile) -> tuple[str, int, float, str | None]:
-    """A ReadableFile as a plain tuple: encoded natively by Beam's coders instead of pickled."""
-    meta = readable.metadata
-    return (meta.path, meta.size_in_bytes, meta.last_updated_in_seconds, readable._compression)
-
-
-def tuple_to_file(item: tuple[str, int, float, str | None]) -> fileio.ReadableFile:
-    path, size, mtime, compression = item
-    return fileio.ReadableFile(FileMetadata(path, size, mtime), compression)
-
-
-class ReshuffleFiles(beam.PTransform):
-    """``Reshuffle`` of ReadableFiles that moves them as plain tuples.
-
-    A ReadableFile has no Beam coder, so a shuffle pickles it (twice per file on the
-    DirectRunner, with its size estimate); the tuple ``(path, size, mtime, compression)`` is
-    encoded natively, and the same ReadableFile is rebuilt after the shuffle.
-    """
-
-    def expand(self, files):
-        return (
-            files
-            | "ToTuples" >> beam.Map(file_to_tuple)
-            | "Reshuffle" >> beam.Reshuffle()
-            | "ToReadableFiles" >> beam.Map(tuple_to_file)
-        )
-
-
-IN_MEMORY_RUNNERS = (None, "DirectRunner", "direct", "SwitchingDirectRunner")
-
-
-def needs_reshuffle(options: PipelineOptions | None) -> bool:
-    """False only on the in-memory DirectRunner (the default local run), True on every other runner.
-
-    The in-memory DirectRunner runs every stage in one process with one worker, so a
-    ``Reshuffle`` has no workers to spread files over and only costs: encoding, grouping and
-    re-windowing every file (measured on 50,000 files: 13-16 % of the run's wall time, same
-    peak memory; docs/benchmarks.md). Multi-processing, portable (Flink, Spark) and Dataflow
-    runs keep it.
-    """
-    if options is None:
-        return False
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    if name not in IN_MEMORY_RUNNERS:
-        return True
-    return options.view_as(DirectOptions).direct_running_mode not in (None, "in_memory")
-
-
-class MatchImageFiles(beam.PTransform):
-    """Patterns -> ``{"images": ReadableFile, "skipped": (path, reason)}``.
-
-    Local patterns: ``ListLocalFiles`` (:class:`~mnist_batch.scoring.dofns.ListLocalFilesFn`:
-    what cannot be listed, and this tool's outputs, go to ``skipped``); remote patterns:
-    ``MatchAll`` (empty match disallowed). Then ``ClassifyMatches`` (extension filter; directories,
-    other names and files under a remote ``output_dirs`` go to ``skipped``) ->
-    ``DropDuplicatePaths`` when several patterns may
-    overlap -> ``ReadMatches`` -> ``Reshuffle`` (spreads reading and scoring over workers;
-    ``reshuffle=False`` leaves it out, for runners with a single worker: see
-    :func:`needs_reshuffle`).
-    """
-
-    def __init__(
-        self,
-        patterns: Sequence[str],
-        extensions: Sequence[str],
-        *,
-        reshuffle: bool = True,
-        output_dirs: Sequence[str] = (),
-    ) -> None:
-        super().__init__()
-        self._patterns = list(patterns)
-        self._extensions = tuple(extensions)
-        self._reshuffle = reshuffle
-        self._output_dirs = tuple(output_dirs)
-
-    def expand(self, pbegin):
-        local = [p for p in self._patterns if not _is_remote(p)]
-        remote = [p for p in self._patterns if _is_remote(p)]
-        matched, skipped = [], []
-        if local:
-            listed = (
-                pbegin
-                | "CreateLocalPatterns" >> beam.Create(local)
-                | "ListLocalFiles"
-                >> beam.ParDo(ListLocalFilesFn(self._output_dirs)).with_outputs(SKIPPED_TAG, main="files")
-            )
-            matched.append(listed.files)
-            skipped.append(listed[SKIPPED_TAG])
-        if remote:
-            matched.append(
-                pbegin
-                | "CreatePatterns" >> beam.Create(remote)
-                | "MatchAll" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
-            )
-        if len(matched) > 1:
-            matched = [tuple(matched) | "MergeMatches" >> beam.Flatten()]
-        classified = matched[0] | "ClassifyMatches" >> beam.ParDo(
-            ClassifyMatchFn(self._extensions, self._output_dirs)
-        ).with_outputs(SKIPPED_TAG, main="images")
-        skipped.append(classified[SKIPPED_TAG])
-        images = classified.images
-        if len(self._patterns) > 1:
-            images = (
-                images
-                | "KeyByPath" >> beam.Map(lambda m: (m.path, m))
-                | "DropDuplicatePaths" >> beam.CombinePerKey(lambda ms: next(iter(ms)))
-                | "DropPathKeys" >> beam.Values()
-            )
-        readable = images | "ReadMatches" >> fileio.ReadMatches()
-        if self._reshuffle:
-            readable = readable | "Reshuffle" >> ReshuffleFiles()
-        if len(skipped) > 1:
-            skipped = [tuple(skipped) | "MergeSkipped" >> beam.Flatten()]
-        return {"images": readable, "skipped": skipped[0]}

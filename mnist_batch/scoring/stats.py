@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mnist_batch import metrics
-from mnist_batch.constants import COL_BLANK, COL_LOW_CONFIDENCE, COL_PREDICTED_LABEL, COL_TRUE_LABEL
+from mnist_batch.constants import COL_BLANK, COL_LOW_CONFIDENCE, COL_PREDICTED_LABEL, COL_STAGE, COL_TRUE_LABEL
 
 
 class PredictionStatsFn(beam.CombineFn):
@@ -120,3 +120,60 @@ def summarize(
         "macro_f1": metrics.macro_f1(cm) if labelled else None,
         "confusion_matrix": cm.astype(int).tolist(),
     }
+
+
+class ComputeStats(beam.PTransform):
+    """Predictions, errors, matched files and skipped files -> confusion rows, per-class rows, stats.
+
+    All counts come from three combiners (predictions; matched files; errors by stage and
+    skipped files by reason, one keyed count over the two small collections); ``AssembleStats``
+    only sees their three results. The combiners run ``without_defaults`` and the side inputs
+    carry the empty result instead, which spares each combiner its default-injection stages
+    (Beam start-up grows with every stage). The confusion and per-class rows derive from the
+    assembled stats, so every class x class cell is written even when nothing was scored.
+    """
+
+    def __init__(self, class_names: tuple[str, ...]) -> None:
+        super().__init__()
+        self._class_names = class_names
+
+    def expand(self, pcolls):
+        names = self._class_names
+        prediction_fn = PredictionStatsFn(len(names))
+        prediction_stats = (
+            pcolls["predictions"] | "PredictionStats" >> beam.CombineGlobally(prediction_fn).without_defaults()
+        )
+        matched = (
+            pcolls["images"]
+            | "CountMatched" >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
+        )
+        outcomes = (
+            pcolls["errors"] | "KeyErrorsByStage" >> beam.Map(lambda row: ("errors", row[COL_STAGE])),
+            pcolls["skipped"] | "KeySkippedByReason" >> beam.Map(lambda skipped: ("skipped", skipped[1])),
+        ) | "MergeOutcomes" >> beam.Flatten()
+        by_outcome = outcomes | "CountOutcomes" >> beam.CombineGlobally(CountByFn()).without_defaults()
+        stats = (
+            pcolls["images"].pipeline
+            | "StatsSeed" >> beam.Create([None])
+            | "AssembleStats"
+            >> beam.Map(
+                lambda _, ps, m, o: summarize(
+                    ps,
+                    m,
+                    {stage: n for (kind, stage), n in o.items() if kind == "errors"},
+                    {reason: n for (kind, reason), n in o.items() if kind == "skipped"},
+                ),
+                beam.pvalue.AsSingleton(
+                    prediction_stats, default_value=prediction_fn.extract_output(prediction_fn.create_accumulator())
+                ),
+                beam.pvalue.AsSingleton(matched, default_value=0),
+                beam.pvalue.AsSingleton(by_outcome, default_value={}),
+            )
+        )
+        confusion = stats | "ConfusionRows" >> beam.FlatMap(
+            lambda st: confusion_rows(np.asarray(st["confusion_matrix"]), names)
+        )
+        per_class = stats | "PerClassRows" >> beam.FlatMap(
+            lambda st: per_class_rows(np.asarray(st["confusion_matrix"]), names)
+        )
+        return {"confusion": confusion, "per_class": per_class, "stats": stats}

@@ -1,0 +1,99 @@
+"""Reading a file safely: only regular files, never more than a limit, never blocking.
+
+Pure Python (no Beam, no TensorFlow): the scoring pipeline and ``mnist-batch predict`` read
+image files through :func:`read_local`, so a FIFO, a device, a link to ``/dev/urandom`` or a
+multi-GB file named ``*.png`` is refused with a reason instead of hanging or filling memory.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from mnist_batch.config import DEFAULT_MAX_FILE_BYTES
+
+__all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "FileTooLargeError",
+    "NotRegularFileError",
+    "check_file_size",
+    "check_regular",
+    "file_kind",
+    "open_local",
+    "read_at_most",
+    "read_local",
+]
+
+FILE_KINDS = (
+    (stat.S_ISDIR, "folder"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+class NotRegularFileError(OSError):
+    """A matched path names a FIFO, a device, a socket or a folder: never opened for reading."""
+
+
+class FileTooLargeError(OSError):
+    """A file over ``--max-file-bytes``: refused from its size, or once that many bytes were read."""
+
+
+def open_local(path: str):
+    """Opens a local file for reading bytes without blocking (one place, so tests can refuse
+    mode-000 files as root).
+
+    ``O_NONBLOCK``: opening a FIFO does not wait for a writer (the caller's ``fstat`` then
+    refuses it); it changes nothing for regular files.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    """``"FIFO"``, ``"character device"``, ... for ``st_mode``; ``"special file"`` when none fits."""
+    return next((name for test, name in FILE_KINDS if test(mode)), "special file")
+
+
+def check_regular(mode: int) -> None:
+    """Raises NotRegularFileError unless ``mode`` is a regular file's."""
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(f"not a regular file ({file_kind(mode)})")
+
+
+def check_file_size(size: int | None, max_bytes: int) -> None:
+    """Raises FileTooLargeError when ``size`` (from metadata) is over ``max_bytes``."""
+    if size is not None and size > max_bytes:
+        raise FileTooLargeError(f"file is {size:,} bytes, over --max-file-bytes {max_bytes:,}")
+
+
+def read_at_most(f, max_bytes: int) -> bytes:
+    """Reads at most ``max_bytes + 1`` bytes; more than ``max_bytes`` is FileTooLargeError (the file grew)."""
+    data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLargeError(f"file has more than --max-file-bytes {max_bytes:,} bytes (it grew while read)")
+    return data
+
+
+def read_local(path: str, max_bytes: int) -> bytes:
+    """A local file's bytes: ``stat`` first (a FIFO or device is never opened), open without
+    blocking, ``fstat`` the descriptor (the path may have been swapped), then read at most
+    ``max_bytes + 1`` bytes.
+
+    A plain read skips the filesystem lookup and compression detection Beam does per file
+    (measured: about 4 % of a local run's CPU).
+    """
+    st = os.stat(path)
+    check_regular(st.st_mode)
+    check_file_size(st.st_size, max_bytes)
+    with open_local(path) as f:
+        st = os.fstat(f.fileno())
+        check_regular(st.st_mode)
+        check_file_size(st.st_size, max_bytes)
+        return read_at_most(f, max_bytes)

@@ -1,0 +1,154 @@
+"""Read + decode + preprocess, per file, with a dead letter for every failure.
+
+Element types: ``ImageKey`` -- ``(path, true_label or None, blank)``, the RunInference key;
+error rows -- dicts of :data:`~mnist_batch.tables.ERRORS_SCHEMA`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.io import fileio
+
+from mnist_batch import preprocess
+from mnist_batch.constants import COL_ERROR_TYPE, COL_MESSAGE, COL_PATH, COL_RUN_ID, COL_STAGE
+from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, check_file_size, read_at_most, read_local
+from mnist_batch.scoring.counters import counter
+from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
+
+ERRORS_TAG = "errors"
+"""Output tag of error rows."""
+MAX_MESSAGE_CHARS = 500
+
+
+class ImageKey(NamedTuple):
+    """RunInference key of one image: where it came from and what is known about it."""
+
+    path: str
+    true_label: int | None
+    blank: bool
+
+
+def error_row(path: str, stage: str, exc: BaseException, run_id: str) -> dict[str, Any]:
+    """An :data:`~mnist_batch.tables.ERRORS_SCHEMA` row for ``exc`` at ``stage``."""
+    message = str(exc) or repr(exc)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+    return {
+        COL_PATH: path,
+        COL_STAGE: stage,
+        COL_ERROR_TYPE: type(exc).__name__,
+        COL_MESSAGE: message,
+        COL_RUN_ID: run_id,
+    }
+
+
+class LoadedFile(fileio.ReadableFile):
+    """A ReadableFile whose bytes were already read (by the incremental hash step), so the
+    decode step does not read the file a second time."""
+
+    def __init__(self, metadata, data: bytes) -> None:
+        super().__init__(metadata)
+        self.data = data
+
+    def read(self, mime_type: str = "application/octet-stream") -> bytes:
+        return self.data
+
+
+def read_bytes(readable, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, bounded and typed: only regular files, at most ``max_bytes``.
+
+    Those already read for a :class:`LoadedFile`; for a local path :func:`read_local`; else
+    (``scheme://``) :func:`read_remote`. Image extensions are never compression extensions, so
+    Beam's ``AUTO`` compression reads image files as they are.
+
+    Raises:
+      NotRegularFileError: a FIFO, device, socket or folder (never opened).
+      FileTooLargeError: over ``max_bytes`` by its metadata, or while reading.
+      OSError: cannot open or read it.
+    """
+    if isinstance(readable, LoadedFile):
+        check_file_size(len(readable.data), max_bytes)
+        return readable.data
+    path = readable.metadata.path
+    if "://" in path:
+        return read_remote(readable, max_bytes)
+    return read_local(path, max_bytes)
+
+
+def read_remote(readable, max_bytes: int) -> bytes:
+    """A remote file's bytes: its listed size checked first, then a read of at most ``max_bytes + 1``."""
+    check_file_size(readable.metadata.size_in_bytes, max_bytes)
+    with readable.open() as f:
+        return read_at_most(f, max_bytes)
+
+
+class DecodeImageFn(beam.DoFn):
+    """ReadableFile -> main: ``(ImageKey, uint8 [28, 28])``; ``errors``: one error row per failure.
+
+    Every failure is caught per element, with its stage: ``read`` (cannot open/read, not a
+    regular file, over ``max_file_bytes``: see :func:`read_bytes`),
+    ``decode`` (not a decodable image, over the pixel limit), ``preprocess`` (normalisation
+    failed). Nothing is dropped silently: matched = decoded + errors.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        run_id: str,
+        *,
+        labels_csv: str | None = None,
+        max_pixels: int = preprocess.MAX_IMAGE_PIXELS,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
+        self._class_names = tuple(class_names)
+        self._run_id = run_id
+        self._labels_csv = labels_csv
+        self._max_pixels = max_pixels
+        self._max_file_bytes = max_file_bytes
+        self._label_of = LabelLookup(self._class_names)
+        self._decoded = counter("images_decoded")
+        self._decode_errors = counter("decode_errors")
+        self._read_errors = counter("read_errors")
+        self._preprocess_errors = counter("preprocess_errors")
+
+    def setup(self) -> None:
+        if self._labels_csv:
+            self._label_of = LabelLookup(self._class_names, read_labels_csv(self._labels_csv, self._class_names))
+
+    def process(self, readable) -> Iterator[Any]:
+        path = readable.metadata.path
+        try:
+            data = read_bytes(readable, self._max_file_bytes)
+        except Exception as exc:  # noqa: BLE001 -- a file that cannot be read is a dead letter, not a crash
+            self._read_errors.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_row(path, "read", exc, self._run_id))
+            return
+        try:
+            gray = preprocess.decode_image(data, max_pixels=self._max_pixels)
+        except Exception as exc:  # noqa: BLE001 -- ImageDecodeError, or anything a decoder raises
+            self._decode_errors.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_row(path, "decode", exc, self._run_id))
+            return
+        try:
+            image = preprocess.to_mnist(gray)
+        except Exception as exc:  # noqa: BLE001 -- a normalisation failure is a dead letter
+            self._preprocess_errors.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG, error_row(path, "preprocess", exc, self._run_id))
+            return
+        self._decoded.inc()
+        yield ImageKey(path, self._label_of(path), image.blank), image.pixels
+
+
+class DecodeImages(beam.PTransform):
+    """ReadableFile -> ``{"images": (ImageKey, uint8 [28, 28]), "errors": error rows}``."""
+
+    def __init__(self, fn: DecodeImageFn) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def expand(self, files):
+        out = files | "ReadDecodePreprocess" >> beam.ParDo(self._fn).with_outputs(ERRORS_TAG, main="images")
+        return {"images": out.images, "errors": out[ERRORS_TAG]}

@@ -1,0 +1,210 @@
+"""RunInference results -> predictions as ``pyarrow.Table`` chunks; failed batches -> error rows.
+
+Predictions are :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` tables built per chunk, not per
+row (:class:`FormatPredictionsFn`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.transforms.window import GlobalWindows
+
+from mnist_batch.constants import (
+    COL_BLANK,
+    COL_CONFIDENCE,
+    COL_LOW_CONFIDENCE,
+    COL_MODEL_ID,
+    COL_PATH,
+    COL_PREDICTED_LABEL,
+    COL_PROBABILITIES,
+    COL_RUN_ID,
+    COL_SCORED_AT,
+    COL_TRUE_LABEL,
+)
+from mnist_batch.scoring.counters import counter
+from mnist_batch.scoring.decode import ImageKey, error_row
+from mnist_batch.scoring.handler import KerasModelHandler
+from mnist_batch.tables import COL_PREDICTED_CLASS, COL_TRUE_CLASS, PREDICTIONS_SCHEMA
+
+
+class FormatPredictionsFn(beam.DoFn):
+    """``(ImageKey, PredictionResult)`` -> ``pyarrow.Table`` chunks of predictions rows.
+
+    Rows are gathered per bundle and built column by column with numpy (argmax, confidence,
+    flags and the probability lists of a whole chunk at once), at most ``rows_per_table``
+    rows per table: what the Parquet sink and the statistics combiner then handle per chunk
+    instead of per row. Counts ``scored`` / ``low_confidence`` / ``blank`` per chunk.
+
+    With ``progress=True`` (local runs) each worker prints a progress line to stderr at most
+    every ``progress_every_s`` seconds.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        model_id: str,
+        run_id: str,
+        review_threshold: float,
+        *,
+        progress: bool = False,
+        progress_every_s: float = 5.0,
+        rows_per_table: int = 4096,
+    ) -> None:
+        if rows_per_table <= 0:
+            raise ValueError(f"rows_per_table must be > 0, got {rows_per_table}")
+        self._class_names = tuple(class_names)
+        self._model_id = model_id
+        self._run_id = run_id
+        self._threshold = float(review_threshold)
+        self._progress = progress
+        self._progress_every_s = progress_every_s
+        self._rows_per_table = rows_per_table
+        self._scored = counter("scored")
+        self._low = counter("low_confidence")
+        self._blank = counter("blank")
+
+    def setup(self) -> None:
+        self._count = 0
+        self._start = time.monotonic()
+        self._last_report = self._start
+
+    def start_bundle(self) -> None:
+        self._now = datetime.datetime.now(datetime.UTC)
+        self._keys: list[ImageKey] = []
+        self._probabilities: list[np.ndarray] = []
+        self._model_ids: list[str] = []
+
+    def process(self, element) -> Iterator[Any]:
+        key, result = element
+        self._keys.append(key)
+        self._probabilities.append(result.inference)
+        self._model_ids.append(result.model_id or self._model_id)
+        if len(self._keys) >= self._rows_per_table:
+            yield self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if self._keys:
+            yield GlobalWindows.windowed_value(self._flush())
+
+    def _flush(self):
+        keys, probabilities, model_ids = self._keys, self._probabilities, self._model_ids
+        self._keys, self._probabilities, self._model_ids = [], [], []
+        table = predictions_table(
+            keys,
+            np.asarray(probabilities, dtype=np.float32),
+            class_names=self._class_names,
+            model_id=model_ids,
+            run_id=self._run_id,
+            review_threshold=self._threshold,
+            scored_at=self._now,
+        )
+        self._scored.inc(table.num_rows)
+        self._low.inc(int(np.count_nonzero(table.column(COL_LOW_CONFIDENCE).to_numpy())))
+        self._blank.inc(int(np.count_nonzero(table.column(COL_BLANK).to_numpy())))
+        if self._progress:
+            self._report(table.num_rows)
+        return table
+
+    def _report(self, rows: int) -> None:
+        self._count += rows
+        now = time.monotonic()
+        if now - self._last_report >= self._progress_every_s:
+            self._last_report = now
+            rate = self._count / max(now - self._start, 1e-9)
+            print(
+                f"mnist-batch score: worker {os.getpid()} scored {self._count:,} images ({rate:,.0f} img/s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def predictions_table(
+    keys: Sequence[ImageKey],
+    probabilities: np.ndarray,
+    *,
+    class_names: Sequence[str],
+    model_id: str | Sequence[str],
+    run_id: str,
+    review_threshold: float,
+    scored_at: datetime.datetime,
+) -> pa.Table:
+    """Predictions rows of N images as one :data:`~mnist_batch.scoring.sinks.PREDICTIONS_SCHEMA` table.
+
+    Args:
+      keys: N image keys.
+      probabilities: float32 [N, C].
+      class_names: C names.
+      model_id: written on every row, or one per row (the sha256 of the model bytes that scored it).
+      run_id: written on every row.
+      review_threshold: rows with confidence below it are ``low_confidence``.
+      scored_at: timestamp of every row (timezone-aware).
+
+    Returns:
+      A table of N rows, in the order of ``keys``.
+    """
+    n, num_classes = len(keys), len(class_names)
+    probabilities = np.asarray(probabilities, dtype=np.float32).reshape(n, num_classes)
+    predicted = probabilities.argmax(axis=1).astype(np.int32)
+    confidence = probabilities[np.arange(n), predicted]
+    names = np.asarray(class_names, dtype=object)
+    true_labels = [k.true_label for k in keys]
+    has_label = np.fromiter((t is not None for t in true_labels), dtype=bool, count=n)
+    true_index = np.fromiter((-1 if t is None else t for t in true_labels), dtype=np.int32, count=n)
+    offsets = np.arange(0, (n + 1) * num_classes, num_classes, dtype=np.int32)
+    columns = {
+        COL_PATH: pa.array([k.path for k in keys], pa.string()),
+        COL_TRUE_LABEL: pa.array(true_index, pa.int32(), mask=~has_label),
+        COL_TRUE_CLASS: pa.array(np.where(has_label, names[np.maximum(true_index, 0)], None), pa.string()),
+        COL_PREDICTED_LABEL: pa.array(predicted, pa.int32()),
+        COL_PREDICTED_CLASS: pa.array(names[predicted], pa.string()),
+        COL_CONFIDENCE: pa.array(confidence, pa.float32()),
+        COL_PROBABILITIES: pa.ListArray.from_arrays(pa.array(offsets), pa.array(probabilities.reshape(-1))),
+        COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),
+        COL_BLANK: pa.array(np.fromiter((bool(k.blank) for k in keys), dtype=bool, count=n), pa.bool_()),
+        COL_MODEL_ID: pa.array([model_id] * n if isinstance(model_id, str) else list(model_id), pa.string()),
+        COL_RUN_ID: pa.array([run_id] * n, pa.string()),
+        COL_SCORED_AT: pa.array([scored_at] * n, PREDICTIONS_SCHEMA.field(COL_SCORED_AT).type),
+    }
+    return pa.Table.from_arrays([columns[name] for name in PREDICTIONS_SCHEMA.names], schema=PREDICTIONS_SCHEMA)
+
+
+class InferenceErrorsFn(beam.DoFn):
+    """RunInference's failed batches ``(batch of (ImageKey, example), exception)`` -> one error row per image."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+        self._errors = counter("inference_errors")
+
+    def process(self, failed) -> Iterator[dict[str, Any]]:
+        batch, exc = failed
+        for key, _ in batch:
+            self._errors.inc()
+            yield error_row(key.path, "inference", exc, self._run_id)
+
+
+class ScoreImages(beam.PTransform):
+    """``(ImageKey, uint8 [28, 28])`` -> ``{"predictions": pyarrow.Table chunks, "errors": error rows}``."""
+
+    def __init__(self, handler: KerasModelHandler, format_fn: FormatPredictionsFn, run_id: str) -> None:
+        super().__init__()
+        self._handler = handler
+        self._format_fn = format_fn
+        self._run_id = run_id
+
+    def expand(self, images):
+        results, dlq = (
+            images | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
+        )
+        predictions = results | "FormatPredictions" >> beam.ParDo(self._format_fn)
+        errors = dlq.failed_inferences | "InferenceFailuresToErrors" >> beam.ParDo(InferenceErrorsFn(self._run_id))
+        return {"predictions": predictions, "errors": errors}

@@ -1,0 +1,95 @@
+"""``KerasModelHandler``: RunInference's adapter to the model layer (stores, loads, delegates).
+
+Beam's ``TFModelHandlerNumpy`` imports ``tensorflow_hub`` (which pulls Keras 2); this handler
+stores the model's URI and checked id, loads a :class:`~mnist_batch.models.Predictor` from the
+checked bytes on each worker, and delegates each batch to it. RunInference keeps one loaded
+model per worker process and shares it across that process's threads (``shared.Shared``).
+
+Examples are uint8 [28, 28] MNIST-format images (the output of
+:func:`mnist_batch.preprocess.to_mnist`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from mnist_batch.models import Predictor
+from mnist_batch.scoring.worker_errors import quiet_model_error_logs
+
+METRICS_NAMESPACE = "mnist_batch_keras"
+
+
+def numpy_inference_fn(
+    predictor: Predictor, batch: Sequence[np.ndarray], inference_args: dict[str, Any] | None = None
+) -> Iterable[PredictionResult]:
+    """The default inference: one stacked batch through the predictor, numpy rows out."""
+    probabilities = predictor(np.stack(batch))
+    return [
+        PredictionResult(example, row, predictor.model_id) for example, row in zip(batch, probabilities, strict=True)
+    ]
+
+
+class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
+    """RunInference handler for a Keras 3 ``.keras`` digit model.
+
+    Each worker reads the file once, hashes those bytes and loads the model from the same
+    bytes (:meth:`Predictor.load`), so the model that scores is the one whose sha256 was
+    checked: with ``model_id`` (the card's, checked by the launcher, ``--expect-model-id``
+    included) other bytes are refused with :class:`~mnist_batch.models.ModelChangedError` and
+    the run fails. Every prediction carries the sha256 of the bytes used
+    (``PredictionResult.model_id``).
+
+    Args:
+      model_uri: the ``.keras`` file (local or any Beam filesystem).
+      model_id: the sha256 the bytes must have; None loads whatever the file holds.
+      min_batch_size, max_batch_size: bounds for Beam's ``BatchElements``.
+      inference_fn: ``(predictor, batch, inference_args) -> iterable of PredictionResult``;
+        defaults to :func:`numpy_inference_fn`.
+      kwargs: passed to ``ModelHandler`` (``large_model``, ``model_copies``, ...).
+    """
+
+    def __init__(
+        self,
+        model_uri: str,
+        *,
+        model_id: str | None = None,
+        min_batch_size: int | None = None,
+        max_batch_size: int | None = None,
+        inference_fn: Callable[..., Iterable[PredictionResult]] = numpy_inference_fn,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size, **kwargs)
+        self._model_uri = model_uri
+        self._model_id = model_id
+        self._inference_fn = inference_fn
+
+    def load_model(self) -> Predictor:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        quiet_model_error_logs()  # a refusal below is reported once, as one line, by the launcher
+        return Predictor.load(self._model_uri, self._model_id)
+
+    def run_inference(
+        self,
+        batch: Sequence[np.ndarray],
+        model: Predictor,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        return self._inference_fn(model, batch, inference_args)
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(np.asarray(example).nbytes for example in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return METRICS_NAMESPACE
+
+    def update_model_path(self, model_path: str | None = None) -> None:
+        self._model_uri = model_path if model_path else self._model_uri
+
+    def validate_inference_args(self, inference_args: dict[str, Any] | None) -> None:
+        if inference_args:
+            raise ValueError(f"{type(self).__name__} takes no inference_args, got {sorted(inference_args)}")

@@ -1,0 +1,58 @@
+"""True labels of scored files: from a ``path,label`` CSV, else from the parent folder's name."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from mnist_batch.labels import label_from_name, parent_name
+from mnist_batch.scoring.errors import ScoringError
+
+
+def read_labels_csv(uri: str, class_names: Sequence[str]) -> dict[str, int]:
+    """``path,label`` CSV (header optional) -> {path: label}; local paths also keyed absolute.
+
+    Raises:
+      ScoringError: unreadable file or a label that is not a class name or index.
+    """
+    try:
+        with FileSystems.open(uri) as f:
+            text = io.TextIOWrapper(f, encoding="utf-8").read()
+    except Exception as exc:
+        raise ScoringError(f"--labels-csv {uri}: cannot read ({type(exc).__name__}: {exc})") from exc
+    labels: dict[str, int] = {}
+    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 2:
+            raise ScoringError(f"--labels-csv {uri}:{line_no}: expected 'path,label', got {row!r}")
+        path, label = row[0].strip(), row[1].strip()
+        if line_no == 1 and (path.lower(), label.lower()) == ("path", "label"):
+            continue
+        index = label_from_name(label, class_names)
+        if index is None:
+            raise ScoringError(f"--labels-csv {uri}:{line_no}: label {label!r} is not a class name or index")
+        labels[path] = index
+        if "://" not in path:
+            labels[os.path.abspath(path)] = index
+    return labels
+
+
+class LabelLookup:
+    """Path -> true label: the CSV's when one is given (local paths also matched absolute), else the folder's."""
+
+    def __init__(self, class_names: Sequence[str], labels_csv: dict[str, int] | None = None) -> None:
+        self._class_names = tuple(class_names)
+        self._labels = labels_csv
+
+    def __call__(self, path: str) -> int | None:
+        if self._labels is not None:
+            found = self._labels.get(path)
+            if found is None and "://" not in path:
+                found = self._labels.get(os.path.abspath(path))
+            return found
+        return label_from_name(parent_name(path), self._class_names)

@@ -1,0 +1,249 @@
+"""The options of a scoring run, in one place: settings, their argparse wiring, Beam-option checks.
+
+``mnist-batch score``, ``pipelines/score.py`` and the Dataflow flex-template launcher all build
+their parser with :func:`add_arguments` and turn the namespace into a :class:`ScoreConfig`
+(:func:`config_from_args`) and a :class:`RunOptions` (:func:`run_options_from_args`);
+:func:`check_beam_args` refuses options that neither this package nor Beam knows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import difflib
+import re
+from collections.abc import Sequence
+
+from mnist_batch.config import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MIN_BATCH_SIZE,
+    DEFAULT_REVIEW_THRESHOLD,
+    ScoreConfig,
+)
+from mnist_batch.constants import IMAGE_EXTENSIONS
+from mnist_batch.errors import MnistBatchError
+
+LAYOUTS = ("flat", "runs")
+INCREMENTAL_KEYS = ("stat", "hash")
+RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a run is placed and which files it takes on.
+
+    Attributes:
+      layout: ``flat`` (tables directly in ``--output``) or ``runs`` (``--output`` is a root of
+        Hive-partitioned tables; see :mod:`mnist_batch.tables`).
+      run_date: the ``dt=`` partition, ``YYYY-MM-DD`` (``runs``; default: today, UTC).
+      incremental: skip files an earlier committed run under the same root took on (``runs``).
+      incremental_key: ``stat`` (path + size + mtime) or ``hash`` (path + sha256 of the content).
+      expect_model_id: refuse to run unless the model's id (sha256) starts with this.
+      replace: replace a committed run of the same id (``runs``); without it that is refused.
+    """
+
+    layout: str = "flat"
+    run_date: str | None = None
+    incremental: bool = False
+    incremental_key: str = "stat"
+    expect_model_id: str | None = None
+    replace: bool = False
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.layout == "flat":
+            for name in ("run_date", "incremental", "replace"):
+                if getattr(self, name):
+                    raise ValueError(f"{name} needs layout 'runs', got layout {self.layout!r}")
+        if self.run_date is not None:
+            valid = bool(RUN_DATE_RE.match(self.run_date))
+            if valid:
+                try:
+                    datetime.date.fromisoformat(self.run_date)
+                except ValueError:
+                    valid = False
+            if not valid:
+                raise ValueError(f"run_date must be YYYY-MM-DD, got {self.run_date!r}")
+        if self.incremental_key not in INCREMENTAL_KEYS:
+            raise ValueError(f"incremental_key must be one of {INCREMENTAL_KEYS}, got {self.incremental_key!r}")
+        if self.expect_model_id is not None and len(self.expect_model_id) < 8:
+            raise ValueError(f"expect_model_id must have at least 8 characters, got {self.expect_model_id!r}")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Adds every scoring option to ``p``; returns the actions (their ``option_strings``, ``nargs``)."""
+    actions: list[argparse.Action] = []
+
+    def add(*args, **kwargs) -> None:
+        actions.append(p.add_argument(*args, **kwargs))
+
+    add("--model", required=True, help="exported .keras model (its .card.json beside it)")
+    add(
+        "--input",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="folder, glob ('**' recursive), image file, or @LIST file; repeatable",
+    )
+    add("--output", required=True, help="output folder (local or any Beam filesystem)")
+    add("--labels-csv", default=None, help="CSV 'path,label' of true labels (default: parent folder name)")
+    add(
+        "--extensions",
+        default=",".join(IMAGE_EXTENSIONS),
+        help="comma-separated image extensions (case-insensitive); other files are skipped and counted",
+    )
+    add(
+        "--review-threshold",
+        type=float,
+        default=DEFAULT_REVIEW_THRESHOLD,
+        help="flag predictions below this confidence as low_confidence",
+    )
+    add("--min-batch-size", type=int, default=DEFAULT_MIN_BATCH_SIZE, help="RunInference min batch")
+    add("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="RunInference max batch")
+    add(
+        "--max-error-rate",
+        type=float,
+        default=None,
+        help="exit 4 when errors/matched exceeds this (0-1); default: only when every file failed",
+    )
+    add("--max-pixels", type=int, default=40_000_000, help="refuse larger images (decompression bombs)")
+    add(
+        "--max-file-bytes",
+        type=int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help="larger files are read errors, refused from their size (no more than this is ever read)",
+    )
+    add(
+        "--run-id",
+        default=None,
+        help="run id written to every row and the run= partition: a letter, then letters, digits, ._- "
+        "(default: unique, r + UTC time + random, e.g. r20261122T020000Z-3fa9c2d1)",
+    )
+    add("--overwrite", action="store_true", help="replace an earlier run's outputs in --output")
+    actions.extend(add_production_arguments(p))
+    return actions
+
+
+def add_production_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Options of production runs (the run store; see deploy/README.md); returns their actions."""
+    g = p.add_argument_group("production runs (deploy/README.md)")
+    actions: list[argparse.Action] = []
+
+    def add(*args, **kwargs) -> None:
+        actions.append(g.add_argument(*args, **kwargs))
+
+    add(
+        "--layout",
+        choices=("flat", "runs"),
+        default="flat",
+        help="flat: tables directly in --output; runs: --output is a ROOT of Hive-partitioned tables "
+        "ROOT/<table>/dt=DATE/run=ID/, each run committed with ROOT/_runs/dt=DATE/run=ID/_SUCCESS",
+    )
+    add("--run-date", default=None, help="dt= partition YYYY-MM-DD (--layout runs; default: today, UTC)")
+    add(
+        "--replace",
+        action="store_true",
+        help="replace a committed run with the same --run-id (--layout runs; without it that is refused)",
+    )
+    add(
+        "--incremental",
+        action="store_true",
+        help="skip files that an earlier committed run under ROOT took on (needs --layout runs)",
+    )
+    add(
+        "--incremental-key",
+        choices=("stat", "hash"),
+        default="stat",
+        help="what identifies a file already scored: stat = path+size+mtime, hash = path+sha256 of the content",
+    )
+    add(
+        "--expect-model-id",
+        default=None,
+        metavar="SHA256",
+        help="refuse to run (exit 2) unless the model's id (its sha256, or a prefix of 8+ characters) matches",
+    )
+    return actions
+
+
+def config_from_args(args: argparse.Namespace):
+    """argparse namespace -> ScoreConfig (a bad value becomes a MnistBatchError naming the field)."""
+
+    extensions = tuple(e.strip().lower().lstrip(".") for e in args.extensions.split(",") if e.strip())
+    try:
+        return ScoreConfig(
+            model=args.model,
+            inputs=tuple(args.input),
+            output=args.output,
+            labels_csv=args.labels_csv,
+            extensions=extensions,
+            review_threshold=args.review_threshold,
+            min_batch_size=args.min_batch_size,
+            max_batch_size=args.max_batch_size,
+            max_error_rate=args.max_error_rate,
+            max_pixels=args.max_pixels,
+            max_file_bytes=args.max_file_bytes,
+            run_id=args.run_id,
+            overwrite=args.overwrite,
+        )
+    except ValueError as exc:
+        raise MnistBatchError(f"score: {exc}") from exc
+
+
+def option_strings() -> list[str]:
+    """Every option string of the scoring options (``--model``, ``--input``, ...)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    return [o for action in add_arguments(parser) for o in action.option_strings]
+
+
+def check_beam_args(beam_args: Sequence[str]) -> None:
+    """Refuses options that neither this command nor Beam knows (a typo would be silently ignored).
+
+    Raises:
+      MnistBatchError: naming the option, with the closest option of this command if any.
+    """
+    flags = [a for a in beam_args if a.startswith("--") and len(a) > 2]
+    if not flags:
+        return
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    # Beam's parser knows every spelling (--experiment for experiments, --no_use_public_ips, ...);
+    # what it keeps only with retain_unknown_options is what no Beam option accepted.
+    options = PipelineOptions(beam_args)
+    unknown = set(options.get_all_options(retain_unknown_options=True)) - set(
+        options.get_all_options(retain_unknown_options=False)
+    )
+    own = option_strings()
+    for flag in flags:
+        name = flag[2:].split("=", 1)[0]
+        if name not in unknown:
+            continue
+        guess = difflib.get_close_matches("--" + name, own, n=1)
+        hint = f"did you mean {guess[0]}?" if guess else "not an option of mnist-batch score or of Beam"
+        raise MnistBatchError(f"score: unknown option --{name} ({hint})")
+
+
+def run_options_from_args(args: argparse.Namespace):
+    """argparse namespace -> ``RunOptions`` (a bad combination becomes a MnistBatchError)."""
+    from mnist_batch.scoring.launch import RunOptions
+
+    layout = getattr(args, "layout", "flat")
+    if layout == "flat" and (
+        getattr(args, "incremental", False) or getattr(args, "run_date", None) or getattr(args, "replace", False)
+    ):
+        raise MnistBatchError("score: --incremental, --run-date and --replace need --layout runs")
+    if layout == "runs" and getattr(args, "overwrite", False):
+        raise MnistBatchError("score: --overwrite is for --layout flat; with --layout runs use --replace")
+    try:
+        return RunOptions(
+            layout=layout,
+            run_date=getattr(args, "run_date", None),
+            incremental=getattr(args, "incremental", False),
+            incremental_key=getattr(args, "incremental_key", "stat"),
+            expect_model_id=getattr(args, "expect_model_id", None),
+            replace=getattr(args, "replace", False),
+        )
+    except ValueError as exc:
+        raise MnistBatchError(f"score: {exc}") from exc

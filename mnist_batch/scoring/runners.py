@@ -1,0 +1,29 @@
+"""Runner names, in one place: which runners run locally, and which keep everything in one process."""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+LOCAL_RUNNERS = ("DirectRunner", "direct", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner")
+"""Runners whose workers run on this machine (progress lines are printed there)."""
+IN_MEMORY_RUNNERS = (None, "DirectRunner", "direct", "SwitchingDirectRunner")
+"""Runners that, in their default ``in_memory`` mode, run every stage in one process with one worker."""
+
+
+def runner_name(options: PipelineOptions | None) -> str:
+    """The runner's name as given in the options (``DirectRunner`` when none is)."""
+    if options is None:
+        return "DirectRunner"
+    runner = options.view_as(StandardOptions).runner
+    if runner is None:
+        return "DirectRunner"
+    return runner if isinstance(runner, str) else type(runner).__name__
+
+
+def runs_in_one_process(options: PipelineOptions | None) -> bool:
+    """True for the in-memory DirectRunner (the default local run): one process, one worker."""
+    if options is None:
+        return True
+    if runner_name(options) not in IN_MEMORY_RUNNERS:
+        return False
+    return options.view_as(DirectOptions).direct_running_mode in (None, "in_memory")
