@@ -1,19 +1,26 @@
 """Batch scoring with Apache Beam: folders of images -> Parquet predictions, dead letters, statistics.
 
-One job per module:
+One job per module (ARCHITECTURE.md has the whole map and one file's path through it):
 
-* :mod:`~mnist_batch.scoring.read` -- expand ``--input`` into match patterns, check each matches,
-  ``MatchAll`` -> classify (image / skipped) -> ``ReadMatches`` -> ``Reshuffle``.
-* :mod:`~mnist_batch.scoring.dofns` -- the DoFns: classify matches, read + decode + preprocess
-  with per-element dead letters, predictions as pyarrow tables built per chunk, inference
-  failures to error rows.
-* :mod:`~mnist_batch.scoring.model_handler` -- a small Keras 3 ``ModelHandler`` (no
-  ``tensorflow_hub``) and the model-vs-card check that runs before any file is read.
-* :mod:`~mnist_batch.scoring.stats` -- confusion matrix and counts with Beam combiners (per chunk).
-* :mod:`~mnist_batch.scoring.sinks` -- the pyarrow schemas (declared once) and Parquet writers.
-* :mod:`~mnist_batch.scoring.pipeline` -- ``build_pipeline(p, config)`` wires them; ``run_scoring``
-  runs it and writes ``summary.json``.
+* inputs: :mod:`~mnist_batch.scoring.read` (``--input`` -> literal or glob patterns),
+  :mod:`~mnist_batch.scoring.listing` (local listing that accounts for every entry),
+  :mod:`~mnist_batch.scoring.matching` (list, classify, read matches, reshuffle);
+* per file: :mod:`~mnist_batch.scoring.decode` (bounded read + decode + preprocess, dead
+  letters), :mod:`~mnist_batch.scoring.labels` (true labels), :mod:`~mnist_batch.scoring.handler`
+  (RunInference's adapter to :class:`mnist_batch.models.Predictor`),
+  :mod:`~mnist_batch.scoring.format` (predictions as pyarrow tables per chunk);
+* per run: :mod:`~mnist_batch.scoring.stats` (combiners), :mod:`~mnist_batch.scoring.sinks`
+  (shards into staging), :mod:`~mnist_batch.scoring.summary`, :mod:`~mnist_batch.scoring.pipeline`
+  (``build_pipeline(p, config)``: the graph, nothing run);
+* the run store: :mod:`~mnist_batch.scoring.history` (committed runs, incremental filter),
+  :mod:`~mnist_batch.scoring.commit` (layouts, journaled commit), :mod:`~mnist_batch.scoring.roots`,
+  :mod:`~mnist_batch.scoring.claims` (leases), :mod:`~mnist_batch.scoring.run_ids`,
+  :mod:`~mnist_batch.scoring.runs` (reading and cleaning a store), :mod:`~mnist_batch.scoring.fs`;
+* launching: :mod:`~mnist_batch.scoring.options` (settings, argparse wiring, Beam-option checks),
+  :mod:`~mnist_batch.scoring.preflight`, :mod:`~mnist_batch.scoring.runners`,
+  :mod:`~mnist_batch.scoring.launch` (the one launcher for every layout),
+  :mod:`~mnist_batch.scoring.worker_errors`, :mod:`~mnist_batch.scoring.counters`.
 
 This package never imports :mod:`mnist_batch.training`: it reaches a model only through the
-exported ``.keras`` file and its model card.
+exported ``.keras`` file and its model card (:mod:`mnist_batch.models`).
 """

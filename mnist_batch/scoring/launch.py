@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,59 +30,25 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
-from mnist_batch.errors import MnistBatchError
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import check_model
 from mnist_batch.scoring import claims, fs
 from mnist_batch.scoring.commit import Layout, commit_run, read_marker, recover, run_partitions
 from mnist_batch.scoring.counters import metric_counters
 from mnist_batch.scoring.errors import ScoringError
-from mnist_batch.scoring.history import SKIP_ALREADY_SCORED, SelectFiles, committed_runs
+from mnist_batch.scoring.history import SelectFiles, committed_runs
 from mnist_batch.scoring.options import RunOptions
-from mnist_batch.scoring.pipeline import build_pipeline, exit_code_for
+from mnist_batch.scoring.pipeline import build_pipeline
+from mnist_batch.scoring.roots import prepare_root
 from mnist_batch.scoring.run_ids import check_run_id, default_run_id
 from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
 from mnist_batch.scoring.sinks import WriteTable
-from mnist_batch.tables import CLAIMS_DIR, LAYOUT_FILE, LAYOUT_FORMAT, LAYOUT_VERSION, STAGING_DIR, SUMMARY_FILE, TABLES
-
-LAYOUTS = ("flat", "runs")
-RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+from mnist_batch.scoring.summary import failure_line, run_summary
+from mnist_batch.tables import CLAIMS_DIR, STAGING_DIR, SUMMARY_FILE
 
 
 class RunFailedError(ScoringError):
     """The job failed; nothing was committed (the message is the cause, in one line)."""
-
-
-def prepare_root(layout: Layout, overwrite: bool) -> None:
-    """Refuses an output of the other layout (or an older runs layout); creates a runs root's layout file."""
-    root = layout.root
-    layout_file = fs.join(root, LAYOUT_FILE)
-    if layout.kind == "flat":
-        if fs.exists(layout_file):
-            raise ScoringError(f"--output {root}: is a runs root (it has {LAYOUT_FILE}); add --layout runs")
-        earlier = fs.exists(fs.join(root, SUMMARY_FILE)) or any(fs.list_files(fs.join(root, t)) for t in TABLES)
-        if earlier and not overwrite:
-            raise ScoringError(f"--output {root}: holds an earlier run's outputs (pass --overwrite to replace them)")
-        return
-    if not fs.exists(layout_file):
-        entries = fs.list_dir(root)
-        if any(n.startswith("dt=") for n in entries):
-            raise ScoringError(
-                f"--output {root}: holds runs of the old layout (ROOT/dt=.../run=...); score into a new root"
-            )
-        if any(n in entries for n in (*TABLES, SUMMARY_FILE)):
-            raise ScoringError(f"--output {root}: holds a flat run's outputs, not a runs root")
-        info = {"format": LAYOUT_FORMAT, "layout_version": LAYOUT_VERSION, "partitioning": ["dt", "run"]}
-        fs.create_exclusive(layout_file, json.dumps(info, indent=2) + "\n")
-    try:
-        info = json.loads(fs.read_text(layout_file))
-    except ValueError as exc:
-        raise ScoringError(f"--output {root}: {LAYOUT_FILE} is not JSON ({exc})") from exc
-    if info.get("format") != LAYOUT_FORMAT or info.get("layout_version") != LAYOUT_VERSION:
-        raise ScoringError(
-            f"--output {root}: layout {info.get('format')} v{info.get('layout_version')} "
-            f"(this version writes {LAYOUT_FORMAT} v{LAYOUT_VERSION})"
-        )
 
 
 class CommitRunFn(beam.DoFn):
@@ -125,37 +90,6 @@ class CommitRunFn(beam.DoFn):
         for uri in self._detached_leases:
             claims.release_lease(uri, self._attempt)
         yield self._layout.marker
-
-
-def run_summary(stats: dict[str, Any], launch_info: dict[str, Any], max_error_rate: float | None) -> dict[str, Any]:
-    """The run's summary from the pipeline's stats and what the launcher knew; sets exit_code/failure."""
-    summary = {**stats, **launch_info}
-    incremental = launch_info.get("incremental")
-    if incremental is not None:
-        skipped = int(summary.get("skipped_by_reason", {}).get(SKIP_ALREADY_SCORED, 0))
-        summary["incremental"] = {**incremental, "skipped": skipped}
-    code, reason = exit_code_for(summary, max_error_rate)
-    if code and incremental and incremental["enabled"] and summary["counts"]["matched"] == 0 and skipped > 0:
-        code, reason = 0, None  # nothing new since the last run is a normal night, not a failure
-    summary["exit_code"], summary["failure"] = code, reason
-    now = time.time()
-    wall = now - float(launch_info["started_at_epoch"])
-    summary["wall_time_s"] = round(wall, 3)
-    summary["images_per_s"] = round(summary["counts"]["matched"] / wall, 1) if wall > 0 else None
-    summary["committed_at"] = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat(timespec="seconds")
-    return summary
-
-
-def failure_line(exc: BaseException) -> str:
-    """The user's error in an exception chain (a MnistBatchError if any), as one line."""
-    seen, cur = set(), exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, MnistBatchError):
-            return str(cur).splitlines()[0] if str(cur) else type(cur).__name__
-        cur = cur.__cause__ or cur.__context__
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def launch(

@@ -31,10 +31,6 @@ from mnist_batch.scoring.read import check_patterns_match, expand_inputs
 from mnist_batch.scoring.run_ids import default_run_id
 from mnist_batch.scoring.stats import ComputeStats
 
-EXIT_OK = 0
-EXIT_TOO_MANY_ERRORS = 4
-"""Exit code when every matched file failed, no image matched, or ``--max-error-rate`` was exceeded."""
-
 
 @dataclasses.dataclass(frozen=True)
 class ScoringOutputs:
@@ -126,19 +122,6 @@ def build_pipeline(
         run_id=run_id,
         manifest=files.get("manifest"),
     )
-
-
-def exit_code_for(summary: dict[str, Any], max_error_rate: float | None) -> tuple[int, str | None]:
-    """(exit code, reason) from a summary: non-zero when nothing scored or too many errors."""
-    counts = summary["counts"]
-    matched, errors = counts["matched"], counts["errors"]
-    if matched == 0:
-        return EXIT_TOO_MANY_ERRORS, "no image files matched"
-    if counts["scored"] == 0:
-        return EXIT_TOO_MANY_ERRORS, f"every one of the {matched:,} matched files failed"
-    if max_error_rate is not None and errors / matched > max_error_rate:
-        return EXIT_TOO_MANY_ERRORS, f"error rate {errors / matched:.2%} is over --max-error-rate {max_error_rate:.2%}"
-    return EXIT_OK, None
 
 
 def run_scoring(

@@ -1,0 +1,58 @@
+"""A run's summary: the pipeline's statistics plus what the launcher knew, and its exit code."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from mnist_batch.errors import MnistBatchError
+from mnist_batch.scoring.history import SKIP_ALREADY_SCORED
+
+EXIT_OK = 0
+EXIT_TOO_MANY_ERRORS = 4
+"""Exit code when every matched file failed, no image matched, or ``--max-error-rate`` was exceeded."""
+
+
+def exit_code_for(summary: dict[str, Any], max_error_rate: float | None) -> tuple[int, str | None]:
+    """(exit code, reason) from a summary: non-zero when nothing scored or too many errors."""
+    counts = summary["counts"]
+    matched, errors = counts["matched"], counts["errors"]
+    if matched == 0:
+        return EXIT_TOO_MANY_ERRORS, "no image files matched"
+    if counts["scored"] == 0:
+        return EXIT_TOO_MANY_ERRORS, f"every one of the {matched:,} matched files failed"
+    if max_error_rate is not None and errors / matched > max_error_rate:
+        return EXIT_TOO_MANY_ERRORS, f"error rate {errors / matched:.2%} is over --max-error-rate {max_error_rate:.2%}"
+    return EXIT_OK, None
+
+
+def run_summary(stats: dict[str, Any], launch_info: dict[str, Any], max_error_rate: float | None) -> dict[str, Any]:
+    """The run's summary from the pipeline's stats and what the launcher knew; sets exit_code/failure."""
+    summary = {**stats, **launch_info}
+    incremental = launch_info.get("incremental")
+    if incremental is not None:
+        skipped = int(summary.get("skipped_by_reason", {}).get(SKIP_ALREADY_SCORED, 0))
+        summary["incremental"] = {**incremental, "skipped": skipped}
+    code, reason = exit_code_for(summary, max_error_rate)
+    if code and incremental and incremental["enabled"] and summary["counts"]["matched"] == 0 and skipped > 0:
+        code, reason = 0, None  # nothing new since the last run is a normal night, not a failure
+    summary["exit_code"], summary["failure"] = code, reason
+    now = time.time()
+    wall = now - float(launch_info["started_at_epoch"])
+    summary["wall_time_s"] = round(wall, 3)
+    summary["images_per_s"] = round(summary["counts"]["matched"] / wall, 1) if wall > 0 else None
+    summary["committed_at"] = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat(timespec="seconds")
+    return summary
+
+
+def failure_line(exc: BaseException) -> str:
+    """The user's error in an exception chain (a MnistBatchError if any), as one line."""
+    seen, cur = set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, MnistBatchError):
+            return str(cur).splitlines()[0] if str(cur) else type(cur).__name__
+        cur = cur.__cause__ or cur.__context__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
