@@ -133,7 +133,7 @@ def test_file_cache(tmp_path):
         (np.zeros((4, 28, 28), np.float32), np.zeros((4,), np.uint8), "uint8"),
         (np.zeros((4, 28, 28), np.uint8), np.array([0, 1, 10, 2], np.uint8), "label 10 out of range"),
         (np.zeros((4, 28, 28), np.uint8), np.array([0, 1, -1, 2], np.int64), "label -1 out of range"),
-        (np.zeros((4, 28, 28), np.uint8), np.zeros((3,), np.uint8), "labels of shape"),
+        (np.zeros((4, 28, 28), np.uint8), np.zeros((3,), np.uint8), "4 images but 3 labels"),
     ],
 )
 def test_bad_arrays_are_refused(images, labels, message):

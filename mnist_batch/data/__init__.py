@@ -16,40 +16,6 @@ Data set specs, as the CLI takes them:
 from __future__ import annotations
 
 from mnist_batch.data.base import Dataset, Split
-from mnist_batch.data.fashion import load_fashion_mnist
-from mnist_batch.data.folder import load_folder
-from mnist_batch.data.idx import load_idx
-from mnist_batch.data.keras_mnist import load_keras_mnist
-from mnist_batch.data.npz import load_npz
-from mnist_batch.data.sample import load_sample
-from mnist_batch.errors import DataError
+from mnist_batch.data.registry import DATASET_SPECS, SOURCES, image_folder, load_dataset, parse_spec
 
-DATASET_SPECS = ("sample", "npz:PATH", "idx:DIR", "folder:DIR", "mnist", "fashion-mnist[:DIR]")
-
-__all__ = ["DATASET_SPECS", "Dataset", "Split", "load_dataset"]
-
-
-def load_dataset(spec: str) -> Dataset:
-    """Loads the data set named by ``spec`` (see the module docstring).
-
-    Raises:
-      DataError: unknown spec, or any problem the loader finds, naming the file.
-    """
-    kind, sep, arg = spec.partition(":")
-    if not sep:
-        if spec == "sample":
-            return load_sample()
-        if spec == "mnist":
-            return load_keras_mnist()
-        if spec == "fashion-mnist":
-            return load_fashion_mnist(name=spec)
-    elif arg:
-        if kind == "npz":
-            return load_npz(arg, name=spec)
-        if kind == "idx":
-            return load_idx(arg, name=spec)
-        if kind == "folder":
-            return load_folder(arg, name=spec)
-        if kind == "fashion-mnist":
-            return load_fashion_mnist(arg, name=spec)
-    raise DataError(f"unknown data set {spec!r}; expected one of: {', '.join(DATASET_SPECS)}")
+__all__ = ["DATASET_SPECS", "SOURCES", "Dataset", "Split", "image_folder", "load_dataset", "parse_spec"]

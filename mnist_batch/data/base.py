@@ -92,6 +92,13 @@ def validate_arrays(images: np.ndarray, labels: np.ndarray, *, num_classes: int,
         raise DataError(f"{where}: labels have shape {labels.shape}, expected (N,)")
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels")
+    check_labels(labels, num_classes=num_classes, where=where)
+
+
+def check_labels(labels: np.ndarray, *, num_classes: int, where: str) -> None:
+    """Integer labels [N] within ``[0, num_classes)``, or a DataError naming ``where`` and the first bad one."""
+    if labels.ndim != 1:
+        raise DataError(f"{where}: labels have shape {labels.shape}, expected (N,)")
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{where}: labels have dtype {labels.dtype}, expected integers")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -104,11 +111,5 @@ def validate_arrays(images: np.ndarray, labels: np.ndarray, *, num_classes: int,
 def as_labels(labels: np.ndarray, *, num_classes: int, where: str) -> np.ndarray:
     """Converts integer labels of any width to uint8 after a range check."""
     labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise DataError(f"{where}: labels have shape {labels.shape}, expected (N,)")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{where}: labels have dtype {labels.dtype}, expected integers")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        raise DataError(f"{where}: label {int(bad[0])} out of range [0, {num_classes - 1}]")
+    check_labels(labels, num_classes=num_classes, where=where)
     return labels.astype(np.uint8)

@@ -16,8 +16,6 @@ from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_fo
 from mnist_batch.model_card import ModelCard, read_card
 
 SUMMARY_FILE = "evaluation.json"
-NAMED_SPECS = ("sample", "mnist", "fashion-mnist")
-PREFIXED_SPECS = ("npz", "idx", "folder", "fashion-mnist")
 OUTPUT_FILES = ("metrics.parquet", "per_class.parquet", "confusion.parquet", "predictions.parquet", "comparison.md")
 
 
@@ -43,12 +41,10 @@ def resolve_data(spec: str, split: str, first_card: ModelCard, class_names: str 
     A folder with a ``DIR/<split>/`` subfolder is read from there. Folder class names are the
     first model's (scoring maps folder names to the card's classes).
     """
-    from mnist_batch.data import load_dataset
+    from mnist_batch.data import image_folder, load_dataset
     from mnist_batch.data.class_names import parse_class_names, with_class_names
 
-    kind, sep, arg = spec.partition(":")
-    named = spec in NAMED_SPECS or (sep and kind in PREFIXED_SPECS)
-    directory = arg if (sep and kind == "folder") else (spec if not named and pathlib.Path(spec).is_dir() else None)
+    directory = image_folder(spec)
     if directory is not None:
         path = pathlib.Path(directory)
         if not path.is_dir():

@@ -21,7 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mnist_batch.constants import IMAGE_SHAPE
+from mnist_batch.data.base import validate_arrays
 from mnist_batch.errors import DataError
 from mnist_batch.preprocess import PIXEL_LUT
 from mnist_batch.training.augment import DEFAULT_AUGMENT, AugmentParams, random_affine
@@ -50,19 +50,9 @@ def check_arrays(images: np.ndarray, labels: np.ndarray, *, num_classes: int, wh
       DataError: empty split, wrong dtype or shape, count mismatch, label out of range.
     """
     images, labels = np.asarray(images), np.asarray(labels)
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{where}: images have shape {images.shape}, expected (N, 28, 28)")
-    if images.dtype != np.uint8:
-        raise DataError(f"{where}: images have dtype {images.dtype}, expected uint8")
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise DataError(f"{where}: {images.shape[0]} images but labels of shape {labels.shape}")
-    if images.shape[0] == 0:
+    if images.ndim >= 1 and images.shape[0] == 0:
         raise DataError(f"{where}: split is empty (0 images)")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{where}: labels have dtype {labels.dtype}, expected integers")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        raise DataError(f"{where}: label {int(bad[0])} out of range [0, {num_classes - 1}]")
+    validate_arrays(images, labels, num_classes=num_classes, where=where)
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
