@@ -106,6 +106,25 @@ TABLES = {
 """Output folder name -> schema."""
 
 
+EVALUATION_EXTRAS = (
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("index", pa.int64(), nullable=False),
+    pa.field("pixels", pa.binary()),
+)
+"""What ``evaluate``'s ``predictions.parquet`` adds to a scoring row: the model's display name, the
+row's index within the split, and the 784 bytes of the 28x28 image (array inputs; null for files)."""
+
+EVALUATION_PREDICTIONS_SCHEMA = pa.schema(
+    [
+        EVALUATION_EXTRAS[0],
+        EVALUATION_EXTRAS[1],
+        *(f.with_nullable(True) if f.name == COL_PATH else f for f in PREDICTIONS_SCHEMA),
+        EVALUATION_EXTRAS[2],
+    ]
+)
+"""``evaluate``'s per-image rows: :data:`PREDICTIONS_SCHEMA` (``path`` null for array inputs;
+``low_confidence`` at the default review threshold) plus :data:`EVALUATION_EXTRAS`."""
+
 MANIFEST_TABLE = "manifest"
 MANIFEST_SCHEMA = pa.schema(
     [

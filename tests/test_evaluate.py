@@ -95,6 +95,15 @@ def test_comparison_table_and_mcnemar_from_the_paired_predictions(evaluated):
     assert f"p = {test['p_value']:.3g}" in md
     summary = json.loads((evaluated / "evaluation.json").read_text())
     assert summary["kind"] == "evaluation" and summary["class_names"] == [str(d) for d in range(10)]
+    # One table contract: the scoring row (path null for arrays) plus the declared extras.
+    from mnist_batch.tables import EVALUATION_EXTRAS, EVALUATION_PREDICTIONS_SCHEMA, PREDICTIONS_SCHEMA
+
+    schema = pq.read_schema(evaluated / "predictions.parquet")
+    assert schema.equals(EVALUATION_PREDICTIONS_SCHEMA, check_metadata=False)
+    assert set(schema.names) == set(PREDICTIONS_SCHEMA.names) | {f.name for f in EVALUATION_EXTRAS}
+    cards = {r["model"]: r["model_id"] for r in rows}
+    assert (preds.model.map(cards) == preds.model_id).all() and preds.path.isna().all()
+    assert preds.run_id.nunique() == 1 and preds.run_id.iloc[0].startswith("e")
     # The plots are written by the same report code as `mnist-batch report`.
     assert (evaluated / "report.html").is_file()
 
@@ -112,6 +121,7 @@ def test_folder_goes_through_scoring_and_matches_arrays(tiny_model, sample_data,
     assert summary["source"].startswith("scoring pipeline")
     preds = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pylist()
     assert len(preds) == pick.size and all(p["path"] for p in preds)
+    assert not any(p["blank"] for p in preds) and all(p["pixels"] is None for p in preds)
     import keras
 
     probs = keras.saving.load_model(tiny_model).predict(normalize(test.images[pick]), verbose=0)

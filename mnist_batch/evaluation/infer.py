@@ -15,7 +15,7 @@ BATCH_SIZE = 512
 
 
 class InferenceError(MnistBatchError, ValueError):
-    """A model cannot be evaluated on the data (unreadable model, class count mismatch, no images)."""
+    """A model cannot be evaluated on the data (scoring failed, class mismatch, no labelled images)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Predictions:
         for arrays; the whole Beam run for folders).
       paths: str [N] image files (folder inputs), or None for arrays.
       pixels: uint8 [N, 28, 28] the images the model saw (arrays), or None for folders.
+      blank: bool [N] images with no ink (flagged as scoring flags them).
     """
 
     probabilities: np.ndarray
@@ -36,39 +37,21 @@ class Predictions:
     seconds: float
     paths: list[str] | None = None
     pixels: np.ndarray | None = None
+    blank: np.ndarray | None = None
 
     @property
     def images_per_s(self) -> float:
         return float(len(self.labels) / self.seconds) if self.seconds > 0 else float("nan")
 
 
-def load_model(path: str, num_classes: int):
-    """Loads a ``.keras`` model with the model layer's loader and checks its output width.
-
-    Raises:
-      InferenceError: unreadable file, or outputs that are not ``[None, num_classes]``.
-    """
-    from mnist_batch.models import load_keras_model
-
-    try:
-        model = load_keras_model(path)
-    except Exception as exc:
-        raise InferenceError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc})") from exc
-    if len(model.output_shape) != 2 or model.output_shape[-1] != num_classes:
-        raise InferenceError(
-            f"{path}: model outputs {model.output_shape[1:]} but the data set has {num_classes} classes"
-        )
-    return model
-
-
-def predict_arrays(model_path: str, images: np.ndarray, labels: np.ndarray, num_classes: int) -> Predictions:
-    """Runs a model over uint8 images with a tf.data pipeline (batch -> LUT normalise -> prefetch).
+def predict_arrays(model_path: str, model_id: str, images: np.ndarray, labels: np.ndarray) -> Predictions:
+    """Runs a checked model over uint8 images with a tf.data pipeline (batch -> LUT normalise -> prefetch).
 
     Args:
-      model_path: ``.keras`` file.
+      model_path: ``.keras`` file, already checked against its card (:func:`mnist_batch.models.check_model`).
+      model_id: its card's sha256: only those bytes are loaded.
       images: uint8 [N, 28, 28], MNIST format.
       labels: int [N].
-      num_classes: C.
 
     Returns:
       :class:`Predictions` with ``pixels`` set to ``images``.
@@ -76,23 +59,26 @@ def predict_arrays(model_path: str, images: np.ndarray, labels: np.ndarray, num_
     import tensorflow as tf
 
     from mnist_batch.models import Predictor
+    from mnist_batch.preprocess import MIN_INK_CONTRAST
     from mnist_batch.training.pipeline import normalize_tf
 
-    model = load_model(model_path, num_classes)
+    predictor = Predictor.load(model_path, model_id)
     ds = (
         tf.data.Dataset.from_tensor_slices(images)
         .batch(BATCH_SIZE)
         .map(normalize_tf, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-
-    predict = Predictor(model).predict_normalized  # the one compiled call scoring uses, probabilities out
-    predict(np.zeros((1, *images.shape[1:], 1), np.float32))  # trace before timing
+    predictor.predict_normalized(np.zeros((1, *images.shape[1:], 1), np.float32))  # trace before timing
     start = time.perf_counter()
-    outputs = [predict(x) for x in ds]
+    outputs = [predictor.predict_normalized(x) for x in ds]
     seconds = time.perf_counter() - start
+    num_classes = int(predictor.model.output_shape[-1])
     probabilities = np.concatenate(outputs) if outputs else np.zeros((0, num_classes), np.float32)
-    return Predictions(probabilities, np.asarray(labels, np.int64), seconds, pixels=images)
+    span = images.max(axis=(1, 2)).astype(np.int64) - images.min(axis=(1, 2)) if len(images) else np.zeros(0)
+    return Predictions(
+        probabilities, np.asarray(labels, np.int64), seconds, pixels=images, blank=span < MIN_INK_CONTRAST
+    )
 
 
 def predict_folder(model_path: str, directory: str, class_names: tuple[str, ...]) -> Predictions:
@@ -128,4 +114,5 @@ def predict_folder(model_path: str, directory: str, class_names: tuple[str, ...]
         labels=np.asarray([table["true_label"][i] for i in order], np.int64),
         seconds=float(summary["wall_time_s"]),
         paths=[table["path"][i] for i in order],
+        blank=np.asarray([table["blank"][i] for i in order], bool),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import pathlib
 from collections.abc import Sequence
@@ -10,10 +11,25 @@ from typing import Any
 
 import numpy as np
 
+from mnist_batch.constants import (
+    COL_BLANK,
+    COL_CONFIDENCE,
+    COL_LOW_CONFIDENCE,
+    COL_MODEL_ID,
+    COL_PATH,
+    COL_PREDICTED_LABEL,
+    COL_PROBABILITIES,
+    COL_RUN_ID,
+    COL_SCORED_AT,
+    COL_TRUE_LABEL,
+)
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.evaluation import summarize
 from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_folder
-from mnist_batch.model_card import ModelCard, read_card
+from mnist_batch.model_card import ModelCard
+from mnist_batch.models import check_model
+from mnist_batch.scoring.run_ids import default_run_id
+from mnist_batch.tables import COL_PREDICTED_CLASS, COL_TRUE_CLASS
 
 SUMMARY_FILE = "evaluation.json"
 OUTPUT_FILES = ("metrics.parquet", "per_class.parquet", "confusion.parquet", "predictions.parquet", "comparison.md")
@@ -107,7 +123,7 @@ def evaluate(
 
     if not models:
         raise EvaluationError("give at least one --model")
-    cards = [read_card(m) for m in models]
+    cards = [check_model(m) for m in models]  # the model against its card, once, before any image
     data = resolve_data(dataset, split, cards[0], class_names)
     for model, card in zip(models, cards, strict=True):
         if tuple(card.class_names) != tuple(data.class_names):
@@ -119,12 +135,14 @@ def evaluate(
     output = pathlib.Path(output)
     prepare_output(output, overwrite)
     names = display_names(models)
+    scored_at = datetime.datetime.now(datetime.UTC)
+    run_id = "e" + default_run_id(scored_at)[1:]  # e20261201T...: an evaluation, not a scoring run
     results: list[Predictions] = []
-    for model in models:
+    for model, card in zip(models, cards, strict=True):
         if data.folder is not None:
             results.append(predict_folder(model, data.folder, data.class_names))
         else:
-            results.append(predict_arrays(model, data.images, data.labels, len(data.class_names)))
+            results.append(predict_arrays(model, card.model_id, data.images, data.labels))
     if data.folder is not None and any(r.paths != results[0].paths for r in results[1:]):
         raise EvaluationError(f"{data.folder}: models scored different sets of files; cannot pair them")
 
@@ -148,7 +166,7 @@ def evaluate(
         )
         class_rows += summarize.per_class_rows(name, data.class_names, m["per_class"])
         cell_rows += summarize.confusion_rows(name, data.class_names, m["confusion"])
-        pred_rows.append(prediction_table(name, r, data.class_names))
+        pred_rows.append(prediction_table(name, r, data.class_names, card.model_id, run_id, scored_at))
 
     pq.write_table(pa.Table.from_pylist(metric_rows), output / "metrics.parquet")
     pq.write_table(pa.Table.from_pylist(class_rows), output / "per_class.parquet")
@@ -167,27 +185,37 @@ def evaluate(
     return summary
 
 
-def prediction_table(name: str, r: Predictions, class_names: Sequence[str]):
-    """Per-image rows (``predictions.parquet``), with the 28x28 pixels for array inputs (report images)."""
+def prediction_table(name: str, r: Predictions, class_names: Sequence[str], model_id: str, run_id: str, scored_at):
+    """Per-image rows (``predictions.parquet``): the scoring row plus the model's name, the index and
+    the 28x28 pixels for array inputs (:data:`~mnist_batch.tables.EVALUATION_PREDICTIONS_SCHEMA`)."""
     import pyarrow as pa
 
-    predicted = r.probabilities.argmax(axis=1)
+    from mnist_batch.config import DEFAULT_REVIEW_THRESHOLD
+    from mnist_batch.tables import EVALUATION_PREDICTIONS_SCHEMA
+
     n = len(r.labels)
-    pixels = [bytes(p.tobytes()) for p in r.pixels] if r.pixels is not None else [None] * n
-    return pa.table(
-        {
-            "model": pa.array([name] * n, pa.string()),
-            "index": pa.array(np.arange(n), pa.int64()),
-            "path": pa.array(r.paths if r.paths is not None else [None] * n, pa.string()),
-            "true_label": pa.array(r.labels, pa.int32()),
-            "true_class": pa.array([class_names[t] for t in r.labels], pa.string()),
-            "predicted_label": pa.array(predicted, pa.int32()),
-            "predicted_class": pa.array([class_names[p] for p in predicted], pa.string()),
-            "confidence": pa.array(r.probabilities.max(axis=1), pa.float32()),
-            "probabilities": pa.array(list(r.probabilities), pa.list_(pa.float32())),
-            "pixels": pa.array(pixels, pa.binary()),
-        }
-    )
+    predicted = r.probabilities.argmax(axis=1)
+    confidence = r.probabilities[np.arange(n), predicted] if n else np.zeros(0, np.float32)
+    names = np.asarray(class_names, dtype=object)
+    columns = {
+        "model": [name] * n,
+        "index": np.arange(n),
+        COL_PATH: r.paths if r.paths is not None else [None] * n,
+        COL_TRUE_LABEL: r.labels,
+        COL_TRUE_CLASS: names[r.labels],
+        COL_PREDICTED_LABEL: predicted,
+        COL_PREDICTED_CLASS: names[predicted],
+        COL_CONFIDENCE: confidence,
+        COL_PROBABILITIES: list(r.probabilities),
+        COL_LOW_CONFIDENCE: confidence < DEFAULT_REVIEW_THRESHOLD,
+        COL_BLANK: r.blank if r.blank is not None else np.zeros(n, bool),
+        COL_MODEL_ID: [model_id] * n,
+        COL_RUN_ID: [run_id] * n,
+        COL_SCORED_AT: [scored_at] * n,
+        "pixels": [bytes(p.tobytes()) for p in r.pixels] if r.pixels is not None else [None] * n,
+    }
+    arrays = [pa.array(columns[f.name], f.type) for f in EVALUATION_PREDICTIONS_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=EVALUATION_PREDICTIONS_SCHEMA)
 
 
 def comparison_markdown(rows: Sequence[dict[str, Any]], data: DataToEvaluate) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mnist_batch import metrics
-from mnist_batch.constants import IMAGE_SHAPE
+from mnist_batch.constants import COL_CONFIDENCE, COL_PATH, COL_PREDICTED_LABEL, COL_TRUE_LABEL, IMAGE_SHAPE
 from mnist_batch.errors import MnistBatchError
 
 
@@ -85,12 +85,32 @@ def _per_class(rows: dict[str, list], num_classes: int) -> dict[str, np.ndarray]
     return out
 
 
+def prediction_columns(pred: dict[str, list], rows: list[int] | None = None) -> dict[str, Any]:
+    """The report's view of prediction rows, read the same way from scoring and evaluation outputs.
+
+    Both write :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` columns (evaluation adds ``model``,
+    ``index``, ``pixels``: :data:`~mnist_batch.tables.EVALUATION_EXTRAS`).
+
+    Returns:
+      ``labels`` (-1 where unknown), ``predicted``, ``confidence``, ``paths``, ``pixels`` (None where absent).
+    """
+    n = len(pred.get(COL_PREDICTED_LABEL, []))
+    rows = list(range(n)) if rows is None else rows
+    pick = lambda column, default=None: [pred[column][i] for i in rows] if column in pred else [default] * len(rows)  # noqa: E731
+    return {
+        "labels": np.asarray([-1 if t is None else t for t in pick(COL_TRUE_LABEL)], np.int64),
+        "predicted": np.asarray(pick(COL_PREDICTED_LABEL), np.int64),
+        "confidence": np.asarray(pick(COL_CONFIDENCE), np.float64),
+        "paths": pick(COL_PATH),
+        "pixels": pick("pixels"),
+    }
+
+
 def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportData]:
     """One :class:`ReportData` from a scoring run folder."""
     class_names = tuple(summary["class_names"])
     c = len(class_names)
-    pred = _read_parquet(out_dir / "predictions")
-    labels = np.asarray([-1 if t is None else t for t in pred.get("true_label", [])], np.int64)
+    columns = prediction_columns(_read_parquet(out_dir / "predictions"))
     errors = _read_parquet(out_dir / "errors")
     counts = summary.get("counts", {})
     headline = [
@@ -109,16 +129,11 @@ def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportD
     if summary.get("accuracy") is not None:
         headline += [("accuracy", float(summary["accuracy"])), ("macro-F1", float(summary["macro_f1"]))]
     headline += [("wall time (s)", summary.get("wall_time_s")), ("images/s", summary.get("images_per_s"))]
-    n = len(labels)
     return [
         ReportData(
             name=str(summary.get("model_name") or "model"),
             class_names=class_names,
-            labels=labels,
-            predicted=np.asarray(pred.get("predicted_label", []), np.int64),
-            confidence=np.asarray(pred.get("confidence", []), np.float64),
-            paths=list(pred.get("path", [None] * n)),
-            pixels=[None] * n,
+            **columns,
             confusion=_confusion(_read_parquet(out_dir / "confusion"), c),
             per_class=_per_class(_read_parquet(out_dir / "per_class"), c),
             headline=headline,
@@ -137,7 +152,7 @@ def read_evaluation(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[Repo
     found = []
     for m in summary["models"]:
         name = m["model"]
-        rows = [i for i, v in enumerate(pred.get("model", [])) if v == name]
+        rows = [i for i, v in enumerate(pred.get("model", [])) if v == name]  # EVALUATION_EXTRAS
         keep_cells = [i for i, v in enumerate(cells.get("model", [])) if v == name]
         keep_classes = [i for i, v in enumerate(classes.get("model", [])) if v == name]
         mine = {k: [v[i] for i in keep_cells] for k, v in cells.items()}
@@ -161,11 +176,7 @@ def read_evaluation(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[Repo
             ReportData(
                 name=name,
                 class_names=class_names,
-                labels=np.asarray([pred["true_label"][i] for i in rows], np.int64),
-                predicted=np.asarray([pred["predicted_label"][i] for i in rows], np.int64),
-                confidence=np.asarray([pred["confidence"][i] for i in rows], np.float64),
-                paths=[pred["path"][i] for i in rows],
-                pixels=[pred["pixels"][i] for i in rows],
+                **prediction_columns(pred, rows),
                 confusion=_confusion(mine, c),
                 per_class=_per_class(per, c),
                 headline=headline,
