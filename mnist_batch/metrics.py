@@ -11,6 +11,30 @@ from typing import Any
 
 import numpy as np
 
+CONFIDENCE_BINS = 20
+"""Confidence histograms (scoring summaries, model cards, monitoring) use these equal bins over [0, 1]."""
+
+
+def confidence_histogram(confidence: np.ndarray, bins: int = CONFIDENCE_BINS) -> np.ndarray:
+    """int64 [bins] counts of top-class confidences in equal bins over [0, 1] (1.0 in the last bin)."""
+    confidence = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0)
+    index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    return np.bincount(index, minlength=bins).astype(np.int64)
+
+
+def population_stability_index(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
+    """PSI of two count (or frequency) vectors over the same bins: sum((a - e) * ln(a / e)).
+
+    Both are normalised to frequencies; empty bins get ``eps`` so the index stays finite. Rules of
+    thumb: < 0.1 no shift, 0.1-0.25 moderate, > 0.25 large. Returns 0.0 when either side is empty.
+    """
+    e, a = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    if e.sum() <= 0 or a.sum() <= 0:
+        return 0.0
+    e = np.maximum(e / e.sum(), eps)
+    a = np.maximum(a / a.sum(), eps)
+    return float(np.sum((a - e) * np.log(a / e)))
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts of (true, predicted) pairs.

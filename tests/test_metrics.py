@@ -100,3 +100,16 @@ def test_per_class_table_rows():
         {"label": 1, "class_name": "dog", "support": 1, "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3)},
     ]
     assert all(type(r["support"]) is int and type(r["f1"]) is float for r in rows)
+
+
+def test_confidence_histogram_and_population_stability_index():
+    hist = metrics.confidence_histogram(np.array([0.0, 0.049, 0.05, 0.5, 0.999, 1.0]))
+    assert hist.shape == (metrics.CONFIDENCE_BINS,) and hist.sum() == 6
+    assert hist[0] == 2 and hist[1] == 1 and hist[10] == 1 and hist[-1] == 2
+    same = np.array([10, 20, 30, 40])
+    assert metrics.population_stability_index(same, same * 3) == pytest.approx(0.0)
+    shifted = metrics.population_stability_index(same, same[::-1])
+    expected = sum((a - e) * np.log(a / e) for e, a in zip(same / 100, same[::-1] / 100, strict=True))
+    assert shifted == pytest.approx(expected) and shifted > 0.25
+    assert metrics.population_stability_index(same, np.zeros(4)) == 0.0
+    assert np.isfinite(metrics.population_stability_index([5, 0], [0, 5]))

@@ -121,6 +121,12 @@ def test_prediction_stats_over_chunks_equals_the_confusion_matrix():
     assert out["scored"] == 40 and out["labelled"] == len(labelled) == 30
     assert out["blank"] == 8
     assert out["low_confidence"] == sum(float(r.inference.max()) < 0.6 for _, r in data)
+    # The per-run aggregates monitoring reads: predicted class mix and binned confidence of every row.
+    predicted = np.array([int(r.inference.argmax()) for _, r in data])
+    confidence = np.array([float(r.inference.max()) for _, r in data], np.float32)
+    assert out["predicted"].tolist() == np.bincount(predicted, minlength=3).tolist()
+    assert out["confidence_histogram"].tolist() == metrics.confidence_histogram(confidence).tolist()
+    assert out["confidence_histogram"].sum() == 40 and out["confidence_sum"] == pytest.approx(confidence.sum(), 1e-5)
 
 
 def test_chunked_predictions_are_one_parquet_data_set(tmp_path):

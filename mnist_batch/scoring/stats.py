@@ -18,13 +18,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mnist_batch import metrics
-from mnist_batch.constants import COL_BLANK, COL_LOW_CONFIDENCE, COL_PREDICTED_LABEL, COL_STAGE, COL_TRUE_LABEL
+from mnist_batch.constants import (
+    COL_BLANK,
+    COL_CONFIDENCE,
+    COL_LOW_CONFIDENCE,
+    COL_PREDICTED_LABEL,
+    COL_STAGE,
+    COL_TRUE_LABEL,
+)
 
 
 class PredictionStatsFn(beam.CombineFn):
-    """Predictions tables -> ``{"scored", "low_confidence", "blank", "labelled", "confusion": int64 [C, C]}``.
+    """Predictions tables -> ``{"scored", "low_confidence", "blank", "labelled", "confusion": int64 [C, C],
+    "predicted": int64 [C] (every scored row), "confidence_histogram": int64 [CONFIDENCE_BINS],
+    "confidence_sum"}`` -- the per-run aggregates monitoring reads instead of every row.
 
-    Inputs are the ``pyarrow.Table`` chunks of :class:`~mnist_batch.scoring.dofns.FormatPredictionsFn`;
+    Inputs are the ``pyarrow.Table`` chunks of :class:`~mnist_batch.scoring.format.FormatPredictionsFn`;
     each chunk is added with numpy in one step.
     """
 
@@ -32,7 +41,16 @@ class PredictionStatsFn(beam.CombineFn):
         self._num_classes = num_classes
 
     def create_accumulator(self) -> list[Any]:
-        return [0, 0, 0, np.zeros((self._num_classes, self._num_classes), dtype=np.int64)]
+        c = self._num_classes
+        return [
+            0,
+            0,
+            0,
+            np.zeros((c, c), np.int64),
+            np.zeros(c, np.int64),
+            np.zeros(metrics.CONFIDENCE_BINS, np.int64),
+            0.0,
+        ]
 
     def add_input(self, acc: list[Any], table: pa.Table) -> list[Any]:
         acc[0] += table.num_rows
@@ -43,6 +61,11 @@ class PredictionStatsFn(beam.CombineFn):
             true = labelled.column(COL_TRUE_LABEL).to_numpy()
             predicted = labelled.column(COL_PREDICTED_LABEL).to_numpy()
             np.add.at(acc[3], (true, predicted), 1)
+        predicted_all = table.column(COL_PREDICTED_LABEL).to_numpy()
+        acc[4] += np.bincount(predicted_all, minlength=self._num_classes)[: self._num_classes]
+        confidence = table.column(COL_CONFIDENCE).to_numpy()
+        acc[5] += metrics.confidence_histogram(confidence)
+        acc[6] += float(confidence.sum(dtype=np.float64))
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[list[Any]]) -> list[Any]:
@@ -52,6 +75,9 @@ class PredictionStatsFn(beam.CombineFn):
             merged[1] += acc[1]
             merged[2] += acc[2]
             merged[3] += acc[3]
+            merged[4] += acc[4]
+            merged[5] += acc[5]
+            merged[6] += acc[6]
         return merged
 
     def extract_output(self, acc: list[Any]) -> dict[str, Any]:
@@ -61,6 +87,9 @@ class PredictionStatsFn(beam.CombineFn):
             "blank": int(acc[2]),
             "labelled": int(acc[3].sum()),
             "confusion": acc[3],
+            "predicted": acc[4],
+            "confidence_histogram": acc[5],
+            "confidence_sum": float(acc[6]),
         }
 
 
@@ -119,6 +148,13 @@ def summarize(
         "accuracy": metrics.accuracy(cm) if labelled else None,
         "macro_f1": metrics.macro_f1(cm) if labelled else None,
         "confusion_matrix": cm.astype(int).tolist(),
+        "predicted_class_counts": np.asarray(prediction_stats["predicted"]).astype(int).tolist(),
+        "confidence_histogram": np.asarray(prediction_stats["confidence_histogram"]).astype(int).tolist(),
+        "mean_confidence": (
+            float(prediction_stats["confidence_sum"]) / int(prediction_stats["scored"])
+            if prediction_stats["scored"]
+            else None
+        ),
     }
 
 
