@@ -128,7 +128,7 @@ def needs_reshuffle(options: PipelineOptions | None) -> bool:
 class MatchImageFiles(beam.PTransform):
     """Patterns -> ``{"images": ReadableFile, "skipped": (path, reason)}``.
 
-    Local patterns: ``ListLocalFiles`` (:class:`~mnist_batch.scoring.dofns.ListLocalFilesFn`:
+    Local patterns: ``ListLocalFiles`` (:class:`~mnist_batch.scoring.matching.ListLocalFilesFn`:
     what cannot be listed, and this tool's outputs, go to ``skipped``); remote patterns:
     ``MatchAll`` (empty match disallowed). Then ``ClassifyMatches`` (extension filter; directories,
     other names and files under a remote ``output_dirs`` go to ``skipped``) ->

@@ -14,7 +14,7 @@ pattern (write ``[[]`` for a literal ``[`` inside a pattern).
 Every pattern must match at least one file (checked before the pipeline runs, and again by
 ``MatchAll`` with ``EmptyMatchTreatment.DISALLOW`` for remote patterns); an empty match is an
 error naming it. Local patterns are listed by :func:`~mnist_batch.scoring.listing.list_local`
-(in :class:`~mnist_batch.scoring.dofns.ListLocalFilesFn`, on the workers), which accounts for
+(in :class:`~mnist_batch.scoring.matching.ListLocalFilesFn`, on the workers), which accounts for
 every entry it meets (broken symlinks, loops, unreadable folders, this tool's outputs: skipped
 with a reason); remote ones by Beam's ``MatchAll``.
 """
