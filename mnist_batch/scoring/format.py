@@ -138,7 +138,7 @@ def predictions_table(
     review_threshold: float,
     scored_at: datetime.datetime,
 ) -> pa.Table:
-    """Predictions rows of N images as one :data:`~mnist_batch.scoring.sinks.PREDICTIONS_SCHEMA` table.
+    """Predictions rows of N images as one :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` table.
 
     Args:
       keys: N image keys.
