@@ -498,3 +498,22 @@ def test_commit_moves_only_the_emitted_shards(tmp_path):
     commit.commit_run(layout, "r1.a", {}, {}, replace=False)
     with pytest.raises(commit.CommitError, match="already committed"):
         commit.commit_run(layout, "r1.b", {}, {}, replace=False)
+
+
+def test_the_job_graph_does_not_grow_with_the_incremental_history(tiny_model, sample_data, tmp_path):
+    """The history is read inside the job: 1 or 20,000 earlier keys give the same serialised graph."""
+    import apache_beam as beam
+
+    from mnist_batch.scoring.pipeline import build_pipeline
+
+    write_digits(sample_data, tmp_path / "in", range(3))
+    sizes = {}
+    for keys in (1, 20_000):
+        root = tmp_path / f"root{keys:06d}"  # same length: the paths in the graph weigh the same
+        fake_run(root, "old", [(f"gs://b/scans/{i:08d}.png", None) for i in range(keys)])
+        earlier = [(r.dt, r.run_id) for r in history.committed_runs(str(root))]
+        config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "in"),), output=str(root), run_id="new")
+        p = beam.Pipeline()
+        build_pipeline(p, config, select_files=history.SelectFiles(str(root), "new", "stat", earlier))
+        sizes[keys] = len(p.to_runner_api().SerializeToString())
+    assert sizes[1] == sizes[20_000] < 1_000_000
