@@ -508,12 +508,13 @@ def test_the_job_graph_does_not_grow_with_the_incremental_history(tiny_model, sa
 
     write_digits(sample_data, tmp_path / "in", range(3))
     sizes = {}
-    for keys in (1, 20_000):
-        root = tmp_path / f"root{keys:06d}"  # same length: the paths in the graph weigh the same
+    for folder, keys in (("a", 1), ("b", 20_000)):
+        root = tmp_path / folder / "root"  # paths of the same length and shape in both graphs
         fake_run(root, "old", [(f"gs://b/scans/{i:08d}.png", None) for i in range(keys)])
         earlier = [(r.dt, r.run_id) for r in history.committed_runs(str(root))]
         config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "in"),), output=str(root), run_id="new")
         p = beam.Pipeline()
         build_pipeline(p, config, select_files=history.SelectFiles(str(root), "new", "stat", earlier))
         sizes[keys] = len(p.to_runner_api().SerializeToString())
-    assert sizes[1] == sizes[20_000] < 1_000_000
+    # Equal but for zlib's compression of the pickled steps (a few bytes either way).
+    assert abs(sizes[1] - sizes[20_000]) < 64 and sizes[20_000] < 1_000_000
