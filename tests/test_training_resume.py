@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from mnist_batch.training import compat
 from mnist_batch.training.callbacks import read_history
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(tmp_path):
         "epoch",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    meta = run_dir / "backup" / "training_metadata.json"
+    meta = compat.backup_metadata_path(run_dir / "backup")
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180

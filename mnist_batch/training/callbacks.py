@@ -28,6 +28,7 @@ import time
 import keras
 
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.training import compat
 
 
 class TrainingError(MnistBatchError):
@@ -85,13 +86,7 @@ class RunDir:
 
     def resume_epoch(self) -> int:
         """Epochs completed by an interrupted earlier run (0 when starting fresh)."""
-        import json
-
-        meta = self.backup / "training_metadata.json"
-        try:
-            return int(json.loads(meta.read_text(encoding="utf-8"))["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+        return compat.backup_completed_epochs(self.backup)
 
     def discard_worker_files(self) -> None:
         """Deletes a worker's private copies (not its backup, which resume needs)."""
@@ -171,7 +166,7 @@ class NanGuard(keras.callbacks.Callback):
             kept = []
             if self.run_dir.best_checkpoint.is_file():
                 kept.append(f"best checkpoint {self.run_dir.best_checkpoint}")
-            if (self.run_dir.backup / "training_metadata.json").is_file():
+            if compat.has_backup(self.run_dir.backup):
                 kept.append(f"last completed epoch in {self.run_dir.backup}")
             kept = "kept " + " and ".join(kept) if kept else "no epoch had completed, nothing was kept"
         raise TrainingError(

@@ -29,6 +29,7 @@ def fit_distributed(
     steps_per_epoch: int,
     callbacks: list[keras.callbacks.Callback],
     verbose: int,
+    initial_epoch: int = 0,
     label_smoothing: float = 0.0,
 ) -> keras.callbacks.History:
     """Trains ``model`` (built and compiled inside ``strategy.scope()``) for ``epochs`` epochs.
@@ -38,10 +39,13 @@ def fit_distributed(
       strategy: the distribution strategy the model was built under.
       train_ds: yields ``(float32 [GB, 28, 28, 1], float32 [GB, C])`` global batches.
       val_ds: the validation pipeline, same element spec, or None.
-      epochs: total epochs (a resumed run starts at the epoch BackupAndRestore restored).
+      epochs: total epochs (a resumed run starts at ``initial_epoch``).
       steps_per_epoch: batches per epoch (for the progress bar).
       callbacks: Keras callbacks, called exactly as ``fit`` calls them.
       verbose: Keras progress bar when 1.
+      initial_epoch: epochs already completed, i.e. those recorded in the backup that
+        ``BackupAndRestore`` restores in ``on_train_begin``
+        (:func:`mnist_batch.training.compat.backup_completed_epochs`).
       label_smoothing: of the categorical cross-entropy.
 
     Returns:
@@ -96,7 +100,6 @@ def fit_distributed(
     )
     model.stop_training = False
     callback_list.on_train_begin()
-    initial_epoch = int(getattr(model, "_initial_epoch", None) or 0)
     epoch_logs: dict[str, float] = {}
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)

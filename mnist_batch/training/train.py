@@ -213,6 +213,7 @@ def train(
             steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             verbose=1 if verbose == 1 else 0,
+            initial_epoch=resume_from,
             label_smoothing=config.label_smoothing,
         )
     else:
