@@ -16,7 +16,6 @@ only the chief's files are ever read.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import math
 import os
@@ -219,18 +218,3 @@ def build_callbacks(
     if verbose == 2:
         callbacks.append(EpochSummary(epochs))
     return callbacks
-
-
-def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
-    """Rows of a CSV history (``epoch`` plus the logged metrics), numbers as floats."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = []
-        for row in csv.DictReader(f):
-            parsed = {}
-            for key, value in row.items():
-                try:
-                    parsed[key] = float(value)
-                except (TypeError, ValueError):
-                    continue
-            rows.append(parsed)
-        return rows
