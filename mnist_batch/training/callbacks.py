@@ -138,6 +138,81 @@ class EpochSummary(keras.callbacks.Callback):
         print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
 
 
+def ema_optimizer(optimizer: keras.optimizers.Optimizer | None) -> keras.optimizers.Optimizer | None:
+    """The optimizer that keeps a weight moving average (EMA), or None when none does.
+
+    Looks inside a ``LossScaleOptimizer`` (``mixed_float16``), whose own ``use_ema`` is False.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return inner if getattr(inner, "use_ema", False) else None
+
+
+class EmaWeights(keras.callbacks.Callback):
+    """Puts the optimizer's weight moving average (EMA) in the model whenever weights are judged or kept.
+
+    With an optimizer built with ``use_ema=True`` (``cnn``), the model holds the EMA weights
+    during validation (``on_test_begin`` .. ``on_test_end``), so ``val_accuracy`` is that of
+    the EMA weights; in ``on_epoch_end`` from this callback up to :attr:`restore` (put that
+    one after the checkpoint / early-stopping writers and before ``BackupAndRestore``), so the
+    best checkpoint and early stopping's best weights are EMA weights; and at the end of
+    training, so the final model is the EMA one on every path (Keras' ``fit`` skips this
+    under a ``LossScaleOptimizer``). In between, training and the backup see the raw weights,
+    so a resumed run continues exactly where it stopped. Public API only: the EMA goes in
+    with ``optimizer.finalize_variable_values``; the raw weights are copied and assigned back.
+    Does nothing when the optimizer keeps no EMA.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._raw: list | None = None
+        self.restore = RawWeightsBack(self)
+        """The partner callback that puts the raw weights back at the end of an epoch."""
+
+    def put_ema(self) -> None:
+        """Swaps the EMA weights in (keeping a copy of the raw ones); idempotent."""
+        optimizer = ema_optimizer(self.model.optimizer)
+        if optimizer is None or self._raw is not None:
+            return
+        variables = self.model.trainable_variables
+        self._raw = [keras.ops.convert_to_numpy(v) for v in variables]
+        optimizer.finalize_variable_values(variables)
+
+    def put_raw(self) -> None:
+        """Puts back the raw weights saved by :meth:`put_ema`; idempotent."""
+        if self._raw is None:
+            return
+        for variable, value in zip(self.model.trainable_variables, self._raw, strict=True):
+            variable.assign(value)
+        self._raw = None
+
+    def on_test_begin(self, logs=None):
+        self.put_ema()
+
+    def on_test_end(self, logs=None):
+        self.put_raw()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.put_ema()
+
+    def on_train_end(self, logs=None):
+        # Before EarlyStopping's own on_train_end, which then restores the best epoch's EMA weights.
+        self._raw = None
+        optimizer = ema_optimizer(self.model.optimizer)
+        if optimizer is not None:
+            optimizer.finalize_variable_values(self.model.trainable_variables)
+
+
+class RawWeightsBack(keras.callbacks.Callback):
+    """Ends :class:`EmaWeights`' epoch-end window: the raw weights go back before training goes on."""
+
+    def __init__(self, ema: EmaWeights):
+        super().__init__()
+        self.ema = ema
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ema.put_raw()
+
+
 class NanGuard(keras.callbacks.Callback):
     """Stops at the first batch whose loss is NaN or infinite, before anything saves bad weights.
 
@@ -185,6 +260,10 @@ def build_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of one run, in the order they must run.
 
+    Between :class:`EmaWeights` and its ``restore`` partner the model holds the EMA weights
+    (when the optimizer keeps them): early stopping and the best checkpoint judge and keep
+    those; ``BackupAndRestore`` comes after, so the backup holds the raw weights.
+
     Args:
       run_dir: where to write (None: no backup, checkpoints or history).
       epochs: total epochs (for the summary line).
@@ -196,7 +275,8 @@ def build_callbacks(
     Returns:
       A list for ``model.fit(callbacks=...)`` or the custom loop's ``CallbackList``.
     """
-    callbacks: list[keras.callbacks.Callback] = [EpochStats(), NanGuard(run_dir)]
+    ema = EmaWeights()
+    callbacks: list[keras.callbacks.Callback] = [EpochStats(), NanGuard(run_dir), ema]
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -210,6 +290,9 @@ def build_callbacks(
             )
         )
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir.history), append=resuming))
+    # The raw weights go back before the backup (resume continues from them) and training.
+    callbacks.append(ema.restore)
+    if run_dir is not None:
         # Last of the writers: once the backup says "epoch N done", N's history row and
         # checkpoint are already on disk, so a kill after it loses nothing.
         callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir.backup), delete_checkpoint=True))

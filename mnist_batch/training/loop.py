@@ -114,12 +114,15 @@ def fit_distributed(
                 break
         epoch_logs = {"accuracy": hits / max(seen, 1.0), "loss": loss_sum / max(seen, 1.0)}
         if dist_val is not None:
+            # on_test_begin / on_test_end as fit's validation calls them (EmaWeights swaps the EMA in).
+            callback_list.on_test_begin()
             v_loss = v_hits = v_seen = 0.0
             for batch in dist_val:
                 batch_loss, batch_hits, batch_n = (float(v) for v in eval_step(batch))
                 v_loss, v_hits, v_seen = v_loss + batch_loss, v_hits + batch_hits, v_seen + batch_n
-            epoch_logs["val_accuracy"] = v_hits / max(v_seen, 1.0)
-            epoch_logs["val_loss"] = v_loss / max(v_seen, 1.0)
+            val_logs = {"accuracy": v_hits / max(v_seen, 1.0), "loss": v_loss / max(v_seen, 1.0)}
+            callback_list.on_test_end(val_logs)
+            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
