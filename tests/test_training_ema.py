@@ -124,6 +124,21 @@ def test_without_ema_the_callbacks_change_nothing():
         assert np.array_equal(a, b)
 
 
+def test_early_stopping_waits_until_the_average_has_forgotten_the_initial_weights():
+    _, optimizer = zoo.build_model("cnn", total_steps=zoo.EMA_MIN_STEPS)
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.99
+    assert cb.ema_warmup_epochs(optimizer, 299) == 1 and cb.ema_warmup_epochs(optimizer, 298) == 2
+    assert cb.ema_warmup_epochs(optimizer, 55) == 6  # the default run: 7,000 images, batch 128
+    assert cb.ema_warmup_epochs(keras.optimizers.LossScaleOptimizer(optimizer), 55) == 6
+    assert cb.ema_warmup_epochs(zoo.build_model("mlp-512")[1], 55) == 0
+    assert cb.ema_warmup_epochs(zoo.build_model("cnn", total_steps=10)[1], 55) == 0  # short run: no EMA
+    callbacks = cb.build_callbacks(
+        None, epochs=15, verbose=0, patience=2, tensorboard=False, resuming=False, start_from_epoch=6
+    )
+    (early,) = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
+    assert early.start_from_epoch == 6 and early.restore_best_weights
+
+
 @pytest.fixture(scope="module")
 def small(sample):
     def take(split, n):
@@ -138,6 +153,7 @@ def small(sample):
 @pytest.mark.slow
 def test_patience_with_cnn_exports_the_ema_weights_of_the_best_epoch(small, tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "EMA_MIN_STEPS", 50)  # 6 epochs x 20 steps: the average is on
+    monkeypatch.setattr(cb, "EMA_WARMUP_SHARE", 0.7)  # 36 steps: early stopping judges from epoch 3
     outside = IndependentEma()
     build = cb.build_callbacks
     monkeypatch.setattr(cb, "build_callbacks", lambda *a, **kw: [outside, *build(*a, **kw)])
@@ -156,7 +172,8 @@ def test_patience_with_cnn_exports_the_ema_weights_of_the_best_epoch(small, tmp_
     assert cb.ema_optimizer(result.model.optimizer) is not None
 
     val_accuracy = result.history["val_accuracy"]
-    best = int(np.argmax(val_accuracy))  # EarlyStopping keeps the first best epoch
+    warmup = 2
+    best = warmup + int(np.argmax(val_accuracy[warmup:]))  # EarlyStopping keeps the first best judged epoch
     exported = keras.models.load_model(export, safe_mode=True)
     checkpoint = keras.models.load_model(tmp_path / "run" / "checkpoints" / "best.keras", safe_mode=True)
     for model in (exported, checkpoint):

@@ -147,6 +147,34 @@ def ema_optimizer(optimizer: keras.optimizers.Optimizer | None) -> keras.optimiz
     return inner if getattr(inner, "use_ema", False) else None
 
 
+EMA_WARMUP_SHARE = 0.05
+"""Early stopping judges EMA weights only once the initial weights' share in them is below this."""
+
+
+def ema_warmup_epochs(optimizer: keras.optimizers.Optimizer | None, steps_per_epoch: int) -> int:
+    """Epochs before the weight moving average is worth judging (0 without one).
+
+    The average starts at the first step's weights and forgets them by ``ema_momentum`` per
+    step; until their share falls below :data:`EMA_WARMUP_SHARE` (299 steps at momentum
+    0.99) its validation accuracy says little about the run (measured: 10 %, 31 %, 31 % in
+    the first three epochs of the default ``cnn`` run, while the raw weights were at 97 %),
+    so early stopping starts counting after that.
+
+    Args:
+      optimizer: the model's optimizer (a ``LossScaleOptimizer`` is looked into).
+      steps_per_epoch: training steps per epoch.
+
+    Returns:
+      The value for ``EarlyStopping(start_from_epoch=...)``.
+    """
+    ema = ema_optimizer(optimizer)
+    momentum = float(ema.ema_momentum) if ema is not None else 0.0
+    if not 0.0 < momentum < 1.0:
+        return 0
+    steps = math.ceil(math.log(EMA_WARMUP_SHARE) / math.log(momentum))
+    return math.ceil(steps / max(int(steps_per_epoch), 1))
+
+
 class EmaWeights(keras.callbacks.Callback):
     """Puts the optimizer's weight moving average (EMA) in the model whenever weights are judged or kept.
 
@@ -257,6 +285,7 @@ def build_callbacks(
     patience: int,
     tensorboard: bool,
     resuming: bool,
+    start_from_epoch: int = 0,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of one run, in the order they must run.
 
@@ -271,6 +300,8 @@ def build_callbacks(
       patience: early-stopping patience on ``val_accuracy``; 0 disables early stopping.
       tensorboard: add the TensorBoard callback (needs ``run_dir``).
       resuming: append to the CSV history instead of starting it anew.
+      start_from_epoch: epochs early stopping neither judges nor counts
+        (:func:`ema_warmup_epochs` for an optimizer with a weight moving average).
 
     Returns:
       A list for ``model.fit(callbacks=...)`` or the custom loop's ``CallbackList``.
@@ -280,7 +311,12 @@ def build_callbacks(
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1
+                monitor="val_accuracy",
+                mode="max",
+                patience=patience,
+                restore_best_weights=True,
+                start_from_epoch=start_from_epoch,
+                verbose=1,
             )
         )
     if run_dir is not None:

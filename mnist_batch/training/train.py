@@ -194,6 +194,7 @@ def train(
         patience=config.patience,
         tensorboard=config.tensorboard,
         resuming=resume_from > 0,
+        start_from_epoch=cb.ema_warmup_epochs(optimizer, steps_per_epoch),
     )
     if chief:
         print(
