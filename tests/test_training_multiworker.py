@@ -32,8 +32,8 @@ def free_ports(n: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["cnn"])
-def test_two_workers_train_to_identical_weights_and_only_the_chief_exports(tmp_path, model):
+@pytest.mark.parametrize("model,ema", [("cnn", False), ("cnn", True)], ids=["cnn", "cnn-ema-patience"])
+def test_two_workers_train_to_identical_weights_and_only_the_chief_exports(tmp_path, model, ema):
     keras = pytest.importorskip("keras")
     from mnist_batch.model_card import read_card
 
@@ -55,6 +55,7 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_exports(tmp_p
             str(export),
             str(tmp_path / f"w{index}.npz"),
             model,
+            *(["ema"] if ema else []),
         ]
         procs.append(subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outputs = []
@@ -68,8 +69,8 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_exports(tmp_p
                 proc.kill()
     for proc, out in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, out[-3000:]
-    assert "chief=True replicas=2 epochs=1" in outputs[0]
-    assert "chief=False replicas=2 epochs=1" in outputs[1]
+    assert f"chief=True replicas=2 epochs=1 ema={ema}" in outputs[0]
+    assert f"chief=False replicas=2 epochs=1 ema={ema}" in outputs[1]
 
     w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
     assert len(w0.files) == len(w1.files) > 0

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from mnist_batch.training.callbacks import read_history
+from mnist_batch.report.plots import read_history_csv
+from mnist_batch.training import compat
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(tmp_path):
         "epoch",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    meta = run_dir / "backup" / "training_metadata.json"
+    meta = compat.backup_metadata_path(run_dir / "backup")
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
@@ -54,7 +55,7 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(tmp_path):
         first_out = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert proc.returncode == -signal.SIGKILL, first_out[-2000:]
     assert not export.exists(), "the killed run must not have finished"
-    done_before = len(read_history(run_dir / "history.csv"))
+    done_before = len(read_history_csv(run_dir / "history.csv")["epoch"])
     assert 1 <= done_before < epochs, first_out[-2000:]
 
     second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
@@ -63,9 +64,9 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(tmp_path):
     assert f"epoch {done_before}/{epochs}" not in second.stdout  # completed epochs are not re-run
     assert f"epoch {done_before + 1}/{epochs}" in second.stdout
     assert f"resumed after epoch {done_before}" in second.stdout
-    rows = read_history(run_dir / "history.csv")
-    assert [int(r["epoch"]) for r in rows] == list(range(epochs))  # each epoch exactly once
+    history = read_history_csv(run_dir / "history.csv")
+    assert [int(e) for e in history["epoch"]] == list(range(epochs))  # each epoch exactly once
     # Weights and optimiser state were restored: the first resumed epoch trains on from the
     # killed run's weights instead of starting from scratch.
-    assert rows[done_before]["loss"] < rows[0]["loss"]
+    assert history["loss"][done_before] < history["loss"][0]
     assert export.is_file() and not (run_dir / "backup").exists()

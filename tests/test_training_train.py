@@ -19,7 +19,8 @@ from mnist_batch.data.base import Dataset, Split  # noqa: E402
 from mnist_batch.errors import DataError, MnistBatchError  # noqa: E402
 from mnist_batch.model_card import file_sha256, read_card  # noqa: E402
 from mnist_batch.preprocess import normalize  # noqa: E402
-from mnist_batch.training.callbacks import TrainingError, read_history  # noqa: E402
+from mnist_batch.report.plots import read_history_csv  # noqa: E402
+from mnist_batch.training.callbacks import TrainingError  # noqa: E402
 from mnist_batch.training.export import ExportError  # noqa: E402
 from mnist_batch.training.train import prepare_splits, train  # noqa: E402
 
@@ -54,9 +55,9 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     run = tmp_path / "run"
     assert (run / "checkpoints" / "best.keras").is_file()
     assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = read_history(run / "history.csv")
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
-    assert {"epoch_time_s", "learning_rate", "val_accuracy"} <= set(rows[0])
+    history = read_history_csv(run / "history.csv")
+    assert [int(e) for e in history["epoch"]] == [0, 1]
+    assert {"epoch_time_s", "learning_rate", "val_accuracy"} <= set(history)
     assert not (run / "backup").exists(), "a completed run removes its backup"
     best = keras.models.load_model(run / "checkpoints" / "best.keras", safe_mode=True)
     assert best.output_shape == (None, 10)

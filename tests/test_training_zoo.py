@@ -10,6 +10,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from mnist_batch.training import zoo  # noqa: E402
 from mnist_batch.training.zoo import DEFAULT_MODEL, MODEL_NAMES, build_model  # noqa: E402
 
 SEED_NAMES = ("mlp-sigmoid-15", "mlp-512", "mlp-300-100", "mlp-deep-20", "mlp-1000x2-dropout", "cnn-keras", "cnn")
@@ -20,6 +21,31 @@ def test_zoo_has_every_seed_network_and_cnn_is_default():
     assert DEFAULT_MODEL == "cnn"
     with pytest.raises(ValueError, match="model must be one of"):
         build_model("resnet-9000")
+
+
+def test_registry_maps_every_name_to_its_builder_and_lists_names_for_an_unknown_one():
+    assert zoo.model_names() == MODEL_NAMES == tuple(zoo.MODELS) == SEED_NAMES  # definition order
+    for name in SEED_NAMES:
+        assert zoo.get_model_builder(name) is zoo.MODELS[name]
+    assert zoo.get_model_builder("cnn") is zoo.cnn
+    with pytest.raises(ValueError) as info:
+        zoo.get_model_builder("resnet-9000")
+    assert all(name in str(info.value) for name in SEED_NAMES) and "'resnet-9000'" in str(info.value)
+    with pytest.raises(TypeError):
+        zoo.MODELS["x"] = zoo.cnn  # read-only: register() is the one way in
+
+
+def test_register_adds_a_builder_once(monkeypatch):
+    monkeypatch.setattr(zoo, "_REGISTRY", dict(zoo._REGISTRY))
+
+    @zoo.register("tiny")
+    def tiny(num_classes=10, *, total_steps=1000, learning_rate=None):
+        return zoo.mlp_512(num_classes, total_steps=total_steps, learning_rate=learning_rate)
+
+    assert zoo.get_model_builder("tiny") is tiny and zoo.model_names()[-1] == "tiny"
+    assert build_model("tiny")[0].output_shape == (None, 10)
+    with pytest.raises(ValueError, match="'cnn' is already registered"):
+        zoo.register("cnn")(tiny)
 
 
 @pytest.mark.parametrize("name", SEED_NAMES)

@@ -10,6 +10,7 @@ Modules (one job each):
 * :mod:`~mnist_batch.training.loop` -- the custom loop used under ``MultiWorkerMirroredStrategy``.
 * :mod:`~mnist_batch.training.train` -- :func:`train`, tying the above together.
 * :mod:`~mnist_batch.training.export` -- ``.keras`` export, test metrics and the model card.
+* :mod:`~mnist_batch.training.compat` -- the one reader of a Keras internal (the resume epoch).
 
 This package never imports Apache Beam (a test checks it). TensorFlow is imported by the
 submodules, not here, so ``import mnist_batch.training`` stays cheap.

@@ -16,7 +16,6 @@ only the chief's files are ever read.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import math
 import os
@@ -28,6 +27,7 @@ import time
 import keras
 
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.training import compat
 
 
 class TrainingError(MnistBatchError):
@@ -85,13 +85,7 @@ class RunDir:
 
     def resume_epoch(self) -> int:
         """Epochs completed by an interrupted earlier run (0 when starting fresh)."""
-        import json
-
-        meta = self.backup / "training_metadata.json"
-        try:
-            return int(json.loads(meta.read_text(encoding="utf-8"))["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+        return compat.backup_completed_epochs(self.backup)
 
     def discard_worker_files(self) -> None:
         """Deletes a worker's private copies (not its backup, which resume needs)."""
@@ -144,6 +138,109 @@ class EpochSummary(keras.callbacks.Callback):
         print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
 
 
+def ema_optimizer(optimizer: keras.optimizers.Optimizer | None) -> keras.optimizers.Optimizer | None:
+    """The optimizer that keeps a weight moving average (EMA), or None when none does.
+
+    Looks inside a ``LossScaleOptimizer`` (``mixed_float16``), whose own ``use_ema`` is False.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return inner if getattr(inner, "use_ema", False) else None
+
+
+EMA_WARMUP_SHARE = 0.05
+"""Early stopping judges EMA weights only once the initial weights' share in them is below this."""
+
+
+def ema_warmup_epochs(optimizer: keras.optimizers.Optimizer | None, steps_per_epoch: int) -> int:
+    """Epochs before the weight moving average is worth judging (0 without one).
+
+    The average starts at the first step's weights and forgets them by ``ema_momentum`` per
+    step; until their share falls below :data:`EMA_WARMUP_SHARE` (299 steps at momentum
+    0.99) its validation accuracy says little about the run (measured: 10 %, 31 %, 31 % in
+    the first three epochs of the default ``cnn`` run, while the raw weights scored 79 %,
+    97 %, 98 %), so early stopping starts counting after that.
+
+    Args:
+      optimizer: the model's optimizer (a ``LossScaleOptimizer`` is looked into).
+      steps_per_epoch: training steps per epoch.
+
+    Returns:
+      The value for ``EarlyStopping(start_from_epoch=...)``.
+    """
+    ema = ema_optimizer(optimizer)
+    momentum = float(ema.ema_momentum) if ema is not None else 0.0
+    if not 0.0 < momentum < 1.0:
+        return 0
+    steps = math.ceil(math.log(EMA_WARMUP_SHARE) / math.log(momentum))
+    return math.ceil(steps / max(int(steps_per_epoch), 1))
+
+
+class EmaWeights(keras.callbacks.Callback):
+    """Puts the optimizer's weight moving average (EMA) in the model whenever weights are judged or kept.
+
+    With an optimizer built with ``use_ema=True`` (``cnn``), the model holds the EMA weights
+    during validation (``on_test_begin`` .. ``on_test_end``), so ``val_accuracy`` is that of
+    the EMA weights; in ``on_epoch_end`` from this callback up to :attr:`restore` (put that
+    one after the checkpoint / early-stopping writers and before ``BackupAndRestore``), so the
+    best checkpoint and early stopping's best weights are EMA weights; and at the end of
+    training, so the final model is the EMA one on every path (Keras' ``fit`` skips this
+    under a ``LossScaleOptimizer``). In between, training and the backup see the raw weights,
+    so a resumed run continues exactly where it stopped. Public API only: the EMA goes in
+    with ``optimizer.finalize_variable_values``; the raw weights are copied and assigned back.
+    Does nothing when the optimizer keeps no EMA.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._raw: list | None = None
+        self.restore = RawWeightsBack(self)
+        """The partner callback that puts the raw weights back at the end of an epoch."""
+
+    def put_ema(self) -> None:
+        """Swaps the EMA weights in (keeping a copy of the raw ones); idempotent."""
+        optimizer = ema_optimizer(self.model.optimizer)
+        if optimizer is None or self._raw is not None:
+            return
+        variables = self.model.trainable_variables
+        self._raw = [keras.ops.convert_to_numpy(v) for v in variables]
+        optimizer.finalize_variable_values(variables)
+
+    def put_raw(self) -> None:
+        """Puts back the raw weights saved by :meth:`put_ema`; idempotent."""
+        if self._raw is None:
+            return
+        for variable, value in zip(self.model.trainable_variables, self._raw, strict=True):
+            variable.assign(value)
+        self._raw = None
+
+    def on_test_begin(self, logs=None):
+        self.put_ema()
+
+    def on_test_end(self, logs=None):
+        self.put_raw()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.put_ema()
+
+    def on_train_end(self, logs=None):
+        # Before EarlyStopping's own on_train_end, which then restores the best epoch's EMA weights.
+        self._raw = None
+        optimizer = ema_optimizer(self.model.optimizer)
+        if optimizer is not None:
+            optimizer.finalize_variable_values(self.model.trainable_variables)
+
+
+class RawWeightsBack(keras.callbacks.Callback):
+    """Ends :class:`EmaWeights`' epoch-end window: the raw weights go back before training goes on."""
+
+    def __init__(self, ema: EmaWeights):
+        super().__init__()
+        self.ema = ema
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ema.put_raw()
+
+
 class NanGuard(keras.callbacks.Callback):
     """Stops at the first batch whose loss is NaN or infinite, before anything saves bad weights.
 
@@ -171,7 +268,7 @@ class NanGuard(keras.callbacks.Callback):
             kept = []
             if self.run_dir.best_checkpoint.is_file():
                 kept.append(f"best checkpoint {self.run_dir.best_checkpoint}")
-            if (self.run_dir.backup / "training_metadata.json").is_file():
+            if compat.has_backup(self.run_dir.backup):
                 kept.append(f"last completed epoch in {self.run_dir.backup}")
             kept = "kept " + " and ".join(kept) if kept else "no epoch had completed, nothing was kept"
         raise TrainingError(
@@ -188,8 +285,13 @@ def build_callbacks(
     patience: int,
     tensorboard: bool,
     resuming: bool,
+    start_from_epoch: int = 0,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of one run, in the order they must run.
+
+    Between :class:`EmaWeights` and its ``restore`` partner the model holds the EMA weights
+    (when the optimizer keeps them): early stopping and the best checkpoint judge and keep
+    those; ``BackupAndRestore`` comes after, so the backup holds the raw weights.
 
     Args:
       run_dir: where to write (None: no backup, checkpoints or history).
@@ -198,15 +300,23 @@ def build_callbacks(
       patience: early-stopping patience on ``val_accuracy``; 0 disables early stopping.
       tensorboard: add the TensorBoard callback (needs ``run_dir``).
       resuming: append to the CSV history instead of starting it anew.
+      start_from_epoch: epochs early stopping neither judges nor counts
+        (:func:`ema_warmup_epochs` for an optimizer with a weight moving average).
 
     Returns:
       A list for ``model.fit(callbacks=...)`` or the custom loop's ``CallbackList``.
     """
-    callbacks: list[keras.callbacks.Callback] = [EpochStats(), NanGuard(run_dir)]
+    ema = EmaWeights()
+    callbacks: list[keras.callbacks.Callback] = [EpochStats(), NanGuard(run_dir), ema]
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1
+                monitor="val_accuracy",
+                mode="max",
+                patience=patience,
+                restore_best_weights=True,
+                start_from_epoch=start_from_epoch,
+                verbose=1,
             )
         )
     if run_dir is not None:
@@ -216,6 +326,9 @@ def build_callbacks(
             )
         )
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir.history), append=resuming))
+    # The raw weights go back before the backup (resume continues from them) and training.
+    callbacks.append(ema.restore)
+    if run_dir is not None:
         # Last of the writers: once the backup says "epoch N done", N's history row and
         # checkpoint are already on disk, so a kill after it loses nothing.
         callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir.backup), delete_checkpoint=True))
@@ -224,18 +337,3 @@ def build_callbacks(
     if verbose == 2:
         callbacks.append(EpochSummary(epochs))
     return callbacks
-
-
-def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
-    """Rows of a CSV history (``epoch`` plus the logged metrics), numbers as floats."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = []
-        for row in csv.DictReader(f):
-            parsed = {}
-            for key, value in row.items():
-                try:
-                    parsed[key] = float(value)
-                except (TypeError, ValueError):
-                    continue
-            rows.append(parsed)
-        return rows

@@ -29,6 +29,7 @@ def fit_distributed(
     steps_per_epoch: int,
     callbacks: list[keras.callbacks.Callback],
     verbose: int,
+    initial_epoch: int = 0,
     label_smoothing: float = 0.0,
 ) -> keras.callbacks.History:
     """Trains ``model`` (built and compiled inside ``strategy.scope()``) for ``epochs`` epochs.
@@ -38,10 +39,13 @@ def fit_distributed(
       strategy: the distribution strategy the model was built under.
       train_ds: yields ``(float32 [GB, 28, 28, 1], float32 [GB, C])`` global batches.
       val_ds: the validation pipeline, same element spec, or None.
-      epochs: total epochs (a resumed run starts at the epoch BackupAndRestore restored).
+      epochs: total epochs (a resumed run starts at ``initial_epoch``).
       steps_per_epoch: batches per epoch (for the progress bar).
       callbacks: Keras callbacks, called exactly as ``fit`` calls them.
       verbose: Keras progress bar when 1.
+      initial_epoch: epochs already completed, i.e. those recorded in the backup that
+        ``BackupAndRestore`` restores in ``on_train_begin``
+        (:func:`mnist_batch.training.compat.backup_completed_epochs`).
       label_smoothing: of the categorical cross-entropy.
 
     Returns:
@@ -96,7 +100,6 @@ def fit_distributed(
     )
     model.stop_training = False
     callback_list.on_train_begin()
-    initial_epoch = int(getattr(model, "_initial_epoch", None) or 0)
     epoch_logs: dict[str, float] = {}
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
@@ -111,12 +114,15 @@ def fit_distributed(
                 break
         epoch_logs = {"accuracy": hits / max(seen, 1.0), "loss": loss_sum / max(seen, 1.0)}
         if dist_val is not None:
+            # on_test_begin / on_test_end as fit's validation calls them (EmaWeights swaps the EMA in).
+            callback_list.on_test_begin()
             v_loss = v_hits = v_seen = 0.0
             for batch in dist_val:
                 batch_loss, batch_hits, batch_n = (float(v) for v in eval_step(batch))
                 v_loss, v_hits, v_seen = v_loss + batch_loss, v_hits + batch_hits, v_seen + batch_n
-            epoch_logs["val_accuracy"] = v_hits / max(v_seen, 1.0)
-            epoch_logs["val_loss"] = v_loss / max(v_seen, 1.0)
+            val_logs = {"accuracy": v_hits / max(v_seen, 1.0), "loss": v_loss / max(v_seen, 1.0)}
+            callback_list.on_test_end(val_logs)
+            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break

@@ -194,6 +194,7 @@ def train(
         patience=config.patience,
         tensorboard=config.tensorboard,
         resuming=resume_from > 0,
+        start_from_epoch=cb.ema_warmup_epochs(optimizer, steps_per_epoch),
     )
     if chief:
         print(
@@ -213,6 +214,7 @@ def train(
             steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             verbose=1 if verbose == 1 else 0,
+            initial_epoch=resume_from,
             label_smoothing=config.label_smoothing,
         )
     else:

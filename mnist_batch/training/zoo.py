@@ -13,7 +13,8 @@ Call builders inside ``strategy.scope()`` so their variables are distributed.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 
 import keras
 from keras import layers
@@ -21,6 +22,49 @@ from keras import layers
 from mnist_batch.constants import MODEL_INPUT_SHAPE
 
 Builder = Callable[..., tuple[keras.Model, keras.optimizers.Optimizer]]
+
+_REGISTRY: dict[str, Builder] = {}
+"""Zoo name -> builder, filled by :func:`register` (in definition order)."""
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Decorator adding a builder to the zoo under ``name`` (the ``--model`` value).
+
+    Args:
+      name: the zoo name; must be new.
+
+    Returns:
+      A decorator that registers the builder and returns it unchanged.
+
+    Raises:
+      ValueError: ``name`` is already registered.
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"zoo name {name!r} is already registered (by {_REGISTRY[name].__name__})")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def model_names() -> tuple[str, ...]:
+    """Every zoo name, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_model_builder(name: str) -> Builder:
+    """The builder registered as ``name``.
+
+    Raises:
+      ValueError: unknown name (the message lists the zoo).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"model must be one of {', '.join(model_names())}, got {name!r}") from None
+
 
 MNIST_MEAN = 0.1307
 """Mean pixel value of MNIST in [0, 1] (used to standardise inputs of ``mlp-300-100``)."""
@@ -40,6 +84,7 @@ def _head(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
 
 
+@register("mlp-sigmoid-15")
 def mlp_sigmoid_15(num_classes: int = 10, *, total_steps: int = 1000, learning_rate: float | None = None):
     """784 -> 15 sigmoid -> 10 softmax, RMSprop (the smallest seed network).
 
@@ -59,6 +104,7 @@ def mlp_sigmoid_15(num_classes: int = 10, *, total_steps: int = 1000, learning_r
     return model, keras.optimizers.RMSprop(learning_rate=learning_rate or 1e-3)
 
 
+@register("mlp-512")
 def mlp_512(num_classes: int = 10, *, total_steps: int = 1000, learning_rate: float | None = None):
     """784 -> 512 relu -> 10 softmax, RMSprop.
 
@@ -73,6 +119,7 @@ def mlp_512(num_classes: int = 10, *, total_steps: int = 1000, learning_rate: fl
     return model, keras.optimizers.RMSprop(learning_rate=learning_rate or 1e-3)
 
 
+@register("mlp-300-100")
 def mlp_300_100(num_classes: int = 10, *, total_steps: int = 1000, learning_rate: float | None = None):
     """Flatten -> standardise -> 300 relu -> 100 relu -> 10 softmax, SGD with momentum.
 
@@ -92,6 +139,7 @@ def mlp_300_100(num_classes: int = 10, *, total_steps: int = 1000, learning_rate
     return model, keras.optimizers.SGD(learning_rate=learning_rate or 0.05, momentum=0.9)
 
 
+@register("mlp-deep-20")
 def mlp_deep_20(num_classes: int = 10, *, total_steps: int = 1000, learning_rate: float | None = None):
     """20 x Dense(100, relu) -> 10 softmax, plain SGD (the "deeper is not better" seed).
 
@@ -107,6 +155,7 @@ def mlp_deep_20(num_classes: int = 10, *, total_steps: int = 1000, learning_rate
     return model, keras.optimizers.SGD(learning_rate=learning_rate or 0.01)
 
 
+@register("mlp-1000x2-dropout")
 def mlp_1000x2_dropout(num_classes: int = 10, *, total_steps: int = 1000, learning_rate: float | None = None):
     """1000 relu -> Dropout 0.5 -> 1000 relu -> Dropout 0.5 -> 10 softmax, Adam.
 
@@ -124,6 +173,7 @@ def mlp_1000x2_dropout(num_classes: int = 10, *, total_steps: int = 1000, learni
     return model, keras.optimizers.Adam(learning_rate=learning_rate or 1e-3)
 
 
+@register("cnn-keras")
 def cnn_keras(num_classes: int = 10, *, total_steps: int = 1000, learning_rate: float | None = None):
     """The Keras example CNN: Conv32-Conv64-MaxPool-Dropout0.25-Dense128-Dropout0.5-Dense10, Adam.
 
@@ -156,6 +206,7 @@ def _conv_bn(x: keras.KerasTensor, filters: int, name: str, sync: bool = False) 
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
+@register("cnn")
 def cnn(
     num_classes: int = 10,
     *,
@@ -211,18 +262,10 @@ def cnn(
     return model, optimizer
 
 
-MODELS: dict[str, Builder] = {
-    "mlp-sigmoid-15": mlp_sigmoid_15,
-    "mlp-512": mlp_512,
-    "mlp-300-100": mlp_300_100,
-    "mlp-deep-20": mlp_deep_20,
-    "mlp-1000x2-dropout": mlp_1000x2_dropout,
-    "cnn-keras": cnn_keras,
-    "cnn": cnn,
-}
-"""Zoo name -> builder."""
+MODELS: Mapping[str, Builder] = types.MappingProxyType(_REGISTRY)
+"""Zoo name -> builder (read-only view of the registry)."""
 
-MODEL_NAMES = tuple(MODELS)
+MODEL_NAMES = model_names()
 DEFAULT_MODEL = "cnn"
 
 
@@ -246,9 +289,7 @@ def build_model(
     Raises:
       ValueError: unknown name (the message lists the zoo).
     """
-    if name not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, got {name!r}")
-    builder = MODELS[name]
+    builder = get_model_builder(name)
     kwargs = {"total_steps": total_steps, "learning_rate": learning_rate}
     if replicas > 1 and "sync_batch_norm" in inspect.signature(builder).parameters:
         kwargs["sync_batch_norm"] = True
