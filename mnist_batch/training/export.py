@@ -3,8 +3,8 @@
 The exported file is an uncompiled, inference-only copy of the trained model (no optimiser
 state, no loss), so it is small and loads with ``keras.models.load_model(path,
 safe_mode=True)`` without this package. Test metrics are computed on the held-out test split
-with the file as written (reloaded with ``safe_mode=True``), inputs normalised by
-:func:`mnist_batch.preprocess.normalize` exactly as the scoring side does.
+with the file as written (reloaded with ``safe_mode=True``) through
+:class:`mnist_batch.models.Predictor`, the same images -> probabilities path the scoring side uses.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mnist_batch.constants import MODEL_INPUT_SHAPE, PREPROCESS_VERSION
 from mnist_batch.data.base import Split
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.model_card import ModelCard, card_path, file_sha256, write_card
-from mnist_batch.preprocess import normalize
+from mnist_batch.models import Predictor
 
 
 class ExportError(MnistBatchError):
@@ -52,34 +52,16 @@ def check_export_path(path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities of uint8 images.
-
-    Args:
-      model: maps float32 [B, 28, 28, 1] -> [B, C].
-      images: uint8 [N, 28, 28].
-
-    Returns:
-      float32 [N, C].
-    """
-    out = [
-        np.asarray(model(normalize(images[i : i + batch_size]), training=False), dtype=np.float32)
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
 def evaluate_split(model: keras.Model, split: Split, num_classes: int) -> dict[str, float]:
     """Accuracy, cross-entropy loss and macro-F1 of ``model`` on ``split``.
 
     Returns:
       ``{"accuracy", "loss", "macro_f1", "examples"}`` computed with :mod:`mnist_batch.metrics`.
     """
-    probs = predict_proba(model, split.images)
+    probs = Predictor(model)(split.images, batch_size=512)  # the one images -> probabilities path
     labels = split.labels.astype(np.int64)
     cm = metrics.confusion_matrix(labels, probs.argmax(axis=1), num_classes)
-    picked = probs[np.arange(len(labels)), labels]
-    loss = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0)))) if len(labels) else float("nan")
+    loss = metrics.log_loss(labels, probs) if len(labels) else float("nan")
     return {
         "accuracy": metrics.accuracy(cm),
         "loss": loss,
