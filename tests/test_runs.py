@@ -296,6 +296,9 @@ def test_glob_characters_in_inputs_roots_and_model_are_literal(tiny_model, sampl
     assert code == 0
     got = predicted_paths(roots / "prod?", "2026-05-01", "nightly")
     assert got == sorted(literal)  # not batch1's six files
+    # Nothing outside batch[1] was even looked at: no skipped rows for the sibling root prod1.
+    summary = json.loads((roots / "prod?" / "_runs" / "dt=2026-05-01" / "run=nightly" / "summary.json").read_text())
+    assert summary["counts"]["skipped"] == 0, summary["skipped_by_reason"]
     # Replacing prod?'s run leaves prod1's run of the same id alone.
     code = cli_main(
         [

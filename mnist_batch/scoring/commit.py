@@ -219,7 +219,9 @@ def apply_journal(journal: dict[str, Any]) -> None:
     for src, dst in journal["moves"]:
         if fs.exists(src):
             if fs.exists(dst) and not fs.is_remote(dst):
-                raise CommitError(f"cannot commit run {layout.run_id}: {dst} already exists")
+                fs.remove_empty_dir(dst)  # a folder made by hand beforehand, still empty
+                if fs.exists(dst):
+                    raise CommitError(f"cannot commit run {layout.run_id}: {dst} already exists")
             fs.rename(src, dst)
         elif not fs.exists(dst):
             raise CommitError(f"cannot commit run {layout.run_id}: shard {src} is lost")

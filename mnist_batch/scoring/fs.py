@@ -29,7 +29,7 @@ GLOB_CHARS = "*?["
 
 # An escaped "[" ("[[]") becomes the regex "[[]", which Python flags as a possible future nested
 # set; it is a one-character class today and Beam has no other way to quote "[".
-warnings.filterwarnings("ignore", "Possible nested set", FutureWarning, "apache_beam.io.filesystem")
+warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
 
 
 def is_remote(uri: str) -> bool:

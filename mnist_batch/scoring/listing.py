@@ -126,11 +126,46 @@ def list_file(path: str) -> Iterator[Listed]:
         yield FileMetadata(path, found.st_size, found.st_mtime)
 
 
-def pattern_root(pattern: str) -> tuple[str, int | None]:
-    """The folder Beam would list for a glob, and how many folder levels below it a match can be (None: any)."""
-    root = posixpath.dirname(GLOB_RE.match(pattern).group(0))
-    depth = None if "**" in pattern else pattern[len(root) + 1 :].count("/")
-    return root, depth
+def literal_prefix(pattern: str) -> tuple[str, int]:
+    """The pattern's text up to its first real glob character, escapes (``[[]``, ``[*]``) read as
+    the characters they stand for; and the index in ``pattern`` just after the prefix's last ``/``.
+    """
+    out: list[str] = []
+    i, after_slash = 0, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c in "*?":
+            break
+        if c == "[":
+            if i + 2 < len(pattern) and pattern[i + 2] == "]" and pattern[i + 1] not in "!^]":
+                out.append(pattern[i + 1])  # a one-character class: an escaped literal
+                i += 3
+                continue
+            break
+        out.append(c)
+        i += 1
+        if c == "/":
+            after_slash = i
+    return "".join(out), after_slash
+
+
+def pattern_root(pattern: str) -> tuple[str, list[str]]:
+    """The folder to list for a glob (escapes honoured), and the pattern's components below it."""
+    literal, after_slash = literal_prefix(pattern)
+    root = posixpath.dirname(literal) if "/" in literal else literal
+    return root, pattern[after_slash:].split("/")
+
+
+def could_hold_matches(components: Sequence[str], folders: Sequence[str]) -> bool:
+    """Whether files under ``root/folders[0]/folders[1]/...`` can match the pattern's ``components``."""
+    for depth, name in enumerate(folders):
+        if any("**" in c for c in components[: depth + 1]):
+            return True  # "**" crosses any number of folders
+        if depth >= len(components) - 1:
+            return False  # deeper than any file the pattern names
+        if not re.match(FileSystem.translate_pattern(components[depth]), name):
+            return False
+    return True
 
 
 def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Iterator[Listed]:
@@ -149,14 +184,14 @@ def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Ite
     if GLOB_RE.match(pattern).group(0) == pattern:
         yield from list_file(pattern)
         return
-    root, max_depth = pattern_root(pattern)
+    root, components = pattern_root(pattern)
     matches = re.compile(FileSystem.translate_pattern(pattern)).match
     root_id = folder_id(root)
     if root_id is None:
         return
-    stack = [(root, root_id, 0)]
+    stack: list[tuple[str, tuple[int, int], tuple[str, ...]]] = [(root, root_id, ())]
     while stack:
-        folder, identity, depth = stack.pop()
+        folder, identity, names = stack.pop()
         try:
             entries = scan_dir(folder)
         except OSError as exc:
@@ -169,13 +204,13 @@ def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Ite
         for entry in entries:
             path = posixpath.join(folder, entry.name)
             if entry.is_dir(follow_symlinks=False):
-                if max_depth is None or depth < max_depth:
+                if could_hold_matches(components, (*names, entry.name)):  # never wander outside the pattern
                     try:
                         st = entry.stat(follow_symlinks=False)
                     except OSError:
                         yield (path + "/", SKIP_VANISHED)
                         continue
-                    subfolders.append((path, (st.st_dev, st.st_ino), depth + 1))
+                    subfolders.append((path, (st.st_dev, st.st_ino), (*names, entry.name)))
                 continue
             if not matches(path):
                 continue
