@@ -64,7 +64,7 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(tmp_path):
     assert f"epoch {done_before + 1}/{epochs}" in second.stdout
     assert f"resumed after epoch {done_before}" in second.stdout
     rows = read_history(run_dir / "history.csv")
-    assert [int(r["epoch"]) for r in rows] == list(range(epochs))  # each epoch exactly once
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1))  # each epoch exactly once, from 1
     # Weights and optimiser state were restored: the first resumed epoch trains on from the
     # killed run's weights instead of starting from scratch.
     assert rows[done_before]["loss"] < rows[0]["loss"]
