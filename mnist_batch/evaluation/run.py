@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from mnist_batch import jsonfmt
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.evaluation import summarize
 from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_folder
@@ -167,7 +167,7 @@ def evaluate(
         "class_names": list(data.class_names),
         "models": metric_rows,
     }
-    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (output / SUMMARY_FILE).write_text(jsonfmt.dumps(summary) + "\n", encoding="utf-8")
     return summary
 
 
