@@ -11,7 +11,7 @@ import argparse
 import difflib
 import sys
 
-from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, DEFAULT_REVIEW_THRESHOLD
 from mnist_batch.constants import IMAGE_EXTENSIONS
 from mnist_batch.errors import MnistBatchError
@@ -133,6 +133,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.__class__ = BeamArgsParser  # the top-level parser would reject Beam's options otherwise
     add_arguments(p)
+    add_verbosity(p)
     p.set_defaults(run=run, parser=p)
 
 
@@ -248,6 +249,7 @@ def run_options_from_args(args: argparse.Namespace):
 
 def execute(args: argparse.Namespace, config, beam_args: list[str], *, wait: bool = True) -> dict:
     """Runs one scoring job in the layout the arguments name; returns its summary."""
-    from mnist_batch.scoring.launch import launch
+    with slow_step(args, "loading Beam and TensorFlow (10-30 s on a small CPU machine) ..."):
+        from mnist_batch.scoring.launch import launch
 
     return launch(config, run_options_from_args(args), beam_args, wait=wait)
