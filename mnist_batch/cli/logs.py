@@ -54,7 +54,7 @@ NOISE = tuple(
 )
 """Messages known to be harmless on a CPU machine (dropped unless ``--verbose``)."""
 
-NATIVE_LOG = re.compile(r"^(?P<severity>[IWEF])\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]")
+NATIVE_LOG = re.compile(r"^(?P<severity>[IWEF])\d{4} \d{2}:\d{2}:\d+\.\d+\s+\d+\s+\S+:\d+\]")
 """An absl/glog line from TensorFlow's C++ runtime: ``E0000 00:00:1764 123 file.cc:52] ...``."""
 
 PYTHON_LOG = re.compile(r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]")
