@@ -53,6 +53,8 @@ REAL_NATIVE_ERROR = "E0000 00:00:1764537601.000000   30773 op_kernel.cc:1857] OP
         ("INFO:apache_beam.runners.worker.sdk_worker:Creating insecure control channel", False, False),
         ("WARNING:apache_beam.io.filesystem:a warning that matters", True, False),
         ("ERROR:apache_beam.runners.direct:a real error", True, True),
+        ("WARNING:__main__:No semi_persistent_directory found:  User registered objects", False, False),
+        ("INFO:apache_beam.runners.portability.local_job_service:Worker: severity: INFO timestamp {", False, False),
         ("Traceback (most recent call last):", True, True),
         ("mnist-batch: error: /data: no such directory", True, True),
         ("mnist-batch score: progress: 1,200 images scored, 600 img/s (worker 1)", True, False),

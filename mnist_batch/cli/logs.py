@@ -50,6 +50,8 @@ NOISE = tuple(
         r"computation placer already registered",
         r"Could not find cuda drivers",
         r"TF-TRT Warning",
+        r"No semi_persistent_directory found",
+        r"Worker: severity: (INFO|DEBUG)",
     )
 )
 """Messages known to be harmless on a CPU machine (dropped unless ``--verbose``)."""

@@ -321,8 +321,10 @@ class FormatPredictionsFn(beam.DoFn):
         return table
 
     def _report(self, rows: int) -> None:
-        self._count += rows
         now = time.monotonic()
+        if self._count == 0:  # time from the first scored image, not from loading the model
+            self._start = self._last_report = now
+        self._count += rows
         if now - self._last_report >= self._progress_every_s:
             self._last_report = now
             rate = self._count / max(now - self._start, 1e-9)
