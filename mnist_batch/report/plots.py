@@ -170,7 +170,8 @@ def plot_reliability(confidence: np.ndarray, correct: np.ndarray, path: pathlib.
     ax.set_xlabel("confidence (top-class probability)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability ({n_bins} bins, images per bin above the bars), ECE {ece:.4f}", fontsize=9)
-    ax.legend(loc="upper left", fontsize=7)
+    # Below the axes: inside, it would cover the low-confidence bins of a weak model.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, fontsize=7, frameon=False)
     return _save(fig, path)
 
 
