@@ -120,10 +120,13 @@ def model_sections(data: ReportData, pngs: dict[str, pathlib.Path]) -> list[tupl
 
 
 def comparison_table(models: list[ReportData]) -> str:
-    """One row per headline figure, one column per model (the figures every model has)."""
+    """One row per headline figure, one column per model (blank where a model has no such figure)."""
     values = [dict(m.headline) for m in models]
-    labels = [label for label, _ in models[0].headline if all(label in v for v in values)]
-    rows = [(label, *(v[label] for v in values)) for label in labels]
+    for v in values:  # the full id is in each model's card; 12 characters tell models apart
+        if isinstance(v.get("model_id"), str):
+            v["model_id"] = v["model_id"][:12]
+    labels = list(dict.fromkeys(label for m in models for label, _ in m.headline))
+    rows = [(label, *(v.get(label, "") for v in values)) for label in labels]
     return plots.html_table(["", *(m.name for m in models)], rows)
 
 

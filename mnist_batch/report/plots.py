@@ -228,7 +228,7 @@ def html_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}"
+        "td:first-child,th:first-child{text-align:left;white-space:nowrap}td{overflow-wrap:anywhere}"
         "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:0 .2em}"
         ".side{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1em;align-items:start}"
         "figure{margin:0}figcaption{font-weight:600;margin:.2em 0}"
