@@ -104,7 +104,23 @@ class NoiseFilter(logging.Filter):
 
 
 class ConsoleHandler(logging.StreamHandler):
-    """The one root handler this program installs (replaced, not duplicated, on each call)."""
+    """The one root handler this program installs (replaced, not duplicated, on each call).
+
+    It writes to whatever ``sys.stderr`` is at the time of each record (as logging's own
+    last-resort handler does), so a caller that swaps ``sys.stderr`` (a test capturing
+    output) never leaves it writing to a closed stream.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def level_for(verbosity: int) -> int:
@@ -124,7 +140,7 @@ def configure_logging(verbosity: int = DEFAULT) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, ConsoleHandler)]:
         root.removeHandler(handler)
-    handler = ConsoleHandler(sys.stderr)
+    handler = ConsoleHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
     if verbosity < VERBOSE:
         handler.addFilter(NoiseFilter())
