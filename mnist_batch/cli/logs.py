@@ -34,6 +34,11 @@ VERBOSE = 1
 LIBRARY_LOGGERS = ("apache_beam", "absl", "tensorflow", "keras", "h5py", "matplotlib", "PIL", "urllib3")
 """Python loggers of the libraries, set to the verbosity's level."""
 
+RERAISED_LOGGERS = ("apache_beam.runners.common",)
+"""Loggers whose errors are always raised again: Beam logs a failing DoFn's traceback here, then
+the job fails with the same exception, which the command reports in its one error line
+(``--debug`` adds the traceback, ``--verbose`` shows these logs too)."""
+
 NOISE = tuple(
     re.compile(pattern)
     for pattern in (
@@ -150,6 +155,8 @@ def configure_logging(verbosity: int = DEFAULT) -> None:
         root.setLevel(logging.INFO)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(level)
+    for name in RERAISED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbosity >= VERBOSE else logging.CRITICAL)
     if verbosity >= VERBOSE:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     else:
