@@ -183,3 +183,17 @@ def test_plain_directory_and_folder_spec_are_scored_as_files(tmp_path):
     # A name that is neither a directory nor a data set spec is a data set error, not a folder.
     with pytest.raises(Exception, match="nope"):
         resolve_data(str(tmp_path / "nope"), "test", card)
+
+
+def test_two_model_report_is_one_side_by_side_page(evaluated):
+    """Two models: a comparison table (not raw Markdown) and each plot with the models next to each other."""
+    page = (evaluated / "report.html").read_text()
+    assert "<pre>" not in page
+    comparison = page.split("<h2>Comparison</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<th>tiny</th><th>weaker</th>" in comparison and "McNemar" in comparison and "<li>" in comparison
+    assert "<h2>Per-class F1</h2>" in page
+    for title in ("Confusion matrix", "Reliability diagram", "Misclassified images"):
+        section = page.split(f"<h2>{title}, side by side</h2>", 1)[1].split("<h2>", 1)[0]
+        assert section.count("<figure>") == 2 and "<figcaption>tiny</figcaption>" in section
+    headings = page.split("<h2>")[1:]
+    assert not [h for h in headings if "tiny" in h.split("</h2>")[0]]  # headings do not repeat the model name

@@ -127,7 +127,7 @@ def test_learning_curve_report_from_a_run_dir(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "history.csv").write_text(
-        "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.80,0.70,0.85,0.50\n1,0.90,0.40,0.93,0.30\n2,0.95,0.20,0.94,0.25\n"
+        "epoch,accuracy,loss,val_accuracy,val_loss\n1,0.80,0.70,0.85,0.50\n2,0.90,0.40,0.93,0.30\n3,0.95,0.20,0.94,0.25\n"
     )
     assert cli_main(["report", str(run)]) == 0
     assert "learning_curve.png" in capsys.readouterr().out

@@ -65,7 +65,7 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(tmp_path):
     assert f"epoch {done_before + 1}/{epochs}" in second.stdout
     assert f"resumed after epoch {done_before}" in second.stdout
     history = read_history_csv(run_dir / "history.csv")
-    assert [int(e) for e in history["epoch"]] == list(range(epochs))  # each epoch exactly once
+    assert [int(e) for e in history["epoch"]] == list(range(1, epochs + 1))  # each epoch exactly once, from 1
     # Weights and optimiser state were restored: the first resumed epoch trains on from the
     # killed run's weights instead of starting from scratch.
     assert history["loss"][done_before] < history["loss"][0]

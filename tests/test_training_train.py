@@ -56,7 +56,7 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     assert (run / "checkpoints" / "best.keras").is_file()
     assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     history = read_history_csv(run / "history.csv")
-    assert [int(e) for e in history["epoch"]] == [0, 1]
+    assert [int(e) for e in history["epoch"]] == [1, 2]  # counted from 1, as the console counts
     assert {"epoch_time_s", "learning_rate", "val_accuracy"} <= set(history)
     assert not (run / "backup").exists(), "a completed run removes its backup"
     best = keras.models.load_model(run / "checkpoints" / "best.keras", safe_mode=True)

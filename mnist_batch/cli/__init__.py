@@ -7,17 +7,24 @@ Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 Exit codes: 0 success; 2 bad input or argument (one ``mnist-batch: error: ...`` line, no
 traceback unless ``--debug``); other non-zero codes are
 documented by each subcommand.
+
+Quiet by default (:mod:`mnist_batch.cli.logs`): the libraries log at warning level and above
+and their known start-up noise is dropped; ``--verbose`` shows everything, ``--quiet`` only
+errors and results.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from mnist_batch import __version__
 from mnist_batch.cli import data_cmd, evaluate_cmd, predict_cmd, report_cmd, runs_cmd, score_cmd, train_cmd
+from mnist_batch.cli.common import add_verbosity
+from mnist_batch.cli.logs import StderrFilter, configure_logging
 from mnist_batch.errors import MnistBatchError
 
 EXIT_OK = 0
@@ -32,23 +39,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnist-batch",
         description="Train a digit model, then score folders of scanned digits in batch with Apache Beam.",
-        epilog="Run `mnist-batch COMMAND --help` for each command's options and an example.",
+        epilog="Run `mnist-batch COMMAND --help` for each command's options, an example and its exit codes.\n"
+        "Exit codes: 0 ok; 2 bad argument or input; 130 interrupted; others per command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mnist-batch {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    add_verbosity(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.add_parser(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the process exit code."""
+def main(argv: Sequence[str] | None = None, *, filter_stderr: bool = False) -> int:
+    """Runs the command line; returns the process exit code.
+
+    Args:
+      argv: the arguments (default ``sys.argv[1:]``).
+      filter_stderr: route file descriptor 2 through :class:`~mnist_batch.cli.logs.StderrFilter`
+        (the console script does; in-process callers such as tests keep their own stderr).
+    """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passes_unknown_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.beam_args = extra
+    configure_logging(args.verbosity)
+    if filter_stderr:
+        with StderrFilter(args.verbosity):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args) or 0)
     except MnistBatchError as exc:
@@ -62,5 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    """Console-script entry: ``mnist-batch``."""
-    sys.exit(main())
+    """Console-script entry: ``mnist-batch``.
+
+    Output piped into a program that stops reading (``mnist-batch data info sample --json |
+    head``) ends the command quietly, as it does for other Unix tools.
+    """
+    try:
+        code = main(filter_stderr=True)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at devnull so that raises nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, what a shell reports for a killed pipe writer
+    sys.exit(code)

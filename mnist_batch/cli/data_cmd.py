@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.cli.common import EXIT_CODES, HelpFormatter, add_verbosity
 from mnist_batch.data import DATASET_SPECS, load_dataset
 from mnist_batch.data.class_names import parse_class_names, with_class_names
 from mnist_batch.data.export import EXPORT_FORMATS, export_images
@@ -21,8 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Examples:\n"
         "  mnist-batch data info sample\n"
         "  mnist-batch data export-images sample --split test --out out/test_images",
+        epilog=EXIT_CODES,
         formatter_class=HelpFormatter,
     )
+    add_verbosity(data)
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     info = data_sub.add_parser(
@@ -30,8 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="counts per split and class",
         description="Print counts per split and class.\n\nExample:\n"
         "  mnist-batch data info sample\n  mnist-batch data info idx:/usr/share/datasets/fashion-mnist --json",
+        epilog=EXIT_CODES,
         formatter_class=HelpFormatter,
     )
+    add_verbosity(info)
     info.add_argument("dataset", nargs="?", default="sample", help=DATASET_HELP)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.add_argument("--class-names", default=None, help="comma-separated names, or a file with one per line")
@@ -42,10 +46,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="write a split as DIR/<label>/<index>.png",
         description="Write one split as image files DIR/<label>/<index>.<format> (deterministic).\n\n"
         "Example:\n  mnist-batch data export-images sample --split test --out out/test_images",
+        epilog=EXIT_CODES,
         formatter_class=HelpFormatter,
     )
+    add_verbosity(export)
     export.add_argument("dataset", nargs="?", default="sample", help=DATASET_HELP)
-    export.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    export.add_argument("--split", default="test", choices=("train", "validation", "test"), help="which split")
     export.add_argument("--out", required=True, help="destination directory (missing or empty)")
     export.add_argument("--format", default="png", choices=EXPORT_FORMATS, help="png is lossless; jpg is lossy")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 
-from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 
 EPILOG = """Outputs under --output DIR:
   metrics.parquet      one row per model: accuracy, macro_f1, top2_accuracy, log_loss, ece (15 bins),
@@ -20,6 +19,8 @@ EPILOG = """Outputs under --output DIR:
 
 Arrays (sample, npz:, idx:, fashion-mnist) run in-process through tf.data; folder:DIR (or a plain
 directory of DIR/<class>/*.png) runs through the scoring pipeline, with scoring's preprocessing.
+
+Exit codes: 0 evaluated; 2 bad argument, model, data set or output folder.
 """
 
 
@@ -45,16 +46,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--class-names", default=None, help="name the data set's classes: comma-separated, or a file (one a line)"
     )
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    p.add_argument(
+        "--split", default="test", choices=("train", "validation", "test"), help="which split to evaluate on"
+    )
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip report.html and the plots")
+    add_verbosity(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mnist_batch.evaluation import evaluate
+    with slow_step(args, "loading TensorFlow ..."):
+        from mnist_batch.evaluation import evaluate
 
     evaluate(args.model, args.dataset, args.split, args.output, overwrite=args.overwrite, class_names=args.class_names)
     out = pathlib.Path(args.output)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 
-from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 
 EXIT_SOME_FAILED = 1
 
@@ -15,6 +14,8 @@ EPILOG = """Each image gets the scoring preprocessing (decode any format, dark-o
 background removed, cropped to the ink, fitted to 20 px, centred in 28x28 by centre of mass).
 Unreadable files print one `mnist-batch predict: error: FILE: reason` line each on stderr; the exit
 code is 1 when any file failed (the others are still classified), 2 for a bad model.
+
+Exit codes: 0 every file classified; 1 some file failed; 2 bad argument or model.
 """
 
 
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="save the 28x28 image the model saw (several images: OUT_1.png, OUT_2.png, ...)",
     )
+    add_verbosity(p)
     p.set_defaults(run=run)
 
 
@@ -47,8 +49,8 @@ def preprocessed_path(base: str, index: int, count: int) -> pathlib.Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mnist_batch.predict import Failure, predict_files, save_preprocessed
+    with slow_step(args, "loading TensorFlow ..."):
+        from mnist_batch.predict import Failure, predict_files, save_preprocessed
 
     results = predict_files(args.model, args.images)
     failed = 0

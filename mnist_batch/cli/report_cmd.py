@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.cli.common import HelpFormatter, add_verbosity
 
 EPILOG = """Writes into the folder (or --dest):
   report.html            self-contained (PNGs embedded): summary, per-class table, every plot
@@ -14,7 +14,10 @@ EPILOG = """Writes into the folder (or --dest):
   least_confident.png    lowest-confidence predictions
   confidence.png         confidence histogram (right / wrong)    reliability.png   reliability diagram + ECE
   learning_curve.png     (training run dir: loss and accuracy per epoch, from history.csv)
-Evaluation folders with several models get one set of PNGs per model, prefixed MODEL_.
+Evaluation folders with several models get one set of PNGs per model, prefixed MODEL_,
+and the page shows the models side by side.
+
+Exit codes: 0 written; 2 not an output folder, or files from different runs.
 """
 
 
@@ -32,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("folder", help="scoring output (summary.json), evaluation output, or training run dir")
     p.add_argument("--dest", default=None, help="write the report here instead of into FOLDER")
+    add_verbosity(p)
     p.set_defaults(run=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.cli.common import HelpFormatter, add_verbosity
 
 DESCRIPTION = """\
 Look after a runs root (score --layout runs --output ROOT).
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=("list", "clean"), help="what to do")
     p.add_argument("root", help="the runs root (--output of score --layout runs)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_verbosity(p)
     p.set_defaults(run=run)
 
 

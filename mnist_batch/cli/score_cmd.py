@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.scoring.options import add_arguments, check_beam_args, config_from_args, run_options_from_args
 
 DESCRIPTION = """\
@@ -46,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         allow_abbrev=False,  # Beam's --labels must not be taken for --labels-csv
     )
     add_arguments(p)
+    add_verbosity(p)
     p.set_defaults(run=run, passes_unknown_args=True)  # what this command does not know is Beam's
 
 
@@ -89,8 +90,9 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
 
 def execute(args: argparse.Namespace, config, beam_args: list[str], *, wait: bool = True) -> dict:
     """Runs one scoring job in the layout the arguments name; returns its summary."""
-    from mnist_batch.scoring.launch import launch
-    from mnist_batch.scoring.preflight import check_environment
+    with slow_step(args, "loading Beam and TensorFlow (10-30 s on a small CPU machine) ..."):
+        from mnist_batch.scoring.launch import launch
+        from mnist_batch.scoring.preflight import check_environment
 
     options = run_options_from_args(args)
     check_environment(config.output, beam_args)  # unwritable output, unknown runner: before any file is read

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import warnings
 
-from mnist_batch.cli.common import HelpFormatter
+from mnist_batch.cli.common import HelpFormatter, add_verbosity, progress, slow_step
 from mnist_batch.config import TRAIN_STRATEGIES, TrainConfig
 from mnist_batch.errors import MnistBatchError
 
@@ -23,6 +22,9 @@ EPILOG = """Outputs:
 Multi-worker (one command per worker, same arguments):
   TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}' \\
     mnist-batch train --strategy multi-worker --run-dir runs/mw --export models/cnn.keras
+
+Exit codes: 0 trained; 2 bad option, data set or model; 130 interrupted (repeat with the same
+--run-dir to resume).
 """
 
 
@@ -43,7 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     d = TrainConfig()
-    p.add_argument("--dataset", default=d.dataset, help="sample | npz:PATH | idx:DIR | folder:DIR | mnist")
+    p.add_argument(
+        "--dataset", default=d.dataset, help="sample | npz:PATH | idx:DIR | fashion-mnist[:DIR] | folder:DIR | mnist"
+    )
     p.add_argument("--model", default=d.model, choices=MODEL_CHOICES, help="model zoo network")
     p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per-replica batch size")
@@ -65,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zoom", type=float, default=d.zoom, help="largest random relative zoom")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="e.g. 0.1")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val accuracy; 0 = off")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, shuffling and augmentation")
     p.add_argument("--limit", type=int, default=None, help="use at most N examples of each split (smoke runs)")
     p.add_argument("--cache-dir", default=None, help="tf.data file cache instead of memory")
     p.add_argument("--run-dir", default=None, help="checkpoints, history, curves; resume by repeating the command")
@@ -77,6 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="Keras progress bar, one line per epoch, or nothing (auto: bar on a terminal)",
     )
+    add_verbosity(p)
     p.set_defaults(run=run)
 
 
@@ -112,8 +117,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mnist_batch.training.train import train
+    with slow_step(args, "loading TensorFlow (10-30 s on a small CPU machine) ...") as step:
+        from mnist_batch.training.train import train
+    if step["shown"]:
+        progress(
+            args,
+            f"TensorFlow loaded in {step['seconds']:.1f} s; loading {config.dataset}, "
+            f"building {config.model} and its input pipeline ...",
+        )
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", RuntimeWarning)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from mnist_batch import jsonfmt
 from mnist_batch.constants import (
     COL_BLANK,
     COL_CONFIDENCE,
@@ -181,7 +181,7 @@ def evaluate(
         "class_names": list(data.class_names),
         "models": metric_rows,
     }
-    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (output / SUMMARY_FILE).write_text(jsonfmt.dumps(summary) + "\n", encoding="utf-8")
     return summary
 
 

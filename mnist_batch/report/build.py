@@ -86,36 +86,92 @@ SECTION_TITLES = {
 }
 
 
-def _model_sections(data: ReportData, pngs: dict[str, pathlib.Path]) -> list[tuple[str, str]]:
-    head = f"{data.name}: " if data.name else ""
-    sections = [(f"{head}summary", plots.html_table(["", "value"], data.headline))]
+def per_class_table(data: ReportData) -> str:
+    """Support, precision, recall and F1 of each class as an HTML table."""
     pc = data.per_class
+    rows = [
+        (name, int(pc["support"][i]), float(pc["precision"][i]), float(pc["recall"][i]), float(pc["f1"][i]))
+        for i, name in enumerate(data.class_names)
+    ]
+    return plots.html_table(["class", "support", "precision", "recall", "F1"], rows)
+
+
+def errors_table(data: ReportData, limit: int = 50) -> str:
+    """The first ``limit`` dead letters (path, stage, error, message) as an HTML table."""
+    rows = [(e["path"], e["stage"], e["error_type"], e["message"]) for e in data.errors[:limit]]
+    return plots.html_table(["path", "stage", "error", "message"], rows)
+
+
+def plot_html(path: pathlib.Path, kind: str) -> str:
+    """An embedded PNG with its file name under it."""
+    img = f"<img alt='{kind}' src='{plots.png_data_uri(path)}'>"
+    return f"{img}<p><code>{html.escape(path.name)}</code></p>"
+
+
+def model_sections(data: ReportData, pngs: dict[str, pathlib.Path]) -> list[tuple[str, str]]:
+    """The sections of a one-model page: summary, per-class table, every plot, unreadable files."""
+    sections = [("Summary", plots.html_table(["", "value"], data.headline))]
     if data.labelled.any():  # unlabelled inputs have no per-class statistics
-        rows = [
-            (name, int(pc["support"][i]), float(pc["precision"][i]), float(pc["recall"][i]), float(pc["f1"][i]))
-            for i, name in enumerate(data.class_names)
-        ]
-        table = plots.html_table(["class", "support", "precision", "recall", "F1"], rows)
-        sections.append((f"{head}per class", table))
-    for kind, path in pngs.items():
-        img = f"<img alt='{kind}' src='{plots.png_data_uri(path)}'>"
-        sections.append((f"{head}{SECTION_TITLES[kind]}", f"{img}<p><code>{html.escape(path.name)}</code></p>"))
+        sections.append(("Per class", per_class_table(data)))
+    sections += [(SECTION_TITLES[kind], plot_html(path, kind)) for kind, path in pngs.items()]
     if data.errors:
-        shown = data.errors[:50]
-        sections.append(
-            (
-                f"{head}unreadable files ({len(data.errors)})",
-                plots.html_table(
-                    ["path", "stage", "error", "message"],
-                    [(e["path"], e["stage"], e["error_type"], e["message"]) for e in shown],
-                ),
-            )
-        )
+        sections.append((f"Unreadable files ({len(data.errors)})", errors_table(data)))
+    return sections
+
+
+def comparison_table(models: list[ReportData]) -> str:
+    """One row per headline figure, one column per model (blank where a model has no such figure)."""
+    values = [dict(m.headline) for m in models]
+    for v in values:  # the full id is in each model's card; 12 characters tell models apart
+        if isinstance(v.get("model_id"), str):
+            v["model_id"] = v["model_id"][:12]
+    labels = list(dict.fromkeys(label for m in models for label, _ in m.headline))
+    rows = [(label, *(v.get(label, "") for v in values)) for label in labels]
+    return plots.html_table(["", *(m.name for m in models)], rows)
+
+
+def significance_notes(out_dir: pathlib.Path) -> str:
+    """The significance sentences of ``comparison.md`` (its prose lines) as an HTML list."""
+    path = out_dir / "comparison.md"
+    if not path.is_file():
+        return ""
+    lines = [ln.strip().lstrip("-* ").strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    notes = [ln for ln in lines if ln and not ln.startswith(("|", "#"))]
+    return "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" if notes else ""
+
+
+def per_class_f1_table(models: list[ReportData]) -> str:
+    """Support and each model's F1 per class, next to each other."""
+    first = models[0]
+    rows = [
+        (name, int(first.per_class["support"][i]), *(float(m.per_class["f1"][i]) for m in models))
+        for i, name in enumerate(first.class_names)
+    ]
+    return plots.html_table(["class", "support", *(f"F1 {m.name}" for m in models)], rows)
+
+
+def side_by_side_sections(
+    out_dir: pathlib.Path, models: list[ReportData], pngs: list[dict[str, pathlib.Path]]
+) -> list[tuple[str, str]]:
+    """The sections of a several-model page: a comparison table, then each plot with the models side by side."""
+    sections = [("Comparison", comparison_table(models) + significance_notes(out_dir))]
+    if all(m.labelled.any() for m in models):
+        sections.append(("Per-class F1", per_class_f1_table(models)))
+    for kind, title in SECTION_TITLES.items():
+        items = [(m.name, plot_html(p[kind], kind)) for m, p in zip(models, pngs, strict=True) if kind in p]
+        if items:
+            sections.append((f"{title}, side by side", plots.html_side_by_side(items)))
+    for m in models:
+        if m.errors:
+            sections.append((f"{m.name}: unreadable files ({len(m.errors)})", errors_table(m)))
     return sections
 
 
 def build_report(out_dir: str | pathlib.Path, dest: str | pathlib.Path | None = None) -> pathlib.Path:
     """Writes the PNGs and ``report.html`` for a scoring or evaluation folder.
+
+    Several models (an evaluation with more than one ``--model``) get one page with a
+    comparison table and each plot with the models side by side.
 
     Args:
       out_dir: the folder a scoring run or ``mnist-batch evaluate`` wrote.
@@ -132,16 +188,16 @@ def build_report(out_dir: str | pathlib.Path, dest: str | pathlib.Path | None = 
     out_dir = pathlib.Path(out_dir)
     dest = pathlib.Path(dest) if dest else out_dir
     kind, _, models = read_output(out_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    sections: list[tuple[str, str]] = []
-    if kind == "evaluation" and (out_dir / "comparison.md").is_file() and len(models) > 1:
-        sections.append(("Comparison", f"<pre>{html.escape((out_dir / 'comparison.md').read_text())}</pre>"))
-    for data in models:
-        prefix = f"{_slug(data.name)}_" if len(models) > 1 else ""
-        sections += _model_sections(data, model_plots(data, dest, prefix))
     if not models:
         raise ReportError(f"{out_dir}: no model results found")
-    title = f"mnist-batch {kind} report: {out_dir.name}"
+    dest.mkdir(parents=True, exist_ok=True)
+    if len(models) > 1:
+        pngs = [model_plots(m, dest, f"{_slug(m.name)}_") for m in models]
+        sections = side_by_side_sections(out_dir, models, pngs)
+        title = f"mnist-batch {kind} report: {out_dir.name} ({len(models)} models)"
+    else:
+        sections = model_sections(models[0], model_plots(models[0], dest, ""))
+        title = f"mnist-batch {kind} report: {out_dir.name} (model {models[0].name})"
     page = dest / "report.html"
     page.write_text(plots.html_page(title, sections), encoding="utf-8")
     return page
@@ -164,8 +220,8 @@ def build_run_report(run_dir: str | pathlib.Path, dest: str | pathlib.Path | Non
         raise ReportError(f"{history_path}: {exc}") from exc
     png = plots.plot_learning_curves(history, dest / "learning_curve.png")
     rows = [
-        tuple([int(e) + 1] + [history[k][i] for k in history if k != "epoch"])
-        for i, e in enumerate(history.get("epoch", range(len(next(iter(history.values()))))))
+        tuple([int(e)] + [history[k][i] for k in history if k != "epoch"])
+        for i, e in enumerate(history.get("epoch", range(1, len(next(iter(history.values()))) + 1)))
     ]
     table = plots.html_table(["epoch", *[k for k in history if k != "epoch"]], rows)
     page = dest / "report.html"

@@ -106,6 +106,12 @@ def prediction_columns(pred: dict[str, list], rows: list[int] | None = None) -> 
     }
 
 
+def low_confidence_label(threshold: float | None) -> str:
+    """``"low confidence (< 0.9, flagged for review)"``, or without the number when unknown."""
+    shown = f"< {threshold:g}" if threshold is not None else "< review threshold"
+    return f"low confidence ({shown}, flagged for review)"
+
+
 def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportData]:
     """One :class:`ReportData` from a scoring run folder."""
     class_names = tuple(summary["class_names"])
@@ -122,8 +128,9 @@ def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportD
         ("scored", counts.get("scored", 0)),
         ("errors", counts.get("errors", 0)),
         ("skipped", counts.get("skipped", 0)),
+        *((f"skipped: {reason}", n) for reason, n in sorted(summary.get("skipped_by_reason", {}).items())),
         ("labelled", counts.get("labelled", 0)),
-        ("low confidence (< review threshold)", counts.get("low_confidence", 0)),
+        (low_confidence_label(summary.get("review_threshold")), counts.get("low_confidence", 0)),
         ("blank", counts.get("blank", 0)),
     ]
     if summary.get("accuracy") is not None:
@@ -168,7 +175,7 @@ def read_evaluation(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[Repo
             ("ECE (15 bins)", m["ece"]),
             ("error rate among the most confident 98 %", m["error_rate_at_coverage"]),
             ("confidence threshold for 98 % coverage", m["coverage_threshold"]),
-            ("images/s", round(m["images_per_s"], 1)),
+            ("images/s", float(m["images_per_s"])),
         ]
         if m.get("mcnemar_p") is not None:
             headline.append(("McNemar exact p vs the first model", m["mcnemar_p"]))

@@ -7,7 +7,6 @@ they are usable (and tested) without any output folder.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import pathlib
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mnist_batch import metrics
+from mnist_batch.training.curves import plot_learning_curves, read_history_csv  # noqa: F401 -- the report draws them too
 
 DPI = 110
 
@@ -77,10 +77,14 @@ def plot_per_class(
     for offset, values, label in ((-0.27, precision, "precision"), (0, recall, "recall"), (0.27, f1, "F1")):
         ax.bar(x + offset, values, width=0.27, label=label)
     low = float(np.nanmin(np.concatenate([precision, recall, f1]))) if len(x) else 0.0
-    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    bottom = max(0.0, round(low - 0.05, 2))
+    ax.set_ylim(bottom, 1.0)
     ax.set_xticks(x, class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
-    ax.set_title("Per-class precision, recall and F1")
-    ax.legend(loc="lower right", ncols=3, fontsize=8)
+    ax.set_xlabel("class")
+    ax.set_ylabel("score" if bottom == 0 else f"score (axis starts at {bottom:.2f})")
+    ax.set_title("Per-class precision, recall and F1", pad=24)
+    # Above the axes, so it never covers a bar.
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -136,65 +140,38 @@ def plot_confidence_histogram(confidence: np.ndarray, correct: np.ndarray | None
 
 
 def plot_reliability(confidence: np.ndarray, correct: np.ndarray, path: pathlib.Path, n_bins: int = 15) -> pathlib.Path:
-    """Reliability diagram: accuracy against mean confidence per bin, with the ECE in the title."""
+    """Reliability diagram: accuracy per confidence bin, with the image count of each bin and the ECE.
+
+    Bars are the accuracy of each bin (drawn over the bin's width); dots put that accuracy at
+    the bin's mean confidence, so a dot on the diagonal is a well calibrated bin.
+    """
     bins = metrics.reliability_bins(confidence, correct, n_bins)
     ece = metrics.expected_calibration_error(confidence, correct, n_bins)
-    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    fig, ax = plt.subplots(figsize=(5.2, 4.8))
     centers = (bins["lower"] + bins["upper"]) / 2
     filled = bins["count"] > 0
-    ax.bar(centers[filled], bins["accuracy"][filled], width=1 / n_bins, edgecolor="black", alpha=0.8, label="accuracy")
+    acc = bins["accuracy"][filled]
+    ax.bar(centers[filled], acc, width=1 / n_bins, edgecolor="black", alpha=0.8, label="accuracy of the bin")
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    ax.plot(bins["confidence"][filled], bins["accuracy"][filled], "o", color="#d0473c", ms=4, label="mean confidence")
+    ax.plot(
+        bins["confidence"][filled],
+        acc,
+        "o",
+        color="#d0473c",
+        ms=4,
+        clip_on=False,
+        label="accuracy at the bin's mean confidence",
+    )
+    for x, y, n in zip(centers[filled], acc, bins["count"][filled], strict=True):
+        ax.annotate(f"{int(n):,}", (x, y), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=6)
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
+    ax.set_ylim(0, 1.08)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_xlabel("confidence (top-class probability)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"Reliability ({n_bins} bins), ECE {ece:.4f}")
-    ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, path)
-
-
-def read_history_csv(path: pathlib.Path) -> dict[str, list[float]]:
-    """Reads a Keras ``CSVLogger`` file into ``{column: values}``."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path}: no epochs recorded")
-    return {key: [float(row[key]) for row in rows] for key in rows[0]}
-
-
-def plot_learning_curves(history: dict[str, list[float]], path: pathlib.Path, *, title: str = "") -> pathlib.Path:
-    """Loss and accuracy per epoch, train against validation (training writes it into its run dir too).
-
-    Args:
-      history: ``{"epoch": [...], "loss": [...], "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}``
-        (missing series are skipped).
-      path: PNG to write.
-      title: figure title (e.g. the model and data set).
-    """
-    epochs = history.get("epoch") or list(range(len(next(iter(history.values())))))
-    epochs = [e + 1 for e in epochs]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        for prefix, style in (("", "-o"), ("val_", "-s")):
-            key = prefix + metric
-            if key in history:
-                ax.plot(epochs, history[key], style, ms=3, label="validation" if prefix else "train")
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if "val_accuracy" in history:
-        best = int(np.argmax(history["val_accuracy"]))
-        ax_acc.annotate(
-            f"best {history['val_accuracy'][best]:.4f}",
-            (epochs[best], history["val_accuracy"][best]),
-            textcoords="offset points",
-            xytext=(-40, -20),
-            arrowprops={"arrowstyle": "->"},
-        )
-    if title:
-        fig.suptitle(title)
+    ax.set_title(f"Reliability ({n_bins} bins, images per bin above the bars), ECE {ece:.4f}", fontsize=9)
+    # Below the axes: inside, it would cover the low-confidence bins of a weak model.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, fontsize=7, frameon=False)
     return _save(fig, path)
 
 
@@ -206,9 +183,12 @@ def png_data_uri(path: pathlib.Path) -> str:
 def html_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
     """A minimal self-contained HTML page; ``sections`` are (heading, HTML body) pairs."""
     style = (
-        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
+        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
+        "td:first-child,th:first-child{text-align:left;white-space:nowrap}td{overflow-wrap:anywhere}"
         "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:0 .2em}"
+        ".side{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1em;align-items:start}"
+        "figure{margin:0}figcaption{font-weight:600;margin:.2em 0}"
     )
     body = "".join(f"<h2>{html.escape(h)}</h2>\n{content}\n" for h, content in sections)
     return (
@@ -217,15 +197,35 @@ def html_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
     )
 
 
+def format_number(v: float) -> str:
+    """A number as a person reads it: ``1,234``, ``469.6``, ``6.02``, ``0.9945``, ``3.2e-05``."""
+    if isinstance(v, int):
+        return f"{v:,}"
+    if v != v:  # NaN
+        return "n/a"
+    size = abs(v)
+    if size >= 100:
+        return f"{v:,.1f}"
+    if size > 1:
+        return f"{v:.2f}"
+    if size and size < 1e-3:
+        return f"{v:.2g}"
+    return f"{v:.4f}"
+
+
+def html_side_by_side(items: Sequence[tuple[str, str]]) -> str:
+    """Figures next to each other (wrapping on narrow screens); ``items`` are (caption, HTML) pairs."""
+    figures = "".join(f"<figure><figcaption>{html.escape(c)}</figcaption>{body}</figure>" for c, body in items)
+    return f"<div class='side'>{figures}</div>"
+
+
 def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """An HTML table; floats are shown with 4 decimals."""
+    """An HTML table; numbers are formatted by :func:`format_number`, other values escaped."""
 
     def cell(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.4f}"
-        if isinstance(v, int):
-            return f"{v:,}"
-        return html.escape(str(v))
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return format_number(v)
+        return html.escape("" if v is None else str(v))
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)

@@ -24,6 +24,7 @@ import dataclasses
 import json
 from typing import Any
 
+from mnist_batch import jsonfmt
 from mnist_batch.scoring import fs
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.tables import (
@@ -225,7 +226,7 @@ def apply_journal(journal: dict[str, Any]) -> None:
             fs.rename(src, dst)
         elif not fs.exists(dst):
             raise CommitError(f"cannot commit run {layout.run_id}: shard {src} is lost")
-    text = json.dumps(journal["summary"], indent=2, sort_keys=True) + "\n"
+    text = jsonfmt.dumps(journal["summary"], sort_keys=True) + "\n"  # matrix rows on one line
     fs.write_atomic(fs.join(layout.meta_dir, SUMMARY_FILE), text)
     fs.write_atomic(layout.marker, text)  # the commit point
     fs.delete_file(journal_uri)

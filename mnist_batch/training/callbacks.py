@@ -4,7 +4,7 @@ Layout of ``--run-dir DIR`` (chief)::
 
     DIR/backup/                 BackupAndRestore state (resume); removed when a run completes
     DIR/checkpoints/best.keras  best validation accuracy so far (ModelCheckpoint)
-    DIR/history.csv             one row per epoch (CSVLogger; appended to on resume)
+    DIR/history.csv             one row per epoch, numbered from 1 (CSVLogger; appended to on resume)
     DIR/learning_curve.png      loss and accuracy, train vs validation
     DIR/tensorboard/            with --tensorboard
 
@@ -112,6 +112,13 @@ class EpochStats(keras.callbacks.Callback):
         logs["epoch_time_s"] = round(time.perf_counter() - self._start, 3)
         with contextlib.suppress(AttributeError, TypeError, ValueError):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """A ``CSVLogger`` whose ``epoch`` column counts from 1, as the console and the learning curve do."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -325,7 +332,7 @@ def build_callbacks(
                 str(run_dir.best_checkpoint), monitor="val_accuracy", mode="max", save_best_only=True
             )
         )
-        callbacks.append(keras.callbacks.CSVLogger(str(run_dir.history), append=resuming))
+        callbacks.append(EpochCSVLogger(str(run_dir.history), append=resuming))
     # The raw weights go back before the backup (resume continues from them) and training.
     callbacks.append(ema.restore)
     if run_dir is not None:

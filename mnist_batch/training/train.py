@@ -232,16 +232,16 @@ def train(
 
     if run_dir is not None:
         if chief and run_dir.history.is_file():
-            # The same plot `mnist-batch report RUN_DIR` draws (report is framework-free).
-            from mnist_batch.report import plots
+            # The same plot `mnist-batch report RUN_DIR` draws.
+            from mnist_batch.training import curves
 
             try:
-                history_rows = plots.read_history_csv(run_dir.history)
+                history_rows = curves.read_history_csv(run_dir.history)
             except ValueError:  # no epoch recorded
                 history_rows = None
             if history_rows:
                 title = f"{config.model} on {dataset.name}"
-                plots.plot_learning_curves(history_rows, run_dir.learning_curve, title=title)
+                curves.plot_learning_curves(history_rows, run_dir.learning_curve, title=title)
         run_dir.discard_worker_files()
 
     result = TrainResult(

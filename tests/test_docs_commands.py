@@ -1,0 +1,139 @@
+"""The documented commands work as written, and the CLI is quiet by default.
+
+Every code block in README.md and docs/*.md preceded by ``<!-- runnable -->`` (optionally
+``<!-- runnable expect: TEXT | TEXT -->``) is run, command by command, with ``bash`` from the
+root of a tree shaped like ``make demo``'s outputs (``out/demo/models/cnn.keras`` + card,
+``out/demo/test_images``, ``out/demo/scored``), built once per session with a small fast model
+instead of the demo's minutes of training. Each command must exit 0 and the block's output must
+contain each expected text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import scoring_fixtures
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MARKER = re.compile(r"<!-- runnable(?: expect: (?P<expect>.*?))? -->\s*\n```[a-z]*\n(?P<body>.*?)\n```", re.DOTALL)
+DEMO_SCORE = [
+    "score",
+    "--model",
+    "out/demo/models/cnn.keras",
+    "--input",
+    "out/demo/test_images",
+    "--output",
+    "out/demo/scored",
+    "--overwrite",
+]
+"""The demo's scoring command (Makefile), run with the real console script."""
+
+OWN_LINES = re.compile(
+    r"^(scored [\d,]+ of [\d,]+ images|accuracy [\d.]+, macro-F1|outputs: |mnist-batch score: progress: )"
+)
+"""Every line `mnist-batch score` itself prints at the default verbosity."""
+
+
+@dataclasses.dataclass
+class Block:
+    document: str
+    commands: list[str]
+    expect: list[str]
+
+
+def commands_of(body: str) -> list[str]:
+    """Logical shell commands of a code block: continuation lines joined, comment lines dropped."""
+    joined = re.sub(r"\\\n\s*", " ", body)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def runnable_blocks(path: pathlib.Path) -> list[Block]:
+    """The blocks of a Markdown file marked ``<!-- runnable -->``."""
+    blocks = []
+    for m in MARKER.finditer(path.read_text(encoding="utf-8")):
+        expect = [e.strip() for e in (m["expect"] or "").split(" | ") if e.strip()]
+        blocks.append(Block(path.relative_to(ROOT).as_posix(), commands_of(m["body"]), expect))
+    return blocks
+
+
+def console_script() -> str:
+    return str(pathlib.Path(sys.executable).parent / "mnist-batch")
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a user who ran ``source .venv/bin/activate``."""
+    env = dict(os.environ)
+    env["PATH"] = str(pathlib.Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as on a fresh shell: the CLI must be quiet by itself
+    return env
+
+
+@dataclasses.dataclass
+class DemoTree:
+    root: pathlib.Path
+    score: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def demo_tree(tmp_path_factory) -> DemoTree:
+    """A tree shaped like ``make demo``'s outputs, with a small model; the scoring step is the real CLI."""
+    from mnist_batch.data import load_dataset
+    from mnist_batch.data.export import export_images
+    from mnist_batch.report import build_report
+
+    root = tmp_path_factory.mktemp("demo")
+    scoring_fixtures.train_tiny_model(root / "out/demo/models", name="cnn")
+    export_images(load_dataset("sample"), "test", root / "out/demo/test_images")
+    score = subprocess.run(
+        [console_script(), *DEMO_SCORE], cwd=root, env=cli_env(), capture_output=True, text=True, timeout=600
+    )
+    assert score.returncode == 0, score.stdout + score.stderr
+    build_report(root / "out/demo/scored")
+    return DemoTree(root, score)
+
+
+@pytest.mark.slow
+def test_score_prints_no_tensorflow_or_beam_line_by_default(demo_tree):
+    """Line by line: what `score` prints on a demo-like folder is its own output only."""
+    lines = demo_tree.score.stdout.splitlines() + demo_tree.score.stderr.splitlines()
+    foreign = [line for line in lines if not OWN_LINES.match(line)]
+    assert not foreign, "\n".join(foreign)
+    assert any(line.startswith("scored 2,000 of 2,000 images") for line in lines)
+
+
+def test_the_documents_mark_their_runnable_blocks():
+    readme = runnable_blocks(ROOT / "README.md")
+    assert len(readme) >= 4 and all(b.commands and b.expect for b in readme)
+    commands = [c for b in readme for c in b.commands]
+    assert any(c.startswith("mnist-batch score") for c in commands)
+    assert any(c.startswith("mnist-batch predict") for c in commands)
+    assert not [c for c in commands if "models/cnn.keras" in c and "out/demo/models/cnn.keras" not in c]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("document", [d.relative_to(ROOT).as_posix() for d in DOCUMENTS if runnable_blocks(d)], ids=str)
+def test_runnable_commands_work_on_a_demo_tree(document, demo_tree, tmp_path):
+    """Each document's runnable blocks, in order, in a fresh copy of the demo tree."""
+    shutil.copytree(demo_tree.root / "out", tmp_path / "out")
+    env = cli_env()
+    for block in runnable_blocks(ROOT / document):
+        output = ""
+        for command in block.commands:
+            done = subprocess.run(
+                ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+            )
+            output += done.stdout + done.stderr
+            assert done.returncode == 0, (
+                f"{document}: `{command}` exited {done.returncode}:\n{done.stdout}{done.stderr}"
+            )
+        missing = [e for e in block.expect if e not in output]
+        assert not missing, f"{document}: {block.commands} printed no {missing}:\n{output}"
