@@ -1,0 +1,46 @@
+"""Errors of the model layer: each is one line naming the file and what is wrong (exit 2 on the CLI)."""
+
+from __future__ import annotations
+
+import re
+
+from mnist_batch.errors import MnistBatchError
+
+MODEL_CHANGED_RE = re.compile(
+    r"model (?P<uri>.+?) changed since it was checked: sha256 (?P<got>[0-9a-f]+)\.\.\. "
+    r"!= card model_id (?P<want>[0-9a-f]+)\.\.\."
+)
+"""Finds a :class:`ModelChangedError` message in text a runner relayed from a worker."""
+MODEL_DAMAGED_RE = re.compile(r"(?P<message>\S[^\n]*?: cannot load the Keras model: [^\n\[]*[^\n\[ ])")
+"""Finds a :class:`ModelFileError` message in text a runner relayed from a worker."""
+
+
+class ModelError(MnistBatchError, ValueError):
+    """A model that cannot be used: missing, unreadable, not matching its card, another than expected."""
+
+
+class ModelChangedError(ModelError):
+    """Model bytes whose sha256 is not the ``model_id`` that was checked (the file changed in between)."""
+
+    def __init__(self, uri: str, actual: str, expected: str) -> None:
+        super().__init__(
+            f"model {uri} changed since it was checked: sha256 {actual[:12]}... != card model_id {expected[:12]}..."
+        )
+
+
+class ModelFileError(ModelError):
+    """A ``.keras`` file that is not a loadable Keras 3 archive: not a zip, truncated, damaged, incomplete."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (Keras and h5py messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def model_error_in_text(text: str) -> str | None:
+    """The one-line model error (changed, damaged) held in ``text``, e.g. a worker's relayed traceback."""
+    changed = MODEL_CHANGED_RE.search(text)
+    if changed:
+        return ModelChangedError(changed["uri"], changed["got"], changed["want"]).args[0]
+    damaged = MODEL_DAMAGED_RE.search(text)
+    return damaged["message"] if damaged else None
