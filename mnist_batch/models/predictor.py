@@ -81,5 +81,7 @@ class Predictor:
         images = np.asarray(images)
         if len(images) <= batch_size:
             return self.predict_normalized(normalize(images))
-        parts = [self.predict_normalized(normalize(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        parts = [
+            self.predict_normalized(normalize(images[i : i + batch_size])) for i in range(0, len(images), batch_size)
+        ]
         return np.concatenate(parts)
