@@ -30,6 +30,8 @@ from mnist_batch.report.plots import png_data_uri
 DPI = 100
 MAX_BARS = 150
 """Past this many runs, stacked bars become stacked areas (a bar per run would be sub-pixel)."""
+MAX_FLAGGED_ROWS = 200
+"""The flagged-runs table shows the newest this many warnings and alerts (all are in runs.parquet)."""
 
 
 def _x_axis(ax, records: Sequence[RunRecord]) -> None:
@@ -269,12 +271,17 @@ def render_page(
                         _e(c.reason),
                     ]
                 )
+    shown = flagged_rows[::-1][:MAX_FLAGGED_ROWS]
+    more = len(flagged_rows) - len(shown)
     sections.append(
         (
             "Flagged runs",
-            _table(["dt", "run", "level", "check", "reason"], flagged_rows[::-1])
-            if flagged_rows
-            else "<p class='ok'>No run is flagged.</p>",
+            (
+                _table(["dt", "run", "level", "check", "reason"], shown)
+                if shown
+                else "<p class='ok'>No run is flagged.</p>"
+            )
+            + (f"<p>{more:,} older flag(s) in runs.parquet.</p>" if more else ""),
         )
     )
     titles = {
