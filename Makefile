@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Quiet TensorFlow's C++ start-up chatter (INFO lines); warnings and errors still show.
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: install demo test test-spark lint format bench bench-train bench-score bench-history bench-fashion clean
+.PHONY: install demo test test-spark lint format bench bench-train bench-score bench-history bench-fashion bench-monitor clean
 
 install: $(STAMP)
 
@@ -56,7 +56,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-train bench-score bench-history
+bench: bench-train bench-score bench-history bench-monitor
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
@@ -69,6 +69,9 @@ bench-history: $(STAMP)
 
 bench-fashion: $(STAMP)
 	$(PY) benchmarks/bench_fashion.py
+
+bench-monitor: $(STAMP)
+	$(PY) benchmarks/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .ruff_cache
