@@ -292,6 +292,21 @@ def test_page_renders_in_a_headless_browser_with_every_plot(store, chromium, tmp
     assert ink > 0.05 and colour > 0.01
 
 
+def test_summaries_written_before_the_aggregates_are_not_drift(store, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(store["root"], root)
+    (summary,) = root.glob("_runs/dt=*/run=classes/summary.json")
+    data = json.loads(summary.read_text())
+    for key in ("predicted_class_counts", "confidence_histogram", "mean_confidence"):
+        del data[key]
+    summary.write_text(json.dumps(data))
+    result = monitor(str(root), tmp_path / "mon")
+    checks = by_run(result)["classes"]
+    assert checks["class_mix"].status == "ok" and "scored before they were recorded" in checks["class_mix"].reason
+    assert pq.read_table(result.outputs["runs"]).num_rows == len(result.records)
+    assert result.outputs["page"].is_file()
+
+
 def test_fail_on_groups_and_threshold_checks():
     assert parse_fail_on("drift,errors") == ("class_mix", "confidence", "errors")
     assert parse_fail_on("all")[-1] == "model" and parse_fail_on("") == ()
