@@ -19,7 +19,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test test-spark lint format bench bench-train bench-score bench-history bench-fashion clean
+.PHONY: install demo FORCE test test-spark lint format bench bench-train bench-score bench-history bench-fashion bench-monitor clean
 
 install: $(STAMP)
 
@@ -74,7 +74,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-train bench-score bench-history
+bench: bench-train bench-score bench-history bench-monitor
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
@@ -87,6 +87,9 @@ bench-history: $(STAMP)
 
 bench-fashion: $(STAMP)
 	$(PY) benchmarks/bench_fashion.py
+
+bench-monitor: $(STAMP)
+	$(PY) benchmarks/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .ruff_cache

@@ -14,6 +14,12 @@
 # MNIST_BATCH_LOCK (default: /tmp/mnist-batch-score.lock), MNIST_BATCH_LOG_DIR (default: /tmp),
 # MNIST_BATCH_CMD (default: mnist-batch). Extra arguments are passed to `mnist-batch score`
 # (e.g. Beam options: --runner DataflowRunner --project ...).
+#
+# Then monitor: with MNIST_BATCH_MONITOR_DIR set (a local folder), a successful score is followed by
+# `mnist-batch monitor OUTPUT --output $MNIST_BATCH_MONITOR_DIR --fail-on $MNIST_BATCH_MONITOR_FAIL_ON`
+# (default checks: drift,errors,low_confidence), which rewrites monitor.html and runs.parquet there;
+# its output goes to $MNIST_BATCH_LOG_DIR/monitor-RUNID.log, one line is logged, and the wrapper
+# exits 5 when the new run is flagged (the FAILED lines are logged), else with the scorer's code.
 set -uo pipefail
 
 model="${MNIST_BATCH_MODEL:?set MNIST_BATCH_MODEL}"
@@ -53,5 +59,23 @@ if [ "$code" -eq 0 ]; then
   log "ok: ${summary:-no summary line} (log: $log_file)"
 else
   log "FAILED with exit $code: ${summary:-$(tail -n 1 "$log_file")} (log: $log_file)"
+  exit "$code"
+fi
+
+monitor_dir="${MNIST_BATCH_MONITOR_DIR:-}"
+if [ -n "$monitor_dir" ]; then
+  fail_on="${MNIST_BATCH_MONITOR_FAIL_ON:-drift,errors,low_confidence}"
+  monitor_log="$log_dir/monitor-$run_id.log"
+  "${cmd[@]}" monitor "$output" --output "$monitor_dir" --fail-on "$fail_on" > "$monitor_log" 2>&1
+  code=$?
+  if [ "$code" -eq 0 ]; then
+    log "monitor ok: $(grep -E '^latest run ' "$monitor_log" | tail -n 1) (page: $monitor_dir/monitor.html)"
+  elif [ "$code" -eq 5 ]; then
+    while IFS= read -r line; do log "monitor FLAGGED: ${line#mnist-batch monitor: FAILED }"; done \
+      < <(grep -E '^mnist-batch monitor: FAILED ' "$monitor_log")
+    log "monitor FLAGGED the run (exit 5; page: $monitor_dir/monitor.html, log: $monitor_log)"
+  else
+    log "monitor FAILED with exit $code: $(tail -n 1 "$monitor_log") (log: $monitor_log)"
+  fi
 fi
 exit "$code"

@@ -62,6 +62,10 @@ class ModelCard:
       test_metrics: held-out test split metrics: ``accuracy``, ``loss``, ``macro_f1``.
       created_at: ISO-8601 UTC time of export.
       extra: anything else worth keeping (hyper-parameters, seed, mixed precision, ...).
+      reference: the model's own held-out distribution, the default reference of drift checks
+        (``mnist-batch monitor``): ``{"split", "examples", "predicted_class_counts": [C],
+        "confidence_histogram": [CONFIDENCE_BINS], "low_confidence_rate_at_0.9"}``; ``None`` in
+        cards written before it existed (monitoring then falls back to the model's first run).
     """
 
     model_name: str
@@ -80,6 +84,7 @@ class ModelCard:
     test_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     created_at: str = ""
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reference: dict[str, Any] | None = None
     schema_version: int = CARD_SCHEMA_VERSION
 
     @property

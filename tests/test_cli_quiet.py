@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     ["train"],
     ["score"],
     ["runs"],
+    ["monitor"],
     ["evaluate"],
     ["report"],
     ["predict"],

@@ -275,6 +275,38 @@ def test_airflow_dag_runs_the_cli_daily_and_incrementally():
     assert '"pipelines", "score.py"' in path.read_text(encoding="utf-8")  # the launcher runs pipelines/score.py
 
 
+def test_airflow_dag_monitors_after_scoring():
+    from mnist_batch.cli import build_parser
+    from mnist_batch.monitoring.checks import parse_fail_on
+
+    source = (DEPLOY / "airflow" / "mnist_batch_score_dag.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    calls = {
+        node.func.id: node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+    operator = {k.arg: k.value for k in calls["BashOperator"].keywords}
+    assert ast.literal_eval(operator["task_id"]) == "monitor" and ast.literal_eval(operator["retries"]) == 0
+    command = ast.literal_eval(operator["bash_command"])
+    samples = {"mnist_batch_output": "gs://b/scored", "mnist_batch_monitor_dir": "/srv/monitor"}
+
+    def render(match: re.Match) -> str:
+        expr = match.group(1).strip()
+        default = re.search(r"get\('(\w+)', '([^']*)'\)", expr)
+        return default.group(2) if default else samples[expr.rsplit(".", 1)[1]]
+
+    argv = shlex.split(re.sub(r"\{\{(.*?)\}\}", render, command))
+    assert argv[:2] == ["mnist-batch", "monitor"]
+    args = build_parser().parse_args(argv[1:])
+    assert (args.root, args.output) == ("gs://b/scored", "/srv/monitor")
+    assert parse_fail_on(args.fail_on) == ("class_mix", "confidence", "errors", "low_confidence")
+    edges = [
+        (n.left.id, n.right.id)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.RShift) and isinstance(n.left, ast.Name)
+    ]
+    assert edges == [("score", "monitor")]  # monitor runs only after a successful score
+
+
 # --- Kubernetes and cron -------------------------------------------------------------------------
 
 
@@ -293,6 +325,7 @@ def test_kubernetes_cronjob_and_crontab_run_the_wrapper():
     assert container["command"] == ["bash", "/app/deploy/run_scheduled.sh"]  # COPY deploy ./deploy in /app
     env = {e["name"] for e in container["env"]}
     assert {"MNIST_BATCH_MODEL", "MNIST_BATCH_INPUT", "MNIST_BATCH_OUTPUT"} <= env <= wrapper_variables()
+    assert "MNIST_BATCH_MONITOR_DIR" in env  # the nightly pair: score, then monitor
     parse_score_args(["--model", "m.keras", "--input", "x", "--output", "o", *container["args"]])
     mounts = {m["name"] for m in container["volumeMounts"]}
     assert mounts == {v["name"] for v in pod["volumes"]}
@@ -309,6 +342,7 @@ def test_kubernetes_cronjob_and_crontab_run_the_wrapper():
     assert "deploy/run_scheduled.sh" in command
     assignments = {w.split("=", 1)[0] for w in command if re.match(r"^MNIST_BATCH_[A-Z_]+=", w)}
     assert {"MNIST_BATCH_MODEL", "MNIST_BATCH_INPUT", "MNIST_BATCH_OUTPUT"} <= assignments <= wrapper_variables()
+    assert "MNIST_BATCH_MONITOR_DIR" in assignments
 
 
 # --- run_scheduled.sh ----------------------------------------------------------------------------
@@ -371,6 +405,54 @@ def test_run_scheduled_logs_the_summary_and_returns_the_exit_code(tmp_path):
     assert re.fullmatch(r"r\d{8}T\d{6}Z-[0-9a-f]{8}", default_id) and check_run_id(default_id) == default_id
 
 
+def fake_cli(tmp_path: pathlib.Path, score_code: int, monitor_code: int) -> pathlib.Path:
+    """A stand-in ``mnist-batch``: ``score`` as :func:`fake_scorer`, ``monitor`` records its args and flags."""
+    script = tmp_path / f"fake_cli_{score_code}_{monitor_code}.sh"
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s\\n" "$@" > "{tmp_path}/$1-args.txt"\n'
+        'if [ "$1" = monitor ]; then\n'
+        "  echo 'latest run r1 (dt=2026-01-01): alert'\n"
+        f"  if [ {monitor_code} -eq 5 ]; then\n"
+        "    echo 'mnist-batch monitor: FAILED class_mix: run r1 (dt=2026-01-01): predicted class mix PSI 0.412' >&2\n"
+        "    echo 'mnist-batch monitor: FAILED errors: run r1 (dt=2026-01-01): error rate 9.0% vs 0.0%' >&2\n"
+        "  fi\n"
+        f"  exit {monitor_code}\n"
+        "fi\n"
+        f"echo 'scored 3 of 3 images (0 errors, 0 skipped, 1 low confidence, 0 blank) in 1.0 s on DirectRunner'\n"
+        f"exit {score_code}\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_run_scheduled_monitors_after_a_successful_score(tmp_path):
+    monitor_dir = str(tmp_path / "monitor")
+    flagged = run_wrapper(
+        tmp_path, str(fake_cli(tmp_path, 0, 5)), MNIST_BATCH_RUN_ID="r1", MNIST_BATCH_MONITOR_DIR=monitor_dir
+    )
+    assert flagged.returncode == 5, flagged.stdout + flagged.stderr
+    monitor_args = (tmp_path / "monitor-args.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert monitor_args == ["monitor", "out", "--output", monitor_dir, "--fail-on", "drift,errors,low_confidence"]
+    lines = [line for line in flagged.stdout.splitlines() if "monitor FLAGGED: " in line]
+    assert len(lines) == 2 and "class_mix: run r1 (dt=2026-01-01): predicted class mix PSI 0.412" in lines[0]
+    assert "monitor FLAGGED the run (exit 5; page: " in flagged.stdout
+    assert (tmp_path / "monitor-r1.log").is_file()
+    ok = run_wrapper(
+        tmp_path,
+        str(fake_cli(tmp_path, 0, 0)),
+        MNIST_BATCH_RUN_ID="r2",
+        MNIST_BATCH_MONITOR_DIR=monitor_dir,
+        MNIST_BATCH_MONITOR_FAIL_ON="all",
+    )
+    assert ok.returncode == 0 and "monitor ok: latest run r1" in ok.stdout, ok.stdout
+    assert (tmp_path / "monitor-args.txt").read_text(encoding="utf-8").split("\n")[-2] == "all"
+    (tmp_path / "monitor-args.txt").unlink()
+    failed = run_wrapper(tmp_path, str(fake_cli(tmp_path, 4, 0)), MNIST_BATCH_MONITOR_DIR=monitor_dir)
+    assert failed.returncode == 4 and not (tmp_path / "monitor-args.txt").exists()  # no monitor after a failed score
+
+
 def test_run_scheduled_refuses_to_overlap(tmp_path):
     marker = tmp_path / "args.txt"
     with open(tmp_path / "lock", "w") as held:
@@ -391,9 +473,12 @@ def test_run_scheduled_real_tiny_run(tmp_path, sample_data, tiny_model):
         Image.fromarray(test.images[i]).save(tmp_path / "in" / str(test.labels[i]) / f"{i}.png")
     env = {"MNIST_BATCH_MODEL": str(tiny_model), "MNIST_BATCH_INPUT": str(tmp_path / "in")}
     env |= {"MNIST_BATCH_OUTPUT": str(tmp_path / "root"), "MNIST_BATCH_RUN_ID": "nightly", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env |= {"MNIST_BATCH_MONITOR_DIR": str(tmp_path / "monitor")}
     proc = run_wrapper(tmp_path, f"{sys.executable} -m mnist_batch", **env)
     assert proc.returncode == 0, proc.stdout + (tmp_path / "score-nightly.log").read_text(encoding="utf-8")[-2000:]
     assert "ok: scored 6 of 6 images" in proc.stdout
+    assert "monitor ok: latest run nightly" in proc.stdout, proc.stdout
+    assert (tmp_path / "monitor" / "monitor.html").is_file() and (tmp_path / "monitor" / "runs.parquet").is_file()
     (success,) = (tmp_path / "root").glob("_runs/dt=*/run=nightly/_SUCCESS")
     assert json.loads(success.read_text(encoding="utf-8"))["incremental"]["enabled"] is True
 

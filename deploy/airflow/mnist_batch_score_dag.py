@@ -13,6 +13,13 @@ Settings are Airflow Variables: ``mnist_batch_model``, ``mnist_batch_input``,
 ``mnist_batch_output`` (runs root), ``mnist_batch_expect_model_id``, ``mnist_batch_runner``
 (``DirectRunner`` or ``DataflowRunner``), ``mnist_batch_project``, ``mnist_batch_region``,
 ``mnist_batch_temp_location``.
+
+A second task, ``monitor``, runs after a successful ``score``: ``mnist-batch monitor`` over the runs
+root rewrites the page and table in ``mnist_batch_monitor_dir`` (a folder the worker can write) and
+fails the task (exit 5, one line per failed check in its log) when the new run is flagged on
+``mnist_batch_monitor_fail_on`` (default ``drift,errors,low_confidence``). It needs the package
+installed on the worker (``mnist_batch_cmd``, default ``mnist-batch``); it is never retried (a
+flagged run stays flagged).
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ import os
 
 from airflow import DAG
 from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+
+try:  # Airflow 3
+    from airflow.providers.standard.operators.bash import BashOperator
+except ImportError:  # Airflow 2
+    from airflow.operators.bash import BashOperator
 
 PY_FILE = os.environ.get(
     "MNIST_BATCH_PY_FILE", os.path.join(os.path.dirname(__file__), "mnist_batch", "pipelines", "score.py")
@@ -62,3 +74,13 @@ with DAG(
             "setup_file": SETUP_FILE,
         },
     )
+    monitor = BashOperator(
+        task_id="monitor",
+        bash_command=(
+            "{{ var.value.get('mnist_batch_cmd', 'mnist-batch') }} monitor '{{ var.value.mnist_batch_output }}' "
+            "--output '{{ var.value.mnist_batch_monitor_dir }}' "
+            "--fail-on '{{ var.value.get('mnist_batch_monitor_fail_on', 'drift,errors,low_confidence') }}'"
+        ),
+        retries=0,
+    )
+    score >> monitor

@@ -52,13 +52,15 @@ def check_export_path(path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def evaluate_split(model: keras.Model, split: Split, num_classes: int) -> dict[str, float]:
-    """Accuracy, cross-entropy loss and macro-F1 of ``model`` on ``split``.
+def evaluate_split(
+    model: keras.Model, split: Split, num_classes: int, probabilities: np.ndarray | None = None
+) -> dict[str, float]:
+    """Accuracy, cross-entropy loss and macro-F1 of ``model`` on ``split`` (``probabilities``: already computed).
 
     Returns:
       ``{"accuracy", "loss", "macro_f1", "examples"}`` computed with :mod:`mnist_batch.metrics`.
     """
-    probs = Predictor(model)(split.images, batch_size=512)  # the one images -> probabilities path
+    probs = Predictor(model)(split.images, batch_size=512) if probabilities is None else probabilities
     labels = split.labels.astype(np.int64)
     cm = metrics.confusion_matrix(labels, probs.argmax(axis=1), num_classes)
     loss = metrics.log_loss(labels, probs) if len(labels) else float("nan")
@@ -67,6 +69,19 @@ def evaluate_split(model: keras.Model, split: Split, num_classes: int) -> dict[s
         "loss": loss,
         "macro_f1": metrics.macro_f1(cm),
         "examples": len(labels),
+    }
+
+
+def reference_distribution(probabilities: np.ndarray, split: str = "test", threshold: float = 0.9) -> dict[str, Any]:
+    """The card's ``reference``: predicted class mix and binned confidence of held-out probabilities [N, C]."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
+    return {
+        "split": split,
+        "examples": len(probabilities),
+        "predicted_class_counts": np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1]).tolist(),
+        "confidence_histogram": metrics.confidence_histogram(confidence).tolist(),
+        f"low_confidence_rate_at_{threshold}": float((confidence < threshold).mean()) if len(confidence) else None,
     }
 
 
@@ -157,7 +172,8 @@ def export_model(
 
     path = save_model(model, path)
     saved = keras.models.load_model(path, safe_mode=True, compile=False)
-    test_metrics = evaluate_split(saved, test_split, len(class_names)) if test_split is not None else {}
+    probs = Predictor(saved)(test_split.images, batch_size=512) if test_split is not None else None
+    test_metrics = evaluate_split(saved, test_split, len(class_names), probs) if test_split is not None else {}
     card = ModelCard(
         model_name=model_name,
         model_id=file_sha256(path),
@@ -175,6 +191,7 @@ def export_model(
         test_metrics=test_metrics,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         extra=dict(extra or {}),
+        reference=reference_distribution(probs) if probs is not None else None,
     )
     try:
         write_card(card, path)

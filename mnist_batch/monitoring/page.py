@@ -1,0 +1,403 @@
+"""``monitor.html``: trend plots over every run, model changes on the time axis, the flagged runs.
+
+Self-contained: each plot is written as a PNG under ``DIR/plots/`` and embedded as a ``data:``
+URI (:func:`mnist_batch.report.plots.png_data_uri`), so the page can be mailed or archived alone.
+Runs are on the x axis in commit order (one slot per run, labelled with ``dt`` and the run id;
+labels are thinned past a few dozen runs); a dashed line marks every run whose model differs
+from the run before it.
+"""
+
+from __future__ import annotations
+
+import html
+import pathlib
+from collections.abc import Sequence
+
+import matplotlib
+import matplotlib.transforms
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mnist_batch.metrics import CONFIDENCE_BINS
+from mnist_batch.monitoring.checks import ALERT, CHECKS, WARN, CheckResult, Thresholds, status_of
+from mnist_batch.monitoring.collect import RunRecord
+from mnist_batch.monitoring.reference import Reference
+from mnist_batch.report.plots import png_data_uri
+
+DPI = 100
+MAX_BARS = 150
+"""Past this many runs, stacked bars become stacked areas (a bar per run would be sub-pixel)."""
+MAX_FLAGGED_ROWS = 200
+"""The flagged-runs table shows the newest this many warnings and alerts (all are in runs.parquet)."""
+
+
+def _x_axis(ax, records: Sequence[RunRecord]) -> None:
+    n = len(records)
+    step = max(1, int(np.ceil(n / 30)))
+    ticks = list(range(0, n, step))
+    ax.set_xticks(
+        ticks, [f"{records[i].dt}\n{records[i].run[:18]}" for i in ticks], fontsize=7, rotation=60, ha="right"
+    )
+    ax.set_xlim(-0.6, n - 0.4)
+    above = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for i in model_changes(records):
+        ax.axvline(i - 0.5, color="#6a1b9a", linestyle="--", linewidth=1.2)
+        ax.text(i - 0.5, 1.0, f"model \u2192 {records[i].model_label}", transform=above, color="#6a1b9a",
+                fontsize=7, ha="left", va="bottom")  # fmt: skip
+    if model_changes(records):
+        ax.set_title(ax.get_title(), pad=14)  # room for the model labels above the axes
+
+
+def model_changes(records: Sequence[RunRecord]) -> list[int]:
+    """Indices of the runs whose model differs from the previous run's."""
+    return [i for i in range(1, len(records)) if records[i].model_id != records[i - 1].model_id]
+
+
+def _figure(records: Sequence[RunRecord], height: float = 3.4):
+    width = min(14.0, max(8.0, 0.25 * len(records) + 4))
+    return plt.subplots(figsize=(width, height))
+
+
+def _save(fig, path: pathlib.Path) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _stacked(ax, x: np.ndarray, layers: np.ndarray, labels: Sequence[str], colours=None) -> None:
+    """layers: [K, N] stacked over x (bars for few runs, areas for many)."""
+    bottom = np.zeros(layers.shape[1])
+    colours = colours or [None] * len(labels)
+    if len(x) <= MAX_BARS:
+        for layer, label, colour in zip(layers, labels, colours, strict=True):
+            ax.bar(x, layer, bottom=bottom, width=0.8, label=label, color=colour)
+            bottom = bottom + layer
+    else:
+        ax.stackplot(x, layers, labels=labels, colors=[c for c in colours if c] or None, step="mid")
+
+
+def plot_volume(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path:
+    counts = [r.counts for r in records]
+    layers = np.array([[c.get(k, 0) for c in counts] for k in ("scored", "errors", "skipped")], np.float64)
+    fig, ax = _figure(records)
+    _stacked(ax, np.arange(len(records)), layers, ["scored", "errors", "skipped"], ["#1565c0", "#c62828", "#9e9e9e"])
+    ax.set_ylabel("files")
+    ax.set_title("Volume per run: files scored, failed (errors) and skipped")
+    ax.legend(loc="upper left", fontsize=8, ncols=3)
+    ax.grid(axis="y", alpha=0.3)
+    _x_axis(ax, records)
+    return _save(fig, path)
+
+
+def plot_rates(records: Sequence[RunRecord], thresholds: Thresholds, path: pathlib.Path) -> pathlib.Path:
+    x = np.arange(len(records))
+    fig, ax = _figure(records)
+
+    def series(values):
+        return np.array([np.nan if v is None else v for v in values], np.float64)
+
+    marker = "o" if len(records) <= MAX_BARS else None
+    ax.plot(x, series([r.error_rate for r in records]), marker=marker, color="#c62828", label="error rate (of matched)")
+    ax.plot(
+        x, series([r.low_confidence_rate for r in records]), marker=marker, color="#ef6c00", label="low-confidence rate"
+    )
+    ax.plot(x, series([r.blank_rate for r in records]), marker=marker, color="#616161", label="blank rate")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share")
+    ax.set_title(
+        f"Error, low-confidence and blank rates (alert: error +{thresholds.error_rate_rise:.0%}, "
+        f"low confidence +{thresholds.low_confidence_rise:.0%}, blank +{thresholds.blank_rise:.0%} over the reference)"
+    )
+    ax.legend(loc="upper left", fontsize=8, ncols=3)
+    ax.grid(alpha=0.3)
+    _x_axis(ax, records)
+    return _save(fig, path)
+
+
+def plot_class_mix(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path:
+    width = max(len(r.predicted_class_counts) for r in records)
+    counts = np.array([np.pad(r.predicted_class_counts, (0, width - len(r.predicted_class_counts))) for r in records])
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape, np.float64), where=totals > 0).T
+    names = next(
+        (r.class_names for r in reversed(records) if len(r.class_names) == width), [str(i) for i in range(width)]
+    )
+    colours = [plt.get_cmap("tab10" if width <= 10 else "tab20")(i % 20) for i in range(width)]
+    fig, ax = _figure(records, 3.8)
+    _stacked(ax, np.arange(len(records)), shares, names, colours)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of scored")
+    ax.set_title("Predicted class mix per run")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="class")
+    _x_axis(ax, records)
+    return _save(fig, path)
+
+
+def plot_confidence(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path:
+    """Each run's confidence distribution as a column (share of its scored images per bin)."""
+    hist = np.array([r.confidence_histogram for r in records], np.float64)
+    totals = hist.sum(axis=1, keepdims=True)
+    shares = np.divide(hist, totals, out=np.zeros(hist.shape), where=totals > 0).T
+    fig, ax = _figure(records, 3.8)
+    image = ax.imshow(
+        np.sqrt(shares),
+        aspect="auto",
+        origin="lower",
+        cmap="magma_r",
+        extent=(-0.5, len(records) - 0.5, 0.0, 1.0),
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
+    mean = [np.nan if r.summary.get("mean_confidence") is None else r.summary["mean_confidence"] for r in records]
+    ax.plot(
+        np.arange(len(records)), mean, color="#00bcd4", marker="o" if len(records) <= MAX_BARS else None, label="mean"
+    )
+    cbar = fig.colorbar(image, ax=ax, pad=0.01)
+    cbar.set_label("share of run (sqrt scale)")
+    cbar.set_ticks(np.sqrt([0, 0.05, 0.25, 0.5, 1.0]), labels=["0", "5%", "25%", "50%", "100%"])
+    ax.set_ylabel(f"top-class confidence ({CONFIDENCE_BINS} bins)")
+    ax.set_title("Confidence distribution per run")
+    ax.legend(loc="lower left", fontsize=8)
+    _x_axis(ax, records)
+    return _save(fig, path)
+
+
+def plot_psi(records: Sequence[RunRecord], results, thresholds: Thresholds, path: pathlib.Path) -> pathlib.Path:
+    x = np.arange(len(records))
+    fig, ax = _figure(records)
+    marker = "o" if len(records) <= MAX_BARS else None
+    for check, colour, label in (("class_mix", "#1565c0", "class mix"), ("confidence", "#ef6c00", "confidence")):
+        values = [next(c.value for c in checks if c.check == check) for checks in results]
+        ax.plot(x, [np.nan if v is None else v for v in values], marker=marker, color=colour, label=f"PSI {label}")
+    ax.axhline(thresholds.psi_warn, color="#b26a00", linestyle=":", label=f"warn {thresholds.psi_warn:g}")
+    ax.axhline(thresholds.psi_alert, color="#c62828", linestyle=":", label=f"alert {thresholds.psi_alert:g}")
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_ylim(0, None)
+    ax.set_ylabel("PSI vs reference")
+    ax.set_title("Drift: population stability index of each run against its reference")
+    ax.legend(loc="upper left", fontsize=8, ncols=4)
+    ax.grid(alpha=0.3)
+    _x_axis(ax, records)
+    return _save(fig, path)
+
+
+def plot_quality(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path | None:
+    acc = [r.summary.get("accuracy") for r in records]
+    if all(a is None for a in acc):
+        return None
+    f1 = [r.summary.get("macro_f1") for r in records]
+    x = np.arange(len(records))
+    fig, ax = _figure(records, 3.0)
+    marker = "o" if len(records) <= MAX_BARS else None
+    ax.plot(x, [np.nan if a is None else a for a in acc], marker=marker, label="accuracy")
+    ax.plot(x, [np.nan if a is None else a for a in f1], marker=marker, label="macro-F1")
+    ax.set_ylim(0, 1)
+    ax.set_title("Accuracy and macro-F1 (runs with labels)")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    _x_axis(ax, records)
+    return _save(fig, path)
+
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}"
+    "table{border-collapse:collapse;margin:.5em 0;font-size:90%}td,th{border:1px solid #ccc;padding:.25em .6em;"
+    "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:.4em 0}"
+    ".ok{color:#2e7d32}.warn{color:#b26a00;font-weight:600}.alert{color:#c62828;font-weight:700}"
+    ".banner{padding:.6em 1em;border-radius:4px;font-size:110%}.banner.ok{background:#e8f5e9}"
+    ".banner.warn{background:#fff3e0}.banner.alert{background:#ffebee}code{background:#f5f5f5;padding:0 .2em}"
+)
+
+
+LOAD_CHECK = (
+    "<script>window.addEventListener('load',function(){var im=document.images,n=0;"
+    "for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){n++;im[i].setAttribute('data-loaded','1');}}"
+    "document.body.setAttribute('data-images-loaded',n+'/'+im.length);});</script>"
+)
+"""Marks each plot that decoded (``data-loaded``) and the count on ``<body>``: a headless browser's
+``--dump-dom`` then shows whether every plot rendered."""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _pct(v: float | None) -> str:
+    return "&ndash;" if v is None else f"{v:.1%}"
+
+
+def render_page(
+    root: str,
+    records: Sequence[RunRecord],
+    refs: Sequence[Reference],
+    results: Sequence[Sequence[CheckResult]],
+    thresholds: Thresholds,
+    plots: dict[str, pathlib.Path],
+    notes: Sequence[str] = (),
+) -> str:
+    """The page's HTML (plots already written)."""
+    parts = [f"<p>Runs root <code>{_e(root)}</code>: {len(records):,} committed run(s).</p>"]
+    if records:
+        latest, checks = records[-1], results[-1]
+        status = status_of(checks)
+        flagged = [c for c in checks if c.status in (ALERT, WARN)]
+        text = "; ".join(f"{c.check}: {_e(c.reason)}" for c in flagged) or "every check passed"
+        parts.append(
+            f"<p class='banner {status}'>Latest run <b>{_e(latest.run)}</b> (dt={_e(latest.dt)}, "
+            f"{_e(latest.model_label)}): <b class='{status}'>{status.upper()}</b> &mdash; {text}</p>"
+        )
+    sections = []
+    flagged_rows = []
+    for record, checks in zip(records, results, strict=True):
+        for c in checks:
+            if c.status in (ALERT, WARN):
+                flagged_rows.append(
+                    [
+                        _e(record.dt),
+                        _e(record.run),
+                        f"<span class='{c.status}'>{c.status}</span>",
+                        _e(c.check),
+                        _e(c.reason),
+                    ]
+                )
+    shown = flagged_rows[::-1][:MAX_FLAGGED_ROWS]
+    more = len(flagged_rows) - len(shown)
+    sections.append(
+        (
+            "Flagged runs",
+            (
+                _table(["dt", "run", "level", "check", "reason"], shown)
+                if shown
+                else "<p class='ok'>No run is flagged.</p>"
+            )
+            + (f"<p>{more:,} older flag(s) in runs.parquet.</p>" if more else ""),
+        )
+    )
+    titles = {
+        "volume": "Volume",
+        "rates": "Error and low-confidence rates",
+        "psi": "Drift against the reference",
+        "class_mix": "Class mix",
+        "confidence": "Confidence distribution",
+        "quality": "Accuracy (labelled runs)",
+    }
+    for key, title in titles.items():
+        if plots.get(key) is not None:
+            sections.append((title, f"<img alt='{_e(title)}' src='{png_data_uri(plots[key])}'>"))
+    changes = model_changes(records)
+    change_rows = [
+        [_e(records[i].dt), _e(records[i].run), _e(records[i - 1].model_label), _e(records[i].model_label)]
+        for i in changes
+    ]
+    first = (
+        f"<p>First run {_e(records[0].run)} used {_e(records[0].model_label)} ({_e(records[0].runtime)}).</p>"
+        if records
+        else ""
+    )
+    sections.append(
+        (
+            "Model changes",
+            first + (_table(["dt", "run", "from", "to"], change_rows) if change_rows else "<p>No model change.</p>"),
+        )
+    )
+    seen, ref_rows = set(), []
+    for ref in refs:
+        if ref.name not in seen:
+            seen.add(ref.name)
+            ref_rows.append([_e(ref.kind), _e(ref.name), _pct(ref.error_rate), _pct(ref.low_confidence_rate)])
+    sections.append(
+        (
+            "References and thresholds",
+            _table(["kind", "reference", "error rate", "low-confidence rate"], ref_rows)
+            + _table(
+                ["threshold", "value"],
+                [
+                    ["PSI warn (class mix, confidence)", f"{thresholds.psi_warn:g}"],
+                    ["PSI alert (class mix, confidence)", f"{thresholds.psi_alert:g}"],
+                    ["error rate rise (alert)", f"{thresholds.error_rate_rise:.0%} points"],
+                    ["low-confidence rate rise (alert)", f"{thresholds.low_confidence_rise:.0%} points"],
+                    ["blank rate rise (alert)", f"{thresholds.blank_rise:.0%} points"],
+                    ["accuracy drop (alert)", f"{thresholds.accuracy_drop:.0%} points"],
+                    ["fewest scored images for the PSI checks", f"{thresholds.min_scored:,}"],
+                ],
+            )
+            + f"<p>Checks: {', '.join(CHECKS)}.</p>"
+            + "".join(f"<p>Note: {_e(n)}</p>" for n in notes),
+        )
+    )
+    last = list(zip(records, results, strict=True))[-50:][::-1]
+    run_rows = []
+    for record, checks in last:
+        c = record.counts
+        psi = {x.check: x.value for x in checks}
+        status = status_of(checks)
+        run_rows.append(
+            [
+                _e(record.dt),
+                _e(record.run),
+                _e(record.model_label),
+                _e(record.runtime),
+                f"{c.get('matched', 0):,}",
+                f"{c.get('scored', 0):,}",
+                f"{c.get('errors', 0):,}",
+                _pct(record.low_confidence_rate),
+                "&ndash;" if psi.get("class_mix") is None else f"{psi['class_mix']:.3f}",
+                "&ndash;" if psi.get("confidence") is None else f"{psi['confidence']:.3f}",
+                _pct(record.summary.get("accuracy")),
+                f"<span class='{status}'>{status}</span>",
+            ]
+        )
+    sections.append(
+        (
+            f"Latest runs ({len(last)} of {len(records):,}; every run in runs.parquet)",
+            _table(
+                [
+                    "dt",
+                    "run",
+                    "model",
+                    "runtime",
+                    "matched",
+                    "scored",
+                    "errors",
+                    "low conf.",
+                    "PSI class mix",
+                    "PSI confidence",
+                    "accuracy",
+                    "status",
+                ],
+                run_rows,
+            ),
+        )
+    )
+    body = "".join(parts) + "".join(f"<h2>{_e(h)}</h2>\n{content}\n" for h, content in sections)
+    title = "mnist_batch monitor"
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
+        f"<body><h1>{title}</h1>\n{body}{LOAD_CHECK}</body></html>\n"
+    )
+
+
+def write_plots(
+    records: Sequence[RunRecord], results, thresholds: Thresholds, folder: pathlib.Path
+) -> dict[str, pathlib.Path | None]:
+    if not records:
+        return {}
+    return {
+        "volume": plot_volume(records, folder / "volume.png"),
+        "rates": plot_rates(records, thresholds, folder / "rates.png"),
+        "psi": plot_psi(records, results, thresholds, folder / "psi.png"),
+        "class_mix": plot_class_mix(records, folder / "class_mix.png"),
+        "confidence": plot_confidence(records, folder / "confidence.png"),
+        "quality": plot_quality(records, folder / "quality.png"),
+    }
