@@ -141,3 +141,17 @@ def test_chunked_predictions_are_one_parquet_data_set(tmp_path):
     read = pq.read_table(tmp_path / "predictions")
     assert read.schema.equals(PREDICTIONS_SCHEMA, check_metadata=False)
     assert sorted(read.column("path").to_pylist()) == sorted(k.path for k, _ in data)
+
+
+def test_progress_line_counts_files_and_tells_the_time_left(capsys):
+    from mnist_batch.scoring.progress import ProgressLine, progress_text
+
+    assert progress_text(1200, 10_000, 600.0) == "1,200 of 10,000 files done (12 %), 600 files/s, ETA 15 s"
+    assert progress_text(1200, None, 600.0) == "1,200 files done, 600 files/s"
+    assert progress_text(0, 1_000_000, 500.0).endswith("ETA 33 min 20 s")
+    line = ProgressLine(every_s=0.0)
+    line.total = 3
+    line.add()  # the first item starts the clock
+    line.add()
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("mnist-batch score: progress: 2 of 3 files done (67 %)") and "ETA" in last

@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 
 QUIET = -1
 DEFAULT = 0
@@ -135,6 +136,10 @@ def level_for(verbosity: int) -> int:
     return logging.ERROR if verbosity <= QUIET else logging.WARNING
 
 
+LIBRARY_WARNING_MODULES = (r"apache_beam(\.|$)", r"tensorflow(\.|$)", r"keras(\.|$)")
+"""Modules whose Python warnings are hidden at the default verbosity."""
+
+
 def configure_logging(verbosity: int = DEFAULT) -> None:
     """Sets the libraries' log levels and installs the filtered root handler.
 
@@ -161,6 +166,10 @@ def configure_logging(verbosity: int = DEFAULT) -> None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # Python warnings raised inside the libraries (Beam's batch-size estimator: "Polyfit may be
+        # poorly conditioned", "divide by zero") say nothing a user can act on; --verbose shows them.
+        for package in LIBRARY_WARNING_MODULES:
+            warnings.filterwarnings("ignore", module=package)
 
 
 class StderrFilter:

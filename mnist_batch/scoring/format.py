@@ -7,9 +7,6 @@ row (:class:`FormatPredictionsFn`).
 from __future__ import annotations
 
 import datetime
-import os
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -44,10 +41,6 @@ class FormatPredictionsFn(beam.DoFn):
     flags and the probability lists of a whole chunk at once), at most ``rows_per_table``
     rows per table: what the Parquet sink and the statistics combiner then handle per chunk
     instead of per row. Counts ``scored`` / ``low_confidence`` / ``blank`` per chunk.
-
-    With ``progress=True`` (local runs) each worker prints a progress line to stderr at most
-    every ``progress_every_s`` seconds, e.g.
-    ``mnist-batch score: progress: 1,200 images scored, 600 img/s (worker 8775)``.
     """
 
     def __init__(
@@ -57,8 +50,6 @@ class FormatPredictionsFn(beam.DoFn):
         run_id: str,
         review_threshold: float,
         *,
-        progress: bool = False,
-        progress_every_s: float = 5.0,
         rows_per_table: int = 4096,
     ) -> None:
         if rows_per_table <= 0:
@@ -67,17 +58,10 @@ class FormatPredictionsFn(beam.DoFn):
         self._model_id = model_id
         self._run_id = run_id
         self._threshold = float(review_threshold)
-        self._progress = progress
-        self._progress_every_s = progress_every_s
         self._rows_per_table = rows_per_table
         self._scored = counter("scored")
         self._low = counter("low_confidence")
         self._blank = counter("blank")
-
-    def setup(self) -> None:
-        self._count = 0
-        self._start = time.monotonic()
-        self._last_report = self._start
 
     def start_bundle(self) -> None:
         self._now = datetime.datetime.now(datetime.UTC)
@@ -90,8 +74,6 @@ class FormatPredictionsFn(beam.DoFn):
         self._keys.append(key)
         self._probabilities.append(result.inference)
         self._model_ids.append(result.model_id or self._model_id)
-        if self._progress:
-            self._report(1)
         if len(self._keys) >= self._rows_per_table:
             yield self._flush()
 
@@ -115,20 +97,6 @@ class FormatPredictionsFn(beam.DoFn):
         self._low.inc(int(np.count_nonzero(table.column(COL_LOW_CONFIDENCE).to_numpy())))
         self._blank.inc(int(np.count_nonzero(table.column(COL_BLANK).to_numpy())))
         return table
-
-    def _report(self, rows: int) -> None:
-        now = time.monotonic()
-        if self._count == 0:  # time from the first scored image, not from loading the model
-            self._start = self._last_report = now
-        self._count += rows
-        if now - self._last_report >= self._progress_every_s:
-            self._last_report = now
-            rate = self._count / max(now - self._start, 1e-9)
-            print(
-                f"mnist-batch score: progress: {self._count:,} images scored, {rate:,.0f} img/s (worker {os.getpid()})",
-                file=sys.stderr,
-                flush=True,
-            )
 
 
 def predictions_table(
@@ -198,7 +166,13 @@ class InferenceErrorsFn(beam.DoFn):
 class ScoreImages(beam.PTransform):
     """``(ImageKey, uint8 [28, 28])`` -> ``{"predictions": pyarrow.Table chunks, "errors": error rows}``."""
 
-    def __init__(self, handler: KerasModelHandler, format_fn: FormatPredictionsFn, run_id: str) -> None:
+    def __init__(
+        self,
+        handler: KerasModelHandler,
+        format_fn: FormatPredictionsFn,
+        run_id: str,
+        total: beam.PCollection | None = None,
+    ) -> None:
         super().__init__()
         self._handler = handler
         self._format_fn = format_fn

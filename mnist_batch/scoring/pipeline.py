@@ -29,6 +29,7 @@ from mnist_batch.scoring.labels import read_labels_csv
 from mnist_batch.scoring.matching import MatchImageFiles, needs_reshuffle
 from mnist_batch.scoring.read import check_patterns_match, expand_inputs
 from mnist_batch.scoring.run_ids import default_run_id
+from mnist_batch.scoring.runners import runs_in_one_process
 from mnist_batch.scoring.stats import ComputeStats
 
 
@@ -85,6 +86,9 @@ def build_pipeline(
     )
     if select_files is not None:
         files = files | "SelectFiles" >> select_files
+    total = None
+    if config.progress and runs_in_one_process(getattr(p, "options", None)):  # one worker sees every file
+        total = files["images"] | "CountForProgress" >> beam.combiners.Count.Globally().without_defaults()
     decoded = files["images"] | "DecodeImages" >> DecodeImages(
         DecodeImageFn(
             card.class_names,
@@ -92,7 +96,9 @@ def build_pipeline(
             labels_csv=config.labels_csv,
             max_pixels=config.max_pixels,
             max_file_bytes=config.max_file_bytes,
-        )
+            progress=config.progress,
+        ),
+        total,
     )
     handler = KerasModelHandler(
         config.model,
@@ -100,9 +106,7 @@ def build_pipeline(
         min_batch_size=config.min_batch_size,
         max_batch_size=config.max_batch_size,
     )
-    format_fn = FormatPredictionsFn(
-        card.class_names, card.model_id, run_id, config.review_threshold, progress=config.progress
-    )
+    format_fn = FormatPredictionsFn(card.class_names, card.model_id, run_id, config.review_threshold)
     scored = decoded["images"] | "ScoreImages" >> ScoreImages(handler, format_fn, run_id)
     errors = (decoded["errors"], scored["errors"]) | "MergeErrors" >> beam.Flatten()
     stats = {
