@@ -258,67 +258,20 @@ def test_glob_characters_in_inputs_roots_and_model_are_literal(tiny_model, sampl
         (model_dir / f.name).write_bytes(f.read_bytes())
     model = model_dir / pathlib.Path(tiny_model).name
     roots = base / "roots"
-    code = cli_main(
-        [
-            "score",
-            "--model",
-            str(model),
-            "--input",
-            str(base / "batch[1]"),
-            "--output",
-            str(roots / "prod1"),
-            "--layout",
-            "runs",
-            "--run-id",
-            "nightly",
-            "--run-date",
-            "2026-05-01",
-        ]
-    )
-    assert code == 0
-    code = cli_main(
-        [
-            "score",
-            "--model",
-            str(model),
-            "--input",
-            str(base / "batch[1]"),
-            "--output",
-            str(roots / "prod?"),
-            "--layout",
-            "runs",
-            "--run-id",
-            "nightly",
-            "--run-date",
-            "2026-05-01",
-        ]
-    )
-    assert code == 0
+
+    def score_into(root: pathlib.Path, inputs: pathlib.Path, dt: str, *extra: str) -> int:
+        argv = ["score", "--model", str(model), "--input", str(inputs), "--output", str(root), "--layout", "runs"]
+        return cli_main([*argv, "--run-id", "nightly", "--run-date", dt, *extra])
+
+    assert score_into(roots / "prod1", base / "batch[1]", "2026-05-01") == 0
+    assert score_into(roots / "prod?", base / "batch[1]", "2026-05-01") == 0
     got = predicted_paths(roots / "prod?", "2026-05-01", "nightly")
     assert got == sorted(literal)  # not batch1's six files
     # Nothing outside batch[1] was even looked at: no skipped rows for the sibling root prod1.
     summary = json.loads((roots / "prod?" / "_runs" / "dt=2026-05-01" / "run=nightly" / "summary.json").read_text())
     assert summary["counts"]["skipped"] == 0, summary["skipped_by_reason"]
     # Replacing prod?'s run leaves prod1's run of the same id alone.
-    code = cli_main(
-        [
-            "score",
-            "--model",
-            str(model),
-            "--input",
-            str(base / "batch1"),
-            "--output",
-            str(roots / "prod?"),
-            "--layout",
-            "runs",
-            "--run-id",
-            "nightly",
-            "--run-date",
-            "2026-05-02",
-            "--replace",
-        ]
-    )
-    assert code == 0
+    assert score_into(roots / "prod?", base / "batch1", "2026-05-02", "--replace") == 0
     assert len(predicted_paths(roots / "prod1", "2026-05-01", "nightly")) == 4
     assert [r.dt for r in runs.committed_runs(str(roots / "prod1"))] == ["2026-05-01"]
     assert [r.dt for r in runs.committed_runs(str(roots / "prod?"))] == ["2026-05-02"]

@@ -19,16 +19,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mnist_batch import metrics
-from mnist_batch.training.curves import plot_learning_curves, read_history_csv  # noqa: F401 -- the report draws them too
-
-DPI = 110
-
-
-def _save(fig, path: pathlib.Path) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path
+from mnist_batch.training.curves import (  # noqa: F401 -- the report draws the learning curves too
+    plot_learning_curves,
+    read_history_csv,
+)
+from mnist_batch.training.curves import save_figure as _save
 
 
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: pathlib.Path) -> pathlib.Path:

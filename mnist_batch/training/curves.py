@@ -19,7 +19,8 @@ import numpy as np
 DPI = 110
 
 
-def _save(fig, path: pathlib.Path) -> pathlib.Path:
+def save_figure(fig, path: pathlib.Path) -> pathlib.Path:
+    """Writes ``fig`` as a PNG (parents made), closes it, returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
@@ -66,4 +67,4 @@ def plot_learning_curves(history: dict[str, list[float]], path: pathlib.Path, *,
         )
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
