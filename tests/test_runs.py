@@ -474,3 +474,17 @@ def test_the_job_graph_does_not_grow_with_the_incremental_history(tiny_model, sa
         sizes[keys] = len(p.to_runner_api().SerializeToString())
     # Equal but for zlib's compression of the pickled steps (a few bytes either way).
     assert abs(sizes[1] - sizes[20_000]) < 64 and sizes[20_000] < 1_000_000
+
+
+def test_report_one_run_of_a_store_and_a_pointer_from_the_root(tiny_model, sample_data, tmp_path, capsys):
+    write_digits(sample_data, tmp_path / "in", range(20))
+    root = tmp_path / "root"
+    score(tiny_model, tmp_path / "in", root, "n1", run_date="2026-08-01")
+    meta = root / "_runs" / "dt=2026-08-01" / "run=n1"
+    assert cli_main(["report", str(meta), "--dest", str(tmp_path / "page")]) == 0
+    page = (tmp_path / "page" / "report.html").read_text(encoding="utf-8")
+    assert "n1" in page and (tmp_path / "page" / "confusion.png").is_file()
+    capsys.readouterr()
+    assert cli_main(["report", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "a run store" in err and str(meta) in err and "mnist-batch monitor" in err

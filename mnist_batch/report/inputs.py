@@ -18,6 +18,7 @@ import numpy as np
 from mnist_batch import metrics
 from mnist_batch.constants import COL_CONFIDENCE, COL_PATH, COL_PREDICTED_LABEL, COL_TRUE_LABEL, IMAGE_SHAPE
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.tables import LAYOUT_FILE, RUNS_DIR
 
 
 class ReportError(MnistBatchError, ValueError):
@@ -112,12 +113,20 @@ def low_confidence_label(threshold: float | None) -> str:
     return f"low confidence ({shown}, flagged for review)"
 
 
+def table_dir(out_dir: pathlib.Path, summary: dict[str, Any], table: str) -> pathlib.Path:
+    """Where a scoring run's ``table`` is: ``OUT/<table>`` (flat), or for a run of a run store
+    (``out_dir`` = ``ROOT/_runs/dt=D/run=ID``) ``ROOT/<table>/dt=D/run=ID``."""
+    if summary.get("layout") == "runs" and out_dir.parent.parent.name == RUNS_DIR:
+        return out_dir.parent.parent.parent / table / out_dir.parent.name / out_dir.name
+    return out_dir / table
+
+
 def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportData]:
-    """One :class:`ReportData` from a scoring run folder."""
+    """One :class:`ReportData` from a scoring run folder (flat), or a run's folder in a run store."""
     class_names = tuple(summary["class_names"])
     c = len(class_names)
-    columns = prediction_columns(_read_parquet(out_dir / "predictions"))
-    errors = _read_parquet(out_dir / "errors")
+    columns = prediction_columns(_read_parquet(table_dir(out_dir, summary, "predictions")))
+    errors = _read_parquet(table_dir(out_dir, summary, "errors"))
     counts = summary.get("counts", {})
     headline = [
         ("model", f"{summary.get('model_name', '')} ({summary.get('model', '')})"),
@@ -141,8 +150,8 @@ def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportD
             name=str(summary.get("model_name") or "model"),
             class_names=class_names,
             **columns,
-            confusion=_confusion(_read_parquet(out_dir / "confusion"), c),
-            per_class=_per_class(_read_parquet(out_dir / "per_class"), c),
+            confusion=_confusion(_read_parquet(table_dir(out_dir, summary, "confusion")), c),
+            per_class=_per_class(_read_parquet(table_dir(out_dir, summary, "per_class")), c),
             headline=headline,
             errors=[dict(zip(errors, row, strict=True)) for row in zip(*errors.values(), strict=True)],
         )
@@ -207,6 +216,13 @@ def read_output(out_dir: str | pathlib.Path) -> tuple[str, dict[str, Any], list[
     if (out_dir / "summary.json").is_file():
         summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
         return "scoring", summary, read_scoring(out_dir, summary)
+    if (out_dir / LAYOUT_FILE).is_file():
+        runs = sorted((out_dir / RUNS_DIR).glob("dt=*/run=*/_SUCCESS"))
+        latest = f" (latest: {runs[-1].parent})" if runs else ""
+        raise ReportError(
+            f"{out_dir}: a run store; report one run with `mnist-batch report {out_dir}/{RUNS_DIR}/dt=DATE/run=ID`"
+            f"{latest}, or every run with `mnist-batch monitor {out_dir} --output DIR`"
+        )
     raise ReportError(
         f"{out_dir}: not a scoring or evaluation output (no summary.json or evaluation.json); "
         "for a training run dir (history.csv) use `mnist-batch report RUN_DIR`"
