@@ -32,8 +32,11 @@ nothing matched, or ``--max-error-rate`` exceeded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
+from mnist_batch.cli.common import add_verbosity
+from mnist_batch.cli.logs import StderrFilter, configure_logging
 from mnist_batch.cli.score_cmd import DESCRIPTION, run
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.scoring.options import add_arguments
@@ -47,12 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         allow_abbrev=False,  # Beam's --labels must not be taken for --labels-csv
     )
     add_arguments(parser)
+    add_verbosity(parser, top_level=True)
     args, beam_args = parser.parse_known_args(argv)
-    try:
-        return run(args, beam_args)
-    except MnistBatchError as exc:
-        print(f"score: error: {exc}", file=sys.stderr)
-        return 2
+    configure_logging(args.verbosity)
+    # As the console script: TensorFlow's and Beam's start-up noise filtered (--verbose shows it).
+    with StderrFilter(args.verbosity) if argv is None else contextlib.nullcontext():
+        try:
+            return run(args, beam_args)
+        except MnistBatchError as exc:
+            print(f"score: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from mnist_batch.cli import main as cli_main
 
 def main(argv: list[str] | None = None) -> int:
     """Runs ``mnist-batch train`` with ``argv`` (default: the process arguments)."""
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    # As the console script: TensorFlow's start-up noise filtered (--verbose shows it).
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)], filter_stderr=argv is None)
 
 
 if __name__ == "__main__":
