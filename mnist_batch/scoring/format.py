@@ -13,7 +13,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.ml.inference.base import RunInference
 from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch.constants import (
@@ -29,7 +29,7 @@ from mnist_batch.constants import (
     COL_TRUE_LABEL,
 )
 from mnist_batch.scoring.counters import counter
-from mnist_batch.scoring.decode import ImageKey, error_row
+from mnist_batch.scoring.decode import ImageGroup, ImageKey, error_row
 from mnist_batch.scoring.handler import KerasModelHandler
 from mnist_batch.tables import COL_PREDICTED_CLASS, COL_TRUE_CLASS, PREDICTIONS_SCHEMA
 
@@ -68,13 +68,15 @@ class FormatPredictionsFn(beam.DoFn):
         self._keys: list[ImageKey] = []
         self._probabilities: list[np.ndarray] = []
         self._model_ids: list[str] = []
+        self._rows = 0
 
     def process(self, element) -> Iterator[Any]:
         key, result = element
         self._keys.append(key)
-        self._probabilities.append(result.inference)
+        self._probabilities.append(np.asarray(result.inference, np.float32)[None])
         self._model_ids.append(result.model_id or self._model_id)
-        if len(self._keys) >= self._rows_per_table:
+        self._rows += 1
+        if self._rows >= self._rows_per_table:
             yield self._flush()
 
     def finish_bundle(self) -> Iterator[Any]:
@@ -83,10 +85,10 @@ class FormatPredictionsFn(beam.DoFn):
 
     def _flush(self):
         keys, probabilities, model_ids = self._keys, self._probabilities, self._model_ids
-        self._keys, self._probabilities, self._model_ids = [], [], []
+        self._keys, self._probabilities, self._model_ids, self._rows = [], [], [], 0
         table = predictions_table(
             keys,
-            np.asarray(probabilities, dtype=np.float32),
+            np.concatenate(probabilities).astype(np.float32, copy=False),
             class_names=self._class_names,
             model_id=model_ids,
             run_id=self._run_id,
@@ -97,6 +99,22 @@ class FormatPredictionsFn(beam.DoFn):
         self._low.inc(int(np.count_nonzero(table.column(COL_LOW_CONFIDENCE).to_numpy())))
         self._blank.inc(int(np.count_nonzero(table.column(COL_BLANK).to_numpy())))
         return table
+
+
+class FormatGroupsFn(FormatPredictionsFn):
+    """``PredictionResult`` of a whole group (``example`` = N keys, ``inference`` = [N, C]) -> table chunks.
+
+    The group's rows are added with one numpy call; nothing is done per image in Python.
+    """
+
+    def process(self, result) -> Iterator[Any]:
+        keys = result.example
+        self._keys.extend(keys)
+        self._probabilities.append(np.asarray(result.inference, np.float32).reshape(len(keys), -1))
+        self._model_ids.extend([result.model_id or self._model_id] * len(keys))
+        self._rows += len(keys)
+        if self._rows >= self._rows_per_table:
+            yield self._flush()
 
 
 def predictions_table(
@@ -150,7 +168,11 @@ def predictions_table(
 
 
 class InferenceErrorsFn(beam.DoFn):
-    """RunInference's failed batches ``(batch of (ImageKey, example), exception)`` -> one error row per image."""
+    """RunInference's failed batches -> one error row per image.
+
+    A failed batch is ``(batch, exception)``; its items are ``(ImageKey, example)`` pairs (keyed
+    handler) or :class:`~mnist_batch.scoring.decode.ImageGroup` s (grouped files).
+    """
 
     def __init__(self, run_id: str) -> None:
         self._run_id = run_id
@@ -158,29 +180,32 @@ class InferenceErrorsFn(beam.DoFn):
 
     def process(self, failed) -> Iterator[dict[str, Any]]:
         batch, exc = failed
-        for key, _ in batch:
-            self._errors.inc()
-            yield error_row(key.path, "inference", exc, self._run_id)
+        if isinstance(exc, tuple) and len(exc) == 3 and isinstance(exc[0], type):  # (type, value, traceback)
+            exc = exc[1] if isinstance(exc[1], BaseException) else exc[0](str(exc[1]))
+        for item in batch:
+            keys = item.keys if isinstance(item, ImageGroup) else (item[0],)
+            for key in keys:
+                self._errors.inc()
+                yield error_row(key.path, "inference", exc, self._run_id)
 
 
 class ScoreImages(beam.PTransform):
-    """``(ImageKey, uint8 [28, 28])`` -> ``{"predictions": pyarrow.Table chunks, "errors": error rows}``."""
+    """:class:`~mnist_batch.scoring.decode.ImageGroup` s -> ``{"predictions": pyarrow.Table chunks, "errors": error rows}``.
 
-    def __init__(
-        self,
-        handler: KerasModelHandler,
-        format_fn: FormatPredictionsFn,
-        run_id: str,
-        total: beam.PCollection | None = None,
-    ) -> None:
+    RunInference runs the handler on the pre-grouped files (``with_no_batching``: a group is already
+    the batch, one compiled model call); a group that fails becomes one error row per file.
+    """
+
+    def __init__(self, handler: KerasModelHandler, format_fn: FormatGroupsFn, run_id: str) -> None:
         super().__init__()
         self._handler = handler
         self._format_fn = format_fn
         self._run_id = run_id
 
-    def expand(self, images):
+    def expand(self, groups):
+        batches = groups | "AsBatches" >> beam.Map(lambda group: [group])  # each group is one pre-made batch
         results, dlq = (
-            images | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
+            batches | "RunInference" >> RunInference(self._handler.with_no_batching()).with_exception_handling()
         )
         predictions = results | "FormatPredictions" >> beam.ParDo(self._format_fn)
         errors = dlq.failed_inferences | "InferenceFailuresToErrors" >> beam.ParDo(InferenceErrorsFn(self._run_id))

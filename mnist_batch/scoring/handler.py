@@ -34,6 +34,15 @@ def numpy_inference_fn(
     ]
 
 
+def group_inference_fn(
+    predictor: Predictor, batch: Sequence[Any], inference_args: dict[str, Any] | None = None
+) -> Iterable[PredictionResult]:
+    """Inference over pre-grouped images: each element is an :class:`~mnist_batch.scoring.decode.ImageGroup`
+    (N keys, uint8 [N, 28, 28]); one compiled call per group, one result per group
+    (``example`` = the keys, ``inference`` = float32 [N, C])."""
+    return [PredictionResult(group.keys, predictor(group.pixels), predictor.model_id) for group in batch]
+
+
 class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
     """RunInference handler for a Keras 3 ``.keras`` digit model.
 
@@ -81,8 +90,9 @@ class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
     ) -> Iterable[PredictionResult]:
         return self._inference_fn(model, batch, inference_args)
 
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        return sum(np.asarray(example).nbytes for example in batch)
+    def get_num_bytes(self, batch: Sequence[Any]) -> int:
+        """Bytes of the images in ``batch`` (single images or groups of them)."""
+        return sum(np.asarray(getattr(example, "pixels", example)).nbytes for example in batch)
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE

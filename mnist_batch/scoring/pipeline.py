@@ -4,9 +4,11 @@ Graph (every step named; composites are PTransforms)::
 
     MatchImageFiles: CreatePatterns -> MatchAll -> ClassifyMatches -> [DropDuplicatePaths] -> ReadMatches
       -> Reshuffle (every runner but the single-process in-memory DirectRunner)
-    DecodeImages: read + decode + preprocess per element -> (ImageKey, uint8 28x28) | errors
-    RunInference: KeyedModelHandler(KerasModelHandler) with exception handling -> failed batches to errors
-    FormatPredictions -> predictions as pyarrow.Table chunks (built per chunk, not per row)
+    DecodeImages: GroupFiles (--max-batch-size files a group) -> read + decode + preprocess each file
+      -> one ImageGroup (N keys, uint8 [N, 28, 28]) per group | one error row per failed file
+    ScoreImages: RunInference(KerasModelHandler.with_no_batching()): one compiled model call per group,
+      with exception handling -> a failed group becomes one error row per file
+    FormatPredictions -> predictions as pyarrow.Table chunks (a group's rows in one numpy step)
     ComputeStats: PredictionStats, CountMatched, CountOutcomes (errors by stage + skipped by reason)
       (combiners) -> AssembleStats -> stats -> confusion rows, per_class rows
     launch.launch: WritePredictions, WriteErrors, ... (shards into staging) -> CommitRun
@@ -22,9 +24,9 @@ import apache_beam as beam
 from mnist_batch.config import ScoreConfig
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import check_model
-from mnist_batch.scoring.decode import DecodeImageFn, DecodeImages
-from mnist_batch.scoring.format import FormatPredictionsFn, ScoreImages
-from mnist_batch.scoring.handler import KerasModelHandler
+from mnist_batch.scoring.decode import DecodeGroupFn, DecodeImages
+from mnist_batch.scoring.format import FormatGroupsFn, ScoreImages
+from mnist_batch.scoring.handler import KerasModelHandler, group_inference_fn
 from mnist_batch.scoring.labels import read_labels_csv
 from mnist_batch.scoring.matching import MatchImageFiles, needs_reshuffle
 from mnist_batch.scoring.read import check_patterns_match, expand_inputs
@@ -90,7 +92,7 @@ def build_pipeline(
     if config.progress and runs_in_one_process(getattr(p, "options", None)):  # one worker sees every file
         total = files["images"] | "CountForProgress" >> beam.combiners.Count.Globally().without_defaults()
     decoded = files["images"] | "DecodeImages" >> DecodeImages(
-        DecodeImageFn(
+        DecodeGroupFn(
             card.class_names,
             run_id,
             labels_csv=config.labels_csv,
@@ -99,14 +101,14 @@ def build_pipeline(
             progress=config.progress,
         ),
         total,
+        group_size=config.max_batch_size,  # a group of files is one model call
     )
     handler = KerasModelHandler(
         config.model,
         model_id=card.model_id,  # workers load only the bytes that were checked
-        min_batch_size=config.min_batch_size,
-        max_batch_size=config.max_batch_size,
+        inference_fn=group_inference_fn,
     )
-    format_fn = FormatPredictionsFn(card.class_names, card.model_id, run_id, config.review_threshold)
+    format_fn = FormatGroupsFn(card.class_names, card.model_id, run_id, config.review_threshold)
     scored = decoded["images"] | "ScoreImages" >> ScoreImages(handler, format_fn, run_id)
     errors = (decoded["errors"], scored["errors"]) | "MergeErrors" >> beam.Flatten()
     stats = {
