@@ -25,7 +25,7 @@ from mnist_batch.metrics import CONFIDENCE_BINS
 from mnist_batch.monitoring.checks import ALERT, CHECKS, WARN, CheckResult, Thresholds, status_of
 from mnist_batch.monitoring.collect import RunRecord
 from mnist_batch.monitoring.reference import Reference
-from mnist_batch.report.plots import png_data_uri
+from mnist_batch.report.plots import png_data_uri, save_figure
 
 DPI = 100
 MAX_BARS = 150
@@ -61,13 +61,6 @@ def _figure(records: Sequence[RunRecord], height: float = 3.4):
     return plt.subplots(figsize=(width, height))
 
 
-def _save(fig, path: pathlib.Path) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def _stacked(ax, x: np.ndarray, layers: np.ndarray, labels: Sequence[str], colours=None) -> None:
     """layers: [K, N] stacked over x (bars for few runs, areas for many)."""
     bottom = np.zeros(layers.shape[1])
@@ -90,7 +83,7 @@ def plot_volume(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Pat
     ax.legend(loc="upper left", fontsize=8, ncols=3)
     ax.grid(axis="y", alpha=0.3)
     _x_axis(ax, records)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_rates(records: Sequence[RunRecord], thresholds: Thresholds, path: pathlib.Path) -> pathlib.Path:
@@ -115,7 +108,7 @@ def plot_rates(records: Sequence[RunRecord], thresholds: Thresholds, path: pathl
     ax.legend(loc="upper left", fontsize=8, ncols=3)
     ax.grid(alpha=0.3)
     _x_axis(ax, records)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_class_mix(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path:
@@ -134,7 +127,7 @@ def plot_class_mix(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.
     ax.set_title("Predicted class mix per run")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="class")
     _x_axis(ax, records)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_confidence(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path:
@@ -164,7 +157,7 @@ def plot_confidence(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib
     ax.set_title("Confidence distribution per run")
     ax.legend(loc="lower left", fontsize=8)
     _x_axis(ax, records)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_psi(records: Sequence[RunRecord], results, thresholds: Thresholds, path: pathlib.Path) -> pathlib.Path:
@@ -183,7 +176,7 @@ def plot_psi(records: Sequence[RunRecord], results, thresholds: Thresholds, path
     ax.legend(loc="upper left", fontsize=8, ncols=4)
     ax.grid(alpha=0.3)
     _x_axis(ax, records)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_quality(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path | None:
@@ -201,7 +194,7 @@ def plot_quality(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Pa
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     _x_axis(ax, records)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 STYLE = (

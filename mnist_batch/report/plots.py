@@ -22,8 +22,8 @@ from mnist_batch import metrics
 from mnist_batch.training.curves import (  # noqa: F401 -- the report draws the learning curves too
     plot_learning_curves,
     read_history_csv,
+    save_figure,
 )
-from mnist_batch.training.curves import save_figure as _save
 
 
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: pathlib.Path) -> pathlib.Path:
@@ -60,7 +60,7 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: pathlib.Pat
     total = int(cm.sum())
     acc = metrics.accuracy(cm) if total else float("nan")
     ax.set_title(f"Confusion matrix ({total:,} labelled images, accuracy {acc:.2%})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class(
@@ -81,7 +81,7 @@ def plot_per_class(
     # Above the axes, so it never covers a bar.
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_image_grid(
@@ -107,7 +107,7 @@ def plot_image_grid(
     if n == 0:
         axes[0, 0].text(0, 0.5, "none", fontsize=12)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confidence_histogram(confidence: np.ndarray, correct: np.ndarray | None, path: pathlib.Path) -> pathlib.Path:
@@ -131,7 +131,7 @@ def plot_confidence_histogram(confidence: np.ndarray, correct: np.ndarray | None
     ax.set_xlabel("confidence (top-class probability)")
     ax.set_ylabel("images (log scale)")
     ax.set_title(f"Confidence of {confidence.size:,} predictions")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(confidence: np.ndarray, correct: np.ndarray, path: pathlib.Path, n_bins: int = 15) -> pathlib.Path:
@@ -167,7 +167,7 @@ def plot_reliability(confidence: np.ndarray, correct: np.ndarray, path: pathlib.
     ax.set_title(f"Reliability ({n_bins} bins, images per bin above the bars), ECE {ece:.4f}", fontsize=9)
     # Below the axes: inside, it would cover the low-confidence bins of a weak model.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, fontsize=7, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def png_data_uri(path: pathlib.Path) -> str:

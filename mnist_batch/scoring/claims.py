@@ -74,9 +74,7 @@ def is_live(owner: dict[str, Any] | None, now: float | None = None) -> bool:
 def read_lease(uri: str) -> dict[str, Any] | None:
     try:
         return json.loads(fs.read_text(uri))
-    except (OSError, ValueError):
-        return None
-    except Exception:  # noqa: BLE001 -- a remote filesystem's "not found" has no common type
+    except Exception:  # noqa: BLE001 -- missing, half-written, or a remote filesystem's own "not found"
         return None
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from mnist_batch import jsonfmt
 from mnist_batch.scoring import fs
 from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.scoring.sinks import write_empty_shard
 from mnist_batch.tables import (
     JOURNAL_FILE,
     RUN_TABLES,
@@ -165,8 +166,6 @@ def commit_run(
     shards = {t: list(shards.get(t, [])) for t in layout.tables}
     for table, paths in shards.items():
         if not paths:  # a table with no rows still gets its schema
-            from mnist_batch.scoring.sinks import write_empty_shard
-
             paths.append(write_empty_shard(fs.join(staging, table), layout.tables[table]))
     summary = {**summary, "attempt": attempt}
     journal = {

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.constants import COL_PATH, COL_RUN_ID, COL_STAGE
 from mnist_batch.files import DEFAULT_MAX_FILE_BYTES
 from mnist_batch.scoring import fs
+from mnist_batch.scoring.commit import runs_index
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import LoadedFile, read_bytes
 from mnist_batch.scoring.matching import SKIPPED_TAG
+from mnist_batch.scoring.sinks import read_shards
 from mnist_batch.tables import MANIFEST_TABLE, RUNS_DIR, SUCCESS_FILE
 
 INCREMENTAL_KEYS = ("stat", "hash")
@@ -59,8 +58,6 @@ class RunInfo:
 
 def committed_runs(root: str) -> list[RunInfo]:
     """Runs under a runs root that have their ``_SUCCESS`` marker, sorted by (dt, run id)."""
-    from mnist_batch.scoring.commit import runs_index
-
     found = [RunInfo(dt, run_id, root) for (dt, run_id), names in runs_index(root).items() if SUCCESS_FILE in names]
     return sorted(found, key=lambda r: (r.dt, r.run_id))
 
@@ -73,26 +70,16 @@ def key_digest(
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
 
 
-def read_parquet_folder(folder: str, columns: list[str]) -> dict[str, list]:
+def read_columns(folder: str, columns: list[str]) -> dict[str, list]:
     """Columns of every Parquet shard in ``folder`` (any filesystem), as lists."""
-    out: dict[str, list] = {c: [] for c in columns}
-    for path in fs.list_files(folder):
-        if not path.endswith(".parquet"):
-            continue
-        if fs.is_remote(path):
-            with FileSystems.open(path) as f:
-                table = pq.read_table(io.BytesIO(f.read()), columns=columns)
-        else:
-            table = pq.read_table(path, columns=columns)
-        for c in columns:
-            out[c].extend(table.column(c).to_pylist())
-    return out
+    tables = read_shards(folder, columns)
+    return {c: [v for t in tables for v in t.column(c).to_pylist()] for c in columns}
 
 
 def known_digests(run: RunInfo, kind: str) -> bytes:
     """The digests of the files ``run`` took on, minus those whose error may be transient."""
-    manifest = read_parquet_folder(run.table_dir(MANIFEST_TABLE), [COL_PATH, "size", "mtime", "sha256"])
-    errors = read_parquet_folder(run.table_dir("errors"), [COL_PATH, COL_STAGE])
+    manifest = read_columns(run.table_dir(MANIFEST_TABLE), [COL_PATH, "size", "mtime", "sha256"])
+    errors = read_columns(run.table_dir("errors"), [COL_PATH, COL_STAGE])
     retry = {p for p, s in zip(errors[COL_PATH], errors[COL_STAGE], strict=True) if s in RETRY_STAGES}
     digests = bytearray()
     rows = zip(manifest[COL_PATH], manifest["size"], manifest["mtime"], manifest["sha256"], strict=True)

@@ -33,7 +33,7 @@ from mnist_batch.config import ScoreConfig
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import check_model
 from mnist_batch.scoring import claims, fs
-from mnist_batch.scoring.commit import Layout, commit_run, read_marker, recover, run_partitions
+from mnist_batch.scoring.commit import Layout, commit_run, read_marker, recover
 from mnist_batch.scoring.counters import metric_counters
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.history import SelectFiles, committed_runs
@@ -171,11 +171,7 @@ def tidy(root: str) -> None:
 def _run(config, options, layout, attempt, card, beam_options, runner, replace, leases, wait) -> dict[str, Any]:
     run_id = layout.run_id
     if layout.kind == "runs":
-        committed = [
-            dt
-            for dt in run_partitions(layout.root, run_id)
-            if read_marker(Layout("runs", layout.root, run_id, dt).marker)
-        ]
+        committed = [r.dt for r in committed_runs(layout.root) if r.run_id == run_id]
         if committed and not replace:
             raise ScoringError(
                 f"run {run_id} is already committed under {layout.root} (dt={committed[0]}); "

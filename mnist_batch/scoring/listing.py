@@ -23,10 +23,7 @@ from collections.abc import Iterator, Sequence
 
 from apache_beam.io.filesystem import FileMetadata, FileSystem
 
-SUMMARY_FILE = "summary.json"
-PREDICTIONS_DIR = "predictions"
-LAYOUT_MARKER = "_mnist_batch_layout.json"
-"""File at the root of a run store of the ``runs`` layout (and any folder holding one is an output)."""
+from mnist_batch.tables import LAYOUT_FILE, SUMMARY_FILE
 
 SKIP_DIRECTORY = "directory"
 SKIP_BROKEN_LINK = "broken symlink"
@@ -67,16 +64,16 @@ def is_tool_output(entries: Sequence[os.DirEntry], identity: tuple[int, int], ow
       own: identities of this run's own output folders.
 
     Returns:
-      True when the folder is one of ``own``, holds :data:`LAYOUT_MARKER` (a runs-layout
+      True when the folder is one of ``own``, holds :data:`~mnist_batch.tables.LAYOUT_FILE` (a runs-layout
       root), or holds ``summary.json`` next to a ``predictions/`` folder (a flat output, or one
       run of the runs layout).
     """
     if identity in own:
         return True
     names = {entry.name: entry for entry in entries}
-    if LAYOUT_MARKER in names:
+    if LAYOUT_FILE in names:
         return True
-    predictions = names.get(PREDICTIONS_DIR)
+    predictions = names.get("predictions")
     return SUMMARY_FILE in names and predictions is not None and predictions.is_dir(follow_symlinks=False)
 
 

@@ -16,17 +16,15 @@ this package's reader: it lists the committed runs from their markers and reads 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.scoring import claims, fs
 from mnist_batch.scoring.commit import recover
 from mnist_batch.scoring.history import RunInfo, committed_runs
+from mnist_batch.scoring.sinks import read_shards
 from mnist_batch.tables import CLAIMS_DIR, RUN_TABLES
 
 __all__ = ["RunInfo", "clean", "committed_runs", "read_run_table", "read_runs"]
@@ -34,15 +32,7 @@ __all__ = ["RunInfo", "clean", "committed_runs", "read_run_table", "read_runs"]
 
 def read_run_table(run: RunInfo, table: str) -> pa.Table:
     """One committed run's ``table`` (every shard), without partition columns."""
-    pieces = []
-    for path in fs.list_files(run.table_dir(table)):
-        if not path.endswith(".parquet"):
-            continue
-        if fs.is_remote(path):
-            with FileSystems.open(path) as f:
-                pieces.append(pq.read_table(io.BytesIO(f.read())))
-        else:
-            pieces.append(pq.read_table(path))
+    pieces = read_shards(run.table_dir(table))
     schema = RUN_TABLES[table]
     return pa.concat_tables([p.cast(schema) for p in pieces]) if pieces else schema.empty_table()
 

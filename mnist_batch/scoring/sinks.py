@@ -13,6 +13,7 @@ Schemas, table and folder names: :mod:`mnist_batch.tables`.
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -72,6 +73,20 @@ class ShardWriter:
         if self._stream is not None:
             self._stream.close()
         return self.path
+
+
+def read_shards(folder: str, columns: list[str] | None = None) -> list[pa.Table]:
+    """Every Parquet shard in ``folder`` (any Beam filesystem; none when it does not exist), as tables."""
+    tables = []
+    for path in fs.list_files(folder):
+        if not path.endswith(".parquet"):
+            continue
+        if fs.is_remote(path):
+            with FileSystems.open(path) as f:
+                tables.append(pq.read_table(io.BytesIO(f.read()), columns=columns))
+        else:
+            tables.append(pq.read_table(path, columns=columns))
+    return tables
 
 
 def write_empty_shard(folder: str, schema: pa.Schema) -> str:

@@ -19,10 +19,10 @@ import numpy as np
 DPI = 110
 
 
-def save_figure(fig, path: pathlib.Path) -> pathlib.Path:
+def save_figure(fig, path: pathlib.Path, *, dpi: int = DPI) -> pathlib.Path:
     """Writes ``fig`` as a PNG (parents made), closes it, returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
