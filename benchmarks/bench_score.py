@@ -183,7 +183,7 @@ def worker_beam_docs(folder: str, model_path: str, out: str) -> int:
 
     from mnist_batch.models import Predictor
     from mnist_batch.preprocess import PIXEL_LUT, preprocess_bytes
-    from mnist_batch.scoring.handler import KerasModelHandler
+    from mnist_batch.scoring.handler import DigitModelHandler
 
     def default_tf_inference_fn(loaded: Predictor, batch, inference_args=None):
         # Beam's default_numpy_inference_fn: model(np.stack(batch)) then rows of the tensor.
@@ -209,7 +209,7 @@ def worker_beam_docs(folder: str, model_path: str, out: str) -> int:
             | beam.Reshuffle()
             | beam.Filter(lambda f: f.metadata.path.endswith(".png"))
             | beam.Map(read_and_preprocess)
-            | RunInference(KeyedModelHandler(KerasModelHandler(model_path, inference_fn=default_tf_inference_fn)))
+            | RunInference(KeyedModelHandler(DigitModelHandler(model_path, inference_fn=default_tf_inference_fn)))
             | beam.Map(to_row)
             | beam.io.WriteToParquet(os.path.join(out, "predictions"), schema=schema, file_name_suffix=".parquet")
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from mnist_batch.constants import AUTO_RUNTIME, FAST_RUNTIME, RUNTIME_CHOICES
+
 
 def require(condition: bool, field: str, message: str, value: object) -> None:
     """Raises ``ValueError(f"{field} {message}, got {value!r}")`` unless ``condition``."""
@@ -48,6 +50,8 @@ class TrainConfig:
       cache_dir: file cache for tf.data instead of memory; None caches in memory.
       run_dir: checkpoints, backup (resume), CSV history, plots; None trains without one.
       export: path of the ``.keras`` file to export (with its model card); None skips export.
+      export_runtimes: runtime artifacts made beside the export and recorded in its card, each
+        measured against Keras on the test split (default: the fast runtime, ``litert``).
       tensorboard: write TensorBoard logs to ``run_dir/tensorboard``.
       verbose: Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch,
         ``None`` picks 1 on a terminal and 2 otherwise.
@@ -72,6 +76,7 @@ class TrainConfig:
     cache_dir: str | None = None
     run_dir: str | None = None
     export: str | None = None
+    export_runtimes: tuple[str, ...] = (FAST_RUNTIME,)
     tensorboard: bool = False
     verbose: int | None = None
 
@@ -99,6 +104,12 @@ class TrainConfig:
             require(isinstance(self.limit, int) and self.limit > 0, "limit", "must be > 0", self.limit)
         if self.export is not None:
             require(str(self.export).endswith(".keras"), "export", "must end with .keras", self.export)
+        require(
+            isinstance(self.export_runtimes, tuple) and all(r in (FAST_RUNTIME,) for r in self.export_runtimes),
+            "export_runtimes",
+            f"must name artifact runtimes ({FAST_RUNTIME})",
+            self.export_runtimes,
+        )
         if self.tensorboard:
             require(self.run_dir is not None, "tensorboard", "needs run_dir", self.tensorboard)
         require(self.verbose in (None, 0, 1, 2), "verbose", "must be 0, 1, 2 or None", self.verbose)
@@ -139,6 +150,8 @@ class ScoreConfig:
       run_id: written to every prediction row; None = a fresh one per run.
       progress: print a progress line from local workers.
       overwrite: replace the outputs of an earlier run in ``output`` (else refuse to mix runs).
+      runtime: what runs the model: ``auto`` (the card's fast runtime when its recorded agreement
+        with Keras is at least 99.9 %, else Keras), ``keras``, or ``litert``.
     """
 
     model: str
@@ -155,10 +168,14 @@ class ScoreConfig:
     run_id: str | None = None
     progress: bool = False
     overwrite: bool = False
+    runtime: str = AUTO_RUNTIME
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "must not be empty", self.model)
         require(str(self.model).endswith(".keras"), "model", "must be a .keras file", self.model)
+        require(
+            self.runtime in RUNTIME_CHOICES, "runtime", f"must be one of {', '.join(RUNTIME_CHOICES)}", self.runtime
+        )
         require(
             isinstance(self.inputs, tuple) and len(self.inputs) > 0, "inputs", "must name at least one", self.inputs
         )

@@ -25,6 +25,19 @@ SPLITS = ("train", "validation", "test")
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp")
 """File extensions (lower case, no dot) treated as images when reading folders."""
 
+KERAS_RUNTIME = "keras"
+"""The ``.keras`` model run by TensorFlow (``--runtime keras``)."""
+
+FAST_RUNTIME = "litert"
+"""The fast CPU runtime, chosen by measurement (docs/benchmarks.md): a LiteRT file made at export."""
+
+AUTO_RUNTIME = "auto"
+"""``--runtime auto`` (the default): the fast runtime when the card records its agreement with Keras
+at or above :data:`mnist_batch.models.runtimes.MIN_AGREEMENT`, else Keras."""
+
+RUNTIME_CHOICES = (AUTO_RUNTIME, KERAS_RUNTIME, FAST_RUNTIME)
+"""What ``--runtime`` takes on ``score``, ``evaluate`` and ``predict``."""
+
 PREPROCESS_VERSION = "1"
 """Version of the normalisation in :mod:`mnist_batch.preprocess`; recorded in model cards."""
 

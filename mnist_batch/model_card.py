@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import pathlib
+import tempfile
 from typing import Any
 
 from mnist_batch.errors import MnistBatchError
@@ -66,6 +68,11 @@ class ModelCard:
         (``mnist-batch monitor``): ``{"split", "examples", "predicted_class_counts": [C],
         "confidence_histogram": [CONFIDENCE_BINS], "low_confidence_rate_at_0.9"}``; ``None`` in
         cards written before it existed (monitoring then falls back to the model's first run).
+      runtimes: artifacts made from this model for faster runtimes, by runtime name
+        (:mod:`mnist_batch.models.artifacts`): ``{"file", "sha256", "bytes", "description",
+        "agreement": {"split", "examples", "argmax_agreement", "max_abs_diff", "accuracy",
+        "keras_accuracy"}, "versions", "created_at"}``. Scoring uses one only when its file has
+        that sha256; ``--runtime auto`` only when ``argmax_agreement`` is at least 99.9 %.
     """
 
     model_name: str
@@ -85,6 +92,7 @@ class ModelCard:
     created_at: str = ""
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     reference: dict[str, Any] | None = None
+    runtimes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
 
     @property
@@ -115,9 +123,19 @@ class ModelCard:
 
 
 def write_card(card: ModelCard, model_path: str | pathlib.Path) -> pathlib.Path:
-    """Writes ``card`` beside ``model_path``; returns the card's path."""
+    """Writes ``card`` beside ``model_path`` atomically (temp file + rename); returns the card's path."""
     path = card_path(model_path)
-    path.write_text(card.to_json(), encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(card.to_json())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mnist_batch.constants import AUTO_RUNTIME
 from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, FileTooLargeError, NotRegularFileError, read_local
 from mnist_batch.preprocess import ImageDecodeError, MnistImage, preprocess_bytes
 
@@ -77,12 +78,13 @@ def read_and_preprocess(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> M
     return preprocess_bytes(data)
 
 
-def predict_files(model_path: str, paths: Sequence[str]) -> list[Prediction | Failure]:
+def predict_files(model_path: str, paths: Sequence[str], runtime: str = AUTO_RUNTIME) -> list[Prediction | Failure]:
     """Classifies each file; a bad file becomes a :class:`Failure`, the others still run.
 
     Args:
       model_path: ``.keras`` file with its model card.
       paths: image files.
+      runtime: ``auto``, ``keras`` or ``litert`` (:func:`mnist_batch.models.choose_runtime`).
 
     Returns:
       One :class:`Prediction` or :class:`Failure` per path, in order.
@@ -90,10 +92,11 @@ def predict_files(model_path: str, paths: Sequence[str]) -> list[Prediction | Fa
     Raises:
       ModelError: the model or its card is unusable (before any image is read).
     """
-    from mnist_batch.models import Predictor, check_model
+    from mnist_batch.models import Predictor, check_model, choose_runtime
 
-    card = check_model(model_path)
-    predictor = Predictor.load(model_path, card.model_id)  # the checked bytes, not a later file
+    card = check_model(model_path, load=False)
+    scorer = choose_runtime(model_path, card, runtime)
+    predictor = Predictor.load(scorer.uri, scorer.model_id, runtime=scorer.runtime)  # the checked bytes
     results: list[Prediction | Failure] = []
     images: list[tuple[int, MnistImage]] = []
     for i, path in enumerate(paths):

@@ -24,7 +24,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  
 from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 
 from mnist_batch.models import ModelError, check_model, load_keras_model, to_probabilities  # noqa: E402
-from mnist_batch.scoring.handler import KerasModelHandler  # noqa: E402
+from mnist_batch.scoring.handler import DigitModelHandler  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
@@ -38,7 +38,7 @@ def examples(sample_data):
 
 def test_run_inference_returns_numpy_probabilities_equal_to_the_model(tiny_model, examples):
     images, _ = examples
-    handler = KerasModelHandler(str(tiny_model))
+    handler = DigitModelHandler(str(tiny_model))
     loaded = handler.load_model()
     results = list(handler.run_inference(list(images), loaded))
     assert len(results) == len(images)
@@ -53,9 +53,9 @@ def test_run_inference_returns_numpy_probabilities_equal_to_the_model(tiny_model
 
 def test_handler_metadata(tiny_model, examples):
     images, _ = examples
-    handler = KerasModelHandler(str(tiny_model), min_batch_size=8, max_batch_size=32)
+    handler = DigitModelHandler(str(tiny_model), min_batch_size=8, max_batch_size=32)
     assert handler.get_num_bytes(list(images[:3])) == 3 * 28 * 28
-    assert handler.get_metrics_namespace() == "mnist_batch_keras"
+    assert handler.get_metrics_namespace() == "mnist_batch_model"
     assert handler.batch_elements_kwargs() == {"min_batch_size": 8, "max_batch_size": 32}
     handler.validate_inference_args(None)
     with pytest.raises(ValueError, match="no inference_args"):
@@ -72,7 +72,7 @@ def test_custom_inference_fn_is_used(tiny_model, examples):
         calls.append(len(batch))
         return [PredictionResult(x, np.zeros(10, np.float32)) for x in batch]
 
-    handler = KerasModelHandler(str(tiny_model), inference_fn=inference_fn)
+    handler = DigitModelHandler(str(tiny_model), inference_fn=inference_fn)
     results = list(handler.run_inference(list(images[:5]), handler.load_model()))
     assert calls == [5] and all(r.inference.sum() == 0 for r in results)
 
@@ -95,7 +95,7 @@ def test_keyed_run_inference_in_a_test_pipeline(tiny_model, examples):
         predicted = (
             p
             | "CreateExamples" >> apache_beam.Create(keyed)
-            | "RunInference" >> RunInference(KeyedModelHandler(KerasModelHandler(str(tiny_model), max_batch_size=16)))
+            | "RunInference" >> RunInference(KeyedModelHandler(DigitModelHandler(str(tiny_model), max_batch_size=16)))
             | "ArgMax" >> apache_beam.Map(lambda kv: (kv[0], int(np.argmax(kv[1].inference))))
         )
         assert_that(predicted, equal_to([(f"img{i}", int(label)) for i, label in enumerate(expected_labels)]))

@@ -22,7 +22,17 @@ import traceback
 from collections.abc import Sequence
 
 from mnist_batch import __version__
-from mnist_batch.cli import data_cmd, evaluate_cmd, monitor_cmd, predict_cmd, report_cmd, runs_cmd, score_cmd, train_cmd
+from mnist_batch.cli import (
+    data_cmd,
+    evaluate_cmd,
+    export_cmd,
+    monitor_cmd,
+    predict_cmd,
+    report_cmd,
+    runs_cmd,
+    score_cmd,
+    train_cmd,
+)
 from mnist_batch.cli.common import add_verbosity
 from mnist_batch.cli.logs import StderrFilter, configure_logging
 from mnist_batch.errors import MnistBatchError
@@ -32,7 +42,7 @@ EXIT_USAGE = 2
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
-COMMANDS = (data_cmd, train_cmd, score_cmd, runs_cmd, monitor_cmd, evaluate_cmd, report_cmd, predict_cmd)
+COMMANDS = (data_cmd, train_cmd, export_cmd, score_cmd, runs_cmd, monitor_cmd, evaluate_cmd, report_cmd, predict_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

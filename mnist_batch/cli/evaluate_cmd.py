@@ -6,6 +6,8 @@ import argparse
 import pathlib
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
+from mnist_batch.constants import AUTO_RUNTIME, RUNTIME_CHOICES
+from mnist_batch.models.runtimes import RUNTIME_HELP
 
 EPILOG = """Outputs under --output DIR:
   metrics.parquet      one row per model: accuracy, macro_f1, top2_accuracy, log_loss, ece (15 bins),
@@ -51,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=AUTO_RUNTIME, help=RUNTIME_HELP)
     p.add_argument("--no-report", dest="report", action="store_false", help="skip report.html and the plots")
     add_verbosity(p)
     p.set_defaults(run=run)
@@ -60,7 +63,15 @@ def run(args: argparse.Namespace) -> int:
     with slow_step(args, "loading TensorFlow ..."):
         from mnist_batch.evaluation import evaluate
 
-    evaluate(args.model, args.dataset, args.split, args.output, overwrite=args.overwrite, class_names=args.class_names)
+    evaluate(
+        args.model,
+        args.dataset,
+        args.split,
+        args.output,
+        overwrite=args.overwrite,
+        class_names=args.class_names,
+        runtime=args.runtime,
+    )
     out = pathlib.Path(args.output)
     print(f"{out / 'comparison.md'}:")
     print((out / "comparison.md").read_text(encoding="utf-8"))

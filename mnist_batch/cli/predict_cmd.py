@@ -7,6 +7,8 @@ import pathlib
 import sys
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
+from mnist_batch.constants import AUTO_RUNTIME, RUNTIME_CHOICES
+from mnist_batch.models.runtimes import RUNTIME_HELP
 
 EXIT_SOME_FAILED = 1
 
@@ -38,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="save the 28x28 image the model saw (several images: OUT_1.png, OUT_2.png, ...)",
     )
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=AUTO_RUNTIME, help=RUNTIME_HELP)
     add_verbosity(p)
     p.set_defaults(run=run)
 
@@ -49,10 +52,10 @@ def preprocessed_path(base: str, index: int, count: int) -> pathlib.Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    with slow_step(args, "loading TensorFlow ..."):
+    with slow_step(args, "loading the model runtime ..."):
         from mnist_batch.predict import Failure, predict_files, save_preprocessed
 
-    results = predict_files(args.model, args.images)
+    results = predict_files(args.model, args.images, args.runtime)
     failed = 0
     for i, r in enumerate(results):
         if isinstance(r, Failure):

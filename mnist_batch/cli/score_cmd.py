@@ -57,6 +57,8 @@ def print_summary(summary: dict) -> None:
         f"({counts['errors']:,} errors, {counts['skipped']:,} skipped, {counts['low_confidence']:,} low confidence, "
         f"{counts['blank']:,} blank) in {summary['wall_time_s']:.1f} s on {summary['runner']}"
     )
+    if summary.get("runtime"):
+        print(f"runtime: {summary['runtime']} ({summary.get('runtime_reason', '')})")
     if summary.get("accuracy") is not None:
         print(
             f"accuracy {summary['accuracy']:.4f}, macro-F1 {summary['macro_f1']:.4f} "

@@ -9,7 +9,9 @@ import time
 
 import numpy as np
 
+from mnist_batch.constants import AUTO_RUNTIME
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.models import ScoringModel
 
 BATCH_SIZE = 512
 
@@ -44,12 +46,12 @@ class Predictions:
         return float(len(self.labels) / self.seconds) if self.seconds > 0 else float("nan")
 
 
-def predict_arrays(model_path: str, model_id: str, images: np.ndarray, labels: np.ndarray) -> Predictions:
+def predict_arrays(scorer: ScoringModel, images: np.ndarray, labels: np.ndarray) -> Predictions:
     """Runs a checked model over uint8 images with a tf.data pipeline (batch -> LUT normalise -> prefetch).
 
     Args:
-      model_path: ``.keras`` file, already checked against its card (:func:`mnist_batch.models.check_model`).
-      model_id: its card's sha256: only those bytes are loaded.
+      scorer: the runtime, file and sha256 chosen and checked by :func:`mnist_batch.models.choose_runtime`
+        (only those bytes are loaded).
       images: uint8 [N, 28, 28], MNIST format.
       labels: int [N].
 
@@ -62,7 +64,7 @@ def predict_arrays(model_path: str, model_id: str, images: np.ndarray, labels: n
     from mnist_batch.preprocess import MIN_INK_CONTRAST
     from mnist_batch.training.pipeline import normalize_tf
 
-    predictor = Predictor.load(model_path, model_id)
+    predictor = Predictor.load(scorer.uri, scorer.model_id, runtime=scorer.runtime)
     ds = (
         tf.data.Dataset.from_tensor_slices(images)
         .batch(BATCH_SIZE)
@@ -73,7 +75,7 @@ def predict_arrays(model_path: str, model_id: str, images: np.ndarray, labels: n
     start = time.perf_counter()
     outputs = [predictor.predict_normalized(x) for x in ds]
     seconds = time.perf_counter() - start
-    num_classes = int(predictor.model.output_shape[-1])
+    num_classes = predictor.num_classes
     probabilities = np.concatenate(outputs) if outputs else np.zeros((0, num_classes), np.float32)
     span = images.max(axis=(1, 2)).astype(np.int64) - images.min(axis=(1, 2)) if len(images) else np.zeros(0)
     return Predictions(
@@ -81,7 +83,9 @@ def predict_arrays(model_path: str, model_id: str, images: np.ndarray, labels: n
     )
 
 
-def predict_folder(model_path: str, directory: str, class_names: tuple[str, ...]) -> Predictions:
+def predict_folder(
+    model_path: str, directory: str, class_names: tuple[str, ...], runtime: str = AUTO_RUNTIME
+) -> Predictions:
     """Scores ``directory/<class>/*`` with the scoring pipeline and reads its predictions back.
 
     Labels come from the parent folder names as scoring reads them. Files scoring could not
@@ -97,7 +101,7 @@ def predict_folder(model_path: str, directory: str, class_names: tuple[str, ...]
 
     with tempfile.TemporaryDirectory(prefix="mnist-batch-eval-") as tmp:
         out = str(pathlib.Path(tmp) / "scored")
-        config = ScoreConfig(model=model_path, inputs=(directory,), output=out)
+        config = ScoreConfig(model=model_path, inputs=(directory,), output=out, runtime=runtime)
         try:
             summary = run_scoring(config)
         except MnistBatchError as exc:

@@ -12,6 +12,7 @@ import numpy as np
 
 from mnist_batch import jsonfmt
 from mnist_batch.constants import (
+    AUTO_RUNTIME,
     COL_BLANK,
     COL_CONFIDENCE,
     COL_LOW_CONFIDENCE,
@@ -27,7 +28,7 @@ from mnist_batch.errors import MnistBatchError
 from mnist_batch.evaluation import summarize
 from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_folder
 from mnist_batch.model_card import ModelCard
-from mnist_batch.models import check_model
+from mnist_batch.models import check_model, choose_runtime
 from mnist_batch.scoring.run_ids import default_run_id
 from mnist_batch.tables import COL_PREDICTED_CLASS, COL_TRUE_CLASS
 
@@ -101,6 +102,7 @@ def evaluate(
     *,
     overwrite: bool = False,
     class_names: str | None = None,
+    runtime: str = AUTO_RUNTIME,
 ) -> dict[str, Any]:
     """Evaluates every model on ``dataset``'s ``split`` and writes the tables under ``output``.
 
@@ -111,6 +113,7 @@ def evaluate(
       output: output folder.
       overwrite: replace an earlier evaluation in ``output``.
       class_names: ``--class-names`` (comma list or file) overriding the data set's names.
+      runtime: what runs each model (``auto``, ``keras``, ``litert``; :func:`choose_runtime`).
 
     Returns:
       The summary written to ``output/evaluation.json`` (data, class names, one entry per model).
@@ -123,7 +126,8 @@ def evaluate(
 
     if not models:
         raise EvaluationError("give at least one --model")
-    cards = [check_model(m) for m in models]  # the model against its card, once, before any image
+    cards = [check_model(m, load=False) for m in models]  # the model against its card, once, before any image
+    scorers = [choose_runtime(m, card, runtime) for m, card in zip(models, cards, strict=True)]
     data = resolve_data(dataset, split, cards[0], class_names)
     for model, card in zip(models, cards, strict=True):
         if tuple(card.class_names) != tuple(data.class_names):
@@ -138,11 +142,11 @@ def evaluate(
     scored_at = datetime.datetime.now(datetime.UTC)
     run_id = "e" + default_run_id(scored_at)[1:]  # e20261201T...: an evaluation, not a scoring run
     results: list[Predictions] = []
-    for model, card in zip(models, cards, strict=True):
+    for model, scorer in zip(models, scorers, strict=True):
         if data.folder is not None:
-            results.append(predict_folder(model, data.folder, data.class_names))
+            results.append(predict_folder(model, data.folder, data.class_names, scorer.runtime))
         else:
-            results.append(predict_arrays(model, card.model_id, data.images, data.labels))
+            results.append(predict_arrays(scorer, data.images, data.labels))
     if data.folder is not None and any(r.paths != results[0].paths for r in results[1:]):
         raise EvaluationError(f"{data.folder}: models scored different sets of files; cannot pair them")
 
@@ -150,13 +154,17 @@ def evaluate(
     correct = [r.probabilities.argmax(axis=1) == r.labels for r in results]
     paired = summarize.versus_first(correct)
     metric_rows, class_rows, cell_rows, pred_rows = [], [], [], []
-    for name, model, card, r, m, pair in zip(names, models, cards, results, per_model, paired, strict=True):
+    for name, model, card, scorer, r, m, pair in zip(
+        names, models, cards, scorers, results, per_model, paired, strict=True
+    ):
         metric_rows.append(
             {
                 "model": name,
                 "model_path": str(model),
                 "model_name": card.model_name,
                 "model_id": card.model_id,
+                "runtime": scorer.runtime,
+                "runtime_model_id": scorer.model_id,
                 "dataset": data.name,
                 "split": split,
                 **{k: v for k, v in m.items() if k not in ("confusion", "per_class")},
@@ -166,7 +174,7 @@ def evaluate(
         )
         class_rows += summarize.per_class_rows(name, data.class_names, m["per_class"])
         cell_rows += summarize.confusion_rows(name, data.class_names, m["confusion"])
-        pred_rows.append(prediction_table(name, r, data.class_names, card.model_id, run_id, scored_at))
+        pred_rows.append(prediction_table(name, r, data.class_names, scorer.model_id, run_id, scored_at))
 
     pq.write_table(pa.Table.from_pylist(metric_rows), output / "metrics.parquet")
     pq.write_table(pa.Table.from_pylist(class_rows), output / "per_class.parquet")

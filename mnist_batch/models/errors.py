@@ -11,7 +11,7 @@ MODEL_CHANGED_RE = re.compile(
     r"!= card model_id (?P<want>[0-9a-f]+)\.\.\."
 )
 """Finds a :class:`ModelChangedError` message in text a runner relayed from a worker."""
-MODEL_DAMAGED_RE = re.compile(r"(?P<message>\S[^\n]*?: cannot load the Keras model: [^\n\[]*[^\n\[ ])")
+MODEL_DAMAGED_RE = re.compile(r"(?P<message>\S[^\n]*?: cannot load the \S+ model: [^\n\[]*[^\n\[ ])")
 """Finds a :class:`ModelFileError` message in text a runner relayed from a worker."""
 
 
@@ -29,7 +29,8 @@ class ModelChangedError(ModelError):
 
 
 class ModelFileError(ModelError):
-    """A ``.keras`` file that is not a loadable Keras 3 archive: not a zip, truncated, damaged, incomplete."""
+    """A model file that cannot be loaded: a ``.keras`` that is not a Keras 3 archive (not a zip, truncated,
+    damaged, incomplete), or a runtime artifact its runtime refuses."""
 
 
 def one_line(exc: BaseException) -> str:

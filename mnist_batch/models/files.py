@@ -127,6 +127,20 @@ def load_model_bytes(data: bytes, sha256: str, uri: str) -> Any:
     return model
 
 
+def read_checked_bytes(uri: str, expected_id: str | None = None) -> tuple[bytes, str]:
+    """The file's bytes, read once, and their sha256; refused unless it is ``expected_id`` (when given).
+
+    Raises:
+      ModelChangedError: the bytes' sha256 is not ``expected_id``.
+      ModelError: unreadable file.
+    """
+    data = read_model_bytes(uri)
+    actual = bytes_sha256(data)
+    if expected_id is not None and actual != expected_id:
+        raise ModelChangedError(uri, actual, expected_id)
+    return data, actual
+
+
 def load_checked_model(uri: str, expected_id: str | None = None) -> tuple[Any, str]:
     """Reads the model once, hashes those bytes, refuses them unless their sha256 is ``expected_id``,
     and loads the model from the same bytes.
@@ -138,10 +152,7 @@ def load_checked_model(uri: str, expected_id: str | None = None) -> tuple[Any, s
       ModelChangedError: the bytes' sha256 is not ``expected_id``.
       ModelFileError, ModelError: unreadable or damaged file.
     """
-    data = read_model_bytes(uri)
-    actual = bytes_sha256(data)
-    if expected_id is not None and actual != expected_id:
-        raise ModelChangedError(uri, actual, expected_id)
+    data, actual = read_checked_bytes(uri, expected_id)
     return load_model_bytes(data, actual, uri), actual
 
 

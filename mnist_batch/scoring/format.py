@@ -30,7 +30,7 @@ from mnist_batch.constants import (
 )
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import ImageGroup, ImageKey, error_row
-from mnist_batch.scoring.handler import KerasModelHandler
+from mnist_batch.scoring.handler import DigitModelHandler
 from mnist_batch.tables import COL_PREDICTED_CLASS, COL_TRUE_CLASS, PREDICTIONS_SCHEMA
 
 
@@ -196,7 +196,7 @@ class ScoreImages(beam.PTransform):
     the batch, one compiled model call); a group that fails becomes one error row per file.
     """
 
-    def __init__(self, handler: KerasModelHandler, format_fn: FormatGroupsFn, run_id: str) -> None:
+    def __init__(self, handler: DigitModelHandler, format_fn: FormatGroupsFn, run_id: str) -> None:
         super().__init__()
         self._handler = handler
         self._format_fn = format_fn

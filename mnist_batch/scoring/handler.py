@@ -1,8 +1,9 @@
-"""``KerasModelHandler``: RunInference's adapter to the model layer (stores, loads, delegates).
+"""``DigitModelHandler``: RunInference's adapter to the model layer (stores, loads, delegates).
 
 Beam's ``TFModelHandlerNumpy`` imports ``tensorflow_hub`` (which pulls Keras 2); this handler
-stores the model's URI and checked id, loads a :class:`~mnist_batch.models.Predictor` from the
-checked bytes on each worker, and delegates each batch to it. RunInference keeps one loaded
+stores the model file's URI, its checked id and its runtime (``keras`` or an artifact runtime such
+as ``litert``, :mod:`mnist_batch.models.runtimes`), loads a :class:`~mnist_batch.models.Predictor`
+from the checked bytes on each worker, and delegates each batch to it. RunInference keeps one loaded
 model per worker process and shares it across that process's threads (``shared.Shared``).
 
 Examples are uint8 [28, 28] MNIST-format images (the output of
@@ -18,10 +19,11 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from mnist_batch.constants import KERAS_RUNTIME
 from mnist_batch.models import Predictor
 from mnist_batch.scoring.worker_errors import quiet_model_error_logs
 
-METRICS_NAMESPACE = "mnist_batch_keras"
+METRICS_NAMESPACE = "mnist_batch_model"
 
 
 def numpy_inference_fn(
@@ -43,8 +45,8 @@ def group_inference_fn(
     return [PredictionResult(group.keys, predictor(group.pixels), predictor.model_id) for group in batch]
 
 
-class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
-    """RunInference handler for a Keras 3 ``.keras`` digit model.
+class DigitModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
+    """RunInference handler for an exported digit model: the ``.keras`` file or a runtime artifact.
 
     Each worker reads the file once, hashes those bytes and loads the model from the same
     bytes (:meth:`Predictor.load`), so the model that scores is the one whose sha256 was
@@ -54,8 +56,9 @@ class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
     (``PredictionResult.model_id``).
 
     Args:
-      model_uri: the ``.keras`` file (local or any Beam filesystem).
+      model_uri: the ``.keras`` file or the runtime's artifact (local or any Beam filesystem).
       model_id: the sha256 the bytes must have; None loads whatever the file holds.
+      runtime: ``keras`` or an artifact runtime's name (:func:`mnist_batch.models.choose_runtime`).
       min_batch_size, max_batch_size: bounds for Beam's ``BatchElements``.
       inference_fn: ``(predictor, batch, inference_args) -> iterable of PredictionResult``;
         defaults to :func:`numpy_inference_fn`.
@@ -67,6 +70,7 @@ class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
         model_uri: str,
         *,
         model_id: str | None = None,
+        runtime: str = KERAS_RUNTIME,
         min_batch_size: int | None = None,
         max_batch_size: int | None = None,
         inference_fn: Callable[..., Iterable[PredictionResult]] = numpy_inference_fn,
@@ -75,12 +79,13 @@ class KerasModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
         super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size, **kwargs)
         self._model_uri = model_uri
         self._model_id = model_id
+        self._runtime = runtime
         self._inference_fn = inference_fn
 
     def load_model(self) -> Predictor:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         quiet_model_error_logs()  # a refusal below is reported once, as one line, by the launcher
-        return Predictor.load(self._model_uri, self._model_id)
+        return Predictor.load(self._model_uri, self._model_id, runtime=self._runtime)
 
     def run_inference(
         self,

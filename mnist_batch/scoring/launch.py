@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.model_card import ModelCard
-from mnist_batch.models import check_model
+from mnist_batch.models import check_model, choose_runtime
 from mnist_batch.scoring import claims, fs
 from mnist_batch.scoring.commit import Layout, commit_run, read_marker, recover
 from mnist_batch.scoring.counters import metric_counters
@@ -119,7 +119,8 @@ def launch(
     beam_options = PipelineOptions(beam_args or [])
     runner = runner_name(beam_options)
     run_id = check_run_id(config.run_id or default_run_id())
-    card = card or check_model(config.model, options.expect_model_id)
+    card = card or check_model(config.model, options.expect_model_id, load=False)
+    scorer = choose_runtime(config.model, card, config.runtime)
     dt = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
     layout = Layout(options.layout, config.output, run_id, dt if options.layout == "runs" else None)
     replace = options.replace if layout.kind == "runs" else config.overwrite
@@ -149,7 +150,7 @@ def launch(
                 )
             )
         recover(layout.root, claims.live_attempts(layout.root))
-        summary = _run(config, options, layout, attempt, card, beam_options, runner, replace, leases, wait)
+        summary = _run(config, options, layout, attempt, card, scorer, beam_options, runner, replace, leases, wait)
     except BaseException:
         for lease in leases:
             lease.release()
@@ -168,7 +169,7 @@ def tidy(root: str) -> None:
     fs.remove_empty_dir(fs.join(root, CLAIMS_DIR))
 
 
-def _run(config, options, layout, attempt, card, beam_options, runner, replace, leases, wait) -> dict[str, Any]:
+def _run(config, options, layout, attempt, card, scorer, beam_options, runner, replace, leases, wait) -> dict[str, Any]:
     run_id = layout.run_id
     if layout.kind == "runs":
         committed = [r.dt for r in committed_runs(layout.root) if r.run_id == run_id]
@@ -185,6 +186,7 @@ def _run(config, options, layout, attempt, card, beam_options, runner, replace, 
         "model_id": card.model_id,
         "model_name": card.model_name,
         "class_names": list(card.class_names),
+        **scorer.summary(),
         "run_id": run_id,
         "runner": runner,
         "inputs": list(config.inputs),
@@ -218,7 +220,7 @@ def _run(config, options, layout, attempt, card, beam_options, runner, replace, 
         )
         select = SelectFiles(layout.root, run_id, options.incremental_key, earlier, config.max_file_bytes)
     p = beam.Pipeline(options=beam_options)
-    outputs = build_pipeline(p, config, card=card, select_files=select)
+    outputs = build_pipeline(p, config, card=card, scorer=scorer, select_files=select)
     staging = layout.staging_dir(attempt)
     tables = list(layout.tables)
     shards = [getattr(outputs, t) | f"Write{t.title().replace('_', '')}" >> WriteTable(staging, t) for t in tables]

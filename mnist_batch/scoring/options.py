@@ -22,8 +22,9 @@ from mnist_batch.config import (
     DEFAULT_REVIEW_THRESHOLD,
     ScoreConfig,
 )
-from mnist_batch.constants import IMAGE_EXTENSIONS
+from mnist_batch.constants import AUTO_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.models.runtimes import RUNTIME_HELP
 
 LAYOUTS = ("flat", "runs")
 INCREMENTAL_KEYS = ("stat", "hash")
@@ -123,6 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
         "(default: unique, r + UTC time + random, e.g. r20261122T020000Z-3fa9c2d1)",
     )
     add("--overwrite", action="store_true", help="replace an earlier run's outputs in --output")
+    add("--runtime", choices=RUNTIME_CHOICES, default=AUTO_RUNTIME, help=RUNTIME_HELP)
     actions.extend(add_production_arguments(p))
     return actions
 
@@ -187,6 +189,7 @@ def config_from_args(args: argparse.Namespace):
             max_file_bytes=args.max_file_bytes,
             run_id=args.run_id,
             overwrite=args.overwrite,
+            runtime=args.runtime,
         )
     except ValueError as exc:
         raise MnistBatchError(f"score: {exc}") from exc

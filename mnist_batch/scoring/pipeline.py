@@ -6,7 +6,8 @@ Graph (every step named; composites are PTransforms)::
       -> Reshuffle (every runner but the single-process in-memory DirectRunner)
     DecodeImages: GroupFiles (--max-batch-size files a group) -> read + decode + preprocess each file
       -> one ImageGroup (N keys, uint8 [N, 28, 28]) per group | one error row per failed file
-    ScoreImages: RunInference(KerasModelHandler.with_no_batching()): one compiled model call per group,
+    ScoreImages: RunInference(DigitModelHandler.with_no_batching()): one model call per group on the
+      chosen runtime (keras or the card's LiteRT artifact),
       with exception handling -> a failed group becomes one error row per file
     FormatPredictions -> predictions as pyarrow.Table chunks (a group's rows in one numpy step)
     ComputeStats: PredictionStats, CountMatched, CountOutcomes (errors by stage + skipped by reason)
@@ -23,10 +24,10 @@ import apache_beam as beam
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.model_card import ModelCard
-from mnist_batch.models import check_model
+from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.scoring.decode import DecodeGroupFn, DecodeImages
 from mnist_batch.scoring.format import FormatGroupsFn, ScoreImages
-from mnist_batch.scoring.handler import KerasModelHandler, group_inference_fn
+from mnist_batch.scoring.handler import DigitModelHandler, group_inference_fn
 from mnist_batch.scoring.labels import read_labels_csv
 from mnist_batch.scoring.matching import MatchImageFiles, needs_reshuffle
 from mnist_batch.scoring.read import check_patterns_match, expand_inputs
@@ -46,6 +47,8 @@ class ScoringOutputs:
     per_class: beam.PCollection
     stats: beam.PCollection
     card: ModelCard
+    scorer: ScoringModel
+    """The runtime that scores, its file and that file's sha256 (every row's model_id)."""
     run_id: str
     manifest: beam.PCollection | None = None
     """Manifest rows of the files taken on (only with a ``select_files`` step, as production runs have)."""
@@ -56,6 +59,7 @@ def build_pipeline(
     config: ScoreConfig,
     *,
     card: ModelCard | None = None,
+    scorer: ScoringModel | None = None,
     check_inputs: bool = True,
     select_files: beam.PTransform | None = None,
 ) -> ScoringOutputs:
@@ -67,13 +71,15 @@ def build_pipeline(
     Args:
       p: the pipeline (``TestPipeline`` in tests).
       config: the run's settings.
-      card: skip loading the model here when the caller already checked it.
+      card: skip checking the model here when the caller already checked it.
+      scorer: the runtime that scores (:func:`choose_runtime` for ``config.runtime`` when None).
       check_inputs: list the first match of each pattern up front (fail fast).
       select_files: optional transform of ``{"images", "skipped"}`` to the same dict, applied
         right after matching, returning also ``"manifest"`` rows (production runs:
         :class:`mnist_batch.scoring.history.SelectFiles` drops files scored before).
     """
-    card = card or check_model(config.model)
+    card = card or check_model(config.model, load=False)
+    scorer = scorer or choose_runtime(config.model, card, config.runtime)
     if config.labels_csv:
         read_labels_csv(config.labels_csv, card.class_names)  # fail now, not on a worker
     patterns = expand_inputs(config.inputs)
@@ -103,12 +109,13 @@ def build_pipeline(
         total,
         group_size=config.max_batch_size,  # a group of files is one model call
     )
-    handler = KerasModelHandler(
-        config.model,
-        model_id=card.model_id,  # workers load only the bytes that were checked
+    handler = DigitModelHandler(
+        scorer.uri,
+        model_id=scorer.model_id,  # workers load only the bytes that were checked
+        runtime=scorer.runtime,
         inference_fn=group_inference_fn,
     )
-    format_fn = FormatGroupsFn(card.class_names, card.model_id, run_id, config.review_threshold)
+    format_fn = FormatGroupsFn(card.class_names, scorer.model_id, run_id, config.review_threshold)
     scored = decoded["images"] | "ScoreImages" >> ScoreImages(handler, format_fn, run_id)
     errors = (decoded["errors"], scored["errors"]) | "MergeErrors" >> beam.Flatten()
     stats = {
@@ -125,6 +132,7 @@ def build_pipeline(
         per_class=stats["per_class"],
         stats=stats["stats"],
         card=card,
+        scorer=scorer,
         run_id=run_id,
         manifest=files.get("manifest"),
     )

@@ -24,6 +24,8 @@ from mnist_batch.data.base import Split
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.model_card import ModelCard, card_path, file_sha256, write_card
 from mnist_batch.models import Predictor
+from mnist_batch.models.artifacts import make_artifact
+from mnist_batch.models.runtimes import get_runtime
 
 
 class ExportError(MnistBatchError):
@@ -148,6 +150,7 @@ def export_model(
     replicas: int,
     wall_time_s: float,
     extra: dict[str, Any] | None = None,
+    runtimes: tuple[str, ...] = (),
 ) -> tuple[pathlib.Path, ModelCard]:
     """Saves ``model`` to ``path`` and writes its model card beside it.
 
@@ -161,6 +164,8 @@ def export_model(
       test_split: held-out test split for the card's test metrics (None: no metrics).
       epochs: epochs run; strategy / replicas: how it was trained; wall_time_s: training time.
       extra: more to keep in the card's ``extra`` (hyper-parameters, seed, ...).
+      runtimes: artifact runtimes to make beside the model (:func:`mnist_batch.models.artifacts.make_artifact`),
+        each measured against the saved model on ``test_split`` and recorded in the card.
 
     Returns:
       ``(model path, card)``.
@@ -197,4 +202,70 @@ def export_model(
         write_card(card, path)
     except OSError as exc:
         raise ExportError(f"cannot write {card_path(path)} ({exc.strerror or exc})") from exc
+    for runtime in runtimes:
+        images = test_split.images if test_split is not None else np.zeros((0, *MODEL_INPUT_SHAPE[:2]), np.uint8)
+        labels = test_split.labels if test_split is not None else None
+        card = make_artifact(saved, path, card, runtime, images, labels, keras_probabilities=probs)
     return path, card
+
+
+def check_runtimes(runtimes: tuple[str, ...]) -> None:
+    """Checks, before training, that every runtime asked for at export can run here.
+
+    Raises:
+      ExportError: a runtime's package is not installed.
+    """
+    for name in runtimes:
+        runtime = get_runtime(name)
+        if not runtime.available():
+            raise ExportError(
+                f"--export-runtime {name} needs the {runtime.package} package (pip install {runtime.package}), "
+                "or pass --export-runtime none"
+            )
+
+
+def add_runtime(
+    model_path: str | os.PathLike, runtime: str, *, dataset: str | None = None, split: str = "test"
+) -> ModelCard:
+    """Makes ``runtime``'s artifact for an exported model and records it in the card (``mnist-batch export``).
+
+    The agreement is measured on ``split`` of ``dataset`` (default: the data set the card names,
+    whose split must have the size the card recorded, so it is the held-out split the model was
+    tested on).
+
+    Args:
+      model_path: a local ``.keras`` file with its card.
+      runtime: an artifact runtime (``litert``).
+      dataset: data set spec (default: the card's ``dataset``).
+      split: the split to measure on.
+
+    Returns:
+      The card as written.
+
+    Raises:
+      ExportError: no such data set or split, another size than the card's, other classes.
+      ModelError: the model does not match its card; the runtime's package is missing.
+    """
+    from mnist_batch.data import load_dataset
+    from mnist_batch.models import check_model, load_checked_model
+
+    path = os.fspath(model_path)
+    card = check_model(path)
+    check_runtimes((runtime,))
+    spec = dataset or card.dataset
+    if not spec:
+        raise ExportError(f"{path}: the card names no data set; pass --dataset SPEC (its held-out split is measured)")
+    data = load_dataset(spec)
+    if split not in data.splits or not len(data.splits[split]):
+        raise ExportError(f"{spec} has no {split} split to measure the {runtime} artifact on")
+    if tuple(data.class_names) != tuple(card.class_names):
+        raise ExportError(f"{spec}: classes {list(data.class_names)[:4]}... differ from the model's")
+    held_out = data.splits[split]
+    recorded = card.split_sizes.get(split)
+    if dataset is None and recorded is not None and recorded != len(held_out):
+        raise ExportError(
+            f"{spec}'s {split} split has {len(held_out):,} images, the card recorded {recorded:,} "
+            "(not the split the model was tested on); pass --dataset SPEC to measure on another"
+        )
+    model, _ = load_checked_model(path, card.model_id)
+    return make_artifact(model, path, card, runtime, held_out.images, held_out.labels, split=split)

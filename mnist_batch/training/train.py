@@ -29,7 +29,7 @@ from mnist_batch.model_card import ModelCard
 from mnist_batch.training import callbacks as cb
 from mnist_batch.training import strategy as strat
 from mnist_batch.training.augment import DEFAULT_AUGMENT
-from mnist_batch.training.export import check_export_path, export_model
+from mnist_batch.training.export import check_export_path, check_runtimes, export_model
 from mnist_batch.training.loop import fit_distributed
 from mnist_batch.training.pipeline import check_arrays, global_batch_size, make_dataset
 from mnist_batch.training.zoo import build_model
@@ -137,6 +137,7 @@ def train(
     splits = prepare_splits(dataset, config.limit)
     if config.export and chief:
         check_export_path(config.export)
+        check_runtimes(config.export_runtimes)
     run_dir = None
     if config.run_dir:
         run_dir = cb.RunDir.for_task(config.run_dir, is_chief=chief, task_id=task_id)
@@ -278,6 +279,7 @@ def train(
             replicas=replicas,
             wall_time_s=wall,
             extra=json.loads(json.dumps(extra, default=str)),
+            runtimes=config.export_runtimes,
         )
         result.export_path, result.card = str(path), card
     return result

@@ -1,0 +1,195 @@
+"""Inference runtimes: the ``.keras`` model itself, or a faster file converted from it at export.
+
+A runtime turns model bytes into a function float32 [B, 28, 28, 1] in [0, 1] -> float32 [B, C]
+(:class:`~mnist_batch.models.Predictor` wraps it). ``keras`` is the exported model run by
+TensorFlow; every other runtime is an *artifact*: a file made from the ``.keras`` model once, at
+export (``train --export``, ``mnist-batch export``), stored beside it and recorded in the model
+card with its sha256 and its measured agreement with Keras on the held-out split
+(:mod:`mnist_batch.models.artifacts`).
+
+The fast runtime was chosen by measurement on the default ``cnn`` (docs/benchmarks.md, "Choosing
+the CPU runtime"): LiteRT (``ai-edge-litert``) with int8 weights (dynamic-range quantisation,
+activations stay float) ran 3.7x TensorFlow on 2 cores with the same argmax on every test image,
+from one 0.3 MB file and a 22 MB wheel, and never imports TensorFlow.
+
+Registry: :func:`get_runtime`, :data:`RUNTIMES` (name -> :class:`Runtime`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from mnist_batch.constants import FAST_RUNTIME, KERAS_RUNTIME, MODEL_INPUT_SHAPE
+from mnist_batch.models.errors import ModelError, ModelFileError, one_line
+
+MIN_AGREEMENT = 0.999
+"""The fast runtime scores by default only when its recorded argmax agreement with Keras on the
+held-out split is at least this (``--runtime auto``)."""
+
+
+RUNTIME_HELP = (
+    "what runs the model: auto = the card's litert artifact (LiteRT, int8 weights; made at export) when its "
+    "recorded argmax agreement with Keras on the held-out split is at least 99.9%%, else keras; keras = the "
+    ".keras model on TensorFlow; litert = the artifact (refused when the card records none)"
+)
+"""``--runtime``'s help (score, evaluate, predict); ``%%`` as argparse wants it."""
+
+
+def default_threads() -> int:
+    """Threads for one model call: the cores this process may run on (2 here; measured faster than 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """One way to run an exported digit model.
+
+    Attributes:
+      name: what ``--runtime`` takes.
+      suffix: the artifact's file name beside ``NAME.keras`` is ``NAME + suffix``.
+      package: the pip distribution it needs at scoring time (and its import name).
+      module: the module imported to run it.
+      description: one line for the card and ``--help``.
+      convert: ``(keras model, path)`` writes the artifact (TensorFlow needed; export time only).
+      load: ``(artifact bytes, threads)`` -> a callable float32 [B, 28, 28, 1] -> [B, C] with
+        ``input_shape`` and ``output_shape`` like a Keras model's.
+    """
+
+    name: str
+    suffix: str
+    package: str
+    module: str
+    description: str
+    convert: Callable[[Any, str], None]
+    load: Callable[[bytes, int], Any]
+
+    def available(self) -> bool:
+        """Whether its package can be imported here."""
+        import importlib.util
+
+        return importlib.util.find_spec(self.module) is not None
+
+    def artifact_uri(self, model_uri: str) -> str:
+        """``models/cnn.keras`` -> ``models/cnn.tflite`` (same folder, local or remote)."""
+        return model_uri.removesuffix(".keras") + self.suffix
+
+
+# --- LiteRT ------------------------------------------------------------------------------------
+
+
+def convert_litert(model: Any, path: str) -> None:
+    """Writes ``model`` as a LiteRT flatbuffer with int8 weights (dynamic-range quantisation).
+
+    Uses Keras 3's own exporter (TensorFlow's converter); the model is called once first, as the
+    exporter needs a built model with known shapes.
+    """
+    import tensorflow as tf
+
+    model(np.zeros((1, *MODEL_INPUT_SHAPE), np.float32), training=False)
+    model.export(path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT])
+
+
+class LiteRTCall:
+    """A LiteRT model as a function float32 [B, 28, 28, 1] -> float32 [B, C].
+
+    One interpreter per calling thread (an interpreter is not thread-safe; RunInference shares
+    one loaded model across a worker's threads), each built from the same checked bytes, resized
+    to the batch size when it changes.
+
+    Args:
+      data: the ``.tflite`` bytes.
+      threads: threads per call (XNNPACK).
+    """
+
+    def __init__(self, data: bytes, threads: int) -> None:
+        self._data = bytes(data)
+        self._threads = int(threads)
+        self._local = threading.local()
+        first = self._interpreter()
+        (inp,) = first.get_input_details()
+        (out,) = first.get_output_details()
+        self.input_shape = (None, *(int(d) for d in inp["shape"][1:]))
+        self.output_shape = (None, *(int(d) for d in out["shape"][1:]))
+
+    def _interpreter(self):
+        state = getattr(self._local, "state", None)
+        if state is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            interpreter = Interpreter(model_content=self._data, num_threads=self._threads)
+            (inp,) = interpreter.get_input_details()
+            (out,) = interpreter.get_output_details()
+            state = self._local.state = [interpreter, inp["index"], out["index"], None]
+        return state[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self._interpreter()
+        interpreter, inp, out, size = self._local.state
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if size != len(x):
+            interpreter.resize_tensor_input(inp, [len(x), *self.input_shape[1:]])
+            interpreter.allocate_tensors()
+            self._local.state[3] = len(x)
+        interpreter.set_tensor(inp, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out).copy()
+
+
+def load_litert(data: bytes, threads: int) -> LiteRTCall:
+    return LiteRTCall(data, threads)
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+RUNTIMES: Mapping[str, Runtime] = {
+    FAST_RUNTIME: Runtime(
+        name=FAST_RUNTIME,
+        suffix=".tflite",
+        package="ai-edge-litert",
+        module="ai_edge_litert",
+        description="LiteRT (ai-edge-litert), int8 weights (dynamic-range quantisation), XNNPACK",
+        convert=convert_litert,
+        load=load_litert,
+    ),
+}
+"""Artifact runtimes by name (``keras`` is the ``.keras`` file itself and has no entry)."""
+
+
+def get_runtime(name: str) -> Runtime:
+    """The artifact runtime called ``name``.
+
+    Raises:
+      ModelError: not an artifact runtime.
+    """
+    if name not in RUNTIMES:
+        raise ModelError(f"unknown runtime {name!r} (artifact runtimes: {', '.join(RUNTIMES)}; or {KERAS_RUNTIME})")
+    return RUNTIMES[name]
+
+
+def load_artifact(runtime: Runtime, data: bytes, uri: str, threads: int | None = None) -> Any:
+    """The callable ``runtime`` makes of ``data``.
+
+    Raises:
+      ModelError: the runtime's package is not installed.
+      ModelFileError: the bytes are not a model this runtime can load.
+    """
+    if not runtime.available():
+        raise ModelError(
+            f"{uri}: runtime {runtime.name} needs the {runtime.package} package (pip install {runtime.package}), "
+            f"or score with --runtime {KERAS_RUNTIME}"
+        )
+    try:
+        return runtime.load(data, threads or default_threads())
+    except Exception as exc:
+        raise ModelFileError(
+            f"{uri}: cannot load the {runtime.name} model: {type(exc).__name__}: {one_line(exc)}"
+        ) from exc
