@@ -14,7 +14,7 @@ from mnist_batch.cli import EXIT_USAGE, build_parser, main
 
 from conftest import idx_bytes, write_idx_dir
 
-SUBCOMMANDS = ("data", "train", "score", "runs", "monitor", "evaluate", "report", "predict")
+SUBCOMMANDS = ("data", "train", "export", "score", "runs", "monitor", "evaluate", "report", "predict")
 
 
 def run_cli(capsys, *argv):

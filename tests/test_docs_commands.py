@@ -38,7 +38,8 @@ DEMO_SCORE = [
 """The demo's scoring command (Makefile), run with the real console script."""
 
 OWN_LINES = re.compile(
-    r"^(scored [\d,]+ of [\d,]+ images|accuracy [\d.]+, macro-F1|outputs: |mnist-batch score: progress: )"
+    r"^(scored [\d,]+ of [\d,]+ images|runtime: (keras|litert) \(|accuracy [\d.]+, macro-F1|outputs: |"
+    r"mnist-batch score: progress: )"
 )
 """Every line `mnist-batch score` itself prints at the default verbosity."""
 

@@ -213,16 +213,16 @@ def other_model(tiny_model, tmp_path_factory) -> pathlib.Path:
 
 def swap_after_check(monkeypatch, model: pathlib.Path, replacement: pathlib.Path) -> None:
     """Replaces ``model`` (not its card) right after the launcher's check, before any worker loads it."""
-    real_check = models.check_model
+    real_choose = models.choose_runtime
 
-    def check_then_swap(uri, expected_id=None):
-        card = real_check(uri, expected_id)
+    def choose_then_swap(uri, card, requested="auto"):
+        scorer = real_choose(uri, card, requested)
         shutil.copyfile(replacement, model)
-        return card
+        return scorer
 
     from mnist_batch.scoring import launch
 
-    monkeypatch.setattr(launch, "check_model", check_then_swap)
+    monkeypatch.setattr(launch, "choose_runtime", choose_then_swap)
 
 
 SWAP_DRIVER = textwrap.dedent(
@@ -230,14 +230,14 @@ SWAP_DRIVER = textwrap.dedent(
     import shutil, sys
     from mnist_batch import models
 
-    real_check = models.check_model
+    real_choose = models.choose_runtime
 
-    def check_then_swap(uri, expected_id=None):
-        card = real_check(uri, expected_id)
-        shutil.copyfile(sys.argv[1], uri)  # another valid model, its card not updated
-        return card
+    def choose_then_swap(uri, card, requested="auto"):
+        scorer = real_choose(uri, card, requested)
+        shutil.copyfile(sys.argv[1], scorer.uri)  # another valid model, its card not updated
+        return scorer
 
-    models.check_model = check_then_swap
+    models.choose_runtime = choose_then_swap
     from mnist_batch.cli import main
 
     sys.exit(main(sys.argv[2:]))

@@ -78,6 +78,12 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     pred = np.asarray(model(normalize(test.images))).argmax(1)
     cm = metrics.confusion_matrix(test.labels, pred, 10)
     assert card.test_metrics["accuracy"] == pytest.approx(metrics.accuracy(cm))
+
+    # The fast runtime's file is made at export, beside the model, measured on the same test split.
+    fast = card.runtimes["litert"]
+    assert fast["sha256"] == file_sha256(export.with_suffix(".tflite"))
+    assert fast["agreement"]["examples"] == 300 and fast["agreement"]["split"] == "test"
+    assert fast["agreement"]["keras_accuracy"] == pytest.approx(card.test_metrics["accuracy"])
     assert card.test_metrics["macro_f1"] == pytest.approx(metrics.macro_f1(cm))
     assert card.test_metrics["examples"] == 300 and np.isfinite(card.test_metrics["loss"])
     assert not model.compiled, "the export is an inference-only copy"

@@ -1,0 +1,236 @@
+"""The fast runtime: a LiteRT file made at export, recorded in the card, chosen by --runtime, checked on workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("ai_edge_litert")
+
+from mnist_batch.cli import main as cli_main
+from mnist_batch.config import ScoreConfig
+from mnist_batch.model_card import card_path, file_sha256, read_card, write_card
+from mnist_batch.models import ModelError, Predictor, choose_runtime
+from mnist_batch.models import runtimes as runtimes_module
+from mnist_batch.models.artifacts import agreement
+from mnist_batch.training.export import ExportError, add_runtime
+
+import scoring_fixtures
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+tiny_model = scoring_fixtures.tiny_model
+sample_data = scoring_fixtures.sample_data
+
+
+def copy_model(src: pathlib.Path, folder: pathlib.Path) -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in (src, card_path(src), src.with_suffix(".tflite")):
+        if f.is_file():
+            shutil.copyfile(f, folder / f.name)
+    return folder / src.name
+
+
+@pytest.fixture(scope="module")
+def fast_model(tiny_model, tmp_path_factory) -> pathlib.Path:
+    """The tiny model with its LiteRT file made by `mnist-batch export` (measured on the sample's test split)."""
+    model = copy_model(tiny_model, tmp_path_factory.mktemp("fast"))
+    assert cli_main(["export", str(model)]) == 0
+    return model
+
+
+@pytest.fixture(scope="module")
+def png_folder(sample_data, tmp_path_factory) -> pathlib.Path:
+    """300 real test digits (spread over the split, every class) as PNG files under <label>/."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("pngs")
+    test = sample_data.splits["test"]
+    for i in np.linspace(0, len(test) - 1, 300).round().astype(int):
+        (folder / str(test.labels[i])).mkdir(exist_ok=True)
+        Image.fromarray(test.images[i]).save(folder / str(test.labels[i]) / f"{i:04d}.png")
+    return folder
+
+
+def test_export_writes_the_file_and_records_its_sha256_and_agreement(fast_model, sample_data):
+    card = read_card(fast_model)
+    entry = card.runtimes["litert"]
+    tflite = fast_model.with_suffix(".tflite")
+    assert entry["file"] == tflite.name and entry["sha256"] == file_sha256(tflite)
+    assert entry["bytes"] == tflite.stat().st_size
+    a = entry["agreement"]
+    assert a["split"] == "test" and a["examples"] == len(sample_data.splits["test"]) == 2000
+    assert a["argmax_agreement"] >= 0.999 and a["disagreements"] <= 2
+    assert 0 < a["max_abs_diff"] < 0.1  # int8 weights: close to Keras, not bit-identical
+    # The recorded figures are what the two runtimes say on the real test split, recomputed here.
+    test = sample_data.splits["test"]
+    keras_p = Predictor.load(str(fast_model), card.model_id)(test.images)
+    fast_p = Predictor.load(str(tflite), entry["sha256"], runtime="litert")(test.images)
+    assert agreement(keras_p, fast_p, test.labels) == {k: v for k, v in a.items() if k != "split"}
+    assert abs(a["accuracy"] - a["keras_accuracy"]) <= 0.001
+
+
+def test_export_again_gives_the_same_file(fast_model, tmp_path):
+    model = copy_model(fast_model, tmp_path)
+    before = file_sha256(model.with_suffix(".tflite"))
+    assert cli_main(["export", str(model)]) == 0
+    assert file_sha256(model.with_suffix(".tflite")) == before == read_card(model).runtimes["litert"]["sha256"]
+
+
+def test_export_refuses_data_with_other_classes_or_another_test_split(fast_model, tmp_path, capsys):
+    model = copy_model(fast_model, tmp_path)
+    assert cli_main(["export", str(model), "--dataset", "fashion-mnist"]) == 2
+    assert "differ from the model's" in capsys.readouterr().err
+    card = read_card(model)
+    write_card(dataclasses.replace(card, split_sizes={"test": 1234}), model)
+    with pytest.raises(ExportError, match="the card recorded 1,234"):
+        add_runtime(model, "litert")
+
+
+def test_litert_scores_each_image_the_same_whatever_its_group(fast_model, sample_data):
+    card = read_card(fast_model)
+    fast = Predictor.load(str(fast_model.with_suffix(".tflite")), card.runtimes["litert"]["sha256"], runtime="litert")
+    images = sample_data.splits["test"].images[:300]
+    whole = fast(images)
+    alone = np.concatenate([fast(images[i : i + 1]) for i in range(40)])
+    odd = np.concatenate([fast(images[i : i + 37]) for i in range(0, 296, 37)])
+    np.testing.assert_array_equal(whole[:40], alone)
+    np.testing.assert_array_equal(whole[:296], odd)
+
+
+def test_auto_takes_litert_only_when_recorded_agreement_is_high_enough(fast_model, tiny_model, tmp_path):
+    card = read_card(fast_model)
+    chosen = choose_runtime(str(fast_model), card, "auto")
+    assert chosen.runtime == "litert" and chosen.model_id == card.runtimes["litert"]["sha256"]
+    assert chosen.uri == str(fast_model.with_suffix(".tflite")) and ">= 99.9%" in chosen.reason
+
+    low = copy_model(fast_model, tmp_path / "low")
+    entry = json.loads(json.dumps(card.runtimes["litert"]))
+    entry["agreement"]["argmax_agreement"] = 0.998
+    write_card(dataclasses.replace(card, runtimes={"litert": entry}), low)
+    chosen = choose_runtime(str(low), read_card(low), "auto")
+    assert chosen.runtime == "keras" and chosen.model_id == card.model_id and "99.80%" in chosen.reason
+    assert choose_runtime(str(low), read_card(low), "litert").runtime == "litert"  # asked for: allowed
+
+    chosen = choose_runtime(str(tiny_model), read_card(tiny_model), "auto")
+    assert chosen.runtime == "keras" and "no litert artifact" in chosen.reason
+    with pytest.raises(ModelError, match="records no litert artifact; make it with `mnist-batch export"):
+        choose_runtime(str(tiny_model), read_card(tiny_model), "litert")
+    with pytest.raises(ModelError, match="unknown --runtime"):
+        choose_runtime(str(fast_model), card, "onnx")
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        ScoreConfig(model=str(fast_model), inputs=("x",), output="o", runtime="onnx")
+
+
+def test_without_the_package_auto_keeps_keras_and_litert_says_what_to_install(fast_model, monkeypatch):
+    monkeypatch.setattr(runtimes_module.Runtime, "available", lambda self: False)
+    card = read_card(fast_model)
+    chosen = choose_runtime(str(fast_model), card, "auto")
+    assert chosen.runtime == "keras" and "ai-edge-litert is not installed" in chosen.reason
+    with pytest.raises(ModelError, match="pip install ai-edge-litert"):
+        choose_runtime(str(fast_model), card, "litert")
+
+
+def test_a_replaced_or_damaged_artifact_is_refused_before_any_input(fast_model, tmp_path, capsys):
+    model = copy_model(fast_model, tmp_path)
+    tflite = model.with_suffix(".tflite")
+    tflite.write_bytes(tflite.read_bytes()[:1000])
+    with pytest.raises(ModelError, match="does not match the card's litert sha256"):
+        choose_runtime(str(model), read_card(model), "auto")
+    code = cli_main(["score", "--model", str(model), "--input", str(tmp_path), "--output", str(tmp_path / "o")])
+    assert code == 2 and "does not match the card's litert sha256" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    entry = read_card(model).runtimes["litert"]
+    entry["sha256"] = file_sha256(tflite)  # a card that vouches for a damaged file: loading it fails, one line
+    write_card(dataclasses.replace(read_card(model), runtimes={"litert": entry}), model)
+    with pytest.raises(ModelError, match=r"cannot load the litert model"):
+        choose_runtime(str(model), read_card(model), "auto")
+
+
+def test_score_uses_litert_by_default_and_rows_name_the_file_that_scored_them(fast_model, png_folder, tmp_path):
+    card = read_card(fast_model)
+    out = {}
+    for runtime in ("auto", "keras"):
+        out[runtime] = tmp_path / runtime
+        args = ["score", "--model", str(fast_model), "--input", str(png_folder), "--output", str(out[runtime])]
+        assert cli_main([*args, "--runtime", runtime]) == 0
+    summary = json.loads((out["auto"] / "summary.json").read_text())
+    assert summary["runtime"] == "litert" and summary["model_id"] == card.model_id
+    assert summary["runtime_model_id"] == card.runtimes["litert"]["sha256"]
+    assert summary["runtime_agreement"]["argmax_agreement"] >= 0.999
+    assert json.loads((out["keras"] / "summary.json").read_text())["runtime"] == "keras"
+    fast = pq.read_table(out["auto"] / "predictions").to_pandas().sort_values("path").reset_index(drop=True)
+    slow = pq.read_table(out["keras"] / "predictions").to_pandas().sort_values("path").reset_index(drop=True)
+    assert len(fast) == len(slow) == 300
+    assert set(fast["model_id"]) == {card.runtimes["litert"]["sha256"]}
+    assert set(slow["model_id"]) == {card.model_id}
+    assert (fast["predicted_label"] == slow["predicted_label"]).mean() >= 0.99
+    diff = np.abs(np.stack(fast["probabilities"]) - np.stack(slow["probabilities"])).max()
+    assert diff <= card.runtimes["litert"]["agreement"]["max_abs_diff"] + 0.05
+
+
+def test_scoring_with_litert_never_imports_tensorflow(fast_model, png_folder, tmp_path):
+    """The fast path starts without TensorFlow (seconds of start-up and ~600 MB of memory saved)."""
+    code = (
+        "import sys\nfrom mnist_batch.cli import main\n"
+        f"rc = main(['score', '--model', {str(fast_model)!r}, '--input', {str(png_folder)!r}, "
+        f"'--output', {str(tmp_path / 'o')!r}, '-q'])\n"
+        "assert rc == 0, rc\nprint('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_an_artifact_swapped_after_the_check_fails_the_run_uncommitted(
+    fast_model, png_folder, tmp_path, monkeypatch, capsys
+):
+    """Workers load only bytes with the checked sha256: another valid LiteRT file is refused, one line, exit 2."""
+    model = copy_model(fast_model, tmp_path / "m")
+    other = tmp_path / "other.tflite"
+    shutil.copyfile(fast_model.with_suffix(".tflite"), other)
+    with open(other, "ab") as f:
+        f.write(b"\0" * 16)  # still a loadable flatbuffer, other bytes
+    from mnist_batch.scoring import launch
+
+    real_choose = launch.choose_runtime
+
+    def choose_then_swap(uri, card, requested="auto"):
+        scorer = real_choose(uri, card, requested)
+        shutil.copyfile(other, scorer.uri)
+        return scorer
+
+    monkeypatch.setattr(launch, "choose_runtime", choose_then_swap)
+    root = tmp_path / "root"
+    args = ["score", "--model", str(model), "--input", str(png_folder), "--output", str(root), "--layout", "runs"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"model {model.with_suffix('.tflite')} changed since it was checked" in err, err
+    assert not list(root.rglob("_SUCCESS")) and not list(root.rglob("part-*.parquet"))
+
+
+def test_predict_and_evaluate_take_the_runtime(fast_model, png_folder, tmp_path, capsys):
+    image = str(sorted(png_folder.glob("7/*.png"))[0])
+    lines = {}
+    for runtime in ("litert", "keras"):
+        assert cli_main(["predict", image, "--model", str(fast_model), "--runtime", runtime]) == 0
+        lines[runtime] = capsys.readouterr().out.split("(confidence")[0]
+    assert lines["litert"] == lines["keras"] == f"{image}: 7 "
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--model", str(fast_model), "--output", str(out), "--no-report"]) == 0
+    metrics = pq.read_table(out / "metrics.parquet").to_pylist()[0]
+    card = read_card(fast_model)
+    assert metrics["runtime"] == "litert" and metrics["runtime_model_id"] == card.runtimes["litert"]["sha256"]
+    assert metrics["accuracy"] == pytest.approx(card.runtimes["litert"]["agreement"]["accuracy"])
+    rows = pq.read_table(out / "predictions.parquet", columns=["model_id"]).to_pydict()["model_id"]
+    assert set(rows) == {card.runtimes["litert"]["sha256"]}
