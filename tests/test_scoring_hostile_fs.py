@@ -427,6 +427,11 @@ def test_max_file_bytes_refuses_from_the_size_and_bounds_the_read(tmp_path):
     assert len(files.read_at_most(io.BytesIO(b"y" * 10), 10)) == 10
     with pytest.raises(files.FileTooLargeError, match="grew"):
         files.read_at_most(io.BytesIO(b"y" * 11), 10)
+    # Sized by fstat: a file that grew since is read on to the limit, never cut at its old size.
+    assert files.read_at_most(io.BytesIO(b"y" * 8), 10, expected=5) == b"y" * 8
+    assert files.read_at_most(io.BytesIO(b"y" * 3), 10, expected=5) == b"y" * 3
+    with pytest.raises(files.FileTooLargeError, match="grew"):
+        files.read_at_most(io.BytesIO(b"y" * 30), 10, expected=5)
 
 
 def test_glob_listing_reports_only_what_the_glob_can_reach(tmp_path):

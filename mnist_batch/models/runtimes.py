@@ -41,8 +41,14 @@ RUNTIME_HELP = (
 """``--runtime``'s help (score, evaluate, predict); ``%%`` as argparse wants it."""
 
 
+THREADS_ENV = "MNIST_BATCH_RUNTIME_THREADS"
+"""Environment variable that sets the threads of one model call (default: :func:`default_threads`)."""
+
+
 def default_threads() -> int:
-    """Threads for one model call: the cores this process may run on (2 here; measured faster than 1)."""
+    """Threads for one model call: ``$MNIST_BATCH_RUNTIME_THREADS``, else the cores this process may run on."""
+    if os.environ.get(THREADS_ENV, "").isdigit() and int(os.environ[THREADS_ENV]) > 0:
+        return int(os.environ[THREADS_ENV])
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
