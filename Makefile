@@ -19,7 +19,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test test-spark lint format bench bench-train bench-score bench-history bench-fashion bench-monitor clean
+.PHONY: install demo FORCE test test-spark lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
 
 install: $(STAMP)
 
@@ -79,8 +79,13 @@ bench: bench-train bench-score bench-history bench-monitor
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 
-bench-score: $(STAMP)
-	$(PY) benchmarks/bench_score.py
+# Scoring cost per image: (a) TF loop, (a') LiteRT loop, (b) mnist-batch score; the demo's cnn + a small CNN.
+bench-score: $(STAMP) $(MODEL)
+	$(PY) benchmarks/bench_score.py --cnn-model $(MODEL)
+
+# Which CPU runtime: model-only speed and agreement with Keras (pip install onnxruntime openvino tf2onnx onnx for all).
+bench-runtimes: $(STAMP) $(MODEL)
+	$(PY) benchmarks/bench_runtimes.py --model $(MODEL)
 
 bench-history: $(STAMP)
 	$(PY) benchmarks/bench_history.py

@@ -154,6 +154,9 @@ def test_a_replaced_or_damaged_artifact_is_refused_before_any_input(fast_model, 
     write_card(dataclasses.replace(read_card(model), runtimes={"litert": entry}), model)
     with pytest.raises(ModelError, match=r"cannot load the litert model"):
         choose_runtime(str(model), read_card(model), "auto")
+    tflite.unlink()  # copied without it: one line that says what to do
+    with pytest.raises(ModelError, match=r"no such model file \(the card records this litert file: copy it"):
+        choose_runtime(str(model), read_card(model), "auto")
 
 
 def test_score_uses_litert_by_default_and_rows_name_the_file_that_scored_them(fast_model, png_folder, tmp_path):

@@ -411,3 +411,20 @@ def test_files_are_reshuffled_on_every_runner_with_workers(tiny_model, tmp_path,
     build_pipeline(p, config)
     names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
     assert ("MatchImageFiles/Reshuffle/Reshuffle" in names) is reshuffled
+
+
+def test_files_travel_between_stages_as_plain_tuples_not_pickles():
+    """The listing is kept encoded while the file count is made: a compact coder keeps that small."""
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystem import FileMetadata
+
+    coder = apache_beam.coders.registry.get_coder(fileio.ReadableFile)
+    assert isinstance(coder, decode.ReadableFileCoder)
+    odd = fileio.ReadableFile(FileMetadata("/in [a]{b}*?/ü 1.png", 1234, 1700000000.5))
+    back = coder.decode(coder.encode(odd))
+    assert type(back) is fileio.ReadableFile and back.metadata == odd.metadata
+    loaded = coder.decode(coder.encode(decode.LoadedFile(FileMetadata("/x.png", 3, 1.0), b"abc")))
+    assert isinstance(loaded, decode.LoadedFile) and loaded.read() == b"abc"
+    import pickle
+
+    assert len(coder.encode(odd)) < len(pickle.dumps(odd)) / 3

@@ -163,7 +163,12 @@ def choose_runtime(model_uri: str, card: ModelCard, requested: str = AUTO_RUNTIM
             f"{model_uri}: the card records no {runtime} artifact; make it with "
             f"`mnist-batch export {model_uri} --runtime {runtime}`, or score with --runtime {KERAS_RUNTIME}"
         )
-    data = read_model_bytes(uri)
+    try:
+        data = read_model_bytes(uri)
+    except ModelError as exc:
+        raise ModelError(
+            f"{exc} (the card records this {runtime} file: copy it beside the model, or pass --runtime {KERAS_RUNTIME})"
+        ) from exc
     actual = bytes_sha256(data)
     if actual != entry.get("sha256"):
         raise ModelError(

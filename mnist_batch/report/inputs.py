@@ -131,6 +131,11 @@ def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportD
     headline = [
         ("model", f"{summary.get('model_name', '')} ({summary.get('model', '')})"),
         ("model_id", summary.get("model_id", "")),
+        *(
+            (("runtime", f"{summary['runtime']} ({summary.get('runtime_reason', '')})"),)
+            if summary.get("runtime")
+            else ()
+        ),
         ("run_id", summary.get("run_id", "")),
         ("inputs", ", ".join(summary.get("inputs", []))),
         ("files matched", counts.get("matched", 0)),
