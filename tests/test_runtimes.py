@@ -237,3 +237,36 @@ def test_predict_and_evaluate_take_the_runtime(fast_model, png_folder, tmp_path,
     assert metrics["accuracy"] == pytest.approx(card.runtimes["litert"]["agreement"]["accuracy"])
     rows = pq.read_table(out / "predictions.parquet", columns=["model_id"]).to_pydict()["model_id"]
     assert set(rows) == {card.runtimes["litert"]["sha256"]}
+
+
+def test_train_keeps_its_export_when_the_runtime_file_cannot_be_made(tmp_path, monkeypatch, capsys):
+    """Minutes of training are never lost to the optional fast file: a warning line, a card without it."""
+    import keras
+
+    from mnist_batch.models import runtimes as rt
+    from mnist_batch.training.export import export_model
+
+    def broken_convert(model, path):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setitem(rt.RUNTIMES, "litert", dataclasses.replace(rt.RUNTIMES["litert"], convert=broken_convert))
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs)))
+    path, card = export_model(
+        model,
+        tmp_path / "m.keras",
+        model_name="tiny",
+        dataset="sample",
+        class_names=tuple("0123456789"),
+        split_sizes={},
+        test_split=None,
+        epochs=1,
+        strategy="DefaultStrategy",
+        replicas=1,
+        wall_time_s=1.0,
+        runtimes=("litert",),
+    )
+    assert path.is_file() and card.runtimes == {} and read_card(path).runtimes == {}
+    err = capsys.readouterr().err
+    assert "mnist-batch: warning:" in err and "converter crashed" in err and "--runtime keras" in err
+    assert not list(tmp_path.glob("*.tflite")) and not list(tmp_path.glob(".*"))

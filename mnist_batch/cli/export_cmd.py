@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Convert an exported .keras model for a faster CPU runtime, measure its agreement with "
         "Keras on the held-out split and record both in the model card.\n\nExamples:\n"
         "  mnist-batch export models/cnn.keras\n"
-        "  mnist-batch export models/fashion.keras --dataset idx:/usr/share/datasets/fashion-mnist",
+        "  mnist-batch export models/fashion.keras --dataset fashion-mnist",
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )

@@ -124,8 +124,11 @@ def make_artifact(
     runtime = get_runtime(runtime_name)
     target = runtime.artifact_uri(os.fspath(model_path))
     folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}-", suffix=runtime.suffix)
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}-", suffix=runtime.suffix)
+        os.close(fd)
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {target} ({exc.strerror or exc})") from exc
     try:
         try:
             runtime.convert(model, tmp)

@@ -24,7 +24,7 @@ from mnist_batch.data.base import Split
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.model_card import ModelCard, card_path, file_sha256, write_card
 from mnist_batch.models import Predictor
-from mnist_batch.models.artifacts import make_artifact
+from mnist_batch.models.artifacts import ArtifactError, make_artifact
 from mnist_batch.models.runtimes import get_runtime
 
 
@@ -205,8 +205,18 @@ def export_model(
     for runtime in runtimes:
         images = test_split.images if test_split is not None else np.zeros((0, *MODEL_INPUT_SHAPE[:2]), np.uint8)
         labels = test_split.labels if test_split is not None else None
-        card = make_artifact(saved, path, card, runtime, images, labels, keras_probabilities=probs)
+        try:
+            card = make_artifact(saved, path, card, runtime, images, labels, keras_probabilities=probs)
+        except ArtifactError as exc:  # the trained model is kept; scoring then runs it on Keras
+            warn(f"{exc}; the model is exported without its {runtime} file (scoring runs it with --runtime keras)")
     return path, card
+
+
+def warn(message: str) -> None:
+    """One ``mnist-batch: warning: ...`` line on stderr (shown at every verbosity but --quiet's errors-only)."""
+    import sys
+
+    print(f"mnist-batch: warning: {message}", file=sys.stderr, flush=True)
 
 
 def check_runtimes(runtimes: tuple[str, ...]) -> None:
