@@ -43,6 +43,7 @@ demo: $(STAMP)
 	@echo
 	@echo "Outputs:"
 	@echo "  model + model card:           $(OUT)/models/cnn.keras, $(OUT)/models/cnn.card.json"
+	@echo "  fast CPU runtime (LiteRT):    $(OUT)/models/cnn.tflite (scoring's default; agreement with Keras in the card)"
 	@echo "  training run (curves, log):   $(OUT)/run/learning_curve.png, $(OUT)/run/history.csv"
 	@echo "  held-out test split as PNGs:  $(OUT)/test_images/<label>/<index>.png"
 	@echo "  Beam scoring outputs:         $(OUT)/scored/{predictions,errors,confusion,per_class}/ (Parquet), $(OUT)/scored/summary.json"

@@ -270,3 +270,18 @@ def test_train_keeps_its_export_when_the_runtime_file_cannot_be_made(tmp_path, m
     err = capsys.readouterr().err
     assert "mnist-batch: warning:" in err and "converter crashed" in err and "--runtime keras" in err
     assert not list(tmp_path.glob("*.tflite")) and not list(tmp_path.glob(".*"))
+
+
+def test_a_model_on_an_object_store_scores_with_its_litert_file(fast_model, png_folder, tmp_path, monkeypatch):
+    """Card, .keras and .tflite read through Beam's filesystems (fakestore://, an object store without folders)."""
+    import fake_object_store
+
+    monkeypatch.setitem(fake_object_store.ROOT, "path", str(tmp_path))
+    bucket_model = copy_model(fast_model, tmp_path / "bucket" / "models")
+    uri = fake_object_store.to_uri(str(bucket_model))
+    out = tmp_path / "out"
+    assert cli_main(["score", "--model", uri, "--input", str(png_folder), "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runtime"] == "litert" and summary["runtime_model"] == uri.removesuffix(".keras") + ".tflite"
+    rows = pq.read_table(out / "predictions", columns=["model_id"]).to_pydict()["model_id"]
+    assert len(rows) == 300 and set(rows) == {read_card(fast_model).runtimes["litert"]["sha256"]}
