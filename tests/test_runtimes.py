@@ -285,3 +285,17 @@ def test_a_model_on_an_object_store_scores_with_its_litert_file(fast_model, png_
     assert summary["runtime"] == "litert" and summary["runtime_model"] == uri.removesuffix(".keras") + ".tflite"
     rows = pq.read_table(out / "predictions", columns=["model_id"]).to_pydict()["model_id"]
     assert len(rows) == 300 and set(rows) == {read_card(fast_model).runtimes["litert"]["sha256"]}
+
+
+def test_a_runtime_file_that_is_a_device_or_fifo_is_refused_not_read(fast_model, tmp_path):
+    """A link to /dev/zero (or a FIFO) in the .tflite's place: one line, never an endless read."""
+    model = copy_model(fast_model, tmp_path)
+    tflite = model.with_suffix(".tflite")
+    tflite.unlink()
+    tflite.symlink_to("/dev/zero")
+    with pytest.raises(ModelError, match=r"not a regular file \(character device\)"):
+        choose_runtime(str(model), read_card(model), "auto")
+    tflite.unlink()
+    os.mkfifo(tflite)
+    with pytest.raises(ModelError, match=r"not a regular file \(FIFO\)"):
+        choose_runtime(str(model), read_card(model), "litert")

@@ -166,6 +166,8 @@ def choose_runtime(model_uri: str, card: ModelCard, requested: str = AUTO_RUNTIM
     try:
         data = read_model_bytes(uri)
     except ModelError as exc:
+        if not isinstance(exc.__cause__, FileNotFoundError):
+            raise
         raise ModelError(
             f"{exc} (the card records this {runtime} file: copy it beside the model, or pass --runtime {KERAS_RUNTIME})"
         ) from exc

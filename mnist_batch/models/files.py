@@ -15,6 +15,7 @@ import tempfile
 import zipfile
 from typing import Any
 
+from mnist_batch.files import FileTooLargeError, NotRegularFileError, read_at_most, read_local
 from mnist_batch.model_card import CARD_SUFFIX, ModelCard, ModelCardError, bytes_sha256, parse_card, read_card
 from mnist_batch.models.errors import ModelChangedError, ModelError, ModelFileError, one_line
 
@@ -36,20 +37,28 @@ def _open_remote(uri: str):
     return FileSystems.open(uri)
 
 
-def read_model_bytes(uri: str) -> bytes:
+MAX_MODEL_BYTES = 2 * 1024**3
+"""Model files larger than this (2 GiB; the default ``cnn`` is 1.3 MB) are refused before reading."""
+
+
+def read_model_bytes(uri: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
     """The model file's bytes, read once (local path or any Beam filesystem).
 
+    A local path is read like an input image (:func:`mnist_batch.files.read_local`): only a
+    regular file (a link to ``/dev/zero`` or a FIFO is refused, never read), at most ``max_bytes``.
+
     Raises:
-      ModelError: no such file, or unreadable.
+      ModelError: no such file, not a regular file, too large, or unreadable.
     """
     try:
         if not is_remote(uri):
-            with open(uri.removeprefix("file://"), "rb") as f:
-                return f.read()
+            return read_local(uri.removeprefix("file://"), max_bytes)
         with _open_remote(uri) as f:
-            return f.read()
+            return read_at_most(f, max_bytes)
     except FileNotFoundError as exc:
         raise ModelError(f"{uri}: no such model file") from exc
+    except (NotRegularFileError, FileTooLargeError) as exc:
+        raise ModelError(f"{uri}: cannot use this model file: {exc}") from exc
     except Exception as exc:
         raise ModelError(f"{uri}: cannot read the model file ({type(exc).__name__}: {one_line(exc)})") from exc
 
