@@ -386,7 +386,8 @@ def test_incremental_hash_key_reads_each_file_once(tiny_model, sample_data, tmp_
     original_local, original_beam = files.open_local, FileSystems.open
 
     def counting_local(path):
-        opened.append(path)
+        if str(path).endswith(".png"):  # the model files are read through it too
+            opened.append(path)
         return original_local(path)
 
     def counting_beam(path, *args, **kwargs):
