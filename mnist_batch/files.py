@@ -7,8 +7,11 @@ multi-GB file named ``*.png`` is refused with a reason instead of hanging or fil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
+from collections.abc import Iterator
 
 from mnist_batch.config import DEFAULT_MAX_FILE_BYTES
 
@@ -22,6 +25,7 @@ __all__ = [
     "open_local",
     "read_at_most",
     "read_local",
+    "replaced_atomically",
 ]
 
 FILE_KINDS = (
@@ -108,3 +112,28 @@ def read_local(path: str, max_bytes: int) -> bytes:
         check_regular(st.st_mode)
         check_file_size(st.st_size, max_bytes)
         return read_at_most(f, max_bytes, st.st_size)
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+    """A temporary file beside ``path`` to write; on success it gets normal permissions
+    (``0666 & ~umask``; ``mkstemp`` makes 0600) and is renamed onto ``path``, else it is removed.
+
+    Readers see the old file or the new one, never a part. ``suffix`` keeps writers that go by the
+    file name (Keras' ``.keras``) happy.
+
+    Raises:
+      OSError: the folder cannot be written.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}-", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

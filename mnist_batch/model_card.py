@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
-import tempfile
 from typing import Any
 
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.files import replaced_atomically
 
 CARD_SUFFIX = ".card.json"
 CARD_SCHEMA_VERSION = 1
@@ -125,17 +124,8 @@ class ModelCard:
 def write_card(card: ModelCard, model_path: str | pathlib.Path) -> pathlib.Path:
     """Writes ``card`` beside ``model_path`` atomically (temp file + rename); returns the card's path."""
     path = card_path(model_path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(card.to_json())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replaced_atomically(path) as tmp:
+        pathlib.Path(tmp).write_text(card.to_json(), encoding="utf-8")
     return path
 
 

@@ -15,12 +15,12 @@ import dataclasses
 import datetime as dt
 import importlib.metadata
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.files import replaced_atomically
 from mnist_batch.model_card import ModelCard, bytes_sha256, write_card
 from mnist_batch.models.predictor import Predictor
 from mnist_batch.models.runtimes import MIN_AGREEMENT, get_runtime, load_artifact
@@ -123,37 +123,25 @@ def make_artifact(
     """
     runtime = get_runtime(runtime_name)
     target = runtime.artifact_uri(os.fspath(model_path))
-    folder = os.path.dirname(os.path.abspath(target))
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}-", suffix=runtime.suffix)
-        os.close(fd)
+        with replaced_atomically(target, suffix=runtime.suffix) as tmp:
+            try:
+                runtime.convert(model, tmp)
+            except Exception as exc:
+                raise ArtifactError(
+                    f"{target}: cannot convert the model for {runtime.name}: {type(exc).__name__}: {exc}"
+                ) from exc
+            with open(tmp, "rb") as f:
+                data = f.read()
+            predictor = Predictor(load_artifact(runtime, data, tmp), bytes_sha256(data), runtime=runtime.name)
+            if not len(images):  # nothing held out: recorded as not measured (``auto`` keeps Keras)
+                measured = agreement(np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32))
+            else:
+                if keras_probabilities is None:
+                    keras_probabilities = Predictor(model)(images, batch_size=512)
+                measured = agreement(keras_probabilities, predictor(images, batch_size=512), labels)
     except OSError as exc:
         raise ArtifactError(f"cannot write {target} ({exc.strerror or exc})") from exc
-    try:
-        try:
-            runtime.convert(model, tmp)
-        except Exception as exc:
-            raise ArtifactError(
-                f"{target}: cannot convert the model for {runtime.name}: {type(exc).__name__}: {exc}"
-            ) from exc
-        with open(tmp, "rb") as f:
-            data = f.read()
-        predictor = Predictor(load_artifact(runtime, data, tmp), bytes_sha256(data), runtime=runtime.name)
-        if not len(images):  # nothing held out: recorded as not measured (``auto`` keeps Keras)
-            measured = agreement(np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32))
-        else:
-            if keras_probabilities is None:
-                keras_probabilities = Predictor(model)(images, batch_size=512)
-            measured = agreement(keras_probabilities, predictor(images, batch_size=512), labels)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise ArtifactError(f"cannot write {target} ({exc.strerror or exc})") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     entry = {
         "file": os.path.basename(target),
         "sha256": predictor.model_id,

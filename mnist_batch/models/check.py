@@ -8,7 +8,13 @@ from typing import Any
 from mnist_batch.constants import AUTO_RUNTIME, FAST_RUNTIME, KERAS_RUNTIME, MODEL_INPUT_SHAPE, RUNTIME_CHOICES
 from mnist_batch.model_card import ModelCard, bytes_sha256
 from mnist_batch.models.errors import ModelError
-from mnist_batch.models.files import check_archive, load_model_bytes, read_model_bytes, read_model_card
+from mnist_batch.models.files import (
+    check_archive,
+    load_checked_model,
+    load_model_bytes,
+    read_model_bytes,
+    read_model_card,
+)
 from mnist_batch.models.runtimes import MIN_AGREEMENT, get_runtime, load_artifact
 
 
@@ -149,11 +155,8 @@ def choose_runtime(model_uri: str, card: ModelCard, requested: str = AUTO_RUNTIM
     else:
         runtime, reason = requested, "asked for with --runtime"
     if runtime == KERAS_RUNTIME:
-        data = read_model_bytes(model_uri)
-        actual = bytes_sha256(data)
-        if actual != card.model_id:
-            raise ModelError(f"{model_uri}: sha256 {actual[:12]}... does not match the card's model_id")
-        check_shapes(load_model_bytes(data, actual, model_uri), card, model_uri)
+        model, _ = load_checked_model(model_uri, card.model_id)  # cached when check_model loaded it
+        check_shapes(model, card, model_uri)
         return ScoringModel(KERAS_RUNTIME, model_uri, card.model_id, reason)
     spec = get_runtime(runtime)
     entry = card.runtimes.get(runtime)

@@ -18,6 +18,7 @@ Registry: :func:`get_runtime`, :data:`RUNTIMES` (name -> :class:`Runtime`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -120,13 +121,14 @@ class LiteRTCall:
         self._data = bytes(data)
         self._threads = int(threads)
         self._local = threading.local()
-        first = self._interpreter()
+        first = self._state()[0]
         (inp,) = first.get_input_details()
         (out,) = first.get_output_details()
         self.input_shape = (None, *(int(d) for d in inp["shape"][1:]))
         self.output_shape = (None, *(int(d) for d in out["shape"][1:]))
 
-    def _interpreter(self):
+    def _state(self) -> list:
+        """This thread's ``[interpreter, input index, output index, batch size it is allocated for]``."""
         state = getattr(self._local, "state", None)
         if state is None:
             from ai_edge_litert.interpreter import Interpreter
@@ -135,16 +137,16 @@ class LiteRTCall:
             (inp,) = interpreter.get_input_details()
             (out,) = interpreter.get_output_details()
             state = self._local.state = [interpreter, inp["index"], out["index"], None]
-        return state[0]
+        return state
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        self._interpreter()
-        interpreter, inp, out, size = self._local.state
+        state = self._state()
+        interpreter, inp, out, size = state
         x = np.ascontiguousarray(x, dtype=np.float32)
         if size != len(x):
             interpreter.resize_tensor_input(inp, [len(x), *self.input_shape[1:]])
             interpreter.allocate_tensors()
-            self._local.state[3] = len(x)
+            state[3] = len(x)
         interpreter.set_tensor(inp, x)
         interpreter.invoke()
         return interpreter.get_tensor(out).copy()
@@ -181,8 +183,14 @@ def get_runtime(name: str) -> Runtime:
     return RUNTIMES[name]
 
 
+_LOADED: dict[tuple[str, str, int], Any] = {}
+"""Artifacts loaded in this process, by (runtime, sha256 of the bytes, threads): the launcher's check
+and an in-process worker (DirectRunner, ``predict``, ``evaluate``) share one load, as ``.keras``
+models do (:data:`mnist_batch.models.files._BYTES_CACHE`)."""
+
+
 def load_artifact(runtime: Runtime, data: bytes, uri: str, threads: int | None = None) -> Any:
-    """The callable ``runtime`` makes of ``data``.
+    """The callable ``runtime`` makes of ``data`` (loaded once per process for the same bytes).
 
     Raises:
       ModelError: the runtime's package is not installed.
@@ -193,9 +201,15 @@ def load_artifact(runtime: Runtime, data: bytes, uri: str, threads: int | None =
             f"{uri}: runtime {runtime.name} needs the {runtime.package} package (pip install {runtime.package}), "
             f"or score with --runtime {KERAS_RUNTIME}"
         )
+    key = (runtime.name, hashlib.sha256(data).hexdigest(), threads or default_threads())
+    if key in _LOADED:
+        return _LOADED[key]
     try:
-        return runtime.load(data, threads or default_threads())
+        loaded = runtime.load(data, key[2])
     except Exception as exc:
         raise ModelFileError(
             f"{uri}: cannot load the {runtime.name} model: {type(exc).__name__}: {one_line(exc)}"
         ) from exc
+    _LOADED.clear()  # keep at most one
+    _LOADED[key] = loaded
+    return loaded

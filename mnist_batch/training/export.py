@@ -22,6 +22,7 @@ from mnist_batch import metrics
 from mnist_batch.constants import MODEL_INPUT_SHAPE, PREPROCESS_VERSION
 from mnist_batch.data.base import Split
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.files import replaced_atomically
 from mnist_batch.model_card import ModelCard, card_path, file_sha256, write_card
 from mnist_batch.models import Predictor
 from mnist_batch.models.artifacts import ArtifactError, make_artifact
@@ -120,19 +121,11 @@ def inference_copy(model: keras.Model) -> keras.Model:
 def save_model(model: keras.Model, path: str | os.PathLike) -> pathlib.Path:
     """Writes the inference copy of ``model`` to ``path`` atomically (temp file + rename)."""
     path = check_export_path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".keras")
-    os.close(fd)
     try:
-        inference_copy(model).save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
+        with replaced_atomically(path, suffix=".keras") as tmp:
+            inference_copy(model).save(tmp)
     except OSError as exc:
         raise ExportError(f"cannot write {path} ({exc.strerror or exc})") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
