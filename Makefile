@@ -19,7 +19,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test test-spark lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
+.PHONY: install demo FORCE test datasets test-spark lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
 
 install: $(STAMP)
 
@@ -58,8 +58,20 @@ $(MODEL): $(TRAIN_INPUTS) $(if $(RETRAIN),FORCE)
 
 FORCE:
 
-test: $(STAMP)
+test: $(STAMP) datasets
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Real Fashion-MNIST from Debian's dataset-fashion-mnist, for the tests that use it (they skip, saying
+# why, where it cannot be installed: not root, no apt-get). Best effort: never fails the target.
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+datasets:
+	@if [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	  echo "installing Debian's dataset-fashion-mnist (real Fashion-MNIST, used by some tests) ..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) > $(VENV)/apt-datasets.log 2>&1 \
+	    && echo "  installed: $(FASHION_DIR)" \
+	    || echo "  could not install it (log: $(VENV)/apt-datasets.log); the tests that need it skip"; \
+	else echo "$(FASHION_DIR) missing and apt-get unavailable (or not root): the tests that need it skip"; fi
 
 # Optional: Spark as a reader of the run store (OpenJDK 17 from Debian, pyspark from PyPI).
 test-spark: $(STAMP)

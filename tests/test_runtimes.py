@@ -86,9 +86,18 @@ def test_export_again_gives_the_same_file(fast_model, tmp_path):
     assert file_sha256(model.with_suffix(".tflite")) == before == read_card(model).runtimes["litert"]["sha256"]
 
 
-def test_export_refuses_data_with_other_classes_or_another_test_split(fast_model, tmp_path, capsys):
-    model = copy_model(fast_model, tmp_path)
-    assert cli_main(["export", str(model), "--dataset", "fashion-mnist"]) == 2
+def other_classes_npz(sample_data, folder: pathlib.Path) -> pathlib.Path:
+    """The sample's real digits under ten other class names (an npz + classes.txt): needs no system package."""
+    train, test = sample_data.splits["train"], sample_data.splits["test"]
+    path = folder / "renamed.npz"
+    np.savez(path, x_train=train.images, y_train=train.labels, x_test=test.images, y_test=test.labels)
+    (folder / "classes.txt").write_text("".join(f"class-{c}\n" for c in "abcdefghij"), encoding="utf-8")
+    return path
+
+
+def test_export_refuses_data_with_other_classes_or_another_test_split(fast_model, sample_data, tmp_path, capsys):
+    model = copy_model(fast_model, tmp_path / "model")
+    assert cli_main(["export", str(model), "--dataset", f"npz:{other_classes_npz(sample_data, tmp_path)}"]) == 2
     assert "differ from the model's" in capsys.readouterr().err
     card = read_card(model)
     write_card(dataclasses.replace(card, split_sizes={"test": 1234}), model)
