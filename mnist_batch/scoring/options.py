@@ -30,6 +30,8 @@ from mnist_batch.models.runtimes import RUNTIME_HELP
 from mnist_batch.tables import INCREMENTAL_KEYS, LAYOUTS
 
 RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+RUNS_ONLY = ("incremental", "run_date", "replace")
+"""Run options that need the runs layout (the one statement of that rule, for the API and the CLI)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +59,7 @@ class RunOptions:
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.layout == "flat":
-            for name in ("run_date", "incremental", "replace"):
+            for name in RUNS_ONLY:
                 if getattr(self, name):
                     raise ValueError(f"{name} needs layout 'runs', got layout {self.layout!r}")
         if self.run_date is not None:
@@ -261,10 +263,9 @@ def check_beam_args(beam_args: Sequence[str]) -> None:
 def run_options_from_args(args: argparse.Namespace) -> RunOptions:
     """argparse namespace -> :class:`RunOptions` (a bad combination becomes a MnistBatchError)."""
     layout = getattr(args, "layout", "flat")
-    if layout == "flat" and (
-        getattr(args, "incremental", False) or getattr(args, "run_date", None) or getattr(args, "replace", False)
-    ):
-        raise MnistBatchError("score: --incremental, --run-date and --replace need --layout runs")
+    if layout == "flat" and any(getattr(args, name, None) for name in RUNS_ONLY):
+        flags = [f"--{name.replace('_', '-')}" for name in RUNS_ONLY]
+        raise MnistBatchError(f"score: {', '.join(flags[:-1])} and {flags[-1]} need --layout runs")
     if layout == "runs" and getattr(args, "overwrite", False):
         raise MnistBatchError("score: --overwrite is for --layout flat; with --layout runs use --replace")
     try:
