@@ -104,7 +104,7 @@ def make_v1_history(root: pathlib.Path, keys: int, known: list[tuple[str, int, f
 def launch_v1(model: str, inputs: str, root: str) -> dict:
     """The launcher before v2 (a checkout of that code on PYTHONPATH): known keys pickled into the DoFn."""
     from mnist_batch.config import ScoreConfig
-    from mnist_batch.scoring import runs
+    from mnist_batch.runstore import runs
 
     config = ScoreConfig(model=model, inputs=(inputs,), output=root, run_id="bench")
     summary = runs.run_partitioned(config, runs.RunOptions(incremental=True, run_date="2026-11-01"))

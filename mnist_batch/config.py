@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from mnist_batch.constants import AUTO_RUNTIME, FAST_RUNTIME, RUNTIME_CHOICES
+from mnist_batch.constants import AUTO_RUNTIME, DEFAULT_MAX_PIXELS, FAST_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 
 
 def require(condition: bool, field: str, message: str, value: object) -> None:
@@ -124,9 +124,8 @@ DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 """Per-file read limit (64 MiB): far above any scan (an A4 page at 600 dpi as PNG is a few MB), far
 below what would hurt a worker. Larger files are read errors, refused from their size before reading."""
 
-DEFAULT_MIN_BATCH_SIZE = 128
 DEFAULT_MAX_BATCH_SIZE = 256
-"""RunInference batch bounds, chosen by measurement on 2 cores (docs/benchmarks.md, Scoring): the model's
+"""Files per group, and so images per model call, chosen by measurement on 2 cores (docs/benchmarks.md, Scoring): the model's
 throughput is flat from 256 up, and smaller batches keep memory and latency low."""
 
 
@@ -141,7 +140,7 @@ class ScoreConfig:
       labels_csv: optional ``path,label`` CSV of true labels (else the parent folder names them).
       extensions: image file extensions (lower case, no dot); other names are skipped and counted.
       review_threshold: predictions with a lower confidence are flagged ``low_confidence``.
-      min_batch_size, max_batch_size: RunInference batch bounds.
+      max_batch_size: files per group, and so images per model call.
       max_error_rate: the run fails (non-zero exit, outputs still written) when
         errors / matched exceeds this; None = only fail when every file failed.
       max_pixels: decompression-bomb guard: larger images are errors, not decoded.
@@ -158,12 +157,11 @@ class ScoreConfig:
     inputs: tuple[str, ...]
     output: str
     labels_csv: str | None = None
-    extensions: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp")
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD
-    min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_error_rate: float | None = None
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     run_id: str | None = None
     progress: bool = False
@@ -196,15 +194,9 @@ class ScoreConfig:
             self.review_threshold,
         )
         require(
-            isinstance(self.min_batch_size, int) and self.min_batch_size > 0,
-            "min_batch_size",
-            "must be > 0",
-            self.min_batch_size,
-        )
-        require(
-            isinstance(self.max_batch_size, int) and self.max_batch_size >= self.min_batch_size,
+            isinstance(self.max_batch_size, int) and self.max_batch_size > 0,
             "max_batch_size",
-            f"must be >= min_batch_size ({self.min_batch_size})",
+            "must be > 0",
             self.max_batch_size,
         )
         if self.max_error_rate is not None:

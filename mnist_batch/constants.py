@@ -23,7 +23,10 @@ SPLITS = ("train", "validation", "test")
 """Split names every loader uses. The test split is never used for training or model selection."""
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp")
-"""File extensions (lower case, no dot) treated as images when reading folders."""
+"""File extensions (lower case, no dot) treated as images when reading folders (``score --extensions``' default)."""
+
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Images with more pixels than this are refused, not decoded (decompression-bomb guard; ``--max-pixels``)."""
 
 KERAS_RUNTIME = "keras"
 """The ``.keras`` model run by TensorFlow (``--runtime keras``)."""

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 from mnist_batch.config import DEFAULT_MAX_FILE_BYTES
 
+LOCAL_SCHEME = "file://"
+
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "FileTooLargeError",
@@ -43,6 +45,21 @@ class NotRegularFileError(OSError):
 
 class FileTooLargeError(OSError):
     """A file over ``--max-file-bytes``: refused from its size, or once that many bytes were read."""
+
+
+def is_remote(uri: str) -> bool:
+    """True for a URI of another filesystem than the local one (``gs://``, ``s3://``, ...).
+
+    The one answer for the whole package: a plain path and a ``file://`` URI are local
+    (read through :mod:`os`, :func:`local_path` gives the path); the rest go through Beam's
+    filesystems.
+    """
+    return "://" in uri and not uri.startswith(LOCAL_SCHEME)
+
+
+def local_path(uri: str) -> str:
+    """A local path or ``file://`` URI -> the path (``file:///a/b`` -> ``/a/b``)."""
+    return uri.removeprefix(LOCAL_SCHEME)
 
 
 def open_local(path: str):

@@ -33,13 +33,13 @@ import warnings
 import numpy as np
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
-from mnist_batch.constants import IMAGE_SHAPE, IMAGE_SIZE
+from mnist_batch.constants import DEFAULT_MAX_PIXELS, IMAGE_SHAPE, IMAGE_SIZE
 
 PIXEL_LUT = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float32)
 """float32 [256]: the model-input value of each byte value (v / 255)."""
 
-MAX_IMAGE_PIXELS = 40_000_000
-"""Images with more pixels than this are refused (decompression-bomb guard)."""
+MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+"""Images with more pixels than this are refused (decompression-bomb guard; :data:`~mnist_batch.constants.DEFAULT_MAX_PIXELS`)."""
 
 MAX_WORK_PIXELS = 4_000_000
 """Larger images are decoded reduced (JPEG: DCT scaling while decoding; others: box-averaged

@@ -21,6 +21,10 @@ Runs layout (``score --layout runs --output ROOT``; layout version :data:`LAYOUT
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Sequence
+
+import numpy as np
 import pyarrow as pa
 
 from mnist_batch.constants import (
@@ -62,6 +66,57 @@ PREDICTIONS_SCHEMA = pa.schema(
     ]
 )
 """One row per scored image. ``true_label``/``true_class`` are null when no label is known."""
+
+
+def prediction_columns(
+    paths: Sequence[str | None],
+    true_labels: Sequence[int | None],
+    blank: Sequence[bool],
+    probabilities: np.ndarray,
+    *,
+    class_names: Sequence[str],
+    model_id: str | Sequence[str],
+    run_id: str,
+    review_threshold: float,
+    scored_at: datetime.datetime,
+) -> dict[str, pa.Array]:
+    """The :data:`PREDICTIONS_SCHEMA` columns of N scored images: the one builder of prediction rows
+    (scoring's ``predictions`` table and ``evaluate``'s ``predictions.parquet`` alike).
+
+    Args:
+      paths: N paths (None where an image has no file).
+      true_labels: N class indices, None where no label is known.
+      blank: N flags: the image had no ink.
+      probabilities: float32 [N, C].
+      class_names: C names.
+      model_id: written on every row, or one per row (the sha256 of the model bytes that scored it).
+      run_id: written on every row.
+      review_threshold: rows with confidence below it are ``low_confidence``.
+      scored_at: timestamp of every row (timezone-aware).
+    """
+    n, num_classes = len(paths), len(class_names)
+    probabilities = np.asarray(probabilities, dtype=np.float32).reshape(n, num_classes)
+    predicted = probabilities.argmax(axis=1).astype(np.int32)
+    confidence = probabilities[np.arange(n), predicted]
+    names = np.asarray(class_names, dtype=object)
+    has_label = np.fromiter((t is not None for t in true_labels), dtype=bool, count=n)
+    true_index = np.fromiter((-1 if t is None else t for t in true_labels), dtype=np.int32, count=n)
+    offsets = np.arange(0, (n + 1) * num_classes, num_classes, dtype=np.int32)
+    return {
+        COL_PATH: pa.array(list(paths), pa.string()),
+        COL_TRUE_LABEL: pa.array(true_index, pa.int32(), mask=~has_label),
+        COL_TRUE_CLASS: pa.array(np.where(has_label, names[np.maximum(true_index, 0)], None), pa.string()),
+        COL_PREDICTED_LABEL: pa.array(predicted, pa.int32()),
+        COL_PREDICTED_CLASS: pa.array(names[predicted], pa.string()),
+        COL_CONFIDENCE: pa.array(confidence, pa.float32()),
+        COL_PROBABILITIES: pa.ListArray.from_arrays(pa.array(offsets), pa.array(probabilities.reshape(-1))),
+        COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),
+        COL_BLANK: pa.array(np.fromiter((bool(b) for b in blank), dtype=bool, count=n), pa.bool_()),
+        COL_MODEL_ID: pa.array([model_id] * n if isinstance(model_id, str) else list(model_id), pa.string()),
+        COL_RUN_ID: pa.array([run_id] * n, pa.string()),
+        COL_SCORED_AT: pa.array([scored_at] * n, PREDICTIONS_SCHEMA.field(COL_SCORED_AT).type),
+    }
+
 
 ERRORS_SCHEMA = pa.schema(
     [
@@ -153,3 +208,7 @@ STAGING_DIR = "_staging"
 CLAIMS_DIR = "_claims"
 PARTITION_COLUMNS = ("dt", "run")
 """Hive partition columns of the runs layout: ``dt`` (YYYY-MM-DD) and ``run`` (the run id)."""
+LAYOUTS = ("flat", "runs")
+"""Output layouts (``score --layout``): tables directly in ``--output``, or a runs root."""
+INCREMENTAL_KEYS = ("stat", "hash")
+"""What identifies a file an earlier run took on (``--incremental-key``): path + size + mtime, or path + sha256."""

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.runstore.run_ids import check_run_id
 from mnist_batch.scoring.options import add_arguments, check_beam_args, run_options_from_args
-from mnist_batch.scoring.run_ids import check_run_id
 
 import scoring_fixtures
 
@@ -153,7 +153,7 @@ def test_flex_template_parameters_are_cli_options():
     regexes = {p["name"]: re.compile(p["regexes"][0]) for p in metadata["parameters"] if p.get("regexes")}
     examples = {"model": "gs://b/m/cnn.keras", "run_id": "d20260101", "run_date": "2026-01-01", "incremental": "true"}
     examples |= {"incremental_key": "hash", "expect_model_id": "0123abcd", "review_threshold": "0.9", "replace": "true"}
-    examples |= {"max_error_rate": "0.05", "min_batch_size": "128", "max_batch_size": "256", "max_pixels": "40000000"}
+    examples |= {"max_error_rate": "0.05", "max_batch_size": "256", "max_pixels": "40000000"}
     examples |= {"max_file_bytes": "67108864"}
     for name, regex in regexes.items():
         assert regex.fullmatch(examples.get(name, "gs://b/x")), (name, examples.get(name))

@@ -49,7 +49,7 @@ def test_fashion_mnist_loads_with_its_class_names(fashion):
 def test_class_names_reach_the_card_the_evaluation_and_scoring(fashion_model, fashion, tmp_path):
     from mnist_batch.config import ScoreConfig
     from mnist_batch.model_card import read_card
-    from mnist_batch.scoring.pipeline import run_scoring
+    from mnist_batch.scoring.launch import run_scoring
 
     card = read_card(fashion_model)
     assert card.class_names == FASHION_MNIST_CLASS_NAMES and card.dataset == "fashion-mnist"

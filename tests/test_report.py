@@ -27,7 +27,7 @@ sample_data = scoring_fixtures.sample_data
 @pytest.fixture(scope="module")
 def scored(tiny_model, sample_data, tmp_path_factory):
     """Scores 60 real test digits (3 of them as scan-like photos) and one broken file with the Beam pipeline."""
-    from mnist_batch.scoring.pipeline import run_scoring
+    from mnist_batch.scoring.launch import run_scoring
 
     root = tmp_path_factory.mktemp("report")
     test = sample_data.split("test")

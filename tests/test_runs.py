@@ -21,9 +21,12 @@ import scoring_fixtures
 apache_beam = pytest.importorskip("apache_beam")
 
 from mnist_batch.cli import main as cli_main  # noqa: E402
-from mnist_batch.scoring import claims, commit, history, launch, runs  # noqa: E402
+from mnist_batch.runstore import claims, commit, fs, history, runs  # noqa: E402
+from mnist_batch.runstore.errors import RunStoreError  # noqa: E402
+from mnist_batch.runstore.layout import Layout  # noqa: E402
+from mnist_batch.runstore.run_ids import check_run_id, default_run_id  # noqa: E402
+from mnist_batch.scoring import incremental, launch  # noqa: E402
 from mnist_batch.scoring.errors import ScoringError  # noqa: E402
-from mnist_batch.scoring.run_ids import check_run_id, default_run_id  # noqa: E402
 from mnist_batch.tables import LAYOUT_FILE, RUN_TABLES  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
@@ -130,7 +133,7 @@ def test_run_ids_are_unique_by_default_and_validated():
     ids = {default_run_id() for _ in range(2000)}
     assert len(ids) == 2000 and all(check_run_id(i) == i for i in ids)
     for bad in ("20261122", "2026-11-22", "../escape", "a/b", "x:y", "true", "NaN", "Infinity", "null", "", "-x"):
-        with pytest.raises(ScoringError, match="--run-id"):
+        with pytest.raises(RunStoreError, match="--run-id"):
             check_run_id(bad)
     assert check_run_id("manual__2026-11-22T00.00.00") == "manual__2026-11-22T00.00.00"
     with pytest.raises(ValueError, match="run_date must be YYYY-MM-DD"):
@@ -317,7 +320,7 @@ def test_a_live_run_id_or_incremental_history_is_refused_and_a_stale_lease_is_ta
 def test_a_commit_cut_short_is_completed_by_the_next_launch(tiny_model, sample_data, tmp_path, monkeypatch):
     write_digits(sample_data, tmp_path / "in", range(8))
     root = tmp_path / "root"
-    real_rename = commit.fs.rename
+    real_rename = fs.rename
     moved = []
 
     def crash_after_two(src, dst):
@@ -326,10 +329,10 @@ def test_a_commit_cut_short_is_completed_by_the_next_launch(tiny_model, sample_d
         moved.append(dst)
         real_rename(src, dst)
 
-    monkeypatch.setattr(commit.fs, "rename", crash_after_two)
+    monkeypatch.setattr(fs, "rename", crash_after_two)
     with pytest.raises(BaseException, match="killed mid-commit"):
         score(tiny_model, tmp_path / "in", root, "cut")
-    monkeypatch.setattr(commit.fs, "rename", real_rename)
+    monkeypatch.setattr(fs, "rename", real_rename)
     assert runs.committed_runs(str(root)) == []
     (journal,) = root.glob("_runs/dt=*/run=cut/_COMMITTING")
     cleaned = runs.clean(str(root))
@@ -412,7 +415,7 @@ def test_a_failed_job_commits_nothing_and_says_so_in_one_line(tiny_model, sample
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(commit.fs, "write_atomic", disk_full)
+    monkeypatch.setattr(fs, "write_atomic", disk_full)
     assert cli_main([*base, "--layout", "runs", "--run-id", "bad"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run bad failed, nothing committed" in err and "No space left" in err
@@ -424,7 +427,7 @@ def test_a_failed_job_commits_nothing_and_says_so_in_one_line(tiny_model, sample
     flat = tmp_path / "flat"
     assert cli_main([*base[:-1], str(flat)]) == 0
     before = sorted((p.name, p.stat().st_size) for p in flat.rglob("*") if p.is_file())
-    monkeypatch.setattr(commit.fs, "write_atomic", disk_full)
+    monkeypatch.setattr(fs, "write_atomic", disk_full)
     assert cli_main([*base[:-1], str(flat), "--overwrite"]) == 2
     monkeypatch.undo()
     assert sorted((p.name, p.stat().st_size) for p in flat.rglob("*") if p.is_file()) == before
@@ -432,10 +435,10 @@ def test_a_failed_job_commits_nothing_and_says_so_in_one_line(tiny_model, sample
 
 def test_commit_moves_only_the_emitted_shards(tmp_path):
     """A shard of a failed bundle attempt (written, never emitted) is deleted, not committed."""
-    from mnist_batch.scoring.sinks import ShardWriter
+    from mnist_batch.runstore.shards import ShardWriter
     from mnist_batch.tables import TABLES
 
-    layout = commit.Layout("flat", str(tmp_path / "out"), "r1")
+    layout = Layout("flat", str(tmp_path / "out"), "r1")
     staging = layout.staging_dir("r1.a")
     rows = pa.Table.from_pylist(
         [{"path": "x.png", "stage": "decode", "error_type": "E", "message": "m", "run_id": "r1"}],
@@ -471,7 +474,7 @@ def test_the_job_graph_does_not_grow_with_the_incremental_history(tiny_model, sa
         earlier = [(r.dt, r.run_id) for r in history.committed_runs(str(root))]
         config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "in"),), output=str(root), run_id="new")
         p = beam.Pipeline()
-        build_pipeline(p, config, select_files=history.SelectFiles(str(root), "new", "stat", earlier))
+        build_pipeline(p, config, select_files=incremental.SelectFiles(str(root), "new", "stat", earlier))
         sizes[keys] = len(p.to_runner_api().SerializeToString())
     # Equal but for zlib's compression of the pickled steps (a few bytes either way).
     assert abs(sizes[1] - sizes[20_000]) < 64 and sizes[20_000] < 1_000_000

@@ -22,7 +22,8 @@ import scoring_fixtures
 
 apache_beam = pytest.importorskip("apache_beam")
 
-from mnist_batch.scoring import launch, runs  # noqa: E402
+from mnist_batch.runstore import runs  # noqa: E402
+from mnist_batch.scoring import launch  # noqa: E402
 from mnist_batch.tables import RUN_TABLES  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model

@@ -18,7 +18,8 @@ import scoring_fixtures
 apache_beam = pytest.importorskip("apache_beam")
 
 from mnist_batch.cli import main as cli_main  # noqa: E402
-from mnist_batch.scoring import claims, fs, runs  # noqa: E402
+from mnist_batch.runstore import claims, fs, runs  # noqa: E402
+from mnist_batch.runstore.errors import RunStoreError  # noqa: E402
 from mnist_batch.scoring.errors import ScoringError  # noqa: E402
 from mnist_batch.scoring.launch import RunOptions, launch  # noqa: E402
 from mnist_batch.tables import LAYOUT_FILE, RUN_TABLES  # noqa: E402
@@ -84,7 +85,7 @@ def test_flat_layout_on_an_object_store(tiny_model, sample_data, tmp_path, store
         Image.fromarray(test.images[i]).save(tmp_path / "in" / str(test.labels[i]) / f"{i}.png")
     config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "in"),), output=store)
     assert launch(config)["counts"]["scored"] == 4
-    with pytest.raises(ScoringError, match="earlier run's outputs"):
+    with pytest.raises(RunStoreError, match="earlier run's outputs"):
         launch(config)
     import dataclasses
 

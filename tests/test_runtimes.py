@@ -163,9 +163,30 @@ def test_a_replaced_or_damaged_artifact_is_refused_before_any_input(fast_model, 
     write_card(dataclasses.replace(read_card(model), runtimes={"litert": entry}), model)
     with pytest.raises(ModelError, match=r"cannot load the litert model"):
         choose_runtime(str(model), read_card(model), "auto")
-    tflite.unlink()  # copied without it: one line that says what to do
+    tflite.unlink()  # copied without it: litert asked for, one line that says what to do
     with pytest.raises(ModelError, match=r"no such model file \(the card records this litert file: copy it"):
-        choose_runtime(str(model), read_card(model), "auto")
+        choose_runtime(str(model), read_card(model), "litert")
+    chosen = choose_runtime(str(model), read_card(model), "auto")  # auto: the .keras file scores, and says why
+    assert chosen.runtime == "keras" and chosen.model_id == read_card(model).model_id
+    assert chosen.reason == f"the card's litert file {tflite} is absent (model copied without it)"
+
+
+def test_auto_scores_with_keras_when_the_runtime_file_was_not_copied(fast_model, png_folder, tmp_path, capsys):
+    model = copy_model(fast_model, tmp_path / "copy")
+    model.with_suffix(".tflite").unlink()
+    base = ["score", "--model", str(model), "--input", str(png_folder)]
+    assert cli_main([*base, "--output", str(tmp_path / "auto")]) == 0
+    out = capsys.readouterr().out
+    reason = f"the card's litert file {model.with_suffix('.tflite')} is absent (model copied without it)"
+    assert f"runtime: keras ({reason})" in out
+    summary = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert summary["runtime"] == "keras" and summary["runtime_reason"] == reason
+    assert summary["counts"]["scored"] == 300 and summary["runtime_model_id"] == read_card(model).model_id
+    rows = pq.read_table(tmp_path / "auto" / "predictions", columns=["model_id"]).to_pydict()["model_id"]
+    assert set(rows) == {read_card(model).model_id}
+    assert cli_main([*base, "--output", str(tmp_path / "strict"), "--runtime", "litert"]) == 2
+    assert "copy it beside the model, or pass --runtime keras" in capsys.readouterr().err
+    assert not (tmp_path / "strict").exists()
 
 
 def test_score_uses_litert_by_default_and_rows_name_the_file_that_scored_them(fast_model, png_folder, tmp_path):

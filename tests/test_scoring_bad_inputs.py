@@ -20,7 +20,7 @@ from mnist_batch.config import ScoreConfig
 
 apache_beam = pytest.importorskip("apache_beam")
 
-from mnist_batch.scoring.pipeline import run_scoring  # noqa: E402
+from mnist_batch.scoring.launch import run_scoring  # noqa: E402
 from mnist_batch.scoring.summary import EXIT_TOO_MANY_ERRORS  # noqa: E402
 
 import scoring_fixtures  # noqa: E402

@@ -14,7 +14,7 @@ GOOD = ScoreConfig(model="m.keras", inputs=("in",), output="out")
 
 def test_defaults():
     assert GOOD.extensions == IMAGE_EXTENSIONS
-    assert GOOD.min_batch_size <= GOOD.max_batch_size
+    assert GOOD.max_batch_size == 256 and GOOD.max_pixels == 40_000_000
     assert 0 < GOOD.review_threshold < 1 and GOOD.max_error_rate is None and not GOOD.overwrite
 
 
@@ -30,8 +30,7 @@ def test_defaults():
         ({"extensions": ("PNG",)}, "extensions"),
         ({"review_threshold": 1.5}, "review_threshold"),
         ({"review_threshold": float("nan")}, "review_threshold"),
-        ({"min_batch_size": 0}, "min_batch_size"),
-        ({"min_batch_size": 64, "max_batch_size": 32}, "max_batch_size"),
+        ({"max_batch_size": 0}, "max_batch_size"),
         ({"max_error_rate": -0.1}, "max_error_rate"),
         ({"max_pixels": 0}, "max_pixels"),
         ({"run_id": ""}, "run_id"),
@@ -45,3 +44,14 @@ def test_bad_values_name_the_field(changes, field):
 def test_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         GOOD.output = "elsewhere"
+
+
+def test_min_batch_size_is_gone_and_a_stale_flag_is_refused_with_a_hint():
+    """``--min-batch-size`` was validated and never read (a group is ``--max-batch-size`` files)."""
+    from mnist_batch.errors import MnistBatchError
+    from mnist_batch.scoring.options import check_beam_args, option_strings
+
+    assert "--max-batch-size" in option_strings() and "--min-batch-size" not in option_strings()
+    with pytest.raises(MnistBatchError, match=r"unknown option --min-batch-size \(did you mean --max-batch-size\?\)"):
+        check_beam_args(["--min-batch-size=128"])
+    assert not hasattr(GOOD, "min_batch_size")

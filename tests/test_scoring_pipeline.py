@@ -32,10 +32,12 @@ from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 from mnist_batch import labels as label_names  # noqa: E402
 from mnist_batch.cli import main as cli_main  # noqa: E402
 from mnist_batch.models import load_keras_model  # noqa: E402
+from mnist_batch.runstore.errors import RunStoreError  # noqa: E402
 from mnist_batch.scoring import decode, listing, matching, sinks  # noqa: E402
 from mnist_batch.scoring.errors import ScoringError  # noqa: E402
 from mnist_batch.scoring.labels import read_labels_csv  # noqa: E402
-from mnist_batch.scoring.pipeline import build_pipeline, run_scoring  # noqa: E402
+from mnist_batch.scoring.launch import run_scoring  # noqa: E402
+from mnist_batch.scoring.pipeline import build_pipeline  # noqa: E402
 from mnist_batch.scoring.read import expand_input, expand_inputs  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
@@ -253,7 +255,7 @@ def test_refuses_to_mix_runs_unless_overwrite(tiny_model, sample_data, tmp_path)
     small_export(sample_data, tmp_path / "imgs", n_per_class=1)
     config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "imgs"),), output=str(tmp_path / "out"))
     run_scoring(config)
-    with pytest.raises(ScoringError, match="earlier run's outputs"):
+    with pytest.raises(RunStoreError, match="earlier run's outputs"):
         run_scoring(config)
     (tmp_path / "out" / "predictions" / "stale.parquet").write_bytes(b"old")
     import dataclasses

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from mnist_batch.errors import MnistBatchError
-from mnist_batch.scoring.options import add_arguments, check_beam_args, config_from_args, run_options_from_args
+from mnist_batch.scoring.options import add_arguments, parse
 
 TRUE_VALUES = ("true", "1", "yes")
 FALSE_VALUES = ("false", "0", "no", "")
@@ -70,14 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, beam_args = parser.parse_known_args(translate(sys.argv[1:] if argv is None else argv, actions))
         args.layout = "runs"  # a template run is always a committed production run
-        config = config_from_args(args)
-        check_beam_args(beam_args)
-        options = run_options_from_args(args)
-        from mnist_batch.scoring.launch import launch
-        from mnist_batch.scoring.preflight import check_environment
+        settings = parse(args, beam_args)
+        from mnist_batch.scoring.launch import start
 
-        check_environment(config.output, beam_args)  # unwritable output, unknown runner: fail before submitting
-        submitted = launch(config, options, beam_args, wait=False)
+        submitted = start(settings, wait=False)  # unwritable output, unknown runner: refused before submitting
     except MnistBatchError as exc:
         print(f"flex_main: error: {exc}", file=sys.stderr)
         return 2

@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mnist_batch.errors import MnistBatchError
-    from mnist_batch.scoring import fs, runs
+    from mnist_batch.runstore import fs, runs
     from mnist_batch.tables import LAYOUT_FILE
 
     if not fs.exists(fs.join(args.root, LAYOUT_FILE)):

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
-from mnist_batch.scoring.options import add_arguments, check_beam_args, config_from_args, run_options_from_args
+from mnist_batch.scoring.options import ScoreSettings, add_arguments, parse
 
 DESCRIPTION = """\
 Score folders of digit images with Apache Beam and write Parquet outputs.
@@ -79,23 +79,18 @@ def print_summary(summary: dict) -> None:
 
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
-    config = config_from_args(args)
-    beam_args = beam_args if beam_args is not None else getattr(args, "beam_args", [])
-    check_beam_args(beam_args)
+    settings = parse(args, beam_args if beam_args is not None else getattr(args, "beam_args", []))
     from mnist_batch.scoring.worker_errors import worker_model_errors
 
     with worker_model_errors():  # a model that changed or broke on a worker: one line, exit 2
-        summary = execute(args, config, beam_args)
+        summary = execute(args, settings)
     print_summary(summary)
     return int(summary["exit_code"])
 
 
-def execute(args: argparse.Namespace, config, beam_args: list[str], *, wait: bool = True) -> dict:
-    """Runs one scoring job in the layout the arguments name; returns its summary."""
+def execute(args: argparse.Namespace, settings: ScoreSettings, *, wait: bool = True) -> dict:
+    """Runs one scoring job (:func:`mnist_batch.scoring.launch.start`); returns its summary."""
     with slow_step(args, "loading Beam and TensorFlow (10-30 s on a small CPU machine) ..."):
-        from mnist_batch.scoring.launch import launch
-        from mnist_batch.scoring.preflight import check_environment
+        from mnist_batch.scoring.launch import start
 
-    options = run_options_from_args(args)
-    check_environment(config.output, beam_args)  # unwritable output, unknown runner: before any file is read
-    return launch(config, options, beam_args, wait=wait)
+    return start(settings, wait=wait)

@@ -97,7 +97,7 @@ def predict_folder(
     import pyarrow.parquet as pq
 
     from mnist_batch.config import ScoreConfig
-    from mnist_batch.scoring.pipeline import run_scoring
+    from mnist_batch.scoring.launch import run_scoring
 
     with tempfile.TemporaryDirectory(prefix="mnist-batch-eval-") as tmp:
         out = str(pathlib.Path(tmp) / "scored")

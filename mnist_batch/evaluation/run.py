@@ -13,24 +13,13 @@ import numpy as np
 from mnist_batch import jsonfmt
 from mnist_batch.constants import (
     AUTO_RUNTIME,
-    COL_BLANK,
-    COL_CONFIDENCE,
-    COL_LOW_CONFIDENCE,
-    COL_MODEL_ID,
-    COL_PATH,
-    COL_PREDICTED_LABEL,
-    COL_PROBABILITIES,
-    COL_RUN_ID,
-    COL_SCORED_AT,
-    COL_TRUE_LABEL,
 )
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.evaluation import summarize
 from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_folder
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import check_model, choose_runtime
-from mnist_batch.scoring.run_ids import default_run_id
-from mnist_batch.tables import COL_PREDICTED_CLASS, COL_TRUE_CLASS
+from mnist_batch.runstore.run_ids import default_run_id
 
 SUMMARY_FILE = "evaluation.json"
 OUTPUT_FILES = ("metrics.parquet", "per_class.parquet", "confusion.parquet", "predictions.parquet", "comparison.md")
@@ -199,30 +188,24 @@ def prediction_table(name: str, r: Predictions, class_names: Sequence[str], mode
     import pyarrow as pa
 
     from mnist_batch.config import DEFAULT_REVIEW_THRESHOLD
-    from mnist_batch.tables import EVALUATION_PREDICTIONS_SCHEMA
+    from mnist_batch.tables import EVALUATION_PREDICTIONS_SCHEMA, prediction_columns
 
     n = len(r.labels)
-    predicted = r.probabilities.argmax(axis=1)
-    confidence = r.probabilities[np.arange(n), predicted] if n else np.zeros(0, np.float32)
-    names = np.asarray(class_names, dtype=object)
-    columns = {
-        "model": [name] * n,
-        "index": np.arange(n),
-        COL_PATH: r.paths if r.paths is not None else [None] * n,
-        COL_TRUE_LABEL: r.labels,
-        COL_TRUE_CLASS: names[r.labels],
-        COL_PREDICTED_LABEL: predicted,
-        COL_PREDICTED_CLASS: names[predicted],
-        COL_CONFIDENCE: confidence,
-        COL_PROBABILITIES: list(r.probabilities),
-        COL_LOW_CONFIDENCE: confidence < DEFAULT_REVIEW_THRESHOLD,
-        COL_BLANK: r.blank if r.blank is not None else np.zeros(n, bool),
-        COL_MODEL_ID: [model_id] * n,
-        COL_RUN_ID: [run_id] * n,
-        COL_SCORED_AT: [scored_at] * n,
-        "pixels": [bytes(p.tobytes()) for p in r.pixels] if r.pixels is not None else [None] * n,
-    }
-    arrays = [pa.array(columns[f.name], f.type) for f in EVALUATION_PREDICTIONS_SCHEMA]
+    columns = prediction_columns(
+        r.paths if r.paths is not None else [None] * n,
+        [int(label) for label in r.labels],
+        r.blank if r.blank is not None else np.zeros(n, bool),
+        r.probabilities,
+        class_names=class_names,
+        model_id=model_id,
+        run_id=run_id,
+        review_threshold=DEFAULT_REVIEW_THRESHOLD,
+        scored_at=scored_at,
+    )
+    columns["model"] = pa.array([name] * n, pa.string())
+    columns["index"] = pa.array(np.arange(n))
+    columns["pixels"] = pa.array([bytes(p.tobytes()) for p in r.pixels] if r.pixels is not None else [None] * n)
+    arrays = [columns[f.name].cast(f.type) for f in EVALUATION_PREDICTIONS_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=EVALUATION_PREDICTIONS_SCHEMA)
 
 

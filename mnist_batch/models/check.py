@@ -134,6 +134,13 @@ def auto_runtime(card: ModelCard) -> tuple[str, str]:
     )
 
 
+def keras_scorer(model_uri: str, card: ModelCard, reason: str) -> ScoringModel:
+    """The ``.keras`` file as the scoring runtime, loaded from its checked bytes and its shapes checked."""
+    model, _ = load_checked_model(model_uri, card.model_id)  # cached when check_model loaded it
+    check_shapes(model, card, model_uri)
+    return ScoringModel(KERAS_RUNTIME, model_uri, card.model_id, reason)
+
+
 def choose_runtime(model_uri: str, card: ModelCard, requested: str = AUTO_RUNTIME) -> ScoringModel:
     """Picks the runtime that scores and checks its file: sha256 as recorded, loadable, right shapes.
 
@@ -141,8 +148,9 @@ def choose_runtime(model_uri: str, card: ModelCard, requested: str = AUTO_RUNTIM
       model_uri: the checked ``.keras`` file (:func:`check_model`).
       card: its card.
       requested: ``auto`` (the fast runtime when its recorded agreement is at least
-        :data:`~mnist_batch.models.runtimes.MIN_AGREEMENT` and its package is installed, else
-        keras), ``keras``, or an artifact runtime's name.
+        :data:`~mnist_batch.models.runtimes.MIN_AGREEMENT`, its package is installed and its
+        file is there, else keras, with the reason), ``keras``, or an artifact runtime's name
+        (strict: its file must be there).
 
     Raises:
       ModelError: an unknown runtime; a runtime asked for whose artifact the card does not
@@ -155,9 +163,7 @@ def choose_runtime(model_uri: str, card: ModelCard, requested: str = AUTO_RUNTIM
     else:
         runtime, reason = requested, "asked for with --runtime"
     if runtime == KERAS_RUNTIME:
-        model, _ = load_checked_model(model_uri, card.model_id)  # cached when check_model loaded it
-        check_shapes(model, card, model_uri)
-        return ScoringModel(KERAS_RUNTIME, model_uri, card.model_id, reason)
+        return keras_scorer(model_uri, card, reason)
     spec = get_runtime(runtime)
     entry = card.runtimes.get(runtime)
     uri = spec.artifact_uri(model_uri)
@@ -171,6 +177,8 @@ def choose_runtime(model_uri: str, card: ModelCard, requested: str = AUTO_RUNTIM
     except ModelError as exc:
         if not isinstance(exc.__cause__, FileNotFoundError):
             raise
+        if requested == AUTO_RUNTIME:  # copied without its runtime file: the .keras file still scores
+            return keras_scorer(model_uri, card, f"the card's {runtime} file {uri} is absent (model copied without it)")
         raise ModelError(
             f"{exc} (the card records this {runtime} file: copy it beside the model, or pass --runtime {KERAS_RUNTIME})"
         ) from exc

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from typing import Any
 
-from mnist_batch.files import FileTooLargeError, NotRegularFileError, read_at_most, read_local
+from mnist_batch.files import FileTooLargeError, NotRegularFileError, is_remote, local_path, read_at_most, read_local
 from mnist_batch.model_card import CARD_SUFFIX, ModelCard, ModelCardError, bytes_sha256, parse_card, read_card
 from mnist_batch.models.errors import ModelChangedError, ModelError, ModelFileError, one_line
 
@@ -25,10 +25,6 @@ KERAS_ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
 _BYTES_CACHE: dict[str, Any] = {}
 """Models loaded in this process from bytes, by the sha256 of those bytes: the launcher's check and an
 in-process (DirectRunner) worker share one load, and a cached model is always the one those bytes hold."""
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
 
 
 def _open_remote(uri: str):
@@ -52,7 +48,7 @@ def read_model_bytes(uri: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
     """
     try:
         if not is_remote(uri):
-            return read_local(uri.removeprefix("file://"), max_bytes)
+            return read_local(local_path(uri), max_bytes)
         with _open_remote(uri) as f:
             return read_at_most(f, max_bytes)
     except FileNotFoundError as exc:
@@ -71,7 +67,7 @@ def read_model_card(uri: str) -> ModelCard:
     """
     try:
         if not is_remote(uri):
-            return read_card(uri.removeprefix("file://"), verify_id=False)
+            return read_card(local_path(uri), verify_id=False)
         card_uri = uri.removesuffix(".keras") + CARD_SUFFIX
         try:
             with _open_remote(card_uri) as f:

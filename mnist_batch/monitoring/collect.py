@@ -17,8 +17,8 @@ import numpy as np
 
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.metrics import CONFIDENCE_BINS
-from mnist_batch.scoring import fs
-from mnist_batch.scoring.history import RunInfo, committed_runs
+from mnist_batch.runstore import fs
+from mnist_batch.runstore.history import RunInfo, committed_runs
 from mnist_batch.tables import LAYOUT_FILE, SUMMARY_FILE
 
 DEFAULT_RUNTIME = "keras"

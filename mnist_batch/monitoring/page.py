@@ -230,6 +230,19 @@ def _pct(v: float | None) -> str:
     return "&ndash;" if v is None else f"{v:.1%}"
 
 
+PLOT_TITLES = {
+    "volume": "Volume",
+    "rates": "Error and low-confidence rates",
+    "psi": "Drift against the reference",
+    "class_mix": "Class mix",
+    "confidence": "Confidence distribution",
+    "quality": "Accuracy (labelled runs)",
+}
+"""Plot key -> its section's heading, in page order."""
+LATEST_RUNS = 50
+"""Runs in the page's table of latest runs (every run is in runs.parquet)."""
+
+
 def render_page(
     root: str,
     records: Sequence[RunRecord],
@@ -239,7 +252,24 @@ def render_page(
     plots: dict[str, pathlib.Path],
     notes: Sequence[str] = (),
 ) -> str:
-    """The page's HTML (plots already written)."""
+    """The page's HTML (plots already written): the banner, then one section after another."""
+    sections = [
+        flagged_section(records, results),
+        *plot_sections(plots),
+        model_changes_section(records),
+        references_section(refs, thresholds, notes),
+        latest_runs_section(records, results),
+    ]
+    body = banner(root, records, results) + "".join(f"<h2>{_e(h)}</h2>\n{content}\n" for h, content in sections)
+    title = "mnist_batch monitor"
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
+        f"<body><h1>{title}</h1>\n{body}{LOAD_CHECK}</body></html>\n"
+    )
+
+
+def banner(root: str, records: Sequence[RunRecord], results: Sequence[Sequence[CheckResult]]) -> str:
+    """The root and its run count, and the latest run's status with what flagged it."""
     parts = [f"<p>Runs root <code>{_e(root)}</code>: {len(records):,} committed run(s).</p>"]
     if records:
         latest, checks = records[-1], results[-1]
@@ -250,134 +280,117 @@ def render_page(
             f"<p class='banner {status}'>Latest run <b>{_e(latest.run)}</b> (dt={_e(latest.dt)}, "
             f"{_e(latest.model_label)}): <b class='{status}'>{status.upper()}</b> &mdash; {text}</p>"
         )
-    sections = []
-    flagged_rows = []
-    for record, checks in zip(records, results, strict=True):
-        for c in checks:
-            if c.status in (ALERT, WARN):
-                flagged_rows.append(
-                    [
-                        _e(record.dt),
-                        _e(record.run),
-                        f"<span class='{c.status}'>{c.status}</span>",
-                        _e(c.check),
-                        _e(c.reason),
-                    ]
-                )
+    return "".join(parts)
+
+
+def flagged_section(records: Sequence[RunRecord], results: Sequence[Sequence[CheckResult]]) -> tuple[str, str]:
+    """Every warn or alert, newest first (at most :data:`MAX_FLAGGED_ROWS`)."""
+    flagged_rows = [
+        [_e(record.dt), _e(record.run), f"<span class='{c.status}'>{c.status}</span>", _e(c.check), _e(c.reason)]
+        for record, checks in zip(records, results, strict=True)
+        for c in checks
+        if c.status in (ALERT, WARN)
+    ]
     shown = flagged_rows[::-1][:MAX_FLAGGED_ROWS]
     more = len(flagged_rows) - len(shown)
-    sections.append(
-        (
-            "Flagged runs",
-            (
-                _table(["dt", "run", "level", "check", "reason"], shown)
-                if shown
-                else "<p class='ok'>No run is flagged.</p>"
-            )
-            + (f"<p>{more:,} older flag(s) in runs.parquet.</p>" if more else ""),
-        )
+    table = (
+        _table(["dt", "run", "level", "check", "reason"], shown) if shown else "<p class='ok'>No run is flagged.</p>"
     )
-    titles = {
-        "volume": "Volume",
-        "rates": "Error and low-confidence rates",
-        "psi": "Drift against the reference",
-        "class_mix": "Class mix",
-        "confidence": "Confidence distribution",
-        "quality": "Accuracy (labelled runs)",
-    }
-    for key, title in titles.items():
-        if plots.get(key) is not None:
-            sections.append((title, f"<img alt='{_e(title)}' src='{png_data_uri(plots[key])}'>"))
-    changes = model_changes(records)
+    return "Flagged runs", table + (f"<p>{more:,} older flag(s) in runs.parquet.</p>" if more else "")
+
+
+def plot_sections(plots: dict[str, pathlib.Path]) -> list[tuple[str, str]]:
+    """One section per plot that was drawn, as a data URI."""
+    return [
+        (title, f"<img alt='{_e(title)}' src='{png_data_uri(plots[key])}'>")
+        for key, title in PLOT_TITLES.items()
+        if plots.get(key) is not None
+    ]
+
+
+def model_changes_section(records: Sequence[RunRecord]) -> tuple[str, str]:
+    """The first run's model, then each run that changed it."""
     change_rows = [
         [_e(records[i].dt), _e(records[i].run), _e(records[i - 1].model_label), _e(records[i].model_label)]
-        for i in changes
+        for i in model_changes(records)
     ]
     first = (
         f"<p>First run {_e(records[0].run)} used {_e(records[0].model_label)} ({_e(records[0].runtime)}).</p>"
         if records
         else ""
     )
-    sections.append(
-        (
-            "Model changes",
-            first + (_table(["dt", "run", "from", "to"], change_rows) if change_rows else "<p>No model change.</p>"),
-        )
-    )
+    table = _table(["dt", "run", "from", "to"], change_rows) if change_rows else "<p>No model change.</p>"
+    return "Model changes", first + table
+
+
+def references_section(refs: Sequence[Reference], thresholds: Thresholds, notes: Sequence[str]) -> tuple[str, str]:
+    """What runs are compared with, the thresholds of the checks, and the monitor's notes."""
     seen, ref_rows = set(), []
     for ref in refs:
         if ref.name not in seen:
             seen.add(ref.name)
             ref_rows.append([_e(ref.kind), _e(ref.name), _pct(ref.error_rate), _pct(ref.low_confidence_rate)])
-    sections.append(
-        (
-            "References and thresholds",
-            _table(["kind", "reference", "error rate", "low-confidence rate"], ref_rows)
-            + _table(
-                ["threshold", "value"],
-                [
-                    ["PSI warn (class mix, confidence)", f"{thresholds.psi_warn:g}"],
-                    ["PSI alert (class mix, confidence)", f"{thresholds.psi_alert:g}"],
-                    ["error rate rise (alert)", f"{thresholds.error_rate_rise:.0%} points"],
-                    ["low-confidence rate rise (alert)", f"{thresholds.low_confidence_rise:.0%} points"],
-                    ["blank rate rise (alert)", f"{thresholds.blank_rise:.0%} points"],
-                    ["accuracy drop (alert)", f"{thresholds.accuracy_drop:.0%} points"],
-                    ["fewest scored images for the PSI checks", f"{thresholds.min_scored:,}"],
-                ],
-            )
-            + f"<p>Checks: {', '.join(CHECKS)}.</p>"
-            + "".join(f"<p>Note: {_e(n)}</p>" for n in notes),
-        )
-    )
-    last = list(zip(records, results, strict=True))[-50:][::-1]
-    run_rows = []
-    for record, checks in last:
-        c = record.counts
-        psi = {x.check: x.value for x in checks}
-        status = status_of(checks)
-        run_rows.append(
-            [
-                _e(record.dt),
-                _e(record.run),
-                _e(record.model_label),
-                _e(record.runtime),
-                f"{c.get('matched', 0):,}",
-                f"{c.get('scored', 0):,}",
-                f"{c.get('errors', 0):,}",
-                _pct(record.low_confidence_rate),
-                "&ndash;" if psi.get("class_mix") is None else f"{psi['class_mix']:.3f}",
-                "&ndash;" if psi.get("confidence") is None else f"{psi['confidence']:.3f}",
-                _pct(record.summary.get("accuracy")),
-                f"<span class='{status}'>{status}</span>",
-            ]
-        )
-    sections.append(
-        (
-            f"Latest runs ({len(last)} of {len(records):,}; every run in runs.parquet)",
-            _table(
-                [
-                    "dt",
-                    "run",
-                    "model",
-                    "runtime",
-                    "matched",
-                    "scored",
-                    "errors",
-                    "low conf.",
-                    "PSI class mix",
-                    "PSI confidence",
-                    "accuracy",
-                    "status",
-                ],
-                run_rows,
-            ),
-        )
-    )
-    body = "".join(parts) + "".join(f"<h2>{_e(h)}</h2>\n{content}\n" for h, content in sections)
-    title = "mnist_batch monitor"
+    threshold_rows = [
+        ["PSI warn (class mix, confidence)", f"{thresholds.psi_warn:g}"],
+        ["PSI alert (class mix, confidence)", f"{thresholds.psi_alert:g}"],
+        ["error rate rise (alert)", f"{thresholds.error_rate_rise:.0%} points"],
+        ["low-confidence rate rise (alert)", f"{thresholds.low_confidence_rise:.0%} points"],
+        ["blank rate rise (alert)", f"{thresholds.blank_rise:.0%} points"],
+        ["accuracy drop (alert)", f"{thresholds.accuracy_drop:.0%} points"],
+        ["fewest scored images for the PSI checks", f"{thresholds.min_scored:,}"],
+    ]
     return (
-        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
-        f"<body><h1>{title}</h1>\n{body}{LOAD_CHECK}</body></html>\n"
+        "References and thresholds",
+        _table(["kind", "reference", "error rate", "low-confidence rate"], ref_rows)
+        + _table(["threshold", "value"], threshold_rows)
+        + f"<p>Checks: {', '.join(CHECKS)}.</p>"
+        + "".join(f"<p>Note: {_e(n)}</p>" for n in notes),
+    )
+
+
+def run_row(record: RunRecord, checks: Sequence[CheckResult]) -> list[str]:
+    """One run's row in the table of latest runs."""
+    c = record.counts
+    psi = {x.check: x.value for x in checks}
+    status = status_of(checks)
+    return [
+        _e(record.dt),
+        _e(record.run),
+        _e(record.model_label),
+        _e(record.runtime),
+        f"{c.get('matched', 0):,}",
+        f"{c.get('scored', 0):,}",
+        f"{c.get('errors', 0):,}",
+        _pct(record.low_confidence_rate),
+        "&ndash;" if psi.get("class_mix") is None else f"{psi['class_mix']:.3f}",
+        "&ndash;" if psi.get("confidence") is None else f"{psi['confidence']:.3f}",
+        _pct(record.summary.get("accuracy")),
+        f"<span class='{status}'>{status}</span>",
+    ]
+
+
+RUN_COLUMNS = (
+    "dt",
+    "run",
+    "model",
+    "runtime",
+    "matched",
+    "scored",
+    "errors",
+    "low conf.",
+    "PSI class mix",
+    "PSI confidence",
+    "accuracy",
+    "status",
+)
+
+
+def latest_runs_section(records: Sequence[RunRecord], results: Sequence[Sequence[CheckResult]]) -> tuple[str, str]:
+    """The last :data:`LATEST_RUNS` runs, newest first."""
+    last = list(zip(records, results, strict=True))[-LATEST_RUNS:][::-1]
+    return (
+        f"Latest runs ({len(last)} of {len(records):,}; every run in runs.parquet)",
+        _table(RUN_COLUMNS, [run_row(record, checks) for record, checks in last]),
     )
 
 

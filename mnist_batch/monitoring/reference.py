@@ -21,7 +21,7 @@ from mnist_batch.errors import MnistBatchError
 from mnist_batch.metrics import CONFIDENCE_BINS
 from mnist_batch.model_card import CARD_SUFFIX, ModelCard, ModelCardError, parse_card
 from mnist_batch.monitoring.collect import RunRecord
-from mnist_batch.scoring import fs
+from mnist_batch.runstore import fs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,8 @@ One job per module (ARCHITECTURE.md has the whole map and one file's path throug
 
 * inputs: :mod:`~mnist_batch.scoring.read` (``--input`` -> literal or glob patterns),
   :mod:`~mnist_batch.scoring.listing` (local listing that accounts for every entry),
-  :mod:`~mnist_batch.scoring.matching` (list, classify, read matches, reshuffle);
+  :mod:`~mnist_batch.scoring.matching` (list, classify, read matches, reshuffle),
+  :mod:`~mnist_batch.scoring.incremental` (manifest rows; files scored before skipped, in the job);
 * per file: :mod:`~mnist_batch.scoring.decode` (bounded read + decode + preprocess, dead
   letters), :mod:`~mnist_batch.scoring.labels` (true labels), :mod:`~mnist_batch.scoring.handler`
   (RunInference's adapter to :class:`mnist_batch.models.Predictor`),
@@ -12,15 +13,13 @@ One job per module (ARCHITECTURE.md has the whole map and one file's path throug
 * per run: :mod:`~mnist_batch.scoring.stats` (combiners), :mod:`~mnist_batch.scoring.sinks`
   (shards into staging), :mod:`~mnist_batch.scoring.summary`, :mod:`~mnist_batch.scoring.pipeline`
   (``build_pipeline(p, config)``: the graph, nothing run);
-* the run store: :mod:`~mnist_batch.scoring.history` (committed runs, incremental filter),
-  :mod:`~mnist_batch.scoring.commit` (layouts, journaled commit), :mod:`~mnist_batch.scoring.roots`,
-  :mod:`~mnist_batch.scoring.claims` (leases), :mod:`~mnist_batch.scoring.run_ids`,
-  :mod:`~mnist_batch.scoring.runs` (reading and cleaning a store), :mod:`~mnist_batch.scoring.fs`;
-* launching: :mod:`~mnist_batch.scoring.options` (settings, argparse wiring, Beam-option checks),
-  :mod:`~mnist_batch.scoring.preflight`, :mod:`~mnist_batch.scoring.runners`,
-  :mod:`~mnist_batch.scoring.launch` (the one launcher for every layout),
+* launching: :mod:`~mnist_batch.scoring.options` (``parse`` -> one ``ScoreSettings``; argparse
+  wiring, Beam-option checks), :mod:`~mnist_batch.scoring.preflight`, :mod:`~mnist_batch.scoring.runners`,
+  :mod:`~mnist_batch.scoring.launch` (``start``: the one launch sequence, for every layout),
   :mod:`~mnist_batch.scoring.worker_errors`, :mod:`~mnist_batch.scoring.counters`.
 
 This package never imports :mod:`mnist_batch.training`: it reaches a model only through the
-exported ``.keras`` file and its model card (:mod:`mnist_batch.models`).
+exported ``.keras`` file and its model card (:mod:`mnist_batch.models`). The run store it
+writes into (layouts, leases, commit, history, shards) is :mod:`mnist_batch.runstore`, which
+knows nothing of the Beam graph.
 """

@@ -16,7 +16,14 @@ from apache_beam.io.filesystem import FileMetadata
 
 from mnist_batch import preprocess
 from mnist_batch.constants import COL_ERROR_TYPE, COL_MESSAGE, COL_PATH, COL_RUN_ID, COL_STAGE
-from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, check_file_size, read_at_most, read_local
+from mnist_batch.files import (
+    DEFAULT_MAX_FILE_BYTES,
+    check_file_size,
+    is_remote,
+    local_path,
+    read_at_most,
+    read_local,
+)
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
 from mnist_batch.scoring.progress import ProgressLine
@@ -117,9 +124,9 @@ def read_bytes(readable, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
         check_file_size(len(readable.data), max_bytes)
         return readable.data
     path = readable.metadata.path
-    if "://" in path:
+    if is_remote(path):
         return read_remote(readable, max_bytes)
-    return read_local(path, max_bytes)
+    return read_local(local_path(path), max_bytes)
 
 
 def read_remote(readable, max_bytes: int) -> bytes:

@@ -18,20 +18,12 @@ from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch.constants import (
     COL_BLANK,
-    COL_CONFIDENCE,
     COL_LOW_CONFIDENCE,
-    COL_MODEL_ID,
-    COL_PATH,
-    COL_PREDICTED_LABEL,
-    COL_PROBABILITIES,
-    COL_RUN_ID,
-    COL_SCORED_AT,
-    COL_TRUE_LABEL,
 )
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import ImageGroup, ImageKey, error_row
 from mnist_batch.scoring.handler import DigitModelHandler
-from mnist_batch.tables import COL_PREDICTED_CLASS, COL_TRUE_CLASS, PREDICTIONS_SCHEMA
+from mnist_batch.tables import PREDICTIONS_SCHEMA, prediction_columns
 
 
 class FormatPredictionsFn(beam.DoFn):
@@ -117,53 +109,16 @@ class FormatGroupsFn(FormatPredictionsFn):
             yield self._flush()
 
 
-def predictions_table(
-    keys: Sequence[ImageKey],
-    probabilities: np.ndarray,
-    *,
-    class_names: Sequence[str],
-    model_id: str | Sequence[str],
-    run_id: str,
-    review_threshold: float,
-    scored_at: datetime.datetime,
-) -> pa.Table:
-    """Predictions rows of N images as one :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` table.
+def predictions_table(keys: Sequence[ImageKey], probabilities: np.ndarray, **fields: Any) -> pa.Table:
+    """Predictions rows of N images (``keys``, float32 [N, C] ``probabilities``) as one
+    :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` table, in the order of ``keys``.
 
-    Args:
-      keys: N image keys.
-      probabilities: float32 [N, C].
-      class_names: C names.
-      model_id: written on every row, or one per row (the sha256 of the model bytes that scored it).
-      run_id: written on every row.
-      review_threshold: rows with confidence below it are ``low_confidence``.
-      scored_at: timestamp of every row (timezone-aware).
-
-    Returns:
-      A table of N rows, in the order of ``keys``.
+    ``fields`` are :func:`~mnist_batch.tables.prediction_columns`' keyword arguments
+    (``class_names``, ``model_id``, ``run_id``, ``review_threshold``, ``scored_at``).
     """
-    n, num_classes = len(keys), len(class_names)
-    probabilities = np.asarray(probabilities, dtype=np.float32).reshape(n, num_classes)
-    predicted = probabilities.argmax(axis=1).astype(np.int32)
-    confidence = probabilities[np.arange(n), predicted]
-    names = np.asarray(class_names, dtype=object)
-    true_labels = [k.true_label for k in keys]
-    has_label = np.fromiter((t is not None for t in true_labels), dtype=bool, count=n)
-    true_index = np.fromiter((-1 if t is None else t for t in true_labels), dtype=np.int32, count=n)
-    offsets = np.arange(0, (n + 1) * num_classes, num_classes, dtype=np.int32)
-    columns = {
-        COL_PATH: pa.array([k.path for k in keys], pa.string()),
-        COL_TRUE_LABEL: pa.array(true_index, pa.int32(), mask=~has_label),
-        COL_TRUE_CLASS: pa.array(np.where(has_label, names[np.maximum(true_index, 0)], None), pa.string()),
-        COL_PREDICTED_LABEL: pa.array(predicted, pa.int32()),
-        COL_PREDICTED_CLASS: pa.array(names[predicted], pa.string()),
-        COL_CONFIDENCE: pa.array(confidence, pa.float32()),
-        COL_PROBABILITIES: pa.ListArray.from_arrays(pa.array(offsets), pa.array(probabilities.reshape(-1))),
-        COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),
-        COL_BLANK: pa.array(np.fromiter((bool(k.blank) for k in keys), dtype=bool, count=n), pa.bool_()),
-        COL_MODEL_ID: pa.array([model_id] * n if isinstance(model_id, str) else list(model_id), pa.string()),
-        COL_RUN_ID: pa.array([run_id] * n, pa.string()),
-        COL_SCORED_AT: pa.array([scored_at] * n, PREDICTIONS_SCHEMA.field(COL_SCORED_AT).type),
-    }
+    columns = prediction_columns(
+        [k.path for k in keys], [k.true_label for k in keys], [k.blank for k in keys], probabilities, **fields
+    )
     return pa.Table.from_arrays([columns[name] for name in PREDICTIONS_SCHEMA.names], schema=PREDICTIONS_SCHEMA)
 
 

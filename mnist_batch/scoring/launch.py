@@ -1,11 +1,13 @@
 """One launcher for every output layout: check, claim, build, write to staging, commit in the job.
 
-:func:`launch` runs a scoring job end to end:
+:func:`start` is the launch sequence of every front door (``mnist-batch score``,
+``pipelines/score.py``, the Dataflow flex launcher): the environment checked, then
+:func:`launch`, which runs a scoring job end to end:
 
 1. check the run id, the model against its card (and ``expect_model_id``), the output place
    (a flat folder, or a runs root with its layout file);
 2. claim the run id (and, for ``--incremental``, the root's history) with a lease, so a second
-   launch of a live run is refused (:mod:`mnist_batch.scoring.claims`);
+   launch of a live run is refused (:mod:`mnist_batch.runstore.claims`);
 3. finish commits cut short and delete the staging of dead launches (:func:`commit.recover`);
 4. build the pipeline (:func:`~mnist_batch.scoring.pipeline.build_pipeline`), write every
    table's shards into this attempt's staging folder, and add :class:`CommitRunFn`, which
@@ -31,16 +33,19 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.model_card import ModelCard
-from mnist_batch.models import check_model, choose_runtime
-from mnist_batch.scoring import claims, fs
-from mnist_batch.scoring.commit import Layout, commit_run, read_marker, recover
+from mnist_batch.models import ScoringModel, check_model, choose_runtime
+from mnist_batch.runstore import claims, fs
+from mnist_batch.runstore.commit import commit_run, pending_journals, read_marker, recover
+from mnist_batch.runstore.history import committed_runs
+from mnist_batch.runstore.layout import Layout
+from mnist_batch.runstore.roots import prepare_root
+from mnist_batch.runstore.run_ids import check_run_id, default_run_id
 from mnist_batch.scoring.counters import metric_counters
 from mnist_batch.scoring.errors import ScoringError
-from mnist_batch.scoring.history import SelectFiles, committed_runs
-from mnist_batch.scoring.options import RunOptions
+from mnist_batch.scoring.incremental import SelectFiles
+from mnist_batch.scoring.options import RunOptions, ScoreSettings
 from mnist_batch.scoring.pipeline import build_pipeline
-from mnist_batch.scoring.roots import prepare_root
-from mnist_batch.scoring.run_ids import check_run_id, default_run_id
+from mnist_batch.scoring.preflight import check_environment
 from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line, run_summary
@@ -49,6 +54,69 @@ from mnist_batch.tables import CLAIMS_DIR, STAGING_DIR, SUMMARY_FILE
 
 class RunFailedError(ScoringError):
     """The job failed; nothing was committed (the message is the cause, in one line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One launch, checked and claimed: everything its job is built and run from.
+
+    Attributes:
+      config: the run's settings (its run id set; progress on for local runners).
+      options: layout and production options.
+      layout: where the run's tables and metadata go.
+      attempt: this launch's id (``<run id>.<random>``): its staging folder and leases.
+      card: the model's card.
+      scorer: the runtime that scores, its checked file.
+      beam_options: Beam's options; runner: its runner's name.
+      replace: replace an earlier run (``--replace``, or ``--overwrite`` in the flat layout).
+      leases: the leases this launch holds.
+      wait: wait for the job (else return once submitted; the job releases the leases).
+    """
+
+    config: ScoreConfig
+    options: RunOptions
+    layout: Layout
+    attempt: str
+    card: ModelCard
+    scorer: ScoringModel
+    beam_options: PipelineOptions
+    runner: str
+    replace: bool
+    leases: tuple[claims.Lease, ...]
+    wait: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchRecord:
+    """What the launcher knew, for the run's summary.json (:meth:`as_dict`, the summary's keys)."""
+
+    model: str
+    model_id: str
+    model_name: str
+    class_names: list[str]
+    runtime: dict[str, Any]
+    """The runtime fields (:meth:`mnist_batch.models.ScoringModel.summary`)."""
+    run_id: str
+    runner: str
+    inputs: list[str]
+    output: str
+    layout: str
+    review_threshold: float
+    max_error_rate: float | None
+    expect_model_id: str | None
+    tables: dict[str, str]
+    summary_path: str
+    marker: str
+    started_at: str
+    started_at_epoch: float
+    runs: dict[str, Any] | None = None
+    """``runs`` layout only: root, dt, run_path and the incremental settings."""
+
+    def as_dict(self) -> dict[str, Any]:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        runtime, runs = fields.pop("runtime"), fields.pop("runs")
+        head = {k: fields.pop(k) for k in ("model", "model_id", "model_name", "class_names")}
+        return {**head, **runtime, **fields, **(runs or {})}
 
 
 class CommitRunFn(beam.DoFn):
@@ -64,7 +132,7 @@ class CommitRunFn(beam.DoFn):
         layout: Layout,
         attempt: str,
         tables: list[str],
-        launch_info: dict[str, Any],
+        record: LaunchRecord,
         *,
         max_error_rate: float | None,
         replace: bool,
@@ -73,7 +141,7 @@ class CommitRunFn(beam.DoFn):
         self._layout = layout
         self._attempt = attempt
         self._tables = tables
-        self._launch = launch_info
+        self._launch = record.as_dict()
         self._max_error_rate = max_error_rate
         self._replace = replace
         self._detached_leases = detached_leases
@@ -90,6 +158,24 @@ class CommitRunFn(beam.DoFn):
         for uri in self._detached_leases:
             claims.release_lease(uri, self._attempt)
         yield self._layout.marker
+
+
+def start(settings: ScoreSettings, *, wait: bool = True) -> dict[str, Any]:
+    """The launch sequence of every front door: the output and runner checked, then :func:`launch`.
+
+    Raises:
+      ScoringError: an unwritable output or unknown runner (before any file is read), and
+        whatever :func:`launch` raises.
+    """
+    check_environment(settings.config.output, list(settings.beam_args))
+    return launch(settings.config, settings.run, list(settings.beam_args), wait=wait)
+
+
+def run_scoring(
+    config: ScoreConfig, beam_args: list[str] | None = None, *, card: ModelCard | None = None
+) -> dict[str, Any]:
+    """A flat run (``OUT/<table>/``, ``OUT/summary.json``) with its summary returned."""
+    return launch(config, None, beam_args, card=card)
 
 
 def launch(
@@ -126,31 +212,18 @@ def launch(
     replace = options.replace if layout.kind == "runs" else config.overwrite
     prepare_root(layout, config.overwrite)
     attempt = f"{run_id}.{uuid.uuid4().hex[:12]}"
-    detached = not wait
-    leases = [
-        claims.claim(
-            layout.root,
-            f"run={run_id}",
-            run_id=run_id,
-            attempt=attempt,
-            detached=detached,
-            what=f"run {run_id} under {layout.root}",
-        )
-    ]
+    leases = [claim_run(layout, attempt, detached=not wait)]
     try:
         if options.incremental:
-            leases.append(
-                claims.claim(
-                    layout.root,
-                    "incremental",
-                    run_id=run_id,
-                    attempt=attempt,
-                    detached=detached,
-                    what=f"the incremental history of {layout.root}",
-                )
-            )
+            leases.append(claim_history(layout, attempt, detached=not wait))
         recover(layout.root, claims.live_attempts(layout.root))
-        summary = _run(config, options, layout, attempt, card, scorer, beam_options, runner, replace, leases, wait)
+        if progress_shown_here(config, runner):
+            config = dataclasses.replace(config, progress=True)
+        config = dataclasses.replace(config, run_id=run_id)
+        run = Attempt(
+            config, options, layout, attempt, card, scorer, beam_options, runner, replace, tuple(leases), wait
+        )
+        summary = run_attempt(run)
     except BaseException:
         for lease in leases:
             lease.release()
@@ -163,81 +236,120 @@ def launch(
     return summary
 
 
+def claim_run(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
+    """The lease on the run id (a second live launch of it is refused)."""
+    what = f"run {layout.run_id} under {layout.root}"
+    return claims.claim(
+        layout.root, f"run={layout.run_id}", run_id=layout.run_id, attempt=attempt, detached=detached, what=what
+    )
+
+
+def claim_history(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
+    """The lease on the root's incremental history (one incremental run at a time)."""
+    what = f"the incremental history of {layout.root}"
+    return claims.claim(layout.root, "incremental", run_id=layout.run_id, attempt=attempt, detached=detached, what=what)
+
+
+def progress_shown_here(config: ScoreConfig, runner: str) -> bool:
+    """Whether to turn the progress line on: local runners print it unless it was set."""
+    return config.progress is False and runner in LOCAL_RUNNERS
+
+
 def tidy(root: str) -> None:
     """Removes the staging and lease folders of ``root`` when nothing is left in them."""
     fs.remove_empty_dir(fs.join(root, STAGING_DIR))
     fs.remove_empty_dir(fs.join(root, CLAIMS_DIR))
 
 
-def _run(config, options, layout, attempt, card, scorer, beam_options, runner, replace, leases, wait) -> dict[str, Any]:
-    run_id = layout.run_id
+def refuse_committed_run_id(run: Attempt) -> None:
+    """A committed run id is replaced only with ``--replace``."""
+    if run.layout.kind != "runs":
+        return
+    committed = [r.dt for r in committed_runs(run.layout.root) if r.run_id == run.layout.run_id]
+    if committed and not run.replace:
+        raise ScoringError(
+            f"run {run.layout.run_id} is already committed under {run.layout.root} (dt={committed[0]}); "
+            "pass --replace to replace it, or use another --run-id"
+        )
+
+
+def earlier_runs(run: Attempt) -> list[tuple[str, str]]:
+    """``(dt, run_id)`` of the committed runs whose files an incremental run skips (none otherwise)."""
+    if run.layout.kind != "runs" or not run.options.incremental:
+        return []
+    return [(r.dt, r.run_id) for r in committed_runs(run.layout.root) if r.run_id != run.layout.run_id]
+
+
+def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
+    """What the launcher knows about ``run``, for its summary."""
+    config, layout = run.config, run.layout
+    runs = None
     if layout.kind == "runs":
-        committed = [r.dt for r in committed_runs(layout.root) if r.run_id == run_id]
-        if committed and not replace:
-            raise ScoringError(
-                f"run {run_id} is already committed under {layout.root} (dt={committed[0]}); "
-                "pass --replace to replace it, or use another --run-id"
-            )
-    if config.progress is False and runner in LOCAL_RUNNERS:
-        config = dataclasses.replace(config, progress=True)
-    config = dataclasses.replace(config, run_id=run_id)
-    launch_info: dict[str, Any] = {
-        "model": config.model,
-        "model_id": card.model_id,
-        "model_name": card.model_name,
-        "class_names": list(card.class_names),
-        **scorer.summary(),
-        "run_id": run_id,
-        "runner": runner,
-        "inputs": list(config.inputs),
-        "output": layout.root,
-        "layout": layout.kind,
-        "review_threshold": config.review_threshold,
-        "max_error_rate": config.max_error_rate,
-        "expect_model_id": options.expect_model_id,
-        "tables": {t: layout.table_dir(t) for t in layout.tables},
-        "summary_path": fs.join(layout.meta_dir, SUMMARY_FILE),
-        "marker": layout.marker,
-        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "started_at_epoch": time.time(),
-    }
+        incremental = {"enabled": run.options.incremental, "key": run.options.incremental_key}
+        runs = {
+            "root": layout.root,
+            "dt": layout.dt,
+            "run_path": layout.meta_dir,
+            "incremental": {**incremental, "earlier_runs": len(earlier)},
+        }
+    return LaunchRecord(
+        model=config.model,
+        model_id=run.card.model_id,
+        model_name=run.card.model_name,
+        class_names=list(run.card.class_names),
+        runtime=run.scorer.summary(),
+        run_id=layout.run_id,
+        runner=run.runner,
+        inputs=list(config.inputs),
+        output=layout.root,
+        layout=layout.kind,
+        review_threshold=config.review_threshold,
+        max_error_rate=config.max_error_rate,
+        expect_model_id=run.options.expect_model_id,
+        tables={t: layout.table_dir(t) for t in layout.tables},
+        summary_path=fs.join(layout.meta_dir, SUMMARY_FILE),
+        marker=layout.marker,
+        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        started_at_epoch=time.time(),
+        runs=runs,
+    )
+
+
+def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]) -> beam.Pipeline:
+    """The job: the scoring graph, every table's shards into staging, then :class:`CommitRunFn`."""
+    config, layout = run.config, run.layout
     select = None
     if layout.kind == "runs":
-        earlier = []
-        if options.incremental:
-            earlier = [(r.dt, r.run_id) for r in committed_runs(layout.root) if r.run_id != run_id]
-        launch_info.update(
-            {
-                "root": layout.root,
-                "dt": layout.dt,
-                "run_path": layout.meta_dir,
-                "incremental": {
-                    "enabled": options.incremental,
-                    "key": options.incremental_key,
-                    "earlier_runs": len(earlier),
-                },
-            }
-        )
-        select = SelectFiles(layout.root, run_id, options.incremental_key, earlier, config.max_file_bytes)
-    p = beam.Pipeline(options=beam_options)
-    outputs = build_pipeline(p, config, card=card, scorer=scorer, select_files=select)
-    staging = layout.staging_dir(attempt)
+        select = SelectFiles(layout.root, layout.run_id, run.options.incremental_key, earlier, config.max_file_bytes)
+    p = beam.Pipeline(options=run.beam_options)
+    outputs = build_pipeline(p, config, card=run.card, scorer=run.scorer, select_files=select)
+    staging = layout.staging_dir(run.attempt)
     tables = list(layout.tables)
     shards = [getattr(outputs, t) | f"Write{t.title().replace('_', '')}" >> WriteTable(staging, t) for t in tables]
     commit_fn = CommitRunFn(
         layout,
-        attempt,
+        run.attempt,
         tables,
-        launch_info,
+        record,
         max_error_rate=config.max_error_rate,
-        replace=replace,
-        detached_leases=[lease.uri for lease in leases] if not wait else [],
+        replace=run.replace,
+        detached_leases=[lease.uri for lease in run.leases] if not run.wait else [],
     )
     outputs.stats | "CommitRun" >> beam.ParDo(commit_fn, *[beam.pvalue.AsList(s) for s in shards])
+    return p
+
+
+def run_attempt(run: Attempt) -> dict[str, Any]:
+    """Builds and runs the job; the committed summary (or, not waiting, the submitted record)."""
+    refuse_committed_run_id(run)
+    earlier = earlier_runs(run)
+    record = launch_record(run, earlier)
+    p = build_job(run, record, earlier)
+    run_id, layout, attempt = run.layout.run_id, run.layout, run.attempt
     try:
         result = p.run()
-        if not wait:
-            return {**launch_info, "state": "submitted", "attempt": attempt, "exit_code": 0, "failure": None}
+        if not run.wait:
+            return {**record.as_dict(), "state": "submitted", "attempt": attempt, "exit_code": 0, "failure": None}
         result.wait_until_finish()
     except Exception as exc:
         abandon(layout, attempt)
@@ -251,8 +363,6 @@ def _run(config, options, layout, attempt, card, scorer, beam_options, runner, r
 
 def abandon(layout: Layout, attempt: str) -> None:
     """Deletes a failed attempt's staging folder, unless its commit had started (then it completes later)."""
-    from mnist_batch.scoring.commit import pending_journals
-
     if any(json.loads(fs.read_text(j)).get("attempt") == attempt for j in pending_journals(layout.root)):
         return
     fs.delete_tree(layout.staging_dir(attempt))

@@ -16,8 +16,8 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from mnist_batch.files import is_remote
 from mnist_batch.scoring.counters import counter
-from mnist_batch.scoring.fs import is_remote
 from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
 from mnist_batch.scoring.runners import runs_in_one_process
 
@@ -61,7 +61,7 @@ class ClassifyMatchFn(beam.DoFn):
 
     def __init__(self, extensions: Sequence[str], output_dirs: Sequence[str] = ()) -> None:
         self._extensions = frozenset(e.lower() for e in extensions)
-        self._output_prefixes = tuple(d.rstrip("/") + "/" for d in output_dirs if "://" in d)
+        self._output_prefixes = tuple(d.rstrip("/") + "/" for d in output_dirs if is_remote(d))
         self._matched = counter("files_matched")
         self._skipped = counter("files_skipped")
 

@@ -1,9 +1,11 @@
 """The options of a scoring run, in one place: settings, their argparse wiring, Beam-option checks.
 
 ``mnist-batch score``, ``pipelines/score.py`` and the Dataflow flex-template launcher all build
-their parser with :func:`add_arguments` and turn the namespace into a :class:`ScoreConfig`
-(:func:`config_from_args`) and a :class:`RunOptions` (:func:`run_options_from_args`);
-:func:`check_beam_args` refuses options that neither this package nor Beam knows.
+their parser with :func:`add_arguments` and turn what it parsed into one :class:`ScoreSettings`
+with :func:`parse`: a :class:`ScoreConfig` (:func:`config_from_args`), a :class:`RunOptions`
+(:func:`run_options_from_args`) and the Beam options, checked by :func:`check_beam_args`
+(options that neither this package nor Beam knows are refused). The launch sequence that
+takes them is :func:`mnist_batch.scoring.launch.start`.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ from collections.abc import Sequence
 from mnist_batch.config import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_FILE_BYTES,
-    DEFAULT_MIN_BATCH_SIZE,
+    DEFAULT_MAX_PIXELS,
     DEFAULT_REVIEW_THRESHOLD,
     ScoreConfig,
 )
 from mnist_batch.constants import AUTO_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.models.runtimes import RUNTIME_HELP
+from mnist_batch.tables import INCREMENTAL_KEYS, LAYOUTS
 
-LAYOUTS = ("flat", "runs")
-INCREMENTAL_KEYS = ("stat", "hash")
 RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+RUNS_ONLY = ("incremental", "run_date", "replace")
+"""Run options that need the runs layout (the one statement of that rule, for the API and the CLI)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +59,7 @@ class RunOptions:
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.layout == "flat":
-            for name in ("run_date", "incremental", "replace"):
+            for name in RUNS_ONLY:
                 if getattr(self, name):
                     raise ValueError(f"{name} needs layout 'runs', got layout {self.layout!r}")
         if self.run_date is not None:
@@ -72,6 +75,32 @@ class RunOptions:
             raise ValueError(f"incremental_key must be one of {INCREMENTAL_KEYS}, got {self.incremental_key!r}")
         if self.expect_model_id is not None and len(self.expect_model_id) < 8:
             raise ValueError(f"expect_model_id must have at least 8 characters, got {self.expect_model_id!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSettings:
+    """Everything one scoring launch was asked for, parsed and checked once.
+
+    Attributes:
+      config: what is scored and how (:class:`ScoreConfig`).
+      run: where the run goes and which files it takes on (:class:`RunOptions`).
+      beam_args: the options passed on to Beam (``--runner`` ...), checked to be Beam's.
+    """
+
+    config: ScoreConfig
+    run: RunOptions
+    beam_args: tuple[str, ...] = ()
+
+
+def parse(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> ScoreSettings:
+    """What :func:`add_arguments` parsed, plus the arguments left to Beam -> :class:`ScoreSettings`.
+
+    Raises:
+      MnistBatchError: a bad value or combination, or an option neither this command nor Beam knows.
+    """
+    config = config_from_args(args)
+    check_beam_args(beam_args)
+    return ScoreSettings(config, run_options_from_args(args), tuple(beam_args))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -102,15 +131,19 @@ def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
         default=DEFAULT_REVIEW_THRESHOLD,
         help="flag predictions below this confidence as low_confidence",
     )
-    add("--min-batch-size", type=int, default=DEFAULT_MIN_BATCH_SIZE, help="RunInference min batch")
-    add("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="RunInference max batch")
+    add(
+        "--max-batch-size",
+        type=int,
+        default=DEFAULT_MAX_BATCH_SIZE,
+        help="files per group, and so images per model call",
+    )
     add(
         "--max-error-rate",
         type=float,
         default=None,
         help="exit 4 when errors/matched exceeds this (0-1); default: only when every file failed",
     )
-    add("--max-pixels", type=int, default=40_000_000, help="refuse larger images (decompression bombs)")
+    add("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (decompression bombs)")
     add(
         "--max-file-bytes",
         type=int,
@@ -139,7 +172,7 @@ def add_production_arguments(p: argparse.ArgumentParser) -> list[argparse.Action
 
     add(
         "--layout",
-        choices=("flat", "runs"),
+        choices=LAYOUTS,
         default="flat",
         help="flat: tables directly in --output; runs: --output is a ROOT of Hive-partitioned tables "
         "ROOT/<table>/dt=DATE/run=ID/, each run committed with ROOT/_runs/dt=DATE/run=ID/_SUCCESS",
@@ -157,7 +190,7 @@ def add_production_arguments(p: argparse.ArgumentParser) -> list[argparse.Action
     )
     add(
         "--incremental-key",
-        choices=("stat", "hash"),
+        choices=INCREMENTAL_KEYS,
         default="stat",
         help="what identifies a file already scored: stat = path+size+mtime, hash = path+sha256 of the content",
     )
@@ -170,7 +203,7 @@ def add_production_arguments(p: argparse.ArgumentParser) -> list[argparse.Action
     return actions
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> ScoreConfig:
     """argparse namespace -> ScoreConfig (a bad value becomes a MnistBatchError naming the field)."""
 
     extensions = tuple(e.strip().lower().lstrip(".") for e in args.extensions.split(",") if e.strip())
@@ -182,7 +215,6 @@ def config_from_args(args: argparse.Namespace):
             labels_csv=args.labels_csv,
             extensions=extensions,
             review_threshold=args.review_threshold,
-            min_batch_size=args.min_batch_size,
             max_batch_size=args.max_batch_size,
             max_error_rate=args.max_error_rate,
             max_pixels=args.max_pixels,
@@ -221,22 +253,19 @@ def check_beam_args(beam_args: Sequence[str]) -> None:
     own = option_strings()
     for flag in flags:
         name = flag[2:].split("=", 1)[0]
-        if name not in unknown:
+        if name.replace("-", "_") not in unknown:  # Beam reports --a-b as a_b
             continue
         guess = difflib.get_close_matches("--" + name, own, n=1)
         hint = f"did you mean {guess[0]}?" if guess else "not an option of mnist-batch score or of Beam"
         raise MnistBatchError(f"score: unknown option --{name} ({hint})")
 
 
-def run_options_from_args(args: argparse.Namespace):
-    """argparse namespace -> ``RunOptions`` (a bad combination becomes a MnistBatchError)."""
-    from mnist_batch.scoring.launch import RunOptions
-
+def run_options_from_args(args: argparse.Namespace) -> RunOptions:
+    """argparse namespace -> :class:`RunOptions` (a bad combination becomes a MnistBatchError)."""
     layout = getattr(args, "layout", "flat")
-    if layout == "flat" and (
-        getattr(args, "incremental", False) or getattr(args, "run_date", None) or getattr(args, "replace", False)
-    ):
-        raise MnistBatchError("score: --incremental, --run-date and --replace need --layout runs")
+    if layout == "flat" and any(getattr(args, name, None) for name in RUNS_ONLY):
+        flags = [f"--{name.replace('_', '-')}" for name in RUNS_ONLY]
+        raise MnistBatchError(f"score: {', '.join(flags[:-1])} and {flags[-1]} need --layout runs")
     if layout == "runs" and getattr(args, "overwrite", False):
         raise MnistBatchError("score: --overwrite is for --layout flat; with --layout runs use --replace")
     try:

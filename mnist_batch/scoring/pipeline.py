@@ -18,20 +18,19 @@ Graph (every step named; composites are PTransforms)::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import apache_beam as beam
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
+from mnist_batch.runstore.run_ids import default_run_id
 from mnist_batch.scoring.decode import DecodeGroupFn, DecodeImages
 from mnist_batch.scoring.format import FormatGroupsFn, ScoreImages
 from mnist_batch.scoring.handler import DigitModelHandler, group_inference_fn
 from mnist_batch.scoring.labels import read_labels_csv
 from mnist_batch.scoring.matching import MatchImageFiles, needs_reshuffle
 from mnist_batch.scoring.read import check_patterns_match, expand_inputs
-from mnist_batch.scoring.run_ids import default_run_id
 from mnist_batch.scoring.runners import runs_in_one_process
 from mnist_batch.scoring.stats import ComputeStats
 
@@ -76,7 +75,7 @@ def build_pipeline(
       check_inputs: list the first match of each pattern up front (fail fast).
       select_files: optional transform of ``{"images", "skipped"}`` to the same dict, applied
         right after matching, returning also ``"manifest"`` rows (production runs:
-        :class:`mnist_batch.scoring.history.SelectFiles` drops files scored before).
+        :class:`mnist_batch.runstore.history.SelectFiles` drops files scored before).
     """
     card = card or check_model(config.model, load=False)
     scorer = scorer or choose_runtime(config.model, card, config.runtime)
@@ -136,12 +135,3 @@ def build_pipeline(
         run_id=run_id,
         manifest=files.get("manifest"),
     )
-
-
-def run_scoring(
-    config: ScoreConfig, beam_args: list[str] | None = None, *, card: ModelCard | None = None
-) -> dict[str, Any]:
-    """A flat run (``OUT/<table>/``, ``OUT/summary.json``): :func:`mnist_batch.scoring.launch.launch`."""
-    from mnist_batch.scoring.launch import launch
-
-    return launch(config, None, beam_args, card=card)

@@ -14,13 +14,10 @@ import tempfile
 import uuid
 from collections.abc import Sequence
 
+from mnist_batch.files import is_remote, local_path
 from mnist_batch.scoring.errors import ScoringError
 
 PROBE_PREFIX = ".mnist_batch_probe_"
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
 
 
 def first_missing_folder(path: str) -> str | None:
@@ -84,7 +81,7 @@ def check_output_writable(uri: str) -> None:
     if is_remote(uri):
         check_remote_writable(uri)
     else:
-        check_local_writable(uri.removeprefix("file://"))
+        check_local_writable(local_path(uri))
 
 
 def runner_name(beam_args: Sequence[str]) -> str | None:

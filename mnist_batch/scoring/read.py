@@ -28,13 +28,10 @@ from collections.abc import Sequence
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
+from mnist_batch.files import is_remote, local_path
+from mnist_batch.runstore.fs import GLOB_CHARS, glob_escape
 from mnist_batch.scoring.errors import ScoringError
-from mnist_batch.scoring.fs import GLOB_CHARS, glob_escape
 from mnist_batch.scoring.listing import list_local
-
-
-def _is_remote(spec: str) -> bool:
-    return "://" in spec
 
 
 def expand_input(spec: str) -> list[str]:
@@ -56,13 +53,13 @@ def expand_input(spec: str) -> list[str]:
         if not patterns:
             raise ScoringError(f"--input {spec}: the list names no inputs")
         return patterns
-    if _is_remote(spec):
+    if is_remote(spec):
         if spec.endswith("/"):
             return [glob_escape(spec) + "**"]
         if any(c in spec for c in GLOB_CHARS) and FileSystems.exists(spec):
             return [glob_escape(spec)]  # an object whose name holds glob characters
         return [spec]
-    path = os.path.abspath(os.path.expanduser(spec))
+    path = os.path.abspath(os.path.expanduser(local_path(spec)))
     if os.path.isdir(path):
         return [os.path.join(glob_escape(path), "**")]
     if os.path.lexists(path):
@@ -91,7 +88,7 @@ def check_patterns_match(patterns: Sequence[str]) -> None:
       ScoringError: naming the pattern.
     """
     for pattern in patterns:
-        if not _is_remote(pattern):
+        if not is_remote(pattern):
             if next(iter(list_local(pattern)), None) is None:
                 raise ScoringError(f"--input: {pattern} matches no files")
             continue

@@ -4,7 +4,7 @@ Beam's own file sinks (``WriteToParquet``) match their output paths as glob patt
 finalise, so an output folder named ``prod[1]`` fails there; and their finalise step is a
 second rename on top of the run's commit. :class:`WriteTable` writes one shard per bundle
 straight into the run's staging folder and emits the shard's path; the run's commit
-(:mod:`mnist_batch.scoring.commit`) moves exactly the emitted shards into the table. A bundle
+(:mod:`mnist_batch.runstore.commit`) moves exactly the emitted shards into the table. A bundle
 that failed and was retried leaves an orphan shard behind that no one emitted: it is deleted
 with the staging folder, never moved into a table.
 
@@ -13,19 +13,15 @@ Schemas, table and folder names: :mod:`mnist_batch.tables`.
 
 from __future__ import annotations
 
-import io
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
-from mnist_batch.scoring import fs
+from mnist_batch.runstore import fs
+from mnist_batch.runstore.shards import ROWS_PER_GROUP, ShardWriter, new_shard_path
 from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side's view of the contract
     COL_PREDICTED_CLASS,
     COL_TRUE_CLASS,
@@ -38,62 +34,6 @@ from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side'
     RUN_TABLES,
     TABLES,
 )
-
-CODEC = "snappy"
-ROWS_PER_GROUP = 4096
-
-
-def new_shard_path(folder: str) -> str:
-    """A fresh shard name in ``folder``: ``part-<uuid>.parquet`` (unique across workers and retries)."""
-    return fs.join(folder, f"part-{uuid.uuid4().hex}.parquet")
-
-
-class ShardWriter:
-    """One Parquet file written chunk by chunk (a row group per chunk), on any Beam filesystem."""
-
-    def __init__(self, path: str, schema: pa.Schema) -> None:
-        self.path = path
-        self._schema = schema
-        if fs.is_remote(path):
-            self._stream = FileSystems.create(path)
-            sink = pa.PythonFile(self._stream, mode="w")
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            self._stream = None
-            sink = path
-        self._writer = pq.ParquetWriter(sink, schema, compression=CODEC)
-
-    def write(self, table: pa.Table) -> None:
-        if not table.schema.equals(self._schema):
-            table = table.select(self._schema.names).cast(self._schema)
-        self._writer.write_table(table)
-
-    def close(self) -> str:
-        self._writer.close()
-        if self._stream is not None:
-            self._stream.close()
-        return self.path
-
-
-def read_shards(folder: str, columns: list[str] | None = None) -> list[pa.Table]:
-    """Every Parquet shard in ``folder`` (any Beam filesystem; none when it does not exist), as tables."""
-    tables = []
-    for path in fs.list_files(folder):
-        if not path.endswith(".parquet"):
-            continue
-        if fs.is_remote(path):
-            with FileSystems.open(path) as f:
-                tables.append(pq.read_table(io.BytesIO(f.read()), columns=columns))
-        else:
-            tables.append(pq.read_table(path, columns=columns))
-    return tables
-
-
-def write_empty_shard(folder: str, schema: pa.Schema) -> str:
-    """An empty shard (schema only), so that a table with no rows still reads with its columns."""
-    writer = ShardWriter(new_shard_path(folder), schema)
-    writer.write(schema.empty_table())
-    return writer.close()
 
 
 class WriteShardsFn(beam.DoFn):

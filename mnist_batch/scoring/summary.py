@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from mnist_batch.errors import MnistBatchError
-from mnist_batch.scoring.history import SKIP_ALREADY_SCORED
+from mnist_batch.runstore.history import SKIP_ALREADY_SCORED
 
 EXIT_OK = 0
 EXIT_TOO_MANY_ERRORS = 4

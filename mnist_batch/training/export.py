@@ -166,12 +166,9 @@ def export_model(
     Raises:
       ExportError: the path cannot be written.
     """
-    import tensorflow as tf
-
     path = save_model(model, path)
     saved = keras.models.load_model(path, safe_mode=True, compile=False)
     probs = Predictor(saved)(test_split.images, batch_size=512) if test_split is not None else None
-    test_metrics = evaluate_split(saved, test_split, len(class_names), probs) if test_split is not None else {}
     card = ModelCard(
         model_name=model_name,
         model_id=file_sha256(path),
@@ -183,26 +180,56 @@ def export_model(
         epochs=int(epochs),
         strategy=strategy,
         replicas=int(replicas),
-        tf_version=tf.__version__,
+        tf_version=tensorflow_version(),
         keras_version=keras.__version__,
         wall_time_s=round(float(wall_time_s), 3),
-        test_metrics=test_metrics,
+        test_metrics=evaluate_split(saved, test_split, len(class_names), probs) if test_split is not None else {},
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         extra=dict(extra or {}),
         reference=reference_distribution(probs) if probs is not None else None,
     )
+    write_model_card(card, path)
+    return path, add_runtime_files(saved, path, card, runtimes, test_split, probs)
+
+
+def tensorflow_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def write_model_card(card: ModelCard, path: pathlib.Path) -> None:
+    """The card beside the model (``NAME.card.json``).
+
+    Raises:
+      ExportError: it cannot be written.
+    """
     try:
         write_card(card, path)
     except OSError as exc:
         raise ExportError(f"cannot write {card_path(path)} ({exc.strerror or exc})") from exc
+
+
+def add_runtime_files(
+    saved: keras.Model,
+    path: pathlib.Path,
+    card: ModelCard,
+    runtimes: tuple[str, ...],
+    test_split: Split | None,
+    probs: np.ndarray | None,
+) -> ModelCard:
+    """Each runtime's file made beside the model and recorded in its card; the card as it ends.
+
+    A runtime that cannot be made is a warning: the model is kept and scoring runs it on Keras.
+    """
+    images = test_split.images if test_split is not None else np.zeros((0, *MODEL_INPUT_SHAPE[:2]), np.uint8)
+    labels = test_split.labels if test_split is not None else None
     for runtime in runtimes:
-        images = test_split.images if test_split is not None else np.zeros((0, *MODEL_INPUT_SHAPE[:2]), np.uint8)
-        labels = test_split.labels if test_split is not None else None
         try:
             card = make_artifact(saved, path, card, runtime, images, labels, keras_probabilities=probs)
         except ArtifactError as exc:  # the trained model is kept; scoring then runs it on Keras
             warn(f"{exc}; the model is exported without its {runtime} file (scoring runs it with --runtime keras)")
-    return path, card
+    return card
 
 
 def warn(message: str) -> None:

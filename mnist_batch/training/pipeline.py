@@ -117,37 +117,51 @@ def make_dataset(
     check_arrays(images, labels, num_classes=num_classes, where=name)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
-    n = int(labels.shape[0])
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(images, np.uint8), np.asarray(labels).astype(np.int32)))
     if cache:
-        if cache_dir:
-            os.makedirs(cache_dir, exist_ok=True)
-            ds = ds.cache(os.path.join(cache_dir, f"{name}-{fingerprint(images, labels)}"))
-        else:
-            ds = ds.cache()
+        ds = cached(ds, cache_dir, f"{name}-{fingerprint(images, labels)}" if cache_dir else None)
     if training:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+        ds = ds.shuffle(int(labels.shape[0]), seed=seed, reshuffle_each_iteration=True)
+    ds = to_model_inputs(
+        ds.batch(batch_size), num_classes, seed=seed, augment_params=augment_params if training and augment else None
+    )
+    if prefetch:
+        ds = ds.prefetch(AUTOTUNE)
+    return with_data_sharding(ds)
+
+
+def cached(ds: tf.data.Dataset, cache_dir: str | None, file_name: str | None) -> tf.data.Dataset:
+    """``ds`` cached in memory, or to ``cache_dir/file_name*`` files."""
+    if not cache_dir:
+        return ds.cache()
+    os.makedirs(cache_dir, exist_ok=True)
+    return ds.cache(os.path.join(cache_dir, file_name))
+
+
+def to_model_inputs(
+    ds: tf.data.Dataset, num_classes: int, *, seed: int, augment_params: AugmentParams | None
+) -> tf.data.Dataset:
+    """uint8 batches and class ids -> float32 [B, 28, 28, 1] images (augmented when
+    ``augment_params`` is given) and one-hot labels."""
 
     def to_inputs(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return normalize_tf(x), tf.one_hot(y, num_classes, dtype=tf.float32)
 
-    if training and augment:
-        # One fresh stateless seed per batch, re-drawn every epoch, derived from ``seed``.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds))
+    if augment_params is None:
+        return ds.map(to_inputs, num_parallel_calls=AUTOTUNE)
+    # One fresh stateless seed per batch, re-drawn every epoch, derived from ``seed``.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
-        def to_augmented(batch: tuple[tf.Tensor, tf.Tensor], batch_seed: tf.Tensor):
-            x, y = to_inputs(*batch)
-            return random_affine(x, batch_seed, augment_params), y
+    def to_augmented(batch: tuple[tf.Tensor, tf.Tensor], batch_seed: tf.Tensor):
+        x, y = to_inputs(*batch)
+        return random_affine(x, batch_seed, augment_params), y
 
-        ds = ds.map(to_augmented, num_parallel_calls=AUTOTUNE)
-    else:
-        ds = ds.map(to_inputs, num_parallel_calls=AUTOTUNE)
-    if prefetch:
-        ds = ds.prefetch(AUTOTUNE)
+    return tf.data.Dataset.zip((ds, seeds)).map(to_augmented, num_parallel_calls=AUTOTUNE)
+
+
+def with_data_sharding(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Every worker builds the same seeded pipeline; shard by data (the arrays are in memory)."""
     options = tf.data.Options()
-    # Every worker builds the same seeded pipeline; shard by data (the arrays are in memory).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
     return ds.with_options(options)

@@ -101,6 +101,31 @@ def resolve_verbose(verbose: int | None) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Where one process trains: its strategy, role, precision and output verbosity."""
+
+    strategy: tf.distribute.Strategy
+    chief: bool
+    task_id: int
+    replicas: int
+    precision: str
+    verbose: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """The data of one run: the data set, its splits and the two input pipelines."""
+
+    dataset: Dataset
+    splits: dict[str, Split]
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    batch: int
+    """The global batch size."""
+    steps_per_epoch: int
+
+
 def train(
     config: TrainConfig,
     *,
@@ -122,31 +147,81 @@ def train(
       writable. TrainingError: the loss became NaN. ValueError: invalid strategy combination.
     """
     keras.utils.set_random_seed(config.seed)
-    if strategy is None:
-        strategy = strat.make_strategy(config.strategy, allow_cpu=config.allow_cpu)
-    multi_worker = strat.is_multi_worker(strategy)
-    chief = strat.is_chief(strategy)
-    _, task_id = strat.worker_task(strategy)
-    replicas = strategy.num_replicas_in_sync
-    precision = strat.configure_precision(config.mixed_precision)
-    verbose = resolve_verbose(config.verbose) if chief else 0
-
+    setup = set_up(config, strategy)
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise MnistBatchError("--tensorboard needs the tensorboard package: pip install tensorboard")
     dataset = datasets if datasets is not None else load_dataset(config.dataset)
     splits = prepare_splits(dataset, config.limit)
-    if config.export and chief:
+    if config.export and setup.chief:
         check_export_path(config.export)
         check_runtimes(config.export_runtimes)
-    run_dir = None
-    if config.run_dir:
-        run_dir = cb.RunDir.for_task(config.run_dir, is_chief=chief, task_id=task_id)
-        run_dir.prepare()
+    run_dir = open_run_dir(config, setup)
     resume_from = run_dir.resume_epoch() if run_dir else 0
-    if chief and resume_from:
+    if setup.chief and resume_from:
         print(f"resuming from epoch {resume_from} (backup in {run_dir.backup})", flush=True)
+    inputs = input_pipelines(config, setup, dataset, splits)
+    model, optimizer = compiled_model(config, setup, inputs)
+    callbacks = cb.build_callbacks(
+        run_dir,
+        epochs=config.epochs,
+        verbose=setup.verbose,
+        patience=config.patience,
+        tensorboard=config.tensorboard,
+        resuming=resume_from > 0,
+        start_from_epoch=cb.ema_warmup_epochs(optimizer, inputs.steps_per_epoch),
+    )
+    if setup.chief:
+        print(start_line(config, setup, inputs), flush=True)
+    start = time.perf_counter()
+    history = fit(config, setup, inputs, model, callbacks, resume_from)
+    wall = time.perf_counter() - start
+    values = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    if run_dir is not None:
+        if setup.chief:
+            plot_learning_curve(run_dir, title=f"{config.model} on {dataset.name}")
+        run_dir.discard_worker_files()
+    result = TrainResult(
+        model=model,
+        history=values,
+        initial_epoch=resume_from,
+        epochs_run=resume_from + len(values.get("loss", [])),
+        wall_time_s=wall,
+        strategy=strat.strategy_label(setup.strategy),
+        replicas=setup.replicas,
+        is_chief=setup.chief,
+        split_sizes={name: len(split) for name, split in splits.items()},
+        run_dir=run_dir,
+        precision=setup.precision,
+    )
+    if config.export and setup.chief:
+        path, card = export_trained(config, inputs, result)
+        result.export_path, result.card = str(path), card
+    return result
 
-    batch = global_batch_size(config.batch_size, strategy)
+
+def set_up(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> Setup:
+    """The strategy (``config.strategy`` unless given), this process's role, the dtype policy."""
+    if strategy is None:
+        strategy = strat.make_strategy(config.strategy, allow_cpu=config.allow_cpu)
+    chief = strat.is_chief(strategy)
+    _, task_id = strat.worker_task(strategy)
+    precision = strat.configure_precision(config.mixed_precision)
+    verbose = resolve_verbose(config.verbose) if chief else 0
+    return Setup(strategy, chief, task_id, strategy.num_replicas_in_sync, precision, verbose)
+
+
+def open_run_dir(config: TrainConfig, setup: Setup) -> cb.RunDir | None:
+    """This task's run dir, prepared (None without ``--run-dir``)."""
+    if not config.run_dir:
+        return None
+    run_dir = cb.RunDir.for_task(config.run_dir, is_chief=setup.chief, task_id=setup.task_id)
+    run_dir.prepare()
+    return run_dir
+
+
+def input_pipelines(config: TrainConfig, setup: Setup, dataset: Dataset, splits: dict[str, Split]) -> Inputs:
+    """The training pipeline (shuffled, augmented as configured) and the validation pipeline."""
+    batch = global_batch_size(config.batch_size, setup.strategy)
     train_split, val_split = splits["train"], splits["validation"]
     train_ds = make_dataset(
         train_split.images,
@@ -166,20 +241,23 @@ def train(
         val_split.images,
         val_split.labels,
         num_classes=dataset.num_classes,
-        batch_size=global_batch_size(EVAL_BATCH_PER_REPLICA, strategy),
+        batch_size=global_batch_size(EVAL_BATCH_PER_REPLICA, setup.strategy),
         training=False,
         cache_dir=config.cache_dir,
         name="validation",
     )
-    steps_per_epoch = math.ceil(len(train_split) / batch)
+    return Inputs(dataset, splits, train_ds, val_ds, batch, math.ceil(len(train_split) / batch))
 
-    with strategy.scope():
+
+def compiled_model(config: TrainConfig, setup: Setup, inputs: Inputs) -> tuple[keras.Model, Any]:
+    """The zoo model and its optimizer, built and compiled in the strategy's scope."""
+    with setup.strategy.scope():
         model, optimizer = build_model(
             config.model,
-            dataset.num_classes,
-            total_steps=steps_per_epoch * config.epochs,
+            inputs.dataset.num_classes,
+            total_steps=inputs.steps_per_epoch * config.epochs,
             learning_rate=config.learning_rate,
-            replicas=replicas,
+            replicas=setup.replicas,
         )
         model.compile(
             optimizer=optimizer,
@@ -187,99 +265,80 @@ def train(
             metrics=["accuracy"],
         )
         optimizer.build(model.trainable_variables)
+    return model, optimizer
 
-    callbacks = cb.build_callbacks(
-        run_dir,
-        epochs=config.epochs,
-        verbose=verbose,
-        patience=config.patience,
-        tensorboard=config.tensorboard,
-        resuming=resume_from > 0,
-        start_from_epoch=cb.ema_warmup_epochs(optimizer, steps_per_epoch),
+
+def start_line(config: TrainConfig, setup: Setup, inputs: Inputs) -> str:
+    """The line the chief prints before the first epoch."""
+    train_n, val_n = len(inputs.splits["train"]), len(inputs.splits["validation"])
+    return (
+        f"training {config.model} on {inputs.dataset.name}: {train_n:,} train / {val_n:,} validation "
+        f"images, {config.epochs} epochs, batch {inputs.batch} ({config.batch_size} x {setup.replicas} replica(s)), "
+        f"{strat.strategy_label(setup.strategy)}, {setup.precision}"
     )
-    if chief:
-        print(
-            f"training {config.model} on {dataset.name}: {len(train_split):,} train / {len(val_split):,} validation "
-            f"images, {config.epochs} epochs, batch {batch} ({config.batch_size} x {replicas} replica(s)), "
-            f"{strat.strategy_label(strategy)}, {precision}",
-            flush=True,
-        )
-    start = time.perf_counter()
-    if multi_worker:
-        history = fit_distributed(
+
+
+def fit(config: TrainConfig, setup: Setup, inputs: Inputs, model: keras.Model, callbacks, resume_from: int):
+    """Trains: Keras ``fit`` in one process, the custom distributed loop across workers."""
+    verbose = 1 if setup.verbose == 1 else 0
+    if strat.is_multi_worker(setup.strategy):
+        return fit_distributed(
             model,
-            strategy,
-            train_ds,
-            val_ds,
+            setup.strategy,
+            inputs.train,
+            inputs.validation,
             epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=inputs.steps_per_epoch,
             callbacks=callbacks,
-            verbose=1 if verbose == 1 else 0,
+            verbose=verbose,
             initial_epoch=resume_from,
             label_smoothing=config.label_smoothing,
         )
-    else:
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=config.epochs,
-            callbacks=callbacks,
-            verbose=1 if verbose == 1 else 0,
-            shuffle=False,  # the pipeline shuffles
-        )
-    wall = time.perf_counter() - start
-    values = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    epochs_run = resume_from + len(values.get("loss", []))
-
-    if run_dir is not None:
-        if chief and run_dir.history.is_file():
-            # The same plot `mnist-batch report RUN_DIR` draws.
-            from mnist_batch.training import curves
-
-            try:
-                history_rows = curves.read_history_csv(run_dir.history)
-            except ValueError:  # no epoch recorded
-                history_rows = None
-            if history_rows:
-                title = f"{config.model} on {dataset.name}"
-                curves.plot_learning_curves(history_rows, run_dir.learning_curve, title=title)
-        run_dir.discard_worker_files()
-
-    result = TrainResult(
-        model=model,
-        history=values,
-        initial_epoch=resume_from,
-        epochs_run=epochs_run,
-        wall_time_s=wall,
-        strategy=strat.strategy_label(strategy),
-        replicas=replicas,
-        is_chief=chief,
-        split_sizes={name: len(split) for name, split in splits.items()},
-        run_dir=run_dir,
-        precision=precision,
+    return model.fit(
+        inputs.train,
+        validation_data=inputs.validation,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the pipeline shuffles
     )
-    if config.export and chief:
-        extra: dict[str, Any] = {
-            "config": dataclasses.asdict(config),
-            "global_batch_size": batch,
-            "precision": precision,
-            "resumed_from_epoch": resume_from,
-            "history": values,
-        }
-        path, card = export_model(
-            model,
-            config.export,
-            model_name=config.model,
-            dataset=dataset.name,
-            class_names=dataset.class_names,
-            split_sizes=result.split_sizes,
-            test_split=splits.get("test"),
-            epochs=epochs_run,
-            strategy=result.strategy,
-            replicas=replicas,
-            wall_time_s=wall,
-            extra=json.loads(json.dumps(extra, default=str)),
-            runtimes=config.export_runtimes,
-        )
-        result.export_path, result.card = str(path), card
-    return result
+
+
+def plot_learning_curve(run_dir: cb.RunDir, *, title: str) -> None:
+    """The same plot `mnist-batch report RUN_DIR` draws, from the run's CSV history."""
+    if not run_dir.history.is_file():
+        return
+    from mnist_batch.training import curves
+
+    try:
+        history_rows = curves.read_history_csv(run_dir.history)
+    except ValueError:  # no epoch recorded
+        history_rows = None
+    if history_rows:
+        curves.plot_learning_curves(history_rows, run_dir.learning_curve, title=title)
+
+
+def export_trained(config: TrainConfig, inputs: Inputs, result: TrainResult) -> tuple[Any, ModelCard]:
+    """The trained model exported to ``config.export`` with its card (and runtime files)."""
+    extra: dict[str, Any] = {
+        "config": dataclasses.asdict(config),
+        "global_batch_size": inputs.batch,
+        "precision": result.precision,
+        "resumed_from_epoch": result.initial_epoch,
+        "history": result.history,
+    }
+    return export_model(
+        result.model,
+        config.export,
+        model_name=config.model,
+        dataset=inputs.dataset.name,
+        class_names=inputs.dataset.class_names,
+        split_sizes=result.split_sizes,
+        test_split=inputs.splits.get("test"),
+        epochs=result.epochs_run,
+        strategy=result.strategy,
+        replicas=result.replicas,
+        wall_time_s=result.wall_time_s,
+        extra=json.loads(json.dumps(extra, default=str)),
+        runtimes=config.export_runtimes,
+    )

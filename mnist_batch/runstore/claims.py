@@ -1,7 +1,7 @@
 """Leases: a launch claims its run id (and, when incremental, the root's history) before it starts.
 
 A lease is a small JSON file ``ROOT/_claims/<name>.json`` created atomically (``O_EXCL`` on a
-local disk; see :mod:`mnist_batch.scoring.fs` for object stores) and holding who owns it::
+local disk; see :mod:`mnist_batch.runstore.fs` for object stores) and holding who owns it::
 
     {"name": "run=nightly", "run_id": ..., "attempt": ..., "host": ..., "pid": ...,
      "started_at": ..., "heartbeat_at": <epoch s>, "ttl_s": 120, "detached": false}
@@ -26,8 +26,8 @@ import time
 import uuid
 from typing import Any
 
-from mnist_batch.scoring import fs
-from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.runstore import fs
+from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.tables import CLAIMS_DIR
 
 LEASE_TTL_S = 120.0
@@ -35,7 +35,7 @@ DETACHED_TTL_S = 24 * 3600.0
 """A detached launch's lease lasts this long unless its job's commit deletes it sooner."""
 
 
-class ClaimError(ScoringError):
+class ClaimError(RunStoreError):
     """Another live launch holds the lease (the message names it)."""
 
 

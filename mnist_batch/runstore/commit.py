@@ -1,4 +1,4 @@
-"""Output layouts and the commit that makes a run's shards visible, all at once or not at all.
+"""The commit that makes a run's shards visible, all at once or not at all.
 
 A run writes its shards into ``<root>/_staging/<attempt>/<table>/`` (readers skip ``_`` paths).
 When every shard is final, :func:`commit_run` (the pipeline's last step) records a journal
@@ -25,102 +25,15 @@ import json
 from typing import Any
 
 from mnist_batch import jsonfmt
-from mnist_batch.scoring import fs
-from mnist_batch.scoring.errors import ScoringError
-from mnist_batch.scoring.sinks import write_empty_shard
-from mnist_batch.tables import (
-    JOURNAL_FILE,
-    RUN_TABLES,
-    RUNS_DIR,
-    STAGING_DIR,
-    SUCCESS_FILE,
-    SUMMARY_FILE,
-    TABLES,
-)
+from mnist_batch.runstore import fs
+from mnist_batch.runstore.errors import RunStoreError
+from mnist_batch.runstore.layout import Layout, earlier_outputs, run_meta_dir, runs_index
+from mnist_batch.runstore.shards import write_empty_shard
+from mnist_batch.tables import JOURNAL_FILE, RUNS_DIR, STAGING_DIR, SUCCESS_FILE, SUMMARY_FILE
 
 
-class CommitError(ScoringError):
+class CommitError(RunStoreError):
     """A run cannot be committed (already committed without replace, a shard lost, ...)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Where one run's tables, metadata and staging go.
-
-    Attributes:
-      kind: ``flat`` or ``runs``.
-      root: ``--output``: the flat output folder or the runs root.
-      run_id: the run's id.
-      dt: the run's ``dt=`` partition (``runs`` only).
-    """
-
-    kind: str
-    root: str
-    run_id: str
-    dt: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("flat", "runs"):
-            raise ValueError(f"kind must be 'flat' or 'runs', got {self.kind!r}")
-        if self.kind == "runs" and not self.dt:
-            raise ValueError("dt is required for the runs layout")
-
-    @property
-    def tables(self) -> dict:
-        return RUN_TABLES if self.kind == "runs" else TABLES
-
-    def table_dir(self, table: str) -> str:
-        if self.kind == "flat":
-            return fs.join(self.root, table)
-        return fs.join(self.root, table, f"dt={self.dt}", f"run={self.run_id}")
-
-    @property
-    def meta_dir(self) -> str:
-        if self.kind == "flat":
-            return self.root
-        return run_meta_dir(self.root, self.dt, self.run_id)
-
-    def staging_dir(self, attempt: str) -> str:
-        return fs.join(self.root, STAGING_DIR, attempt)
-
-    @property
-    def marker(self) -> str:
-        return fs.join(self.meta_dir, SUCCESS_FILE)
-
-
-def run_meta_dir(root: str, dt: str, run_id: str) -> str:
-    return fs.join(root, RUNS_DIR, f"dt={dt}", f"run={run_id}")
-
-
-def runs_index(root: str) -> dict[tuple[str, str], set[str]]:
-    """``(dt, run_id)`` -> names of the files in ``ROOT/_runs/dt=/run=/``, from one listing."""
-    prefix = fs.join(root, RUNS_DIR).rstrip("/") + "/"
-    index: dict[tuple[str, str], set[str]] = {}
-    for path in fs.list_files(fs.join(root, RUNS_DIR)):
-        parts = path[len(prefix) :].replace("\\", "/").split("/")
-        if len(parts) == 3 and parts[0].startswith("dt=") and parts[1].startswith("run="):
-            index.setdefault((parts[0][3:], parts[1][4:]), set()).add(parts[2])
-    return index
-
-
-def run_partitions(root: str, run_id: str) -> list[str]:
-    """The ``dt`` values under which ``run_id`` has metadata in a runs root (committed or not)."""
-    return sorted(dt for dt, run in runs_index(root) if run == run_id)
-
-
-def earlier_outputs(layout: Layout) -> list[str]:
-    """What a replacing commit deletes: an earlier run's tables and metadata at these places."""
-    if layout.kind == "flat":
-        files = [fs.join(layout.root, n) for n in (SUMMARY_FILE, SUCCESS_FILE) if fs.exists(fs.join(layout.root, n))]
-        return [fs.join(layout.root, t) for t in TABLES if fs.list_files(fs.join(layout.root, t))] + files
-    doomed = []
-    for dt in run_partitions(layout.root, layout.run_id):
-        earlier = dataclasses.replace(layout, dt=dt)
-        doomed.append(earlier.meta_dir)
-        doomed.extend(earlier.table_dir(t) for t in RUN_TABLES)
-    # Table partitions of an uncommitted earlier attempt of this run id under today's dt.
-    doomed.extend(layout.table_dir(t) for t in RUN_TABLES if fs.list_files(layout.table_dir(t)))
-    return sorted(set(doomed))
 
 
 def read_marker(marker: str) -> dict[str, Any] | None:

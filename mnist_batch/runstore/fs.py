@@ -4,7 +4,8 @@ Beam's ``FileSystems.match`` treats ``*``, ``?`` and ``[`` as glob characters ev
 path, and its file sinks match their own output paths as globs, so a folder named
 ``batch[1]`` would match ``batch1``. Every helper here takes literal paths: local paths go
 through :mod:`os` (no globbing at all), remote ones (``gs://``, ``s3://``, ...) through
-``FileSystems`` with the path escaped by :func:`glob_escape`.
+``FileSystems`` with the path escaped by :func:`glob_escape`. A ``file://`` URI is local
+(:func:`mnist_batch.files.is_remote`).
 
 What is atomic where (the run store's commit relies on it; see deploy/README.md):
 
@@ -25,16 +26,15 @@ import warnings
 
 from apache_beam.io.filesystems import FileSystems
 
+from mnist_batch.files import LOCAL_SCHEME, is_remote, local_path
+
+__all__ = ["is_remote"]  # the package's one answer (mnist_batch.files), as the run store's callers know it
+
 GLOB_CHARS = "*?["
 
 # An escaped "[" ("[[]") becomes the regex "[[]", which Python flags as a possible future nested
 # set; it is a one-character class today and Beam has no other way to quote "[".
 warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
-
-
-def is_remote(uri: str) -> bool:
-    """True for ``scheme://...`` URIs (any filesystem but the local one)."""
-    return "://" in uri
 
 
 def glob_escape(path: str) -> str:
@@ -43,13 +43,15 @@ def glob_escape(path: str) -> str:
 
 
 def join(base: str, *parts: str) -> str:
-    return FileSystems.join(base, *parts)
+    if is_remote(base):
+        return FileSystems.join(base, *parts)
+    return os.path.join(base, *parts)  # what Beam's local filesystem does, for file:// URIs too
 
 
 def exists(uri: str) -> bool:
     if is_remote(uri):
         return FileSystems.exists(uri)
-    return os.path.lexists(uri)
+    return os.path.lexists(local_path(uri))
 
 
 def list_files(folder: str) -> list[str]:
@@ -62,8 +64,9 @@ def list_files(folder: str) -> list[str]:
             return []
         return sorted(m.path for m in result.metadata_list)
     found = []
-    for dirpath, _, filenames in os.walk(folder):
-        found.extend(os.path.join(dirpath, name) for name in filenames)
+    scheme = LOCAL_SCHEME if folder.startswith(LOCAL_SCHEME) else ""  # names come back as they were asked
+    for dirpath, _, filenames in os.walk(local_path(folder)):
+        found.extend(scheme + os.path.join(dirpath, name) for name in filenames)
     return sorted(found)
 
 
@@ -73,7 +76,7 @@ def list_dir(folder: str) -> list[str]:
         prefix = folder.rstrip("/") + "/"
         return sorted({p[len(prefix) :].split("/", 1)[0] for p in list_files(folder) if p.startswith(prefix)})
     try:
-        return sorted(os.listdir(folder))
+        return sorted(os.listdir(local_path(folder)))
     except (FileNotFoundError, NotADirectoryError):
         return []
 
@@ -81,7 +84,7 @@ def list_dir(folder: str) -> list[str]:
 def makedirs(folder: str) -> None:
     """Creates a local folder and its parents (object stores have no folders: nothing to do)."""
     if not is_remote(folder):
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(local_path(folder), exist_ok=True)
 
 
 def parent(uri: str) -> str:
@@ -97,6 +100,7 @@ def rename(src: str, dst: str) -> None:
     if is_remote(src):
         FileSystems.rename([src], [dst])
         return
+    src, dst = local_path(src), local_path(dst)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     os.rename(src, dst)
 
@@ -108,6 +112,7 @@ def delete_tree(folder: str) -> None:
         if files:
             FileSystems.delete(files)
         return
+    folder = local_path(folder)
     if os.path.isdir(folder) and not os.path.islink(folder):
         shutil.rmtree(folder)
     elif os.path.lexists(folder):
@@ -121,21 +126,21 @@ def delete_file(uri: str) -> None:
             FileSystems.delete([uri])
         return
     with contextlib.suppress(FileNotFoundError):
-        os.remove(uri)
+        os.remove(local_path(uri))
 
 
 def remove_empty_dir(folder: str) -> None:
     """Removes a local folder if it is empty (object stores have no folders: nothing to do)."""
     if not is_remote(folder):
         with contextlib.suppress(OSError):
-            os.rmdir(folder)
+            os.rmdir(local_path(folder))
 
 
 def read_text(uri: str) -> str:
     if is_remote(uri):
         with FileSystems.open(uri) as f:
             return f.read().decode("utf-8")
-    with open(uri, encoding="utf-8") as f:
+    with open(local_path(uri), encoding="utf-8") as f:
         return f.read()
 
 
@@ -146,6 +151,7 @@ def write_atomic(uri: str, text: str) -> None:
         with FileSystems.create(uri) as f:  # an object store publishes the object when it is closed
             f.write(data)
         return
+    uri = local_path(uri)
     os.makedirs(os.path.dirname(uri), exist_ok=True)
     tmp = f"{uri}.tmp-{uuid.uuid4().hex}"
     try:
@@ -172,6 +178,7 @@ def create_exclusive(uri: str, text: str) -> bool:
         with FileSystems.create(uri) as f:
             f.write(data)
         return True
+    uri = local_path(uri)
     os.makedirs(os.path.dirname(uri), exist_ok=True)
     try:
         fd = os.open(uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

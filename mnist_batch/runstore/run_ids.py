@@ -6,7 +6,7 @@ import datetime
 import re
 import uuid
 
-from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.runstore.errors import RunStoreError
 
 RUN_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,127}$")
 RESERVED_RUN_IDS = frozenset({"true", "false", "nan", "inf", "infinity", "null", "none"})
@@ -27,10 +27,10 @@ def check_run_id(run_id: str) -> str:
     """Returns ``run_id`` when it is a safe folder name that every reader types as a string.
 
     Raises:
-      ScoringError: otherwise, naming the rule.
+      RunStoreError: otherwise, naming the rule.
     """
     if not RUN_ID_RE.match(run_id) or run_id.lower() in RESERVED_RUN_IDS:
-        raise ScoringError(
+        raise RunStoreError(
             f"--run-id {run_id!r}: start with a letter, then letters, digits and ._- only (at most 128), "
             f"not one of {', '.join(sorted(RESERVED_RUN_IDS))} (readers would not type it as a string)"
         )

@@ -21,10 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from mnist_batch.scoring import claims, fs
-from mnist_batch.scoring.commit import recover
-from mnist_batch.scoring.history import RunInfo, committed_runs
-from mnist_batch.scoring.sinks import read_shards
+from mnist_batch.runstore import claims, fs
+from mnist_batch.runstore.commit import recover
+from mnist_batch.runstore.history import RunInfo, committed_runs
+from mnist_batch.runstore.shards import read_shards
 from mnist_batch.tables import CLAIMS_DIR, RUN_TABLES
 
 __all__ = ["RunInfo", "clean", "committed_runs", "read_run_table", "read_runs"]

@@ -1,0 +1,92 @@
+"""Where a run's outputs go: the two layouts (flat folder, runs root) and the paths inside them.
+
+* ``flat``: ``OUT/<table>/`` and ``OUT/summary.json``, ``OUT/_SUCCESS``.
+* ``runs``: ``ROOT/<table>/dt=D/run=ID/`` and ``ROOT/_runs/dt=D/run=ID/{summary.json,_SUCCESS}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mnist_batch.runstore import fs
+from mnist_batch.tables import LAYOUTS, RUN_TABLES, RUNS_DIR, STAGING_DIR, SUCCESS_FILE, SUMMARY_FILE, TABLES
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where one run's tables, metadata and staging go.
+
+    Attributes:
+      kind: ``flat`` or ``runs``.
+      root: ``--output``: the flat output folder or the runs root.
+      run_id: the run's id.
+      dt: the run's ``dt=`` partition (``runs`` only).
+    """
+
+    kind: str
+    root: str
+    run_id: str
+    dt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYOUTS:
+            raise ValueError(f"kind must be 'flat' or 'runs', got {self.kind!r}")
+        if self.kind == "runs" and not self.dt:
+            raise ValueError("dt is required for the runs layout")
+
+    @property
+    def tables(self) -> dict:
+        return RUN_TABLES if self.kind == "runs" else TABLES
+
+    def table_dir(self, table: str) -> str:
+        if self.kind == "flat":
+            return fs.join(self.root, table)
+        return fs.join(self.root, table, f"dt={self.dt}", f"run={self.run_id}")
+
+    @property
+    def meta_dir(self) -> str:
+        if self.kind == "flat":
+            return self.root
+        return run_meta_dir(self.root, self.dt, self.run_id)
+
+    def staging_dir(self, attempt: str) -> str:
+        return fs.join(self.root, STAGING_DIR, attempt)
+
+    @property
+    def marker(self) -> str:
+        return fs.join(self.meta_dir, SUCCESS_FILE)
+
+
+def run_meta_dir(root: str, dt: str, run_id: str) -> str:
+    return fs.join(root, RUNS_DIR, f"dt={dt}", f"run={run_id}")
+
+
+def runs_index(root: str) -> dict[tuple[str, str], set[str]]:
+    """``(dt, run_id)`` -> names of the files in ``ROOT/_runs/dt=/run=/``, from one listing."""
+    prefix = fs.join(root, RUNS_DIR).rstrip("/") + "/"
+    index: dict[tuple[str, str], set[str]] = {}
+    for path in fs.list_files(fs.join(root, RUNS_DIR)):
+        parts = path[len(prefix) :].replace("\\", "/").split("/")
+        if len(parts) == 3 and parts[0].startswith("dt=") and parts[1].startswith("run="):
+            index.setdefault((parts[0][3:], parts[1][4:]), set()).add(parts[2])
+    return index
+
+
+def run_partitions(root: str, run_id: str) -> list[str]:
+    """The ``dt`` values under which ``run_id`` has metadata in a runs root (committed or not)."""
+    return sorted(dt for dt, run in runs_index(root) if run == run_id)
+
+
+def earlier_outputs(layout: Layout) -> list[str]:
+    """What a replacing commit deletes: an earlier run's tables and metadata at these places."""
+    if layout.kind == "flat":
+        files = [fs.join(layout.root, n) for n in (SUMMARY_FILE, SUCCESS_FILE) if fs.exists(fs.join(layout.root, n))]
+        return [fs.join(layout.root, t) for t in TABLES if fs.list_files(fs.join(layout.root, t))] + files
+    doomed = []
+    for dt in run_partitions(layout.root, layout.run_id):
+        earlier = dataclasses.replace(layout, dt=dt)
+        doomed.append(earlier.meta_dir)
+        doomed.extend(earlier.table_dir(t) for t in RUN_TABLES)
+    # Table partitions of an uncommitted earlier attempt of this run id under today's dt.
+    doomed.extend(layout.table_dir(t) for t in RUN_TABLES if fs.list_files(layout.table_dir(t)))
+    return sorted(set(doomed))

@@ -1,0 +1,74 @@
+"""Parquet shards of the run store's tables: named, written chunk by chunk, read back (any Beam filesystem).
+
+A shard is ``part-<uuid>.parquet`` (unique across workers and retries); the Beam step that
+writes them per bundle is :class:`mnist_batch.scoring.sinks.WriteTable`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from mnist_batch.files import local_path
+from mnist_batch.runstore import fs
+
+CODEC = "snappy"
+ROWS_PER_GROUP = 4096
+
+
+def new_shard_path(folder: str) -> str:
+    """A fresh shard name in ``folder``: ``part-<uuid>.parquet`` (unique across workers and retries)."""
+    return fs.join(folder, f"part-{uuid.uuid4().hex}.parquet")
+
+
+class ShardWriter:
+    """One Parquet file written chunk by chunk (a row group per chunk), on any Beam filesystem."""
+
+    def __init__(self, path: str, schema: pa.Schema) -> None:
+        self.path = path
+        self._schema = schema
+        if fs.is_remote(path):
+            self._stream = FileSystems.create(path)
+            sink = pa.PythonFile(self._stream, mode="w")
+        else:
+            sink = local_path(path)
+            os.makedirs(os.path.dirname(sink), exist_ok=True)
+            self._stream = None
+        self._writer = pq.ParquetWriter(sink, schema, compression=CODEC)
+
+    def write(self, table: pa.Table) -> None:
+        if not table.schema.equals(self._schema):
+            table = table.select(self._schema.names).cast(self._schema)
+        self._writer.write_table(table)
+
+    def close(self) -> str:
+        self._writer.close()
+        if self._stream is not None:
+            self._stream.close()
+        return self.path
+
+
+def read_shards(folder: str, columns: list[str] | None = None) -> list[pa.Table]:
+    """Every Parquet shard in ``folder`` (any Beam filesystem; none when it does not exist), as tables."""
+    tables = []
+    for path in fs.list_files(folder):
+        if not path.endswith(".parquet"):
+            continue
+        if fs.is_remote(path):
+            with FileSystems.open(path) as f:
+                tables.append(pq.read_table(io.BytesIO(f.read()), columns=columns))
+        else:
+            tables.append(pq.read_table(local_path(path), columns=columns))
+    return tables
+
+
+def write_empty_shard(folder: str, schema: pa.Schema) -> str:
+    """An empty shard (schema only), so that a table with no rows still reads with its columns."""
+    writer = ShardWriter(new_shard_path(folder), schema)
+    writer.write(schema.empty_table())
+    return writer.close()

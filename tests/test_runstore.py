@@ -1,0 +1,60 @@
+"""The run store's own package: one answer to "is this path remote?", literal file operations on a
+``file://`` root as on a plain path, and a store read without the scoring graph."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("apache_beam")
+
+from mnist_batch.files import is_remote, local_path
+from mnist_batch.runstore import fs
+from mnist_batch.runstore.errors import RunStoreError
+from mnist_batch.runstore.layout import Layout
+from mnist_batch.runstore.roots import prepare_root
+
+
+@pytest.mark.parametrize(
+    ("uri", "remote"),
+    [("/data/x.png", False), ("rel/x", False), ("file:///data/x.png", False), ("gs://b/x", True), ("s3://b/x", True)],
+)
+def test_one_answer_to_is_remote_file_uris_are_local(uri, remote):
+    assert is_remote(uri) is remote and fs.is_remote is is_remote
+    assert local_path("file:///data/x") == "/data/x" and local_path("/data/x") == "/data/x"
+
+
+def test_file_operations_on_a_file_uri_act_on_the_local_path(tmp_path):
+    root = f"file://{tmp_path}/store"
+    fs.write_atomic(fs.join(root, "a", "one.txt"), "1")
+    assert fs.create_exclusive(fs.join(root, "b.txt"), "2") and not fs.create_exclusive(fs.join(root, "b.txt"), "3")
+    assert (tmp_path / "store" / "a" / "one.txt").read_text() == "1" and fs.read_text(fs.join(root, "b.txt")) == "2"
+    assert fs.list_files(root) == [f"{root}/a/one.txt", f"{root}/b.txt"]  # names as they were asked
+    assert fs.list_dir(root) == ["a", "b.txt"] and fs.exists(fs.join(root, "a"))
+    fs.rename(fs.join(root, "b.txt"), fs.join(root, "c", "b.txt"))
+    assert (tmp_path / "store" / "c" / "b.txt").is_file()
+    fs.delete_file(fs.join(root, "c", "b.txt"))
+    fs.remove_empty_dir(fs.join(root, "c"))
+    assert not (tmp_path / "store" / "c").exists()
+    fs.delete_tree(root)
+    assert not (tmp_path / "store").exists()
+
+
+def test_the_store_refuses_with_its_own_error(tmp_path):
+    (tmp_path / "flat" / "predictions").mkdir(parents=True)
+    (tmp_path / "flat" / "summary.json").write_text("{}")
+    with pytest.raises(RunStoreError, match="holds a flat run's outputs, not a runs root"):
+        prepare_root(Layout("runs", str(tmp_path / "flat"), "r1", "2026-01-01"), overwrite=False)
+
+
+def test_reading_a_store_never_imports_the_scoring_graph():
+    code = (
+        "import sys\n"
+        "import mnist_batch.runstore.runs, mnist_batch.monitoring.monitor\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('mnist_batch.scoring'))\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
