@@ -88,7 +88,7 @@ AIRFLOW_LOCK := deploy/airflow/airflow-lock.txt
 AIRFLOW_PACKAGES := apache-airflow==3.3.2 apache-airflow-providers-apache-beam==6.3.1 apache-airflow-providers-google==22.8.0
 $(AIRFLOW_VENV)/.installed: $(AIRFLOW_LOCK)
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
-	@echo "installing Airflow and the Beam and Google providers into $(AIRFLOW_VENV) (about 5 minutes) ..."
+	@echo "installing Airflow and the Beam and Google providers into $(AIRFLOW_VENV) (5-8 minutes, ~280 packages) ..."
 	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
 	$(AIRFLOW_VENV)/bin/pip install --quiet -c $(AIRFLOW_LOCK) $(AIRFLOW_PACKAGES)
 	@touch $@
