@@ -4,6 +4,7 @@
 #   make lint   ruff check + format check
 #   make bench  benchmarks (figures recorded in docs/benchmarks.md)
 #   make test-spark  optional: Spark reads the run store (installs OpenJDK 17 and pyspark)
+#   make test-schedulers  optional: a real Airflow runs the DAG (installs Airflow into .cache/airflow/venv)
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
@@ -19,7 +20,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test datasets test-spark lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
+.PHONY: install demo FORCE test datasets test-spark test-schedulers lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
 
 install: $(STAMP)
 
@@ -78,6 +79,22 @@ test-spark: $(STAMP)
 	@command -v java > /dev/null || (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless)
 	$(PY) -m pip install --quiet 'pyspark>=3.5,<5'
 	$(PY) -m pytest tests/test_spark_reader.py $(PYTEST_ARGS)
+
+# Optional: a real Airflow runs deploy/airflow's DAG (`airflow dags test`, SQLite, no webserver) through the
+# cases of tests/test_airflow_dag.py. Airflow lives in its own virtualenv, never in $(VENV); its versions are
+# pinned by deploy/airflow/airflow-lock.txt (what ran here; Airflow's constraints file is on GitHub).
+AIRFLOW_VENV ?= .cache/airflow/venv
+AIRFLOW_LOCK := deploy/airflow/airflow-lock.txt
+AIRFLOW_PACKAGES := apache-airflow==3.3.2 apache-airflow-providers-apache-beam==6.3.1 apache-airflow-providers-google==22.8.0
+$(AIRFLOW_VENV)/.installed: $(AIRFLOW_LOCK)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	@echo "installing Airflow and the Beam and Google providers into $(AIRFLOW_VENV) (5-8 minutes, ~280 packages) ..."
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet -c $(AIRFLOW_LOCK) $(AIRFLOW_PACKAGES)
+	@touch $@
+
+test-schedulers: $(STAMP) $(AIRFLOW_VENV)/.installed
+	MNIST_BATCH_AIRFLOW=$(abspath $(AIRFLOW_VENV))/bin/airflow $(PY) -m pytest tests/test_airflow_dag.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

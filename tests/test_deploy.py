@@ -497,3 +497,59 @@ def test_beam_spellings_pass_and_beam_labels_are_not_labels_csv():
     check_beam_args(extra)  # all four are Beam's
     with pytest.raises(MnistBatchError, match="unknown option --temp_locaton"):
         check_beam_args(["--temp_locaton=gs://b/tmp"])
+
+
+# --- Kubernetes API schema ------------------------------------------------------------------------
+
+KUBERNETES_VALIDATE = "kubernetes-validate==1.37.0"  # PyPI; bundles the JSON schemas of Kubernetes 1.25-1.37
+KUBERNETES_VERSION = "1.37.0"  # the newest release whose schemas it bundles
+VALIDATOR_DIR = REPO / ".cache" / "kubernetes-validate-1.37.0"  # git-ignored; not a runtime dependency
+
+
+def kubernetes_validate(*argv: str) -> subprocess.CompletedProcess:
+    """Runs kubernetes-validate, installing it (pip --target, ~22 MB) into VALIDATOR_DIR the first time."""
+    if not (VALIDATOR_DIR / "kubernetes_validate").is_dir():
+        pip = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(VALIDATOR_DIR), KUBERNETES_VALIDATE],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if pip.returncode != 0:
+            pytest.skip(f"cannot install {KUBERNETES_VALIDATE} from PyPI: {(pip.stderr or pip.stdout).strip()[-300:]}")
+    env = {**os.environ, "PYTHONPATH": str(VALIDATOR_DIR)}
+    return subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--kubernetes-version", KUBERNETES_VERSION, "--strict", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_kubernetes_cronjob_validates_against_the_api_schema(tmp_path):
+    """The CronJob against Kubernetes 1.37's API schema (strict: unknown fields fail), and a broken copy fails."""
+    manifest = DEPLOY / "kubernetes" / "cronjob.yaml"
+    done = kubernetes_validate(str(manifest))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "passed for resource cronjob/mnist-batch-score against version 1.37" in done.stdout, done.stdout
+    text = manifest.read_text(encoding="utf-8")
+    for name, (broken, reason) in {
+        "misspelt": (
+            text.replace("concurrencyPolicy:", "concurrencyPolicyy:"),
+            "spec: Additional properties are not allowed ('concurrencyPolicyy' was unexpected)",
+        ),
+        "wrong_type": (
+            text.replace("backoffLimit: 2", "backoffLimit: two"),
+            "spec.jobTemplate.spec.backoffLimit: 'two' is not of type 'integer'",
+        ),
+        "misplaced": (
+            text.replace("restartPolicy: Never", "restartPolicy: Never\n          command: [bash]"),
+            "spec.jobTemplate.spec.template.spec: Additional properties are not allowed ('command' was unexpected)",
+        ),
+    }.items():
+        assert broken != text
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(broken, encoding="utf-8")
+        refused = kubernetes_validate(str(path))
+        assert refused.returncode != 0 and reason in refused.stdout, f"{name}: {refused.stdout}{refused.stderr}"

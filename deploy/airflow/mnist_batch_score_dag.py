@@ -40,6 +40,13 @@ PY_FILE = os.environ.get(
 )
 PACKAGE_DIR = os.path.dirname(os.path.dirname(PY_FILE))  # the repository copy: setup.py, mnist_batch/, ...
 SETUP_FILE = os.path.join(PACKAGE_DIR, "setup.py")
+# The Python that runs pipelines/score.py. Unset: the provider makes a fresh virtualenv per try from
+# python3.11 and pip-installs the repository copy into it (the pinned TensorFlow/Beam stack: minutes and
+# ~2.6 GB per try, PyPI needed). Set (e.g. /srv/mnist_batch/.venv/bin/python, where the package is
+# installed): that interpreter runs the pipeline as is, and Airflow's own environment needs neither
+# TensorFlow nor this package's pins. `make test-schedulers` runs the DAG this way.
+PYTHON = os.environ.get("MNIST_BATCH_PYTHON") or None
+RETRY_DELAY = datetime.timedelta(seconds=float(os.environ.get("MNIST_BATCH_RETRY_DELAY_S", "900")))
 
 with DAG(
     dag_id="mnist_batch_score",
@@ -48,15 +55,16 @@ with DAG(
     start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": datetime.timedelta(minutes=15)},
+    default_args={"retries": 2, "retry_delay": RETRY_DELAY},  # 15 minutes unless MNIST_BATCH_RETRY_DELAY_S
     tags=["mnist_batch", "beam"],
 ) as dag:
     score = BeamRunPythonPipelineOperator(
         task_id="score",
         py_file=PY_FILE,
         runner="{{ var.value.get('mnist_batch_runner', 'DirectRunner') }}",
-        py_interpreter="python3.11",
-        py_requirements=[PACKAGE_DIR],  # pip installs the package (and its pinned stack) into the task's venv
+        py_interpreter=PYTHON or "python3.11",
+        # without MNIST_BATCH_PYTHON, pip installs the package (and its pinned stack) into the task's venv
+        py_requirements=None if PYTHON else [PACKAGE_DIR],
         py_system_site_packages=False,
         pipeline_options={
             "model": "{{ var.value.mnist_batch_model }}",
