@@ -4,6 +4,8 @@
 #   make lint   ruff check + format check
 #   make bench  benchmarks (figures recorded in docs/benchmarks.md)
 #   make test-spark  optional: Spark reads the run store (installs OpenJDK 17 and pyspark)
+#   make cluster-up / cluster-down  a Flink cluster + Beam job server on loopback (deploy/README.md, "Flink")
+#   make test-cluster  the tests against that cluster (tests/cluster/; make cluster-up first)
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
@@ -19,7 +21,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test datasets test-spark lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
+.PHONY: install demo FORCE test datasets test-spark cluster-up cluster-down test-cluster lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
 
 install: $(STAMP)
 
@@ -111,3 +113,16 @@ bench-monitor: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .ruff_cache
+
+# A Flink 1.19 session cluster (JobManager + 2 TaskManagers), Beam's Flink job server and the Python
+# SDK worker pool on loopback; jars from Maven Central on first use (.cache/flink/). Prints the
+# `runner options: ...` to add to `mnist-batch score`.
+cluster-up: $(STAMP)
+	deploy/flink/cluster.sh up
+
+cluster-down:
+	deploy/flink/cluster.sh down
+
+# Against the running cluster (fails, saying so, when it is not up); `make test` does not collect these.
+test-cluster: $(STAMP)
+	$(PY) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)
