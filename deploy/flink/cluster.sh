@@ -187,21 +187,8 @@ up() {
     -Dlog.file="$LOGS/jobmanager.log" "${log4j[@]}" -cp "$CACHE/cluster-lib/*" \
     org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint --configDir "$conf"
   wait_port jobmanager "$REST_PORT" "$LOGS/jobmanager.log"
-  for i in $(seq 1 "$TASKMANAGERS"); do
-    start "taskmanager$i" java -Xms640m -Xmx640m -XX:MaxDirectMemorySize=384m -XX:MaxMetaspaceSize=256m \
-      "${JAVA_OPENS[@]}" -Dlog.file="$LOGS/taskmanager$i.log" "${log4j[@]}" -cp "$CACHE/cluster-lib/*" \
-      org.apache.flink.runtime.taskexecutor.TaskManagerRunner --configDir "$conf"
-  done
-  local deadline=$((SECONDS + 90)) overview=""
-  while :; do
-    overview=$(flink_overview || true)
-    [ "${overview%% *}" = "$TASKMANAGERS" ] && break
-    for i in $(seq 1 "$TASKMANAGERS"); do
-      alive "taskmanager$i" || fail "taskmanager$i exited (log: $(rel "$LOGS/taskmanager$i.log"))"
-    done
-    [ $SECONDS -lt $deadline ] || fail "$TASKMANAGERS TaskManagers did not register with the JobManager in time (logs: $(rel "$LOGS"))"
-    sleep 1
-  done
+  for i in $(seq 1 "$TASKMANAGERS"); do start_taskmanager "$i"; done
+  wait_taskmanagers
 
   start jobserver java -Xmx1g "${JAVA_OPENS[@]}" -cp "$CACHE/jobserver-lib/*" \
     org.apache.beam.runners.flink.FlinkJobServerDriver --flink-master "localhost:$REST_PORT" \
@@ -224,6 +211,35 @@ up() {
   echo "cluster: ${overview%% *} TaskManagers, $(echo "$overview" | cut -d' ' -f2) slots; up in $((SECONDS - t0)) s"
   echo "runner options: $(runner_options)"
   trap - EXIT
+}
+
+start_taskmanager() {
+  start "taskmanager$1" java -Xms640m -Xmx640m -XX:MaxDirectMemorySize=384m -XX:MaxMetaspaceSize=256m \
+    "${JAVA_OPENS[@]}" -Dlog.file="$LOGS/taskmanager$1.log" -Dlog4j.configurationFile="file:$RUN/conf/log4j.properties" \
+    -cp "$CACHE/cluster-lib/*" org.apache.flink.runtime.taskexecutor.TaskManagerRunner --configDir "$RUN/conf"
+}
+
+# Until the JobManager counts $TASKMANAGERS live TaskManagers (a killed one drops out after heartbeat.timeout).
+wait_taskmanagers() {
+  local deadline=$((SECONDS + 90))
+  overview=""
+  while :; do
+    overview=$(flink_overview || true)
+    [ "${overview%% *}" = "$TASKMANAGERS" ] && break
+    for i in $(seq 1 "$TASKMANAGERS"); do
+      alive "taskmanager$i" || fail "taskmanager$i exited (log: $(rel "$LOGS/taskmanager$i.log"))"
+    done
+    [ $SECONDS -lt $deadline ] || fail "$TASKMANAGERS TaskManagers did not register with the JobManager in time (logs: $(rel "$LOGS"))"
+    sleep 1
+  done
+}
+
+# Restarts TaskManager N if it is not running (the fault tests SIGKILL one), then waits for it to register.
+restart_taskmanager() {
+  alive jobmanager || fail "the JobManager is not running (make cluster-up)"
+  alive "taskmanager$1" || start_taskmanager "$1"
+  wait_taskmanagers
+  echo "taskmanager$1 up (pid $(cat "$RUN/taskmanager$1.pid")); ${overview%% *} TaskManagers registered"
 }
 
 runner_options() {
@@ -263,5 +279,6 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   options) runner_options ;;
-  *) echo "usage: $0 up|down|status|options" >&2; exit 2 ;;
+  restart-taskmanager) restart_taskmanager "${2:?usage: $0 restart-taskmanager N}" ;;
+  *) echo "usage: $0 up|down|status|options|restart-taskmanager N" >&2; exit 2 ;;
 esac
