@@ -263,3 +263,31 @@ def test_two_launches_of_one_run_id_one_refused(model, exported, runner_options,
     assert first.returncode == 0, err[-3000:]
     rows = run_rows(root, "twice", "predictions")
     assert len(rows["path"]) == 2000
+
+
+def test_a_model_swapped_after_the_check_fails_on_the_workers_with_one_line(model, exported, runner_options, tmp_path):
+    """The launcher checks the card; the workers re-check the bytes they load: a .tflite replaced
+    once the job runs on the cluster fails the run with the model error alone, exit 2, nothing committed."""
+    import shutil
+
+    models, inputs, root = tmp_path / "m", tmp_path / "in", tmp_path / "root"
+    models.mkdir()
+    for src in model.parent.glob(model.stem + ".*"):
+        shutil.copyfile(src, models / src.name)
+    make_folder(exported, inputs, 2000)
+    tflite = models / (model.stem + ".tflite")
+    known = {j["jid"] for j in flink_jobs()}
+    proc = start(models / model.name, inputs, root, "swapped", *runner_options)
+    try:
+        wait_for_running_job(proc, known)
+        swapped = tmp_path / "swapped.tflite"
+        swapped.write_bytes(tflite.read_bytes() + b"tampered")
+        os.replace(swapped, tflite)
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, stdout[-2000:] + stderr[-3000:]
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "changed since it was checked" in lines[0], stderr[-3000:]
+    assert not committed_runs(str(root)) and visible_rows(root, "predictions") == 0
