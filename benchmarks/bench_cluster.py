@@ -91,7 +91,7 @@ def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, i
 
 def render(results: list[dict], files: int) -> str:
     lines = [
-        f"| runner | files | wall s | img/s | launch-to-first-row s | peak RSS MiB (sum) | per process |",
+        "| runner | files | wall s | img/s | launch-to-first-row s | peak RSS MiB (sum) | per process |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:

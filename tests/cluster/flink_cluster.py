@@ -1,14 +1,20 @@
-"""Helpers of the cluster tests (a module of its own: ``conftest`` is not importable by name)."""
+"""Helpers of the cluster tests (``make test-cluster``; the cluster of ``make cluster-up``).
+
+Not a ``conftest.py``: the main suite's modules import ``conftest`` by name (tests/conftest.py), and
+a second one here would shadow it.
+"""
 
 from __future__ import annotations
 
 import os
 import pathlib
 import shutil
+import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "deploy" / "flink" / "cluster.sh"
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+sys.path.insert(0, str(REPO / "tests"))
 
 
 def make_folder(source: pathlib.Path, target: pathlib.Path, count: int, start: int = 0) -> list[pathlib.Path]:

@@ -23,6 +23,8 @@ from flink_cluster import CLUSTER_SH, ENV, REPO, make_folder
 
 from mnist_batch.scoring.runs import committed_runs, read_runs
 
+import scoring_fixtures
+
 pytestmark = pytest.mark.cluster
 
 N_FILES = 20_000
@@ -114,6 +116,41 @@ def wait_job_ended(jid: str, seconds: float = 600) -> str:
     return state
 
 
+@pytest.fixture(scope="session")
+def runner_options() -> list[str]:
+    """The ``runner options: ...`` of ``cluster.sh`` (the cluster must be up)."""
+    status = subprocess.run([str(CLUSTER_SH), "status"], capture_output=True, text=True, cwd=REPO)
+    if status.returncode != 0:
+        pytest.fail(f"the Flink cluster is not up (make cluster-up):\n{status.stdout}", pytrace=False)
+    line = next(ln for ln in status.stdout.splitlines() if ln.startswith("runner options: "))
+    return line.removeprefix("runner options: ").split()
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory) -> pathlib.Path:
+    """A small CNN with its LiteRT file (the runtime workers use), trained on the bundled sample."""
+    from mnist_batch.constants import FAST_RUNTIME
+    from mnist_batch.training.export import add_runtime
+
+    path = scoring_fixtures.train_tiny_model(tmp_path_factory.mktemp("cluster_model"))
+    add_runtime(path, FAST_RUNTIME)
+    return path
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> pathlib.Path:
+    """The bundled sample's test split (2,000 real digits) as PNG files, as the CLI exports it."""
+    out = tmp_path_factory.mktemp("exported") / "test_images"
+    subprocess.run(
+        [sys.executable, "-m", "mnist_batch", "data", "export-images", "sample", "--split", "test", "--out", str(out)],
+        check=True,
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+    )
+    return out
+
+
 @pytest.fixture(scope="module")
 def files_20k(exported, tmp_path_factory) -> pathlib.Path:
     """20,000 real digits (hard links), one damaged PNG (an error row) and one text file (skipped)."""
@@ -146,15 +183,22 @@ def test_20k_files_on_flink_equal_directrunner_row_for_row(model, files_20k, dir
     for key in ("counts", "accuracy", "macro_f1", "errors_by_stage", "skipped_by_reason"):
         assert flink[key] == direct[key], key
 
-    got, want = sorted_rows(run_rows(root, "flink", "predictions")), sorted_rows(run_rows(direct_20k, "direct", "predictions"))
+    got, want = (
+        sorted_rows(run_rows(root, "flink", "predictions")),
+        sorted_rows(run_rows(direct_20k, "direct", "predictions")),
+    )
     assert len(got["path"]) == N_FILES and len(set(got["path"])) == N_FILES
     assert got["path"] == want["path"]
     assert got["predicted_label"] == want["predicted_label"]
-    assert got["model_id"] == want["model_id"] and len(set(got["model_id"])) == 1  # the sha256 of the .tflite that scored
+    assert (
+        got["model_id"] == want["model_id"] and len(set(got["model_id"])) == 1
+    )  # the sha256 of the .tflite that scored
     np.testing.assert_allclose(np.asarray(got["probabilities"]), np.asarray(want["probabilities"]), atol=1e-6, rtol=0)
     for table, columns in (("errors", ("path", "stage")), ("manifest", ("path", "size"))):
         g, w = run_rows(root, "flink", table), run_rows(direct_20k, "direct", table)
-        assert sorted(zip(*(g[c] for c in columns))) == sorted(zip(*(w[c] for c in columns))), table
+        assert sorted(zip(*(g[c] for c in columns), strict=True)) == sorted(
+            zip(*(w[c] for c in columns), strict=True)
+        ), table
     assert len(run_rows(root, "flink", "errors")["path"]) == 1
 
 
@@ -204,7 +248,11 @@ def test_taskmanager_sigkilled_mid_run(model, files_20k, runner_options, tmp_pat
         assert not [r for r in committed_runs(str(root)) if r.run_id == "tmkill"]
         assert visible_rows(root, "predictions") == 0
     clean = subprocess.run(
-        [sys.executable, "-m", "mnist_batch", "runs", "clean", str(root)], cwd=REPO, env=ENV, capture_output=True, text=True
+        [sys.executable, "-m", "mnist_batch", "runs", "clean", str(root)],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
     )
     assert clean.returncode == 0, clean.stderr[-2000:]
     ok(score(model, files_20k, root, "tmkill2", "--incremental", *runner_options))
@@ -254,7 +302,7 @@ def test_two_launches_of_one_run_id_one_refused(model, exported, runner_options,
             assert time.monotonic() < deadline, "the first launch took no lease"
             time.sleep(0.1)
         second = score(model, inputs, root, "twice", *runner_options, timeout=300)
-        out, err = first.communicate(timeout=RUN_TIMEOUT_S)
+        _, err = first.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
