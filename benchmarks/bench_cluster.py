@@ -50,10 +50,32 @@ def cluster_pids() -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in sorted(PID_DIR.glob("*.pid"))}
 
 
+def flink_job_timing(since_epoch: float) -> dict | None:
+    """Where the time of the newest Flink job went: launch to its start, its run, its slowest vertices."""
+    import urllib.request
+
+    rest = "http://127.0.0.1:" + os.environ.get("FLINK_REST_PORT", "8081")
+    with urllib.request.urlopen(rest + "/jobs/overview", timeout=10) as r:
+        jobs = [j for j in json.load(r)["jobs"] if j["start-time"] / 1000 >= since_epoch]
+    if not jobs:
+        return None
+    job = max(jobs, key=lambda j: j["start-time"])
+    with urllib.request.urlopen(f"{rest}/jobs/{job['jid']}", timeout=10) as r:
+        vertices = json.load(r)["vertices"]
+    slowest = sorted(vertices, key=lambda v: -v["duration"])[:3]
+    return {
+        "launch_to_job_start_s": job["start-time"] / 1000 - since_epoch,
+        "job_s": job["duration"] / 1000,
+        "vertices": len(vertices),
+        "slowest_vertices": [(v["name"][:80], v["duration"] / 1000, v["parallelism"]) for v in slowest],
+    }
+
+
 def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, int]) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     peaks: dict[str, int] = {}
     first_row: list[float] = []
+    launched_at = time.time()
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watched = {"launcher": proc.pid, **pids}
@@ -86,6 +108,7 @@ def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, i
         "peak_rss_mb": {k: v / 2**20 for k, v in peaks.items()},
         "peak_rss_total_mb": sum(peaks.values()) / 2**20,
         "summary_line": next((ln for ln in stdout.splitlines() if ln.startswith("scored ")), ""),
+        "flink": flink_job_timing(launched_at) if pids else None,
     }
 
 

@@ -103,6 +103,16 @@ def wait_for_running_job(proc: subprocess.Popen, known: set[str], seconds: float
         time.sleep(0.5)
 
 
+def wait_for_first_shard(proc: subprocess.Popen, root: pathlib.Path, seconds: float = 300) -> None:
+    """Until the job writes its first predictions shard into staging: scoring is under way."""
+    deadline = time.monotonic() + seconds
+    while not any((root / "_staging").glob("*/predictions/*.parquet")):
+        if proc.poll() is not None:
+            pytest.fail("the run ended before it could be interrupted:\n" + proc.stderr.read()[-3000:])
+        assert time.monotonic() < deadline, "no predictions shard appeared"
+        time.sleep(0.05)
+
+
 def job_state(jid: str) -> str:
     with urllib.request.urlopen(f"{REST}/jobs/{jid}", timeout=10) as r:
         return json.load(r)["state"]
@@ -225,8 +235,7 @@ def test_taskmanager_sigkilled_mid_run(model, files_20k, runner_options, tmp_pat
     proc = start(model, files_20k, root, "tmkill", *runner_options)
     try:
         jid = wait_for_running_job(proc, known)
-        time.sleep(15)  # well into the read -> decode -> infer stage
-        assert proc.poll() is None, "the run ended before a TaskManager could be killed"
+        wait_for_first_shard(proc, root)  # the fused read -> decode -> infer stage is writing rows
         tm_pid = int((REPO / ".cache" / "flink" / "run" / "taskmanager1.pid").read_text())
         os.kill(tm_pid, signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
@@ -266,8 +275,7 @@ def test_launcher_sigkilled_mid_run_commits_nothing(model, files_20k, runner_opt
     proc = start(model, files_20k, root, "lkill", *runner_options)
     try:
         jid = wait_for_running_job(proc, known)
-        time.sleep(5)
-        assert proc.poll() is None
+        wait_for_first_shard(proc, root)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
