@@ -54,6 +54,14 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2> /dev/null; }
 
+# The first artifact mvn could not get (its messages vary with the case and Maven's version).
+missing_artifact() {
+  local art='[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:(jar|pom):[0-9][^ :,]*'
+  { grep -oE "$art (was not found|could not be|is not)" "$1" | cut -d' ' -f1
+    grep -oE "(Could not find artifact|Failure to find|not resolved: |could not be resolved: ) ?$art" "$1" | grep -oE "$art"
+    grep -oE "$art" "$1" | grep -v '^mnist_batch\.deploy:'; } | head -1
+}
+
 # mvn dependency:copy-dependencies into $CACHE/<name>-lib, once per version of the pom.
 resolve() {
   local name=$1 pom=$HERE/$1/pom.xml lib=$CACHE/$1-lib log=$LOGS/mvn-$1.log sum
@@ -64,8 +72,7 @@ resolve() {
   rm -rf "$lib.tmp"
   if ! mvn -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$lib.tmp" > "$log" 2>&1; then
     local missing
-    missing=$(grep -oE "(Could not find artifact|could not be resolved: |Failure to find) [^ ]+" "$log" | head -1 | awk '{print $NF}')
-    [ -n "$missing" ] || missing=$(grep -oE "[a-z0-9.-]+:[a-z0-9.-]+:(jar|pom):[0-9][^ :,]*" "$log" | head -1)
+    missing=$(missing_artifact "$log")
     fail "cannot get ${missing:-the dependencies of $(rel "$pom")} from Maven Central (log: $(rel "$log"))"
   fi
   echo "$sum" > "$lib.tmp/.pom.sha256"
