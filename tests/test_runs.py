@@ -490,3 +490,25 @@ def test_report_one_run_of_a_store_and_a_pointer_from_the_root(tiny_model, sampl
     assert cli_main(["report", str(root)]) == 2
     err = capsys.readouterr().err
     assert "a run store" in err and str(meta) in err and "mnist-batch monitor" in err
+
+
+def test_a_commit_needs_the_launch_to_still_hold_its_lease(tmp_path):
+    """The job's commit step checks ``held_by``: false once the launcher is dead, the lease is
+    taken over, or released (a SIGKILLed launcher's job on a cluster then commits nothing)."""
+    import subprocess
+    import sys
+
+    lease = claims.claim(str(tmp_path), "run=x", run_id="x", attempt="x.1")
+    try:
+        assert claims.held_by(lease.uri, "x.1")
+        assert not claims.held_by(lease.uri, "x.2")  # another attempt's commit
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        owner = dict(lease.owner, pid=int(dead.stdout))
+        lease._stop.set()  # no heartbeat rewriting the owner below
+        from mnist_batch.scoring import fs
+
+        fs.write_atomic(lease.uri, json.dumps(owner))
+        assert not claims.held_by(lease.uri, "x.1")  # its launcher's process is gone
+    finally:
+        lease.release()
+    assert not claims.held_by(lease.uri, "x.1")  # released

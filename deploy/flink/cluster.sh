@@ -125,6 +125,7 @@ restart-strategy.fixed-delay.delay: 2 s
 slot.request.timeout: 60000
 web.tmpdir: $RUN/web
 io.tmp.dirs: $RUN/tmp
+blob.storage.directory: $RUN/blobs
 EOF
   cat > "$RUN/conf/log4j.properties" << 'EOF'
 rootLogger.level = INFO
@@ -136,7 +137,7 @@ appender.main.append = true
 appender.main.layout.type = PatternLayout
 appender.main.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
 EOF
-  mkdir -p "$RUN/web" "$RUN/tmp"
+  mkdir -p "$RUN/web" "$RUN/tmp" "$RUN/blobs"
 }
 
 # start NAME CMD...: in its own session (so `down` stops it with its children), pid in $RUN/NAME.pid.
@@ -269,6 +270,8 @@ down() {
     kill -KILL -- "-$pid" 2> /dev/null || true
     rm -f "$RUN/$name.pid"
   done
+  # Each job ships the job server's classpath (~160 jars) as blobs; a killed TaskManager leaves its copy.
+  rm -rf "$RUN/tmp" "$RUN/web" "$RUN/blobs" "$RUN/artifacts"
   [ $any = 1 ] || echo "cluster-down: nothing running"
 }
 
