@@ -5,6 +5,8 @@
 #   make bench  benchmarks (figures recorded in docs/benchmarks.md)
 #   make test-spark  optional: Spark reads the run store (installs OpenJDK 17 and pyspark)
 #   make test-schedulers  optional: a real Airflow runs the DAG (installs Airflow into .cache/airflow/venv)
+#   make cluster-up / cluster-down  a Flink cluster + Beam job server on loopback (deploy/README.md, "Flink")
+#   make test-cluster  the tests against that cluster (tests/cluster/; make cluster-up first)
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
@@ -20,7 +22,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test datasets test-spark test-schedulers lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
+.PHONY: install demo FORCE test datasets test-spark test-schedulers cluster-up cluster-down test-cluster lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
 
 install: $(STAMP)
 
@@ -128,3 +130,16 @@ bench-monitor: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .ruff_cache
+
+# A Flink 1.19 session cluster (JobManager + 2 TaskManagers), Beam's Flink job server and the Python
+# SDK worker pool on loopback; jars from Maven Central on first use (.cache/flink/). Prints the
+# `runner options: ...` to add to `mnist-batch score`.
+cluster-up: $(STAMP)
+	deploy/flink/cluster.sh up
+
+cluster-down:
+	deploy/flink/cluster.sh down
+
+# Against the running cluster (fails, saying so, when it is not up); `make test` does not collect these.
+test-cluster: $(STAMP)
+	$(PY) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)

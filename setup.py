@@ -36,8 +36,8 @@ setup(
     include_package_data=True,
     install_requires=read_requirements(),
     extras_require={
-        "gcp": ["apache-beam[gcp]==2.77.*"],
-        "aws": ["apache-beam[aws]==2.77.*"],
+        "gcp": ["apache-beam[gcp]==2.70.*"],
+        "aws": ["apache-beam[aws]==2.70.*"],
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
         # readers of the run store, tested: pandas, DuckDB, Polars (Spark: make test-spark)
         "dev": ["pytest>=8", "ruff==0.17.*", "pandas>=2.2,<4", "duckdb>=1.1", "polars>=1.10"],

@@ -42,7 +42,7 @@ def test_install_requires_is_requirements_txt():
         if line.split("#")[0].strip()
     ]
     assert out.stdout.strip() == str(requirements)
-    for pin in ("tensorflow==2.21.*", "apache-beam==2.77.*", "pyarrow>=16,<26"):
+    for pin in ("tensorflow==2.21.*", "apache-beam==2.70.*", "pyarrow>=16,<19"):
         assert pin in requirements
 
 
@@ -53,5 +53,5 @@ def test_python_and_stack_versions_match_the_pins():
 
     assert sys.version_info[:2] == (3, 11)
     assert tf.__version__.startswith("2.21.")
-    assert apache_beam.__version__.startswith("2.77.")
-    assert int(pyarrow.__version__.split(".")[0]) < 26
+    assert apache_beam.__version__.startswith("2.70.")
+    assert int(pyarrow.__version__.split(".")[0]) < 19

@@ -119,6 +119,16 @@ def release_lease(uri: str, attempt: str) -> None:
             fs.delete_file(uri)
 
 
+def held_by(uri: str, attempt: str) -> bool:
+    """True while attempt ``attempt`` still holds the live lease at ``uri`` (the commit's last check).
+
+    False when the lease is gone, another launch took it over, or its owner is dead (on this
+    host: its process is gone; elsewhere: its heartbeat is older than its ``ttl_s``).
+    """
+    owner = read_lease(uri)
+    return owner is not None and owner.get("attempt") == attempt and is_live(owner)
+
+
 def describe(owner: dict[str, Any] | None) -> str:
     if owner is None:
         return "a launch that is starting now"

@@ -63,7 +63,9 @@ def read_shards(folder: str, columns: list[str] | None = None) -> list[pa.Table]
             with FileSystems.open(path) as f:
                 tables.append(pq.read_table(io.BytesIO(f.read()), columns=columns))
         else:
-            tables.append(pq.read_table(local_path(path), columns=columns))
+            # One file, never a dataset: pyarrow < 19 (Beam 2.70's bound) would add the Hive
+            # partition columns of its path (dt=, run=) to a single file's table.
+            tables.append(pq.ParquetFile(local_path(path)).read(columns=columns))
     return tables
 
 

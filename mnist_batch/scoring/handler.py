@@ -62,7 +62,11 @@ class DigitModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
       min_batch_size, max_batch_size: bounds for Beam's ``BatchElements``.
       inference_fn: ``(predictor, batch, inference_args) -> iterable of PredictionResult``;
         defaults to :func:`numpy_inference_fn`.
-      kwargs: passed to ``ModelHandler`` (``large_model``, ``model_copies``, ...).
+      large_model: share one loaded model across a worker's processes (Beam's ``multi_process_shared``).
+      model_copies: with ``large_model``, how many copies of it to load at most.
+
+    The batching and sharing options are kept here, not passed to ``ModelHandler.__init__``:
+    Beam 2.70 (the version pinned for the Flink runner, requirements.txt) takes no arguments there.
     """
 
     def __init__(
@@ -74,9 +78,17 @@ class DigitModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
         min_batch_size: int | None = None,
         max_batch_size: int | None = None,
         inference_fn: Callable[..., Iterable[PredictionResult]] = numpy_inference_fn,
-        **kwargs: Any,
+        large_model: bool = False,
+        model_copies: int | None = None,
     ) -> None:
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size, **kwargs)
+        super().__init__()
+        self._batch_kwargs = {
+            name: value
+            for name, value in (("min_batch_size", min_batch_size), ("max_batch_size", max_batch_size))
+            if value is not None
+        }
+        self._large_model = large_model
+        self._model_copies = model_copies
         self._model_uri = model_uri
         self._model_id = model_id
         self._runtime = runtime
@@ -94,6 +106,15 @@ class DigitModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         return self._inference_fn(model, batch, inference_args)
+
+    def batch_elements_kwargs(self) -> dict[str, int]:
+        return dict(self._batch_kwargs)
+
+    def share_model_across_processes(self) -> bool:
+        return self._large_model
+
+    def model_copies(self) -> int:
+        return self._model_copies or 1
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         """Bytes of the images in ``batch`` (single images or groups of them)."""

@@ -119,12 +119,21 @@ class LaunchRecord:
         return {**head, **runtime, **fields, **(runs or {})}
 
 
+class LaunchGoneError(ScoringError):
+    """The job reached its commit after its launcher died: nothing is committed."""
+
+
 class CommitRunFn(beam.DoFn):
     """Stats -> the run's summary, then its commit (:func:`commit.commit_run`), inside the job.
 
     Its side inputs are the shard paths each table's writer emits once the shard is closed,
     so it runs only when every table is complete; committing in the job means a launcher that
     does not wait (Dataflow templates, detached launches) still gets committed runs.
+
+    A launch that waits holds its leases while the job runs (``held_leases``); if its launcher
+    died meanwhile (SIGKILL, lost host), the job runs on on a cluster, and this step refuses to
+    commit (:class:`LaunchGoneError`): the job fails, nothing is committed, and the next launch
+    on the root deletes the staging (:func:`commit.recover`).
     """
 
     def __init__(
@@ -137,7 +146,9 @@ class CommitRunFn(beam.DoFn):
         max_error_rate: float | None,
         replace: bool,
         detached_leases: list[str],
+        held_leases: list[str] = (),
     ) -> None:
+        self._held_leases = list(held_leases)
         self._layout = layout
         self._attempt = attempt
         self._tables = tables
@@ -148,6 +159,12 @@ class CommitRunFn(beam.DoFn):
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)
+        for uri in self._held_leases:
+            if not claims.held_by(uri, self._attempt):
+                raise LaunchGoneError(
+                    f"run {self._layout.run_id}: not committing attempt {self._attempt}: its launch no longer "
+                    f"holds {uri} (the launcher died, or another launch took the run over)"
+                )
         commit_run(
             self._layout,
             self._attempt,
@@ -334,6 +351,7 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
         max_error_rate=config.max_error_rate,
         replace=run.replace,
         detached_leases=[lease.uri for lease in run.leases] if not run.wait else [],
+        held_leases=[lease.uri for lease in run.leases] if run.wait else [],
     )
     outputs.stats | "CommitRun" >> beam.ParDo(commit_fn, *[beam.pvalue.AsList(s) for s in shards])
     return p

@@ -19,7 +19,10 @@ RUNNER_LOGGERS = (
     "apache_beam.runners.worker.sdk_worker",
     "apache_beam.runners.portability.local_job_service",
 )
-"""Where Beam logs a failing DoFn's traceback before re-raising it (in process, on workers, relayed from workers)."""
+"""Where Beam logs a failing DoFn's traceback before re-raising it (in process, on workers, relayed from workers).
+
+The portable runner also logs a job's error messages (a Flink job's worker traceback) on the root
+logger (``logging.log``), which :func:`quiet_model_error_logs` filters as well."""
 
 
 def is_model_error_text(text: str) -> bool:
@@ -43,8 +46,8 @@ MODEL_ERROR_LOG_FILTER = ModelErrorLogFilter()
 
 def quiet_model_error_logs() -> None:
     """Installs :data:`MODEL_ERROR_LOG_FILTER` on Beam's runner loggers in this process (idempotent)."""
-    for name in RUNNER_LOGGERS:
-        logging.getLogger(name).addFilter(MODEL_ERROR_LOG_FILTER)
+    for logger in (*(logging.getLogger(name) for name in RUNNER_LOGGERS), logging.getLogger()):
+        logger.addFilter(MODEL_ERROR_LOG_FILTER)
 
 
 def worker_error_message(exc: BaseException) -> str | None:

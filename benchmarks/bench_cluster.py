@@ -1,0 +1,168 @@
+"""The same files scored on DirectRunner and on the Flink cluster of ``make cluster-up`` (issue 19).
+
+Exports the bundled test split (2,000 real digits) as PNG files, replicated with hard links to
+``--files``, and runs ``mnist-batch score --layout runs`` as a process on each runner (the
+cluster's `runner options` from ``deploy/flink/cluster.sh``). For each run:
+
+- wall: launch to exit (imports, job submission, the job, the commit: what a user waits for);
+- img/s: images scored / wall;
+- launch-to-first-row: launch until the first predictions shard appears in the run's staging folder
+  (on Flink, shards are written as bundles finish);
+- peak RSS, per process: the launcher's process tree; on Flink also the JobManager, each
+  TaskManager, the job server and the worker pool with its SDK harness processes (sampled every
+  0.2 s, /proc), and the sum of their peaks.
+
+Usage (the cluster up first):
+  python benchmarks/bench_cluster.py --model out/demo/models/cnn.keras --files 20000
+  python benchmarks/bench_cluster.py --model M --files 20000 --runners flink --flink-extra=--max-batch-size=1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parent
+CLUSTER_SH = REPO / "deploy" / "flink" / "cluster.sh"
+PID_DIR = REPO / ".cache" / "flink" / "run"
+sys.path.insert(0, str(HERE))
+
+from bench_score import make_folder, tree_rss_bytes  # noqa: E402
+
+
+def cluster_options() -> list[str]:
+    status = subprocess.run([str(CLUSTER_SH), "status"], capture_output=True, text=True, cwd=REPO)
+    if status.returncode != 0:
+        sys.exit("the Flink cluster is not up: make cluster-up\n" + status.stdout)
+    return next(ln for ln in status.stdout.splitlines() if ln.startswith("runner options: "))[16:].split()
+
+
+def cluster_pids() -> dict[str, int]:
+    return {p.stem: int(p.read_text()) for p in sorted(PID_DIR.glob("*.pid"))}
+
+
+def flink_job_timing(since_epoch: float) -> dict | None:
+    """Where the time of the newest Flink job went: launch to its start, its run, its slowest vertices."""
+    import urllib.request
+
+    rest = "http://127.0.0.1:" + os.environ.get("FLINK_REST_PORT", "8081")
+    with urllib.request.urlopen(rest + "/jobs/overview", timeout=10) as r:
+        jobs = [j for j in json.load(r)["jobs"] if j["start-time"] / 1000 >= since_epoch]
+    if not jobs:
+        return None
+    job = max(jobs, key=lambda j: j["start-time"])
+    with urllib.request.urlopen(f"{rest}/jobs/{job['jid']}", timeout=10) as r:
+        vertices = json.load(r)["vertices"]
+    slowest = sorted(vertices, key=lambda v: -v["duration"])[:3]
+    return {
+        "launch_to_job_start_s": job["start-time"] / 1000 - since_epoch,
+        "job_s": job["duration"] / 1000,
+        "vertices": len(vertices),
+        "slowest_vertices": [(v["name"][:80], v["duration"] / 1000, v["parallelism"]) for v in slowest],
+    }
+
+
+def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, int]) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    peaks: dict[str, int] = {}
+    first_row: list[float] = []
+    launched_at = time.time()
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watched = {"launcher": proc.pid, **pids}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for what, pid in watched.items():
+                peaks[what] = max(peaks.get(what, 0), tree_rss_bytes(pid))
+            if not first_row and any((root / "_staging").glob("*/predictions/*.parquet")):
+                first_row.append(time.perf_counter() - start)
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    thread.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    summary = json.loads(next((root / "_runs").glob("dt=*/run=*/summary.json")).read_text())
+    scored = summary["counts"]["scored"]
+    return {
+        "runner": name,
+        "scored": scored,
+        "wall_s": wall,
+        "images_per_s": scored / wall,
+        "first_row_s": first_row[0] if first_row else None,
+        "peak_rss_mb": {k: v / 2**20 for k, v in peaks.items()},
+        "peak_rss_total_mb": sum(peaks.values()) / 2**20,
+        "summary_line": next((ln for ln in stdout.splitlines() if ln.startswith("scored ")), ""),
+        "flink": flink_job_timing(launched_at) if pids else None,
+    }
+
+
+def render(results: list[dict], files: int) -> str:
+    lines = [
+        "| runner | files | wall s | img/s | launch-to-first-row s | peak RSS MiB (sum) | per process |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in results:
+        per = ", ".join(f"{k} {v:,.0f}" for k, v in r["peak_rss_mb"].items())
+        first = f"{r['first_row_s']:.1f}" if r["first_row_s"] is not None else "-"
+        lines.append(
+            f"| {r['runner']} | {files:,} | {r['wall_s']:.1f} | {r['images_per_s']:,.0f} | {first} | "
+            f"{r['peak_rss_total_mb']:,.0f} | {per} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="exported .keras model (card and .tflite beside it)")
+    ap.add_argument("--files", type=int, default=50_000)
+    ap.add_argument("--runners", default="direct,flink")
+    ap.add_argument("--flink-extra", action="append", default=[], help="more options for the Flink run")
+    ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--json", default=None, help="write the results here too")
+    args = ap.parse_args(argv)
+    work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_cluster_"))
+    exported = work / "exported"
+    if not exported.is_dir():
+        subprocess.run(
+            [sys.executable, "-m", "mnist_batch", "data", "export-images", "sample", "--split", "test",
+             "--out", str(exported)],
+            check=True, cwd=REPO, capture_output=True,
+        )  # fmt: skip
+    folder = work / f"in_{args.files}"
+    make_folder(exported, folder, args.files)
+    results = []
+    for runner in args.runners.split(","):
+        root = work / f"root_{runner}"
+        shutil.rmtree(root, ignore_errors=True)
+        extra, pids = [], {}
+        if runner == "flink":
+            extra, pids = [*cluster_options(), *args.flink_extra], cluster_pids()
+        command = [sys.executable, "-m", "mnist_batch", "score", "--model", args.model, "--input", str(folder),
+                   "--output", str(root), "--layout", "runs", "--run-id", f"bench-{runner}", *extra]  # fmt: skip
+        r = measure(runner, command, root, pids)
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    print(render(results, args.files))
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
