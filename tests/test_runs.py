@@ -508,7 +508,7 @@ def test_a_commit_needs_the_launch_to_still_hold_its_lease(tmp_path):
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
         owner = dict(lease.owner, pid=int(dead.stdout))
         lease._stop.set()  # no heartbeat rewriting the owner below
-        from mnist_batch.scoring import fs
+        from mnist_batch.runstore import fs
 
         fs.write_atomic(lease.uri, json.dumps(owner))
         assert not claims.held_by(lease.uri, "x.1")  # its launcher's process is gone

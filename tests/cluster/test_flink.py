@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from flink_cluster import CLUSTER_SH, ENV, REPO, make_folder
 
-from mnist_batch.scoring.runs import committed_runs, read_runs
+from mnist_batch.runstore.history import committed_runs
+from mnist_batch.runstore.runs import read_runs
 
 import scoring_fixtures
 
