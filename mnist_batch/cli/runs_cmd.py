@@ -11,8 +11,9 @@ DESCRIPTION = """\
 Look after a runs root (score --layout runs --output ROOT).
 
   list   the committed runs (dt, run id, files scored / errors / skipped, model id)
-  clean  complete commits cut short by a crash, delete the staging folders and leases of
-         launches that are no longer running (live launches are left alone; safe any time)
+  clean  complete commits cut short by a crash (roll back those whose shards are gone),
+         delete the staging folders and leases of launches that are no longer running
+         (live launches are left alone; safe any time)
 
 Examples:
   mnist-batch runs list out/runs
@@ -49,10 +50,15 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(result, indent=2))
         else:
             print(
-                f"completed {len(result['completed'])} cut-short commit(s), deleted {len(result['deleted'])} "
+                f"completed {len(result['completed'])} cut-short commit(s), rolled back "
+                f"{len(result['rolled_back'])} aborted commit(s), deleted {len(result['deleted'])} "
                 f"staging folder(s) and {len(result['stale_leases'])} stale lease(s) under {args.root}"
             )
-            for path in result["completed"] + result["deleted"] + result["stale_leases"]:
+            for path in result["completed"]:
+                print(f"  rolled forward: {path}")
+            for path in result["rolled_back"]:
+                print(f"  rolled back (its shards were gone; the run is not committed): {path}")
+            for path in result["deleted"] + result["stale_leases"]:
                 print(f"  {path}")
         return 0
     rows = []

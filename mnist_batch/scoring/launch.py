@@ -137,6 +137,7 @@ class CommitRunFn(beam.DoFn):
         max_error_rate: float | None,
         replace: bool,
         detached_leases: list[str],
+        fences: list[tuple[str, str]] | None = None,
     ) -> None:
         self._layout = layout
         self._attempt = attempt
@@ -145,6 +146,7 @@ class CommitRunFn(beam.DoFn):
         self._max_error_rate = max_error_rate
         self._replace = replace
         self._detached_leases = detached_leases
+        self._fences = list(fences or [])
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)
@@ -154,9 +156,11 @@ class CommitRunFn(beam.DoFn):
             dict(zip(self._tables, (list(s) for s in shards), strict=True)),
             summary,
             replace=self._replace,
+            fences=self._fences,
         )
+        tokens = dict(self._fences)
         for uri in self._detached_leases:
-            claims.release_lease(uri, self._attempt)
+            claims.release_lease(uri, tokens[uri])
         yield self._layout.marker
 
 
@@ -216,7 +220,7 @@ def launch(
     try:
         if options.incremental:
             leases.append(claim_history(layout, attempt, detached=not wait))
-        recover(layout.root, claims.live_attempts(layout.root))
+        recovered = recover(layout.root, claims.live_attempts(layout.root))
         if progress_shown_here(config, runner):
             config = dataclasses.replace(config, progress=True)
         config = dataclasses.replace(config, run_id=run_id)
@@ -233,7 +237,7 @@ def launch(
         for lease in leases:
             lease.release()
         tidy(layout.root)
-    return summary
+    return {**summary, "recovered": {k: recovered[k] for k in ("completed", "rolled_back")}}
 
 
 def claim_run(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
@@ -334,6 +338,7 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
         max_error_rate=config.max_error_rate,
         replace=run.replace,
         detached_leases=[lease.uri for lease in run.leases] if not run.wait else [],
+        fences=[lease.fence for lease in run.leases],
     )
     outputs.stats | "CommitRun" >> beam.ParDo(commit_fn, *[beam.pvalue.AsList(s) for s in shards])
     return p
