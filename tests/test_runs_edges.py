@@ -56,7 +56,7 @@ def cli(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def visible_paths(root: pathlib.Path) -> list[str]:
     """The ``path`` column a plain reader (pyarrow.dataset, Hive partitions) sees in ROOT/predictions."""
-    if not (root / "predictions").exists():
+    if not any((root / "predictions").rglob("*.parquet")):
         return []
     return pads.dataset(root / "predictions", partitioning="hive").to_table(columns=["path"]).column(0).to_pylist()
 
@@ -210,3 +210,75 @@ def test_an_aborted_commit_is_rolled_back_by_runs_clean_and_by_the_next_launch(
     assert f"recovered: rolled back the aborted commit at {journal}" in out and "run cut2 committed" in out
     assert len(visible_paths(root)) == 60
     assert sorted(r.run_id for r in runs.committed_runs(str(root))) == ["cut", "cut2", "kept"]
+
+
+def truncate(path: pathlib.Path) -> None:
+    """A disk fault or a partial copy: the shard loses its second half (and its footer)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_runs_verify_names_each_bad_shard_and_quarantines_bad_runs(tiny_model, sample_data, tmp_path, capsys):
+    inputs, root = tmp_path / "in", tmp_path / "root"
+    write_inputs(sample_data, inputs, 20)
+    assert cli_main(score_argv(tiny_model, inputs, root, "--run-id", "r1", "--incremental")) == 0
+    assert cli_main(["runs", "verify", str(root)]) == 0
+    assert "verified 1 committed run(s) under" in capsys.readouterr().out
+    (shard,) = (root / "predictions" / f"dt={RUN_DATE}" / "run=r1").glob("*.parquet")
+    truncate(shard)
+    # Before: the next incremental run exited 0 with "20 files already scored" and committed an empty run.
+    capsys.readouterr()
+    assert cli_main(score_argv(tiny_model, inputs, root, "--run-id", "r2", "--incremental")) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert str(shard) in line and f"runs verify {root} --quarantine" in line and "--run-id r1 --replace" in line
+    assert [r.run_id for r in runs.committed_runs(str(root))] == ["r1"]
+    assert cli_main(["runs", "verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"BAD dt={RUN_DATE} run=r1: {shard}: unreadable shard" in out and "1 bad, 1 problem(s)" in out
+    assert cli_main(["runs", "verify", str(root), "--quarantine"]) == 1
+    out = capsys.readouterr().out
+    moved = root / "_quarantine" / f"dt={RUN_DATE}" / "run=r1"
+    assert f"quarantined: moved to {moved}" in out
+    assert (moved / "_runs" / "_SUCCESS").exists() and (moved / "predictions" / shard.name).exists()
+    assert runs.committed_runs(str(root)) == [] and visible_paths(root) == []
+    assert cli_main(["runs", "verify", str(root)]) == 0
+    # The quarantined run's files are taken on again.
+    assert cli_main(score_argv(tiny_model, inputs, root, "--run-id", "r2", "--incremental")) == 0
+    assert "scored 20 of 20 images" in capsys.readouterr().out and len(visible_paths(root)) == 20
+    # Row counts against the summary, manifest keys against predictions + errors.
+    summary = root / "_runs" / f"dt={RUN_DATE}" / "run=r2" / "summary.json"
+    summary.write_text(summary.read_text().replace('"scored": 20', '"scored": 21'))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mnist_batch.tables import MANIFEST_SCHEMA
+
+    manifest = root / "manifest" / f"dt={RUN_DATE}" / "run=r2"
+    extra = {"path": ["/nowhere.png"], "size": [1], "mtime": [0.0], "sha256": [None], "run_id": ["r2"]}
+    pq.write_table(pa.table(extra, schema=MANIFEST_SCHEMA), manifest / "part-extra.parquet")
+    assert cli_main(["runs", "verify", str(root), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    problems = sorted(p["problem"] for p in report["problems"])
+    assert report["bad_runs"] == 1 and len(problems) == 2, problems
+    assert problems[0].startswith("20 rows, the summary's counts.scored is 21")
+    assert problems[1].startswith("manifest keys differ from predictions + errors paths: 1 only in the manifest")
+
+
+def test_a_shard_that_does_not_read_back_is_never_committed(tiny_model, sample_data, tmp_path, monkeypatch, capsys):
+    from mnist_batch.runstore import shards
+
+    inputs, root = tmp_path / "in", tmp_path / "root"
+    write_inputs(sample_data, inputs, 20)
+    real_close = shards.ShardWriter.close
+
+    def close_then_lose_half(self):
+        path = real_close(self)
+        if "/predictions/" in path:
+            truncate(pathlib.Path(path))
+        return path
+
+    monkeypatch.setattr(shards.ShardWriter, "close", close_then_lose_half)
+    assert cli_main(score_argv(tiny_model, inputs, root, "--run-id", "faulty")) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "nothing committed" in line and "cannot be read back" in line and "/_staging/" in line
+    assert runs.committed_runs(str(root)) == [] and visible_paths(root) == []

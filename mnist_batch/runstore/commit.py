@@ -35,7 +35,7 @@ from mnist_batch import jsonfmt
 from mnist_batch.runstore import claims, fs
 from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.runstore.layout import Layout, earlier_outputs, run_meta_dir, runs_index
-from mnist_batch.runstore.shards import write_empty_shard
+from mnist_batch.runstore.shards import shard_rows, write_empty_shard
 from mnist_batch.tables import JOURNAL_FILE, RUNS_DIR, STAGING_DIR, SUCCESS_FILE, SUMMARY_FILE
 
 
@@ -60,6 +60,7 @@ def commit_run(
     *,
     replace: bool,
     fences: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+    rows: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Moves the emitted ``shards`` of ``attempt`` into the tables and commits the run.
 
@@ -73,6 +74,8 @@ def commit_run(
         runs ``--replace``); without it an earlier commit is an error.
       fences: the launch's leases as ``(uri, token)``; each must still hold its token before
         the journal is written and before the shards move.
+      rows: shard path -> the rows the job wrote into it; each such shard is re-opened and its
+        footer's row count checked before anything is committed.
 
     Returns:
       The summary as committed.
@@ -80,6 +83,7 @@ def commit_run(
     Raises:
       CommitError: the run is already committed (by another attempt) and ``replace`` is off.
       LeaseLostError: the launch lost a lease; nothing was written or moved.
+      CommitError: a shard cannot be read back or holds other than the rows written into it.
     """
     existing = read_marker(layout.marker)
     if existing is not None and existing.get("attempt") == attempt:
@@ -88,6 +92,7 @@ def commit_run(
         raise CommitError(f"{layout.marker} exists: run {layout.run_id} is already committed (pass --replace)")
     staging = layout.staging_dir(attempt)
     shards = {t: list(shards.get(t, [])) for t in layout.tables}
+    check_shards([p for paths in shards.values() for p in paths], rows or {}, layout.run_id)
     for table, paths in shards.items():
         if not paths:  # a table with no rows still gets its schema
             paths.append(write_empty_shard(fs.join(staging, table), layout.tables[table]))
@@ -109,6 +114,21 @@ def commit_run(
         roll_back(journal)  # lost between the journal and the moves: nothing of ours moved in yet
         raise
     return summary
+
+
+def check_shards(paths: list[str], rows: dict[str, int], run_id: str) -> None:
+    """Every shard whose written row count is known is re-opened; its footer must say as many rows."""
+    for path in paths:
+        if path not in rows:
+            continue
+        try:
+            found = shard_rows(path)
+        except Exception as exc:  # truncated, not Parquet, gone: the commit must not go on
+            raise CommitError(f"cannot commit run {run_id}: shard {path} cannot be read back ({exc})") from exc
+        if found != rows[path]:
+            raise CommitError(
+                f"cannot commit run {run_id}: shard {path} holds {found} rows, the job wrote {rows[path]}"
+            )
 
 
 def plan_moves(layout: Layout, staging: str, shards: dict[str, list[str]]) -> list[list[str]]:

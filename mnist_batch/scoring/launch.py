@@ -122,7 +122,7 @@ class LaunchRecord:
 class CommitRunFn(beam.DoFn):
     """Stats -> the run's summary, then its commit (:func:`commit.commit_run`), inside the job.
 
-    Its side inputs are the shard paths each table's writer emits once the shard is closed,
+    Its side inputs are the ``(path, rows)`` each table's writer emits once the shard is closed,
     so it runs only when every table is complete; committing in the job means a launcher that
     does not wait (Dataflow templates, detached launches) still gets committed runs.
     """
@@ -153,10 +153,11 @@ class CommitRunFn(beam.DoFn):
         commit_run(
             self._layout,
             self._attempt,
-            dict(zip(self._tables, (list(s) for s in shards), strict=True)),
+            dict(zip(self._tables, ([path for path, _ in s] for s in shards), strict=True)),
             summary,
             replace=self._replace,
             fences=self._fences,
+            rows={path: rows for s in shards for path, rows in s},
         )
         tokens = dict(self._fences)
         for uri in self._detached_leases:
