@@ -282,3 +282,35 @@ def test_a_shard_that_does_not_read_back_is_never_committed(tiny_model, sample_d
     (line,) = error_lines(capsys.readouterr().err)
     assert "nothing committed" in line and "cannot be read back" in line and "/_staging/" in line
     assert runs.committed_runs(str(root)) == [] and visible_paths(root) == []
+
+
+@pytest.mark.parametrize("key", ["stat", "hash"])
+def test_file_names_that_are_not_utf8_are_scored_escaped_and_skipped_next_time(
+    tiny_model, sample_data, tmp_path, capsys, key
+):
+    inputs, root = tmp_path / "in", tmp_path / "root"
+    write_inputs(sample_data, inputs, 4)
+    folder = os.fsencode(inputs / "3")
+    os.makedirs(folder, exist_ok=True)
+    good = next(inputs.rglob("*.png")).read_bytes()
+    with open(os.path.join(folder, b"x\xff.png"), "wb") as f:  # a valid PNG, a name that is not UTF-8
+        f.write(good)
+    with open(os.path.join(folder, b"z\xfd\xfe.png"), "wb") as f:  # not an image
+        f.write(b"\x89PNG not really")
+    with open(os.path.join(folder, b"notes\xff.txt"), "wb") as f:
+        f.write(b"not an image extension")
+    argv = score_argv(tiny_model, inputs, root, "--incremental", "--incremental-key", key)
+    # Before: exit 2, nothing committed, "'utf-8 [while running 'MatchImageFiles/...']' codec can't encode".
+    assert cli_main([*argv, "--run-id", "first"]) == 0
+    out = capsys.readouterr().out
+    assert "scored 5 of 6 images (1 errors, 1 skipped" in out, out
+    escaped = str(inputs / "3") + "/x\\xff.png"  # the byte as the four characters \xff
+    paths = visible_paths(root)
+    assert escaped in paths and len(paths) == 5
+    table = runs.read_runs(str(root), "errors")
+    assert table.column("path").to_pylist() == [str(inputs / "3") + "/z\\xfd\\xfe.png"]
+    assert table.column("stage").to_pylist() == ["decode"]
+    assert cli_main([*argv, "--run-id", "second"]) == 0  # the escaped keys round-trip: nothing rescored
+    out = capsys.readouterr().out
+    assert "scored 0 of 0 images" in out and "6 files already scored" in out, out
+    assert sorted(visible_paths(root)) == sorted(paths)
