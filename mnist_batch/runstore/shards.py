@@ -67,9 +67,18 @@ def read_shard(path: str, columns: list[str] | None = None) -> pa.Table:
 
 
 def shard_rows(path: str) -> int:
-    """The row count in a shard's footer (raises when the footer cannot be read: truncated, not Parquet)."""
+    """The row count in a shard's footer (raises when the footer cannot be read: truncated, not Parquet).
+
+    On an object store only the footer is fetched where the filesystem's stream can seek (GCS,
+    S3); a stream that cannot is read whole.
+    """
     if fs.is_remote(path):
         with FileSystems.open(path) as f:
+            if getattr(f, "seekable", lambda: False)():
+                try:
+                    return pq.ParquetFile(f).metadata.num_rows
+                except (OSError, io.UnsupportedOperation, ValueError):
+                    f.seek(0)
             return pq.ParquetFile(io.BytesIO(f.read())).metadata.num_rows
     with pq.ParquetFile(local_path(path)) as f:
         return f.metadata.num_rows
