@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from collections.abc import Iterable
 
 from mnist_batch.constants import AUTO_RUNTIME, DEFAULT_MAX_PIXELS, FAST_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 
@@ -16,6 +18,22 @@ def require(condition: bool, field: str, message: str, value: object) -> None:
     """Raises ``ValueError(f"{field} {message}, got {value!r}")`` unless ``condition``."""
     if not condition:
         raise ValueError(f"{field} {message}, got {value!r}")
+
+
+def name_flags(message: str, flags: Iterable[str]) -> str:
+    """A settings error as the user typed it: a field named in ``message`` becomes its flag.
+
+    ``run_date must be YYYY-MM-DD`` -> ``--run-date must be YYYY-MM-DD`` when ``--run-date`` is
+    among ``flags``. Field names with an underscore are replaced wherever they stand; a
+    one-word field (``layout``) only where the message starts with it (a plain word elsewhere).
+    """
+    for flag in sorted((f for f in flags if f.startswith("--")), key=len, reverse=True):
+        field = flag[2:].replace("-", "_")
+        if "_" in field:
+            message = re.sub(rf"(?<![\w-]){re.escape(field)}\b", flag, message)
+        elif re.match(rf"{re.escape(field)}\b", message):
+            message = flag + message[len(field) :]
+    return message
 
 
 # --- training settings (TrainConfig) -------------------------------------------------------

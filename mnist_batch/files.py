@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -23,12 +24,38 @@ __all__ = [
     "NotRegularFileError",
     "check_file_size",
     "check_regular",
+    "escape_path",
     "file_kind",
     "open_local",
     "read_at_most",
     "read_local",
     "replaced_atomically",
+    "unescape_path",
 ]
+
+ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
+"""How a byte that is not valid UTF-8 in a file name is written in ``path`` columns: ``\\xHH``."""
+
+
+def escape_path(path: str) -> str:
+    """A listed path as a valid UTF-8 string: each byte that is not UTF-8 becomes ``\\xHH``.
+
+    Python lists such a name with :func:`os.fsdecode`'s surrogate escapes (byte ``0xff`` ->
+    ``'\\udcff'``), which no Parquet writer, Beam coder or reader can encode; ``x\\xff.png``
+    (four characters for the byte) is what every row, key and message carries instead. Names
+    that are valid UTF-8 are unchanged. :func:`unescape_path` finds the file again.
+    """
+    if not any("\udc80" <= c <= "\udcff" for c in path):
+        return path
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c for c in path)
+
+
+def unescape_path(path: str) -> str:
+    """The local path :func:`escape_path` made ``path`` from (the path itself when it exists as written)."""
+    if "\\x" not in path or os.path.lexists(path):
+        return path
+    return ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), path)
+
 
 FILE_KINDS = (
     (stat.S_ISDIR, "folder"),
@@ -121,6 +148,7 @@ def read_local(path: str, max_bytes: int) -> bytes:
     A plain read skips the filesystem lookup and compression detection Beam does per file
     (measured: about 4 % of a local run's CPU).
     """
+    path = unescape_path(path)
     st = os.stat(path)
     check_regular(st.st_mode)
     check_file_size(st.st_size, max_bytes)

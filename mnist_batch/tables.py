@@ -206,6 +206,8 @@ LAYOUT_VERSION = 2
 RUNS_DIR = "_runs"
 STAGING_DIR = "_staging"
 CLAIMS_DIR = "_claims"
+QUARANTINE_DIR = "_quarantine"
+"""Where ``mnist-batch runs verify --quarantine`` moves a bad run (``_``: skipped by readers)."""
 PARTITION_COLUMNS = ("dt", "run")
 """Hive partition columns of the runs layout: ``dt`` (YYYY-MM-DD) and ``run`` (the run id)."""
 LAYOUTS = ("flat", "runs")

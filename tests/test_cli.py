@@ -122,3 +122,23 @@ def test_console_script_is_installed_and_reads_folders(tmp_path):
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)["splits"]
     assert sum(s["total"] for s in counts.values()) == 8
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["score", "--layout", "runs", "--run-date", "2026-13-01"], "--run-date must be YYYY-MM-DD"),
+        (["score", "--layout", "runs", "--expect-model-id", "abc"], "--expect-model-id must have at least 8"),
+        (["score", "--max-batch-size", "0"], "--max-batch-size"),
+        (["score", "--review-threshold", "2"], "--review-threshold"),
+        (["train", "--batch-size", "0"], "--batch-size"),
+    ],
+)
+def test_option_errors_name_the_flag_the_user_typed(capsys, tmp_path, argv, flag):
+    # Before: "score: run_date must be YYYY-MM-DD" (the internal field, not the flag).
+    if argv[0] == "score":
+        argv = [*argv, "--model", str(tmp_path / "m.keras"), "--input", str(tmp_path), "--output", str(tmp_path / "o")]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == EXIT_USAGE and err.count("\n") == 1 and flag in err, err
+    field = flag.split()[0][2:].replace("-", "_")
+    assert field not in err, err

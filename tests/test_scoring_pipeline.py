@@ -355,7 +355,7 @@ def test_cli_errors_are_one_line_exit_2(tiny_model, tmp_path, capsys):
     code = cli_main(
         ["score", "--model", str(tiny_model), "--input", str(tmp_path), "--output", "o", "--review-threshold", "2"]
     )
-    assert code == 2 and "review_threshold must be in [0, 1]" in capsys.readouterr().err
+    assert code == 2 and "--review-threshold must be in [0, 1]" in capsys.readouterr().err  # the flag, not the field
     code = cli_main(
         ["score", "--model", str(tiny_model), "--input", str(tmp_path), "--output", "o", "--review_threshold", "0.5"]
     )

@@ -63,7 +63,7 @@ def run_cli(args, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "-3"], "batch_size must be > 0, got -3"),
+        (["--batch-size", "-3"], "--batch-size must be > 0, got -3"),  # the flag typed, not the field
         (["--epochs", "0"], "epochs must be > 0"),
         (["--strategy", "mirrored"], "strategy 'mirrored' needs a GPU"),
         (["--export", "model.h5"], "export must end with .keras"),

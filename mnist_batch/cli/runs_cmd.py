@@ -1,4 +1,4 @@
-"""``mnist-batch runs``: list the committed runs of a runs root; clean up after killed launches."""
+"""``mnist-batch runs``: list the committed runs of a runs root; clean up after killed launches; verify shards."""
 
 from __future__ import annotations
 
@@ -11,14 +11,21 @@ DESCRIPTION = """\
 Look after a runs root (score --layout runs --output ROOT).
 
   list   the committed runs (dt, run id, files scored / errors / skipped, model id)
-  clean  complete commits cut short by a crash, delete the staging folders and leases of
-         launches that are no longer running (live launches are left alone; safe any time)
+  clean  complete commits cut short by a crash (roll back those whose shards are gone),
+         delete the staging folders and leases of launches that are no longer running
+         (live launches are left alone; safe any time)
+  verify re-open every shard of every committed run: footers readable, predictions and
+         errors rows equal to the summary's counts, manifest keys equal to the predictions +
+         errors paths; one line per bad shard; with --quarantine, move each bad run to
+         ROOT/_quarantine/dt=D/run=ID/ (out of readers' view; incremental runs rescore its files)
 
 Examples:
   mnist-batch runs list out/runs
   mnist-batch runs clean out/runs
+  mnist-batch runs verify out/runs --quarantine
 
-Exit codes: 0 ok; 2 bad argument or not a runs root.
+Exit codes: 0 ok (verify: every run sound); 1 verify found bad runs (quarantined with
+--quarantine); 2 bad argument or not a runs root.
 """
 
 
@@ -29,9 +36,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("action", choices=("list", "clean"), help="what to do")
+    p.add_argument("action", choices=("list", "clean", "verify"), help="what to do")
     p.add_argument("root", help="the runs root (--output of score --layout runs)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="verify: move each bad run to ROOT/_quarantine/ (out of readers' view)",
+    )
     add_verbosity(p)
     p.set_defaults(run=run)
 
@@ -43,16 +55,25 @@ def run(args: argparse.Namespace) -> int:
 
     if not fs.exists(fs.join(args.root, LAYOUT_FILE)):
         raise MnistBatchError(f"runs: {args.root} is not a runs root (no {LAYOUT_FILE})")
+    if args.quarantine and args.action != "verify":
+        raise MnistBatchError("runs: --quarantine is for runs verify")
+    if args.action == "verify":
+        return verify(args)
     if args.action == "clean":
         result = runs.clean(args.root)
         if args.json:
             print(json.dumps(result, indent=2))
         else:
             print(
-                f"completed {len(result['completed'])} cut-short commit(s), deleted {len(result['deleted'])} "
+                f"completed {len(result['completed'])} cut-short commit(s), rolled back "
+                f"{len(result['rolled_back'])} aborted commit(s), deleted {len(result['deleted'])} "
                 f"staging folder(s) and {len(result['stale_leases'])} stale lease(s) under {args.root}"
             )
-            for path in result["completed"] + result["deleted"] + result["stale_leases"]:
+            for path in result["completed"]:
+                print(f"  rolled forward: {path}")
+            for path in result["rolled_back"]:
+                print(f"  rolled back (its shards were gone; the run is not committed): {path}")
+            for path in result["deleted"] + result["stale_leases"]:
                 print(f"  {path}")
         return 0
     rows = []
@@ -81,3 +102,27 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"{len(rows)} committed run(s) under {args.root}")
     return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """``runs verify``: one line per problem; exit 1 when any run is bad."""
+    from mnist_batch.runstore import verify as checks
+
+    found, problems = checks.verify(args.root)
+    bad = {(p.run.dt, p.run.run_id): p.run for p in problems}
+    moved = {key: checks.quarantine(run) for key, run in bad.items()} if args.quarantine else {}
+    if args.json:
+        rows = [{"dt": p.run.dt, "run": p.run.run_id, "path": p.path, "problem": p.what} for p in problems]
+        print(
+            json.dumps(
+                {"runs": len(found), "bad_runs": len(bad), "problems": rows, "quarantined": list(moved.values())},
+                indent=2,
+            )
+        )
+    else:
+        for problem in problems:
+            print(f"BAD {problem.line()}")
+        for path in moved.values():
+            print(f"quarantined: moved to {path}")
+        print(f"verified {len(found)} committed run(s) under {args.root}: {len(bad)} bad, {len(problems)} problem(s)")
+    return 1 if problems else 0

@@ -50,7 +50,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run, passes_unknown_args=True)  # what this command does not know is Beam's
 
 
+def print_recovered(summary: dict) -> None:
+    """Commits of earlier launches this launch finished (rolled forward) or undid (rolled back)."""
+    recovered = summary.get("recovered") or {}
+    for journal in recovered.get("completed", []):
+        print(f"recovered: rolled forward the commit cut short at {journal} (all its shards were there)")
+    for journal in recovered.get("rolled_back", []):
+        print(
+            f"recovered: rolled back the aborted commit at {journal} (its shards were gone; that run is not committed)"
+        )
+
+
 def print_summary(summary: dict) -> None:
+    print_recovered(summary)
     counts = summary["counts"]
     print(
         f"scored {counts['scored']:,} of {counts['matched']:,} images "

@@ -6,7 +6,7 @@ import argparse
 import warnings
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, progress, slow_step
-from mnist_batch.config import TRAIN_STRATEGIES, TrainConfig
+from mnist_batch.config import TRAIN_STRATEGIES, TrainConfig, name_flags
 from mnist_batch.constants import FAST_RUNTIME
 from mnist_batch.errors import MnistBatchError
 
@@ -121,7 +121,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             verbose={"auto": None, "bar": 1, "epoch": 2, "none": 0}[args.progress],
         )
     except ValueError as exc:
-        raise TrainArgumentError(str(exc)) from exc
+        raise TrainArgumentError(name_flags(str(exc), [f"--{k.replace('_', '-')}" for k in vars(args)])) from exc
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@
 * :mod:`~mnist_batch.runstore.shards`: Parquet shards written and read back;
 * :mod:`~mnist_batch.runstore.history`: committed runs and the key digests of their files;
 * :mod:`~mnist_batch.runstore.runs`: reading and cleaning a store (``mnist-batch runs``);
+* :mod:`~mnist_batch.runstore.verify`: committed runs' shards checked, bad runs quarantined;
 * :mod:`~mnist_batch.runstore.fs`: literal file operations on any Beam filesystem;
 * :mod:`~mnist_batch.runstore.errors`: :class:`RunStoreError`.
 

@@ -3,8 +3,8 @@
 A lease is a small JSON file ``ROOT/_claims/<name>.json`` created atomically (``O_EXCL`` on a
 local disk; see :mod:`mnist_batch.runstore.fs` for object stores) and holding who owns it::
 
-    {"name": "run=nightly", "run_id": ..., "attempt": ..., "host": ..., "pid": ...,
-     "started_at": ..., "heartbeat_at": <epoch s>, "ttl_s": 120, "detached": false}
+    {"name": "run=nightly", "run_id": ..., "attempt": ..., "token": <random hex>, "host": ...,
+     "pid": ..., "started_at": ..., "heartbeat_at": <epoch s>, "ttl_s": 120, "detached": false}
 
 A second launch that finds a live lease is refused (:class:`ClaimError`, one line, exit 2). A
 lease is live while its owner is: on the same host, while the owner's process exists (a
@@ -12,6 +12,14 @@ killed launcher's lease is stale at once); elsewhere, while its heartbeat (refre
 ``ttl_s / 4`` by a thread of the launcher) is younger than ``ttl_s``. A detached launch
 (``wait=False``: the job runs on after the launcher exits) writes a long ``ttl_s`` and no
 heartbeat; the job's commit step deletes its lease. A stale lease is taken over.
+
+Fencing: every claim writes a fresh random ``token``, so a takeover (or ``runs clean``
+deleting a stale lease) leaves the old holder's token nowhere. The commit checks
+(:func:`check_held`) that every lease of its launch still holds its token right before the
+journal is written and again right before the shards move; a launcher that lost a lease (it
+was paused past ``ttl_s``: a VM migration, a long GC, SIGSTOP) stops with :class:`LeaseLostError`
+and moves nothing. What remains is the time between that check and the step it guards
+(deploy/README.md, "Run store": what bounds it on each kind of storage).
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ DETACHED_TTL_S = 24 * 3600.0
 
 class ClaimError(RunStoreError):
     """Another live launch holds the lease (the message names it)."""
+
+
+class LeaseLostError(ClaimError):
+    """This launch's lease was taken over or deleted (it was paused past its ttl): it must not commit."""
 
 
 def lease_uri(root: str, name: str) -> str:
@@ -94,7 +106,7 @@ class Lease:
         period = float(self.owner["ttl_s"]) / 4
         while not self._stop.wait(period):
             owner = read_lease(self.uri)
-            if owner is None or owner.get("attempt") != self.owner["attempt"]:
+            if owner is None or owner.get("token") != self.owner["token"]:
                 return  # taken over or released: never write someone else's lease
             self.owner["heartbeat_at"] = time.time()
             with contextlib.suppress(Exception):
@@ -102,7 +114,12 @@ class Lease:
 
     def release(self) -> None:
         self._stop.set()
-        release_lease(self.uri, self.owner["attempt"])
+        release_lease(self.uri, self.owner["token"])
+
+    @property
+    def fence(self) -> tuple[str, str]:
+        """``(uri, token)``: what :func:`check_held` checks (picklable, for the job's commit step)."""
+        return self.uri, self.owner["token"]
 
     def __enter__(self) -> Lease:
         return self
@@ -111,10 +128,10 @@ class Lease:
         self.release()
 
 
-def release_lease(uri: str, attempt: str) -> None:
-    """Deletes the lease at ``uri`` if the attempt ``attempt`` still holds it."""
+def release_lease(uri: str, token: str) -> None:
+    """Deletes the lease at ``uri`` if it still holds ``token`` (never another launch's lease)."""
     owner = read_lease(uri)
-    if owner is not None and owner.get("attempt") == attempt:
+    if owner is not None and owner.get("token") == token:
         with contextlib.suppress(Exception):
             fs.delete_file(uri)
 
@@ -127,6 +144,23 @@ def held_by(uri: str, attempt: str) -> bool:
     """
     owner = read_lease(uri)
     return owner is not None and owner.get("attempt") == attempt and is_live(owner)
+
+
+def check_held(fences: list[tuple[str, str]] | tuple[tuple[str, str], ...], what: str) -> None:
+    """Raises :class:`LeaseLostError` unless every lease ``(uri, token)`` still holds its token.
+
+    Args:
+      fences: the launch's leases (:attr:`Lease.fence`).
+      what: the step about to happen, for the message (``commit run nightly``).
+    """
+    for uri, token in fences:
+        owner = read_lease(uri)
+        if owner is None or owner.get("token") != token:
+            holder = "no one (deleted as stale)" if owner is None else describe(owner)
+            raise LeaseLostError(
+                f"cannot {what}: this launch lost its lease {uri} (now held by {holder}); "
+                "it was paused past the lease's ttl, nothing was moved in"
+            )
 
 
 def describe(owner: dict[str, Any] | None) -> str:
@@ -143,6 +177,7 @@ def claim(root: str, name: str, *, run_id: str, attempt: str, detached: bool = F
         "name": name,
         "run_id": run_id,
         "attempt": attempt,
+        "token": uuid.uuid4().hex,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -7,6 +7,13 @@ When every shard is final, :func:`commit_run` (the pipeline's last step) records
 folder. Every step can be repeated (:func:`apply_journal`), so a commit cut short by a crash
 is completed by the next launch or by ``mnist-batch runs clean`` (:func:`recover`).
 
+A journal whose shards are gone (neither staged nor moved: its launcher lost its staging to
+``runs clean`` while paused) is an aborted commit: :func:`recover` rolls it back (the moved
+partitions of that attempt and the journal are deleted, the run stays uncommitted) instead
+of failing on it, so a root is never left where every later command fails. A launch passes its
+leases (``fences``) to :func:`commit_run`, which checks them before the journal is written and
+before the shards move (:func:`mnist_batch.runstore.claims.check_held`).
+
 Two layouts (:class:`Layout`), one commit:
 
 * ``flat``: ``OUT/<table>/`` and ``OUT/summary.json``, ``OUT/_SUCCESS``; ``--overwrite``
@@ -25,10 +32,10 @@ import json
 from typing import Any
 
 from mnist_batch import jsonfmt
-from mnist_batch.runstore import fs
+from mnist_batch.runstore import claims, fs
 from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.runstore.layout import Layout, earlier_outputs, run_meta_dir, runs_index
-from mnist_batch.runstore.shards import write_empty_shard
+from mnist_batch.runstore.shards import shard_rows, write_empty_shard
 from mnist_batch.tables import JOURNAL_FILE, RUNS_DIR, STAGING_DIR, SUCCESS_FILE, SUMMARY_FILE
 
 
@@ -52,6 +59,8 @@ def commit_run(
     summary: dict[str, Any],
     *,
     replace: bool,
+    fences: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+    rows: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Moves the emitted ``shards`` of ``attempt`` into the tables and commits the run.
 
@@ -63,12 +72,18 @@ def commit_run(
       summary: the run's summary (written to ``summary.json`` and ``_SUCCESS``).
       replace: replace an earlier committed run at the same place (flat ``--overwrite``,
         runs ``--replace``); without it an earlier commit is an error.
+      fences: the launch's leases as ``(uri, token)``; each must still hold its token before
+        the journal is written and before the shards move.
+      rows: shard path -> the rows the job wrote into it; each such shard is re-opened and its
+        footer's row count checked before anything is committed.
 
     Returns:
       The summary as committed.
 
     Raises:
       CommitError: the run is already committed (by another attempt) and ``replace`` is off.
+      LeaseLostError: the launch lost a lease; nothing was written or moved.
+      CommitError: a shard cannot be read back or holds other than the rows written into it.
     """
     existing = read_marker(layout.marker)
     if existing is not None and existing.get("attempt") == attempt:
@@ -77,10 +92,13 @@ def commit_run(
         raise CommitError(f"{layout.marker} exists: run {layout.run_id} is already committed (pass --replace)")
     staging = layout.staging_dir(attempt)
     shards = {t: list(shards.get(t, [])) for t in layout.tables}
+    check_shards([p for paths in shards.values() for p in paths], rows or {}, layout.run_id)
     for table, paths in shards.items():
         if not paths:  # a table with no rows still gets its schema
             paths.append(write_empty_shard(fs.join(staging, table), layout.tables[table]))
     summary = {**summary, "attempt": attempt}
+    what = f"commit run {layout.run_id}"
+    claims.check_held(fences, what)
     journal = {
         "attempt": attempt,
         "layout": dataclasses.asdict(layout),
@@ -90,8 +108,27 @@ def commit_run(
         "staging": staging,
     }
     fs.write_atomic(fs.join(layout.meta_dir, JOURNAL_FILE), json.dumps(journal, sort_keys=True))
-    apply_journal(journal)
+    try:
+        apply_journal(journal, fences)
+    except claims.LeaseLostError:
+        roll_back(journal)  # lost between the journal and the moves: nothing of ours moved in yet
+        raise
     return summary
+
+
+def check_shards(paths: list[str], rows: dict[str, int], run_id: str) -> None:
+    """Every shard whose written row count is known is re-opened; its footer must say as many rows."""
+    for path in paths:
+        if path not in rows:
+            continue
+        try:
+            found = shard_rows(path)
+        except Exception as exc:  # truncated, not Parquet, gone: the commit must not go on
+            raise CommitError(f"cannot commit run {run_id}: shard {path} cannot be read back ({exc})") from exc
+        if found != rows[path]:
+            raise CommitError(
+                f"cannot commit run {run_id}: shard {path} holds {found} rows, the job wrote {rows[path]}"
+            )
 
 
 def plan_moves(layout: Layout, staging: str, shards: dict[str, list[str]]) -> list[list[str]]:
@@ -110,10 +147,14 @@ def plan_moves(layout: Layout, staging: str, shards: dict[str, list[str]]) -> li
     return moves
 
 
-def apply_journal(journal: dict[str, Any]) -> None:
-    """Carries out (or finishes) a commit from its journal; every step may be repeated."""
+def apply_journal(journal: dict[str, Any], fences: list[tuple[str, str]] | tuple[tuple[str, str], ...] = ()) -> None:
+    """Carries out (or finishes) a commit from its journal; every step may be repeated.
+
+    ``fences`` (the committing launch's leases) are checked before anything is deleted or moved.
+    """
     layout = Layout(**journal["layout"])
     journal_uri = fs.join(layout.meta_dir, JOURNAL_FILE)
+    claims.check_held(fences, f"commit run {layout.run_id}")
     if journal["delete"]:
         for path in journal["delete"]:  # uncommit first: a reader never sees a marker over missing data
             if fs.basename(path) == SUCCESS_FILE:
@@ -129,6 +170,7 @@ def apply_journal(journal: dict[str, Any]) -> None:
                 fs.delete_file(fs.join(path, SUMMARY_FILE))
         journal = {**journal, "delete": []}
         fs.write_atomic(journal_uri, json.dumps(journal, sort_keys=True))
+        claims.check_held(fences, f"commit run {layout.run_id}")
     for src, dst in journal["moves"]:
         if fs.exists(src):
             if fs.exists(dst) and not fs.is_remote(dst):
@@ -156,22 +198,53 @@ def pending_journals(root: str) -> list[str]:
     return found
 
 
+def lost_shards(journal: dict[str, Any]) -> list[str]:
+    """The journal's shards that are neither staged nor moved (deleted under a paused launcher)."""
+    return [src for src, dst in journal["moves"] if not fs.exists(src) and not fs.exists(dst)]
+
+
+def roll_back(journal: dict[str, Any]) -> None:
+    """Undoes an aborted commit: what it moved in, its staging and its journal are deleted.
+
+    Moves happen only after the delete step of a replacing commit, so while ``delete`` is still
+    listed nothing was moved (the earlier run is untouched); after it, the moved partitions of
+    this attempt are deleted and the run id stays uncommitted.
+    """
+    layout = Layout(**journal["layout"])
+    if not journal["delete"]:
+        for src, dst in journal["moves"]:
+            if not fs.exists(src) and fs.exists(dst):
+                fs.delete_tree(dst)
+                if layout.kind == "runs" and not fs.is_remote(dst):
+                    fs.remove_empty_dir(fs.parent(dst))
+    fs.delete_tree(journal["staging"])
+    fs.delete_file(fs.join(layout.meta_dir, JOURNAL_FILE))
+    if layout.kind == "runs":
+        fs.remove_empty_dir(layout.meta_dir)
+        fs.remove_empty_dir(fs.parent(layout.meta_dir))
+
+
 def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
-    """Finishes commits cut short and deletes the staging of dead launches under ``root``.
+    """Finishes commits cut short, rolls back aborted ones, deletes the staging of dead launches.
 
     Args:
       root: a flat output folder or a runs root.
       live_attempts: attempts whose launch is still running (their staging is left alone).
 
     Returns:
-      ``{"completed": [journal uris], "deleted": [staging folders]}``.
+      ``{"completed": [journal uris], "rolled_back": [journal uris], "deleted": [staging folders]}``:
+      journals rolled forward (every shard was there), journals rolled back (some shard was gone).
     """
-    completed, deleted = [], []
+    completed, rolled_back, deleted = [], [], []
     referenced = set()
     for uri in pending_journals(root):
         journal = json.loads(fs.read_text(uri))
         referenced.add(journal["attempt"])
         if journal["attempt"] in live_attempts:
+            continue
+        if lost_shards(journal):
+            roll_back(journal)
+            rolled_back.append(uri)
             continue
         apply_journal(journal)
         completed.append(uri)
@@ -181,4 +254,4 @@ def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
             continue
         fs.delete_tree(fs.join(staging, attempt))
         deleted.append(fs.join(staging, attempt))
-    return {"completed": completed, "deleted": deleted}
+    return {"completed": completed, "rolled_back": rolled_back, "deleted": deleted}

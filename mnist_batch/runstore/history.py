@@ -15,9 +15,10 @@ import hashlib
 
 from mnist_batch.constants import COL_PATH, COL_STAGE
 from mnist_batch.runstore import fs
+from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.runstore.layout import run_meta_dir, runs_index
-from mnist_batch.runstore.shards import read_shards
-from mnist_batch.tables import MANIFEST_TABLE, SUCCESS_FILE
+from mnist_batch.runstore.shards import read_shard, shard_paths, shard_rows
+from mnist_batch.tables import MANIFEST_TABLE, RUN_TABLES, SUCCESS_FILE
 
 RETRY_STAGES = ("read", "inference")
 """Error stages that may be transient: such files are scored again by the next incremental run."""
@@ -56,16 +57,55 @@ def key_digest(
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
 
 
-def read_columns(folder: str, columns: list[str]) -> dict[str, list]:
-    """Columns of every Parquet shard in ``folder`` (any filesystem), as lists."""
-    tables = read_shards(folder, columns)
+class HistoryError(RunStoreError):
+    """An earlier committed run cannot be read: an incremental run must not trust it."""
+
+
+def unreadable(run: RunInfo, shard: str, exc: BaseException) -> HistoryError:
+    text = str(exc).strip().splitlines()
+    return HistoryError(
+        f"the incremental history cannot be read: shard {shard} of run {run.run_id} (dt={run.dt}) is damaged "
+        f"({type(exc).__name__}: {text[0] if text else ''}); run `mnist-batch runs verify {run.root} --quarantine` "
+        f"(its files are then scored again) or rescore that run (--run-id {run.run_id} --replace), then launch again"
+    )
+
+
+def read_columns(folder: str, columns: list[str], run: RunInfo | None = None) -> dict[str, list]:
+    """Columns of every Parquet shard in ``folder`` (any filesystem), as lists.
+
+    Raises:
+      HistoryError: a shard cannot be read (with ``run``: naming the shard and the way out).
+    """
+    tables = []
+    for shard in shard_paths(folder):
+        try:
+            tables.append(read_shard(shard, columns))
+        except Exception as exc:
+            if run is None:
+                raise
+            raise unreadable(run, shard, exc) from exc
     return {c: [v for t in tables for v in t.column(c).to_pylist()] for c in columns}
 
 
+def check_readable(run: RunInfo) -> None:
+    """Every shard of every table of ``run`` has a readable footer (else :class:`HistoryError`)."""
+    for table in RUN_TABLES:
+        for shard in shard_paths(run.table_dir(table)):
+            try:
+                shard_rows(shard)
+            except Exception as exc:
+                raise unreadable(run, shard, exc) from exc
+
+
 def known_digests(run: RunInfo, kind: str) -> bytes:
-    """The digests of the files ``run`` took on, minus those whose error may be transient."""
-    manifest = read_columns(run.table_dir(MANIFEST_TABLE), [COL_PATH, "size", "mtime", "sha256"])
-    errors = read_columns(run.table_dir("errors"), [COL_PATH, COL_STAGE])
+    """The digests of the files ``run`` took on, minus those whose error may be transient.
+
+    Raises:
+      HistoryError: a shard of ``run`` cannot be read (a history it cannot read is not trusted).
+    """
+    check_readable(run)
+    manifest = read_columns(run.table_dir(MANIFEST_TABLE), [COL_PATH, "size", "mtime", "sha256"], run)
+    errors = read_columns(run.table_dir("errors"), [COL_PATH, COL_STAGE], run)
     retry = {p for p, s in zip(errors[COL_PATH], errors[COL_STAGE], strict=True) if s in RETRY_STAGES}
     digests = bytearray()
     rows = zip(manifest[COL_PATH], manifest["size"], manifest["mtime"], manifest["sha256"], strict=True)

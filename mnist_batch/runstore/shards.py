@@ -53,20 +53,42 @@ class ShardWriter:
         return self.path
 
 
+def shard_paths(folder: str) -> list[str]:
+    """The Parquet shards in ``folder`` (any Beam filesystem; none when it does not exist)."""
+    return [p for p in fs.list_files(folder) if p.endswith(".parquet")]
+
+
+def read_shard(path: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet shard (any Beam filesystem), as a table."""
+    if fs.is_remote(path):
+        with FileSystems.open(path) as f:
+            return pq.read_table(io.BytesIO(f.read()), columns=columns)
+    # One file, never a dataset: pyarrow < 19 (Beam 2.70's bound) would add the Hive
+    # partition columns of its path (dt=, run=) to a single file's table.
+    return pq.ParquetFile(local_path(path)).read(columns=columns)
+
+
+def shard_rows(path: str) -> int:
+    """The row count in a shard's footer (raises when the footer cannot be read: truncated, not Parquet).
+
+    On an object store only the footer is fetched where the filesystem's stream can seek (GCS,
+    S3); a stream that cannot is read whole.
+    """
+    if fs.is_remote(path):
+        with FileSystems.open(path) as f:
+            if getattr(f, "seekable", lambda: False)():
+                try:
+                    return pq.ParquetFile(f).metadata.num_rows
+                except (OSError, io.UnsupportedOperation, ValueError):
+                    f.seek(0)
+            return pq.ParquetFile(io.BytesIO(f.read())).metadata.num_rows
+    with pq.ParquetFile(local_path(path)) as f:
+        return f.metadata.num_rows
+
+
 def read_shards(folder: str, columns: list[str] | None = None) -> list[pa.Table]:
     """Every Parquet shard in ``folder`` (any Beam filesystem; none when it does not exist), as tables."""
-    tables = []
-    for path in fs.list_files(folder):
-        if not path.endswith(".parquet"):
-            continue
-        if fs.is_remote(path):
-            with FileSystems.open(path) as f:
-                tables.append(pq.read_table(io.BytesIO(f.read()), columns=columns))
-        else:
-            # One file, never a dataset: pyarrow < 19 (Beam 2.70's bound) would add the Hive
-            # partition columns of its path (dt=, run=) to a single file's table.
-            tables.append(pq.ParquetFile(local_path(path)).read(columns=columns))
-    return tables
+    return [read_shard(path, columns) for path in shard_paths(folder)]
 
 
 def write_empty_shard(folder: str, schema: pa.Schema) -> str:

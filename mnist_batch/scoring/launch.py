@@ -126,7 +126,7 @@ class LaunchGoneError(ScoringError):
 class CommitRunFn(beam.DoFn):
     """Stats -> the run's summary, then its commit (:func:`commit.commit_run`), inside the job.
 
-    Its side inputs are the shard paths each table's writer emits once the shard is closed,
+    Its side inputs are the ``(path, rows)`` each table's writer emits once the shard is closed,
     so it runs only when every table is complete; committing in the job means a launcher that
     does not wait (Dataflow templates, detached launches) still gets committed runs.
 
@@ -147,6 +147,7 @@ class CommitRunFn(beam.DoFn):
         replace: bool,
         detached_leases: list[str],
         held_leases: list[str] = (),
+        fences: list[tuple[str, str]] | None = None,
     ) -> None:
         self._held_leases = list(held_leases)
         self._layout = layout
@@ -156,6 +157,7 @@ class CommitRunFn(beam.DoFn):
         self._max_error_rate = max_error_rate
         self._replace = replace
         self._detached_leases = detached_leases
+        self._fences = list(fences or [])
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)
@@ -168,12 +170,15 @@ class CommitRunFn(beam.DoFn):
         commit_run(
             self._layout,
             self._attempt,
-            dict(zip(self._tables, (list(s) for s in shards), strict=True)),
+            dict(zip(self._tables, ([path for path, _ in s] for s in shards), strict=True)),
             summary,
             replace=self._replace,
+            fences=self._fences,
+            rows={path: rows for s in shards for path, rows in s},
         )
+        tokens = dict(self._fences)
         for uri in self._detached_leases:
-            claims.release_lease(uri, self._attempt)
+            claims.release_lease(uri, tokens[uri])
         yield self._layout.marker
 
 
@@ -233,7 +238,7 @@ def launch(
     try:
         if options.incremental:
             leases.append(claim_history(layout, attempt, detached=not wait))
-        recover(layout.root, claims.live_attempts(layout.root))
+        recovered = recover(layout.root, claims.live_attempts(layout.root))
         if progress_shown_here(config, runner):
             config = dataclasses.replace(config, progress=True)
         config = dataclasses.replace(config, run_id=run_id)
@@ -250,7 +255,7 @@ def launch(
         for lease in leases:
             lease.release()
         tidy(layout.root)
-    return summary
+    return {**summary, "recovered": {k: recovered[k] for k in ("completed", "rolled_back")}}
 
 
 def claim_run(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
@@ -352,6 +357,7 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
         replace=run.replace,
         detached_leases=[lease.uri for lease in run.leases] if not run.wait else [],
         held_leases=[lease.uri for lease in run.leases] if run.wait else [],
+        fences=[lease.fence for lease in run.leases],
     )
     outputs.stats | "CommitRun" >> beam.ParDo(commit_fn, *[beam.pvalue.AsList(s) for s in shards])
     return p

@@ -16,7 +16,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from mnist_batch.files import is_remote
+from mnist_batch.files import escape_path, is_remote
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
 from mnist_batch.scoring.runners import runs_in_one_process
@@ -46,13 +46,13 @@ class ListLocalFilesFn(beam.DoFn):
 
     def process(self, pattern: str) -> Iterator[Any]:
         own = [i for i in (folder_id(d) for d in self._output_dirs) if i is not None]
-        for item in list_local(pattern, own):
+        for item in list_local(pattern, own):  # a name that is not UTF-8 travels escaped (files.escape_path)
             if isinstance(item, tuple):
                 self._skipped.inc()
-                yield beam.pvalue.TaggedOutput(SKIPPED_TAG, item)
+                yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (escape_path(item[0]), item[1]))
             else:
                 self._listed.inc()
-                yield item
+                yield FileMetadata(escape_path(item.path), item.size_in_bytes, item.last_updated_in_seconds)
 
 
 class ClassifyMatchFn(beam.DoFn):

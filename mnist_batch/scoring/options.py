@@ -23,6 +23,7 @@ from mnist_batch.config import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_REVIEW_THRESHOLD,
     ScoreConfig,
+    name_flags,
 )
 from mnist_batch.constants import AUTO_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 from mnist_batch.errors import MnistBatchError
@@ -224,7 +225,7 @@ def config_from_args(args: argparse.Namespace) -> ScoreConfig:
             runtime=args.runtime,
         )
     except ValueError as exc:
-        raise MnistBatchError(f"score: {exc}") from exc
+        raise MnistBatchError(f"score: {name_flags(str(exc), option_strings())}") from exc
 
 
 def option_strings() -> list[str]:
@@ -278,4 +279,4 @@ def run_options_from_args(args: argparse.Namespace) -> RunOptions:
             replace=getattr(args, "replace", False),
         )
     except ValueError as exc:
-        raise MnistBatchError(f"score: {exc}") from exc
+        raise MnistBatchError(f"score: {name_flags(str(exc), option_strings())}") from exc

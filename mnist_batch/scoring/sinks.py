@@ -3,8 +3,9 @@
 Beam's own file sinks (``WriteToParquet``) match their output paths as glob patterns when they
 finalise, so an output folder named ``prod[1]`` fails there; and their finalise step is a
 second rename on top of the run's commit. :class:`WriteTable` writes one shard per bundle
-straight into the run's staging folder and emits the shard's path; the run's commit
-(:mod:`mnist_batch.runstore.commit`) moves exactly the emitted shards into the table. A bundle
+straight into the run's staging folder and emits the shard's path with the number of rows it
+wrote; the run's commit (:mod:`mnist_batch.runstore.commit`) re-opens each emitted shard, checks
+that count against its footer, and moves exactly the emitted shards into the table. A bundle
 that failed and was retried leaves an orphan shard behind that no one emitted: it is deleted
 with the staging folder, never moved into a table.
 
@@ -37,7 +38,7 @@ from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side'
 
 
 class WriteShardsFn(beam.DoFn):
-    """Dict rows or ``pyarrow.Table`` chunks -> one shard per bundle; emits the shard's path.
+    """Dict rows or ``pyarrow.Table`` chunks -> one shard per bundle; emits ``(path, rows written)``.
 
     Rows are gathered ``ROWS_PER_GROUP`` at a time; tables are written as they come. Memory is
     one row group, whatever the bundle's size.
@@ -50,11 +51,13 @@ class WriteShardsFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._writer: ShardWriter | None = None
         self._rows: list[dict[str, Any]] = []
+        self._written = 0
 
     def _write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._writer = ShardWriter(new_shard_path(self._folder), self._schema)
         self._writer.write(table)
+        self._written += table.num_rows
 
     def _flush_rows(self) -> None:
         if self._rows:
@@ -76,12 +79,12 @@ class WriteShardsFn(beam.DoFn):
         self._flush_rows()
         if self._writer is not None:
             path = self._writer.close()
-            self._writer = None
-            yield GlobalWindows.windowed_value(path)
+            self._writer, written, self._written = None, self._written, 0
+            yield GlobalWindows.windowed_value((path, written))
 
 
 class WriteTable(beam.PTransform):
-    """Rows of one table -> Parquet shards in ``STAGING/<table>/``; returns the shards' paths.
+    """Rows of one table -> Parquet shards in ``STAGING/<table>/``; returns ``(path, rows)`` per shard.
 
     The input is ``pyarrow.Table`` chunks (predictions) or dict rows (the other tables).
     """
