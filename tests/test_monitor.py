@@ -166,6 +166,10 @@ def test_runs_table_has_one_row_per_run_with_the_summary_figures(store, tmp_path
     assert sum(d1["predicted_class_counts"]) == BATCH and abs(sum(d1["predicted_class_mix"]) - 1) < 1e-9
     assert sum(d1["confidence_histogram"]) == BATCH and 0.8 < d1["accuracy"] <= 1 and d1["macro_f1"] > 0.7
     assert d1["wall_time_s"] > 0 and d1["images_per_s"] > 0 and d1["runner"] == "DirectRunner"
+    (summary,) = store["root"].glob("_runs/dt=*/run=d1/summary.json")
+    data = json.loads(summary.read_text())  # paths stored absolute: the same meaning read from any folder
+    assert pathlib.Path(data["model"]).is_absolute() and all(pathlib.Path(i).is_absolute() for i in data["inputs"])
+    assert data["model_reference"]["model_id"] == data["model_id"] and data["model_reference"]["accuracy"] > 0.8
     assert rows["classes"]["status"] == "alert" and any(f.startswith("class_mix: ") for f in rows["classes"]["flags"])
     assert rows["classes"]["psi_class_mix"] >= 0.25
     assert rows["newmodel1"]["model_id"] != d1["model_id"]
@@ -232,15 +236,26 @@ def test_model_card_next_to_the_recorded_model_or_given(store, tmp_path):
     moved = tmp_path / "cards" / card.name
     moved.parent.mkdir()
     shutil.copy(card, moved)
+    # Scored today, the card's reference travels in the summary: moving the model changes nothing.
+    moved_model = monitor(str(root), tmp_path / "stored")
     for summary in root.glob("_runs/dt=*/run=*/summary.json"):
         data = json.loads(summary.read_text())
+        if not data["run_id"].startswith("newmodel"):  # the second model's card has no reference
+            assert data["model_reference"]["model_id"] == data["model_id"]
         data["model"] = str(tmp_path / "elsewhere" / "tiny.keras")
+        summary.write_text(json.dumps(data))
+    assert monitor(str(root), tmp_path / "moved").references[0].kind == "card" == moved_model.references[0].kind
+    # Summaries written before the copy existed (no model_reference): the card beside the model path.
+    for summary in root.glob("_runs/dt=*/run=*/summary.json"):
+        data = json.loads(summary.read_text())
+        data.pop("model_reference", None)
         summary.write_text(json.dumps(data))
     plain = monitor(str(root), tmp_path / "a")
     assert plain.references[0].kind == "run" and plain.references[0].run == "d1"
     assert any("no model card" in n for n in plain.notes)
+    assert plain.references[0].fallback and "no model card found" in by_run(plain)["d2"]["reference"].reason
     given = monitor(str(root), tmp_path / "b", model_cards=[str(moved)])
-    assert given.references[0].kind == "card"
+    assert given.references[0].kind == "card" and given.references[0].fallback is None
 
 
 @pytest.fixture(scope="session")

@@ -52,8 +52,15 @@ def _x_axis(ax, records: Sequence[RunRecord]) -> None:
 
 
 def model_changes(records: Sequence[RunRecord]) -> list[int]:
-    """Indices of the runs whose model differs from the previous run's."""
-    return [i for i in range(1, len(records)) if records[i].model_id != records[i - 1].model_id]
+    """Indices of the runs whose model differs from the previous readable run's (unreadable runs skipped)."""
+    out, last = [], None
+    for i, record in enumerate(records):
+        if record.unreadable:
+            continue
+        if last is not None and record.model_id != records[last].model_id:
+            out.append(i)
+        last = i
+    return out
 
 
 def _figure(records: Sequence[RunRecord], height: float = 3.4):
@@ -202,6 +209,7 @@ STYLE = (
     "table{border-collapse:collapse;margin:.5em 0;font-size:90%}td,th{border:1px solid #ccc;padding:.25em .6em;"
     "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:.4em 0}"
     ".ok{color:#2e7d32}.warn{color:#b26a00;font-weight:600}.alert{color:#c62828;font-weight:700}"
+    ".unreadable{color:#6a1b9a;font-weight:700}.banner.unreadable{background:#f3e5f5}"
     ".banner{padding:.6em 1em;border-radius:4px;font-size:110%}.banner.ok{background:#e8f5e9}"
     ".banner.warn{background:#fff3e0}.banner.alert{background:#ffebee}code{background:#f5f5f5;padding:0 .2em}"
 )
@@ -311,7 +319,12 @@ def plot_sections(plots: dict[str, pathlib.Path]) -> list[tuple[str, str]]:
 def model_changes_section(records: Sequence[RunRecord]) -> tuple[str, str]:
     """The first run's model, then each run that changed it."""
     change_rows = [
-        [_e(records[i].dt), _e(records[i].run), _e(records[i - 1].model_label), _e(records[i].model_label)]
+        [
+            _e(records[i].dt),
+            _e(records[i].run),
+            _e(_previous_readable(records, i).model_label),
+            _e(records[i].model_label),
+        ]
         for i in model_changes(records)
     ]
     first = (
@@ -321,6 +334,10 @@ def model_changes_section(records: Sequence[RunRecord]) -> tuple[str, str]:
     )
     table = _table(["dt", "run", "from", "to"], change_rows) if change_rows else "<p>No model change.</p>"
     return "Model changes", first + table
+
+
+def _previous_readable(records: Sequence[RunRecord], i: int) -> RunRecord:
+    return next(r for r in reversed(records[:i]) if not r.unreadable)
 
 
 def references_section(refs: Sequence[Reference], thresholds: Thresholds, notes: Sequence[str]) -> tuple[str, str]:
@@ -338,6 +355,11 @@ def references_section(refs: Sequence[Reference], thresholds: Thresholds, notes:
         ["blank rate rise (alert)", f"{thresholds.blank_rise:.0%} points"],
         ["accuracy drop (alert)", f"{thresholds.accuracy_drop:.0%} points"],
         ["fewest scored images for the PSI checks", f"{thresholds.min_scored:,}"],
+        [
+            "volume (alert)",
+            f"0 images, or under {thresholds.min_volume_ratio:.0%} of the median of the last "
+            f"{thresholds.volume_window} runs",
+        ],
     ]
     return (
         "References and thresholds",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
+from mnist_batch.files import is_remote
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.runstore import claims, fs
@@ -111,6 +113,8 @@ class LaunchRecord:
     started_at_epoch: float
     runs: dict[str, Any] | None = None
     """``runs`` layout only: root, dt, run_path and the incremental settings."""
+    model_reference: dict[str, Any] | None = None
+    """The card's held-out reference (:meth:`ModelCard.stored_reference`): monitoring judges the run with it."""
 
     def as_dict(self) -> dict[str, Any]:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -293,14 +297,14 @@ def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
             "incremental": {**incremental, "earlier_runs": len(earlier)},
         }
     return LaunchRecord(
-        model=config.model,
+        model=canonical(config.model),
         model_id=run.card.model_id,
         model_name=run.card.model_name,
         class_names=list(run.card.class_names),
         runtime=run.scorer.summary(),
         run_id=layout.run_id,
         runner=run.runner,
-        inputs=list(config.inputs),
+        inputs=[canonical(i) for i in config.inputs],
         output=layout.root,
         layout=layout.kind,
         review_threshold=config.review_threshold,
@@ -312,7 +316,13 @@ def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
         started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         started_at_epoch=time.time(),
         runs=runs,
+        model_reference=run.card.stored_reference(),
     )
+
+
+def canonical(path: str) -> str:
+    """A local path made absolute (so the summary means the same thing read from any folder); URIs as given."""
+    return path if "://" in path or is_remote(path) else os.path.abspath(path)
 
 
 def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]) -> beam.Pipeline:
