@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
@@ -42,6 +43,7 @@ from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.roots import prepare_root
 from mnist_batch.runstore.run_ids import check_run_id, default_run_id
+from mnist_batch.runstore.shards import ShardWriter, new_shard_path
 from mnist_batch.scoring.counters import metric_counters
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.incremental import SelectFiles
@@ -51,7 +53,15 @@ from mnist_batch.scoring.preflight import check_environment
 from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line, run_summary
-from mnist_batch.tables import CLAIMS_DIR, STAGING_DIR, SUMMARY_FILE
+from mnist_batch.tables import (
+    CLAIMS_DIR,
+    PIPELINE_TABLES,
+    RUNS_SCHEMA,
+    RUNS_TABLE,
+    STAGING_DIR,
+    SUMMARY_FILE,
+    runs_row,
+)
 
 
 class RunFailedError(ScoringError):
@@ -152,13 +162,14 @@ class CommitRunFn(beam.DoFn):
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)
-        commit_run(
-            self._layout,
-            self._attempt,
-            dict(zip(self._tables, (list(s) for s in shards), strict=True)),
-            summary,
-            replace=self._replace,
-        )
+        emitted = dict(zip(self._tables, (list(s) for s in shards), strict=True))
+        if RUNS_TABLE in self._layout.tables:  # the run's row of the runs table, moved in the same commit
+            writer = ShardWriter(
+                new_shard_path(fs.join(self._layout.staging_dir(self._attempt), RUNS_TABLE)), RUNS_SCHEMA
+            )
+            writer.write(pa.Table.from_pylist([runs_row(summary)], schema=RUNS_SCHEMA))
+            emitted[RUNS_TABLE] = [writer.close()]
+        commit_run(self._layout, self._attempt, emitted, summary, replace=self._replace)
         for uri in self._detached_leases:
             claims.release_lease(uri, self._attempt)
         yield self._layout.marker
@@ -334,7 +345,7 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
     p = beam.Pipeline(options=run.beam_options)
     outputs = build_pipeline(p, config, card=run.card, scorer=run.scorer, select_files=select)
     staging = layout.staging_dir(run.attempt)
-    tables = list(layout.tables)
+    tables = [t for t in layout.tables if t in PIPELINE_TABLES]  # the runs row is written at commit
     shards = [getattr(outputs, t) | f"Write{t.title().replace('_', '')}" >> WriteTable(staging, t) for t in tables]
     commit_fn = CommitRunFn(
         layout,
