@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from browser import headless
 from PIL import Image
 
 from mnist_batch.config import ScoreConfig
@@ -256,30 +256,6 @@ def test_model_card_next_to_the_recorded_model_or_given(store, tmp_path):
     assert plain.references[0].fallback and "no model card found" in by_run(plain)["d2"]["reference"].reason
     given = monitor(str(root), tmp_path / "b", model_cards=[str(moved)])
     assert given.references[0].kind == "card" and given.references[0].fallback is None
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; installed with apt-get when missing (skips, with the reason, if that fails)."""
-    exe = shutil.which("chromium")
-    if exe is None and shutil.which("apt-get"):
-        log = ""
-        for cmd in (["apt-get", "install", "-y", "-qq", "chromium"], ["apt-get", "update", "-qq"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            log += proc.stdout[-500:] + proc.stderr[-500:]
-        if shutil.which("chromium") is None:
-            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
-        exe = shutil.which("chromium")
-        if exe is None:
-            pytest.skip(f"chromium is not installed and apt-get install -y chromium failed: {log[-300:]}")
-    if exe is None:
-        pytest.skip("chromium is not installed and there is no apt-get")
-    return exe
-
-
-def headless(chromium: str, profile: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
 
 
 def test_page_renders_in_a_headless_browser_with_every_plot(store, chromium, tmp_path):

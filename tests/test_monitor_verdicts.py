@@ -9,6 +9,7 @@ import pathlib
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from browser import headless
 
 from mnist_batch.cli import main as cli_main
 from mnist_batch.metrics import CONFIDENCE_BINS
@@ -196,3 +197,34 @@ def test_new_checks_are_in_all_and_documented():
 
     for word in ("volume", "reference", "summary", "FALLBACK", "--min-volume-ratio (10 %)"):
         assert word in DESCRIPTION, word
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1400, 800])
+def test_page_in_a_browser_fits_loads_every_plot_and_links_flagged_runs(tmp_path, chromium, width):
+    """What a person relies on, in headless Chromium: every plot decoded, nothing wider than the window
+    (tables scroll in their own box), dt and run ids whole, each flagged run's link opening a file."""
+    import re
+    import urllib.parse
+
+    long_id = "r20261122-nightly-0123456789abcdef"
+    runs = [good(f"r{d}", d) for d in range(1, 6)]
+    root = make_root(tmp_path, [*runs, ("2026-03-06", "broken", "{}"), good(long_id, 7, n=0)])
+    (root / RUNS_DIR / "dt=2026-03-07" / f"run={long_id}" / "report.html").write_text("<p>report</p>")
+    result = monitor(str(root), tmp_path / "mon")
+    page = result.outputs["page"]
+    html = page.read_text()
+    links = re.findall(r"<a class='run' href='([^']+)'>([^<]+)</a>", html)
+    assert {run for _, run in links} == {"broken", long_id}
+    for href, run in links:
+        target = pathlib.Path(urllib.parse.unquote(urllib.parse.urlparse(href).path))
+        assert target.is_file() and f"run={run}" in str(target), href
+    assert any(href.endswith("report.html") for href, run in links if run == long_id)
+    assert "<td class='id'>2026-03-07</td><td class='id'><a class='run'" in html  # never broken mid-id
+    size = f"--window-size={width},3000"
+    dom = headless(chromium, tmp_path / "p", size, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    plots = html.count("<img ")
+    assert plots == 5  # no labels in these runs: no accuracy plot
+    assert f'data-images-loaded="{plots}/{plots}"' in dom.stdout and dom.stdout.count('data-loaded="1"') == plots
+    assert 'data-too-wide="0::false"' in dom.stdout, re.findall(r'data-too-wide="[^"]*"', dom.stdout)
