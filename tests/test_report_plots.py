@@ -91,6 +91,9 @@ def test_html_table_aligns_text_left_and_breaks_paths_only_at_slashes():
     table = report.html_table(["path", "stage", "n"], [["/data/scans/a_very_long_name.png", "decode", 3]])
     assert "<td>/<wbr>data/<wbr>scans/<wbr>a_very_long_name.png</td>" in table
     assert "<td class='text'>decode</td><td>3</td>" in table
+    # A hash is no word: it breaks every 16 characters, so a 64-character model id cannot widen the page.
+    ids = report.html_table(["figure", "value"], [["model_id", "ab" * 32]])
+    assert "<td class='text'>" + "<wbr>".join(["ab" * 8] * 4) + "</td>" in ids
     page = report.html_page("t", [("T", table)])
     assert "td:first-child,th:first-child,td.text{text-align:left}" in page
     assert "overflow-wrap:anywhere" not in page  # that broke words mid-word

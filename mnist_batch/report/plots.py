@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import pathlib
+import re
 from collections.abc import Sequence
 
 import matplotlib
@@ -217,6 +218,15 @@ def html_side_by_side(items: Sequence[tuple[str, str]]) -> str:
     return f"<div class='side'>{figures}</div>"
 
 
+LONG_TOKEN = re.compile(r"[0-9a-fA-F]{24,}")
+"""A hash (model ids, sha256): no word to keep whole, and too long to fit a cell unbroken."""
+
+
+def _breakable(m: re.Match) -> str:
+    token = m.group(0)
+    return "<wbr>".join(token[i : i + 16] for i in range(0, len(token), 16))
+
+
 def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """An HTML table; numbers are formatted by :func:`format_number` (right-aligned), other values escaped
     and left-aligned (class ``text`` past the first column), paths breakable after each ``/`` only."""
@@ -226,7 +236,7 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
             return f"<td>{format_number(v)}</td>"
         if v == "n/a":  # a missing number: aligned with the numbers
             return "<td>n/a</td>"
-        text = html.escape("" if v is None else str(v)).replace("/", "/<wbr>")
+        text = LONG_TOKEN.sub(_breakable, html.escape("" if v is None else str(v))).replace("/", "/<wbr>")
         return f"<td>{text}</td>" if first else f"<td class='text'>{text}</td>"
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
