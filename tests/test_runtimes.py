@@ -264,6 +264,8 @@ def test_predict_and_evaluate_take_the_runtime(fast_model, png_folder, tmp_path,
     assert cli_main(["evaluate", "--model", str(fast_model), "--output", str(out), "--no-report"]) == 0
     metrics = pq.read_table(out / "metrics.parquet").to_pylist()[0]
     card = read_card(fast_model)
+    printed = capsys.readouterr().out  # evaluate says which runtime scored, by the file's id
+    assert f"scored with litert (file sha256 {card.runtimes['litert']['sha256'][:12]}" in printed, printed
     assert metrics["runtime"] == "litert" and metrics["runtime_model_id"] == card.runtimes["litert"]["sha256"]
     assert metrics["accuracy"] == pytest.approx(card.runtimes["litert"]["agreement"]["accuracy"])
     rows = pq.read_table(out / "predictions.parquet", columns=["model_id", "runtime_model_id"]).to_pydict()
