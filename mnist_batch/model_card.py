@@ -98,6 +98,15 @@ class ModelCard:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def stored_reference(self) -> dict[str, Any] | None:
+        """What scoring copies into ``summary["model_reference"]`` so that monitoring never needs the card:
+        the held-out :attr:`reference` with the model's name, id and test accuracy; None without a reference."""
+        ref = self.reference
+        if not isinstance(ref, dict) or "predicted_class_counts" not in ref or "confidence_histogram" not in ref:
+            return None
+        accuracy = (self.test_metrics or {}).get("accuracy")
+        return {**ref, "model_name": self.model_name, "model_id": self.model_id, "accuracy": accuracy}
+
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["class_names"] = list(self.class_names)

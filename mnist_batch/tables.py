@@ -13,6 +13,7 @@ Runs layout (``score --layout runs --output ROOT``; layout version :data:`LAYOUT
 
     ROOT/_mnist_batch_layout.json         LAYOUT_FILE: format name + layout version
     ROOT/<table>/dt=YYYY-MM-DD/run=ID/part-*.parquet     RUN_TABLES, Hive-partitioned
+    ROOT/runs/dt=YYYY-MM-DD/run=ID/part-*.parquet        RUNS_TABLE: one typed row per committed run
     ROOT/_runs/dt=YYYY-MM-DD/run=ID/summary.json         run metadata (readers skip ``_`` paths)
     ROOT/_runs/dt=YYYY-MM-DD/run=ID/_SUCCESS             the run's commit marker
     ROOT/_staging/<attempt>/<table>/part-*.parquet       shards before their commit
@@ -45,6 +46,10 @@ from mnist_batch.constants import (
 
 COL_PREDICTED_CLASS = "predicted_class"
 COL_TRUE_CLASS = "true_class"
+COL_RUNTIME_MODEL_ID = "runtime_model_id"
+"""sha256 of the runtime file that scored (``.tflite`` for LiteRT, the ``.keras`` file for Keras);
+``model_id`` is always the model's identity, the sha256 of its ``.keras`` file (as in its card and
+summary.json), in every table."""
 
 ERROR_STAGES = ("read", "decode", "preprocess", "inference")
 """Values of ``errors.stage``."""
@@ -61,11 +66,13 @@ PREDICTIONS_SCHEMA = pa.schema(
         pa.field(COL_LOW_CONFIDENCE, pa.bool_(), nullable=False),
         pa.field(COL_BLANK, pa.bool_(), nullable=False),
         pa.field(COL_MODEL_ID, pa.string(), nullable=False),
+        pa.field(COL_RUNTIME_MODEL_ID, pa.string(), nullable=False),
         pa.field(COL_RUN_ID, pa.string(), nullable=False),
         pa.field(COL_SCORED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
-"""One row per scored image. ``true_label``/``true_class`` are null when no label is known."""
+"""One row per scored image. ``true_label``/``true_class`` are null when no label is known;
+``model_id`` is the model's identity, ``runtime_model_id`` the file that scored the row."""
 
 
 def prediction_columns(
@@ -75,10 +82,11 @@ def prediction_columns(
     probabilities: np.ndarray,
     *,
     class_names: Sequence[str],
-    model_id: str | Sequence[str],
+    model_id: str,
     run_id: str,
     review_threshold: float,
     scored_at: datetime.datetime,
+    runtime_model_id: str | Sequence[str] | None = None,
 ) -> dict[str, pa.Array]:
     """The :data:`PREDICTIONS_SCHEMA` columns of N scored images: the one builder of prediction rows
     (scoring's ``predictions`` table and ``evaluate``'s ``predictions.parquet`` alike).
@@ -89,12 +97,15 @@ def prediction_columns(
       blank: N flags: the image had no ink.
       probabilities: float32 [N, C].
       class_names: C names.
-      model_id: written on every row, or one per row (the sha256 of the model bytes that scored it).
+      model_id: the model's identity (sha256 of its ``.keras`` file), written on every row.
+      runtime_model_id: the sha256 of the runtime file that scored, on every row or one per row
+        (None: ``model_id``, the ``.keras`` file scored itself).
       run_id: written on every row.
       review_threshold: rows with confidence below it are ``low_confidence``.
       scored_at: timestamp of every row (timezone-aware).
     """
     n, num_classes = len(paths), len(class_names)
+    runtime_model_id = model_id if runtime_model_id is None else runtime_model_id
     probabilities = np.asarray(probabilities, dtype=np.float32).reshape(n, num_classes)
     predicted = probabilities.argmax(axis=1).astype(np.int32)
     confidence = probabilities[np.arange(n), predicted]
@@ -112,7 +123,10 @@ def prediction_columns(
         COL_PROBABILITIES: pa.ListArray.from_arrays(pa.array(offsets), pa.array(probabilities.reshape(-1))),
         COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),
         COL_BLANK: pa.array(np.fromiter((bool(b) for b in blank), dtype=bool, count=n), pa.bool_()),
-        COL_MODEL_ID: pa.array([model_id] * n if isinstance(model_id, str) else list(model_id), pa.string()),
+        COL_MODEL_ID: pa.array([model_id] * n, pa.string()),
+        COL_RUNTIME_MODEL_ID: pa.array(
+            [runtime_model_id] * n if isinstance(runtime_model_id, str) else list(runtime_model_id), pa.string()
+        ),
         COL_RUN_ID: pa.array([run_id] * n, pa.string()),
         COL_SCORED_AT: pa.array([scored_at] * n, PREDICTIONS_SCHEMA.field(COL_SCORED_AT).type),
     }
@@ -125,6 +139,7 @@ ERRORS_SCHEMA = pa.schema(
         pa.field(COL_ERROR_TYPE, pa.string(), nullable=False),
         pa.field(COL_MESSAGE, pa.string(), nullable=False),
         pa.field(COL_RUN_ID, pa.string(), nullable=False),
+        pa.field(COL_MODEL_ID, pa.string(), nullable=False),
     ]
 )
 """One row per matched image file that could not be scored; ``stage`` is one of ERROR_STAGES."""
@@ -136,6 +151,8 @@ CONFUSION_SCHEMA = pa.schema(
         pa.field(COL_TRUE_CLASS, pa.string(), nullable=False),
         pa.field(COL_PREDICTED_CLASS, pa.string(), nullable=False),
         pa.field("count", pa.int64(), nullable=False),
+        pa.field(COL_RUN_ID, pa.string(), nullable=False),
+        pa.field(COL_MODEL_ID, pa.string(), nullable=False),
     ]
 )
 """Every class x class cell, zeros included; only predictions with a true label count."""
@@ -148,6 +165,8 @@ PER_CLASS_SCHEMA = pa.schema(
         pa.field("precision", pa.float64(), nullable=False),
         pa.field("recall", pa.float64(), nullable=False),
         pa.field("f1", pa.float64(), nullable=False),
+        pa.field(COL_RUN_ID, pa.string(), nullable=False),
+        pa.field(COL_MODEL_ID, pa.string(), nullable=False),
     ]
 )
 """Per-class statistics from the confusion matrix (zero_division = 0)."""
@@ -188,13 +207,66 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("mtime", pa.float64(), nullable=False),
         pa.field("sha256", pa.string()),
         pa.field(COL_RUN_ID, pa.string(), nullable=False),
+        pa.field(COL_MODEL_ID, pa.string(), nullable=False),
     ]
 )
 """One row per image file a production run took on (scored or errored); ``sha256`` only with
 ``--incremental-key hash``. Incremental runs read it to skip files scored before."""
 
-RUN_TABLES = {**TABLES, MANIFEST_TABLE: MANIFEST_SCHEMA}
-"""Tables of a production run (the flat tables plus the manifest)."""
+ID_COLUMNS = (COL_RUN_ID, COL_MODEL_ID)
+"""The join keys every table carries (the runs table too); the same meaning everywhere."""
+
+RUNS_TABLE = "runs"
+RUNS_SCHEMA = pa.schema(
+    [
+        pa.field(COL_RUN_ID, pa.string(), nullable=False),
+        pa.field(COL_MODEL_ID, pa.string(), nullable=False),
+        pa.field("model_name", pa.string()),
+        pa.field("runtime", pa.string()),
+        pa.field(COL_RUNTIME_MODEL_ID, pa.string()),
+        pa.field("runner", pa.string()),
+        pa.field("started_at", pa.timestamp("us", tz="UTC")),
+        pa.field("committed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        *(pa.field(k, pa.int64(), nullable=False) for k in ("matched", "scored", "errors", "skipped")),
+        *(pa.field(k, pa.int64()) for k in ("low_confidence", "blank", "labelled")),
+        pa.field("accuracy", pa.float64()),
+        pa.field("macro_f1", pa.float64()),
+        pa.field("exit_code", pa.int32()),
+    ]
+)
+"""``ROOT/runs/dt=D/run=ID/``: one row per committed run, written in its commit (runs layout only).
+``dt`` and ``run`` are its Hive partitions as in every table; ``accuracy``/``macro_f1`` null
+without labels. Order runs by ``committed_at`` (run ids are not in commit order)."""
+
+
+def runs_row(summary: dict) -> dict:
+    """The :data:`RUNS_SCHEMA` row of a run from its summary."""
+    counts = summary.get("counts") or {}
+
+    def when(text):
+        return None if not text else datetime.datetime.fromisoformat(str(text))
+
+    return {
+        COL_RUN_ID: summary["run_id"],
+        COL_MODEL_ID: summary["model_id"],
+        "model_name": summary.get("model_name"),
+        "runtime": summary.get("runtime"),
+        COL_RUNTIME_MODEL_ID: summary.get(COL_RUNTIME_MODEL_ID),
+        "runner": summary.get("runner"),
+        "started_at": when(summary.get("started_at")),
+        "committed_at": when(summary["committed_at"]),
+        **{k: int(counts.get(k) or 0) for k in ("matched", "scored", "errors", "skipped")},
+        **{k: counts.get(k) for k in ("low_confidence", "blank", "labelled")},
+        "accuracy": summary.get("accuracy"),
+        "macro_f1": summary.get("macro_f1"),
+        "exit_code": summary.get("exit_code"),
+    }
+
+
+RUN_TABLES = {**TABLES, MANIFEST_TABLE: MANIFEST_SCHEMA, RUNS_TABLE: RUNS_SCHEMA}
+"""Tables of a production run (the flat tables, the manifest, and its row of the runs table)."""
+PIPELINE_TABLES = (*TABLES, MANIFEST_TABLE)
+"""The tables the scoring graph writes (the runs row is written by the commit step)."""
 
 SUMMARY_FILE = "summary.json"
 SUCCESS_FILE = "_SUCCESS"

@@ -4,18 +4,18 @@ Same options as ``mnist-batch score``; everything it does not know goes to Beam.
 
 Local (DirectRunner, one process); ``python -m pipelines.score`` from the repository root is the same::
 
-    python pipelines/score.py --model models/cnn.keras --input out/demo/test_images --output out/scored
-    python -m pipelines.score --model models/cnn.keras --input out/demo/test_images --output out/scored2
+    python pipelines/score.py --model out/demo/models/cnn.keras --input out/demo/test_images --output out/scored
+    python -m pipelines.score --model out/demo/models/cnn.keras --input out/demo/test_images --output out/scored2
 
 Local, two worker processes::
 
-    python pipelines/score.py --model models/cnn.keras --input out/demo/test_images --output out/scored \\
+    python pipelines/score.py --model out/demo/models/cnn.keras --input out/demo/test_images --output out/scored \\
         --direct_running_mode multi_processing --direct_num_workers 2
 
 Portable runner (the path Flink, Spark and Dataflow use), with Beam's local job service::
 
     python -m apache_beam.runners.portability.local_job_service_main --port 8099 &
-    python pipelines/score.py --model models/cnn.keras --input out/demo/test_images --output out/scored \\
+    python pipelines/score.py --model out/demo/models/cnn.keras --input out/demo/test_images --output out/scored \\
         --runner PortableRunner --job_endpoint localhost:8099 --environment_type LOOPBACK
 
 Dataflow (``pip install -e '.[gcp]'``; model, inputs and output on GCS; ``--setup_file`` ships

@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from browser import chromium  # noqa: F401 -- the session fixture of the page tests (tests/browser.py)
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:

@@ -23,7 +23,7 @@ import pytest
 import scoring_fixtures
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "deploy" / "README.md"]
 MARKER = re.compile(r"<!-- runnable(?: expect: (?P<expect>.*?))? -->\s*\n```[a-z]*\n(?P<body>.*?)\n```", re.DOTALL)
 DEMO_SCORE = [
     "score",
@@ -118,6 +118,39 @@ def test_the_documents_mark_their_runnable_blocks():
     assert any(c.startswith("mnist-batch score") for c in commands)
     assert any(c.startswith("mnist-batch predict") for c in commands)
     assert not [c for c in commands if "models/cnn.keras" in c and "out/demo/models/cnn.keras" not in c]
+
+
+USES_A_MODEL = re.compile(
+    r"(mnist-batch (score|predict|evaluate|export)\b.*?|pipelines/score.py.*?)(--model |export )(?P<path>\S+)"
+)
+
+
+def test_commands_that_read_a_model_name_one_that_exists_after_make_demo():
+    """Docs and --help examples: a local model path is `make demo`'s, or the line says to substitute (gs://...)."""
+    from mnist_batch.cli import build_parser
+
+    texts = {d.relative_to(ROOT).as_posix(): d.read_text(encoding="utf-8") for d in DOCUMENTS}
+    texts["deploy/run_scheduled.sh"] = (ROOT / "deploy" / "run_scheduled.sh").read_text(encoding="utf-8")
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and "score" in a.choices)
+    for name in ("score", "monitor", "predict", "evaluate", "export"):
+        texts[f"{name} --help"] = sub.choices[name].format_help()
+    bad = []
+    for where, text in texts.items():
+        joined = re.sub(r"\\\n\s*", " ", text)
+        made_here = {
+            m.strip("`'\"") for m in re.findall(r"train .*?--export (\S+)", joined)
+        }  # trained in that document
+        for line in joined.splitlines():
+            for m in USES_A_MODEL.finditer(line):
+                path = m["path"].strip("`'\"")
+                if "://" in path or path[:1] in "$/" or path[:1].isupper() or "out/demo/models/" in path:
+                    continue  # a URI, a variable, an absolute path, a placeholder (PATH.keras), or the demo's model
+                if path in made_here:
+                    continue
+                bad.append(f"{where}: {line.strip()}")
+    assert not bad, "\n".join(bad)
+    assert runnable_blocks(ROOT / "deploy" / "README.md"), "deploy/README's nightly pair is run as written"
 
 
 @pytest.mark.slow

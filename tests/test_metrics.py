@@ -26,8 +26,21 @@ def test_per_class_zero_division_and_absent_classes():
     cm = metrics.confusion_matrix([0, 0], [0, 1], 4)
     stats = metrics.per_class(cm)
     assert stats["precision"][1] == 0 and stats["recall"][1] == 0
-    # Classes 2 and 3 never occur, in truth or prediction: macro-F1 averages over classes 0 and 1.
-    assert metrics.macro_f1(cm) == pytest.approx((2 / 3 + 0) / 2)
+    # Only class 0 occurs in the labels: macro-F1 averages over it alone (class 1 is only predicted,
+    # classes 2 and 3 never occur); averaging in their zeros misread partial-class runs (issue 23).
+    assert metrics.macro_f1(cm) == pytest.approx(2 / 3)
+    np.testing.assert_array_equal(metrics.present_classes(cm), [True, False, False, False])
+
+
+def test_macro_f1_of_a_run_holding_only_some_classes_is_theirs():
+    """Issue 23's case: two classes in the labels, near-perfect on both, a few images predicted elsewhere."""
+    y_true = np.r_[np.zeros(500, int), np.ones(500, int)]
+    y_pred = y_true.copy()
+    y_pred[:3] = 7
+    cm = metrics.confusion_matrix(y_true, y_pred, 10)
+    f1 = metrics.per_class(cm)["f1"]
+    assert metrics.macro_f1(cm) == pytest.approx((f1[0] + f1[1]) / 2) and metrics.macro_f1(cm) > 0.99
+    assert np.isnan(metrics.macro_f1(np.zeros((3, 3), int)))
 
 
 def test_confusion_rejects_out_of_range():

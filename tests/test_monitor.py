@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from browser import headless
 from PIL import Image
 
 from mnist_batch.config import ScoreConfig
@@ -166,6 +166,10 @@ def test_runs_table_has_one_row_per_run_with_the_summary_figures(store, tmp_path
     assert sum(d1["predicted_class_counts"]) == BATCH and abs(sum(d1["predicted_class_mix"]) - 1) < 1e-9
     assert sum(d1["confidence_histogram"]) == BATCH and 0.8 < d1["accuracy"] <= 1 and d1["macro_f1"] > 0.7
     assert d1["wall_time_s"] > 0 and d1["images_per_s"] > 0 and d1["runner"] == "DirectRunner"
+    (summary,) = store["root"].glob("_runs/dt=*/run=d1/summary.json")
+    data = json.loads(summary.read_text())  # paths stored absolute: the same meaning read from any folder
+    assert pathlib.Path(data["model"]).is_absolute() and all(pathlib.Path(i).is_absolute() for i in data["inputs"])
+    assert data["model_reference"]["model_id"] == data["model_id"] and data["model_reference"]["accuracy"] > 0.8
     assert rows["classes"]["status"] == "alert" and any(f.startswith("class_mix: ") for f in rows["classes"]["flags"])
     assert rows["classes"]["psi_class_mix"] >= 0.25
     assert rows["newmodel1"]["model_id"] != d1["model_id"]
@@ -232,39 +236,26 @@ def test_model_card_next_to_the_recorded_model_or_given(store, tmp_path):
     moved = tmp_path / "cards" / card.name
     moved.parent.mkdir()
     shutil.copy(card, moved)
+    # Scored today, the card's reference travels in the summary: moving the model changes nothing.
+    moved_model = monitor(str(root), tmp_path / "stored")
     for summary in root.glob("_runs/dt=*/run=*/summary.json"):
         data = json.loads(summary.read_text())
+        if not data["run_id"].startswith("newmodel"):  # the second model's card has no reference
+            assert data["model_reference"]["model_id"] == data["model_id"]
         data["model"] = str(tmp_path / "elsewhere" / "tiny.keras")
+        summary.write_text(json.dumps(data))
+    assert monitor(str(root), tmp_path / "moved").references[0].kind == "card" == moved_model.references[0].kind
+    # Summaries written before the copy existed (no model_reference): the card beside the model path.
+    for summary in root.glob("_runs/dt=*/run=*/summary.json"):
+        data = json.loads(summary.read_text())
+        data.pop("model_reference", None)
         summary.write_text(json.dumps(data))
     plain = monitor(str(root), tmp_path / "a")
     assert plain.references[0].kind == "run" and plain.references[0].run == "d1"
     assert any("no model card" in n for n in plain.notes)
+    assert plain.references[0].fallback and "no model card found" in by_run(plain)["d2"]["reference"].reason
     given = monitor(str(root), tmp_path / "b", model_cards=[str(moved)])
-    assert given.references[0].kind == "card"
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; installed with apt-get when missing (skips, with the reason, if that fails)."""
-    exe = shutil.which("chromium")
-    if exe is None and shutil.which("apt-get"):
-        log = ""
-        for cmd in (["apt-get", "install", "-y", "-qq", "chromium"], ["apt-get", "update", "-qq"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            log += proc.stdout[-500:] + proc.stderr[-500:]
-        if shutil.which("chromium") is None:
-            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
-        exe = shutil.which("chromium")
-        if exe is None:
-            pytest.skip(f"chromium is not installed and apt-get install -y chromium failed: {log[-300:]}")
-    if exe is None:
-        pytest.skip("chromium is not installed and there is no apt-get")
-    return exe
-
-
-def headless(chromium: str, profile: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert given.references[0].kind == "card" and given.references[0].fallback is None
 
 
 def test_page_renders_in_a_headless_browser_with_every_plot(store, chromium, tmp_path):

@@ -158,3 +158,23 @@ def test_unlabelled_run_gets_confidence_plots_only(scored, tmp_path):
     assert "per class" not in page and "Misclassified" not in page
     _, _, (data,) = read_output(unlabelled)
     assert caption(data, 0).startswith("→ ")
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_report_page_in_a_browser_loads_every_plot_and_fits_the_window(report, chromium, tmp_path, width):
+    """The report as a person sees it (headless Chromium): every plot decoded, no element wider than the
+    window (long paths and model ids wrap), the commit time and the runtime file shown."""
+    from browser import headless
+
+    from mnist_batch.monitoring.page import LOAD_CHECK
+
+    html = report.read_text()
+    assert "committed at (UTC)" in html and "runtime file" in html and "<th>figure</th>" in html
+    page = tmp_path / "report.html"  # a copy with the monitor page's measuring script
+    page.write_text(html.replace("</body>", LOAD_CHECK + "</body>"))
+    size = f"--window-size={width},3000"
+    dom = headless(chromium, tmp_path / "p", size, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    plots = html.count("<img ")
+    assert plots >= 6 and f'data-images-loaded="{plots}/{plots}"' in dom.stdout
+    assert 'data-too-wide="0::false"' in dom.stdout, re.findall(r'data-too-wide="[^"]*"', dom.stdout)

@@ -65,3 +65,35 @@ def test_html_page_is_self_contained(tmp_path):
     assert "data:image/png;base64," in page and "t &lt;x&gt;" in page
     assert "<td>0.5000</td>" in page and "<td>3</td>" in page
     assert "src='http" not in page
+
+
+def test_per_class_table_shows_absent_classes_as_na_and_says_how_macro_averages():
+    """Labels of classes 0 and 1 only, three images predicted as 7: classes 2..9 have no F1 to show."""
+    from types import SimpleNamespace
+
+    from mnist_batch.report.build import per_class_table
+
+    y_true = np.r_[np.zeros(50, int), np.ones(50, int)]
+    y_pred = y_true.copy()
+    y_pred[:3] = 7
+    cm = metrics.confusion_matrix(y_true, y_pred, 10)
+    data = SimpleNamespace(per_class=metrics.per_class(cm), confusion=cm, class_names=[str(d) for d in range(10)])
+    page = per_class_table(data)
+    rows = page.split("<tr>")[2:]
+    assert rows[0].startswith("<td>0</td><td>50</td><td>1.0000</td><td>0.9400</td>")
+    assert rows[5] == "<td>5</td><td>0</td><td>n/a</td><td>n/a</td><td>n/a</td></tr>"
+    # Predicted but absent from the labels: precision 0 is a fact, recall and F1 are not defined.
+    assert rows[7].startswith("<td>7</td><td>0</td><td>0.0000</td><td>n/a</td><td>n/a</td>")
+    assert "classes present in the labels" in page and metrics.macro_f1(cm) > 0.98
+
+
+def test_html_table_aligns_text_left_and_breaks_paths_only_at_slashes():
+    table = report.html_table(["path", "stage", "n"], [["/data/scans/a_very_long_name.png", "decode", 3]])
+    assert "<td>/<wbr>data/<wbr>scans/<wbr>a_very_long_name.png</td>" in table
+    assert "<td class='text'>decode</td><td>3</td>" in table
+    # A hash is no word: it breaks every 16 characters, so a 64-character model id cannot widen the page.
+    ids = report.html_table(["figure", "value"], [["model_id", "ab" * 32]])
+    assert "<td class='text'>" + "<wbr>".join(["ab" * 8] * 4) + "</td>" in ids
+    page = report.html_page("t", [("T", table)])
+    assert "td:first-child,th:first-child,td.text{text-align:left}" in page
+    assert "overflow-wrap:anywhere" not in page  # that broke words mid-word

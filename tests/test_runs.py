@@ -223,7 +223,7 @@ def fake_run(root: pathlib.Path, run_id: str, rows: list[tuple[str, str | None]]
         (root / table / "dt=2026-04-01" / f"run={run_id}").mkdir(parents=True)
     paths = [p for p, _ in rows]
     manifest = {"path": paths, "size": [10] * len(paths), "mtime": [1.5] * len(paths)}
-    manifest |= {"sha256": [None] * len(paths), "run_id": [run_id] * len(paths)}
+    manifest |= {"sha256": [None] * len(paths), "run_id": [run_id] * len(paths), "model_id": ["m"] * len(paths)}
     part = root / "manifest" / "dt=2026-04-01" / f"run={run_id}" / "p.parquet"
     pq.write_table(pa.Table.from_pydict(manifest, schema=RUN_TABLES["manifest"]), part)
     errors = [(p, s) for p, s in rows if s]
@@ -366,6 +366,11 @@ def test_cli_runs_layout_flags_and_runs_command(tiny_model, sample_data, tmp_pat
     assert cli_main(["runs", "list", str(root)]) == 0
     listing = capsys.readouterr().out
     assert "c1" in listing and "c2" in listing and "2 committed run(s)" in listing
+    # Each run's path, as `report` takes it; one damaged summary is a row, not the end of the listing.
+    assert str(root / "_runs" / "dt=2026-05-01" / "run=c1") in listing
+    (root / "_runs" / "dt=2026-05-01" / "run=c1" / "summary.json").write_text("{")
+    assert cli_main(["runs", "list", str(root)]) == 0 and "unreadable" in capsys.readouterr().out
+    (root / "_runs" / "dt=2026-05-01" / "run=c1" / "summary.json").write_text(json.dumps(summary))
     assert cli_main(["runs", "clean", str(root)]) == 0 and "completed 0" in capsys.readouterr().out
     assert cli_main(["runs", "list", str(tmp_path / "in")]) == 2
     # A flat output is not a runs root, and a runs root is not a flat output.
@@ -441,7 +446,7 @@ def test_commit_moves_only_the_emitted_shards(tmp_path):
     layout = Layout("flat", str(tmp_path / "out"), "r1")
     staging = layout.staging_dir("r1.a")
     rows = pa.Table.from_pylist(
-        [{"path": "x.png", "stage": "decode", "error_type": "E", "message": "m", "run_id": "r1"}],
+        [{"path": "x.png", "stage": "decode", "error_type": "E", "message": "m", "run_id": "r1", "model_id": "m"}],
         schema=TABLES["errors"],
     )
     emitted, orphan = (ShardWriter(f"{staging}/errors/part-{n}.parquet", TABLES["errors"]) for n in ("ok", "orphan"))
@@ -515,3 +520,63 @@ def test_a_commit_needs_the_launch_to_still_hold_its_lease(tmp_path):
     finally:
         lease.release()
     assert not claims.held_by(lease.uri, "x.1")  # released
+
+
+def test_every_table_joins_the_runs_table_in_every_reader(tiny_model, sample_data, tmp_path):
+    """One meaning per column: each table's rows meet their run's row on (dt, run, run_id, model_id), in
+    pyarrow, pandas, DuckDB and Polars, every row; the runs table is typed and ordered by commit time."""
+    duckdb = pytest.importorskip("duckdb")
+    polars = pytest.importorskip("polars")
+    pandas = pytest.importorskip("pandas")
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from mnist_batch.tables import ID_COLUMNS, PIPELINE_TABLES, RUNS_SCHEMA, RUNS_TABLE
+
+    write_digits(sample_data, tmp_path / "in", range(6))
+    (tmp_path / "in" / "7").mkdir(exist_ok=True)
+    (tmp_path / "in" / "7" / "broken.png").write_bytes(b"not a png")  # one errors row per run
+    root = tmp_path / "root"
+    # Committed in this order; as text the ids sort otherwise (r2026 < rep < zz-nightly).
+    for run_id, dt in (("zz-nightly", "2026-11-20"), ("r2026", "2026-11-20"), ("rep", "2026-11-21")):
+        score(tiny_model, tmp_path / "in", root, run_id, run_date=dt)
+    runs_dir = str(root / RUNS_TABLE)
+    arrow_runs = pads.dataset(runs_dir, partitioning="hive").to_table()
+    assert arrow_runs.num_rows == 3 and arrow_runs.select(RUNS_SCHEMA.names).schema.equals(RUNS_SCHEMA)
+    order = arrow_runs.sort_by("committed_at").column("run_id").to_pylist()
+    assert order == ["zz-nightly", "r2026", "rep"] and sorted(order) != order
+    assert arrow_runs.column("committed_at").type == pa.timestamp("us", tz="UTC")
+    row = arrow_runs.filter(pc.equal(arrow_runs["run_id"], "rep")).to_pylist()[0]
+    assert row["matched"] == 7 and row["scored"] == 6 and row["errors"] == 1 and row["labelled"] == 6
+    assert 0 <= row["accuracy"] <= 1 and row["runtime"] == "keras" and row["runtime_model_id"] == row["model_id"]
+    keys = ["dt", "run", *ID_COLUMNS]
+    for table in PIPELINE_TABLES:
+        table_dir = str(root / table)
+        rows = pads.dataset(table_dir, partitioning="hive").to_table()
+        assert rows.num_rows > 0 and set(ID_COLUMNS) <= set(rows.column_names), table
+        flat = rows.select([c for c in rows.column_names if not pa.types.is_list(rows.schema.field(c).type)])
+        assert flat.join(arrow_runs.select([*keys, "committed_at"]), keys).num_rows == rows.num_rows, table
+        frame = pandas.read_parquet(table_dir)
+        runs_frame = pandas.read_parquet(runs_dir)
+        for f in (frame, runs_frame):
+            f["dt"], f["run"] = f["dt"].astype(str), f["run"].astype(str)
+        assert len(frame.merge(runs_frame[[*keys, "committed_at"]], on=keys)) == len(frame), table
+        ((count, dt_type),) = duckdb.sql(
+            f"SELECT count(*), any_value(typeof(t.dt)) FROM read_parquet('{table_dir}/**/*.parquet', "
+            f"hive_partitioning = true) t JOIN read_parquet('{runs_dir}/**/*.parquet', hive_partitioning = true) r "
+            f"USING (dt, run, run_id, model_id)"
+        ).fetchall()
+        assert (count, dt_type) == (rows.num_rows, "DATE"), table
+        joined = polars.scan_parquet(table_dir, hive_partitioning=True).join(
+            polars.scan_parquet(runs_dir, hive_partitioning=True).select([*keys, "committed_at"]), on=keys
+        )
+        frame_pl = joined.collect()
+        assert frame_pl.height == rows.num_rows and frame_pl.schema["dt"] == polars.Date, table
+    # The package's reader and the "latest run per path" recipe (docs) order by commit time.
+    assert runs.read_runs(str(root), RUNS_TABLE).num_rows == 3
+    latest = duckdb.sql(
+        f"SELECT p.path, p.run FROM read_parquet('{root}/predictions/**/*.parquet', hive_partitioning = true) p "
+        f"JOIN read_parquet('{runs_dir}/**/*.parquet', hive_partitioning = true) r USING (dt, run, run_id, model_id) "
+        "QUALIFY row_number() OVER (PARTITION BY p.path ORDER BY r.committed_at DESC) = 1"
+    ).fetchall()
+    assert len(latest) == 6 and {r for _, r in latest} == {"rep"}

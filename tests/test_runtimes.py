@@ -204,8 +204,9 @@ def test_score_uses_litert_by_default_and_rows_name_the_file_that_scored_them(fa
     fast = pq.read_table(out["auto"] / "predictions").to_pandas().sort_values("path").reset_index(drop=True)
     slow = pq.read_table(out["keras"] / "predictions").to_pandas().sort_values("path").reset_index(drop=True)
     assert len(fast) == len(slow) == 300
-    assert set(fast["model_id"]) == {card.runtimes["litert"]["sha256"]}
-    assert set(slow["model_id"]) == {card.model_id}
+    # The model's identity in model_id (joins summary.json and the runs table), the file that scored beside it.
+    assert set(fast["runtime_model_id"]) == {card.runtimes["litert"]["sha256"]}
+    assert set(fast["model_id"]) == set(slow["model_id"]) == set(slow["runtime_model_id"]) == {card.model_id}
     assert (fast["predicted_label"] == slow["predicted_label"]).mean() >= 0.99
     diff = np.abs(np.stack(fast["probabilities"]) - np.stack(slow["probabilities"])).max()
     assert diff <= card.runtimes["litert"]["agreement"]["max_abs_diff"] + 0.05
@@ -263,10 +264,15 @@ def test_predict_and_evaluate_take_the_runtime(fast_model, png_folder, tmp_path,
     assert cli_main(["evaluate", "--model", str(fast_model), "--output", str(out), "--no-report"]) == 0
     metrics = pq.read_table(out / "metrics.parquet").to_pylist()[0]
     card = read_card(fast_model)
+    printed = capsys.readouterr().out  # evaluate says which runtime scored, by the file's id
+    assert f"scored with litert (file sha256 {card.runtimes['litert']['sha256'][:12]}" in printed, printed
     assert metrics["runtime"] == "litert" and metrics["runtime_model_id"] == card.runtimes["litert"]["sha256"]
     assert metrics["accuracy"] == pytest.approx(card.runtimes["litert"]["agreement"]["accuracy"])
-    rows = pq.read_table(out / "predictions.parquet", columns=["model_id"]).to_pydict()["model_id"]
-    assert set(rows) == {card.runtimes["litert"]["sha256"]}
+    rows = pq.read_table(out / "predictions.parquet", columns=["model_id", "runtime_model_id"]).to_pydict()
+    # One meaning per column: model_id is the model (its card's id), runtime_model_id the file that scored.
+    assert set(rows["runtime_model_id"]) == {card.runtimes["litert"]["sha256"]} and set(rows["model_id"]) == {
+        card.model_id
+    }
 
 
 def test_train_keeps_its_export_when_the_runtime_file_cannot_be_made(tmp_path, monkeypatch, capsys):
@@ -313,8 +319,10 @@ def test_a_model_on_an_object_store_scores_with_its_litert_file(fast_model, png_
     assert cli_main(["score", "--model", uri, "--input", str(png_folder), "--output", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["runtime"] == "litert" and summary["runtime_model"] == uri.removesuffix(".keras") + ".tflite"
-    rows = pq.read_table(out / "predictions", columns=["model_id"]).to_pydict()["model_id"]
-    assert len(rows) == 300 and set(rows) == {read_card(fast_model).runtimes["litert"]["sha256"]}
+    rows = pq.read_table(out / "predictions", columns=["model_id", "runtime_model_id"]).to_pydict()
+    card = read_card(fast_model)
+    assert len(rows["runtime_model_id"]) == 300 and set(rows["runtime_model_id"]) == {card.runtimes["litert"]["sha256"]}
+    assert set(rows["model_id"]) == {card.model_id} == {summary["model_id"]}
 
 
 def test_a_runtime_file_that_is_a_device_or_fifo_is_refused_not_read(fast_model, tmp_path):

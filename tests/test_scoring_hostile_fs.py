@@ -303,6 +303,8 @@ def test_prediction_rows_carry_the_id_of_the_bytes_that_scored_them(tiny_model, 
     assert cli_main(["score", "--model", str(tiny_model), "--input", str(inputs), "--output", str(out)]) == 0
     ids = set(pq.read_table(out / "predictions").column("model_id").to_pylist())
     assert ids == {file_sha256(tiny_model)}
+    runtime_ids = set(pq.read_table(out / "predictions").column("runtime_model_id").to_pylist())
+    assert runtime_ids == {file_sha256(tiny_model)}  # Keras scored the .keras file itself
 
 
 # --- damaged model files ----------------------------------------------------------------------

@@ -31,8 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="evaluate and compare models on a data set",
         description="Evaluate one or more models on a data set split.\n\nExamples:\n"
-        "  mnist-batch evaluate --model models/cnn.keras --dataset sample --split test --output out/eval\n"
-        "  mnist-batch evaluate --model models/cnn.keras --model models/mlp-512.keras --dataset sample "
+        "  mnist-batch evaluate --model out/demo/models/cnn.keras --dataset sample --split test --output out/eval\n"
+        "  mnist-batch evaluate --model out/demo/models/cnn.keras --model models/mlp-512.keras --dataset sample "
         "--output out/compare",
         epilog=EPILOG,
         formatter_class=HelpFormatter,
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     with slow_step(args, "loading TensorFlow ..."):
         from mnist_batch.evaluation import evaluate
 
-    evaluate(
+    summary = evaluate(
         args.model,
         args.dataset,
         args.split,
@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
     )
     out = pathlib.Path(args.output)
+    for m in summary["models"]:
+        print(
+            f"runtime: {m['model']} scored with {m.get('runtime', 'keras')} (file sha256 "
+            f"{str(m.get('runtime_model_id', ''))[:12]}, model_id {m['model_id'][:12]})"
+        )
     print(f"{out / 'comparison.md'}:")
     print((out / "comparison.md").read_text(encoding="utf-8"))
     if args.report:

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="make the fast runtime's file (LiteRT) for an exported model, measured and recorded in its card",
         description="Convert an exported .keras model for a faster CPU runtime, measure its agreement with "
         "Keras on the held-out split and record both in the model card.\n\nExamples:\n"
-        "  mnist-batch export models/cnn.keras\n"
+        "  mnist-batch export out/demo/models/cnn.keras\n"
         "  mnist-batch export models/fashion.keras --dataset fashion-mnist",
         epilog=EPILOG,
         formatter_class=HelpFormatter,

@@ -25,21 +25,46 @@ Reference of a run: the held-out distribution in its model's card (found beside 
 the summary records, or given with --model-card), else the model's first committed run; or
 --reference RUN_ID for every run.
 
+Reference of a run scored since the summaries carry it: the model card's held-out distribution
+copied into summary.json at scoring (model and input paths are stored absolute), so the verdict
+is the same from any folder. When the monitor must fall back to the model's first run because the
+card is found nowhere, it prints a FALLBACK line and the run's `reference` check alerts.
+
 Checks: class_mix and confidence (PSI; warn/alert thresholds), errors, low_confidence, blank
-(rise of the rate over the reference, in points), accuracy (drop, labelled runs), model (differs
-from the previous run). Groups for --fail-on: drift = class_mix,confidence; all = every check.
+(rise of the rate over the reference, in points), accuracy (drop, labelled runs), volume (0 images
+scored, or under --min-volume-ratio (10 %) of the median scored by the last --volume-window (7)
+runs), reference (fell back: no model card found), summary (summary.json unreadable or incomplete:
+the run's status is `unreadable`, it is never a reference or a model-change baseline; the other
+runs are judged normally), model (differs from the previous readable run).
+Groups for --fail-on: drift = class_mix,confidence; all = every check.
 
 Examples:
   mnist-batch monitor out/runs --output out/monitor
   mnist-batch monitor gs://bucket/scored --output /srv/www/monitor --fail-on drift,errors,low_confidence
 
 Nightly, right after scoring:
-  mnist-batch score --model models/cnn.keras --input scans/ --output out/runs --layout runs --incremental
+  mnist-batch score --model out/demo/models/cnn.keras --input out/demo/test_images --output out/runs --layout runs --incremental
   mnist-batch monitor out/runs --output out/monitor --fail-on drift,errors,low_confidence
 
 Exit codes: 0 ok (or the latest run is flagged only on checks not in --fail-on); 2 bad argument
-or not a runs root; 5 the latest run is flagged on a --fail-on check (one line per failed check).
+or not a runs root; 5 the latest run is flagged on a --fail-on check (one line per failed check),
+including `reference` (a fallback), `summary` (unreadable) and `volume` when they are named or with
+`all`.
 """
+
+
+THRESHOLD_OPTIONS = (
+    ("psi_warn", float, "PSI at which class mix / confidence warn"),
+    ("psi_alert", float, "PSI at which class mix / confidence alert"),
+    ("error_rate_rise", float, "alert when the error rate rises more"),
+    ("low_confidence_rise", float, "alert when the low-confidence rate rises more"),
+    ("blank_rise", float, "alert when the blank rate rises more"),
+    ("accuracy_drop", float, "alert when accuracy falls more"),
+    ("min_volume_ratio", float, "volume alerts when a run scored fewer than this share of the recent runs' median"),
+    ("volume_window", int, "how many previous runs make that median"),
+    ("min_scored", int, "runs that scored fewer images skip the PSI checks"),
+)
+"""The ``Thresholds`` fields as options (``--psi-warn`` ...), defaults from ``Thresholds()``."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,22 +93,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="",
         help="comma-separated checks (or drift, all): exit 5 when the latest run is flagged on one of them",
     )
-    p.add_argument("--psi-warn", type=float, default=d.psi_warn, help="PSI at which class mix / confidence warn")
-    p.add_argument("--psi-alert", type=float, default=d.psi_alert, help="PSI at which class mix / confidence alert")
-    p.add_argument(
-        "--error-rate-rise", type=float, default=d.error_rate_rise, help="alert when the error rate rises more"
-    )
-    p.add_argument(
-        "--low-confidence-rise",
-        type=float,
-        default=d.low_confidence_rise,
-        help="alert when the low-confidence rate rises more",
-    )
-    p.add_argument("--blank-rise", type=float, default=d.blank_rise, help="alert when the blank rate rises more")
-    p.add_argument("--accuracy-drop", type=float, default=d.accuracy_drop, help="alert when accuracy falls more")
-    p.add_argument(
-        "--min-scored", type=int, default=d.min_scored, help="runs that scored fewer images skip the PSI checks"
-    )
+    for name, kind, text in THRESHOLD_OPTIONS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(d, name), help=text)
     add_verbosity(p)
     p.set_defaults(run=run)
 
@@ -93,15 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from mnist_batch.monitoring.monitor import monitor
 
     fail_on = parse_fail_on(args.fail_on)
-    thresholds = Thresholds(
-        psi_warn=args.psi_warn,
-        psi_alert=args.psi_alert,
-        error_rate_rise=args.error_rate_rise,
-        low_confidence_rise=args.low_confidence_rise,
-        blank_rise=args.blank_rise,
-        accuracy_drop=args.accuracy_drop,
-        min_scored=args.min_scored,
-    )
+    thresholds = Thresholds(**{name: getattr(args, name) for name, _, _ in THRESHOLD_OPTIONS})
     result = monitor(
         args.root, args.output, thresholds=thresholds, reference_run=args.reference, model_cards=args.model_card
     )
@@ -109,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
     for name in ("runs", "page", "json"):
         if name in result.outputs:
             print(f"  {result.outputs[name]}")
+    for fallback in dict.fromkeys(r.fallback for r in result.references if r.fallback):
+        print(f"monitor: FALLBACK: {fallback}")
+    unreadable = [r for r in result.records if r.unreadable]
+    for r in unreadable:
+        print(f"monitor: UNREADABLE run {r.run} (dt={r.dt}): {r.unreadable}")
     if result.latest is None:
         print("monitor: no committed run yet")
         return 0

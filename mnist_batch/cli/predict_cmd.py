@@ -26,8 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="classify image files (class, confidence, top-3)",
         description="Classify image files and print class, confidence and top-3.\n\nExamples:\n"
-        "  mnist-batch predict my_digit.jpg --model models/cnn.keras\n"
-        "  mnist-batch predict photo.jpg --model models/cnn.keras --show-preprocessed seen.png",
+        "  mnist-batch predict my_digit.jpg --model out/demo/models/cnn.keras\n"
+        "  mnist-batch predict photo.jpg --model out/demo/models/cnn.keras --show-preprocessed seen.png",
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )

@@ -78,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for run in runs.committed_runs(args.root):
-        summary = json.loads(fs.read_text(fs.join(run.meta_dir, "summary.json")))
-        counts = summary.get("counts", {})
+        try:
+            summary = json.loads(fs.read_text(fs.join(run.meta_dir, "summary.json")))
+        except Exception as exc:  # noqa: BLE001 -- one damaged run is a row, not the end of the listing
+            summary = {"unreadable": f"{type(exc).__name__}: {exc}"}
+        summary = summary if isinstance(summary, dict) else {"unreadable": "not a JSON object"}
+        counts = summary.get("counts") or {}
         rows.append(
             {
                 "dt": run.dt,
@@ -88,17 +92,20 @@ def run(args: argparse.Namespace) -> int:
                 "errors": counts.get("errors"),
                 "skipped": counts.get("skipped"),
                 "model_id": summary.get("model_id"),
+                "runtime": summary.get("runtime"),
                 "committed_at": summary.get("committed_at"),
+                "path": run.meta_dir,
+                **({"unreadable": summary["unreadable"]} if "unreadable" in summary else {}),
             }
         )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'dt':<10}  {'run':<28} {'scored':>9} {'errors':>7} {'skipped':>8}  model_id")
+    print(f"{'dt':<10}  {'run':<28} {'scored':>9} {'errors':>7} {'skipped':>8}  {'model_id':<12}  {'runtime':<7}  path")
     for r in rows:
         print(
             f"{r['dt']:<10}  {r['run']:<28} {r['scored'] or 0:>9,} {r['errors'] or 0:>7,} "
-            f"{r['skipped'] or 0:>8,}  {(r['model_id'] or '')[:12]}"
+            f"{r['skipped'] or 0:>8,}  {(r['model_id'] or 'unreadable')[:12]:<12}  {r['runtime'] or '':<7}  {r['path']}"
         )
     print(f"{len(rows)} committed run(s) under {args.root}")
     return 0

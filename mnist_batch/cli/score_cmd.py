@@ -24,11 +24,11 @@ confusion/, per_class/ (Parquet), summary.json and _SUCCESS (written last). With
 --layout runs, --output is a root of Hive-partitioned tables, ROOT/<table>/dt=D/run=ID/.
 
 Examples:
-  mnist-batch score --model models/cnn.keras --input out/test_images --output out/scored
-  mnist-batch score --model models/cnn.keras --input 'scans/**/*.jpg' --input more/ \\
+  mnist-batch score --model out/demo/models/cnn.keras --input out/demo/test_images --output out/scored
+  mnist-batch score --model out/demo/models/cnn.keras --input 'scans/**/*.jpg' --input more/ \\
       --output out/scored --max-error-rate 0.05 \\
       --direct_running_mode multi_processing --direct_num_workers 2
-  mnist-batch score --model models/cnn.keras --input scans/ --output out/runs --layout runs --incremental
+  mnist-batch score --model out/demo/models/cnn.keras --input out/demo/test_images --output out/runs --layout runs --incremental
 
 Unknown options are passed to Beam (--runner, --project, --region, --temp_location,
 --setup_file ./setup.py, ...). Exit codes: 0 ok; 2 bad argument/model/input, run id

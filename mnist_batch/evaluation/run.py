@@ -163,7 +163,9 @@ def evaluate(
         )
         class_rows += summarize.per_class_rows(name, data.class_names, m["per_class"])
         cell_rows += summarize.confusion_rows(name, data.class_names, m["confusion"])
-        pred_rows.append(prediction_table(name, r, data.class_names, scorer.model_id, run_id, scored_at))
+        pred_rows.append(
+            prediction_table(name, r, data.class_names, (card.model_id, scorer.model_id), run_id, scored_at)
+        )
 
     pq.write_table(pa.Table.from_pylist(metric_rows), output / "metrics.parquet")
     pq.write_table(pa.Table.from_pylist(class_rows), output / "per_class.parquet")
@@ -182,9 +184,12 @@ def evaluate(
     return summary
 
 
-def prediction_table(name: str, r: Predictions, class_names: Sequence[str], model_id: str, run_id: str, scored_at):
+def prediction_table(
+    name: str, r: Predictions, class_names: Sequence[str], ids: tuple[str, str], run_id: str, scored_at
+):
     """Per-image rows (``predictions.parquet``): the scoring row plus the model's name, the index and
-    the 28x28 pixels for array inputs (:data:`~mnist_batch.tables.EVALUATION_PREDICTIONS_SCHEMA`)."""
+    the 28x28 pixels for array inputs (:data:`~mnist_batch.tables.EVALUATION_PREDICTIONS_SCHEMA`);
+    ``ids``: (the model's id, the id of the runtime file that scored)."""
     import pyarrow as pa
 
     from mnist_batch.config import DEFAULT_REVIEW_THRESHOLD
@@ -197,7 +202,8 @@ def prediction_table(name: str, r: Predictions, class_names: Sequence[str], mode
         r.blank if r.blank is not None else np.zeros(n, bool),
         r.probabilities,
         class_names=class_names,
-        model_id=model_id,
+        model_id=ids[0],
+        runtime_model_id=ids[1],
         run_id=run_id,
         review_threshold=DEFAULT_REVIEW_THRESHOLD,
         scored_at=scored_at,

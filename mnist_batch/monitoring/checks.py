@@ -8,7 +8,14 @@ Checks (the names ``--fail-on`` takes; ``drift`` = ``class_mix,confidence``; ``a
 * ``low_confidence``: rise of the low-confidence rate (below the run's review threshold / scored);
 * ``blank``: rise of the blank-image rate;
 * ``accuracy``: fall of the accuracy (labelled runs, when the reference has one);
-* ``model``: the model differs from the previous run's.
+* ``volume``: the run scored no image, or fewer than ``min_volume_ratio`` (10 %) of the median
+  images scored by the previous ``volume_window`` (7) readable runs that scored any (a dead or
+  cut feed looks healthy on every rate);
+* ``reference``: the monitor had to fall back to the model's first run because the model card
+  could not be found (neither copied into the summary at scoring nor beside the model path);
+* ``summary``: the run's ``summary.json`` is unreadable or incomplete (status ``unreadable``: the
+  run is not judged, never a reference, never the baseline of ``model``);
+* ``model``: the model differs from the previous (readable) run's.
 
 A run is *flagged* when a check reaches ``alert``; ``warn`` (PSI between the two thresholds) is
 shown on the page but flags nothing.
@@ -17,6 +24,7 @@ shown on the page but flags nothing.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,9 +35,22 @@ if TYPE_CHECKING:  # the command line reads the defaults here without loading Be
     from mnist_batch.monitoring.collect import RunRecord
     from mnist_batch.monitoring.reference import Reference
 
-CHECKS = ("class_mix", "confidence", "errors", "low_confidence", "blank", "accuracy", "model")
+CHECKS = (
+    "class_mix",
+    "confidence",
+    "errors",
+    "low_confidence",
+    "blank",
+    "accuracy",
+    "volume",
+    "reference",
+    "summary",
+    "model",
+)
 GROUPS = {"drift": ("class_mix", "confidence"), "all": CHECKS}
 OK, WARN, ALERT = "ok", "warn", "alert"
+UNREADABLE = "unreadable"
+"""Status of a run whose summary cannot be read or trusted (the ``summary`` check alerts)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +63,10 @@ class Thresholds:
     low_confidence_rise: float = 0.10
     blank_rise: float = 0.05
     accuracy_drop: float = 0.05
+    min_volume_ratio: float = 0.1
+    """``volume`` alerts when a run scored fewer than this share of the median of the recent runs."""
+    volume_window: int = 7
+    """How many previous readable runs that scored images make that median."""
     min_scored: int = 100
     """Runs that scored fewer images skip the PSI checks: with n images over k bins, PSI of a run
     drawn from the reference itself is about (k - 1) / n (0.19 at n = 100, 20 bins), so tiny
@@ -53,6 +78,10 @@ class Thresholds:
         for name in ("error_rate_rise", "low_confidence_rise", "blank_rise", "accuracy_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise MnistBatchError(f"monitor: --{name.replace('_', '-')} must be in [0, 1]")
+        if not 0 <= self.min_volume_ratio <= 1:
+            raise MnistBatchError("monitor: --min-volume-ratio must be in [0, 1]")
+        if self.volume_window < 1:
+            raise MnistBatchError("monitor: --volume-window must be at least 1")
         if self.min_scored < 1:
             raise MnistBatchError("monitor: --min-scored must be at least 1")
         return self
@@ -111,8 +140,46 @@ def _rise(name: str, what: str, value: float | None, base: float | None, limit: 
     )
 
 
-def check_run(record: RunRecord, ref: Reference, previous: RunRecord | None, t: Thresholds) -> list[CheckResult]:
-    """Every check of ``record`` against ``ref`` (``previous``: the run before it, for ``model``)."""
+def volume_check(record: RunRecord, recent: Sequence[int], t: Thresholds) -> CheckResult:
+    """``volume``: 0 images scored, or fewer than ``t.min_volume_ratio`` of the median of ``recent`` (scored counts)."""
+    scored = record.counts.get("scored", 0)
+    if scored == 0:
+        matched = record.counts.get("matched", 0)
+        return CheckResult("volume", ALERT, 0.0, f"no image scored ({matched:,} matched): a dead or empty feed?")
+    if not recent:
+        return CheckResult("volume", OK, float(scored), f"{scored:,} images scored (no earlier run to compare)")
+    median = float(statistics.median(recent))
+    status = ALERT if scored < t.min_volume_ratio * median else OK
+    sign = "<" if status == ALERT else ">="
+    return CheckResult(
+        "volume",
+        status,
+        float(scored),
+        f"{scored:,} images scored {sign} {t.min_volume_ratio:.0%} of the median {median:,.0f} of the last "
+        f"{len(recent)} run(s)",
+    )
+
+
+def unreadable_results(record: RunRecord) -> list[CheckResult]:
+    """A run whose summary cannot be trusted: the ``summary`` check alerts; nothing else is judged."""
+    why = "not judged: unreadable summary"
+    return [
+        CheckResult(c, ALERT, None, record.unreadable or "") if c == "summary" else CheckResult(c, OK, None, why)
+        for c in CHECKS
+    ]
+
+
+def check_run(
+    record: RunRecord,
+    ref: Reference,
+    previous: RunRecord | None,
+    t: Thresholds,
+    recent: Sequence[int] = (),
+) -> list[CheckResult]:
+    """Every check of ``record`` against ``ref`` (``previous``: the readable run before it, for ``model``;
+    ``recent``: images scored by the readable runs before it, newest last, for ``volume``)."""
+    if record.unreadable:
+        return unreadable_results(record)
     is_reference = ref.kind == "run" and ref.run == record.run
     results = []
     if is_reference:
@@ -158,6 +225,12 @@ def check_run(record: RunRecord, ref: Reference, previous: RunRecord | None, t: 
                 f"{t.accuracy_drop:.0%} points)",
             )
         )
+    results.append(volume_check(record, [n for n in recent if n > 0][-t.volume_window :], t))
+    if ref.fallback:
+        results.append(CheckResult("reference", ALERT, None, ref.fallback))
+    else:
+        results.append(CheckResult("reference", OK, None, f"compared with {ref.label}"))
+    results.append(CheckResult("summary", OK, None, "summary read"))
     if previous is not None and previous.model_id != record.model_id:
         results.append(
             CheckResult("model", ALERT, None, f"model changed: {previous.model_label} -> {record.model_label}")
@@ -168,12 +241,21 @@ def check_run(record: RunRecord, ref: Reference, previous: RunRecord | None, t: 
 
 
 def check_runs(records: Sequence[RunRecord], refs: Sequence[Reference], t: Thresholds) -> list[list[CheckResult]]:
-    return [
-        check_run(r, ref, records[i - 1] if i else None, t)
-        for i, (r, ref) in enumerate(zip(records, refs, strict=True))
-    ]
+    """The checks of every run; an unreadable run is skipped as the ``previous`` and ``recent`` of later runs."""
+    out: list[list[CheckResult]] = []
+    previous: RunRecord | None = None
+    recent: list[int] = []
+    for record, ref in zip(records, refs, strict=True):
+        out.append(check_run(record, ref, previous, t, recent))
+        if not record.unreadable:
+            previous = record
+            recent.append(record.counts.get("scored", 0))
+    return out
 
 
 def status_of(results: Sequence[CheckResult]) -> str:
+    """``unreadable`` (the summary check alerts), else ``alert``, ``warn`` or ``ok``."""
+    if any(r.check == "summary" and r.status == ALERT for r in results):
+        return UNREADABLE
     levels = {r.status for r in results}
     return ALERT if ALERT in levels else WARN if WARN in levels else OK

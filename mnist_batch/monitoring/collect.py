@@ -33,6 +33,9 @@ class RunRecord:
     dt: str
     run: str
     summary: dict[str, Any]
+    unreadable: str | None = None
+    """Why the run's summary cannot be trusted (unreadable, not a JSON object, incomplete); None when fine.
+    Such a run is a row with status ``unreadable``: never a reference, never a model-change baseline."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -98,15 +101,35 @@ def check_root(root: str) -> None:
         raise MnistBatchError(f"monitor: {root} is not a runs root (no {LAYOUT_FILE}; score with --layout runs)")
 
 
-def read_summary(run: RunInfo) -> dict[str, Any]:
+REQUIRED_KEYS = ("model_id", "counts", "committed_at")
+"""What every summary written by ``score`` holds; a summary without one of them is incomplete."""
+REQUIRED_COUNTS = ("matched", "scored", "errors")
+
+
+def summary_problem(data: Any) -> str | None:
+    """Why ``data`` is not a usable run summary (one line), or None."""
+    if not isinstance(data, dict):
+        return f"not a JSON object ({type(data).__name__})"
+    missing = [k for k in REQUIRED_KEYS if not data.get(k)]
+    counts = data.get("counts")
+    if isinstance(counts, dict):
+        missing += [f"counts.{k}" for k in REQUIRED_COUNTS if not isinstance(counts.get(k), int)]
+    elif "counts" not in missing:
+        missing.append("counts")
+    return f"incomplete summary: no {', '.join(missing)}" if missing else None
+
+
+def read_summary(run: RunInfo) -> tuple[dict[str, Any], str | None]:
+    """``(summary, None)``, or ``({}, reason)`` when the summary cannot be read or trusted (never raises)."""
     path = fs.join(run.meta_dir, SUMMARY_FILE)
     try:
         data = json.loads(fs.read_text(path))
-    except (OSError, ValueError) as exc:
-        raise MnistBatchError(f"monitor: unreadable summary {path} ({exc})") from exc
-    if not isinstance(data, dict):
-        raise MnistBatchError(f"monitor: {path} is not a JSON object")
-    return data
+    except Exception as exc:  # noqa: BLE001 -- any filesystem's error, or JSON cut short: this run only
+        return {}, f"unreadable summary {path} ({type(exc).__name__}: {str(exc)[:200]})"
+    problem = summary_problem(data)
+    if problem is not None:
+        return {}, f"{path}: {problem}"
+    return data, None
 
 
 def collect_runs(root: str) -> list[RunRecord]:
@@ -115,5 +138,5 @@ def collect_runs(root: str) -> list[RunRecord]:
     runs = committed_runs(root)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         summaries = list(pool.map(read_summary, runs))
-    records = [RunRecord(r.dt, r.run_id, s) for r, s in zip(runs, summaries, strict=True)]
+    records = [RunRecord(r.dt, r.run_id, s, why) for r, (s, why) in zip(runs, summaries, strict=True)]
     return sorted(records, key=lambda r: r.sort_key)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import html
 import pathlib
+import re
 from collections.abc import Sequence
 
 import matplotlib
+import matplotlib.ticker
 import matplotlib.transforms
 
 matplotlib.use("Agg")
@@ -21,11 +23,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mnist_batch.files import is_remote
 from mnist_batch.metrics import CONFIDENCE_BINS
 from mnist_batch.monitoring.checks import ALERT, CHECKS, WARN, CheckResult, Thresholds, status_of
 from mnist_batch.monitoring.collect import RunRecord
 from mnist_batch.monitoring.reference import Reference
 from mnist_batch.report.plots import png_data_uri, save_figure
+from mnist_batch.tables import RUNS_DIR, SUMMARY_FILE
 
 DPI = 100
 MAX_BARS = 150
@@ -39,8 +43,8 @@ def _x_axis(ax, records: Sequence[RunRecord]) -> None:
     step = max(1, int(np.ceil(n / 30)))
     ticks = list(range(0, n, step))
     ax.set_xticks(
-        ticks, [f"{records[i].dt}\n{records[i].run[:18]}" for i in ticks], fontsize=7, rotation=60, ha="right"
-    )
+        ticks, [f"{records[i].dt}\n{records[i].run}" for i in ticks], fontsize=7, rotation=60, ha="right"
+    )  # whole run ids: a cut id cannot be found again
     ax.set_xlim(-0.6, n - 0.4)
     above = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
     for i in model_changes(records):
@@ -51,9 +55,26 @@ def _x_axis(ax, records: Sequence[RunRecord]) -> None:
         ax.set_title(ax.get_title(), pad=14)  # room for the model labels above the axes
 
 
+def _legend_outside(ax, title: str | None = None) -> None:
+    """The legend right of the axes, never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title=title, borderaxespad=0)
+
+
+def _headroom(ax, top: float, floor: float = 0.0) -> None:
+    """y from ``floor`` to 15 % above the highest value (so the top bar or point is not on the frame)."""
+    ax.set_ylim(floor, floor + max(top - floor, 1e-9) * 1.15)
+
+
 def model_changes(records: Sequence[RunRecord]) -> list[int]:
-    """Indices of the runs whose model differs from the previous run's."""
-    return [i for i in range(1, len(records)) if records[i].model_id != records[i - 1].model_id]
+    """Indices of the runs whose model differs from the previous readable run's (unreadable runs skipped)."""
+    out, last = [], None
+    for i, record in enumerate(records):
+        if record.unreadable:
+            continue
+        if last is not None and record.model_id != records[last].model_id:
+            out.append(i)
+        last = i
+    return out
 
 
 def _figure(records: Sequence[RunRecord], height: float = 3.4):
@@ -80,7 +101,8 @@ def plot_volume(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Pat
     _stacked(ax, np.arange(len(records)), layers, ["scored", "errors", "skipped"], ["#1565c0", "#c62828", "#9e9e9e"])
     ax.set_ylabel("files")
     ax.set_title("Volume per run: files scored, failed (errors) and skipped")
-    ax.legend(loc="upper left", fontsize=8, ncols=3)
+    _headroom(ax, max(1.0, float(layers.sum(axis=0).max()) if layers.size else 1.0))
+    _legend_outside(ax)
     ax.grid(axis="y", alpha=0.3)
     _x_axis(ax, records)
     return save_figure(fig, path, dpi=DPI)
@@ -90,22 +112,26 @@ def plot_rates(records: Sequence[RunRecord], thresholds: Thresholds, path: pathl
     x = np.arange(len(records))
     fig, ax = _figure(records)
 
-    def series(values):
-        return np.array([np.nan if v is None else v for v in values], np.float64)
+    def series(values):  # percent: rates of a few % are read on their own scale, not on 0..1
+        return np.array([np.nan if v is None else 100 * v for v in values], np.float64)
 
     marker = "o" if len(records) <= MAX_BARS else None
-    ax.plot(x, series([r.error_rate for r in records]), marker=marker, color="#c62828", label="error rate (of matched)")
-    ax.plot(
-        x, series([r.low_confidence_rate for r in records]), marker=marker, color="#ef6c00", label="low-confidence rate"
-    )
-    ax.plot(x, series([r.blank_rate for r in records]), marker=marker, color="#616161", label="blank rate")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share")
+    lines = [
+        (series([r.error_rate for r in records]), "#c62828", "o", "error rate (of matched)"),
+        (series([r.low_confidence_rate for r in records]), "#ef6c00", "s", "low-confidence rate (of scored)"),
+        (series([r.blank_rate for r in records]), "#616161", "^", "blank rate (of scored)"),
+    ]
+    for values, colour, shape, label in lines:  # distinct markers: equal lines stay visible
+        ax.plot(x, values, marker=shape if marker else None, color=colour, label=label, alpha=0.85)
+    top = max([float(np.nanmax(v)) for v, *_ in lines if np.isfinite(v).any()] + [1.0])
+    _headroom(ax, top)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=100))
+    ax.set_ylabel("rate (%)")
     ax.set_title(
         f"Error, low-confidence and blank rates (alert: error +{thresholds.error_rate_rise:.0%}, "
         f"low confidence +{thresholds.low_confidence_rise:.0%}, blank +{thresholds.blank_rise:.0%} over the reference)"
     )
-    ax.legend(loc="upper left", fontsize=8, ncols=3)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     _x_axis(ax, records)
     return save_figure(fig, path, dpi=DPI)
@@ -125,7 +151,7 @@ def plot_class_mix(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of scored")
     ax.set_title("Predicted class mix per run")
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="class")
+    _legend_outside(ax, "class")
     _x_axis(ax, records)
     return save_figure(fig, path, dpi=DPI)
 
@@ -155,7 +181,7 @@ def plot_confidence(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib
     cbar.set_ticks(np.sqrt([0, 0.05, 0.25, 0.5, 1.0]), labels=["0", "5%", "25%", "50%", "100%"])
     ax.set_ylabel(f"top-class confidence ({CONFIDENCE_BINS} bins)")
     ax.set_title("Confidence distribution per run")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=8, borderaxespad=0)  # right of the colour bar
     _x_axis(ax, records)
     return save_figure(fig, path, dpi=DPI)
 
@@ -164,16 +190,17 @@ def plot_psi(records: Sequence[RunRecord], results, thresholds: Thresholds, path
     x = np.arange(len(records))
     fig, ax = _figure(records)
     marker = "o" if len(records) <= MAX_BARS else None
+    top = thresholds.psi_alert
     for check, colour, label in (("class_mix", "#1565c0", "class mix"), ("confidence", "#ef6c00", "confidence")):
         values = [next(c.value for c in checks if c.check == check) for checks in results]
         ax.plot(x, [np.nan if v is None else v for v in values], marker=marker, color=colour, label=f"PSI {label}")
+        top = max([top, *(v for v in values if v is not None)])
     ax.axhline(thresholds.psi_warn, color="#b26a00", linestyle=":", label=f"warn {thresholds.psi_warn:g}")
     ax.axhline(thresholds.psi_alert, color="#c62828", linestyle=":", label=f"alert {thresholds.psi_alert:g}")
-    ax.set_yscale("symlog", linthresh=0.1)
-    ax.set_ylim(0, None)
+    _headroom(ax, top)  # linear: a PSI of 4 or 6 is read off the axis (symlog ticks 0, 0.1, 1 could not place it)
     ax.set_ylabel("PSI vs reference")
     ax.set_title("Drift: population stability index of each run against its reference")
-    ax.legend(loc="upper left", fontsize=8, ncols=4)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     _x_axis(ax, records)
     return save_figure(fig, path, dpi=DPI)
@@ -187,11 +214,13 @@ def plot_quality(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Pa
     x = np.arange(len(records))
     fig, ax = _figure(records, 3.0)
     marker = "o" if len(records) <= MAX_BARS else None
-    ax.plot(x, [np.nan if a is None else a for a in acc], marker=marker, label="accuracy")
-    ax.plot(x, [np.nan if a is None else a for a in f1], marker=marker, label="macro-F1")
-    ax.set_ylim(0, 1)
-    ax.set_title("Accuracy and macro-F1 (runs with labels)")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.plot(x, [np.nan if a is None else a for a in acc], marker="o" if marker else None, label="accuracy")
+    ax.plot(x, [np.nan if a is None else a for a in f1], marker="s" if marker else None, label="macro-F1", alpha=0.8)
+    low = min(float(v) for v in [*acc, *f1] if v is not None)
+    floor = max(0.0, np.floor((low - 0.02) * 20) / 20)  # zoomed to the data: 0.95..1 is not squashed on the frame
+    ax.set_ylim(floor, 1.0 + (1.0 - floor) * 0.08)
+    ax.set_title("Accuracy and macro-F1 (runs with labels; macro over the classes present)")
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     _x_axis(ax, records)
     return save_figure(fig, path, dpi=DPI)
@@ -200,8 +229,10 @@ def plot_quality(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Pa
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}"
     "table{border-collapse:collapse;margin:.5em 0;font-size:90%}td,th{border:1px solid #ccc;padding:.25em .6em;"
-    "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:.4em 0}"
+    "text-align:left;vertical-align:top;overflow-wrap:normal}td.num{text-align:right;white-space:nowrap}"
+    "td.id{white-space:nowrap}th{background:#f3f3f3}.scroll{overflow-x:auto;max-width:100%}img{max-width:100%;border:1px solid #eee;margin:.4em 0}"
     ".ok{color:#2e7d32}.warn{color:#b26a00;font-weight:600}.alert{color:#c62828;font-weight:700}"
+    ".unreadable{color:#6a1b9a;font-weight:700}.banner.unreadable{background:#f3e5f5}"
     ".banner{padding:.6em 1em;border-radius:4px;font-size:110%}.banner.ok{background:#e8f5e9}"
     ".banner.warn{background:#fff3e0}.banner.alert{background:#ffebee}code{background:#f5f5f5;padding:0 .2em}"
 )
@@ -210,20 +241,48 @@ STYLE = (
 LOAD_CHECK = (
     "<script>window.addEventListener('load',function(){var im=document.images,n=0;"
     "for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){n++;im[i].setAttribute('data-loaded','1');}}"
-    "document.body.setAttribute('data-images-loaded',n+'/'+im.length);});</script>"
+    "document.body.setAttribute('data-images-loaded',n+'/'+im.length);"
+    "var d=document.documentElement,w=d.clientWidth,all=document.body.getElementsByTagName('*'),wide=[];"
+    "for(var j=0;j<all.length;j++){var e=all[j];if(e.closest('.scroll')&&e.className!=='scroll')continue;"
+    "if(e.getBoundingClientRect().right>w+1){wide.push(e.tagName)}}"
+    "document.body.setAttribute('data-too-wide',wide.length+':'+wide.slice(0,5).join(',')+':'+(d.scrollWidth>w));"
+    "});</script>"
 )
 """Marks each plot that decoded (``data-loaded``) and the count on ``<body>``: a headless browser's
-``--dump-dom`` then shows whether every plot rendered."""
+``--dump-dom`` then shows whether every plot rendered; ``data-too-wide`` counts the elements that
+reach past the window (a table scrolls inside its own ``.scroll`` box on a narrow window) and says
+whether the page itself would scroll sideways: ``0::false`` on a page that fits."""
 
 
 def _e(value: object) -> str:
     return html.escape(str(value))
 
 
+NUMBER = re.compile(r"^(&ndash;|[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?)$")
+ID_COLUMNS = ("dt", "run")
+"""Columns never broken across lines (a date or run id cut in two cannot be read or searched)."""
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Text left, numbers right (class ``num``), dt and run ids whole (class ``id``)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+
+    def cell(column: str, content: str) -> str:
+        kind = "id" if column in ID_COLUMNS else "num" if NUMBER.match(content) else ""
+        return f"<td class='{kind}'>{content}</td>" if kind else f"<td>{content}</td>"
+
+    body = "".join("<tr>" + "".join(cell(h, c) for h, c in zip(header, row, strict=True)) + "</tr>" for row in rows)
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def run_link(root: str, record: RunRecord) -> str:
+    """The run id linked to its report (``report.html`` in its run folder once ``mnist-batch report`` made it),
+    else to its ``summary.json``; plain text for a remote root (a browser cannot open gs://)."""
+    if is_remote(root):
+        return _e(record.run)
+    folder = pathlib.Path(root).absolute() / RUNS_DIR / f"dt={record.dt}" / f"run={record.run}"
+    target = folder / "report.html" if (folder / "report.html").is_file() else folder / SUMMARY_FILE
+    return f"<a class='run' href='{_e(target.as_uri())}'>{_e(record.run)}</a>"
 
 
 def _pct(v: float | None) -> str:
@@ -254,7 +313,7 @@ def render_page(
 ) -> str:
     """The page's HTML (plots already written): the banner, then one section after another."""
     sections = [
-        flagged_section(records, results),
+        flagged_section(records, results, root),
         *plot_sections(plots),
         model_changes_section(records),
         references_section(refs, thresholds, notes),
@@ -283,10 +342,18 @@ def banner(root: str, records: Sequence[RunRecord], results: Sequence[Sequence[C
     return "".join(parts)
 
 
-def flagged_section(records: Sequence[RunRecord], results: Sequence[Sequence[CheckResult]]) -> tuple[str, str]:
-    """Every warn or alert, newest first (at most :data:`MAX_FLAGGED_ROWS`)."""
+def flagged_section(
+    records: Sequence[RunRecord], results: Sequence[Sequence[CheckResult]], root: str = ""
+) -> tuple[str, str]:
+    """Every warn or alert, newest first (at most :data:`MAX_FLAGGED_ROWS`), each run linked to its report."""
     flagged_rows = [
-        [_e(record.dt), _e(record.run), f"<span class='{c.status}'>{c.status}</span>", _e(c.check), _e(c.reason)]
+        [
+            _e(record.dt),
+            run_link(root, record) if root else _e(record.run),
+            f"<span class='{c.status}'>{c.status}</span>",
+            _e(c.check),
+            _e(c.reason),
+        ]
         for record, checks in zip(records, results, strict=True)
         for c in checks
         if c.status in (ALERT, WARN)
@@ -311,7 +378,12 @@ def plot_sections(plots: dict[str, pathlib.Path]) -> list[tuple[str, str]]:
 def model_changes_section(records: Sequence[RunRecord]) -> tuple[str, str]:
     """The first run's model, then each run that changed it."""
     change_rows = [
-        [_e(records[i].dt), _e(records[i].run), _e(records[i - 1].model_label), _e(records[i].model_label)]
+        [
+            _e(records[i].dt),
+            _e(records[i].run),
+            _e(_previous_readable(records, i).model_label),
+            _e(records[i].model_label),
+        ]
         for i in model_changes(records)
     ]
     first = (
@@ -321,6 +393,10 @@ def model_changes_section(records: Sequence[RunRecord]) -> tuple[str, str]:
     )
     table = _table(["dt", "run", "from", "to"], change_rows) if change_rows else "<p>No model change.</p>"
     return "Model changes", first + table
+
+
+def _previous_readable(records: Sequence[RunRecord], i: int) -> RunRecord:
+    return next(r for r in reversed(records[:i]) if not r.unreadable)
 
 
 def references_section(refs: Sequence[Reference], thresholds: Thresholds, notes: Sequence[str]) -> tuple[str, str]:
@@ -338,6 +414,11 @@ def references_section(refs: Sequence[Reference], thresholds: Thresholds, notes:
         ["blank rate rise (alert)", f"{thresholds.blank_rise:.0%} points"],
         ["accuracy drop (alert)", f"{thresholds.accuracy_drop:.0%} points"],
         ["fewest scored images for the PSI checks", f"{thresholds.min_scored:,}"],
+        [
+            "volume (alert)",
+            f"0 images, or under {thresholds.min_volume_ratio:.0%} of the median of the last "
+            f"{thresholds.volume_window} runs",
+        ],
     ]
     return (
         "References and thresholds",

@@ -4,10 +4,19 @@ Order of preference for a run scored by model M:
 
 1. ``--reference RUN_ID``: that committed run, for every run;
 2. the ``reference`` of M's model card (written at export: predicted class mix and binned
-   confidence on the test split). The card is found beside the model path the summary records
-   (``summary["model"]`` -> ``NAME.card.json``, any Beam filesystem) or given with
-   ``--model-card``; it is used only when its ``model_id`` is M;
-3. the first committed run of M (that run is then its own reference and is never flagged for drift).
+   confidence on the test split), as copied into the run's summary at scoring
+   (``summary["model_reference"]``): the verdict then does not depend on where the monitor runs
+   or on whether the model's files are still there;
+3. for summaries without that copy (scored before it existed): the card found beside the model
+   path the summary records (``summary["model"]`` -> ``NAME.card.json``, any Beam filesystem) or
+   given with ``--model-card``; it is used only when its ``model_id`` is M;
+4. the first committed run of M (that run is then its own reference and is never flagged for drift).
+   When M's card could not be found (or describes another model), this is a *fallback*: the
+   ``reference`` check of each of M's runs alerts, with the reason. A card found without a
+   held-out reference (exported before it existed) is no fallback: the first run is then the
+   documented reference.
+
+Runs whose summary is unreadable (:attr:`RunRecord.unreadable`) never become a reference.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ class Reference:
     blank_rate: float | None
     accuracy: float | None
     run: str | None = None
+    fallback: str | None = None
+    """Why the monitor fell back to the model's first run (its card not found); None otherwise."""
 
     @property
     def label(self) -> str:
@@ -76,7 +87,21 @@ def low_confidence_rate_from_histogram(hist: np.ndarray, threshold: float) -> fl
 
 def from_card(card: ModelCard, review_threshold: float) -> Reference | None:
     """The card's held-out reference; None for cards exported before the field existed."""
-    ref = card.reference
+    return from_held_out(
+        card.reference, card.model_name, card.model_id, (card.test_metrics or {}).get("accuracy"), review_threshold
+    )
+
+
+def from_summary(record: RunRecord) -> Reference | None:
+    """The held-out reference the run's summary carries (copied from the model card at scoring), if any."""
+    ref = record.summary.get("model_reference")
+    if not isinstance(ref, dict) or ref.get("model_id") != record.model_id:
+        return None
+    threshold = float(record.summary.get("review_threshold") or 0.9)
+    return from_held_out(ref, record.model_name, record.model_id, ref.get("accuracy"), threshold)
+
+
+def from_held_out(ref, model_name: str, model_id: str, accuracy, review_threshold: float) -> Reference | None:
     if not isinstance(ref, dict) or "predicted_class_counts" not in ref or "confidence_histogram" not in ref:
         return None
     hist = np.asarray(ref["confidence_histogram"], np.int64)
@@ -86,13 +111,13 @@ def from_card(card: ModelCard, review_threshold: float) -> Reference | None:
     examples = int(ref.get("examples") or hist.sum())
     return Reference(
         kind="card",
-        name=f"model card of {card.model_name} {card.model_id[:8]} ({ref.get('split', 'test')} split, {examples:,} images)",
+        name=f"model card of {model_name} {model_id[:8]} ({ref.get('split', 'test')} split, {examples:,} images)",
         predicted_class_counts=np.asarray(ref["predicted_class_counts"], np.int64),
         confidence_histogram=hist,
         error_rate=0.0,  # held-out arrays: no file could fail to read or decode
         low_confidence_rate=low,
         blank_rate=0.0,
-        accuracy=(card.test_metrics or {}).get("accuracy"),
+        accuracy=accuracy,
     )
 
 
@@ -127,6 +152,8 @@ def load_cards(records: Iterable[RunRecord], extra_cards: Sequence[str] = ()) ->
     tried: set[str] = set()
     for record in records:
         model = record.summary.get("model")
+        if record.unreadable or from_summary(record) is not None:
+            continue  # nothing to trust, or the reference travels with the run
         if record.model_id in cards or not model or str(model) in tried:
             continue
         tried.add(str(model))
@@ -148,21 +175,52 @@ def assign_references(
     cards: dict[str, ModelCard],
     reference_run: str | None = None,
 ) -> list[Reference]:
-    """The reference of every record (same order)."""
+    """The reference of every record (same order); unreadable runs get :data:`NO_REFERENCE`."""
     if reference_run is not None:
         chosen = [r for r in records if r.run == reference_run]
         if not chosen:
             raise MnistBatchError(f"monitor: --reference {reference_run}: no committed run with that id")
+        if chosen[-1].unreadable:
+            raise MnistBatchError(f"monitor: --reference {reference_run}: {chosen[-1].unreadable}")
         ref = from_run(chosen[-1])
-        return [ref] * len(records)
+        return [NO_REFERENCE if r.unreadable else ref for r in records]
     out: list[Reference] = []
     by_model: dict[str, Reference] = {}
     for record in records:
+        if record.unreadable:
+            out.append(NO_REFERENCE)
+            continue
+        stored = from_summary(record)
+        if stored is not None:
+            out.append(stored)
+            continue
         ref = by_model.get(record.model_id)
         if ref is None:
             card = cards.get(record.model_id)
             threshold = float(record.summary.get("review_threshold") or 0.9)
-            ref = (from_card(card, threshold) if card is not None else None) or from_run(record)
+            ref = from_card(card, threshold) if card is not None else None
+            if ref is None:
+                ref = from_run(record)
+                if card is None:
+                    where = record.summary.get("model") or "no model path recorded"
+                    ref = dataclasses.replace(
+                        ref,
+                        fallback=f"no model card found for {record.model_label} ({where}) and none stored in the "
+                        f"summary: compared with the model's first run {record.run} instead (--model-card PATH)",
+                    )
             by_model[record.model_id] = ref
         out.append(ref)
     return out
+
+
+NO_REFERENCE = Reference(
+    kind="none",
+    name="none (unreadable summary)",
+    predicted_class_counts=np.zeros(0, np.int64),
+    confidence_histogram=np.zeros(CONFIDENCE_BINS, np.int64),
+    error_rate=None,
+    low_confidence_rate=None,
+    blank_rate=None,
+    accuracy=None,
+)
+"""What an unreadable run is compared with: nothing."""

@@ -8,9 +8,13 @@ import re
 
 import numpy as np
 
+from mnist_batch.metrics import MACRO_NOTE
 from mnist_batch.report import plots
 from mnist_batch.report.inputs import ReportData, ReportError, check_consistent, read_output, row_image
 
+NA = "n/a"
+"""A figure that does not exist (recall and F1 of a class absent from the labels; precision of one never predicted)."""
+MACRO_NOTE_HTML = f"<p class='note'>Macro-F1: {MACRO_NOTE}.</p>"
 GRID_SIZE = 32
 """Images per grid (misclassified, least confident)."""
 
@@ -89,11 +93,15 @@ SECTION_TITLES = {
 def per_class_table(data: ReportData) -> str:
     """Support, precision, recall and F1 of each class as an HTML table."""
     pc = data.per_class
-    rows = [
-        (name, int(pc["support"][i]), float(pc["precision"][i]), float(pc["recall"][i]), float(pc["f1"][i]))
-        for i, name in enumerate(data.class_names)
-    ]
-    return plots.html_table(["class", "support", "precision", "recall", "F1"], rows)
+    predicted = np.asarray(data.confusion).sum(axis=0)
+    rows = []
+    for i, name in enumerate(data.class_names):
+        present = int(pc["support"][i]) > 0
+        precision = float(pc["precision"][i]) if predicted[i] > 0 else NA
+        rows.append(
+            (name, int(pc["support"][i]), precision, *((float(pc[k][i]) if present else NA) for k in ("recall", "f1")))
+        )
+    return plots.html_table(["class", "support", "precision", "recall", "F1"], rows) + MACRO_NOTE_HTML
 
 
 def errors_table(data: ReportData, limit: int = 50) -> str:
@@ -110,7 +118,8 @@ def plot_html(path: pathlib.Path, kind: str) -> str:
 
 def model_sections(data: ReportData, pngs: dict[str, pathlib.Path]) -> list[tuple[str, str]]:
     """The sections of a one-model page: summary, per-class table, every plot, unreadable files."""
-    sections = [("Summary", plots.html_table(["", "value"], data.headline))]
+    note = MACRO_NOTE_HTML if data.labelled.any() else ""
+    sections = [("Summary", plots.html_table(["figure", "value"], data.headline) + note)]
     if data.labelled.any():  # unlabelled inputs have no per-class statistics
         sections.append(("Per class", per_class_table(data)))
     sections += [(SECTION_TITLES[kind], plot_html(path, kind)) for kind, path in pngs.items()]
@@ -127,7 +136,7 @@ def comparison_table(models: list[ReportData]) -> str:
             v["model_id"] = v["model_id"][:12]
     labels = list(dict.fromkeys(label for m in models for label, _ in m.headline))
     rows = [(label, *(v.get(label, "") for v in values)) for label in labels]
-    return plots.html_table(["", *(m.name for m in models)], rows)
+    return plots.html_table(["figure", *(m.name for m in models)], rows)
 
 
 def significance_notes(out_dir: pathlib.Path) -> str:
@@ -144,10 +153,14 @@ def per_class_f1_table(models: list[ReportData]) -> str:
     """Support and each model's F1 per class, next to each other."""
     first = models[0]
     rows = [
-        (name, int(first.per_class["support"][i]), *(float(m.per_class["f1"][i]) for m in models))
+        (
+            name,
+            int(first.per_class["support"][i]),
+            *(float(m.per_class["f1"][i]) if first.per_class["support"][i] > 0 else NA for m in models),
+        )
         for i, name in enumerate(first.class_names)
     ]
-    return plots.html_table(["class", "support", *(f"F1 {m.name}" for m in models)], rows)
+    return plots.html_table(["class", "support", *(f"F1 {m.name}" for m in models)], rows) + MACRO_NOTE_HTML
 
 
 def side_by_side_sections(

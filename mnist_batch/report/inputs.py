@@ -136,7 +136,15 @@ def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportD
             if summary.get("runtime")
             else ()
         ),
+        *(
+            (("runtime file", f"{summary['runtime_model']} (sha256 {str(summary.get('runtime_model_id', ''))[:12]})"),)
+            if summary.get("runtime_model")
+            else ()
+        ),
         ("run_id", summary.get("run_id", "")),
+        *((("dt", summary["dt"]),) if summary.get("dt") else ()),
+        *((("started at (UTC)", summary["started_at"]),) if summary.get("started_at") else ()),
+        *((("committed at (UTC)", summary["committed_at"]),) if summary.get("committed_at") else ()),
         ("inputs", ", ".join(summary.get("inputs", []))),
         ("files matched", counts.get("matched", 0)),
         ("scored", counts.get("scored", 0)),
@@ -181,6 +189,11 @@ def read_evaluation(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[Repo
         headline = [
             ("model", f"{m['model_name']} ({m['model_path']})"),
             ("model_id", m["model_id"]),
+            *(
+                (("runtime", f"{m['runtime']} (file sha256 {str(m.get('runtime_model_id', ''))[:12]})"),)
+                if m.get("runtime")
+                else ()
+            ),
             ("data", f"{m['dataset']} [{m['split']}], {m['examples']:,} images"),
             ("accuracy", m["accuracy"]),
             ("macro-F1", m["macro_f1"]),

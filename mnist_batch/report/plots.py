@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import pathlib
+import re
 from collections.abc import Sequence
 
 import matplotlib
@@ -179,8 +180,11 @@ def html_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
     """A minimal self-contained HTML page; ``sections`` are (heading, HTML body) pairs."""
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
-        "td:first-child,th:first-child{text-align:left;white-space:nowrap}td{overflow-wrap:anywhere}"
+        "table{border-collapse:collapse;margin:.5em 0;max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:top}"
+        "td:first-child,th:first-child,td.text{text-align:left}td:first-child{white-space:nowrap}"
+        "td.text{overflow-wrap:break-word;word-break:normal;hyphens:none;max-width:40em}"
+        ".note{color:#555;font-size:.9em}"
         "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:0 .2em}"
         ".side{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1em;align-items:start}"
         "figure{margin:0}figcaption{font-weight:600;margin:.2em 0}"
@@ -214,14 +218,27 @@ def html_side_by_side(items: Sequence[tuple[str, str]]) -> str:
     return f"<div class='side'>{figures}</div>"
 
 
-def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """An HTML table; numbers are formatted by :func:`format_number`, other values escaped."""
+LONG_TOKEN = re.compile(r"[0-9a-fA-F]{24,}")
+"""A hash (model ids, sha256): no word to keep whole, and too long to fit a cell unbroken."""
 
-    def cell(v: object) -> str:
+
+def _breakable(m: re.Match) -> str:
+    token = m.group(0)
+    return "<wbr>".join(token[i : i + 16] for i in range(0, len(token), 16))
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """An HTML table; numbers are formatted by :func:`format_number` (right-aligned), other values escaped
+    and left-aligned (class ``text`` past the first column), paths breakable after each ``/`` only."""
+
+    def cell(v: object, first: bool) -> str:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return format_number(v)
-        return html.escape("" if v is None else str(v))
+            return f"<td>{format_number(v)}</td>"
+        if v == "n/a":  # a missing number: aligned with the numbers
+            return "<td>n/a</td>"
+        text = LONG_TOKEN.sub(_breakable, html.escape("" if v is None else str(v))).replace("/", "/<wbr>")
+        return f"<td>{text}</td>" if first else f"<td class='text'>{text}</td>"
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(cell(v, i == 0) for i, v in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"

@@ -42,12 +42,16 @@ class FormatPredictionsFn(beam.DoFn):
         run_id: str,
         review_threshold: float,
         *,
+        runtime_model_id: str | None = None,
         rows_per_table: int = 4096,
     ) -> None:
+        """``model_id``: the model's identity (its card's); ``runtime_model_id``: the file the runtime loads
+        (default ``model_id``), replaced per row by the id of the bytes a worker actually used."""
         if rows_per_table <= 0:
             raise ValueError(f"rows_per_table must be > 0, got {rows_per_table}")
         self._class_names = tuple(class_names)
         self._model_id = model_id
+        self._runtime_model_id = runtime_model_id or model_id
         self._run_id = run_id
         self._threshold = float(review_threshold)
         self._rows_per_table = rows_per_table
@@ -66,7 +70,7 @@ class FormatPredictionsFn(beam.DoFn):
         key, result = element
         self._keys.append(key)
         self._probabilities.append(np.asarray(result.inference, np.float32)[None])
-        self._model_ids.append(result.model_id or self._model_id)
+        self._model_ids.append(result.model_id or self._runtime_model_id)
         self._rows += 1
         if self._rows >= self._rows_per_table:
             yield self._flush()
@@ -82,7 +86,8 @@ class FormatPredictionsFn(beam.DoFn):
             keys,
             np.concatenate(probabilities).astype(np.float32, copy=False),
             class_names=self._class_names,
-            model_id=model_ids,
+            model_id=self._model_id,
+            runtime_model_id=model_ids,
             run_id=self._run_id,
             review_threshold=self._threshold,
             scored_at=self._now,
@@ -103,7 +108,7 @@ class FormatGroupsFn(FormatPredictionsFn):
         keys = result.example
         self._keys.extend(keys)
         self._probabilities.append(np.asarray(result.inference, np.float32).reshape(len(keys), -1))
-        self._model_ids.extend([result.model_id or self._model_id] * len(keys))
+        self._model_ids.extend([result.model_id or self._runtime_model_id] * len(keys))
         self._rows += len(keys)
         if self._rows >= self._rows_per_table:
             yield self._flush()
@@ -114,7 +119,7 @@ def predictions_table(keys: Sequence[ImageKey], probabilities: np.ndarray, **fie
     :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` table, in the order of ``keys``.
 
     ``fields`` are :func:`~mnist_batch.tables.prediction_columns`' keyword arguments
-    (``class_names``, ``model_id``, ``run_id``, ``review_threshold``, ``scored_at``).
+    (``class_names``, ``model_id``, ``run_id``, ``review_threshold``, ``scored_at``, ``runtime_model_id``).
     """
     columns = prediction_columns(
         [k.path for k in keys], [k.true_label for k in keys], [k.blank for k in keys], probabilities, **fields

@@ -23,15 +23,18 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
+from mnist_batch.files import is_remote
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.runstore import claims, fs
@@ -40,6 +43,7 @@ from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.roots import prepare_root
 from mnist_batch.runstore.run_ids import check_run_id, default_run_id
+from mnist_batch.runstore.shards import ShardWriter, new_shard_path
 from mnist_batch.scoring.counters import metric_counters
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.incremental import SelectFiles
@@ -49,7 +53,15 @@ from mnist_batch.scoring.preflight import check_environment
 from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line, run_summary
-from mnist_batch.tables import CLAIMS_DIR, STAGING_DIR, SUMMARY_FILE
+from mnist_batch.tables import (
+    CLAIMS_DIR,
+    PIPELINE_TABLES,
+    RUNS_SCHEMA,
+    RUNS_TABLE,
+    STAGING_DIR,
+    SUMMARY_FILE,
+    runs_row,
+)
 
 
 class RunFailedError(ScoringError):
@@ -111,6 +123,8 @@ class LaunchRecord:
     started_at_epoch: float
     runs: dict[str, Any] | None = None
     """``runs`` layout only: root, dt, run_path and the incremental settings."""
+    model_reference: dict[str, Any] | None = None
+    """The card's held-out reference (:meth:`ModelCard.stored_reference`): monitoring judges the run with it."""
 
     def as_dict(self) -> dict[str, Any]:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -167,14 +181,23 @@ class CommitRunFn(beam.DoFn):
                     f"run {self._layout.run_id}: not committing attempt {self._attempt}: its launch no longer "
                     f"holds {uri} (the launcher died, or another launch took the run over)"
                 )
+        emitted = dict(zip(self._tables, ([path for path, _ in s] for s in shards), strict=True))
+        rows = {path: count for s in shards for path, count in s}
+        if RUNS_TABLE in self._layout.tables:  # the run's row of the runs table, moved in the same commit
+            writer = ShardWriter(
+                new_shard_path(fs.join(self._layout.staging_dir(self._attempt), RUNS_TABLE)), RUNS_SCHEMA
+            )
+            writer.write(pa.Table.from_pylist([runs_row(summary)], schema=RUNS_SCHEMA))
+            path = writer.close()
+            emitted[RUNS_TABLE], rows[path] = [path], 1
         commit_run(
             self._layout,
             self._attempt,
-            dict(zip(self._tables, ([path for path, _ in s] for s in shards), strict=True)),
+            emitted,
             summary,
             replace=self._replace,
             fences=self._fences,
-            rows={path: rows for s in shards for path, rows in s},
+            rows=rows,
         )
         tokens = dict(self._fences)
         for uri in self._detached_leases:
@@ -315,14 +338,14 @@ def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
             "incremental": {**incremental, "earlier_runs": len(earlier)},
         }
     return LaunchRecord(
-        model=config.model,
+        model=canonical(config.model),
         model_id=run.card.model_id,
         model_name=run.card.model_name,
         class_names=list(run.card.class_names),
         runtime=run.scorer.summary(),
         run_id=layout.run_id,
         runner=run.runner,
-        inputs=list(config.inputs),
+        inputs=[canonical(i) for i in config.inputs],
         output=layout.root,
         layout=layout.kind,
         review_threshold=config.review_threshold,
@@ -334,7 +357,13 @@ def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
         started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         started_at_epoch=time.time(),
         runs=runs,
+        model_reference=run.card.stored_reference(),
     )
+
+
+def canonical(path: str) -> str:
+    """A local path made absolute (so the summary means the same thing read from any folder); URIs as given."""
+    return path if "://" in path or is_remote(path) else os.path.abspath(path)
 
 
 def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]) -> beam.Pipeline:
@@ -346,7 +375,7 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
     p = beam.Pipeline(options=run.beam_options)
     outputs = build_pipeline(p, config, card=run.card, scorer=run.scorer, select_files=select)
     staging = layout.staging_dir(run.attempt)
-    tables = list(layout.tables)
+    tables = [t for t in layout.tables if t in PIPELINE_TABLES]  # the runs row is written at commit
     shards = [getattr(outputs, t) | f"Write{t.title().replace('_', '')}" >> WriteTable(staging, t) for t in tables]
     commit_fn = CommitRunFn(
         layout,

@@ -22,6 +22,7 @@ import dataclasses
 import apache_beam as beam
 
 from mnist_batch.config import ScoreConfig
+from mnist_batch.constants import COL_MODEL_ID, COL_RUN_ID
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.runstore.run_ids import default_run_id
@@ -114,7 +115,9 @@ def build_pipeline(
         runtime=scorer.runtime,
         inference_fn=group_inference_fn,
     )
-    format_fn = FormatGroupsFn(card.class_names, scorer.model_id, run_id, config.review_threshold)
+    format_fn = FormatGroupsFn(
+        card.class_names, card.model_id, run_id, config.review_threshold, runtime_model_id=scorer.model_id
+    )
     scored = decoded["images"] | "ScoreImages" >> ScoreImages(handler, format_fn, run_id)
     errors = (decoded["errors"], scored["errors"]) | "MergeErrors" >> beam.Flatten()
     stats = {
@@ -123,15 +126,21 @@ def build_pipeline(
         "errors": errors,
         "skipped": files["skipped"],
     } | "ComputeStats" >> ComputeStats(card.class_names)
+    ids = {COL_RUN_ID: run_id, COL_MODEL_ID: card.model_id}  # the join keys of every table
+
+    def stamped(rows, name):
+        return rows | name >> beam.Map(lambda row, extra: {**row, **extra}, ids)
+
+    manifest = files.get("manifest")
     return ScoringOutputs(
         predictions=scored["predictions"],
-        errors=errors,
+        errors=stamped(errors, "StampErrors"),
         skipped=files["skipped"],
-        confusion=stats["confusion"],
-        per_class=stats["per_class"],
+        confusion=stamped(stats["confusion"], "StampConfusion"),
+        per_class=stamped(stats["per_class"], "StampPerClass"),
         stats=stats["stats"],
         card=card,
         scorer=scorer,
         run_id=run_id,
-        manifest=files.get("manifest"),
+        manifest=stamped(manifest, "StampManifest") if manifest is not None else None,
     )

@@ -1,0 +1,230 @@
+"""The monitor's verdicts on small synthetic run stores (summaries only, no Beam): damaged summaries,
+where the reference comes from, the volume check. The real-store cases are in test_monitor.py."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from browser import headless
+
+from mnist_batch.cli import main as cli_main
+from mnist_batch.metrics import CONFIDENCE_BINS
+from mnist_batch.monitoring.checks import CHECKS, Thresholds, parse_fail_on
+from mnist_batch.monitoring.monitor import monitor
+from mnist_batch.tables import LAYOUT_FILE, LAYOUT_FORMAT, LAYOUT_VERSION, RUNS_DIR, SUCCESS_FILE, SUMMARY_FILE
+
+MODEL_ID = "a" * 64
+OTHER_ID = "b" * 64
+RNG = np.random.default_rng(0)
+MIX = np.full(10, 100)
+HIST = np.r_[np.zeros(CONFIDENCE_BINS - 2, np.int64), [50, 950]]
+
+
+def reference_block(model_id: str = MODEL_ID) -> dict:
+    return {
+        "split": "test",
+        "examples": 1000,
+        "predicted_class_counts": MIX.tolist(),
+        "confidence_histogram": HIST.tolist(),
+        "model_name": "cnn",
+        "model_id": model_id,
+        "accuracy": 0.99,
+    }
+
+
+def summary(run: str, n: int = 1000, *, model_id: str = MODEL_ID, committed_at: str, mix=None, stored=True) -> dict:
+    mix = MIX * n // 1000 if mix is None else np.asarray(mix)
+    hist = HIST * n // 1000
+    return {
+        "model": "model/cnn.keras",  # relative, as older summaries kept it
+        "model_id": model_id,
+        "model_name": "cnn",
+        "class_names": [str(i) for i in range(10)],
+        "runtime": "keras",
+        "run_id": run,
+        "counts": {
+            "matched": n,
+            "scored": n,
+            "errors": 0,
+            "skipped": 0,
+            "low_confidence": 0,
+            "blank": 0,
+            "labelled": 0,
+        },
+        "predicted_class_counts": mix.tolist(),
+        "confidence_histogram": hist.tolist(),
+        "review_threshold": 0.9,
+        "committed_at": committed_at,
+        **({"model_reference": reference_block(model_id)} if stored else {}),
+    }
+
+
+def make_root(tmp_path: pathlib.Path, runs: list[tuple[str, str, object]]) -> pathlib.Path:
+    """A runs root whose committed runs have these summaries (a dict, or raw text for a damaged one)."""
+    root = tmp_path / "root"
+    root.mkdir(parents=True)
+    info = {"format": LAYOUT_FORMAT, "layout_version": LAYOUT_VERSION, "partitioning": ["dt", "run"]}
+    (root / LAYOUT_FILE).write_text(json.dumps(info))
+    for dt, run, data in runs:
+        meta = root / RUNS_DIR / f"dt={dt}" / f"run={run}"
+        meta.mkdir(parents=True)
+        (meta / SUMMARY_FILE).write_text(data if isinstance(data, str) else json.dumps(data))
+        (meta / SUCCESS_FILE).write_text("")
+    return root
+
+
+def by_run(result) -> dict:
+    return {r.run: {c.check: c for c in checks} for r, checks in zip(result.records, result.results, strict=True)}
+
+
+def good(run: str, day: int, **kw) -> tuple[str, str, dict]:
+    return f"2026-03-{day:02d}", run, summary(run, committed_at=f"2026-03-{day:02d}T02:00:00+00:00", **kw)
+
+
+def test_damaged_summaries_are_unreadable_rows_and_never_a_baseline(tmp_path, capsys):
+    full = json.dumps(summary("r3", committed_at="2026-03-03T02:00:00+00:00"))
+    root = make_root(
+        tmp_path,
+        [
+            good("r1", 1),
+            ("2026-03-02", "empty", "{}"),
+            ("2026-03-02", "cut", full[: len(full) // 2]),
+            ("2026-03-02", "list", "[1, 2]"),
+            good("r3", 3, model_id=OTHER_ID),
+            good("r4", 4, model_id=OTHER_ID),
+        ],
+    )
+    result = monitor(str(root), tmp_path / "mon")
+    checks = by_run(result)
+    status = {
+        r.run: s
+        for r, s in zip(result.records, pq.read_table(result.outputs["runs"])["status"].to_pylist(), strict=True)
+    }
+    assert status == {
+        "r1": "ok",
+        "cut": "unreadable",
+        "empty": "unreadable",
+        "list": "unreadable",
+        "r3": "alert",
+        "r4": "ok",
+    }
+    assert "incomplete summary: no model_id, counts, committed_at" in checks["empty"]["summary"].reason
+    assert (
+        "JSONDecodeError" in checks["cut"]["summary"].reason and "not a JSON object" in checks["list"]["summary"].reason
+    )
+    # The run after the damaged ones is compared with the last readable run (r1), not with an empty one.
+    assert checks["r3"]["model"].status == "alert" and "cnn aaaaaaaa -> cnn bbbbbbbb" in checks["r3"]["model"].reason
+    assert all(ref.run not in ("empty", "cut", "list") for ref in result.references)
+    # Readable runs are judged as if the damaged ones were not there.
+    assert checks["r4"]["class_mix"].status == "ok" and checks["r4"]["volume"].status == "ok"
+    rows = {r["run"]: r for r in pq.read_table(result.outputs["runs"]).to_pylist()}
+    assert rows["empty"]["flags"][0].startswith("summary: ") and rows["empty"]["model_id"] is None
+    html = result.outputs["page"].read_text()
+    assert "unreadable" in html and "incomplete summary" in html
+    # Not fatal: the command runs, says so, and fails only when asked to.
+    out = tmp_path / "cli"
+    assert cli_main(["monitor", str(root), "--output", str(out), "--fail-on", "all"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("monitor: UNREADABLE run ") == 3 and "latest run r4" in text
+    damaged_last = make_root(tmp_path / "b", [good("r1", 1), ("2026-03-02", "empty", "{}")])
+    assert cli_main(["monitor", str(damaged_last), "--output", str(out), "--fail-on", "summary"]) == 5
+    assert "FAILED summary: run empty" in capsys.readouterr().err
+    assert cli_main(["monitor", str(damaged_last), "--output", str(out), "--fail-on", "drift"]) == 0
+    with pytest.raises(Exception, match="incomplete summary"):
+        monitor(str(damaged_last), tmp_path / "m2", reference_run="empty")
+
+
+def test_reference_travels_with_the_summary_and_fallback_is_loud(tmp_path, capsys, monkeypatch):
+    """The card is nowhere (relative model path): the stored reference judges the run the same from any folder."""
+    drifted = [300, 300, 50, 50, 50, 50, 50, 50, 50, 50]
+    root = make_root(tmp_path, [good("r1", 1, mix=drifted), good("r2", 2)])
+    for cwd in (tmp_path, root):
+        monkeypatch.chdir(cwd)
+        result = monitor(str(root), tmp_path / "mon")
+        checks = by_run(result)
+        assert result.references[0].kind == "card" and result.references[0].fallback is None
+        assert checks["r1"]["class_mix"].status == "alert" and checks["r2"]["class_mix"].status == "ok"
+        assert (
+            checks["r2"]["reference"].status == "ok"
+            and "model card of cnn aaaaaaaa" in checks["r2"]["reference"].reason
+        )
+    # Summaries without the stored copy (scored before it existed) and no card to be found: the first
+    # run becomes the reference, and the monitor says it fell back.
+    old = make_root(tmp_path / "old", [good("r1", 1, mix=drifted, stored=False), good("r2", 2, stored=False)])
+    result = monitor(str(old), tmp_path / "mon_old")
+    checks = by_run(result)
+    assert result.references[1].kind == "run" and result.references[1].run == "r1"
+    assert checks["r2"]["reference"].status == "alert" and "no model card found" in checks["r2"]["reference"].reason
+    code = cli_main(["monitor", str(old), "--output", str(tmp_path / "c"), "--fail-on", "reference"])
+    captured = capsys.readouterr()
+    assert code == 5 and "monitor: FALLBACK: no model card found for cnn aaaaaaaa" in captured.out
+    assert "FAILED reference: run r2" in captured.err
+    assert cli_main(["monitor", str(old), "--output", str(tmp_path / "c"), "--fail-on", "errors"]) == 0
+    assert "FALLBACK" in capsys.readouterr().out  # said on stdout even when not failing
+
+
+def test_volume_flags_an_empty_night_and_a_collapse(tmp_path, capsys):
+    runs = [good(f"r{d}", d, n=1000) for d in range(1, 8)]
+    root = make_root(tmp_path, [*runs, good("few", 8, n=90), good("normal", 9, n=700), good("zero", 10, n=0)])
+    result = monitor(str(root), tmp_path / "mon")
+    checks = by_run(result)
+    assert (
+        checks["few"]["volume"].status == "alert"
+        and "90 images scored < 10% of the median 1,000" in checks["few"]["volume"].reason
+    )
+    assert checks["normal"]["volume"].status == "ok" and checks["r1"]["volume"].status == "ok"
+    assert checks["zero"]["volume"].status == "alert" and "no image scored" in checks["zero"]["volume"].reason
+    assert cli_main(["monitor", str(root), "--output", str(tmp_path / "c"), "--fail-on", "volume"]) == 5
+    assert "FAILED volume: run zero" in capsys.readouterr().err
+    assert (
+        cli_main(
+            ["monitor", str(root), "--output", str(tmp_path / "c"), "--fail-on", "volume", "--min-volume-ratio", "0"]
+        )
+        == 5
+    )  # 0 images still alerts
+    t = Thresholds(min_volume_ratio=0.05, volume_window=3)
+    few = by_run(monitor(str(root), tmp_path / "m2", thresholds=t))["few"]["volume"]
+    assert few.status == "ok" and "median 1,000 of the last 3 run(s)" in few.reason
+
+
+def test_new_checks_are_in_all_and_documented():
+    assert {"volume", "reference", "summary"} <= set(parse_fail_on("all")) == set(CHECKS)
+    from mnist_batch.cli.monitor_cmd import DESCRIPTION
+
+    for word in ("volume", "reference", "summary", "FALLBACK", "--min-volume-ratio (10 %)"):
+        assert word in DESCRIPTION, word
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1400, 800])
+def test_page_in_a_browser_fits_loads_every_plot_and_links_flagged_runs(tmp_path, chromium, width):
+    """What a person relies on, in headless Chromium: every plot decoded, nothing wider than the window
+    (tables scroll in their own box), dt and run ids whole, each flagged run's link opening a file."""
+    import re
+    import urllib.parse
+
+    long_id = "r20261122-nightly-0123456789abcdef"
+    runs = [good(f"r{d}", d) for d in range(1, 6)]
+    root = make_root(tmp_path, [*runs, ("2026-03-06", "broken", "{}"), good(long_id, 7, n=0)])
+    (root / RUNS_DIR / "dt=2026-03-07" / f"run={long_id}" / "report.html").write_text("<p>report</p>")
+    result = monitor(str(root), tmp_path / "mon")
+    page = result.outputs["page"]
+    html = page.read_text()
+    links = re.findall(r"<a class='run' href='([^']+)'>([^<]+)</a>", html)
+    assert {run for _, run in links} == {"broken", long_id}
+    for href, run in links:
+        target = pathlib.Path(urllib.parse.unquote(urllib.parse.urlparse(href).path))
+        assert target.is_file() and f"run={run}" in str(target), href
+    assert any(href.endswith("report.html") for href, run in links if run == long_id)
+    assert "<td class='id'>2026-03-07</td><td class='id'><a class='run'" in html  # never broken mid-id
+    size = f"--window-size={width},3000"
+    dom = headless(chromium, tmp_path / "p", size, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    plots = html.count("<img ")
+    assert plots == 5  # no labels in these runs: no accuracy plot
+    assert f'data-images-loaded="{plots}/{plots}"' in dom.stdout and dom.stdout.count('data-loaded="1"') == plots
+    assert 'data-too-wide="0::false"' in dom.stdout, re.findall(r'data-too-wide="[^"]*"', dom.stdout)
