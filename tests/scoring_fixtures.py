@@ -27,6 +27,15 @@ from mnist_batch.constants import MNIST_CLASS_NAMES, MODEL_INPUT_SHAPE, PREPROCE
 from mnist_batch.model_card import ModelCard, file_sha256, write_card
 
 
+def write_train_digits(sample_data, inputs: pathlib.Path, n: int) -> None:
+    """The first ``n`` real training digits as PNG files under inputs/<label>/."""
+    train = sample_data.split("train")
+    for i in range(n):
+        folder = inputs / str(train.labels[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(train.images[i]).save(folder / f"{i:05d}.png")
+
+
 def scan_like(digit: np.ndarray, rng: np.random.Generator, width: int = 200, height: int = 260) -> np.ndarray:
     """A 28x28 white-on-black digit as a ``height``x``width`` scan: dark ink, textured paper, off-centre."""
     side = int(rng.integers(90, 170))

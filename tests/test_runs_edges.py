@@ -17,7 +17,6 @@ import time
 
 import pyarrow.dataset as pads
 import pytest
-from PIL import Image
 
 import scoring_fixtures
 
@@ -28,19 +27,12 @@ from mnist_batch.runstore import fs, runs  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
+write_inputs = scoring_fixtures.write_train_digits
 pytestmark = pytest.mark.slow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 RUN_DATE = "2026-06-01"
-
-
-def write_inputs(sample_data, inputs: pathlib.Path, n: int) -> None:
-    train = sample_data.split("train")
-    for i in range(n):
-        folder = inputs / str(train.labels[i])
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(train.images[i]).save(folder / f"{i:05d}.png")
 
 
 def score_argv(model, inputs, root, *extra) -> list[str]:
@@ -254,7 +246,14 @@ def test_runs_verify_names_each_bad_shard_and_quarantines_bad_runs(tiny_model, s
     from mnist_batch.tables import MANIFEST_SCHEMA
 
     manifest = root / "manifest" / f"dt={RUN_DATE}" / "run=r2"
-    extra = {"path": ["/nowhere.png"], "size": [1], "mtime": [0.0], "sha256": [None], "run_id": ["r2"]}
+    extra = {
+        "path": ["/nowhere.png"],
+        "size": [1],
+        "mtime": [0.0],
+        "sha256": [None],
+        "run_id": ["r2"],
+        "model_id": ["m"],
+    }
     pq.write_table(pa.table(extra, schema=MANIFEST_SCHEMA), manifest / "part-extra.parquet")
     assert cli_main(["runs", "verify", str(root), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)

@@ -14,7 +14,6 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from mnist_batch.config import ScoreConfig
 
@@ -28,6 +27,7 @@ from mnist_batch.tables import RUN_TABLES  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
+write_inputs = scoring_fixtures.write_train_digits
 pytestmark = pytest.mark.slow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -52,14 +52,6 @@ def assert_same_rows(got: dict[str, list], expected: dict[str, list]) -> None:
             np.testing.assert_allclose(np.asarray(got[column]), np.asarray(values), rtol=1e-5, atol=1e-6)
         else:
             assert got[column] == values, column
-
-
-def write_inputs(sample_data, inputs: pathlib.Path, n: int) -> None:
-    train = sample_data.split("train")
-    for i in range(n):
-        folder = inputs / str(train.labels[i])
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(train.images[i]).save(folder / f"{i:05d}.png")
 
 
 def score_command(model, inputs, root, *extra) -> list[str]:

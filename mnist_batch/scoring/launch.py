@@ -175,6 +175,9 @@ class CommitRunFn(beam.DoFn):
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)
+        # A lease taken over since (a new token) says so first; a launcher that died with its
+        # token still in place is caught by the liveness check after it.
+        claims.check_held(self._fences, f"commit run {self._layout.run_id}")
         for uri in self._held_leases:
             if not claims.held_by(uri, self._attempt):
                 raise LaunchGoneError(
