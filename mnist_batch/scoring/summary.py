@@ -42,7 +42,8 @@ def run_summary(stats: dict[str, Any], launch_info: dict[str, Any], max_error_ra
     wall = now - float(launch_info["started_at_epoch"])
     summary["wall_time_s"] = round(wall, 3)
     summary["images_per_s"] = round(summary["counts"]["matched"] / wall, 1) if wall > 0 else None
-    summary["committed_at"] = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat(timespec="seconds")
+    # Milliseconds: two runs committed within one second must still order by commit (the runs table).
+    summary["committed_at"] = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat(timespec="milliseconds")
     return summary
 
 
