@@ -22,7 +22,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test datasets test-spark test-schedulers cluster-up cluster-down test-cluster lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor clean
+.PHONY: install demo FORCE test datasets test-spark test-schedulers cluster-up cluster-down test-cluster lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
 
 install: $(STAMP)
 
@@ -106,7 +106,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-train bench-score bench-history bench-monitor
+bench: bench-train bench-score bench-history bench-monitor bench-replace
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
@@ -121,6 +121,10 @@ bench-runtimes: $(STAMP) $(MODEL)
 
 bench-history: $(STAMP)
 	$(PY) benchmarks/bench_history.py
+
+# What a reader sees while a committed run is replaced (pyarrow, DuckDB, Polars reader loops).
+bench-replace: $(STAMP)
+	$(PY) benchmarks/bench_replace.py
 
 bench-fashion: $(STAMP)
 	$(PY) benchmarks/bench_fashion.py

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from mnist_batch.data import load_dataset
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench_history_"))
-    model = args.model or str(bench_score.train_model(work / "model"))
+    model = args.model or str(bench_score.train_small_cnn(work / "model"))
     test = load_dataset("sample").split("test")
     inputs = work / "new"
     for i in range(NEW_FILES):

@@ -1,5 +1,6 @@
 """The run store at its edges, against the real CLI: a launcher that lost its lease commits nothing
-(fencing), an aborted commit never wedges a root, shards are verified, every file name is scored.
+(fencing), an aborted commit never wedges a root, a replace is old-or-new for readers, shards are
+verified, every file name is scored.
 
 "Another host" is emulated as the issue reproduced it: the launcher is SIGSTOPped, its lease's
 ``host`` rewritten and its heartbeat aged, so ``runs clean`` and other launches take it as stale.
@@ -13,6 +14,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pyarrow.dataset as pads
@@ -202,6 +204,90 @@ def test_an_aborted_commit_is_rolled_back_by_runs_clean_and_by_the_next_launch(
     assert f"recovered: rolled back the aborted commit at {journal}" in out and "run cut2 committed" in out
     assert len(visible_paths(root)) == 60
     assert sorted(r.run_id for r in runs.committed_runs(str(root))) == ["cut", "cut2", "kept"]
+
+
+def count_loop(table: pathlib.Path, stop: threading.Event, seen: list) -> None:
+    """What a plain reader sees, pass after pass: a row count, or the exception it raised."""
+    while not stop.is_set():
+        try:
+            seen.append(pads.dataset(table, partitioning="hive").count_rows())
+        except Exception as exc:  # noqa: BLE001 - the finding itself
+            seen.append(exc)
+
+
+def test_a_reader_looping_during_replace_sees_the_old_run_or_the_new_never_neither(tiny_model, sample_data, tmp_path):
+    inputs, root = tmp_path / "in", tmp_path / "root"
+    write_inputs(sample_data, inputs, 40)
+    assert cli(*score_argv(tiny_model, inputs, root, "--run-id", "nightly", "-q")).returncode == 0
+    stop, seen = threading.Event(), []
+    reader = threading.Thread(target=count_loop, args=(root / "predictions", stop, seen))
+    reader.start()
+    try:
+        for _ in range(2):
+            done = cli(*score_argv(tiny_model, inputs, root, "--run-id", "nightly", "--replace", "-q"))
+            assert done.returncode == 0, done.stderr
+    finally:
+        stop.set()
+        reader.join()
+    # Before: the earlier partitions were deleted before the new ones moved in (0 rows for up to
+    # 160 ms a replace, and FileNotFoundError when a listed file went before it was opened).
+    wrong = [n for n in seen if n != 40]
+    assert len(seen) > 100 and not [n for n in wrong if not isinstance(n, FileNotFoundError)], wrong[:5]
+    assert len(wrong) <= 2, f"{len(wrong)} of {len(seen)} passes missed a file: {wrong[:3]}"
+    assert [r.run_id for r in runs.committed_runs(str(root))] == ["nightly"]
+    assert not list(root.glob("_staging/*")) and len(visible_paths(root)) == 40
+
+
+def cut_replace(tiny_model, inputs, root, monkeypatch, *, swaps_before_crash: int) -> pathlib.Path:
+    """A real ``--replace`` launch killed after ``swaps_before_crash`` table swaps; its journal."""
+    real_swap, swapped = fs.swap, []
+
+    def crash(src, dst):
+        if len(swapped) == swaps_before_crash:
+            raise KeyboardInterrupt("killed mid-commit")
+        swapped.append(dst)
+        return real_swap(src, dst)
+
+    monkeypatch.setattr(fs, "swap", crash)
+    assert cli_main(score_argv(tiny_model, inputs, root, "--run-id", "nightly", "--replace")) == 130
+    monkeypatch.setattr(fs, "swap", real_swap)
+    (journal,) = root.glob("_runs/dt=*/run=nightly/_COMMITTING")
+    return journal
+
+
+def test_a_replace_cut_short_between_swaps_is_completed_or_uncommitted_whole(
+    tiny_model, sample_data, tmp_path, monkeypatch, capsys
+):
+    old, new, root = tmp_path / "old", tmp_path / "new", tmp_path / "root"
+    write_inputs(sample_data, old, 20)
+    write_inputs(sample_data, new, 30)
+    assert cli_main(score_argv(tiny_model, old, root, "--run-id", "nightly")) == 0
+    assert cli_main(score_argv(tiny_model, old, root, "--run-id", "other")) == 0
+    # Killed after two of six swaps, its staging (with the two swapped-out folders) intact:
+    # `runs clean` rolls it forward; the new run is whole, nothing of the old one is left.
+    journal = cut_replace(tiny_model, new, root, monkeypatch, swaps_before_crash=2)
+    assert [r.run_id for r in runs.committed_runs(str(root))] == ["nightly", "other"]
+    capsys.readouterr()
+    assert cli_main(["runs", "clean", str(root)]) == 0
+    assert f"rolled forward: {journal}" in capsys.readouterr().out and not journal.exists()
+    nightly = root / "predictions" / f"dt={RUN_DATE}" / "run=nightly"
+    assert len(pads.dataset(nightly).to_table()) == 30 and len(visible_paths(root)) == 50
+    summary = json.loads((root / "_runs" / f"dt={RUN_DATE}" / "run=nightly" / "_SUCCESS").read_text())
+    assert summary["counts"]["scored"] == 30 and not list(root.glob("_staging/*"))
+    # Killed after three swaps, then its staging lost (the earlier run's swapped-out folders with
+    # it): the earlier run cannot be restored, so the run id is uncommitted whole, not left half
+    # old and half gone; the other run is untouched.
+    journal = cut_replace(tiny_model, old, root, monkeypatch, swaps_before_crash=3)
+    for staging in (root / "_staging").iterdir():
+        fs.delete_tree(str(staging))
+    capsys.readouterr()
+    assert cli_main(["runs", "clean", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"rolled back (its shards were gone; the run is not committed): {journal}" in out
+    assert f"uncommitted too (the earlier run it was replacing lost files with it): {journal}" in out
+    assert [r.run_id for r in runs.committed_runs(str(root))] == ["other"]
+    assert not list(root.glob("*/dt=*/run=nightly")) and len(visible_paths(root)) == 20
+    assert cli_main(score_argv(tiny_model, old, root, "--run-id", "nightly")) == 0  # the id is free again
 
 
 def truncate(path: pathlib.Path) -> None:

@@ -58,3 +58,20 @@ def test_reading_a_store_never_imports_the_scoring_graph():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["renameat2", "three-renames"])
+def test_swap_exchanges_two_folders_whole_with_or_without_renameat2(tmp_path, monkeypatch, atomic):
+    a, b = tmp_path / "staged [x]", tmp_path / "run=id"
+    a.mkdir()
+    b.mkdir()
+    (a / "new.parquet").write_text("new")
+    (b / "old.parquet").write_text("old")
+    if not atomic:  # a C library, kernel or filesystem without RENAME_EXCHANGE
+        monkeypatch.setattr(fs, "exchange", lambda *_: False)
+    assert fs.swap(f"file://{a}", str(b)) is atomic
+    assert [p.name for p in b.iterdir()] == ["new.parquet"] and [p.name for p in a.iterdir()] == ["old.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run=id", "staged [x]"]  # nothing left aside
+    if atomic:  # a failure other than "unsupported" is raised, not taken for a missing feature
+        with pytest.raises(FileNotFoundError):
+            fs.exchange(str(tmp_path / "gone"), str(b))

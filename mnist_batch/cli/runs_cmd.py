@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  rolled forward: {path}")
             for path in result["rolled_back"]:
                 print(f"  rolled back (its shards were gone; the run is not committed): {path}")
+            for path in result.get("uncommitted", []):
+                print(f"  uncommitted too (the earlier run it was replacing lost files with it): {path}")
             for path in result["deleted"] + result["stale_leases"]:
                 print(f"  {path}")
         return 0

@@ -59,6 +59,8 @@ def print_recovered(summary: dict) -> None:
         print(
             f"recovered: rolled back the aborted commit at {journal} (its shards were gone; that run is not committed)"
         )
+    for journal in recovered.get("uncommitted", []):
+        print(f"recovered: the earlier run that {journal} was replacing lost files with it and is uncommitted too")
 
 
 def print_summary(summary: dict) -> None:

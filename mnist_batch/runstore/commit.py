@@ -3,9 +3,17 @@
 A run writes its shards into ``<root>/_staging/<attempt>/<table>/`` (readers skip ``_`` paths).
 When every shard is final, :func:`commit_run` (the pipeline's last step) records a journal
 (``_COMMITTING``: the moves and the summary), moves the staged shards into the tables, writes
-``summary.json`` and then the ``_SUCCESS`` marker, and deletes the journal and the staging
-folder. Every step can be repeated (:func:`apply_journal`), so a commit cut short by a crash
-is completed by the next launch or by ``mnist-batch runs clean`` (:func:`recover`).
+``summary.json`` and then the ``_SUCCESS`` marker, deletes what the run replaced elsewhere, and
+deletes the journal and the staging folder. Every step can be repeated (:func:`apply_journal`),
+so a commit cut short by a crash is completed by the next launch or by ``mnist-batch runs
+clean`` (:func:`recover`).
+
+Replacing on a local disk swaps each table's folder with the staged one (:func:`fs.swap`: one
+``renameat2(RENAME_EXCHANGE)`` on Linux), so a reader listing a table sees the old run or the
+new one, never neither and never both; the replaced folders land in the staging folder and go
+with it; partitions of the run id under another ``dt=`` are deleted after the commit point.
+On object stores (no folders, no swap) a replacing commit deletes the earlier partitions first,
+then copies the new shards in (see deploy/README.md).
 
 A journal whose shards are gone (neither staged nor moved: its launcher lost its staging to
 ``runs clean`` while paused) is an aborted commit: :func:`recover` rolls it back (the moved
@@ -99,11 +107,16 @@ def commit_run(
     summary = {**summary, "attempt": attempt}
     what = f"commit run {layout.run_id}"
     claims.check_held(fences, what)
+    earlier = earlier_outputs(layout) if existing is not None or layout.kind == "runs" or replace else []
+    moves = plan_moves(layout, staging, shards)
+    swapped = not fs.is_remote(layout.root)
     journal = {
         "attempt": attempt,
         "layout": dataclasses.asdict(layout),
-        "delete": earlier_outputs(layout) if existing is not None or layout.kind == "runs" or replace else [],
-        "moves": plan_moves(layout, staging, shards),
+        "delete": [] if swapped else earlier,  # before the moves (object stores)
+        "retire": retired(layout, earlier, moves) if swapped else [],  # after the commit point
+        "swap": sorted({dst for _, dst, *_ in moves} & set(earlier)) if swapped else [],
+        "moves": moves,
         "summary": summary,
         "staging": staging,
     }
@@ -131,8 +144,12 @@ def check_shards(paths: list[str], rows: dict[str, int], run_id: str) -> None:
             )
 
 
-def plan_moves(layout: Layout, staging: str, shards: dict[str, list[str]]) -> list[list[str]]:
-    """``[src, dst]`` pairs: whole table folders on a local disk, shard by shard elsewhere."""
+def plan_moves(layout: Layout, staging: str, shards: dict[str, list[str]]) -> list[list]:
+    """The commit's moves.
+
+    On a local disk, whole table folders: ``[src, dst, [shard names]]`` (the names tell which
+    side of a swap holds this attempt's shards); elsewhere shard by shard: ``[src, dst]``.
+    """
     moves = []
     for table, paths in shards.items():
         if fs.is_remote(layout.root):
@@ -143,8 +160,23 @@ def plan_moves(layout: Layout, staging: str, shards: dict[str, list[str]]) -> li
         for orphan in fs.list_files(folder):  # shards of failed bundle attempts
             if orphan not in keep:
                 fs.delete_file(orphan)
-        moves.append([folder, layout.table_dir(table)])
+        moves.append([folder, layout.table_dir(table), sorted(fs.basename(p) for p in paths)])
     return moves
+
+
+def retired(layout: Layout, earlier: list[str], moves: list[list]) -> list[str]:
+    """What a replacing commit deletes after its commit point: the earlier outputs it does not swap.
+
+    That is the run id's partitions and metadata under another ``dt=`` (a flat output swaps all
+    its tables and rewrites its summary and marker in place).
+    """
+    keep = {dst for _, dst, *_ in moves} | {layout.meta_dir, layout.marker, fs.join(layout.meta_dir, SUMMARY_FILE)}
+    return [path for path in earlier if path not in keep]
+
+
+def holds(folder: str, names: list[str]) -> bool:
+    """Whether ``folder`` holds this attempt's shards (all move together, so the first tells)."""
+    return fs.exists(fs.join(folder, names[0]))
 
 
 def apply_journal(journal: dict[str, Any], fences: list[tuple[str, str]] | tuple[tuple[str, str], ...] = ()) -> None:
@@ -171,20 +203,44 @@ def apply_journal(journal: dict[str, Any], fences: list[tuple[str, str]] | tuple
         journal = {**journal, "delete": []}
         fs.write_atomic(journal_uri, json.dumps(journal, sort_keys=True))
         claims.check_held(fences, f"commit run {layout.run_id}")
-    for src, dst in journal["moves"]:
-        if fs.exists(src):
-            if fs.exists(dst) and not fs.is_remote(dst):
-                fs.remove_empty_dir(dst)  # a folder made by hand beforehand, still empty
-                if fs.exists(dst):
-                    raise CommitError(f"cannot commit run {layout.run_id}: {dst} already exists")
-            fs.rename(src, dst)
-        elif not fs.exists(dst):
-            raise CommitError(f"cannot commit run {layout.run_id}: shard {src} is lost")
+    for move in journal["moves"]:
+        apply_move(layout, move, set(journal.get("swap", [])))
     text = jsonfmt.dumps(journal["summary"], sort_keys=True) + "\n"  # matrix rows on one line
     fs.write_atomic(fs.join(layout.meta_dir, SUMMARY_FILE), text)
     fs.write_atomic(layout.marker, text)  # the commit point
+    retire(layout, journal.get("retire", []))
     fs.delete_file(journal_uri)
     fs.delete_tree(journal["staging"])
+
+
+def apply_move(layout: Layout, move: list, swap: set[str]) -> None:
+    """One move of a commit, repeatable: a folder renamed or swapped into place, or a shard copied."""
+    src, dst, *rest = move
+    if rest and holds(dst, rest[0]):
+        return  # moved (or swapped) already; a swapped-out earlier folder waits in staging
+    if not fs.exists(src) or (rest and not holds(src, rest[0])):
+        if rest or not fs.exists(dst):
+            raise CommitError(f"cannot commit run {layout.run_id}: shard {src} is lost")
+        return  # an object-store shard copied already
+    if fs.exists(dst) and not fs.is_remote(dst):
+        if dst in swap:
+            fs.swap(src, dst)  # readers see the earlier folder or this one, never neither
+            return
+        fs.remove_empty_dir(dst)  # a folder made by hand beforehand, still empty
+        if fs.exists(dst):
+            raise CommitError(f"cannot commit run {layout.run_id}: {dst} already exists")
+    fs.rename(src, dst)
+
+
+def retire(layout: Layout, paths: list[str]) -> None:
+    """Deletes an earlier run's outputs left after the commit point: its markers first."""
+    for path in paths:
+        if f"/{RUNS_DIR}/" in path:
+            fs.delete_file(fs.join(path, SUCCESS_FILE))
+    for path in paths:
+        fs.delete_tree(path)
+        if layout.kind == "runs":
+            fs.remove_empty_dir(fs.parent(path))  # an emptied dt= folder
 
 
 def pending_journals(root: str) -> list[str]:
@@ -200,28 +256,53 @@ def pending_journals(root: str) -> list[str]:
 
 def lost_shards(journal: dict[str, Any]) -> list[str]:
     """The journal's shards that are neither staged nor moved (deleted under a paused launcher)."""
-    return [src for src, dst in journal["moves"] if not fs.exists(src) and not fs.exists(dst)]
+    layout = Layout(**journal["layout"])
+    if (read_marker(layout.marker) or {}).get("attempt") == journal["attempt"]:
+        return []  # committed: only the earlier run's leftovers remain to delete
+    lost = []
+    for src, dst, *rest in journal["moves"]:
+        if rest:
+            if not holds(src, rest[0]) and not holds(dst, rest[0]):
+                lost.append(src)
+        elif not fs.exists(src) and not fs.exists(dst):
+            lost.append(src)
+    return lost
 
 
-def roll_back(journal: dict[str, Any]) -> None:
+def roll_back(journal: dict[str, Any]) -> bool:
     """Undoes an aborted commit: what it moved in, its staging and its journal are deleted.
 
-    Moves happen only after the delete step of a replacing commit, so while ``delete`` is still
-    listed nothing was moved (the earlier run is untouched); after it, the moved partitions of
-    this attempt are deleted and the run id stays uncommitted.
+    On object stores moves happen only after the delete step of a replacing commit, so while
+    ``delete`` is still listed nothing was moved (the earlier run is untouched); after it, the
+    moved partitions of this attempt are deleted and the run id stays uncommitted. On a local
+    disk a replacing commit swaps folders: once one swap happened the earlier run's folder went
+    with the lost staging, so that run cannot be restored and is uncommitted whole (its marker,
+    summary and every partition at this place deleted) rather than left half old, half gone.
+
+    Returns:
+      True when an earlier committed run was uncommitted this way.
     """
     layout = Layout(**journal["layout"])
+    moved = []
     if not journal["delete"]:
-        for src, dst in journal["moves"]:
-            if not fs.exists(src) and fs.exists(dst):
-                fs.delete_tree(dst)
-                if layout.kind == "runs" and not fs.is_remote(dst):
-                    fs.remove_empty_dir(fs.parent(dst))
+        for src, dst, *rest in journal["moves"]:
+            if holds(dst, rest[0]) if rest else not fs.exists(src) and fs.exists(dst):
+                moved.append(dst)
+    swapped_in = bool(set(moved) & set(journal.get("swap", [])))
+    if swapped_in:
+        fs.delete_file(layout.marker)  # uncommit first: a marker never stands over missing data
+        fs.delete_file(fs.join(layout.meta_dir, SUMMARY_FILE))
+        moved = [dst for _, dst, *_ in journal["moves"]]
+    for dst in moved:
+        fs.delete_tree(dst)
+        if layout.kind == "runs" and not fs.is_remote(dst):
+            fs.remove_empty_dir(fs.parent(dst))
     fs.delete_tree(journal["staging"])
     fs.delete_file(fs.join(layout.meta_dir, JOURNAL_FILE))
     if layout.kind == "runs":
         fs.remove_empty_dir(layout.meta_dir)
         fs.remove_empty_dir(fs.parent(layout.meta_dir))
+    return swapped_in
 
 
 def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
@@ -232,10 +313,12 @@ def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
       live_attempts: attempts whose launch is still running (their staging is left alone).
 
     Returns:
-      ``{"completed": [journal uris], "rolled_back": [journal uris], "deleted": [staging folders]}``:
-      journals rolled forward (every shard was there), journals rolled back (some shard was gone).
+      ``{"completed": [journal uris], "rolled_back": [journal uris], "uncommitted": [journal
+      uris], "deleted": [staging folders]}``: journals rolled forward (every shard was there),
+      journals rolled back (some shard was gone), of those the ones whose earlier committed run
+      had been partly swapped out and was uncommitted (:func:`roll_back`).
     """
-    completed, rolled_back, deleted = [], [], []
+    completed, rolled_back, uncommitted, deleted = [], [], [], []
     referenced = set()
     for uri in pending_journals(root):
         journal = json.loads(fs.read_text(uri))
@@ -243,7 +326,8 @@ def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
         if journal["attempt"] in live_attempts:
             continue
         if lost_shards(journal):
-            roll_back(journal)
+            if roll_back(journal):
+                uncommitted.append(uri)
             rolled_back.append(uri)
             continue
         apply_journal(journal)
@@ -254,4 +338,4 @@ def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
             continue
         fs.delete_tree(fs.join(staging, attempt))
         deleted.append(fs.join(staging, attempt))
-    return {"completed": completed, "rolled_back": rolled_back, "deleted": deleted}
+    return {"completed": completed, "rolled_back": rolled_back, "uncommitted": uncommitted, "deleted": deleted}

@@ -10,7 +10,8 @@ through :mod:`os` (no globbing at all), remote ones (``gs://``, ``s3://``, ...) 
 What is atomic where (the run store's commit relies on it; see deploy/README.md):
 
 * local and POSIX network disks: :func:`rename` of a file or a folder, :func:`write_atomic`
-  (temp file + ``os.replace``) and :func:`create_exclusive` (``O_CREAT | O_EXCL``);
+  (temp file + ``os.replace``), :func:`create_exclusive` (``O_CREAT | O_EXCL``) and, on Linux,
+  :func:`swap` of two folders (``renameat2(RENAME_EXCHANGE)``; elsewhere three renames);
 * GCS and S3: one object appears whole when its upload completes (so :func:`write_atomic` is
   atomic), but a rename is a copy then a delete per object, and :func:`create_exclusive` is a
   check then a write (another writer can slip in between).
@@ -19,6 +20,8 @@ What is atomic where (the run store's commit relies on it; see deploy/README.md)
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
 import uuid
@@ -103,6 +106,58 @@ def rename(src: str, dst: str) -> None:
     src, dst = local_path(src), local_path(dst)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     os.rename(src, dst)
+
+
+RENAME_EXCHANGE = 2  # <linux/fs.h>: swap the two names atomically
+AT_FDCWD = -100  # paths relative to the working directory, as os.rename takes them
+
+
+def _renameat2():
+    """libc's ``renameat2`` (glibc >= 2.28), or None where the C library has none."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+
+
+def exchange(a: str, b: str) -> bool:
+    """Swaps two local paths in one ``renameat2(RENAME_EXCHANGE)``; False where unsupported.
+
+    Unsupported: no ``renameat2`` in the C library, or a kernel or filesystem without
+    ``RENAME_EXCHANGE`` (``ENOSYS``, ``EINVAL``, ``ENOTSUP``). Other failures raise ``OSError``.
+    """
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), a, None, b)
+
+
+def swap(a: str, b: str) -> bool:
+    """Swaps two existing local folders: afterwards ``a`` holds what ``b`` held and ``b`` what ``a`` held.
+
+    A reader resolving ``b`` sees its old content or its new one, never nothing: one atomic
+    ``renameat2(RENAME_EXCHANGE)`` on Linux. Where that is unsupported, three renames
+    (``b`` aside, ``a`` to ``b``, the old ``b`` to ``a``) leave ``b`` missing for the
+    microseconds between the first two. Returns True when the swap was atomic.
+    """
+    a, b = local_path(a), local_path(b)
+    if exchange(a, b):
+        return True
+    aside = f"{b}.swap-{uuid.uuid4().hex}"
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+    return False
 
 
 def delete_tree(folder: str) -> None:

@@ -281,7 +281,7 @@ def launch(
         for lease in leases:
             lease.release()
         tidy(layout.root)
-    return {**summary, "recovered": {k: recovered[k] for k in ("completed", "rolled_back")}}
+    return {**summary, "recovered": {k: recovered[k] for k in ("completed", "rolled_back", "uncommitted")}}
 
 
 def claim_run(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
