@@ -171,9 +171,11 @@ PER_CLASS_SCHEMA = pa.schema(
 )
 """Per-class statistics from the confusion matrix (zero_division = 0)."""
 
+PREDICTIONS_TABLE = "predictions"
+ERRORS_TABLE = "errors"
 TABLES = {
-    "predictions": PREDICTIONS_SCHEMA,
-    "errors": ERRORS_SCHEMA,
+    PREDICTIONS_TABLE: PREDICTIONS_SCHEMA,
+    ERRORS_TABLE: ERRORS_SCHEMA,
     "confusion": CONFUSION_SCHEMA,
     "per_class": PER_CLASS_SCHEMA,
 }

@@ -155,3 +155,55 @@ def test_progress_line_counts_files_and_tells_the_time_left(capsys):
     line.add()
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("mnist-batch score: progress: 2 of 3 files done (67 %)") and "ETA" in last
+
+
+def test_the_launcher_counts_finished_shards_of_a_job_running_elsewhere(tmp_path, capsys, monkeypatch):
+    import time
+
+    from mnist_batch.runstore.shards import ShardWriter, new_shard_path
+    from mnist_batch.scoring.progress import StagedProgress, progress_every_s
+    from mnist_batch.tables import ERRORS_SCHEMA
+
+    monkeypatch.setenv("MNIST_BATCH_PROGRESS_S", "60")
+    assert progress_every_s() == 60.0
+    monkeypatch.setenv("MNIST_BATCH_PROGRESS_S", "often")
+    assert progress_every_s() == 5.0
+    staging = tmp_path / "_staging" / "r1.abc"
+
+    def finished(table, schema, rows):
+        writer = ShardWriter(new_shard_path(str(staging / table)), schema)
+        writer.write(schema.empty_table() if rows == 0 else _rows(schema, rows))
+        writer.close()
+
+    with StagedProgress(str(staging), every_s=0.05):
+        time.sleep(0.2)  # nothing finished yet: no line
+        assert "progress:" not in capsys.readouterr().err
+        finished("predictions", PREDICTIONS_SCHEMA, 3)
+        finished("errors", ERRORS_SCHEMA, 1)
+        open_shard = ShardWriter(new_shard_path(str(staging / "predictions")), PREDICTIONS_SCHEMA)
+        open_shard.write(_rows(PREDICTIONS_SCHEMA, 5))  # still being written: no footer, not counted
+        time.sleep(0.3)
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("mnist-batch score: progress: 4 files done, ")
+        assert last.endswith("files/s (shards finished on the workers)")
+        open_shard.close()
+        time.sleep(0.3)
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("mnist-batch score: progress: 9 files done")
+
+
+def _rows(schema, n):
+    """``n`` rows of ``schema`` with every column filled (a shard's content does not matter here)."""
+    import pyarrow as pa
+
+    def value(field):
+        if pa.types.is_list(field.type):
+            return [0.5]
+        if pa.types.is_string(field.type):
+            return "x"
+        if pa.types.is_floating(field.type):
+            return 0.5
+        if pa.types.is_timestamp(field.type):
+            return datetime.datetime(2026, 1, 1)
+        return True if pa.types.is_boolean(field.type) else 1
+
+    return pa.Table.from_pylist([{f.name: value(f) for f in schema} for _ in range(n)], schema=schema)

@@ -86,6 +86,29 @@ def shard_rows(path: str) -> int:
         return f.metadata.num_rows
 
 
+class FinishedRows:
+    """Rows in the finished shards of a folder, each shard's footer read once, when it is finished.
+
+    A shard still being written has no footer yet (locally) or no object yet (object stores),
+    so it is counted on a later call. Shards of a failed bundle attempt count too until the
+    runner retries that bundle: the count is what the workers have written, not yet committed.
+    """
+
+    def __init__(self, folders: list[str]) -> None:
+        self.folders = folders
+        self._rows: dict[str, int] = {}
+
+    def count(self) -> int:
+        for folder in self.folders:
+            for path in shard_paths(folder):
+                if path not in self._rows:
+                    try:
+                        self._rows[path] = shard_rows(path)
+                    except Exception:  # noqa: BLE001 - not finished yet (or gone with a retry): later
+                        continue
+        return sum(self._rows.values())
+
+
 def read_shards(folder: str, columns: list[str] | None = None) -> list[pa.Table]:
     """Every Parquet shard in ``folder`` (any Beam filesystem; none when it does not exist), as tables."""
     return [read_shard(path, columns) for path in shard_paths(folder)]

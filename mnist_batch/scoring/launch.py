@@ -20,6 +20,7 @@ launch, if the launcher itself died), and the error is one line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -50,6 +51,7 @@ from mnist_batch.scoring.incremental import SelectFiles
 from mnist_batch.scoring.options import RunOptions, ScoreSettings
 from mnist_batch.scoring.pipeline import build_pipeline
 from mnist_batch.scoring.preflight import check_environment
+from mnist_batch.scoring.progress import StagedProgress
 from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line, run_summary
@@ -406,7 +408,8 @@ def run_attempt(run: Attempt) -> dict[str, Any]:
         result = p.run()
         if not run.wait:
             return {**record.as_dict(), "state": "submitted", "attempt": attempt, "exit_code": 0, "failure": None}
-        result.wait_until_finish()
+        with launcher_progress(run):
+            result.wait_until_finish()
     except Exception as exc:
         abandon(layout, attempt)
         raise RunFailedError(f"run {run_id} failed, nothing committed: {failure_line(exc)}") from exc
@@ -415,6 +418,13 @@ def run_attempt(run: Attempt) -> dict[str, Any]:
         abandon(layout, attempt)
         raise RunFailedError(f"run {run_id}: the job finished but did not commit ({layout.marker})")
     return {**summary, "metrics": metric_counters(result)}
+
+
+def launcher_progress(run: Attempt) -> contextlib.AbstractContextManager:
+    """The launcher's own progress line while it waits for a job on a cluster (local workers print theirs)."""
+    if run.runner in LOCAL_RUNNERS:
+        return contextlib.nullcontext()
+    return StagedProgress(run.layout.staging_dir(run.attempt))
 
 
 def abandon(layout: Layout, attempt: str) -> None:

@@ -13,7 +13,7 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "deploy" / "flink" / "cluster.sh"
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MNIST_BATCH_PROGRESS_S="1")  # progress lines in a 20k run
 sys.path.insert(0, str(REPO / "tests"))
 
 

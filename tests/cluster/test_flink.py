@@ -186,8 +186,13 @@ def sorted_rows(rows: dict) -> dict:
 
 def test_20k_files_on_flink_equal_directrunner_row_for_row(model, files_20k, direct_20k, runner_options, tmp_path):
     root = tmp_path / "root"
-    out = ok(score(model, files_20k, root, "flink", *runner_options))
+    proc = score(model, files_20k, root, "flink", *runner_options)
+    out = ok(proc)
     assert f"scored {N_FILES:,} of {N_FILES + 1:,} images" in out
+    # The workers' own progress lines go to the worker pool's log; the launcher prints its own.
+    progress = [line for line in proc.stderr.splitlines() if "progress:" in line]
+    assert progress and progress[-1].endswith("files/s (shards finished on the workers)"), proc.stderr[-2000:]
+    assert int(progress[-1].split("progress: ")[1].split(" files")[0].replace(",", "")) <= N_FILES + 1
     flink, direct = summary(root, "flink"), summary(direct_20k, "direct")
     assert flink["runner"] == "PortableRunner" and direct["runner"] == "DirectRunner"
     assert flink["runtime"] == direct["runtime"] == "litert"
@@ -345,6 +350,6 @@ def test_a_model_swapped_after_the_check_fails_on_the_workers_with_one_line(mode
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 2, stdout[-2000:] + stderr[-3000:]
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and "progress:" not in ln]
     assert len(lines) == 1 and "changed since it was checked" in lines[0], stderr[-3000:]
     assert not committed_runs(str(root)) and visible_rows(root, "predictions") == 0
