@@ -497,6 +497,14 @@ def test_beam_spellings_pass_and_beam_labels_are_not_labels_csv():
     check_beam_args(extra)  # all four are Beam's
     with pytest.raises(MnistBatchError, match="unknown option --temp_locaton"):
         check_beam_args(["--temp_locaton=gs://b/tmp"])
+    # A job server (Flink's, Spark's) reads options of its own that Python's Beam does not know:
+    # Beam's spelling goes to it unchecked (and is named), ours is still checked.
+    portable = ["--runner", "PortableRunner", "--job_endpoint", "localhost:8099"]
+    assert check_beam_args([*portable, "--max_bundle_size=10000", "--parallelism=2"]) == ["--max_bundle_size"]
+    with pytest.raises(MnistBatchError, match=r"unknown option --max-batch-sise \(did you mean --max-batch-size\?\)"):
+        check_beam_args([*portable, "--max-batch-sise=10"])
+    with pytest.raises(MnistBatchError, match="unknown option --max_bundle_size"):
+        check_beam_args(["--runner", "DirectRunner", "--max_bundle_size=10000"])
 
 
 # --- Kubernetes API schema ------------------------------------------------------------------------

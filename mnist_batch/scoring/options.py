@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import difflib
 import re
+import sys
 from collections.abc import Sequence
 
 from mnist_batch.config import (
@@ -100,7 +101,11 @@ def parse(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> ScoreSetti
       MnistBatchError: a bad value or combination, or an option neither this command nor Beam knows.
     """
     config = config_from_args(args)
-    check_beam_args(beam_args)
+    for flag in check_beam_args(beam_args):
+        print(
+            f"mnist-batch score: note: {flag} goes to the job server unchecked (not an option of Beam's Python SDK)",
+            file=sys.stderr,
+        )
     return ScoreSettings(config, run_options_from_args(args), tuple(beam_args))
 
 
@@ -234,16 +239,25 @@ def option_strings() -> list[str]:
     return [o for action in add_arguments(parser) for o in action.option_strings]
 
 
-def check_beam_args(beam_args: Sequence[str]) -> None:
+def check_beam_args(beam_args: Sequence[str]) -> list[str]:
     """Refuses options that neither this command nor Beam knows (a typo would be silently ignored).
+
+    With a runner that hands the job to a job server (``PortableRunner``, ``FlinkRunner``,
+    ``SparkRunner``), an unknown option spelt as Beam spells its own (``--max_bundle_size``:
+    underscores) is the job server's (Java) and goes to it unchecked; the caller says so.
+
+    Returns:
+      The options passed to the job server unchecked (``["--max_bundle_size"]``).
 
     Raises:
       MnistBatchError: naming the option, with the closest option of this command if any.
     """
     flags = [a for a in beam_args if a.startswith("--") and len(a) > 2]
     if not flags:
-        return
+        return []
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    from mnist_batch.scoring.runners import JOB_SERVER_RUNNERS, runner_name
 
     # Beam's parser knows every spelling (--experiment for experiments, --no_use_public_ips, ...);
     # what it keeps only with retain_unknown_options is what no Beam option accepted.
@@ -251,14 +265,19 @@ def check_beam_args(beam_args: Sequence[str]) -> None:
     unknown = set(options.get_all_options(retain_unknown_options=True)) - set(
         options.get_all_options(retain_unknown_options=False)
     )
-    own = option_strings()
+    own, unchecked = option_strings(), []
+    to_job_server = runner_name(options) in JOB_SERVER_RUNNERS
     for flag in flags:
         name = flag[2:].split("=", 1)[0]
         if name.replace("-", "_") not in unknown:  # Beam reports --a-b as a_b
             continue
+        if to_job_server and "-" not in name:
+            unchecked.append(f"--{name}")
+            continue
         guess = difflib.get_close_matches("--" + name, own, n=1)
         hint = f"did you mean {guess[0]}?" if guess else "not an option of mnist-batch score or of Beam"
         raise MnistBatchError(f"score: unknown option --{name} ({hint})")
+    return unchecked
 
 
 def run_options_from_args(args: argparse.Namespace) -> RunOptions:

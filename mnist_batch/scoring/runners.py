@@ -6,6 +6,9 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 LOCAL_RUNNERS = ("DirectRunner", "direct", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner")
 """Runners whose workers run on this machine (progress lines are printed there)."""
+JOB_SERVER_RUNNERS = ("PortableRunner", "FlinkRunner", "SparkRunner")
+"""Runners that hand the job to a (Java) job server, which also reads options Python's Beam does not
+know (``--max_bundle_size``, ``--checkpointing_interval``, ...)."""
 IN_MEMORY_RUNNERS = (None, "DirectRunner", "direct", "SwitchingDirectRunner")
 """Runners that, in their default ``in_memory`` mode, run every stage in one process with one worker."""
 
