@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from browser import headless
@@ -15,7 +17,17 @@ from mnist_batch.cli import main as cli_main
 from mnist_batch.metrics import CONFIDENCE_BINS
 from mnist_batch.monitoring.checks import CHECKS, Thresholds, parse_fail_on
 from mnist_batch.monitoring.monitor import monitor
-from mnist_batch.tables import LAYOUT_FILE, LAYOUT_FORMAT, LAYOUT_VERSION, RUNS_DIR, SUCCESS_FILE, SUMMARY_FILE
+from mnist_batch.tables import (
+    LAYOUT_FILE,
+    LAYOUT_FORMAT,
+    LAYOUT_VERSION,
+    RUNS_DIR,
+    RUNS_SCHEMA,
+    RUNS_TABLE,
+    SUCCESS_FILE,
+    SUMMARY_FILE,
+    runs_row,
+)
 
 MODEL_ID = "a" * 64
 OTHER_ID = "b" * 64
@@ -63,8 +75,16 @@ def summary(run: str, n: int = 1000, *, model_id: str = MODEL_ID, committed_at: 
     }
 
 
+def write_runs_row(root: pathlib.Path, dt: str, run: str, data: dict) -> None:
+    """The run's row of the runs table (``ROOT/runs/dt=/run=/``), as the commit writes it."""
+    folder = root / RUNS_TABLE / f"dt={dt}" / f"run={run}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist([runs_row(data)], schema=RUNS_SCHEMA), folder / "part-0.parquet")
+
+
 def make_root(tmp_path: pathlib.Path, runs: list[tuple[str, str, object]]) -> pathlib.Path:
-    """A runs root whose committed runs have these summaries (a dict, or raw text for a damaged one)."""
+    """A runs root whose committed runs have these summaries (a dict, or raw text for a damaged one) and,
+    for each dict, its row of the runs table."""
     root = tmp_path / "root"
     root.mkdir(parents=True)
     info = {"format": LAYOUT_FORMAT, "layout_version": LAYOUT_VERSION, "partitioning": ["dt", "run"]}
@@ -74,6 +94,8 @@ def make_root(tmp_path: pathlib.Path, runs: list[tuple[str, str, object]]) -> pa
         meta.mkdir(parents=True)
         (meta / SUMMARY_FILE).write_text(data if isinstance(data, str) else json.dumps(data))
         (meta / SUCCESS_FILE).write_text("")
+        if isinstance(data, dict) and data.get("run_id"):
+            write_runs_row(root, dt, run, data)
     return root
 
 
@@ -189,6 +211,48 @@ def test_volume_flags_an_empty_night_and_a_collapse(tmp_path, capsys):
     t = Thresholds(min_volume_ratio=0.05, volume_window=3)
     few = by_run(monitor(str(root), tmp_path / "m2", thresholds=t))["few"]["volume"]
     assert few.status == "ok" and "median 1,000 of the last 3 run(s)" in few.reason
+
+
+def test_the_monitor_reads_the_runs_table_and_reports_where_it_disagrees(tmp_path, capsys):
+    """Order, identity and counts come from ROOT/runs/; a run in only one of runs table and markers,
+    or a row that disagrees with its summary, is reported (stdout, page, monitor.json), never dropped."""
+    backfill = summary("backfill", committed_at="2026-03-09T02:00:00+00:00")
+    root = make_root(
+        tmp_path,
+        [
+            good("r1", 1),
+            good("r2", 2),
+            ("2026-02-01", "backfill", backfill),  # an old dt scored last: the latest run by commit time
+            good("no-row", 3),
+            good("differs", 4),
+            ("2026-03-05", "damaged", "{}"),
+        ],
+    )
+    shutil.rmtree(root / RUNS_TABLE / "dt=2026-03-03")  # committed before the runs table existed
+    write_runs_row(root, "2026-03-04", "differs", {**summary("differs", 400, committed_at="2026-03-04T02:00:00+00:00")})
+    write_runs_row(root, "2026-03-05", "damaged", summary("damaged", 777, committed_at="2026-03-05T02:00:00+00:00"))
+    write_runs_row(root, "2026-03-06", "half", summary("half", committed_at="2026-03-06T02:00:00+00:00"))  # no marker
+    result = monitor(str(root), tmp_path / "mon")
+    assert [r.run for r in result.records] == ["r1", "r2", "no-row", "differs", "damaged", "backfill"]
+    assert result.latest[0].run == "backfill" and "half" not in {r.run for r in result.records}
+    by = {r.run: r for r in result.records}
+    assert by["differs"].counts["scored"] == 400 and by["damaged"].counts["scored"] == 777  # the row's counts
+    assert by["damaged"].unreadable and by["damaged"].model_id == MODEL_ID  # identity from the row
+    assert by["no-row"].row is None and by["no-row"].counts["scored"] == 1000  # judged from its summary
+    notes = "\n".join(result.table_notes)
+    assert len(result.table_notes) == 3, notes
+    assert "run no-row (dt=2026-03-03): no row in " in notes and "committed before the runs table" in notes
+    assert "run differs (dt=2026-03-04): its row in the runs table disagrees" in notes and "scored 400 vs 1000" in notes
+    assert "run half (dt=2026-03-06) has a row in " in notes and "not committed (no _SUCCESS" in notes
+    assert set(result.table_notes) <= set(json.loads(result.outputs["json"].read_text())["notes"])
+    html = result.outputs["page"].read_text()
+    assert "run half (dt=2026-03-06)" in html and "run no-row (dt=2026-03-03)" in html
+    assert cli_main(["monitor", str(root), "--output", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("monitor: RUNS TABLE: run ") == 3 and "latest run backfill (dt=2026-02-01)" in out
+    # A store whose runs table agrees with its markers says nothing about it.
+    clean = monitor(str(make_root(tmp_path / "clean", [good("r1", 1), good("r2", 2)])), tmp_path / "m2")
+    assert clean.table_notes == [] and [r.row is not None for r in clean.records] == [True, True]
 
 
 def test_new_checks_are_in_all_and_documented():
