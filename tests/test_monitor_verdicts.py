@@ -255,6 +255,38 @@ def test_the_monitor_reads_the_runs_table_and_reports_where_it_disagrees(tmp_pat
     assert clean.table_notes == [] and [r.row is not None for r in clean.records] == [True, True]
 
 
+def test_plots_put_each_run_at_its_commit_time_with_dates_as_ticks(tmp_path):
+    """Not evenly spaced categories: a run twelve days after the previous one sits twelve days away,
+    its bar as wide as the others; the ticks are dates; the volume plot names every run above it."""
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    from mnist_batch.monitoring import page
+
+    root = make_root(tmp_path, [good("a", 1), good("b", 2), good("c", 14, model_id=OTHER_ID)])
+    records = monitor(str(root), tmp_path / "mon").records
+    x = page.run_times(records)
+    assert np.allclose(np.diff(x), [1.0, 12.0]) and np.allclose(page.bar_widths(x), 0.8)
+    assert mdates.num2date(x[0]).isoformat() == "2026-03-01T02:00:00+00:00"
+    fig, ax = plt.subplots()
+    page._x_axis(ax, records, x, run_ids=True)
+    fig.canvas.draw()
+    assert isinstance(ax.xaxis.get_major_formatter(), mdates.ConciseDateFormatter)
+    low, high = (mdates.num2date(v) for v in ax.get_xlim())
+    assert low.day == 28 and low.month == 2 and high.day == 14 and high.month == 3
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and all(t.isdigit() or t in ("Mar", "2026") for t in ticks), ticks  # days of March
+    (top,) = ax.child_axes
+    assert [t.get_text() for t in top.get_xticklabels()] == ["a", "b", "c"]
+    (change,) = [line.get_xdata()[0] for line in ax.get_lines()]
+    assert np.isclose(change, (x[1] + x[2]) / 2)  # the model change between b and c, on the time axis
+    plt.close(fig)
+    edges, columns = page.run_columns(x, np.ones((CONFIDENCE_BINS, 3)))
+    assert np.all(np.diff(edges) > 0) and columns.shape == (CONFIDENCE_BINS, 5) and columns.mask[:, 1::2].all()
+    close = x[:2] + [0, 1 / 86400]  # a rerun one second after its run: cells still in order
+    assert np.all(np.diff(page.run_columns(close, np.ones((CONFIDENCE_BINS, 2)))[0]) >= 0)
+
+
 def test_new_checks_are_in_all_and_documented():
     assert {"volume", "reference", "summary"} <= set(parse_fail_on("all")) == set(CHECKS)
     from mnist_batch.cli.monitor_cmd import DESCRIPTION
