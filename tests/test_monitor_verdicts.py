@@ -283,8 +283,9 @@ def test_plots_put_each_run_at_its_commit_time_with_dates_as_ticks(tmp_path):
     plt.close(fig)
     edges, columns = page.run_columns(x, np.ones((CONFIDENCE_BINS, 3)))
     assert np.all(np.diff(edges) > 0) and columns.shape == (CONFIDENCE_BINS, 5) and columns.mask[:, 1::2].all()
-    close = x[0] + np.array([0.0, 1 / 86400])  # a rerun one second after its run: cells still in order
-    assert np.all(np.diff(page.run_columns(close, np.ones((CONFIDENCE_BINS, 2)))[0]) >= 0)
+    close = x[0] + np.array([0.0, 1 / 86400, 1.0, 2.0])  # a rerun one second after its run: cells still in order
+    assert page.bar_widths(close)[0] > 1 / 86400  # its bar still visible
+    assert np.all(np.diff(page.run_columns(close, np.ones((CONFIDENCE_BINS, 4)))[0]) >= 0)
 
 
 def test_new_checks_are_in_all_and_documented():
