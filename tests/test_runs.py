@@ -600,6 +600,7 @@ def test_every_table_joins_the_runs_table_in_every_reader(tiny_model, sample_dat
     exec(compile(python, "deploy/README.md", "exec"), names)  # the document's own code
     assert names["joined"].num_rows == names["table"].num_rows == 18 and names["df"].height == 18
     assert names["table"].schema.field("dt").type == pa.date32() and names["df"].schema["dt"] == polars.Date
+    assert names["df"]["committed_at"].null_count() == 0  # Polars: every prediction met its run's row
     assert len(names["latest"]) == 6 and set(names["latest"]["run"]) == {"rep"}  # latest per path: by commit time
     latest = duckdb.sql(sql).fetchall()
     assert len(latest) == 6 and {row[-1] for row in latest} == {"rep"}  # p.*: the partitions come last
