@@ -174,6 +174,7 @@ def test_runs_table_has_one_row_per_run_with_the_summary_figures(store, tmp_path
     assert sum(d1["confidence_histogram"]) == BATCH and 0.8 < d1["accuracy"] <= 1 and d1["macro_f1"] > 0.7
     assert d1["committed_at"] == result.records[0].row["committed_at"] and d1["runtime_model_id"] == d1["model_id"]
     assert [r["run"] for r in table.to_pylist()] == [r.run for r in result.records]  # commit order
+    assert result.table_notes == [] and all(r.row is not None for r in result.records)  # rows agree with summaries
     assert table.schema.field("committed_at").type == pa.timestamp("us", tz="UTC")
     assert d1["wall_time_s"] > 0 and d1["images_per_s"] > 0 and d1["runner"] == "DirectRunner"
     (summary,) = store["root"].glob("_runs/dt=*/run=d1/summary.json")
