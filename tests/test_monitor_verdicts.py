@@ -247,12 +247,15 @@ def test_the_monitor_reads_the_runs_table_and_reports_where_it_disagrees(tmp_pat
     assert set(result.table_notes) <= set(json.loads(result.outputs["json"].read_text())["notes"])
     html = result.outputs["page"].read_text()
     assert "run half (dt=2026-03-06)" in html and "run no-row (dt=2026-03-03)" in html
+    top = html[: html.index("<h2>")]  # said at the top of the page, under the banner, not only in the notes
+    assert "The runs table and the committed runs disagree on 3 run(s)" in top and "run half (dt=2026-03-06)" in top
     assert cli_main(["monitor", str(root), "--output", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
     assert out.count("monitor: RUNS TABLE: run ") == 3 and "latest run backfill (dt=2026-02-01)" in out
     # A store whose runs table agrees with its markers says nothing about it.
     clean = monitor(str(make_root(tmp_path / "clean", [good("r1", 1), good("r2", 2)])), tmp_path / "m2")
     assert clean.table_notes == [] and [r.row is not None for r in clean.records] == [True, True]
+    assert "runs table and the committed runs disagree" not in clean.outputs["page"].read_text()
 
 
 def test_plots_put_each_run_at_its_commit_time_with_dates_as_ticks(tmp_path):
@@ -308,7 +311,10 @@ def test_page_in_a_browser_fits_loads_every_plot_and_links_flagged_runs(tmp_path
     runs = [good(f"r{d}", d) for d in range(1, 6)]
     root = make_root(tmp_path, [*runs, ("2026-03-06", "broken", "{}"), good(long_id, 7, n=0)])
     (root / RUNS_DIR / "dt=2026-03-07" / f"run={long_id}" / "report.html").write_text("<p>report</p>")
+    half = "half-committed-" + "0123456789abcdef" * 4  # a row without _SUCCESS: a long note under the banner
+    write_runs_row(root, "2026-03-08", half, summary(half, committed_at="2026-03-08T02:00:00+00:00"))
     result = monitor(str(root), tmp_path / "mon")
+    assert len(result.table_notes) == 2  # broken has no row either
     page = result.outputs["page"]
     html = page.read_text()
     links = re.findall(r"<a class='run' href='([^']+)'>([^<]+)</a>", html)

@@ -95,7 +95,7 @@ def monitor(
     if page_file:
         mark = time.perf_counter()
         plots = page.write_plots(records, results, thresholds, out / "plots")
-        html = page.render_page(root, records, refs, results, thresholds, plots, notes)
+        html = page.render_page(root, records, refs, results, thresholds, plots, notes, table_notes)
         outputs["page"] = out / MONITOR_PAGE_FILE
         outputs["page"].write_text(html, encoding="utf-8")
         timings["page_s"] = time.perf_counter() - mark

@@ -281,7 +281,7 @@ STYLE = (
     "td.id{white-space:nowrap}th{background:#f3f3f3}.scroll{overflow-x:auto;max-width:100%}img{max-width:100%;border:1px solid #eee;margin:.4em 0}"
     ".ok{color:#2e7d32}.warn{color:#b26a00;font-weight:600}.alert{color:#c62828;font-weight:700}"
     ".unreadable{color:#6a1b9a;font-weight:700}.banner.unreadable{background:#f3e5f5}"
-    ".banner{padding:.6em 1em;border-radius:4px;font-size:110%}.banner.ok{background:#e8f5e9}"
+    ".banner{padding:.6em 1em;border-radius:4px;font-size:110%;margin:.5em 0}ul.notes{font-weight:normal;font-size:85%;color:#222;overflow-wrap:anywhere}.banner.ok{background:#e8f5e9}"
     ".banner.warn{background:#fff3e0}.banner.alert{background:#ffebee}code{background:#f5f5f5;padding:0 .2em}"
 )
 
@@ -366,8 +366,10 @@ def render_page(
     thresholds: Thresholds,
     plots: dict[str, pathlib.Path],
     notes: Sequence[str] = (),
+    table_notes: Sequence[str] = (),
 ) -> str:
-    """The page's HTML (plots already written): the banner, then one section after another."""
+    """The page's HTML (plots already written): the banner, then one section after another.
+    ``table_notes`` (where the runs table and the summaries disagree) are shown under the banner too."""
     sections = [
         flagged_section(records, results, root),
         *plot_sections(plots),
@@ -375,11 +377,32 @@ def render_page(
         references_section(refs, thresholds, notes),
         latest_runs_section(records, results),
     ]
-    body = banner(root, records, results) + "".join(f"<h2>{_e(h)}</h2>\n{content}\n" for h, content in sections)
+    body = (
+        banner(root, records, results)
+        + table_banner(table_notes)
+        + "".join(f"<h2>{_e(h)}</h2>\n{content}\n" for h, content in sections)
+    )
     title = "mnist_batch monitor"
     return (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
         f"<body><h1>{title}</h1>\n{body}{LOAD_CHECK}</body></html>\n"
+    )
+
+
+TABLE_NOTES_SHOWN = 5
+"""Runs-table notes listed under the banner (all of them are in the notes section and monitor.json)."""
+
+
+def table_banner(table_notes: Sequence[str]) -> str:
+    """Where the runs table and the committed summaries disagree, at the top of the page; empty when they agree."""
+    if not table_notes:
+        return ""
+    items = "".join(f"<li>{_e(n.removeprefix('runs table: '))}</li>" for n in table_notes[:TABLE_NOTES_SHOWN])
+    more = len(table_notes) - TABLE_NOTES_SHOWN
+    tail = f"<li>{more:,} more in the notes below and in monitor.json</li>" if more > 0 else ""
+    return (
+        f"<div class='banner warn'>The runs table and the committed runs disagree on {len(table_notes):,} run(s):"
+        f"<ul class='notes'>{items}{tail}</ul></div>"
     )
 
 
