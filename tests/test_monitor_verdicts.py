@@ -232,6 +232,7 @@ def test_the_monitor_reads_the_runs_table_and_reports_where_it_disagrees(tmp_pat
     write_runs_row(root, "2026-03-04", "differs", {**summary("differs", 400, committed_at="2026-03-04T02:00:00+00:00")})
     write_runs_row(root, "2026-03-05", "damaged", summary("damaged", 777, committed_at="2026-03-05T02:00:00+00:00"))
     write_runs_row(root, "2026-03-06", "half", summary("half", committed_at="2026-03-06T02:00:00+00:00"))  # no marker
+    (root / RUNS_TABLE / "dt=2026-03-02" / "run=r2" / "part-0.parquet").write_bytes(b"PAR1 cut short")  # damaged
     result = monitor(str(root), tmp_path / "mon")
     assert [r.run for r in result.records] == ["r1", "r2", "no-row", "differs", "damaged", "backfill"]
     assert result.latest[0].run == "backfill" and "half" not in {r.run for r in result.records}
@@ -239,8 +240,10 @@ def test_the_monitor_reads_the_runs_table_and_reports_where_it_disagrees(tmp_pat
     assert by["differs"].counts["scored"] == 400 and by["damaged"].counts["scored"] == 777  # the row's counts
     assert by["damaged"].unreadable and by["damaged"].model_id == MODEL_ID  # identity from the row
     assert by["no-row"].row is None and by["no-row"].counts["scored"] == 1000  # judged from its summary
+    assert by["r2"].row is None and by["r2"].counts["scored"] == 1000 and not by["r2"].unreadable
     notes = "\n".join(result.table_notes)
-    assert len(result.table_notes) == 3, notes
+    assert len(result.table_notes) == 4, notes
+    assert "run r2 (dt=2026-03-02): its row in " in notes and "cannot be read" in notes
     assert "run no-row (dt=2026-03-03): no row in " in notes and "committed before the runs table" in notes
     assert "run differs (dt=2026-03-04): its row in the runs table disagrees" in notes and "scored 400 vs 1000" in notes
     assert "run half (dt=2026-03-06) has a row in " in notes and "not committed (no _SUCCESS" in notes
@@ -248,10 +251,10 @@ def test_the_monitor_reads_the_runs_table_and_reports_where_it_disagrees(tmp_pat
     html = result.outputs["page"].read_text()
     assert "run half (dt=2026-03-06)" in html and "run no-row (dt=2026-03-03)" in html
     top = html[: html.index("<h2>")]  # said at the top of the page, under the banner, not only in the notes
-    assert "The runs table and the committed runs disagree on 3 run(s)" in top and "run half (dt=2026-03-06)" in top
+    assert "The runs table and the committed runs disagree on 4 run(s)" in top and "run half (dt=2026-03-06)" in top
     assert cli_main(["monitor", str(root), "--output", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
-    assert out.count("monitor: RUNS TABLE: run ") == 3 and "latest run backfill (dt=2026-02-01)" in out
+    assert out.count("monitor: RUNS TABLE: run ") == 4 and "latest run backfill (dt=2026-02-01)" in out
     # A store whose runs table agrees with its markers says nothing about it.
     clean = monitor(str(make_root(tmp_path / "clean", [good("r1", 1), good("r2", 2)])), tmp_path / "m2")
     assert clean.table_notes == [] and [r.row is not None for r in clean.records] == [True, True]

@@ -205,7 +205,7 @@ def disagreement(row: dict[str, Any], summary: dict[str, Any]) -> str | None:
     if row.get("committed_at") != parse_time(summary.get("committed_at")):
         diffs.append(f"committed_at {row.get('committed_at')} vs {summary.get('committed_at')}")
     diffs += [
-        f"{k} {row.get(k)} vs {counts.get(k)}" for k in COUNT_KEYS if k in counts and (row.get(k) or 0) != counts[k]
+        f"{k} {row.get(k)} vs {counts[k]}" for k in COUNT_KEYS if k in counts and (row.get(k) or 0) != (counts[k] or 0)
     ]
     return f"its row in the runs table disagrees with its summary: {', '.join(diffs)}" if diffs else None
 
