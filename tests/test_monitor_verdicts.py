@@ -251,14 +251,25 @@ def test_the_monitor_reads_the_runs_table_and_reports_where_it_disagrees(tmp_pat
     html = result.outputs["page"].read_text()
     assert "run half (dt=2026-03-06)" in html and "run no-row (dt=2026-03-03)" in html
     top = html[: html.index("<h2>")]  # said at the top of the page, under the banner, not only in the notes
-    assert "The runs table and the committed runs disagree on 4 run(s)" in top and "run half (dt=2026-03-06)" in top
+    assert (
+        "The runs table and the committed runs do not agree:" in top
+        and top.count("<li>") == 4
+        and "run half (dt=2026-03-06)" in top
+    )
     assert cli_main(["monitor", str(root), "--output", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
     assert out.count("monitor: RUNS TABLE: run ") == 4 and "latest run backfill (dt=2026-02-01)" in out
     # A store whose runs table agrees with its markers says nothing about it.
     clean = monitor(str(make_root(tmp_path / "clean", [good("r1", 1), good("r2", 2)])), tmp_path / "m2")
     assert clean.table_notes == [] and [r.row is not None for r in clean.records] == [True, True]
-    assert "runs table and the committed runs disagree" not in clean.outputs["page"].read_text()
+    assert "runs table and the committed runs do not agree" not in clean.outputs["page"].read_text()
+    # A store scored before the runs table existed: one line for all its runs, not one per run every night.
+    old = make_root(tmp_path / "old", [good(f"r{d}", d) for d in range(1, 8)])
+    shutil.rmtree(old / RUNS_TABLE)
+    (note,) = monitor(str(old), tmp_path / "m3").table_notes
+    assert (
+        "7 committed runs have no row in " in note and "from run r1 (dt=2026-03-01) to run r7 (dt=2026-03-07)" in note
+    )
 
 
 def test_plots_put_each_run_at_its_commit_time_with_dates_as_ticks(tmp_path):

@@ -43,7 +43,8 @@ Groups for --fail-on: drift = class_mix,confidence; all = every check.
 Runs table vs summaries: a committed run without a readable row in ROOT/runs/ (scored before the
 table existed) is judged from its summary; such a run, a row that disagrees with its summary, and
 a row whose run has no _SUCCESS (a commit in progress or cut short) each print a RUNS TABLE line
-and are listed on the page and in monitor.json's notes.
+(more than five runs without a row: one line for all) and are listed on the page and in
+monitor.json's notes.
 
 Examples:
   mnist-batch monitor out/runs --output out/monitor

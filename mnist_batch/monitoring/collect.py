@@ -181,6 +181,13 @@ def read_summary(run: RunInfo) -> tuple[dict[str, Any], str | None]:
     return data, None
 
 
+NO_ROW = "no row in"
+"""How :func:`read_runs_row` begins the problem of a committed run that has no row at all."""
+MAX_NO_ROW_NOTES = 5
+"""Past this many committed runs without a row (a store scored before the runs table existed), one
+note says how many and which, instead of a line per run in every nightly log."""
+
+
 def read_runs_row(run: RunInfo) -> tuple[dict[str, Any] | None, str | None]:
     """``(row, None)``: the run's one row of the runs table; ``(None, why)`` when it has none,
     several, or the shard cannot be read (never raises)."""
@@ -192,7 +199,7 @@ def read_runs_row(run: RunInfo) -> tuple[dict[str, Any] | None, str | None]:
     if table.num_rows == 1:
         return table.to_pylist()[0], None
     if table.num_rows == 0:
-        return None, f"no row in {folder} (committed before the runs table existed, or its row was lost)"
+        return None, f"{NO_ROW} {folder} (committed before the runs table existed, or its row was lost)"
     return None, f"{table.num_rows} rows in {folder} (expected one)"
 
 
@@ -233,9 +240,27 @@ def uncommitted_rows(root: str, records: list[RunRecord]) -> list[tuple[str, str
     return sorted(set(table_partitions(root, RUNS_TABLE)) - committed)
 
 
+def no_row_note(root: str, missing: list[RunRecord]) -> str:
+    """One note for many committed runs without a row: how many, the first and the last (commit order)."""
+    first, last = missing[0], missing[-1]
+    return (
+        f"runs table: {len(missing):,} committed runs have {NO_ROW} {fs.join(root, RUNS_TABLE)} (committed before "
+        f"the runs table existed, or their rows were lost), from run {first.run} (dt={first.dt}) to run {last.run} "
+        f"(dt={last.dt}): judged from their summaries"
+    )
+
+
 def runs_table_notes(root: str, records: list[RunRecord]) -> list[str]:
-    """One line per run where the runs table and the committed summaries do not tell the same story."""
-    notes = [f"runs table: run {r.run} (dt={r.dt}): {r.row_problem}" for r in records if r.row_problem]
+    """One line per run where the runs table and the committed summaries do not tell the same story
+    (runs without a row: one line in all past :data:`MAX_NO_ROW_NOTES`)."""
+    missing = [r for r in records if r.row is None and (r.row_problem or "").startswith(NO_ROW)]
+    grouped = {(r.dt, r.run) for r in missing} if len(missing) > MAX_NO_ROW_NOTES else set()
+    notes = [no_row_note(root, missing)] if grouped else []
+    notes += [
+        f"runs table: run {r.run} (dt={r.dt}): {r.row_problem}"
+        for r in records
+        if r.row_problem and (r.dt, r.run) not in grouped
+    ]
     notes += [
         f"runs table: run {run} (dt={dt}) has a row in {fs.join(root, RUNS_TABLE)} but is not committed "
         f"(no _SUCCESS: a commit in progress or cut short; `mnist-batch runs clean {root}`): not judged"

@@ -401,7 +401,7 @@ def table_banner(table_notes: Sequence[str]) -> str:
     more = len(table_notes) - TABLE_NOTES_SHOWN
     tail = f"<li>{more:,} more in the notes below and in monitor.json</li>" if more > 0 else ""
     return (
-        f"<div class='banner warn'>The runs table and the committed runs disagree on {len(table_notes):,} run(s):"
+        "<div class='banner warn'>The runs table and the committed runs do not agree:"
         f"<ul class='notes'>{items}{tail}</ul></div>"
     )
 
