@@ -1,8 +1,8 @@
 """`mnist-batch monitor` over a long history: 1,000 committed runs of 100,000 rows each.
 
 Builds a runs root (layout v2) holding only what the monitor reads: for each of N runs (default
-1,000, one a day) ``_runs/dt=/run=/summary.json`` and its ``_SUCCESS`` marker, with the counts of
-a 100,000-file night (``--rows``). Class mixes are drawn around the label mix of the bundled
+1,000, one a day) ``_runs/dt=/run=/summary.json``, its ``_SUCCESS`` marker and its one-row
+``runs/dt=/run=/`` shard of the runs table, with the counts of a 100,000-file night (``--rows``). Class mixes are drawn around the label mix of the bundled
 sample's test split, confidence histograms around a trained CNN's; the model changes at the
 middle run and the last run is a shifted batch (three classes only, more errors, low confidence),
 so the page has a model change and a flagged run to show. No prediction rows are written: the
@@ -11,7 +11,7 @@ monitor never reads them.
 Then it times, in a fresh process each (median of ``--repeat``):
 
   cli_s        ``mnist-batch monitor ROOT --output DIR`` end to end (interpreter start, imports,
-               reading every summary, checks, runs.parquet, the page with its plots)
+               reading every summary and runs-table row, checks, runs.parquet, the page with its plots)
   and, in this process, the monitor's own stages: read_summaries_s, check_s, table_s, page_s.
 
 Usage:
@@ -94,9 +94,22 @@ def summary(rng, dt: str, run_id: str, rows: int, model: tuple[str, str], class_
 
 
 def make_root(root: pathlib.Path, runs: int, rows: int, seed: int = 0) -> None:
-    """A runs root with ``runs`` committed runs' summaries and markers (nothing else)."""
+    """A runs root with ``runs`` committed runs' summaries, markers and runs-table rows (nothing else)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from mnist_batch.data import load_dataset
-    from mnist_batch.tables import LAYOUT_FILE, LAYOUT_FORMAT, LAYOUT_VERSION, RUNS_DIR, SUCCESS_FILE, SUMMARY_FILE
+    from mnist_batch.tables import (
+        LAYOUT_FILE,
+        LAYOUT_FORMAT,
+        LAYOUT_VERSION,
+        RUNS_DIR,
+        RUNS_SCHEMA,
+        RUNS_TABLE,
+        SUCCESS_FILE,
+        SUMMARY_FILE,
+        runs_row,
+    )
 
     rng = np.random.default_rng(seed)
     labels = load_dataset("sample").split("test").labels
@@ -116,6 +129,9 @@ def make_root(root: pathlib.Path, runs: int, rows: int, seed: int = 0) -> None:
         text = json.dumps(data, indent=2)
         (meta / SUMMARY_FILE).write_text(text)
         (meta / SUCCESS_FILE).write_text(text)
+        row_dir = root / RUNS_TABLE / f"dt={dt}" / f"run={run_id}"
+        row_dir.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([runs_row(data)], schema=RUNS_SCHEMA), row_dir / "part-0.parquet")
 
 
 def main() -> int:
@@ -154,6 +170,7 @@ def main() -> int:
             **{k: round(statistics.median(s[k] for s in stages), 3) for k in stages[0]},
             "page_kb": round(page_kb),
             "flagged_latest": [c.check for c in result.results[-1] if c.status == "alert"],
+            "runs_table_notes": len(result.table_notes),
         }
     print(json.dumps(figures, indent=2))
     if args.json:

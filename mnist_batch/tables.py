@@ -284,6 +284,11 @@ QUARANTINE_DIR = "_quarantine"
 """Where ``mnist-batch runs verify --quarantine`` moves a bad run (``_``: skipped by readers)."""
 PARTITION_COLUMNS = ("dt", "run")
 """Hive partition columns of the runs layout: ``dt`` (YYYY-MM-DD) and ``run`` (the run id)."""
+PARTITION_SCHEMA = pa.schema([pa.field("dt", pa.date32()), pa.field("run", pa.string())])
+"""The partition columns typed: ``dt`` a date, ``run`` a string, in every table and the runs table.
+pyarrow and pandas read ``dt=`` as a string unless told
+(``pyarrow.dataset.partitioning(PARTITION_SCHEMA, flavor="hive")``, deploy/README.md); DuckDB and
+Polars infer a date (their recipes name the types too)."""
 LAYOUTS = ("flat", "runs")
 """Output layouts (``score --layout``): tables directly in ``--output``, or a runs root."""
 INCREMENTAL_KEYS = ("stat", "hash")

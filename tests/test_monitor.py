@@ -15,11 +15,13 @@ The first model's card carries the held-out ``reference`` computed by
 
 from __future__ import annotations
 
+import datetime
 import json
 import pathlib
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from browser import headless
@@ -162,9 +164,18 @@ def test_runs_table_has_one_row_per_run_with_the_summary_figures(store, tmp_path
     assert set(rows) == {r.run for r in result.records}
     d1 = rows["d1"]
     assert d1["matched"] == d1["scored"] == BATCH and d1["errors"] == 0 and d1["runtime"] == "keras"
-    assert d1["dt"] == "2026-03-01" and len(d1["model_id"]) == 64 and d1["status"] == "ok" and d1["flags"] == []
+    assert (
+        d1["dt"] == datetime.date(2026, 3, 1)
+        and len(d1["model_id"]) == 64
+        and d1["status"] == "ok"
+        and d1["flags"] == []
+    )
     assert sum(d1["predicted_class_counts"]) == BATCH and abs(sum(d1["predicted_class_mix"]) - 1) < 1e-9
     assert sum(d1["confidence_histogram"]) == BATCH and 0.8 < d1["accuracy"] <= 1 and d1["macro_f1"] > 0.7
+    assert d1["committed_at"] == result.records[0].row["committed_at"] and d1["runtime_model_id"] == d1["model_id"]
+    assert [r["run"] for r in table.to_pylist()] == [r.run for r in result.records]  # commit order
+    assert result.table_notes == [] and all(r.row is not None for r in result.records)  # rows agree with summaries
+    assert table.schema.field("committed_at").type == pa.timestamp("us", tz="UTC")
     assert d1["wall_time_s"] > 0 and d1["images_per_s"] > 0 and d1["runner"] == "DirectRunner"
     (summary,) = store["root"].glob("_runs/dt=*/run=d1/summary.json")
     data = json.loads(summary.read_text())  # paths stored absolute: the same meaning read from any folder

@@ -136,6 +136,20 @@ def test_learning_curve_report_from_a_run_dir(tmp_path, capsys):
     assert Image.open(run / "learning_curve.png").size[0] > 300
 
 
+def test_learning_curves_tick_whole_epochs(tmp_path, monkeypatch):
+    """Three epochs: ticks at 1, 2, 3, not at 1.5 and 2.5 (an epoch has no halves)."""
+    from mnist_batch.training import curves
+
+    drawn = []
+    monkeypatch.setattr(curves, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    history = {"epoch": [1, 2, 3], "loss": [0.7, 0.4, 0.2], "val_accuracy": [0.85, 0.93, 0.94]}
+    curves.plot_learning_curves(history, tmp_path / "lc.png")
+    for ax in drawn[0].axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks == [1, 2, 3], ticks
+
+
 def test_unlabelled_run_gets_confidence_plots_only(scored, tmp_path):
     import shutil
 
@@ -177,4 +191,27 @@ def test_report_page_in_a_browser_loads_every_plot_and_fits_the_window(report, c
     assert dom.returncode == 0, dom.stderr[-2000:]
     plots = html.count("<img ")
     assert plots >= 6 and f'data-images-loaded="{plots}/{plots}"' in dom.stdout
+    assert 'data-too-wide="0::false"' in dom.stdout, re.findall(r'data-too-wide="[^"]*"', dom.stdout)
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_training_report_page_in_a_browser_loads_its_plot_and_fits_the_window(tmp_path, chromium, width):
+    """The other page `report` writes (a training run dir), as a person sees it in headless Chromium."""
+    from browser import headless
+
+    from mnist_batch.monitoring.page import LOAD_CHECK
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n1,0.80,0.70,0.85,0.50\n2,0.90,0.40,0.93,0.30\n3,0.95,0.20,0.94,0.25\n"
+    )
+    assert cli_main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    page = tmp_path / "measured.html"
+    page.write_text(html.replace("</body>", LOAD_CHECK + "</body>"))
+    size = f"--window-size={width},2000"
+    dom = headless(chromium, tmp_path / "p", size, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert html.count("<img ") == 1 and 'data-images-loaded="1/1"' in dom.stdout
     assert 'data-too-wide="0::false"' in dom.stdout, re.findall(r'data-too-wide="[^"]*"', dom.stdout)

@@ -4,6 +4,7 @@ staging, leases against concurrent launches, literal paths, and the incremental 
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
@@ -29,6 +30,7 @@ from mnist_batch.scoring import incremental, launch  # noqa: E402
 from mnist_batch.scoring.errors import ScoringError  # noqa: E402
 from mnist_batch.tables import LAYOUT_FILE, RUN_TABLES  # noqa: E402
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
 pytestmark = pytest.mark.slow
@@ -75,9 +77,10 @@ def test_table_first_layout_commit_markers_and_one_table_over_runs(tiny_model, s
     assert [(r.dt, r.run_id) for r in runs.committed_runs(str(root))] == [("2026-01-01", "r1"), ("2026-01-02", "r2")]
     table = runs.read_runs(str(root), "predictions")
     assert table.num_rows == 24
+    assert table.schema.field("dt").type == pa.date32()  # a date, as DuckDB, Polars and the typed recipes read it
     assert sorted(set(zip(table.column("dt").to_pylist(), table.column("run").to_pylist(), strict=True))) == [
-        ("2026-01-01", "r1"),
-        ("2026-01-02", "r2"),
+        (datetime.date(2026, 1, 1), "r1"),
+        (datetime.date(2026, 1, 2), "r2"),
     ]
     assert table.column("run").to_pylist() == table.column("run_id").to_pylist()
     # An uncommitted run (its marker gone) is invisible to the package's reader.
@@ -522,16 +525,17 @@ def test_a_commit_needs_the_launch_to_still_hold_its_lease(tmp_path):
     assert not claims.held_by(lease.uri, "x.1")  # released
 
 
-def test_every_table_joins_the_runs_table_in_every_reader(tiny_model, sample_data, tmp_path):
+def test_every_table_joins_the_runs_table_in_every_reader(tiny_model, sample_data, tmp_path, monkeypatch):
     """One meaning per column: each table's rows meet their run's row on (dt, run, run_id, model_id), in
-    pyarrow, pandas, DuckDB and Polars, every row; the runs table is typed and ordered by commit time."""
+    pyarrow, pandas, DuckDB and Polars read as deploy/README.md's recipes read them (dt typed a date in
+    every reader, run a string), every row; the runs table is typed and ordered by commit time."""
     duckdb = pytest.importorskip("duckdb")
     polars = pytest.importorskip("polars")
     pandas = pytest.importorskip("pandas")
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    from mnist_batch.tables import ID_COLUMNS, PIPELINE_TABLES, RUNS_SCHEMA, RUNS_TABLE
+    from mnist_batch.tables import ID_COLUMNS, PARTITION_SCHEMA, PIPELINE_TABLES, RUNS_SCHEMA, RUNS_TABLE
 
     write_digits(sample_data, tmp_path / "in", range(6))
     (tmp_path / "in" / "7").mkdir(exist_ok=True)
@@ -540,43 +544,74 @@ def test_every_table_joins_the_runs_table_in_every_reader(tiny_model, sample_dat
     # Committed in this order; as text the ids sort otherwise (r2026 < rep < zz-nightly).
     for run_id, dt in (("zz-nightly", "2026-11-20"), ("r2026", "2026-11-20"), ("rep", "2026-11-21")):
         score(tiny_model, tmp_path / "in", root, run_id, run_date=dt)
+    # The recipes' typing (deploy/README.md, "Reading the tables"): the same in every reader.
+    parts = pads.partitioning(pa.schema([("dt", pa.date32()), ("run", pa.string())]), flavor="hive")
+    assert parts.schema.equals(PARTITION_SCHEMA)
+    hive_types = "hive_partitioning = true, hive_types = {'dt': DATE, 'run': VARCHAR}"
+    hive_schema = {"dt": polars.Date, "run": polars.String}
     runs_dir = str(root / RUNS_TABLE)
-    arrow_runs = pads.dataset(runs_dir, partitioning="hive").to_table()
+    arrow_runs = pads.dataset(runs_dir, partitioning=parts).to_table()
     assert arrow_runs.num_rows == 3 and arrow_runs.select(RUNS_SCHEMA.names).schema.equals(RUNS_SCHEMA)
+    assert arrow_runs.select(["dt", "run"]).schema.equals(PARTITION_SCHEMA)
     order = arrow_runs.sort_by("committed_at").column("run_id").to_pylist()
     assert order == ["zz-nightly", "r2026", "rep"] and sorted(order) != order
     assert arrow_runs.column("committed_at").type == pa.timestamp("us", tz="UTC")
     row = arrow_runs.filter(pc.equal(arrow_runs["run_id"], "rep")).to_pylist()[0]
     assert row["matched"] == 7 and row["scored"] == 6 and row["errors"] == 1 and row["labelled"] == 6
     assert 0 <= row["accuracy"] <= 1 and row["runtime"] == "keras" and row["runtime_model_id"] == row["model_id"]
+    assert row["dt"] == datetime.date(2026, 11, 21)
+    runs_frame = pandas.read_parquet(runs_dir, partitioning=parts)
     keys = ["dt", "run", *ID_COLUMNS]
     for table in PIPELINE_TABLES:
         table_dir = str(root / table)
-        rows = pads.dataset(table_dir, partitioning="hive").to_table()
+        rows = pads.dataset(table_dir, partitioning=parts).to_table()
         assert rows.num_rows > 0 and set(ID_COLUMNS) <= set(rows.column_names), table
+        assert rows.select(["dt", "run"]).schema.equals(PARTITION_SCHEMA), table
         flat = rows.select([c for c in rows.column_names if not pa.types.is_list(rows.schema.field(c).type)])
         assert flat.join(arrow_runs.select([*keys, "committed_at"]), keys).num_rows == rows.num_rows, table
-        frame = pandas.read_parquet(table_dir)
-        runs_frame = pandas.read_parquet(runs_dir)
-        for f in (frame, runs_frame):
-            f["dt"], f["run"] = f["dt"].astype(str), f["run"].astype(str)
+        frame = pandas.read_parquet(table_dir, partitioning=parts)
+        for f in (frame, runs_frame):  # dt: datetime.date in both (no astype), run: a string
+            assert {type(v) for v in f["dt"]} == {datetime.date} and {type(v) for v in f["run"]} == {str}, table
         assert len(frame.merge(runs_frame[[*keys, "committed_at"]], on=keys)) == len(frame), table
-        ((count, dt_type),) = duckdb.sql(
-            f"SELECT count(*), any_value(typeof(t.dt)) FROM read_parquet('{table_dir}/**/*.parquet', "
-            f"hive_partitioning = true) t JOIN read_parquet('{runs_dir}/**/*.parquet', hive_partitioning = true) r "
+        ((count, dt_type, run_type),) = duckdb.sql(
+            f"SELECT count(*), any_value(typeof(t.dt)), any_value(typeof(t.run)) FROM read_parquet("
+            f"'{table_dir}/**/*.parquet', {hive_types}) t JOIN read_parquet('{runs_dir}/**/*.parquet', {hive_types}) r "
             f"USING (dt, run, run_id, model_id)"
         ).fetchall()
-        assert (count, dt_type) == (rows.num_rows, "DATE"), table
-        joined = polars.scan_parquet(table_dir, hive_partitioning=True).join(
-            polars.scan_parquet(runs_dir, hive_partitioning=True).select([*keys, "committed_at"]), on=keys
+        assert (count, dt_type, run_type) == (rows.num_rows, "DATE", "VARCHAR"), table
+        joined = polars.scan_parquet(table_dir, hive_partitioning=True, hive_schema=hive_schema).join(
+            polars.scan_parquet(runs_dir, hive_partitioning=True, hive_schema=hive_schema).select(
+                [*keys, "committed_at"]
+            ),
+            on=keys,
         )
         frame_pl = joined.collect()
         assert frame_pl.height == rows.num_rows and frame_pl.schema["dt"] == polars.Date, table
-    # The package's reader and the "latest run per path" recipe (docs) order by commit time.
+        assert frame_pl.schema["run"] == polars.String, table
+    package = runs.read_runs(str(root), "predictions")  # the package's reader types dt alike
+    assert package.select(["dt", "run"]).schema.equals(PARTITION_SCHEMA) and package.num_rows == 18
     assert runs.read_runs(str(root), RUNS_TABLE).num_rows == 3
-    latest = duckdb.sql(
-        f"SELECT p.path, p.run FROM read_parquet('{root}/predictions/**/*.parquet', hive_partitioning = true) p "
-        f"JOIN read_parquet('{runs_dir}/**/*.parquet', hive_partitioning = true) r USING (dt, run, run_id, model_id) "
-        "QUALIFY row_number() OVER (PARTITION BY p.path ORDER BY r.committed_at DESC) = 1"
-    ).fetchall()
-    assert len(latest) == 6 and {r for _, r in latest} == {"rep"}
+    # deploy/README.md's recipes, run as written (Spark aside: make test-spark) from a folder holding out/runs.
+    python, sql = reader_recipes()
+    (tmp_path / "cwd" / "out").mkdir(parents=True)
+    (tmp_path / "cwd" / "out" / "runs").symlink_to(root)
+    monkeypatch.chdir(tmp_path / "cwd")
+    names: dict = {}
+    exec(compile(python, "deploy/README.md", "exec"), names)  # the document's own code
+    assert names["joined"].num_rows == names["table"].num_rows == 18 and names["df"].height == 18
+    assert names["table"].schema.field("dt").type == pa.date32() and names["df"].schema["dt"] == polars.Date
+    assert names["df"]["committed_at"].null_count() == 0  # Polars: every prediction met its run's row
+    assert len(names["latest"]) == 6 and set(names["latest"]["run"]) == {"rep"}  # latest per path: by commit time
+    latest = duckdb.sql(sql).fetchall()
+    assert len(latest) == 6 and {row[-1] for row in latest} == {"rep"}  # p.*: the partitions come last
+
+
+def reader_recipes() -> tuple[str, str]:
+    """deploy/README.md's Python reader recipes (without Spark's lines) and its latest-row-per-path SQL."""
+    text = (REPO / "deploy" / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Reading the tables") :]
+    python = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python\n") + 10)]
+    spark = python.index("from pyspark")
+    python = python[:spark] + python[python.index("from mnist_batch", spark) :]
+    sql = section[section.index("```sql\n") + 7 :]
+    return python, sql[: sql.index("```")]

@@ -10,8 +10,10 @@ from mnist_batch.cli.common import HelpFormatter, add_verbosity
 EXIT_FLAGGED = 5
 
 DESCRIPTION = """\
-Watch a runs root (score --layout runs --output ROOT): read every committed run's summary.json
-(never its prediction rows), compare each run with a reference and write into --output:
+Watch a runs root (score --layout runs --output ROOT): read every committed run's row of the runs
+table (ROOT/runs/: identity, commit time, counts) and its summary.json (class mix, confidence,
+reference; never its prediction rows), order the runs by commit time, compare each run with a
+reference and write into --output:
 
   runs.parquet   one row per run: counts, errors by stage, skipped by reason, rates, class mix,
                  confidence histogram, accuracy / macro-F1 (labelled runs), wall time, images/s,
@@ -37,6 +39,12 @@ runs), reference (fell back: no model card found), summary (summary.json unreada
 the run's status is `unreadable`, it is never a reference or a model-change baseline; the other
 runs are judged normally), model (differs from the previous readable run).
 Groups for --fail-on: drift = class_mix,confidence; all = every check.
+
+Runs table vs summaries: a committed run without a readable row in ROOT/runs/ (scored before the
+table existed) is judged from its summary; such a run, a row that disagrees with its summary, and
+a row whose run has no _SUCCESS (a commit in progress or cut short) each print a RUNS TABLE line
+(more than five runs without a row: one line for all) and are listed on the page and in
+monitor.json's notes.
 
 Examples:
   mnist-batch monitor out/runs --output out/monitor
@@ -114,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {result.outputs[name]}")
     for fallback in dict.fromkeys(r.fallback for r in result.references if r.fallback):
         print(f"monitor: FALLBACK: {fallback}")
+    for note in result.table_notes:
+        print(f"monitor: RUNS TABLE: {note.removeprefix('runs table: ')}")
     unreadable = [r for r in result.records if r.unreadable]
     for r in unreadable:
         print(f"monitor: UNREADABLE run {r.run} (dt={r.dt}): {r.unreadable}")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from mnist_batch.monitoring import page
 from mnist_batch.monitoring.checks import ALERT, CheckResult, Thresholds, check_runs, status_of
-from mnist_batch.monitoring.collect import RunRecord, collect_runs
+from mnist_batch.monitoring.collect import RunRecord, collect_runs, runs_table_notes
 from mnist_batch.monitoring.reference import Reference, assign_references, load_cards
 from mnist_batch.monitoring.table import MONITOR_JSON_FILE, MONITOR_PAGE_FILE, MONITOR_RUNS_FILE, runs_table
 
@@ -23,6 +23,8 @@ class MonitorResult:
     notes: list[str]
     outputs: dict[str, pathlib.Path]
     timings: dict[str, float]
+    table_notes: list[str] = dataclasses.field(default_factory=list)
+    """Where the runs table and the committed summaries disagree (also in ``notes``; printed by the CLI)."""
 
     @property
     def latest(self) -> tuple[RunRecord, list[CheckResult]] | None:
@@ -51,8 +53,10 @@ def monitor(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     records = collect_runs(root)
+    table_notes = runs_table_notes(root, records)
     timings["read_summaries_s"] = time.perf_counter() - start
     cards, notes = load_cards(records, model_cards)
+    notes = [*table_notes, *notes]
     refs = assign_references(records, cards, reference_run)
 
     results = check_runs(records, refs, thresholds)
@@ -68,6 +72,7 @@ def monitor(
             "dt": records[-1].dt,
             "run": records[-1].run,
             "model_id": records[-1].model_id,
+            "committed_at": records[-1].committed_at.isoformat() if records[-1].committed_at else None,
             "reference": refs[-1].label,
             "status": status_of(results[-1]),
             "checks": [dataclasses.asdict(c) for c in results[-1]],
@@ -90,9 +95,9 @@ def monitor(
     if page_file:
         mark = time.perf_counter()
         plots = page.write_plots(records, results, thresholds, out / "plots")
-        html = page.render_page(root, records, refs, results, thresholds, plots, notes)
+        html = page.render_page(root, records, refs, results, thresholds, plots, notes, table_notes)
         outputs["page"] = out / MONITOR_PAGE_FILE
         outputs["page"].write_text(html, encoding="utf-8")
         timings["page_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - start
-    return MonitorResult(records, refs, results, notes, outputs, timings)
+    return MonitorResult(records, refs, results, notes, outputs, timings, table_notes)

@@ -2,19 +2,22 @@
 
 Self-contained: each plot is written as a PNG under ``DIR/plots/`` and embedded as a ``data:``
 URI (:func:`mnist_batch.report.plots.png_data_uri`), so the page can be mailed or archived alone.
-Runs are on the x axis in commit order (one slot per run, labelled with ``dt`` and the run id;
-labels are thinned past a few dozen runs); a dashed line marks every run whose model differs
-from the run before it.
+The x axis is time: each run sits at its commit time (UTC, from the runs table; dates as ticks),
+so a gap of twelve days looks like one; the volume plot names each run above it (thinned past a
+few dozen runs) and the table of latest runs gives every run's dt, id and commit time. A dashed
+line marks every run whose model differs from the run before it.
 """
 
 from __future__ import annotations
 
+import datetime
 import html
 import pathlib
 import re
 from collections.abc import Sequence
 
 import matplotlib
+import matplotlib.dates as mdates
 import matplotlib.ticker
 import matplotlib.transforms
 
@@ -38,20 +41,60 @@ MAX_FLAGGED_ROWS = 200
 """The flagged-runs table shows the newest this many warnings and alerts (all are in runs.parquet)."""
 
 
-def _x_axis(ax, records: Sequence[RunRecord]) -> None:
-    n = len(records)
-    step = max(1, int(np.ceil(n / 30)))
-    ticks = list(range(0, n, step))
-    ax.set_xticks(
-        ticks, [f"{records[i].dt}\n{records[i].run}" for i in ticks], fontsize=7, rotation=60, ha="right"
-    )  # whole run ids: a cut id cannot be found again
-    ax.set_xlim(-0.6, n - 0.4)
+def run_times(records: Sequence[RunRecord]) -> np.ndarray:
+    """Each run's commit time (:attr:`RunRecord.time`, UTC) as a matplotlib date number (days)."""
+    return np.array([mdates.date2num(r.time) for r in records], np.float64)
+
+
+DEFAULT_GAP = 1.0
+"""The spacing (days) assumed when runs give none (a single run, or all committed at one instant)."""
+
+
+def neighbour_gaps(x: np.ndarray) -> np.ndarray:
+    """Each run's distance (days) to its nearest neighbour in time (``inf`` for a lone run); ``x`` sorted."""
+    gaps = np.diff(x)
+    return np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
+
+
+def typical_gap(x: np.ndarray) -> float:
+    """The median distance from a run to its nearest neighbour (days): the nightly spacing, whatever long
+    gaps there are; :data:`DEFAULT_GAP` when the runs give none."""
+    near = neighbour_gaps(x)
+    near = near[np.isfinite(near) & (near > 0)]
+    return float(np.median(near)) if near.size else DEFAULT_GAP
+
+
+def bar_widths(x: np.ndarray) -> np.ndarray:
+    """A bar per run, 80 % of the typical gap wide and never reaching into a neighbour's (a lone run
+    after a long gap keeps the usual width: a wide bar would look like a long run)."""
+    typical = typical_gap(x)
+    return 0.8 * np.clip(neighbour_gaps(x), 0.1 * typical, typical)
+
+
+def _x_axis(ax, records: Sequence[RunRecord], x: np.ndarray, *, run_ids: bool = False) -> None:
+    """Commit time on x (dates as ticks); ``run_ids``: each run's id above the axes (thinned past 30 runs)."""
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=9)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    pad = 0.6 * typical_gap(x)
+    ax.set_xlim(x.min() - pad, x.max() + pad)
+    ax.set_xlabel("commit time (UTC)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    if run_ids:
+        step = max(1, int(np.ceil(len(records) / 30)))
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(x[::step], [r.run for r in records[::step]], fontsize=7, rotation=60, ha="left")
+        top.tick_params(axis="x", length=2, pad=1)  # whole run ids: a cut id cannot be found again
     above = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    middle = (x.min() + x.max()) / 2
     for i in model_changes(records):
-        ax.axvline(i - 0.5, color="#6a1b9a", linestyle="--", linewidth=1.2)
-        ax.text(i - 0.5, 1.0, f"model \u2192 {records[i].model_label}", transform=above, color="#6a1b9a",
-                fontsize=7, ha="left", va="bottom")  # fmt: skip
-    if model_changes(records):
+        at = (x[i - 1] + x[i]) / 2
+        ax.axvline(at, color="#6a1b9a", linestyle="--", linewidth=1.2)
+        y, va = (0.98, "top") if run_ids else (1.0, "bottom")  # under the run ids, in the headroom
+        ha = "left" if at <= middle else "right"  # toward the middle: never over the legend or colour bar
+        ax.text(at, y, f" model \u2192 {records[i].model_label} ", transform=above, color="#6a1b9a",
+                fontsize=7, ha=ha, va=va, bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1})  # fmt: skip
+    if model_changes(records) and not run_ids:
         ax.set_title(ax.get_title(), pad=14)  # room for the model labels above the axes
 
 
@@ -83,12 +126,13 @@ def _figure(records: Sequence[RunRecord], height: float = 3.4):
 
 
 def _stacked(ax, x: np.ndarray, layers: np.ndarray, labels: Sequence[str], colours=None) -> None:
-    """layers: [K, N] stacked over x (bars for few runs, areas for many)."""
+    """layers: [K, N] stacked over x (commit times; bars for few runs, areas for many)."""
     bottom = np.zeros(layers.shape[1])
     colours = colours or [None] * len(labels)
     if len(x) <= MAX_BARS:
+        width = bar_widths(x)
         for layer, label, colour in zip(layers, labels, colours, strict=True):
-            ax.bar(x, layer, bottom=bottom, width=0.8, label=label, color=colour)
+            ax.bar(x, layer, bottom=bottom, width=width, label=label, color=colour)
             bottom = bottom + layer
     else:
         ax.stackplot(x, layers, labels=labels, colors=[c for c in colours if c] or None, step="mid")
@@ -97,19 +141,20 @@ def _stacked(ax, x: np.ndarray, layers: np.ndarray, labels: Sequence[str], colou
 def plot_volume(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path:
     counts = [r.counts for r in records]
     layers = np.array([[c.get(k, 0) for c in counts] for k in ("scored", "errors", "skipped")], np.float64)
-    fig, ax = _figure(records)
-    _stacked(ax, np.arange(len(records)), layers, ["scored", "errors", "skipped"], ["#1565c0", "#c62828", "#9e9e9e"])
+    fig, ax = _figure(records, 3.9)
+    x = run_times(records)
+    _stacked(ax, x, layers, ["scored", "errors", "skipped"], ["#1565c0", "#c62828", "#9e9e9e"])
     ax.set_ylabel("files")
-    ax.set_title("Volume per run: files scored, failed (errors) and skipped")
+    ax.set_title("Volume per run: files scored, failed (errors) and skipped (run ids above)", pad=8)
     _headroom(ax, max(1.0, float(layers.sum(axis=0).max()) if layers.size else 1.0))
     _legend_outside(ax)
     ax.grid(axis="y", alpha=0.3)
-    _x_axis(ax, records)
+    _x_axis(ax, records, x, run_ids=True)
     return save_figure(fig, path, dpi=DPI)
 
 
 def plot_rates(records: Sequence[RunRecord], thresholds: Thresholds, path: pathlib.Path) -> pathlib.Path:
-    x = np.arange(len(records))
+    x = run_times(records)
     fig, ax = _figure(records)
 
     def series(values):  # percent: rates of a few % are read on their own scale, not on 0..1
@@ -133,7 +178,7 @@ def plot_rates(records: Sequence[RunRecord], thresholds: Thresholds, path: pathl
     )
     _legend_outside(ax)
     ax.grid(alpha=0.3)
-    _x_axis(ax, records)
+    _x_axis(ax, records, x)
     return save_figure(fig, path, dpi=DPI)
 
 
@@ -147,13 +192,24 @@ def plot_class_mix(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.
     )
     colours = [plt.get_cmap("tab10" if width <= 10 else "tab20")(i % 20) for i in range(width)]
     fig, ax = _figure(records, 3.8)
-    _stacked(ax, np.arange(len(records)), shares, names, colours)
+    x = run_times(records)
+    _stacked(ax, x, shares, names, colours)
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of scored")
     ax.set_title("Predicted class mix per run")
     _legend_outside(ax, "class")
-    _x_axis(ax, records)
+    _x_axis(ax, records, x)
     return save_figure(fig, path, dpi=DPI)
+
+
+def run_columns(x: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ma.MaskedArray]:
+    """Cell edges on the time axis and the [bins, cells] values of a heat map with one column per run,
+    as wide as its bar (:func:`bar_widths`), with empty (masked) cells between runs."""
+    half = np.minimum(bar_widths(x) / 2, 0.45 * neighbour_gaps(x))  # cells never overlap: edges keep their order
+    edges = np.column_stack([x - half, x + half]).reshape(-1)
+    columns = np.full((values.shape[0], 2 * len(x) - 1), np.nan)
+    columns[:, ::2] = values
+    return edges, np.ma.masked_invalid(columns)
 
 
 def plot_confidence(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Path:
@@ -162,32 +218,24 @@ def plot_confidence(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib
     totals = hist.sum(axis=1, keepdims=True)
     shares = np.divide(hist, totals, out=np.zeros(hist.shape), where=totals > 0).T
     fig, ax = _figure(records, 3.8)
-    image = ax.imshow(
-        np.sqrt(shares),
-        aspect="auto",
-        origin="lower",
-        cmap="magma_r",
-        extent=(-0.5, len(records) - 0.5, 0.0, 1.0),
-        vmin=0,
-        vmax=1,
-        interpolation="nearest",
-    )
+    x = run_times(records)
+    shares[:, totals[:, 0] == 0] = np.nan  # a run with nothing scored (or an unreadable summary): an empty column
+    edges, columns = run_columns(x, np.sqrt(shares))
+    image = ax.pcolormesh(edges, np.linspace(0.0, 1.0, shares.shape[0] + 1), columns, cmap="magma_r", vmin=0, vmax=1)
     mean = [np.nan if r.summary.get("mean_confidence") is None else r.summary["mean_confidence"] for r in records]
-    ax.plot(
-        np.arange(len(records)), mean, color="#00bcd4", marker="o" if len(records) <= MAX_BARS else None, label="mean"
-    )
+    ax.plot(x, mean, color="#00bcd4", marker="o" if len(records) <= MAX_BARS else None, label="mean")
     cbar = fig.colorbar(image, ax=ax, pad=0.01)
     cbar.set_label("share of run (sqrt scale)")
     cbar.set_ticks(np.sqrt([0, 0.05, 0.25, 0.5, 1.0]), labels=["0", "5%", "25%", "50%", "100%"])
     ax.set_ylabel(f"top-class confidence ({CONFIDENCE_BINS} bins)")
     ax.set_title("Confidence distribution per run")
     ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=8, borderaxespad=0)  # right of the colour bar
-    _x_axis(ax, records)
+    _x_axis(ax, records, x)
     return save_figure(fig, path, dpi=DPI)
 
 
 def plot_psi(records: Sequence[RunRecord], results, thresholds: Thresholds, path: pathlib.Path) -> pathlib.Path:
-    x = np.arange(len(records))
+    x = run_times(records)
     fig, ax = _figure(records)
     marker = "o" if len(records) <= MAX_BARS else None
     top = thresholds.psi_alert
@@ -202,7 +250,7 @@ def plot_psi(records: Sequence[RunRecord], results, thresholds: Thresholds, path
     ax.set_title("Drift: population stability index of each run against its reference")
     _legend_outside(ax)
     ax.grid(alpha=0.3)
-    _x_axis(ax, records)
+    _x_axis(ax, records, x)
     return save_figure(fig, path, dpi=DPI)
 
 
@@ -211,7 +259,7 @@ def plot_quality(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Pa
     if all(a is None for a in acc):
         return None
     f1 = [r.summary.get("macro_f1") for r in records]
-    x = np.arange(len(records))
+    x = run_times(records)
     fig, ax = _figure(records, 3.0)
     marker = "o" if len(records) <= MAX_BARS else None
     ax.plot(x, [np.nan if a is None else a for a in acc], marker="o" if marker else None, label="accuracy")
@@ -222,7 +270,7 @@ def plot_quality(records: Sequence[RunRecord], path: pathlib.Path) -> pathlib.Pa
     ax.set_title("Accuracy and macro-F1 (runs with labels; macro over the classes present)")
     _legend_outside(ax)
     ax.grid(alpha=0.3)
-    _x_axis(ax, records)
+    _x_axis(ax, records, x)
     return save_figure(fig, path, dpi=DPI)
 
 
@@ -233,7 +281,7 @@ STYLE = (
     "td.id{white-space:nowrap}th{background:#f3f3f3}.scroll{overflow-x:auto;max-width:100%}img{max-width:100%;border:1px solid #eee;margin:.4em 0}"
     ".ok{color:#2e7d32}.warn{color:#b26a00;font-weight:600}.alert{color:#c62828;font-weight:700}"
     ".unreadable{color:#6a1b9a;font-weight:700}.banner.unreadable{background:#f3e5f5}"
-    ".banner{padding:.6em 1em;border-radius:4px;font-size:110%}.banner.ok{background:#e8f5e9}"
+    ".banner{padding:.6em 1em;border-radius:4px;font-size:110%;margin:.5em 0}ul.notes{font-weight:normal;font-size:85%;color:#222;overflow-wrap:anywhere}.banner.ok{background:#e8f5e9}"
     ".banner.warn{background:#fff3e0}.banner.alert{background:#ffebee}code{background:#f5f5f5;padding:0 .2em}"
 )
 
@@ -259,8 +307,8 @@ def _e(value: object) -> str:
 
 
 NUMBER = re.compile(r"^(&ndash;|[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?)$")
-ID_COLUMNS = ("dt", "run")
-"""Columns never broken across lines (a date or run id cut in two cannot be read or searched)."""
+ID_COLUMNS = ("dt", "run", "committed (UTC)")
+"""Columns never broken across lines (a date, time or run id cut in two cannot be read or searched)."""
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -283,6 +331,14 @@ def run_link(root: str, record: RunRecord) -> str:
     folder = pathlib.Path(root).absolute() / RUNS_DIR / f"dt={record.dt}" / f"run={record.run}"
     target = folder / "report.html" if (folder / "report.html").is_file() else folder / SUMMARY_FILE
     return f"<a class='run' href='{_e(target.as_uri())}'>{_e(record.run)}</a>"
+
+
+def _when(record: RunRecord) -> str:
+    """The run's commit time to the second, UTC (the plots' x); a dash when nothing records it."""
+    when = record.committed_at
+    if when is None:
+        return "&ndash;"
+    return _e(when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def _pct(v: float | None) -> str:
@@ -310,8 +366,10 @@ def render_page(
     thresholds: Thresholds,
     plots: dict[str, pathlib.Path],
     notes: Sequence[str] = (),
+    table_notes: Sequence[str] = (),
 ) -> str:
-    """The page's HTML (plots already written): the banner, then one section after another."""
+    """The page's HTML (plots already written): the banner, then one section after another.
+    ``table_notes`` (where the runs table and the summaries disagree) are shown under the banner too."""
     sections = [
         flagged_section(records, results, root),
         *plot_sections(plots),
@@ -319,11 +377,32 @@ def render_page(
         references_section(refs, thresholds, notes),
         latest_runs_section(records, results),
     ]
-    body = banner(root, records, results) + "".join(f"<h2>{_e(h)}</h2>\n{content}\n" for h, content in sections)
+    body = (
+        banner(root, records, results)
+        + table_banner(table_notes)
+        + "".join(f"<h2>{_e(h)}</h2>\n{content}\n" for h, content in sections)
+    )
     title = "mnist_batch monitor"
     return (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
         f"<body><h1>{title}</h1>\n{body}{LOAD_CHECK}</body></html>\n"
+    )
+
+
+TABLE_NOTES_SHOWN = 5
+"""Runs-table notes listed under the banner (all of them are in the notes section and monitor.json)."""
+
+
+def table_banner(table_notes: Sequence[str]) -> str:
+    """Where the runs table and the committed summaries disagree, at the top of the page; empty when they agree."""
+    if not table_notes:
+        return ""
+    items = "".join(f"<li>{_e(n.removeprefix('runs table: '))}</li>" for n in table_notes[:TABLE_NOTES_SHOWN])
+    more = len(table_notes) - TABLE_NOTES_SHOWN
+    tail = f"<li>{more:,} more in the notes below and in monitor.json</li>" if more > 0 else ""
+    return (
+        "<div class='banner warn'>The runs table and the committed runs do not agree:"
+        f"<ul class='notes'>{items}{tail}</ul></div>"
     )
 
 
@@ -437,6 +516,7 @@ def run_row(record: RunRecord, checks: Sequence[CheckResult]) -> list[str]:
     return [
         _e(record.dt),
         _e(record.run),
+        _when(record),
         _e(record.model_label),
         _e(record.runtime),
         f"{c.get('matched', 0):,}",
@@ -453,6 +533,7 @@ def run_row(record: RunRecord, checks: Sequence[CheckResult]) -> list[str]:
 RUN_COLUMNS = (
     "dt",
     "run",
+    "committed (UTC)",
     "model",
     "runtime",
     "matched",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 
 import pyarrow as pa
 
 from mnist_batch.monitoring.checks import CheckResult, status_of
-from mnist_batch.monitoring.collect import RunRecord
+from mnist_batch.monitoring.collect import RunRecord, parse_time
 from mnist_batch.monitoring.reference import Reference
-from mnist_batch.tables import ERROR_STAGES
+from mnist_batch.tables import COL_RUNTIME_MODEL_ID, ERROR_STAGES
 
 MONITOR_RUNS_FILE = "runs.parquet"
 MONITOR_PAGE_FILE = "monitor.html"
@@ -17,9 +18,10 @@ MONITOR_JSON_FILE = "monitor.json"
 
 MONITOR_RUNS_SCHEMA = pa.schema(
     [
-        pa.field("dt", pa.string(), nullable=False),
+        pa.field("dt", pa.date32(), nullable=False),
         pa.field("run", pa.string(), nullable=False),
         pa.field("model_id", pa.string()),
+        pa.field(COL_RUNTIME_MODEL_ID, pa.string()),
         pa.field("model_name", pa.string()),
         pa.field("runtime", pa.string()),
         pa.field("runner", pa.string()),
@@ -46,8 +48,8 @@ MONITOR_RUNS_SCHEMA = pa.schema(
         pa.field("macro_f1", pa.float64()),
         pa.field("wall_time_s", pa.float64()),
         pa.field("images_per_s", pa.float64()),
-        pa.field("started_at", pa.string()),
-        pa.field("committed_at", pa.string()),
+        pa.field("started_at", pa.timestamp("us", tz="UTC")),
+        pa.field("committed_at", pa.timestamp("us", tz="UTC")),
         pa.field("reference", pa.string()),
         pa.field("psi_class_mix", pa.float64()),
         pa.field("psi_confidence", pa.float64()),
@@ -55,8 +57,9 @@ MONITOR_RUNS_SCHEMA = pa.schema(
         pa.field("flags", pa.list_(pa.string()), nullable=False),
     ]
 )
-"""``DIR/runs.parquet`` of ``mnist-batch monitor``: rates are shares (0..1), None where undefined;
-``flags`` holds one ``check: reason`` per alert; ``status`` is ok, warn or alert."""
+"""``DIR/runs.parquet`` of ``mnist-batch monitor``, in commit order: rates are shares (0..1), None where
+undefined; ``flags`` holds one ``check: reason`` per alert; ``status`` is ok, warn, alert or unreadable.
+Types as in the run store's runs table: ``dt`` a date, ``started_at`` / ``committed_at`` UTC timestamps."""
 
 
 def _float(v) -> float | None:
@@ -75,9 +78,10 @@ def runs_table(
         errors_by_stage = {str(k): int(v) for k, v in (s.get("errors_by_stage") or {}).items()}
         rows.append(
             {
-                "dt": record.dt,
+                "dt": datetime.date.fromisoformat(record.dt),
                 "run": record.run,
                 "model_id": record.model_id or None,
+                COL_RUNTIME_MODEL_ID: record.runtime_model_id or None,
                 "model_name": record.model_name or None,
                 "runtime": record.runtime,
                 "runner": s.get("runner"),
@@ -104,8 +108,8 @@ def runs_table(
                 "macro_f1": _float(s.get("macro_f1")),
                 "wall_time_s": _float(s.get("wall_time_s")),
                 "images_per_s": _float(s.get("images_per_s")),
-                "started_at": s.get("started_at"),
-                "committed_at": s.get("committed_at"),
+                "started_at": (record.row or {}).get("started_at") or parse_time(s.get("started_at")),
+                "committed_at": record.committed_at,
                 "reference": ref.label,
                 "psi_class_mix": by_check["class_mix"].value,
                 "psi_confidence": by_check["confidence"].value,

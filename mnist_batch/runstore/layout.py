@@ -72,6 +72,17 @@ def runs_index(root: str) -> dict[tuple[str, str], set[str]]:
     return index
 
 
+def table_partitions(root: str, table: str) -> set[tuple[str, str]]:
+    """``(dt, run_id)`` of every ``ROOT/<table>/dt=/run=/`` folder holding a file (committed or not), one listing."""
+    prefix = fs.join(root, table).rstrip("/") + "/"
+    found = set()
+    for path in fs.list_files(fs.join(root, table)):
+        parts = path[len(prefix) :].replace("\\", "/").split("/")
+        if len(parts) >= 3 and parts[0].startswith("dt=") and parts[1].startswith("run="):
+            found.add((parts[0][3:], parts[1][4:]))
+    return found
+
+
 def run_partitions(root: str, run_id: str) -> list[str]:
     """The ``dt`` values under which ``run_id`` has metadata in a runs root (committed or not)."""
     return sorted(dt for dt, run in runs_index(root) if run == run_id)

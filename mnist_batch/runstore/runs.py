@@ -16,6 +16,7 @@ this package's reader: it lists the committed runs from their markers and reads 
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,7 +26,7 @@ from mnist_batch.runstore import claims, fs
 from mnist_batch.runstore.commit import recover
 from mnist_batch.runstore.history import RunInfo, committed_runs
 from mnist_batch.runstore.shards import read_shards
-from mnist_batch.tables import CLAIMS_DIR, RUN_TABLES
+from mnist_batch.tables import CLAIMS_DIR, PARTITION_SCHEMA, RUN_TABLES
 
 __all__ = ["RunInfo", "clean", "committed_runs", "read_run_table", "read_runs"]
 
@@ -38,7 +39,8 @@ def read_run_table(run: RunInfo, table: str) -> pa.Table:
 
 
 def read_runs(root: str, table: str, runs: Iterable[RunInfo] | None = None) -> pa.Table:
-    """``table`` over the committed runs under ``root`` (local or any Beam filesystem), with ``dt`` and ``run``.
+    """``table`` over the committed runs under ``root`` (local or any Beam filesystem), with ``dt`` (a date)
+    and ``run`` (a string) as in :data:`~mnist_batch.tables.PARTITION_SCHEMA`.
 
     Uncommitted runs (running, killed, failed) are never read: only runs with a marker are listed.
     """
@@ -48,10 +50,12 @@ def read_runs(root: str, table: str, runs: Iterable[RunInfo] | None = None) -> p
     pieces = []
     for run in runs:
         t = read_run_table(run, table)
-        t = t.append_column("dt", pa.array([run.dt] * t.num_rows, pa.string()))
+        t = t.append_column("dt", pa.array([datetime.date.fromisoformat(run.dt)] * t.num_rows, pa.date32()))
         pieces.append(t.append_column("run", pa.array([run.run_id] * t.num_rows, pa.string())))
     if not pieces:
-        schema = RUN_TABLES[table].append(pa.field("dt", pa.string())).append(pa.field("run", pa.string()))
+        schema = RUN_TABLES[table]
+        for field in PARTITION_SCHEMA:
+            schema = schema.append(field)
         return schema.empty_table()
     return pa.concat_tables(pieces)
 

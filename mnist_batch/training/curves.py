@@ -10,6 +10,7 @@ import csv
 import pathlib
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -53,6 +54,7 @@ def plot_learning_curves(history: dict[str, list[float]], path: pathlib.Path, *,
             if key in history:
                 ax.plot(epochs, history[key], style, ms=3, label="validation" if prefix else "train")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole: no 1.5
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
