@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import pathlib
+import shutil
 import socket
 
 import pyarrow as pa
@@ -369,6 +370,16 @@ def test_cli_runs_layout_flags_and_runs_command(tiny_model, sample_data, tmp_pat
     assert cli_main(["runs", "list", str(root)]) == 0
     listing = capsys.readouterr().out
     assert "c1" in listing and "c2" in listing and "2 committed run(s)" in listing
+    # Listed in commit order: a backfill of an older dt, committed last, is listed last.
+    assert cli_main([*base, "--layout", "runs", "--run-id", "back", "--run-date", "2026-01-01"]) == 0
+    capsys.readouterr()
+    assert cli_main(["runs", "list", str(root), "--json"]) == 0
+    assert [r["run"] for r in json.loads(capsys.readouterr().out)] == ["c1", "c2", "back"]
+    shutil.rmtree(root / "_runs" / "dt=2026-01-01")
+    for table in root.glob("*/dt=2026-01-01"):
+        shutil.rmtree(table)
+    assert cli_main(["runs", "list", str(root)]) == 0
+    listing = capsys.readouterr().out
     # Each run's path, as `report` takes it; one damaged summary is a row, not the end of the listing.
     assert str(root / "_runs" / "dt=2026-05-01" / "run=c1") in listing
     (root / "_runs" / "dt=2026-05-01" / "run=c1" / "summary.json").write_text("{")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 **({"unreadable": summary["unreadable"]} if "unreadable" in summary else {}),
             }
         )
+    rows.sort(key=commit_order)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -111,6 +113,15 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"{len(rows)} committed run(s) under {args.root}")
     return 0
+
+
+def commit_order(row: dict) -> tuple:
+    """Runs in the order they were committed (a backfill of an old ``dt`` comes last); unreadable first."""
+    try:
+        when = datetime.datetime.fromisoformat(row["committed_at"]).timestamp()
+    except (TypeError, ValueError):
+        when = float("-inf")
+    return (when, row["dt"], row["run"])
 
 
 def verify(args: argparse.Namespace) -> int:
