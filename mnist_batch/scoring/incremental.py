@@ -146,6 +146,11 @@ class SelectFiles(beam.PTransform):
         self._earlier = list(earlier or [])
         self._max_file_bytes = max_file_bytes
 
+    @property
+    def keeps_every_file(self) -> bool:
+        """True when no earlier run is read (not incremental): every matched file is taken on."""
+        return not self._earlier
+
     def expand(self, files):
         tag = SelectNewFilesFn.MANIFEST_TAG
         fn = SelectNewFilesFn(self._run_id, self._key, self._max_file_bytes)
