@@ -207,3 +207,22 @@ def _rows(schema, n):
         return True if pa.types.is_boolean(field.type) else 1
 
     return pa.Table.from_pylist([{f.name: value(f) for f in schema} for _ in range(n)], schema=schema)
+
+
+def test_prediction_chunks_are_written_in_row_groups_of_rows_per_group_not_one_per_group(tmp_path):
+    """A million-file shard wrote ~3,900 row groups of 256 rows; the writer keeps their metadata until it closes."""
+    from mnist_batch.runstore.shards import ROWS_PER_GROUP
+    from mnist_batch.scoring.sinks import WriteShardsFn
+
+    fn = WriteShardsFn(str(tmp_path / "predictions"), PREDICTIONS_SCHEMA)
+    fn.start_bundle()
+    for _ in range(20):  # 20 groups of 256 predictions, as FormatGroupsFn emits them
+        assert list(fn.process(_rows(PREDICTIONS_SCHEMA, 256))) == []
+    (written,) = list(fn.finish_bundle())
+    path, rows = written.value
+    meta = pq.ParquetFile(path).metadata
+    assert rows == meta.num_rows == 20 * 256
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [
+        ROWS_PER_GROUP,
+        20 * 256 - ROWS_PER_GROUP,
+    ]
