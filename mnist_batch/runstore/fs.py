@@ -11,9 +11,16 @@ What is atomic where (the run store's commit relies on it; see deploy/README.md)
 
 * local and POSIX network disks: :func:`rename` of a file or a folder, :func:`write_atomic`
   (temp file + ``os.replace``) and :func:`create_exclusive` (``O_CREAT | O_EXCL``);
-* GCS and S3: one object appears whole when its upload completes (so :func:`write_atomic` is
-  atomic), but a rename is a copy then a delete per object, and :func:`create_exclusive` is a
-  check then a write (another writer can slip in between).
+* S3 (and S3-compatible servers): one object appears whole when its upload completes (so
+  :func:`write_atomic` is atomic); :func:`create_exclusive` is one conditional ``PUT``
+  (``If-None-Match: *``, :mod:`mnist_batch.runstore.s3`), so of two callers exactly one wins;
+  a rename is a copy then a delete per object;
+* GCS and other Beam filesystems: as S3, but :func:`create_exclusive` is a check then a write
+  (another writer can slip in between).
+
+Remote filesystems are opened with the options given to :func:`configure` (the scoring launch
+passes its Beam options: ``--s3_endpoint_url`` ...); until it is called, with none, so that the
+usual environment applies (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ import os
 import shutil
 import uuid
 import warnings
+from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.files import LOCAL_SCHEME, is_remote, local_path
+from mnist_batch.runstore import s3
 
 __all__ = ["is_remote"]  # the package's one answer (mnist_batch.files), as the run store's callers know it
 
@@ -37,26 +46,54 @@ GLOB_CHARS = "*?["
 warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
 
 
+_configured: dict[str, Any] = {"options": None}
+
+
+def configure(options: Any = None) -> None:
+    """The options every remote filesystem is opened with, in this process.
+
+    Args:
+      options: Beam's ``PipelineOptions`` (its ``--s3_*``, ``--project`` ... options), or a dict of
+        them; None: none, so each filesystem's client reads the environment (``AWS_*`` variables).
+    """
+    # Not an empty dict: Beam takes a falsy one for "no options", and its S3 filesystem then opens
+    # no client at all. A False flag is what no option means to every filesystem (GCS drops it).
+    options = {"s3_disable_ssl": False} if options is None else options
+    FileSystems.set_options(options)  # Beam's S3 filesystem refuses to open a client without any
+    values = options.get_all_options() if hasattr(options, "get_all_options") else dict(options)
+    s3.configure(values)
+    _configured["options"] = options
+
+
+def remote(uri: str) -> bool:
+    """:func:`is_remote`, and remote filesystems configured (:func:`configure`) before their first use."""
+    if not is_remote(uri):
+        return False
+    if _configured["options"] is None:
+        configure()
+    return True
+
+
 def glob_escape(path: str) -> str:
     """``path`` as a Beam match pattern that matches exactly that path (``[`` -> ``[[]``, ...)."""
     return "".join(f"[{c}]" if c in GLOB_CHARS else c for c in path)
 
 
 def join(base: str, *parts: str) -> str:
-    if is_remote(base):
+    if remote(base):
         return FileSystems.join(base, *parts)
     return os.path.join(base, *parts)  # what Beam's local filesystem does, for file:// URIs too
 
 
 def exists(uri: str) -> bool:
-    if is_remote(uri):
+    if remote(uri):
         return FileSystems.exists(uri)
     return os.path.lexists(local_path(uri))
 
 
 def list_files(folder: str) -> list[str]:
     """Every file under ``folder``, recursively, sorted; ``[]`` when it does not exist."""
-    if is_remote(folder):
+    if remote(folder):
         pattern = glob_escape(folder.rstrip("/")) + "/**"
         try:
             result = FileSystems.match([pattern])[0]
@@ -72,7 +109,7 @@ def list_files(folder: str) -> list[str]:
 
 def list_dir(folder: str) -> list[str]:
     """Names of the entries (files and folders) directly in ``folder``, sorted; ``[]`` if missing."""
-    if is_remote(folder):
+    if remote(folder):
         prefix = folder.rstrip("/") + "/"
         return sorted({p[len(prefix) :].split("/", 1)[0] for p in list_files(folder) if p.startswith(prefix)})
     try:
@@ -97,7 +134,7 @@ def basename(uri: str) -> str:
 
 def rename(src: str, dst: str) -> None:
     """Moves a file (or, locally, a whole folder) to ``dst``; ``dst``'s parents are created."""
-    if is_remote(src):
+    if remote(src):
         FileSystems.rename([src], [dst])
         return
     src, dst = local_path(src), local_path(dst)
@@ -107,7 +144,7 @@ def rename(src: str, dst: str) -> None:
 
 def delete_tree(folder: str) -> None:
     """Deletes ``folder`` and everything under it; nothing to do when it does not exist."""
-    if is_remote(folder):
+    if remote(folder):
         files = list_files(folder)
         if files:
             FileSystems.delete(files)
@@ -121,7 +158,7 @@ def delete_tree(folder: str) -> None:
 
 def delete_file(uri: str) -> None:
     """Deletes one file; nothing to do when it does not exist."""
-    if is_remote(uri):
+    if remote(uri):
         if FileSystems.exists(uri):
             FileSystems.delete([uri])
         return
@@ -137,7 +174,7 @@ def remove_empty_dir(folder: str) -> None:
 
 
 def read_text(uri: str) -> str:
-    if is_remote(uri):
+    if remote(uri):
         with FileSystems.open(uri) as f:
             return f.read().decode("utf-8")
     with open(local_path(uri), encoding="utf-8") as f:
@@ -147,7 +184,7 @@ def read_text(uri: str) -> str:
 def write_atomic(uri: str, text: str) -> None:
     """Writes ``text`` so that a reader sees the old file or the whole new one, never a part."""
     data = text.encode("utf-8")
-    if is_remote(uri):
+    if remote(uri):
         with FileSystems.create(uri) as f:  # an object store publishes the object when it is closed
             f.write(data)
         return
@@ -168,11 +205,14 @@ def write_atomic(uri: str, text: str) -> None:
 def create_exclusive(uri: str, text: str) -> bool:
     """Creates ``uri`` with ``text`` unless it exists; True when this call created it.
 
-    Local disks: one atomic ``O_CREAT | O_EXCL``, so of two callers exactly one wins. Object
-    stores: a check then a write (best effort; see the module docstring).
+    Local disks: one atomic ``O_CREAT | O_EXCL``, and S3: one conditional ``PUT``, so of two
+    callers exactly one wins. Other object stores: a check then a write (best effort; see the
+    module docstring).
     """
     data = text.encode("utf-8")
-    if is_remote(uri):
+    if remote(uri) and s3.is_s3(uri):
+        return s3.put_if_absent(uri, data) is not None
+    if remote(uri):
         if FileSystems.exists(uri):
             return False
         with FileSystems.create(uri) as f:

@@ -215,6 +215,7 @@ def start(settings: ScoreSettings, *, wait: bool = True) -> dict[str, Any]:
       ScoringError: an unwritable output or unknown runner (before any file is read), and
         whatever :func:`launch` raises.
     """
+    fs.configure(PipelineOptions(list(settings.beam_args)))  # the --s3_* options for the checks too
     check_environment(settings.config.output, list(settings.beam_args))
     return launch(settings.config, settings.run, list(settings.beam_args), wait=wait)
 
@@ -251,6 +252,7 @@ def launch(
     """
     options = options or RunOptions()
     beam_options = PipelineOptions(beam_args or [])
+    fs.configure(beam_options)  # the run store and the model are read with the job's --s3_* options
     runner = runner_name(beam_options)
     run_id = check_run_id(config.run_id or default_run_id())
     card = card or check_model(config.model, options.expect_model_id, load=False)

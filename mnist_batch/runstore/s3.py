@@ -1,0 +1,121 @@
+"""Conditional writes on S3 (and S3-compatible servers), through boto3: what Beam's filesystem lacks.
+
+Beam's ``S3FileSystem`` uploads and deletes objects unconditionally. The run store's leases need
+an atomic create and an atomic replace, which S3 offers as conditional requests:
+
+* ``PUT`` with ``If-None-Match: *`` creates the object only if no object has that key
+  (412 Precondition Failed otherwise): :func:`put_if_absent`;
+* ``PUT`` with ``If-Match: <etag>`` replaces the object only if it is still that version:
+  :func:`replace_if`; ``DELETE`` with ``If-Match`` deletes it only then: :func:`delete_if`.
+
+Of two writers racing on one key, the server lets exactly one win. The client is made from the
+same settings as Beam's S3 filesystem (``--s3_endpoint_url``, ``--s3_access_key_id``, ... or, unset,
+boto3's usual ``AWS_*`` variables and files); see :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+SCHEME = "s3://"
+OPTION_NAMES = {
+    "s3_endpoint_url": "endpoint_url",
+    "s3_access_key_id": "aws_access_key_id",
+    "s3_secret_access_key": "aws_secret_access_key",
+    "s3_session_token": "aws_session_token",
+    "s3_region_name": "region_name",
+    "s3_api_version": "api_version",
+    "s3_verify": "verify",
+}
+"""Beam's S3 options -> boto3 client arguments (what Beam's own boto3 client passes)."""
+PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+"""The answers of a conditional request that lost: 412, or 409 when another conditional write to the key is under way."""
+
+_state: dict[str, Any] = {"kwargs": {}, "client": None}
+_lock = threading.Lock()
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(SCHEME)
+
+
+def configure(options: dict[str, Any]) -> None:
+    """Takes Beam's S3 options (``{"s3_endpoint_url": ..., ...}``; missing or None: boto3's defaults)."""
+    kwargs = {arg: options[name] for name, arg in OPTION_NAMES.items() if options.get(name) is not None}
+    if options.get("s3_disable_ssl"):
+        kwargs["use_ssl"] = False
+    with _lock:
+        _state["kwargs"], _state["client"] = kwargs, None
+
+
+def client():
+    """One boto3 S3 client per settings (boto3 clients are thread-safe; making one costs ~50 ms)."""
+    with _lock:
+        if _state["client"] is None:
+            import boto3  # the `aws` extra (apache-beam[aws]); only for s3:// roots
+
+            _state["client"] = boto3.session.Session().client("s3", **_state["kwargs"])
+        return _state["client"]
+
+
+def split(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    bucket, _, key = uri[len(SCHEME) :].partition("/")
+    return bucket, key
+
+
+def lost_race(exc: Exception) -> bool:
+    """True when ``exc`` is a conditional request's refusal (the condition did not hold)."""
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return code in PRECONDITION_CODES or status in PRECONDITION_CODES
+
+
+def put_if_absent(uri: str, data: bytes) -> str | None:
+    """Creates ``uri`` unless an object has that key; its ETag, or None when it existed."""
+    bucket, key = split(uri)
+    try:
+        return client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")["ETag"]
+    except Exception as exc:
+        if lost_race(exc):
+            return None
+        raise
+
+
+def read(uri: str) -> tuple[bytes, str] | None:
+    """``(content, etag)`` of ``uri``; None when there is no such object."""
+    bucket, key = split(uri)
+    try:
+        got = client().get_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    return got["Body"].read(), got["ETag"]
+
+
+def replace_if(uri: str, data: bytes, etag: str) -> str | None:
+    """Replaces ``uri`` only while it is version ``etag``; the new ETag, or None when it changed or went."""
+    bucket, key = split(uri)
+    try:
+        return client().put_object(Bucket=bucket, Key=key, Body=data, IfMatch=etag)["ETag"]
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if lost_race(exc) or code in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def delete_if(uri: str, etag: str) -> bool:
+    """Deletes ``uri`` only while it is version ``etag``; True when this call deleted it."""
+    bucket, key = split(uri)
+    try:
+        client().delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if lost_race(exc) or code in ("NoSuchKey", "404"):
+            return False
+        raise
+    return True
