@@ -36,6 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.files import LOCAL_SCHEME, is_remote, local_path
 from mnist_batch.runstore import s3
+from mnist_batch.runstore.errors import RunStoreError
 
 __all__ = ["is_remote"]  # the package's one answer (mnist_batch.files), as the run store's callers know it
 
@@ -72,6 +73,20 @@ def remote(uri: str) -> bool:
     if _configured["options"] is None:
         configure()
     return True
+
+
+def check_reachable(uri: str, what: str) -> None:
+    """Raises a one-line :class:`RunStoreError` when ``uri``'s bucket cannot be used (S3: a ``HEAD``
+    of the bucket: wrong credentials, no such bucket, unreachable endpoint); nothing for other places.
+
+    Args:
+      uri: any path or URI.
+      what: how the message names it (``--output s3://b/runs``).
+    """
+    if remote(uri) and s3.is_s3(uri):
+        reason = s3.check_bucket(uri)
+        if reason is not None:
+            raise RunStoreError(f"{what}: {reason}")
 
 
 def glob_escape(path: str) -> str:

@@ -73,6 +73,30 @@ def lost_race(exc: Exception) -> bool:
     return code in PRECONDITION_CODES or status in PRECONDITION_CODES
 
 
+BUCKET_REFUSALS = {
+    "403": "access denied: wrong credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, --s3_access_key_id ...) "
+    "or no permission on the bucket",
+    "404": "no such bucket",
+    "400": "the server refused the request (wrong region or endpoint?)",
+}
+
+
+def check_bucket(uri: str) -> str | None:
+    """Why the bucket of ``uri`` cannot be used (one line), or None when it answers ``HEAD`` with 200."""
+    bucket, _ = split(uri)
+    try:
+        client().head_bucket(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001 -- botocore's errors, or none reached: all become the reason
+        response = getattr(exc, "response", None)
+        if response is None:  # no answer at all: endpoint unreachable, no credentials found, ...
+            return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        code = response.get("Error", {}).get("Code", status)
+        said = f"HTTP {status}" if code == status else f"HTTP {status} {code}"
+        return f"{BUCKET_REFUSALS.get(status, 'refused')} ({said} on bucket {bucket})"
+    return None
+
+
 def put_if_absent(uri: str, data: bytes) -> str | None:
     """Creates ``uri`` unless an object has that key; its ETag, or None when it existed."""
     bucket, key = split(uri)

@@ -216,7 +216,9 @@ def start(settings: ScoreSettings, *, wait: bool = True) -> dict[str, Any]:
         whatever :func:`launch` raises.
     """
     fs.configure(PipelineOptions(list(settings.beam_args)))  # the --s3_* options for the checks too
-    check_environment(settings.config.output, list(settings.beam_args))
+    config = settings.config
+    places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
+    check_environment(config.output, list(settings.beam_args), places)
     return launch(settings.config, settings.run, list(settings.beam_args), wait=wait)
 
 
