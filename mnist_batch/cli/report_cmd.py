@@ -77,6 +77,7 @@ def report_remote(uri: str, dest: str | None) -> int:
         raise MnistBatchError(
             f"report: {uri} is on a remote filesystem: pass --dest LOCAL_DIR (the report is written there)"
         )
+    fs.configure()  # Beam's filesystems and the S3 client from the environment (AWS_* variables)
     fs.check_reachable(uri, f"report: {uri}")
     summary_uri = fs.join(uri, SUMMARY_FILE)
     if not fs.exists(summary_uri):

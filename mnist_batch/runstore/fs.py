@@ -19,8 +19,8 @@ What is atomic where (the run store's commit relies on it; see deploy/README.md)
   (another writer can slip in between).
 
 Remote filesystems are opened with the options given to :func:`configure` (the scoring launch
-passes its Beam options: ``--s3_endpoint_url`` ...); until it is called, with none, so that the
-usual environment applies (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
+passes its Beam options: ``--s3_endpoint_url`` ...; the other commands none, so that the usual
+environment applies: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
 """
 
 from __future__ import annotations
@@ -53,25 +53,33 @@ _configured: dict[str, Any] = {"options": None}
 def configure(options: Any = None) -> None:
     """The options every remote filesystem is opened with, in this process.
 
+    A process that builds no pipeline (``mnist-batch runs``, ``monitor``, ``report``, a script that
+    reads a store on S3) calls this first: Beam's S3 filesystem opens no client until it is given
+    options. The scoring launch passes its Beam options (``--s3_endpoint_url`` ...); a job's workers
+    get theirs from the runner.
+
     Args:
       options: Beam's ``PipelineOptions`` (its ``--s3_*``, ``--project`` ... options), or a dict of
-        them; None: none, so each filesystem's client reads the environment (``AWS_*`` variables).
+        them; None or empty: none, so each filesystem's client reads the environment (``AWS_*``).
     """
     # Not an empty dict: Beam takes a falsy one for "no options", and its S3 filesystem then opens
     # no client at all. A False flag is what no option means to every filesystem (GCS drops it).
-    options = {"s3_disable_ssl": False} if options is None else options
-    FileSystems.set_options(options)  # Beam's S3 filesystem refuses to open a client without any
+    options = options or {"s3_disable_ssl": False}
+    FileSystems.set_options(options)
     values = options.get_all_options() if hasattr(options, "get_all_options") else dict(options)
     s3.configure(values)
     _configured["options"] = options
 
 
 def remote(uri: str) -> bool:
-    """:func:`is_remote`, and remote filesystems configured (:func:`configure`) before their first use."""
+    """:func:`is_remote`; the first use of a remote URI in a process that called no :func:`configure`
+    configures this package's own S3 client from the environment (Beam's options, which a runner
+    sets on its workers, are left as they are)."""
     if not is_remote(uri):
         return False
     if _configured["options"] is None:
-        configure()
+        s3.configure({})
+        _configured["options"] = {}
     return True
 
 
