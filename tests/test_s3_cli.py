@@ -128,3 +128,37 @@ def test_bucket_refusals_are_one_line_and_exit_2(case, expected, bucket_inputs, 
         fs.configure()
     assert fs.list_files(bucket) == before  # nothing written
     assert not pathlib.Path("runs").exists()
+
+
+def test_a_group_read_ahead_from_the_bucket_keeps_each_file_s_error(s3_server, s3_bucket, sample_data, tmp_path):
+    """The scoring step reads a group's objects at once; a missing or oversized one is that file's read error."""
+    import io
+
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystem import FileMetadata
+
+    from mnist_batch.scoring.decode import DecodeGroupFn, ImageGroup
+
+    client, bucket = s3_server.client(), s3_bucket.removeprefix("s3://")
+    test = sample_data.split("test")
+    files = []
+    for i in range(5):
+        buf = io.BytesIO()
+        Image.fromarray(test.images[i]).save(buf, format="PNG")
+        client.put_object(Bucket=bucket, Key=f"scans/{i}.png", Body=buf.getvalue())
+        files.append(fileio.ReadableFile(FileMetadata(f"{s3_bucket}/scans/{i}.png", len(buf.getvalue()), 0.0)))
+    files.append(fileio.ReadableFile(FileMetadata(f"{s3_bucket}/scans/gone.png", 100, 0.0)))
+    client.put_object(Bucket=bucket, Key="scans/big.png", Body=b"x" * 5000)
+    files.append(fileio.ReadableFile(FileMetadata(f"{s3_bucket}/scans/big.png", 10, 0.0)))  # grew since listed
+    fn = DecodeGroupFn(("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"), "r1", max_file_bytes=1000)
+    fn.setup()
+    try:
+        out = list(fn.process(files))
+    finally:
+        fn.teardown()
+    groups = [o for o in out if isinstance(o, ImageGroup)]
+    errors = {o.value["path"]: o.value for o in out if not isinstance(o, ImageGroup)}
+    assert len(groups) == 1 and len(groups[0].keys) == 5
+    assert [k.path for k in groups[0].keys] == [f.metadata.path for f in files[:5]]  # the group's order kept
+    assert errors[f"{s3_bucket}/scans/gone.png"]["stage"] == "read"
+    assert errors[f"{s3_bucket}/scans/big.png"]["error_type"] == "FileTooLargeError"

@@ -32,6 +32,9 @@ OPTION_NAMES = {
 PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 """The answers of a conditional request that lost: 412, or 409 when another conditional write to the key is under way."""
 
+MAX_CONNECTIONS = 32
+"""The client's HTTP connection pool: enough for the scoring step's overlapping reads (botocore's default is 10)."""
+
 _state: dict[str, Any] = {"kwargs": {}, "client": None}
 _lock = threading.Lock()
 
@@ -54,8 +57,10 @@ def client():
     with _lock:
         if _state["client"] is None:
             import boto3  # the `aws` extra (apache-beam[aws]); only for s3:// roots
+            from botocore.config import Config
 
-            _state["client"] = boto3.session.Session().client("s3", **_state["kwargs"])
+            config = Config(max_pool_connections=MAX_CONNECTIONS)
+            _state["client"] = boto3.session.Session().client("s3", config=config, **_state["kwargs"])
         return _state["client"]
 
 
@@ -106,6 +111,16 @@ def put_if_absent(uri: str, data: bytes) -> str | None:
         if lost_race(exc):
             return None
         raise
+
+
+def read_at_most(uri: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``uri``, in one ``GET`` (the caller checks whether there were more)."""
+    bucket, key = split(uri)
+    body = client().get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        return body.read(limit)
+    finally:
+        body.close()
 
 
 def read(uri: str) -> tuple[bytes, str] | None:
