@@ -11,10 +11,11 @@ What is atomic where (the run store's commit relies on it; see deploy/README.md)
 
 * local and POSIX network disks: :func:`rename` of a file or a folder, :func:`write_atomic`
   (temp file + ``os.replace``) and :func:`create_exclusive` (``O_CREAT | O_EXCL``);
-* S3 (and S3-compatible servers): one object appears whole when its upload completes (so
-  :func:`write_atomic` is atomic); :func:`create_exclusive` is one conditional ``PUT``
-  (``If-None-Match: *``, :mod:`mnist_batch.runstore.s3`), so of two callers exactly one wins;
-  a rename is a copy then a delete per object;
+* S3 (and S3-compatible servers), through one shared boto3 client (:mod:`mnist_batch.runstore.s3`;
+  Beam's S3 filesystem makes a client per call): one object appears whole when its ``PUT``
+  completes (so :func:`write_atomic` is atomic); :func:`create_exclusive` is one conditional
+  ``PUT`` (``If-None-Match: *``), so of two callers exactly one wins; a rename is a server-side
+  copy then a delete per object;
 * GCS and other Beam filesystems: as S3, but :func:`create_exclusive` is a check then a write
   (another writer can slip in between).
 
@@ -109,6 +110,8 @@ def join(base: str, *parts: str) -> str:
 
 
 def exists(uri: str) -> bool:
+    if remote(uri) and s3.is_s3(uri):
+        return s3.exists(uri)
     if remote(uri):
         return FileSystems.exists(uri)
     return os.path.lexists(local_path(uri))
@@ -116,6 +119,8 @@ def exists(uri: str) -> bool:
 
 def list_files(folder: str) -> list[str]:
     """Every file under ``folder``, recursively, sorted; ``[]`` when it does not exist."""
+    if remote(folder) and s3.is_s3(folder):
+        return s3.list_keys(folder.rstrip("/") + "/")  # literal keys: no glob to escape
     if remote(folder):
         pattern = glob_escape(folder.rstrip("/")) + "/**"
         try:
@@ -157,6 +162,10 @@ def basename(uri: str) -> str:
 
 def rename(src: str, dst: str) -> None:
     """Moves a file (or, locally, a whole folder) to ``dst``; ``dst``'s parents are created."""
+    if remote(src) and s3.is_s3(src) and s3.is_s3(dst):
+        s3.copy(src, dst)
+        s3.delete([src])
+        return
     if remote(src):
         FileSystems.rename([src], [dst])
         return
@@ -169,7 +178,9 @@ def delete_tree(folder: str) -> None:
     """Deletes ``folder`` and everything under it; nothing to do when it does not exist."""
     if remote(folder):
         files = list_files(folder)
-        if files:
+        if files and s3.is_s3(folder):
+            s3.delete(files)
+        elif files:
             FileSystems.delete(files)
         return
     folder = local_path(folder)
@@ -181,6 +192,9 @@ def delete_tree(folder: str) -> None:
 
 def delete_file(uri: str) -> None:
     """Deletes one file; nothing to do when it does not exist."""
+    if remote(uri) and s3.is_s3(uri):
+        s3.delete([uri])  # no error for a missing key
+        return
     if remote(uri):
         if FileSystems.exists(uri):
             FileSystems.delete([uri])
@@ -197,6 +211,8 @@ def remove_empty_dir(folder: str) -> None:
 
 
 def read_text(uri: str) -> str:
+    if remote(uri) and s3.is_s3(uri):
+        return s3.get(uri).decode("utf-8")
     if remote(uri):
         with FileSystems.open(uri) as f:
             return f.read().decode("utf-8")
@@ -207,6 +223,9 @@ def read_text(uri: str) -> str:
 def write_atomic(uri: str, text: str) -> None:
     """Writes ``text`` so that a reader sees the old file or the whole new one, never a part."""
     data = text.encode("utf-8")
+    if remote(uri) and s3.is_s3(uri):
+        s3.put(uri, data)  # one PUT: the object appears whole
+        return
     if remote(uri):
         with FileSystems.create(uri) as f:  # an object store publishes the object when it is closed
             f.write(data)

@@ -158,3 +158,65 @@ def delete_if(uri: str, etag: str) -> bool:
             return False
         raise
     return True
+
+
+def not_found(exc: Exception) -> bool:
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
+def exists(uri: str) -> bool:
+    """Whether an object has the key of ``uri`` (one ``HEAD``)."""
+    bucket, key = split(uri)
+    try:
+        client().head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if not_found(exc):
+            return False
+        raise
+    return True
+
+
+def list_keys(prefix_uri: str) -> list[str]:
+    """The ``s3://`` URIs of every object whose key starts with ``prefix_uri``'s key, sorted."""
+    bucket, prefix = split(prefix_uri)
+    found = []
+    for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found.extend(f"{SCHEME}{bucket}/{o['Key']}" for o in page.get("Contents", []))
+    return sorted(found)
+
+
+def get(uri: str) -> bytes:
+    bucket, key = split(uri)
+    return client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def put(uri: str, data: bytes) -> None:
+    """One ``PUT``: the object appears whole (any size, none too: Beam's multipart upload refuses 0 bytes)."""
+    bucket, key = split(uri)
+    client().put_object(Bucket=bucket, Key=key, Body=data)
+
+
+def delete(uris: list[str]) -> None:
+    """Deletes the objects (missing ones are no error), up to 1,000 per request."""
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        bucket, key = split(uri)
+        by_bucket.setdefault(bucket, []).append(key)
+    for bucket, keys in by_bucket.items():
+        for i in range(0, len(keys), 1000):
+            objects = [{"Key": k} for k in keys[i : i + 1000]]
+            answer = client().delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise OSError(
+                    f"cannot delete s3://{bucket}/{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+
+
+def copy(src: str, dst: str) -> None:
+    """A server-side copy (one request; objects up to 5 GB, far over a shard's size)."""
+    src_bucket, src_key = split(src)
+    dst_bucket, dst_key = split(dst)
+    client().copy_object(Bucket=dst_bucket, Key=dst_key, CopySource={"Bucket": src_bucket, "Key": src_key})

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.files import local_path
-from mnist_batch.runstore import fs
+from mnist_batch.runstore import fs, s3
 
 CODEC = "snappy"
 ROWS_PER_GROUP = 4096
@@ -60,6 +60,8 @@ def shard_paths(folder: str) -> list[str]:
 
 def read_shard(path: str, columns: list[str] | None = None) -> pa.Table:
     """One Parquet shard (any Beam filesystem), as a table."""
+    if fs.remote(path) and s3.is_s3(path):
+        return pq.read_table(io.BytesIO(s3.get(path)), columns=columns)
     if fs.remote(path):
         with FileSystems.open(path) as f:
             return pq.read_table(io.BytesIO(f.read()), columns=columns)
@@ -74,6 +76,8 @@ def shard_rows(path: str) -> int:
     On an object store only the footer is fetched where the filesystem's stream can seek (GCS,
     S3); a stream that cannot is read whole.
     """
+    if fs.remote(path) and s3.is_s3(path):
+        return pq.ParquetFile(io.BytesIO(s3.get(path))).metadata.num_rows
     if fs.remote(path):
         with FileSystems.open(path) as f:
             if getattr(f, "seekable", lambda: False)():
