@@ -9,6 +9,12 @@ once Beam gives up: the commit is cut short with one shard moved, and ``runs cle
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import s3_server as s3_fixtures
 from PIL import Image
@@ -68,3 +74,64 @@ def test_server_restarted_mid_commit_then_runs_clean_completes_it(
     assert runs.read_runs(root, "predictions").num_rows == IMAGES
     left = fs.list_files(root)
     assert not any(f"/{STAGING_DIR}/" in p or p.endswith(JOURNAL_FILE) for p in left)
+
+
+def test_a_shard_deleted_from_staging_fails_the_commit_loudly(s3_server, s3_bucket, tiny_model, sample_data, tmp_path):
+    import mnist_batch.scoring.launch as launch_module
+
+    test = sample_data.split("test")
+    for i in range(IMAGES):
+        (tmp_path / "in" / str(test.labels[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test.images[i]).save(tmp_path / "in" / str(test.labels[i]) / f"{i}.png")
+    root = f"{s3_bucket}/runs"
+    commit_run = launch_module.commit_run
+    deleted = []
+
+    def delete_a_shard_then_commit(layout, attempt, shards, *args, **kwargs):
+        victim = shards["predictions"][0]
+        fs.delete_file(victim)  # gone from the bucket between the job's write and its commit
+        deleted.append(victim)
+        return commit_run(layout, attempt, shards, *args, **kwargs)
+
+    config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "in"),), output=root, run_id="d1")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(launch_module, "commit_run", delete_a_shard_then_commit)
+        with pytest.raises(RunFailedError, match="cannot be read back"):
+            launch(config, RunOptions(layout="runs", run_date="2026-12-01"))
+    assert len(deleted) == 1 and deleted[0].startswith(f"{root}/{STAGING_DIR}/")
+    assert runs.committed_runs(root) == []
+    assert not [p for p in fs.list_files(root) if "/predictions/" in p and f"/{STAGING_DIR}/" not in p]
+    runs.clean(root)
+    assert not [p for p in fs.list_files(root) if f"/{STAGING_DIR}/" in p or p.endswith(JOURNAL_FILE)]
+
+
+def test_a_launcher_killed_mid_run_leaves_nothing_visible_and_runs_clean_removes_it(
+    s3_server, s3_bucket, tiny_model, sample_data, tmp_path
+):
+    inputs = tmp_path / "in"
+    scoring_fixtures.write_train_digits(sample_data, inputs, 3000)
+    root = f"{s3_bucket}/runs"
+    command = [sys.executable, "-m", "mnist_batch", "score", "--model", str(tiny_model), "--input", str(inputs)]
+    command += ["--output", root, "--layout", "runs", "--run-id", "k1", "--run-date", "2026-12-01", "-q"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")  # the AWS_* variables of the fixture's server
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not any(p.endswith(".parquet") for p in fs.list_files(f"{root}/{STAGING_DIR}")):
+            assert proc.poll() is None, (
+                "the run ended before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
+            )
+            assert time.monotonic() < deadline, "no staged shard appeared in 180 s"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-run: a shard is staged, nothing committed
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert runs.committed_runs(root) == []
+    assert not [p for p in fs.list_files(root) if "/predictions/" in p and f"/{STAGING_DIR}/" not in p]
+    cleaned = runs.clean(root)
+    assert len(cleaned["deleted"]) == 1 and len(cleaned["stale_leases"]) == 1
+    assert not [p for p in fs.list_files(root) if f"/{STAGING_DIR}/" in p or "/_claims/" in p]
