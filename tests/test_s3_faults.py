@@ -135,3 +135,49 @@ def test_a_launcher_killed_mid_run_leaves_nothing_visible_and_runs_clean_removes
     cleaned = runs.clean(root)
     assert len(cleaned["deleted"]) == 1 and len(cleaned["stale_leases"]) == 1
     assert not [p for p in fs.list_files(root) if f"/{STAGING_DIR}/" in p or "/_claims/" in p]
+
+
+def test_during_a_commit_on_the_bucket_a_naive_listing_sees_part_of_the_run_and_a_gated_reader_none(
+    s3_server, s3_bucket, tiny_model, sample_data, tmp_path, monkeypatch
+):
+    """What "What is atomic where" says of S3, measured: shards appear one copy at a time, so readers gate on _SUCCESS."""
+    import pyarrow.dataset as pads
+    from pyarrow import fs as pafs
+
+    test = sample_data.split("test")
+    for i in range(IMAGES):
+        (tmp_path / "in" / str(test.labels[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test.images[i]).save(tmp_path / "in" / str(test.labels[i]) / f"{i}.png")
+    root = f"{s3_bucket}/runs"
+    bucket_fs = pafs.S3FileSystem(
+        endpoint_override=s3_server.endpoint,
+        access_key=s3_fixtures.ACCESS_KEY,
+        secret_key=s3_fixtures.SECRET_KEY,
+        region=s3_fixtures.REGION,
+    )
+
+    def naive_tables() -> set[str]:
+        """The tables a plain listing of ROOT/<table>/ finds rows of (Hive partitions, no gate)."""
+        seen = set()
+        for table in ("predictions", "errors", "confusion", "per_class", "manifest", "runs"):
+            path = f"{root.removeprefix('s3://')}/{table}"
+            if bucket_fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+                seen.add(table)
+        return seen
+
+    seen_mid_commit = []
+    rename = fs.rename
+
+    def rename_and_look(src, dst):
+        rename(src, dst)
+        seen_mid_commit.append((naive_tables(), len(runs.read_runs(root, "predictions"))))
+
+    monkeypatch.setattr(fs, "rename", rename_and_look)
+    config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "in"),), output=root, run_id="v1")
+    launch(config, RunOptions(layout="runs", run_date="2026-12-01"))
+    monkeypatch.undo()
+    partial = [tables for tables, _ in seen_mid_commit if 0 < len(tables) < 6]
+    assert partial, seen_mid_commit  # a naive listing saw some tables of the run and not others
+    assert all(gated == 0 for _, gated in seen_mid_commit)  # the gated reader: nothing until _SUCCESS
+    assert runs.read_runs(root, "predictions").num_rows == IMAGES
+    assert pads.dataset(f"{root.removeprefix('s3://')}/predictions", filesystem=bucket_fs).count_rows() == IMAGES
