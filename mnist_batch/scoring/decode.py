@@ -34,7 +34,7 @@ from mnist_batch.scoring.progress import ProgressLine
 ERRORS_TAG = "errors"
 """Output tag of error rows."""
 MAX_MESSAGE_CHARS = 500
-READ_CONCURRENCY = 16
+READ_CONCURRENCY = 32
 """Remote files of one group read at once (a bucket answers in tens of milliseconds per request;
 one ``GET`` at a time would leave the worker waiting): see :meth:`DecodeGroupFn.prefetch`."""
 
