@@ -162,3 +162,31 @@ def test_a_group_read_ahead_from_the_bucket_keeps_each_file_s_error(s3_server, s
     assert [k.path for k in groups[0].keys] == [f.metadata.path for f in files[:5]]  # the group's order kept
     assert errors[f"{s3_bucket}/scans/gone.png"]["stage"] == "read"
     assert errors[f"{s3_bucket}/scans/big.png"]["error_type"] == "FileTooLargeError"
+
+
+def test_beam_s3_options_alone_reach_every_worker_process(bucket_inputs, s3_server):
+    """No AWS_* variables, only Beam's --s3_* options, workers in separate processes: the run commits."""
+    import os
+    import subprocess
+    import sys
+
+    bucket, model = bucket_inputs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    options = ["--s3_endpoint_url", s3_server.endpoint, "--s3_access_key_id", s3_fixtures.ACCESS_KEY]
+    options += ["--s3_secret_access_key", s3_fixtures.SECRET_KEY, "--s3_region_name", s3_fixtures.REGION]
+    options += ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"]
+    command = [sys.executable, "-m", "mnist_batch", "score", "--input", f"{bucket}/scans/", "--model", model]
+    command += ["--output", f"{bucket}/runs", "--layout", "runs", "--incremental", "--run-id", "m1", *options]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "run m1 committed" in done.stdout
+    again = subprocess.run(
+        [*command[: -len(options) - 1], "m2", *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert again.returncode == 0 and f"{IMAGES} files already scored" in again.stdout, again.stderr[-3000:]

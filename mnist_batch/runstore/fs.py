@@ -72,6 +72,18 @@ def configure(options: Any = None) -> None:
     _configured["options"] = options
 
 
+def configure_s3(options: dict[str, Any] | None) -> None:
+    """On a job's worker: this package's S3 client with the job's ``--s3_*`` options
+    (:func:`mnist_batch.runstore.s3.options_of`); none given: the worker's environment. Beam's own
+    options, which the runner set, are left alone."""
+    if options:
+        s3.configure(options)
+        _configured["options"] = options
+    elif _configured["options"] is None:
+        s3.configure({})
+        _configured["options"] = {}
+
+
 def remote(uri: str) -> bool:
     """:func:`is_remote`; the first use of a remote URI in a process that called no :func:`configure`
     configures this package's own S3 client from the environment (Beam's options, which a runner

@@ -26,7 +26,7 @@ from mnist_batch.files import (
     read_at_most,
     read_local,
 )
-from mnist_batch.runstore import s3
+from mnist_batch.runstore import fs, s3
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
 from mnist_batch.scoring.progress import ProgressLine
@@ -181,6 +181,7 @@ class DecodeImageFn(beam.DoFn):
         max_pixels: int = preprocess.MAX_IMAGE_PIXELS,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         progress: bool = False,
+        s3_options: dict[str, Any] | None = None,
     ) -> None:
         self._class_names = tuple(class_names)
         self._progress = progress
@@ -188,6 +189,7 @@ class DecodeImageFn(beam.DoFn):
         self._labels_csv = labels_csv
         self._max_pixels = max_pixels
         self._max_file_bytes = max_file_bytes
+        self._s3_options = s3_options
         self._label_of = LabelLookup(self._class_names)
         self._decoded = counter("images_decoded")
         self._decode_errors = counter("decode_errors")
@@ -195,6 +197,7 @@ class DecodeImageFn(beam.DoFn):
         self._preprocess_errors = counter("preprocess_errors")
 
     def setup(self) -> None:
+        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
         self._progress_line = ProgressLine() if self._progress else None
         if self._labels_csv:
             self._label_of = LabelLookup(self._class_names, read_labels_csv(self._labels_csv, self._class_names))

@@ -37,7 +37,7 @@ from mnist_batch.config import ScoreConfig
 from mnist_batch.files import is_remote
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
-from mnist_batch.runstore import claims, fs
+from mnist_batch.runstore import claims, fs, s3
 from mnist_batch.runstore.commit import commit_run, pending_journals, read_marker, recover
 from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
@@ -162,7 +162,9 @@ class CommitRunFn(beam.DoFn):
         detached_leases: list[str],
         held_leases: list[str] = (),
         fences: list[tuple[str, str]] | None = None,
+        s3_options: dict[str, Any] | None = None,
     ) -> None:
+        self._s3_options = s3_options
         self._held_leases = list(held_leases)
         self._layout = layout
         self._attempt = attempt
@@ -172,6 +174,9 @@ class CommitRunFn(beam.DoFn):
         self._replace = replace
         self._detached_leases = detached_leases
         self._fences = list(fences or [])
+
+    def setup(self) -> None:
+        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)
@@ -394,6 +399,7 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
         detached_leases=[lease.uri for lease in run.leases] if not run.wait else [],
         held_leases=[lease.uri for lease in run.leases] if run.wait else [],
         fences=[lease.fence for lease in run.leases],
+        s3_options=s3.options_of(run.beam_options),
     )
     outputs.stats | "CommitRun" >> beam.ParDo(commit_fn, *[beam.pvalue.AsList(s) for s in shards])
     return p
