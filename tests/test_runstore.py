@@ -58,3 +58,17 @@ def test_reading_a_store_never_imports_the_scoring_graph():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_replacing_commit_deletes_the_earlier_runs_table_row_first(tmp_path):
+    """The runs table's row is moved in last; deleting it first keeps a reader joining on it whole-or-nothing."""
+    from mnist_batch.runstore.layout import earlier_outputs
+
+    root = tmp_path / "root"
+    for rel in ("_runs/dt=2026-01-01/run=r1/_SUCCESS", "predictions/dt=2026-01-01/run=r1/part-0.parquet",
+                "errors/dt=2026-01-01/run=r1/part-0.parquet", "runs/dt=2026-01-01/run=r1/part-0.parquet"):  # fmt: skip
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    doomed = earlier_outputs(Layout("runs", str(root), "r1", "2026-01-02"))
+    assert doomed[0] == str(root / "runs" / "dt=2026-01-01" / "run=r1")
+    assert str(root / "predictions" / "dt=2026-01-01" / "run=r1") in doomed[1:]

@@ -141,6 +141,7 @@ def test_during_a_commit_on_the_bucket_a_naive_listing_sees_part_of_the_run_and_
     s3_server, s3_bucket, tiny_model, sample_data, tmp_path, monkeypatch
 ):
     """What "What is atomic where" says of S3, measured: shards appear one copy at a time, so readers gate on _SUCCESS."""
+    import pyarrow.compute as pc
     import pyarrow.dataset as pads
     from pyarrow import fs as pafs
 
@@ -165,19 +166,67 @@ def test_during_a_commit_on_the_bucket_a_naive_listing_sees_part_of_the_run_and_
                 seen.add(table)
         return seen
 
-    seen_mid_commit = []
+    def joined_with_runs_table() -> tuple[int, int]:
+        """Rows of predictions whose run has its row in the runs table (moved last): pyarrow, Polars."""
+        import polars as pl
+
+        base = root.removeprefix("s3://")
+        try:
+            committed = pads.dataset(f"{base}/runs", filesystem=bucket_fs, partitioning="hive").to_table()
+            predictions = pads.dataset(f"{base}/predictions", filesystem=bucket_fs, partitioning="hive").to_table()
+        except (FileNotFoundError, OSError):
+            return 0, 0
+        key = lambda t: pc.binary_join_element_wise(pc.cast(t["dt"], "string"), pc.cast(t["run"], "string"), "/")  # noqa: E731
+        in_pyarrow = predictions.filter(pc.is_in(key(predictions), value_set=key(committed))).num_rows
+        storage = {
+            "aws_endpoint_url": s3_server.endpoint,
+            "aws_access_key_id": s3_fixtures.ACCESS_KEY,
+            "aws_secret_access_key": s3_fixtures.SECRET_KEY,
+            "aws_region": s3_fixtures.REGION,
+            "aws_allow_http": "true",
+        }
+        scan = lambda table: pl.scan_parquet(f"{root}/{table}/", storage_options=storage, hive_partitioning=True)  # noqa: E731
+        in_polars = scan("predictions").join(scan("runs").select("dt", "run"), on=["dt", "run"], how="semi")
+        return in_pyarrow, in_polars.collect().height
+
+    seen_mid_commit, moved = [], []
     rename = fs.rename
 
     def rename_and_look(src, dst):
         rename(src, dst)
-        seen_mid_commit.append((naive_tables(), len(runs.read_runs(root, "predictions"))))
+        tables = naive_tables()
+        joined = joined_with_runs_table() if "runs" in tables else (0, 0)
+        seen_mid_commit.append((tables, len(runs.read_runs(root, "predictions")), joined))
+        moved.append(dst)
 
     monkeypatch.setattr(fs, "rename", rename_and_look)
     config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "in"),), output=root, run_id="v1")
     launch(config, RunOptions(layout="runs", run_date="2026-12-01"))
     monkeypatch.undo()
-    partial = [tables for tables, _ in seen_mid_commit if 0 < len(tables) < 6]
+    partial = [tables for tables, _, _ in seen_mid_commit if 0 < len(tables) < 6]
     assert partial, seen_mid_commit  # a naive listing saw some tables of the run and not others
-    assert all(gated == 0 for _, gated in seen_mid_commit)  # the gated reader: nothing until _SUCCESS
+    assert all(gated == 0 for _, gated, _ in seen_mid_commit)  # the gated reader: nothing until _SUCCESS
+    # Joined with the runs table, whose row moves last: nothing, then the whole run (pyarrow and Polars).
+    assert all(joined in ((0, 0), (IMAGES, IMAGES)) for _, _, joined in seen_mid_commit), seen_mid_commit
+    assert seen_mid_commit[-1][2] == (IMAGES, IMAGES)
+    assert moved[-1].startswith(f"{root}/runs/") and not any(m.startswith(f"{root}/runs/") for m in moved[:-1])
+
+    # Replacing the run: its runs-table row goes first, so a joined reader sees it whole, then nothing, then the new one.
+    delete_tree, looks = fs.delete_tree, []
+
+    def delete_and_look(path):
+        delete_tree(path)
+        looks.append((path, joined_with_runs_table()))
+
+    def move_and_look(src, dst):
+        rename(src, dst)
+        looks.append((dst, joined_with_runs_table()))
+
+    monkeypatch.setattr(fs, "delete_tree", delete_and_look)
+    monkeypatch.setattr(fs, "rename", move_and_look)
+    launch(config, RunOptions(layout="runs", run_date="2026-12-01", replace=True))
+    monkeypatch.undo()
+    assert any("/predictions/" in path for path, _ in looks)  # the earlier partitions were deleted, then moved in
+    assert all(joined in ((0, 0), (IMAGES, IMAGES)) for _, joined in looks), looks
     assert runs.read_runs(root, "predictions").num_rows == IMAGES
     assert pads.dataset(f"{root.removeprefix('s3://')}/predictions", filesystem=bucket_fs).count_rows() == IMAGES
