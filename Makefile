@@ -7,6 +7,8 @@
 #   make test-schedulers  optional: a real Airflow runs the DAG (installs Airflow into .cache/airflow/venv)
 #   make cluster-up / cluster-down  a Flink cluster + Beam job server on loopback (deploy/README.md, "Flink")
 #   make test-cluster  the tests against that cluster (tests/cluster/; make cluster-up first)
+#   make s3-up / s3-down  an S3-compatible server (VersityGW) on loopback; s3-up prints the AWS_ variables to set
+#   make test-s3  the tests against a real S3-compatible server (each run starts its own; built on first use)
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
@@ -22,7 +24,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test datasets test-spark test-schedulers cluster-up cluster-down test-cluster lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
+.PHONY: install demo FORCE test datasets test-spark test-schedulers cluster-up cluster-down test-cluster s3-up s3-down test-s3 lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
 
 install: $(STAMP)
 
@@ -147,3 +149,16 @@ cluster-down:
 # Against the running cluster (fails, saying so, when it is not up); `make test` does not collect these.
 test-cluster: $(STAMP)
 	$(PY) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)
+
+# An S3-compatible server (VersityGW, Apache-2.0) on 127.0.0.1:9766, bucket s3://mnist-batch, data in
+# .cache/s3/data; built from the Go module proxy on first use (.cache/s3/bin). s3-up ends by printing
+# the `export AWS_...=...` lines to set (deploy/README.md, "Object stores").
+s3-up:
+	@deploy/s3/server.sh up
+
+s3-down:
+	@deploy/s3/server.sh down
+
+# The tests marked s3 (tests/s3_server.py starts a server of their own on a free port, stops it after).
+test-s3: $(STAMP)
+	$(PY) -m pytest -m s3 $(PYTEST_ARGS)

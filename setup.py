@@ -39,8 +39,16 @@ setup(
         "gcp": ["apache-beam[gcp]==2.70.*"],
         "aws": ["apache-beam[aws]==2.70.*"],
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
-        # readers of the run store, tested: pandas, DuckDB, Polars (Spark: make test-spark)
-        "dev": ["pytest>=8", "ruff==0.17.*", "pandas>=2.2,<4", "duckdb>=1.1", "polars>=1.10"],
+        # readers of the run store, tested: pandas, DuckDB, Polars (Spark: make test-spark); the aws
+        # extra (boto3) for the tests against a real S3-compatible server (make test-s3)
+        "dev": [
+            "apache-beam[aws]==2.70.*",
+            "pytest>=8",
+            "ruff==0.17.*",
+            "pandas>=2.2,<4",
+            "duckdb>=1.1",
+            "polars>=1.10",
+        ],
     },
     entry_points={"console_scripts": ["mnist-batch=mnist_batch.cli:entry_point"]},
     license="Apache-2.0 (code); bundled MNIST sample CC BY-SA 3.0",

@@ -75,3 +75,17 @@ def test_swap_exchanges_two_folders_whole_with_or_without_renameat2(tmp_path, mo
     if atomic:  # a failure other than "unsupported" is raised, not taken for a missing feature
         with pytest.raises(FileNotFoundError):
             fs.exchange(str(tmp_path / "gone"), str(b))
+
+
+def test_a_replacing_commit_deletes_the_earlier_runs_table_row_first(tmp_path):
+    """The runs table's row is moved in last; deleting it first keeps a reader joining on it whole-or-nothing."""
+    from mnist_batch.runstore.layout import earlier_outputs
+
+    root = tmp_path / "root"
+    for rel in ("_runs/dt=2026-01-01/run=r1/_SUCCESS", "predictions/dt=2026-01-01/run=r1/part-0.parquet",
+                "errors/dt=2026-01-01/run=r1/part-0.parquet", "runs/dt=2026-01-01/run=r1/part-0.parquet"):  # fmt: skip
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    doomed = earlier_outputs(Layout("runs", str(root), "r1", "2026-01-02"))
+    assert doomed[0] == str(root / "runs" / "dt=2026-01-01" / "run=r1")
+    assert str(root / "predictions" / "dt=2026-01-01" / "run=r1") in doomed[1:]

@@ -110,7 +110,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mnist_batch.monitoring.checks import Thresholds, parse_fail_on, status_of
     from mnist_batch.monitoring.monitor import monitor
+    from mnist_batch.runstore import fs
 
+    fs.configure()  # Beam's filesystems and the S3 client from the environment (AWS_* variables)
+    fs.check_reachable(args.root, f"monitor: {args.root}")  # a bucket's refusal in one line, not a traceback
     fail_on = parse_fail_on(args.fail_on)
     thresholds = Thresholds(**{name: getattr(args, name) for name, _, _ in THRESHOLD_OPTIONS})
     result = monitor(

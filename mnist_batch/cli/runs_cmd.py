@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from mnist_batch.runstore import fs, runs
     from mnist_batch.tables import LAYOUT_FILE
 
+    fs.configure()  # Beam's filesystems and the S3 client from the environment (AWS_* variables)
+    fs.check_reachable(args.root, f"runs: {args.root}")  # a bucket's refusal in one line, not a traceback
     if not fs.exists(fs.join(args.root, LAYOUT_FILE)):
         raise MnistBatchError(f"runs: {args.root} is not a runs root (no {LAYOUT_FILE})")
     if args.quarantine and args.action != "verify":

@@ -10,6 +10,7 @@
 * :mod:`~mnist_batch.runstore.runs`: reading and cleaning a store (``mnist-batch runs``);
 * :mod:`~mnist_batch.runstore.verify`: committed runs' shards checked, bad runs quarantined;
 * :mod:`~mnist_batch.runstore.fs`: literal file operations on any Beam filesystem;
+* :mod:`~mnist_batch.runstore.s3`: S3's conditional requests (boto3), for atomic leases;
 * :mod:`~mnist_batch.runstore.errors`: :class:`RunStoreError`.
 
 Beam is reached only through ``apache_beam.io.filesystems``: monitoring and ``mnist-batch runs``

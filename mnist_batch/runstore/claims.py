@@ -1,7 +1,8 @@
 """Leases: a launch claims its run id (and, when incremental, the root's history) before it starts.
 
 A lease is a small JSON file ``ROOT/_claims/<name>.json`` created atomically (``O_EXCL`` on a
-local disk; see :mod:`mnist_batch.runstore.fs` for object stores) and holding who owns it::
+local disk, a conditional ``PUT`` with ``If-None-Match: *`` on S3; see :mod:`mnist_batch.runstore.fs`
+for other object stores) and holding who owns it::
 
     {"name": "run=nightly", "run_id": ..., "attempt": ..., "token": <random hex>, "host": ...,
      "pid": ..., "started_at": ..., "heartbeat_at": <epoch s>, "ttl_s": 120, "detached": false}
@@ -11,7 +12,10 @@ lease is live while its owner is: on the same host, while the owner's process ex
 killed launcher's lease is stale at once); elsewhere, while its heartbeat (refreshed every
 ``ttl_s / 4`` by a thread of the launcher) is younger than ``ttl_s``. A detached launch
 (``wait=False``: the job runs on after the launcher exits) writes a long ``ttl_s`` and no
-heartbeat; the job's commit step deletes its lease. A stale lease is taken over.
+heartbeat; the job's commit step deletes its lease. A stale lease is taken over: locally by
+renaming it away (one of two takers moves it); on S3 by replacing it with a ``PUT`` conditional on
+the stale version's ETag (``If-Match``), so of two launchers taking over one stale lease exactly
+one wins, and heartbeats and releases on S3 are conditional on the holder's own version too.
 
 Fencing: every claim writes a fresh random ``token``, so a takeover (or ``runs clean``
 deleting a stale lease) leaves the old holder's token nowhere. The commit checks
@@ -34,7 +38,7 @@ import time
 import uuid
 from typing import Any
 
-from mnist_batch.runstore import fs
+from mnist_batch.runstore import fs, s3
 from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.tables import CLAIMS_DIR
 
@@ -90,12 +94,30 @@ def read_lease(uri: str) -> dict[str, Any] | None:
         return None
 
 
+def conditional(uri: str) -> bool:
+    """True where leases use the store's conditional requests (S3: ETags), not files."""
+    return fs.remote(uri) and s3.is_s3(uri)
+
+
+def read_lease_version(uri: str) -> tuple[dict[str, Any] | None, str] | None:
+    """S3: ``(owner, etag)`` of the lease object (owner None when it is not JSON); None when absent."""
+    got = s3.read(uri)
+    if got is None:
+        return None
+    try:
+        return json.loads(got[0].decode("utf-8")), got[1]
+    except ValueError:
+        return None, got[1]
+
+
 class Lease:
     """A held lease; :meth:`release` (or leaving the ``with`` block) deletes it if still ours."""
 
-    def __init__(self, uri: str, owner: dict[str, Any]) -> None:
+    def __init__(self, uri: str, owner: dict[str, Any], etag: str | None = None) -> None:
         self.uri = uri
         self.owner = owner
+        self.etag = etag
+        """S3: the version of the lease object this launch wrote last (its heartbeats replace only that)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if not owner["detached"]:
@@ -105,6 +127,14 @@ class Lease:
     def _beat(self) -> None:
         period = float(self.owner["ttl_s"]) / 4
         while not self._stop.wait(period):
+            if self.etag is not None:
+                self.owner["heartbeat_at"] = time.time()
+                with contextlib.suppress(Exception):
+                    etag = s3.replace_if(self.uri, json.dumps(self.owner).encode("utf-8"), self.etag)
+                    if etag is None:
+                        return  # taken over or deleted: the version we wrote is gone
+                    self.etag = etag
+                continue
             owner = read_lease(self.uri)
             if owner is None or owner.get("token") != self.owner["token"]:
                 return  # taken over or released: never write someone else's lease
@@ -130,6 +160,12 @@ class Lease:
 
 def release_lease(uri: str, token: str) -> None:
     """Deletes the lease at ``uri`` if it still holds ``token`` (never another launch's lease)."""
+    if conditional(uri):
+        with contextlib.suppress(Exception):
+            current = read_lease_version(uri)
+            if current is not None and current[0] is not None and current[0].get("token") == token:
+                s3.delete_if(uri, current[1])  # only that version: a takeover since is left alone
+        return
     owner = read_lease(uri)
     if owner is not None and owner.get("token") == token:
         with contextlib.suppress(Exception):
@@ -185,6 +221,8 @@ def claim(root: str, name: str, *, run_id: str, attempt: str, detached: bool = F
         "ttl_s": DETACHED_TTL_S if detached else LEASE_TTL_S,
         "detached": detached,
     }
+    if conditional(uri):
+        return claim_conditional(uri, owner, what or name)
     for _ in range(3):
         if fs.create_exclusive(uri, json.dumps(owner)):
             return Lease(uri, owner)
@@ -193,6 +231,41 @@ def claim(root: str, name: str, *, run_id: str, attempt: str, detached: bool = F
             raise ClaimError(f"{what or name} is held by {describe(current)}; lease {uri}")
         take_over(uri)
     raise ClaimError(f"{what or name}: could not take the stale lease {uri}")
+
+
+def claim_conditional(uri: str, owner: dict[str, Any], what: str) -> Lease:
+    """:func:`claim` on S3: a conditional create, else a takeover conditional on the stale version's ETag."""
+    data = json.dumps(owner).encode("utf-8")
+    for _ in range(3):
+        etag = s3.put_if_absent(uri, data)
+        if etag is not None:
+            return Lease(uri, owner, etag)
+        current = read_lease_version(uri)
+        if current is None:
+            continue  # deleted since: try the create again
+        if is_live(current[0]):
+            raise ClaimError(f"{what} is held by {describe(current[0])}; lease {uri}")
+        etag = s3.replace_if(uri, data, current[1])  # of two takers of one stale version, one wins
+        if etag is not None:
+            return Lease(uri, owner, etag)
+    raise ClaimError(f"{what}: could not take the stale lease {uri}")
+
+
+def remove_stale(uri: str) -> bool:
+    """Deletes the lease at ``uri`` if its owner is dead (``runs clean``); True when it did.
+
+    On S3 the delete is conditional on the version judged stale: a launch that took the lease
+    over in between keeps it.
+    """
+    if conditional(uri):
+        current = read_lease_version(uri)
+        if current is None or current[0] is None or is_live(current[0]):
+            return False
+        return s3.delete_if(uri, current[1])
+    if is_live(read_lease(uri)):
+        return False
+    take_over(uri)
+    return True
 
 
 def take_over(uri: str) -> None:

@@ -12,9 +12,17 @@ What is atomic where (the run store's commit relies on it; see deploy/README.md)
 * local and POSIX network disks: :func:`rename` of a file or a folder, :func:`write_atomic`
   (temp file + ``os.replace``), :func:`create_exclusive` (``O_CREAT | O_EXCL``) and, on Linux,
   :func:`swap` of two folders (``renameat2(RENAME_EXCHANGE)``; elsewhere three renames);
-* GCS and S3: one object appears whole when its upload completes (so :func:`write_atomic` is
-  atomic), but a rename is a copy then a delete per object, and :func:`create_exclusive` is a
-  check then a write (another writer can slip in between).
+* S3 (and S3-compatible servers), through one shared boto3 client (:mod:`mnist_batch.runstore.s3`;
+  Beam's S3 filesystem makes a client per call): one object appears whole when its ``PUT``
+  completes (so :func:`write_atomic` is atomic); :func:`create_exclusive` is one conditional
+  ``PUT`` (``If-None-Match: *``), so of two callers exactly one wins; a rename is a server-side
+  copy then a delete per object;
+* GCS and other Beam filesystems: as S3, but :func:`create_exclusive` is a check then a write
+  (another writer can slip in between).
+
+Remote filesystems are opened with the options given to :func:`configure` (the scoring launch
+passes its Beam options: ``--s3_endpoint_url`` ...; the other commands none, so that the usual
+environment applies: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
 """
 
 from __future__ import annotations
@@ -26,10 +34,13 @@ import os
 import shutil
 import uuid
 import warnings
+from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.files import LOCAL_SCHEME, is_remote, local_path
+from mnist_batch.runstore import s3
+from mnist_batch.runstore.errors import RunStoreError
 
 __all__ = ["is_remote"]  # the package's one answer (mnist_batch.files), as the run store's callers know it
 
@@ -40,26 +51,92 @@ GLOB_CHARS = "*?["
 warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
 
 
+_configured: dict[str, Any] = {"options": None}
+
+
+def configure(options: Any = None) -> None:
+    """The options every remote filesystem is opened with, in this process.
+
+    A process that builds no pipeline (``mnist-batch runs``, ``monitor``, ``report``, a script that
+    reads a store on S3) calls this first: Beam's S3 filesystem opens no client until it is given
+    options. The scoring launch passes its Beam options (``--s3_endpoint_url`` ...); a job's workers
+    get theirs from the runner.
+
+    Args:
+      options: Beam's ``PipelineOptions`` (its ``--s3_*``, ``--project`` ... options), or a dict of
+        them; None or empty: none, so each filesystem's client reads the environment (``AWS_*``).
+    """
+    # Not an empty dict: Beam takes a falsy one for "no options", and its S3 filesystem then opens
+    # no client at all. A False flag is what no option means to every filesystem (GCS drops it).
+    options = options or {"s3_disable_ssl": False}
+    FileSystems.set_options(options)
+    values = options.get_all_options() if hasattr(options, "get_all_options") else dict(options)
+    s3.configure(values)
+    _configured["options"] = options
+
+
+def configure_s3(options: dict[str, Any] | None) -> None:
+    """On a job's worker: this package's S3 client with the job's ``--s3_*`` options
+    (:func:`mnist_batch.runstore.s3.options_of`); none given: the worker's environment. Beam's own
+    options, which the runner set, are left alone."""
+    if options:
+        s3.configure(options)
+        _configured["options"] = options
+    elif _configured["options"] is None:
+        s3.configure({})
+        _configured["options"] = {}
+
+
+def remote(uri: str) -> bool:
+    """:func:`is_remote`; the first use of a remote URI in a process that called no :func:`configure`
+    configures this package's own S3 client from the environment (Beam's options, which a runner
+    sets on its workers, are left as they are)."""
+    if not is_remote(uri):
+        return False
+    if _configured["options"] is None:
+        s3.configure({})
+        _configured["options"] = {}
+    return True
+
+
+def check_reachable(uri: str, what: str) -> None:
+    """Raises a one-line :class:`RunStoreError` when ``uri``'s bucket cannot be used (S3: a ``HEAD``
+    of the bucket: wrong credentials, no such bucket, unreachable endpoint); nothing for other places.
+
+    Args:
+      uri: any path or URI.
+      what: how the message names it (``--output s3://b/runs``).
+    """
+    if remote(uri) and s3.is_s3(uri):
+        reason = s3.check_bucket(uri)
+        if reason is not None:
+            raise RunStoreError(f"{what}: {reason}")
+
+
 def glob_escape(path: str) -> str:
     """``path`` as a Beam match pattern that matches exactly that path (``[`` -> ``[[]``, ...)."""
     return "".join(f"[{c}]" if c in GLOB_CHARS else c for c in path)
 
 
 def join(base: str, *parts: str) -> str:
-    if is_remote(base):
+    if remote(base):
         return FileSystems.join(base, *parts)
     return os.path.join(base, *parts)  # what Beam's local filesystem does, for file:// URIs too
 
 
 def exists(uri: str) -> bool:
-    if is_remote(uri):
+    if remote(uri) and s3.is_s3(uri):
+        return s3.exists(uri)
+    if remote(uri):
         return FileSystems.exists(uri)
     return os.path.lexists(local_path(uri))
 
 
 def list_files(folder: str) -> list[str]:
     """Every file under ``folder``, recursively, sorted; ``[]`` when it does not exist."""
-    if is_remote(folder):
+    if remote(folder) and s3.is_s3(folder):
+        return s3.list_keys(folder.rstrip("/") + "/")  # literal keys: no glob to escape
+    if remote(folder):
         pattern = glob_escape(folder.rstrip("/")) + "/**"
         try:
             result = FileSystems.match([pattern])[0]
@@ -75,7 +152,7 @@ def list_files(folder: str) -> list[str]:
 
 def list_dir(folder: str) -> list[str]:
     """Names of the entries (files and folders) directly in ``folder``, sorted; ``[]`` if missing."""
-    if is_remote(folder):
+    if remote(folder):
         prefix = folder.rstrip("/") + "/"
         return sorted({p[len(prefix) :].split("/", 1)[0] for p in list_files(folder) if p.startswith(prefix)})
     try:
@@ -100,7 +177,11 @@ def basename(uri: str) -> str:
 
 def rename(src: str, dst: str) -> None:
     """Moves a file (or, locally, a whole folder) to ``dst``; ``dst``'s parents are created."""
-    if is_remote(src):
+    if remote(src) and s3.is_s3(src) and s3.is_s3(dst):
+        s3.copy(src, dst)
+        s3.delete([src])
+        return
+    if remote(src):
         FileSystems.rename([src], [dst])
         return
     src, dst = local_path(src), local_path(dst)
@@ -162,9 +243,11 @@ def swap(a: str, b: str) -> bool:
 
 def delete_tree(folder: str) -> None:
     """Deletes ``folder`` and everything under it; nothing to do when it does not exist."""
-    if is_remote(folder):
+    if remote(folder):
         files = list_files(folder)
-        if files:
+        if files and s3.is_s3(folder):
+            s3.delete(files)
+        elif files:
             FileSystems.delete(files)
         return
     folder = local_path(folder)
@@ -176,7 +259,10 @@ def delete_tree(folder: str) -> None:
 
 def delete_file(uri: str) -> None:
     """Deletes one file; nothing to do when it does not exist."""
-    if is_remote(uri):
+    if remote(uri) and s3.is_s3(uri):
+        s3.delete([uri])  # no error for a missing key
+        return
+    if remote(uri):
         if FileSystems.exists(uri):
             FileSystems.delete([uri])
         return
@@ -192,7 +278,9 @@ def remove_empty_dir(folder: str) -> None:
 
 
 def read_text(uri: str) -> str:
-    if is_remote(uri):
+    if remote(uri) and s3.is_s3(uri):
+        return s3.get(uri).decode("utf-8")
+    if remote(uri):
         with FileSystems.open(uri) as f:
             return f.read().decode("utf-8")
     with open(local_path(uri), encoding="utf-8") as f:
@@ -202,7 +290,10 @@ def read_text(uri: str) -> str:
 def write_atomic(uri: str, text: str) -> None:
     """Writes ``text`` so that a reader sees the old file or the whole new one, never a part."""
     data = text.encode("utf-8")
-    if is_remote(uri):
+    if remote(uri) and s3.is_s3(uri):
+        s3.put(uri, data)  # one PUT: the object appears whole
+        return
+    if remote(uri):
         with FileSystems.create(uri) as f:  # an object store publishes the object when it is closed
             f.write(data)
         return
@@ -223,11 +314,14 @@ def write_atomic(uri: str, text: str) -> None:
 def create_exclusive(uri: str, text: str) -> bool:
     """Creates ``uri`` with ``text`` unless it exists; True when this call created it.
 
-    Local disks: one atomic ``O_CREAT | O_EXCL``, so of two callers exactly one wins. Object
-    stores: a check then a write (best effort; see the module docstring).
+    Local disks: one atomic ``O_CREAT | O_EXCL``, and S3: one conditional ``PUT``, so of two
+    callers exactly one wins. Other object stores: a check then a write (best effort; see the
+    module docstring).
     """
     data = text.encode("utf-8")
-    if is_remote(uri):
+    if remote(uri) and s3.is_s3(uri):
+        return s3.put_if_absent(uri, data) is not None
+    if remote(uri):
         if FileSystems.exists(uri):
             return False
         with FileSystems.create(uri) as f:

@@ -9,7 +9,16 @@ from __future__ import annotations
 import dataclasses
 
 from mnist_batch.runstore import fs
-from mnist_batch.tables import LAYOUTS, RUN_TABLES, RUNS_DIR, STAGING_DIR, SUCCESS_FILE, SUMMARY_FILE, TABLES
+from mnist_batch.tables import (
+    LAYOUTS,
+    RUN_TABLES,
+    RUNS_DIR,
+    RUNS_TABLE,
+    STAGING_DIR,
+    SUCCESS_FILE,
+    SUMMARY_FILE,
+    TABLES,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +98,8 @@ def run_partitions(root: str, run_id: str) -> list[str]:
 
 
 def earlier_outputs(layout: Layout) -> list[str]:
-    """What a replacing commit deletes: an earlier run's tables and metadata at these places."""
+    """What a replacing commit deletes, in order: an earlier run's tables and metadata at these places
+    (its row of the runs table first)."""
     if layout.kind == "flat":
         files = [fs.join(layout.root, n) for n in (SUMMARY_FILE, SUCCESS_FILE) if fs.exists(fs.join(layout.root, n))]
         return [fs.join(layout.root, t) for t in TABLES if fs.list_files(fs.join(layout.root, t))] + files
@@ -100,4 +110,8 @@ def earlier_outputs(layout: Layout) -> list[str]:
         doomed.extend(earlier.table_dir(t) for t in RUN_TABLES)
     # Table partitions of an uncommitted earlier attempt of this run id under today's dt.
     doomed.extend(layout.table_dir(t) for t in RUN_TABLES if fs.list_files(layout.table_dir(t)))
-    return sorted(set(doomed))
+    # The runs table's row goes first, as it comes in last: a reader that joins a table with the
+    # runs table sees the earlier run whole until its row is gone (on object stores, where the
+    # other partitions are deleted one object at a time), then nothing of it.
+    runs_table = fs.join(layout.root, RUNS_TABLE) + "/"
+    return sorted(set(doomed), key=lambda path: (not path.startswith(runs_table), path))

@@ -72,7 +72,6 @@ def clean(root: str) -> dict[str, Any]:
     folder = fs.join(root, CLAIMS_DIR)
     for name in fs.list_dir(folder):
         uri = fs.join(folder, name)
-        if name.endswith(".json") and not claims.is_live(claims.read_lease(uri)):
-            claims.take_over(uri)
+        if name.endswith(".json") and claims.remove_stale(uri):
             stale.append(uri)
     return {**result, "stale_leases": stale}

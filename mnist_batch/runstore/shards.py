@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.files import local_path
-from mnist_batch.runstore import fs
+from mnist_batch.runstore import fs, s3
 
 CODEC = "snappy"
 ROWS_PER_GROUP = 4096
@@ -32,7 +32,7 @@ class ShardWriter:
     def __init__(self, path: str, schema: pa.Schema) -> None:
         self.path = path
         self._schema = schema
-        if fs.is_remote(path):
+        if fs.remote(path):
             self._stream = FileSystems.create(path)
             sink = pa.PythonFile(self._stream, mode="w")
         else:
@@ -60,7 +60,9 @@ def shard_paths(folder: str) -> list[str]:
 
 def read_shard(path: str, columns: list[str] | None = None) -> pa.Table:
     """One Parquet shard (any Beam filesystem), as a table."""
-    if fs.is_remote(path):
+    if fs.remote(path) and s3.is_s3(path):
+        return pq.read_table(io.BytesIO(s3.get(path)), columns=columns)
+    if fs.remote(path):
         with FileSystems.open(path) as f:
             return pq.read_table(io.BytesIO(f.read()), columns=columns)
     # One file, never a dataset: pyarrow < 19 (Beam 2.70's bound) would add the Hive
@@ -74,7 +76,9 @@ def shard_rows(path: str) -> int:
     On an object store only the footer is fetched where the filesystem's stream can seek (GCS,
     S3); a stream that cannot is read whole.
     """
-    if fs.is_remote(path):
+    if fs.remote(path) and s3.is_s3(path):
+        return pq.ParquetFile(io.BytesIO(s3.get(path))).metadata.num_rows
+    if fs.remote(path):
         with FileSystems.open(path) as f:
             if getattr(f, "seekable", lambda: False)():
                 try:

@@ -19,6 +19,7 @@ import apache_beam as beam
 
 from mnist_batch.constants import COL_PATH, COL_RUN_ID
 from mnist_batch.files import DEFAULT_MAX_FILE_BYTES
+from mnist_batch.runstore import fs, s3
 from mnist_batch.runstore.history import DIGEST_BYTES, SKIP_ALREADY_SCORED, RunInfo, key_digest, known_digests
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import LoadedFile, read_bytes
@@ -28,9 +29,13 @@ from mnist_batch.scoring.matching import SKIPPED_TAG
 class KnownDigestsFn(beam.DoFn):
     """``(dt, run_id)`` of a committed run -> one blob of its files' key digests."""
 
-    def __init__(self, root: str, kind: str) -> None:
+    def __init__(self, root: str, kind: str, s3_options: dict[str, Any] | None = None) -> None:
         self._root = root
         self._kind = kind
+        self._s3_options = s3_options
+
+    def setup(self) -> None:
+        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
 
     def process(self, run: tuple[str, str]) -> Iterator[bytes]:
         yield known_digests(RunInfo(run[0], run[1], self._root), self._kind)
@@ -66,7 +71,8 @@ class ReadKnownFiles(beam.PTransform):
         return (
             pbegin
             | "ListEarlierRuns" >> beam.Create(self._runs)
-            | "ReadManifests" >> beam.ParDo(KnownDigestsFn(self._root, self._kind))
+            | "ReadManifests"
+            >> beam.ParDo(KnownDigestsFn(self._root, self._kind, s3.options_of(pbegin.pipeline.options)))
             | "JoinDigests" >> beam.CombineGlobally(JoinBlobsFn()).without_defaults()
         )
 
@@ -80,13 +86,23 @@ class SelectNewFilesFn(beam.DoFn):
 
     MANIFEST_TAG = "manifest"
 
-    def __init__(self, run_id: str, key: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        key: str,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        s3_options: dict[str, Any] | None = None,
+    ) -> None:
         self._run_id = run_id
         self._key = key
         self._max_file_bytes = max_file_bytes
+        self._s3_options = s3_options
         self._already = counter("files_already_scored")
         self._blob: bytes | None = None
         self._known: frozenset[bytes] = frozenset()
+
+    def setup(self) -> None:
+        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
 
     def _lookup(self, blob: bytes) -> frozenset[bytes]:
         if blob is not self._blob:
@@ -153,7 +169,8 @@ class SelectFiles(beam.PTransform):
 
     def expand(self, files):
         tag = SelectNewFilesFn.MANIFEST_TAG
-        fn = SelectNewFilesFn(self._run_id, self._key, self._max_file_bytes)
+        s3_options = s3.options_of(files["images"].pipeline.options)
+        fn = SelectNewFilesFn(self._run_id, self._key, self._max_file_bytes, s3_options)
         if self._earlier:
             known = files["images"].pipeline | "ReadKnownFiles" >> ReadKnownFiles(self._root, self._earlier, self._key)
             side = beam.pvalue.AsSingleton(known, default_value=b"")

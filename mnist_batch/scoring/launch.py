@@ -38,7 +38,7 @@ from mnist_batch.config import ScoreConfig
 from mnist_batch.files import is_remote
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
-from mnist_batch.runstore import claims, fs
+from mnist_batch.runstore import claims, fs, s3
 from mnist_batch.runstore.commit import commit_run, pending_journals, read_marker, recover
 from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
@@ -164,7 +164,9 @@ class CommitRunFn(beam.DoFn):
         detached_leases: list[str],
         held_leases: list[str] = (),
         fences: list[tuple[str, str]] | None = None,
+        s3_options: dict[str, Any] | None = None,
     ) -> None:
+        self._s3_options = s3_options
         self._held_leases = list(held_leases)
         self._layout = layout
         self._attempt = attempt
@@ -174,6 +176,9 @@ class CommitRunFn(beam.DoFn):
         self._replace = replace
         self._detached_leases = detached_leases
         self._fences = list(fences or [])
+
+    def setup(self) -> None:
+        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)
@@ -217,7 +222,10 @@ def start(settings: ScoreSettings, *, wait: bool = True) -> dict[str, Any]:
       ScoringError: an unwritable output or unknown runner (before any file is read), and
         whatever :func:`launch` raises.
     """
-    check_environment(settings.config.output, list(settings.beam_args))
+    fs.configure(PipelineOptions(list(settings.beam_args)))  # the --s3_* options for the checks too
+    config = settings.config
+    places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
+    check_environment(config.output, list(settings.beam_args), places)
     return launch(settings.config, settings.run, list(settings.beam_args), wait=wait)
 
 
@@ -253,6 +261,7 @@ def launch(
     """
     options = options or RunOptions()
     beam_options = PipelineOptions(beam_args or [])
+    fs.configure(beam_options)  # the run store and the model are read with the job's --s3_* options
     runner = runner_name(beam_options)
     run_id = check_run_id(config.run_id or default_run_id())
     card = card or check_model(config.model, options.expect_model_id, load=False)
@@ -392,6 +401,7 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
         detached_leases=[lease.uri for lease in run.leases] if not run.wait else [],
         held_leases=[lease.uri for lease in run.leases] if run.wait else [],
         fences=[lease.fence for lease in run.leases],
+        s3_options=s3.options_of(run.beam_options),
     )
     outputs.stats | "CommitRun" >> beam.ParDo(commit_fn, *[beam.pvalue.AsList(s) for s in shards])
     return p

@@ -25,6 +25,7 @@ from mnist_batch.config import ScoreConfig
 from mnist_batch.constants import COL_MODEL_ID, COL_RUN_ID
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
+from mnist_batch.runstore import s3
 from mnist_batch.runstore.run_ids import default_run_id
 from mnist_batch.scoring.counters import PROGRESS_LISTING
 from mnist_batch.scoring.decode import DecodeGroupFn, DecodeImages
@@ -122,6 +123,7 @@ def build_pipeline(
             max_pixels=config.max_pixels,
             max_file_bytes=config.max_file_bytes,
             progress=config.progress,
+            s3_options=s3.options_of(getattr(p, "options", None)),
         ),
         total,
         group_size=config.max_batch_size,  # a group of files is one model call

@@ -65,7 +65,7 @@ def check_remote_writable(uri: str) -> None:
     probe = FileSystems.join(uri, f"{PROBE_PREFIX}{uuid.uuid4().hex}")
     try:
         with FileSystems.create(probe) as f:
-            f.write(b"")
+            f.write(b"probe")  # not empty: Beam's S3 upload of 0 bytes completes with no part, which S3 refuses
         FileSystems.delete([probe])
     except Exception as exc:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
@@ -113,11 +113,42 @@ def check_runner(beam_args: Sequence[str]) -> None:
         raise ScoringError(f"--runner {name}: Beam cannot run it ({reason})") from exc
 
 
-def check_environment(output: str, beam_args: Sequence[str]) -> None:
-    """All the environment checks, in order: the runner, then the output.
+def check_buckets(places: Sequence[tuple[str, str]]) -> None:
+    """Every bucket named answers (S3: a ``HEAD`` of it), before any file is read.
+
+    Args:
+      places: ``(option, uri)`` pairs, e.g. ``("--input", "s3://b/scans/")``.
+
+    Raises:
+      ScoringError: one line naming the option, the bucket and why (wrong credentials, no such bucket).
+    """
+    from mnist_batch.runstore import fs
+    from mnist_batch.runstore.errors import RunStoreError
+
+    seen = set()
+    for option, uri in places:
+        bucket = uri.split("://", 1)[-1].split("/", 1)[0] if is_remote(uri) else None
+        if bucket is None or (uri.split("://", 1)[0], bucket) in seen:
+            continue
+        seen.add((uri.split("://", 1)[0], bucket))
+        try:
+            fs.check_reachable(uri, f"{option} {uri}")
+        except RunStoreError as exc:
+            raise ScoringError(str(exc)) from exc
+
+
+def check_environment(output: str, beam_args: Sequence[str], places: Sequence[tuple[str, str]] = ()) -> None:
+    """All the environment checks, in order: the runner, the buckets named, then the output.
+
+    Args:
+      output: ``--output``.
+      beam_args: Beam's options.
+      places: the other places the run reads (``("--model", uri)``, ``("--input", uri)`` ...), whose
+        buckets are checked.
 
     Raises:
       ScoringError: the first check that fails, as one line.
     """
     check_runner(beam_args)
+    check_buckets([("--output", output), *places])
     check_output_writable(output)

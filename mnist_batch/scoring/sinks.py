@@ -21,7 +21,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
-from mnist_batch.runstore import fs
+from mnist_batch.runstore import fs, s3
 from mnist_batch.runstore.shards import ROWS_PER_GROUP, ShardWriter, new_shard_path
 from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side's view of the contract
     COL_PREDICTED_CLASS,
@@ -51,9 +51,13 @@ class WriteShardsFn(beam.DoFn):
     bundle's size.
     """
 
-    def __init__(self, folder: str, schema: pa.Schema) -> None:
+    def __init__(self, folder: str, schema: pa.Schema, s3_options: dict[str, Any] | None = None) -> None:
         self._folder = folder
         self._schema = schema
+        self._s3_options = s3_options
+
+    def setup(self) -> None:
+        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
 
     def start_bundle(self) -> None:
         self._writer: ShardWriter | None = None
@@ -116,4 +120,5 @@ class WriteTable(beam.PTransform):
         self._schema = RUN_TABLES[table]
 
     def expand(self, rows):
-        return rows | "WriteShards" >> beam.ParDo(WriteShardsFn(self._folder, self._schema))
+        s3_options = s3.options_of(rows.pipeline.options)
+        return rows | "WriteShards" >> beam.ParDo(WriteShardsFn(self._folder, self._schema, s3_options))

@@ -1,0 +1,232 @@
+"""Conditional writes on S3 (and S3-compatible servers), through boto3: what Beam's filesystem lacks.
+
+Beam's ``S3FileSystem`` uploads and deletes objects unconditionally. The run store's leases need
+an atomic create and an atomic replace, which S3 offers as conditional requests:
+
+* ``PUT`` with ``If-None-Match: *`` creates the object only if no object has that key
+  (412 Precondition Failed otherwise): :func:`put_if_absent`;
+* ``PUT`` with ``If-Match: <etag>`` replaces the object only if it is still that version:
+  :func:`replace_if`; ``DELETE`` with ``If-Match`` deletes it only then: :func:`delete_if`.
+
+Of two writers racing on one key, the server lets exactly one win. The client is made from the
+same settings as Beam's S3 filesystem (``--s3_endpoint_url``, ``--s3_access_key_id``, ... or, unset,
+boto3's usual ``AWS_*`` variables and files); see :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+SCHEME = "s3://"
+OPTION_NAMES = {
+    "s3_endpoint_url": "endpoint_url",
+    "s3_access_key_id": "aws_access_key_id",
+    "s3_secret_access_key": "aws_secret_access_key",
+    "s3_session_token": "aws_session_token",
+    "s3_region_name": "region_name",
+    "s3_api_version": "api_version",
+    "s3_verify": "verify",
+}
+"""Beam's S3 options -> boto3 client arguments (what Beam's own boto3 client passes)."""
+PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+"""The answers of a conditional request that lost: 412, or 409 when another conditional write to the key is under way."""
+
+MAX_CONNECTIONS = 32
+"""The client's HTTP connection pool: enough for the scoring step's overlapping reads (botocore's default is 10)."""
+
+_state: dict[str, Any] = {"kwargs": {}, "client": None}
+_lock = threading.Lock()
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(SCHEME)
+
+
+def options_of(options: Any) -> dict[str, Any]:
+    """Beam's S3 options that are set in ``options`` (Beam's ``PipelineOptions``, a dict, or None),
+    e.g. ``{"s3_endpoint_url": ...}``: what a job's steps that reach S3 themselves carry to its workers."""
+    if options is None:
+        return {}
+    values = options.get_all_options() if hasattr(options, "get_all_options") else dict(options)
+    names = (*OPTION_NAMES, "s3_disable_ssl")
+    return {name: values[name] for name in names if values.get(name) not in (None, False)}
+
+
+def configure(options: dict[str, Any]) -> None:
+    """Takes Beam's S3 options (``{"s3_endpoint_url": ..., ...}``; missing or None: boto3's defaults)."""
+    kwargs = {arg: options[name] for name, arg in OPTION_NAMES.items() if options.get(name) is not None}
+    if options.get("s3_disable_ssl"):
+        kwargs["use_ssl"] = False
+    with _lock:
+        _state["kwargs"], _state["client"] = kwargs, None
+
+
+def client():
+    """One boto3 S3 client per settings (boto3 clients are thread-safe; making one costs ~50 ms)."""
+    with _lock:
+        if _state["client"] is None:
+            import boto3  # the `aws` extra (apache-beam[aws]); only for s3:// roots
+            from botocore.config import Config
+
+            config = Config(max_pool_connections=MAX_CONNECTIONS)
+            _state["client"] = boto3.session.Session().client("s3", config=config, **_state["kwargs"])
+        return _state["client"]
+
+
+def split(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    bucket, _, key = uri[len(SCHEME) :].partition("/")
+    return bucket, key
+
+
+def lost_race(exc: Exception) -> bool:
+    """True when ``exc`` is a conditional request's refusal (the condition did not hold)."""
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return code in PRECONDITION_CODES or status in PRECONDITION_CODES
+
+
+BUCKET_REFUSALS = {
+    "403": "access denied: wrong credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, --s3_access_key_id ...) "
+    "or no permission on the bucket",
+    "404": "no such bucket",
+    "400": "the server refused the request (wrong region or endpoint?)",
+}
+
+
+def check_bucket(uri: str) -> str | None:
+    """Why the bucket of ``uri`` cannot be used (one line), or None when it answers ``HEAD`` with 200."""
+    bucket, _ = split(uri)
+    try:
+        client().head_bucket(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001 -- botocore's errors, or none reached: all become the reason
+        response = getattr(exc, "response", None)
+        if response is None:  # no answer at all: endpoint unreachable, no credentials found, ...
+            return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        code = response.get("Error", {}).get("Code", status)
+        said = f"HTTP {status}" if code == status else f"HTTP {status} {code}"
+        return f"{BUCKET_REFUSALS.get(status, 'refused')} ({said} on bucket {bucket})"
+    return None
+
+
+def put_if_absent(uri: str, data: bytes) -> str | None:
+    """Creates ``uri`` unless an object has that key; its ETag, or None when it existed."""
+    bucket, key = split(uri)
+    try:
+        return client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")["ETag"]
+    except Exception as exc:
+        if lost_race(exc):
+            return None
+        raise
+
+
+def read_at_most(uri: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``uri``, in one ``GET`` (the caller checks whether there were more)."""
+    bucket, key = split(uri)
+    body = client().get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        return body.read(limit)
+    finally:
+        body.close()
+
+
+def read(uri: str) -> tuple[bytes, str] | None:
+    """``(content, etag)`` of ``uri``; None when there is no such object."""
+    bucket, key = split(uri)
+    try:
+        got = client().get_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    return got["Body"].read(), got["ETag"]
+
+
+def replace_if(uri: str, data: bytes, etag: str) -> str | None:
+    """Replaces ``uri`` only while it is version ``etag``; the new ETag, or None when it changed or went."""
+    bucket, key = split(uri)
+    try:
+        return client().put_object(Bucket=bucket, Key=key, Body=data, IfMatch=etag)["ETag"]
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if lost_race(exc) or code in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def delete_if(uri: str, etag: str) -> bool:
+    """Deletes ``uri`` only while it is version ``etag``; True when this call deleted it."""
+    bucket, key = split(uri)
+    try:
+        client().delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if lost_race(exc) or code in ("NoSuchKey", "404"):
+            return False
+        raise
+    return True
+
+
+def not_found(exc: Exception) -> bool:
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
+def exists(uri: str) -> bool:
+    """Whether an object has the key of ``uri`` (one ``HEAD``)."""
+    bucket, key = split(uri)
+    try:
+        client().head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if not_found(exc):
+            return False
+        raise
+    return True
+
+
+def list_keys(prefix_uri: str) -> list[str]:
+    """The ``s3://`` URIs of every object whose key starts with ``prefix_uri``'s key, sorted."""
+    bucket, prefix = split(prefix_uri)
+    found = []
+    for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found.extend(f"{SCHEME}{bucket}/{o['Key']}" for o in page.get("Contents", []))
+    return sorted(found)
+
+
+def get(uri: str) -> bytes:
+    bucket, key = split(uri)
+    return client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def put(uri: str, data: bytes) -> None:
+    """One ``PUT``: the object appears whole (any size, none too: Beam's multipart upload refuses 0 bytes)."""
+    bucket, key = split(uri)
+    client().put_object(Bucket=bucket, Key=key, Body=data)
+
+
+def delete(uris: list[str]) -> None:
+    """Deletes the objects (missing ones are no error), up to 1,000 per request."""
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        bucket, key = split(uri)
+        by_bucket.setdefault(bucket, []).append(key)
+    for bucket, keys in by_bucket.items():
+        for i in range(0, len(keys), 1000):
+            objects = [{"Key": k} for k in keys[i : i + 1000]]
+            answer = client().delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise OSError(
+                    f"cannot delete s3://{bucket}/{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+
+
+def copy(src: str, dst: str) -> None:
+    """A server-side copy (one request; objects up to 5 GB, far over a shard's size)."""
+    src_bucket, src_key = split(src)
+    dst_bucket, dst_key = split(dst)
+    client().copy_object(Bucket=dst_bucket, Key=dst_key, CopySource={"Bucket": src_bucket, "Key": src_key})
