@@ -179,6 +179,19 @@ def holds(folder: str, names: list[str]) -> bool:
     return fs.exists(fs.join(folder, names[0]))
 
 
+def moved_in(move: list) -> bool:
+    """Whether a move of :func:`plan_moves` happened: its destination holds this attempt's shards
+    (a local folder, renamed or swapped) or its shard is no longer staged but in place (object stores)."""
+    src, dst, *names = move
+    return holds(dst, names[0]) if names else not fs.exists(src) and fs.exists(dst)
+
+
+def staged(move: list) -> bool:
+    """Whether a move's shards are still in staging (a swapped-out earlier folder does not count)."""
+    src, _, *names = move
+    return holds(src, names[0]) if names else fs.exists(src)
+
+
 def apply_journal(journal: dict[str, Any], fences: list[tuple[str, str]] | tuple[tuple[str, str], ...] = ()) -> None:
     """Carries out (or finishes) a commit from its journal; every step may be repeated.
 
@@ -215,13 +228,11 @@ def apply_journal(journal: dict[str, Any], fences: list[tuple[str, str]] | tuple
 
 def apply_move(layout: Layout, move: list, swap: set[str]) -> None:
     """One move of a commit, repeatable: a folder renamed or swapped into place, or a shard copied."""
-    src, dst, *rest = move
-    if rest and holds(dst, rest[0]):
+    src, dst, *_ = move
+    if moved_in(move):
         return  # moved (or swapped) already; a swapped-out earlier folder waits in staging
-    if not fs.exists(src) or (rest and not holds(src, rest[0])):
-        if rest or not fs.exists(dst):
-            raise CommitError(f"cannot commit run {layout.run_id}: shard {src} is lost")
-        return  # an object-store shard copied already
+    if not staged(move):
+        raise CommitError(f"cannot commit run {layout.run_id}: shard {src} is lost")
     if fs.exists(dst) and not fs.is_remote(dst):
         if dst in swap:
             fs.swap(src, dst)  # readers see the earlier folder or this one, never neither
@@ -259,14 +270,7 @@ def lost_shards(journal: dict[str, Any]) -> list[str]:
     layout = Layout(**journal["layout"])
     if (read_marker(layout.marker) or {}).get("attempt") == journal["attempt"]:
         return []  # committed: only the earlier run's leftovers remain to delete
-    lost = []
-    for src, dst, *rest in journal["moves"]:
-        if rest:
-            if not holds(src, rest[0]) and not holds(dst, rest[0]):
-                lost.append(src)
-        elif not fs.exists(src) and not fs.exists(dst):
-            lost.append(src)
-    return lost
+    return [move[0] for move in journal["moves"] if not staged(move) and not moved_in(move)]
 
 
 def roll_back(journal: dict[str, Any]) -> bool:
@@ -283,11 +287,7 @@ def roll_back(journal: dict[str, Any]) -> bool:
       True when an earlier committed run was uncommitted this way.
     """
     layout = Layout(**journal["layout"])
-    moved = []
-    if not journal["delete"]:
-        for src, dst, *rest in journal["moves"]:
-            if holds(dst, rest[0]) if rest else not fs.exists(src) and fs.exists(dst):
-                moved.append(dst)
+    moved = [] if journal["delete"] else [move[1] for move in journal["moves"] if moved_in(move)]
     swapped_in = bool(set(moved) & set(journal.get("swap", [])))
     if swapped_in:
         fs.delete_file(layout.marker)  # uncommit first: a marker never stands over missing data

@@ -26,6 +26,11 @@ def new_shard_path(folder: str) -> str:
     return fs.join(folder, f"part-{uuid.uuid4().hex}.parquet")
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns, order and types."""
+    return table if table.schema.equals(schema) else table.select(schema.names).cast(schema)
+
+
 class ShardWriter:
     """One Parquet file written chunk by chunk (a row group per chunk), on any Beam filesystem."""
 
@@ -42,9 +47,7 @@ class ShardWriter:
         self._writer = pq.ParquetWriter(sink, schema, compression=CODEC)
 
     def write(self, table: pa.Table) -> None:
-        if not table.schema.equals(self._schema):
-            table = table.select(self._schema.names).cast(self._schema)
-        self._writer.write_table(table)
+        self._writer.write_table(conform(table, self._schema))
 
     def close(self) -> str:
         self._writer.close()

@@ -22,7 +22,7 @@ import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch.runstore import fs, s3
-from mnist_batch.runstore.shards import ROWS_PER_GROUP, ShardWriter, new_shard_path
+from mnist_batch.runstore.shards import ROWS_PER_GROUP, ShardWriter, conform, new_shard_path
 from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side's view of the contract
     COL_PREDICTED_CLASS,
     COL_TRUE_CLASS,
@@ -35,11 +35,6 @@ from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side'
     RUN_TABLES,
     TABLES,
 )
-
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with exactly ``schema``'s columns, order and types."""
-    return table if table.schema.equals(schema) else table.select(schema.names).cast(schema)
 
 
 class WriteShardsFn(beam.DoFn):
