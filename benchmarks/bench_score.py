@@ -10,6 +10,8 @@ exit (imports and start-up included: what a user waits for):
   (a') fast_loop    the same loop with the fast runtime (the card's LiteRT file): the limit for
                     this design;
   (b)  score        ``mnist-batch score`` (default --runtime auto: the fast runtime), DirectRunner;
+       score_one_process  the same with no decode helper process (decoding and the model take
+                    turns in one process: how score ran before issue 24);
        score_keras  ``mnist-batch score --runtime keras``.
 
 For each: images/s, CPU ms/image (user + system time of the process tree, imports included),
@@ -39,11 +41,12 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
-MODES = ("tf_loop", "fast_loop", "score", "score_keras")
+MODES = ("tf_loop", "fast_loop", "score", "score_one_process", "score_keras")
 NAMES = {
     "tf_loop": "(a) TF loop",
     "fast_loop": "(a') LiteRT loop",
     "score": "(b) mnist-batch score",
+    "score_one_process": "(b0) score, no decode helper",
     "score_keras": "(b) score --runtime keras",
 }
 STARTUP_FILES = 20
@@ -228,6 +231,8 @@ def command(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path) -> l
 def measure(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path, log: pathlib.Path) -> dict:
     """Runs one mode as a process; wall time from start to exit, CPU time and peak RSS of its tree."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+    if mode == "score_one_process":  # decoding and the model take turns in one process (before issue 24)
+        env["MNIST_BATCH_DECODE_HELPERS"] = "0"
     shutil.rmtree(out, ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()

@@ -14,6 +14,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
+from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch import preprocess
 from mnist_batch.constants import COL_ERROR_TYPE, COL_MESSAGE, COL_PATH, COL_RUN_ID, COL_STAGE
@@ -27,6 +28,7 @@ from mnist_batch.files import (
     read_local,
 )
 from mnist_batch.runstore import fs, s3
+from mnist_batch.scoring import decode_pool
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
 from mnist_batch.scoring.progress import ProgressLine
@@ -56,13 +58,17 @@ class ImageGroup(NamedTuple):
 
 def error_row(path: str, stage: str, exc: BaseException, run_id: str) -> dict[str, Any]:
     """An :data:`~mnist_batch.tables.ERRORS_SCHEMA` row for ``exc`` at ``stage``."""
-    message = str(exc) or repr(exc)
+    return failure_row(path, stage, type(exc).__name__, str(exc) or repr(exc), run_id)
+
+
+def failure_row(path: str, stage: str, error_type: str, message: str, run_id: str) -> dict[str, Any]:
+    """An :data:`~mnist_batch.tables.ERRORS_SCHEMA` row (the message cut to ``MAX_MESSAGE_CHARS``)."""
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 3] + "..."
     return {
         COL_PATH: path,
         COL_STAGE: stage,
-        COL_ERROR_TYPE: type(exc).__name__,
+        COL_ERROR_TYPE: error_type,
         COL_MESSAGE: message,
         COL_RUN_ID: run_id,
     }
@@ -192,9 +198,7 @@ class DecodeImageFn(beam.DoFn):
         self._s3_options = s3_options
         self._label_of = LabelLookup(self._class_names)
         self._decoded = counter("images_decoded")
-        self._decode_errors = counter("decode_errors")
-        self._read_errors = counter("read_errors")
-        self._preprocess_errors = counter("preprocess_errors")
+        self._stage_errors = {stage: counter(f"{stage}_errors") for stage in ("read", "decode", "preprocess")}
 
     def setup(self) -> None:
         fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
@@ -209,29 +213,41 @@ class DecodeImageFn(beam.DoFn):
         else:
             yield decoded
 
-    def decode_one(self, readable, total: int | None = None) -> tuple[ImageKey, np.ndarray] | dict[str, Any]:
-        """One file -> ``(ImageKey, uint8 [28, 28])``, or its error row (stage ``read``/``decode``/``preprocess``)."""
+    def count_progress(self, files: int, total: int | None) -> None:
         if self._progress_line is not None:
             self._progress_line.total = total
-            self._progress_line.add()
+            self._progress_line.add(files)
+
+    def failed(self, path: str, stage: str, error_type: str, message: str) -> dict[str, Any]:
+        """The error row of a file that failed at ``stage`` (counted)."""
+        self._stage_errors[stage].inc()
+        return failure_row(path, stage, error_type, message, self._run_id)
+
+    def source_of(self, readable) -> decode_pool.Source | dict[str, Any]:
+        """``(path, bytes or None)`` for :func:`~mnist_batch.scoring.decode_pool.decode_file`, or the
+        error row of a file that could not be read here. A local file is left for the decoder to
+        read (``None``); a remote one is read here (or was, ahead: :class:`LoadedFile`)."""
         path = readable.metadata.path
+        if type(readable) is fileio.ReadableFile and not is_remote(path):
+            return local_path(path), None
         try:
-            data = read_bytes(readable, self._max_file_bytes)
+            return path, read_bytes(readable, self._max_file_bytes)
         except Exception as exc:  # noqa: BLE001 -- a file that cannot be read is a dead letter, not a crash
-            self._read_errors.inc()
-            return error_row(path, "read", exc, self._run_id)
-        try:
-            gray = preprocess.decode_image(data, max_pixels=self._max_pixels)
-        except Exception as exc:  # noqa: BLE001 -- ImageDecodeError, or anything a decoder raises
-            self._decode_errors.inc()
-            return error_row(path, "decode", exc, self._run_id)
-        try:
-            image = preprocess.to_mnist(gray)
-        except Exception as exc:  # noqa: BLE001 -- a normalisation failure is a dead letter
-            self._preprocess_errors.inc()
-            return error_row(path, "preprocess", exc, self._run_id)
+            return self.failed(path, "read", type(exc).__name__, str(exc) or repr(exc))
+
+    def decode_one(self, readable, total: int | None = None) -> tuple[ImageKey, np.ndarray] | dict[str, Any]:
+        """One file -> ``(ImageKey, uint8 [28, 28])``, or its error row (stage ``read``/``decode``/``preprocess``)."""
+        self.count_progress(1, total)
+        path = readable.metadata.path
+        source = self.source_of(readable)
+        if isinstance(source, dict):
+            return source
+        result = decode_pool.decode_file(source, self._max_file_bytes, self._max_pixels)
+        if isinstance(result, tuple):
+            stage, exc = result
+            return self.failed(path, stage, type(exc).__name__, str(exc) or repr(exc))
         self._decoded.inc()
-        return ImageKey(path, self._label_of(path), image.blank), image.pixels
+        return ImageKey(path, self._label_of(path), result.blank), result.pixels
 
 
 class DecodeGroupFn(DecodeImageFn):
@@ -239,21 +255,39 @@ class DecodeGroupFn(DecodeImageFn):
     ``errors``: one error row per file that failed (per file, as :class:`DecodeImageFn`).
 
     Groups pay Beam's per-element cost once per few hundred files instead of once per file.
+
+    With ``decode_helpers`` (1: the single-process runner on two or more cores), groups are decoded
+    in a helper process (:class:`~mnist_batch.scoring.decode_pool.DecodePool`) while this process
+    runs the model on the group before: a group's outputs may then come out while a later group is
+    processed, or at the end of the bundle. Every file still ends as a decoded image or an error row.
     """
+
+    def __init__(self, *args, decode_helpers: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._decode_helpers = decode_helpers
 
     def setup(self) -> None:
         super().setup()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._decoders: decode_pool.DecodePool | None = None
+
+    def start_helper(self) -> None:
+        """Starts the decode helper at a run's second group (a run of one group never waits for it)."""
+        self._groups_seen = getattr(self, "_groups_seen", 0) + 1
+        if self._decode_helpers and self._groups_seen >= 2 and getattr(self, "_decoders", None) is None:
+            self._decoders = decode_pool.DecodePool(self._max_file_bytes, self._max_pixels)
 
     def teardown(self) -> None:
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(wait=False)
+        if getattr(self, "_decoders", None) is not None:
+            self._decoders.close()
 
     def prefetch(self, readables: Sequence[Any]) -> list[Any]:
         """The group with its remote files read ahead, ``READ_CONCURRENCY`` at a time.
 
         Each becomes a :class:`LoadedFile` (its bytes) or a :class:`FailedRead` (its error, recorded
-        as a ``read`` error by :meth:`decode_one`, as a sequential read's would be). Local files are
+        as a ``read`` error by :meth:`source_of`, as a sequential read's would be). Local files are
         left to be read one by one (a local read is a fraction of a millisecond).
         """
         remote = [i for i, r in enumerate(readables) if type(r) is fileio.ReadableFile and is_remote(r.metadata.path)]
@@ -267,21 +301,56 @@ class DecodeGroupFn(DecodeImageFn):
             meta = readables[i].metadata
             try:
                 ready[i] = LoadedFile(meta, future.result())
-            except Exception as exc:  # noqa: BLE001 -- recorded per file by decode_one
+            except Exception as exc:  # noqa: BLE001 -- recorded per file by source_of
                 ready[i] = FailedRead(meta, exc)
         return ready
 
     def process(self, readables, total: int | None = None) -> Iterator[Any]:
-        keys, pixels = [], []
+        paths, sources = [], []
         for readable in self.prefetch(readables):
-            decoded = self.decode_one(readable, total)
-            if isinstance(decoded, dict):
-                yield beam.pvalue.TaggedOutput(ERRORS_TAG, decoded)
+            source = self.source_of(readable)
+            if isinstance(source, dict):
+                yield beam.pvalue.TaggedOutput(ERRORS_TAG, source)
             else:
-                keys.append(decoded[0])
-                pixels.append(decoded[1])
-        if keys:
-            yield ImageGroup(tuple(keys), np.stack(pixels))
+                paths.append(readable.metadata.path)
+                sources.append(source)
+        self.count_progress(len(readables), total)
+        if not sources:
+            return
+        self.start_helper()
+        if self._decoders is None:
+            yield from self.outputs(paths, decode_pool.decode_group(sources, self._max_file_bytes, self._max_pixels))
+            return
+        self._decoders.submit(sources, paths)
+        for done_paths, group in self._decoders.ready():
+            yield from self.outputs(done_paths, group)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if getattr(self, "_decoders", None) is None:
+            return
+        decoders, self._decoders = self._decoders, None
+        try:
+            done = decoders.drain()
+        finally:
+            decoders.close()  # waited for, so its CPU time is the run's
+        for paths, group in done:
+            for out in self.outputs(paths, group):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+                else:
+                    yield GlobalWindows.windowed_value(out)
+
+    def outputs(self, paths: Sequence[str], group: decode_pool.DecodedGroup) -> Iterator[Any]:
+        """A decoded group's error rows (tagged) and its :class:`ImageGroup` (when any file decoded)."""
+        for index, stage, error_type, message in group.failed:
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG, self.failed(paths[index], stage, error_type, message))
+        if group.ok:
+            self._decoded.inc(len(group.ok))
+            keys = tuple(
+                ImageKey(paths[i], self._label_of(paths[i]), bool(blank))
+                for i, blank in zip(group.ok, group.blank, strict=True)
+            )
+            yield ImageGroup(keys, group.pixels)
 
 
 class DecodeImages(beam.PTransform):

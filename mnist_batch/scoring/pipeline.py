@@ -27,6 +27,7 @@ from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.runstore import s3
 from mnist_batch.runstore.run_ids import default_run_id
+from mnist_batch.scoring import decode_pool
 from mnist_batch.scoring.counters import PROGRESS_LISTING
 from mnist_batch.scoring.decode import DecodeGroupFn, DecodeImages
 from mnist_batch.scoring.format import FormatGroupsFn, ScoreImages
@@ -69,6 +70,15 @@ def count_for_progress(p: beam.Pipeline, patterns: list[str], config: ScoreConfi
         patterns, config.extensions, reshuffle=False, output_dirs=(config.output,)
     )
     return listed["images"] | "CountForProgress" >> beam.combiners.Count.Globally().without_defaults()
+
+
+def decode_helpers(config: ScoreConfig, options) -> int:
+    """Helper processes that decode while the model runs: only for the single-process runner
+    (other runners already run a process per core), one on two or more cores (measured:
+    docs/benchmarks.md, "Both cores")."""
+    if not runs_in_one_process(options):
+        return 0
+    return decode_pool.helper_count()
 
 
 def build_pipeline(
@@ -124,6 +134,7 @@ def build_pipeline(
             max_file_bytes=config.max_file_bytes,
             progress=config.progress,
             s3_options=s3.options_of(getattr(p, "options", None)),
+            decode_helpers=decode_helpers(config, getattr(p, "options", None)),
         ),
         total,
         group_size=config.max_batch_size,  # a group of files is one model call

@@ -1,0 +1,337 @@
+"""Decoding a group of files in a helper process while the scoring process runs the model.
+
+Beam-free on purpose: the helper process imports this module, :mod:`mnist_batch.preprocess` and
+:mod:`mnist_batch.files` (numpy, Pillow), never Beam or a model runtime.
+
+Why: on one machine the in-memory DirectRunner runs the whole fused stage -- read, decode,
+preprocess, model, format, write -- in one Python thread. Decoding and MNIST-style
+normalisation hold the GIL (about two thirds of a file's cost), so while they run the model's
+threads idle, and while the model runs decoding waits: one of two cores idles. A helper process
+has its own GIL: it decodes group N+1 while the scoring process runs the model on group N
+(docs/benchmarks.md, "Both cores").
+
+The unit of work is one group (a few hundred files): :func:`decode_group` takes ``(path, bytes
+or None)`` per file and returns a :class:`DecodedGroup` -- the pixels of the files that decoded,
+and ``(index, stage, error type, message)`` for each that did not, with the same stages and
+messages as decoding in the scoring process (:func:`decode_file` is what both run).
+
+:class:`DecodePool` keeps at most ``depth`` groups in flight, starts its process in the
+background and decodes in the caller until that process has answered once (a small run never
+waits for it), and decodes in the caller too whenever the helper is behind (both cores busy,
+neither waits on the other).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import os
+import pathlib
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from mnist_batch import preprocess
+from mnist_batch.files import read_local
+
+LOG = logging.getLogger(__name__)
+
+Source = tuple[str, bytes | None]
+"""One file to decode: ``(path, its bytes)``, or ``(local path, None)`` to read it (bounded) first."""
+
+
+class DecodedGroup(NamedTuple):
+    """What decoding one group gave.
+
+    Attributes:
+      ok: indexes (into the group) of the files that decoded, ascending.
+      pixels: uint8 [len(ok), 28, 28], MNIST format.
+      blank: bool [len(ok)]: no ink found (still scored, flagged).
+      failed: ``(index, stage, error type name, message)`` per file that did not decode;
+        stage is ``read``, ``decode`` or ``preprocess``.
+    """
+
+    ok: tuple[int, ...]
+    pixels: np.ndarray
+    blank: np.ndarray
+    failed: tuple[tuple[int, str, str, str], ...]
+
+
+def decode_file(source: Source, max_bytes: int, max_pixels: int) -> preprocess.MnistImage | tuple[str, BaseException]:
+    """One file -> its :class:`~mnist_batch.preprocess.MnistImage`, or ``(stage, exception)``."""
+    path, data = source
+    if data is None:
+        try:
+            data = read_local(path, max_bytes)
+        except Exception as exc:  # noqa: BLE001 -- a file that cannot be read is a dead letter
+            return "read", exc
+    try:
+        gray = preprocess.decode_image(data, max_pixels=max_pixels)
+    except Exception as exc:  # noqa: BLE001 -- ImageDecodeError, or anything a decoder raises
+        return "decode", exc
+    try:
+        return preprocess.to_mnist(gray)
+    except Exception as exc:  # noqa: BLE001 -- a normalisation failure is a dead letter
+        return "preprocess", exc
+
+
+def decode_group(sources: Sequence[Source], max_bytes: int, max_pixels: int) -> DecodedGroup:
+    """A group of files -> :class:`DecodedGroup` (every file in ``ok`` or ``failed``)."""
+    ok, pixels, blank, failed = [], [], [], []
+    for index, source in enumerate(sources):
+        result = decode_file(source, max_bytes, max_pixels)
+        if isinstance(result, tuple):
+            stage, exc = result
+            failed.append((index, stage, type(exc).__name__, str(exc) or repr(exc)))
+        else:
+            ok.append(index)
+            pixels.append(result.pixels)
+            blank.append(result.blank)
+    stacked = np.stack(pixels) if pixels else np.zeros((0, *preprocess.IMAGE_SHAPE), np.uint8)
+    return DecodedGroup(tuple(ok), stacked, np.array(blank, dtype=bool), tuple(failed))
+
+
+class HelperGone(RuntimeError):
+    """The helper process exited or its pipe broke (its groups are decoded in the caller instead)."""
+
+
+class Helper:
+    """One helper process, ``python -m mnist_batch.scoring.decode_pool``, spoken to over its stdin
+    and stdout: length-prefixed pickles, ``(job, sources, max_bytes, max_pixels)`` in and
+    ``(job, DecodedGroup)`` out, after one ``("ready", pid)``.
+
+    A plain child process, not ``multiprocessing``: the helper imports only this module (never the
+    launcher's ``__main__``, whatever program started the run), and when the scoring process dies
+    by any means the helper reads end-of-file and exits. A thread here reads the answers and
+    completes each job's future.
+    """
+
+    def __init__(self) -> None:
+        self._futures: dict[int, concurrent.futures.Future] = {}
+        self._lock = threading.Lock()
+        self._jobs = itertools.count()
+        self.started: concurrent.futures.Future = concurrent.futures.Future()
+        package_root = str(pathlib.Path(__file__).resolve().parents[2])  # finds this package as the caller did
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        self._reader = threading.Thread(target=self._read_answers, name="decode-helper", daemon=True)
+        self._reader.start()
+
+    def submit(self, sources: Sequence[Source], max_bytes: int, max_pixels: int) -> concurrent.futures.Future:
+        """Sends one group; the future gives its :class:`DecodedGroup` (or raises :class:`HelperGone`)."""
+        job = next(self._jobs)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if self.started.done() and self.started.exception() is not None:
+                raise HelperGone("the decode helper has exited")
+            self._futures[job] = future
+        try:
+            send(self._process.stdin, (job, list(sources), max_bytes, max_pixels))
+        except OSError as exc:
+            self._fail(HelperGone(f"the decode helper's pipe broke: {exc}"))
+        return future
+
+    def _read_answers(self) -> None:
+        try:
+            _, pid = receive(self._process.stdout)
+            self.started.set_result(pid)
+            while True:
+                job, group = receive(self._process.stdout)
+                with self._lock:
+                    future = self._futures.pop(job)
+                future.set_result(group)
+        except Exception as exc:  # noqa: BLE001 -- end of file, a broken pipe: every waiter is told
+            self._fail(HelperGone(f"the decode helper has exited ({type(exc).__name__})"))
+
+    def _fail(self, error: HelperGone) -> None:
+        with self._lock:
+            waiting, self._futures = list(self._futures.values()), {}
+            if not self.started.done():
+                self.started.set_exception(error)
+            elif self.started.exception() is None:
+                self.started = concurrent.futures.Future()
+                self.started.set_exception(error)
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error)
+
+    def close(self) -> None:
+        """Closes its stdin (it exits), waits a moment, kills it if it has not."""
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def send(stream, message: Any) -> None:
+    """Writes one length-prefixed pickle and flushes."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(8, "little") + data)
+    stream.flush()
+
+
+def receive(stream) -> Any:
+    """Reads one length-prefixed pickle (``EOFError`` at the end of the stream)."""
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError("end of stream")
+    size = int.from_bytes(header, "little")
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("end of stream inside a message")
+    return pickle.loads(data)
+
+
+def serve(stdin, stdout) -> None:
+    """The helper's loop: decode each group received until end of file."""
+    send(stdout, ("ready", os.getpid()))
+    while True:
+        try:
+            job, sources, max_bytes, max_pixels = receive(stdin)
+        except EOFError:
+            return
+        send(stdout, (job, decode_group(sources, max_bytes, max_pixels)))
+
+
+class DecodePool:
+    """Decodes groups in one helper process, up to ``depth`` in flight, in submission order or not.
+
+    ``submit(sources, tag)`` queues a group; ``ready()`` returns the groups done so far (and, when
+    ``depth`` groups are in flight and the oldest is not done, decodes the newest in the caller
+    instead); ``drain()`` returns all that remain. Results are ``(tag, DecodedGroup)``.
+
+    The helper is a :class:`Helper` process. Until it has answered once, groups are decoded in
+    the caller. If it dies, the groups it held are decoded again in the caller: no file is lost,
+    and the helper is not restarted.
+
+    Args:
+      max_bytes, max_pixels: the run's ``--max-file-bytes`` and ``--max-pixels``.
+      depth: groups in flight in the helper at most.
+    """
+
+    def __init__(self, max_bytes: int, max_pixels: int, *, depth: int = 2) -> None:
+        self._limits = (max_bytes, max_pixels)
+        self._depth = depth
+        self._pending: collections.deque[tuple[Any, Sequence[Source], concurrent.futures.Future]] = collections.deque()
+        self._done: list[tuple[Any, DecodedGroup]] = []
+        self.decoded_here = 0
+        """Groups the caller decoded itself (while the helper started, was behind, or had died)."""
+        self.decoded_there = 0
+        """Groups the helper decoded."""
+        self._helper: Helper | None = Helper()
+
+    @property
+    def helper_pid(self) -> int | None:
+        """The helper's process id once it has answered (None before, or once it has died)."""
+        if self._helper is None or not self._helper.started.done() or self._helper.started.exception():
+            return None
+        return self._helper.started.result()
+
+    def _here(self, tag: Any, sources: Sequence[Source]) -> None:
+        self.decoded_here += 1
+        self._done.append((tag, decode_group(sources, *self._limits)))
+
+    def _usable(self) -> bool:
+        """The helper has answered and has not died."""
+        if self._helper is None or not self._helper.started.done():
+            return False
+        if self._helper.started.exception() is not None:
+            self._broken()
+            return False
+        return True
+
+    def _broken(self) -> None:
+        """The helper died: decode what it held here, and stop using it."""
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            LOG.warning("the decode helper process has exited; decoding continues in the scoring process")
+            helper.close()
+        while self._pending:
+            tag, sources, _ = self._pending.popleft()
+            self._here(tag, sources)
+
+    def _collect(self, block: bool) -> None:
+        """Moves finished groups (the oldest first; waiting for it when ``block``) to ``_done``."""
+        while self._pending and (block or self._pending[0][2].done()):
+            tag, _, future = self._pending[0]
+            try:
+                result = future.result()
+            except HelperGone:
+                self._broken()
+                return
+            self._pending.popleft()
+            self.decoded_there += 1
+            self._done.append((tag, result))
+
+    def submit(self, sources: Sequence[Source], tag: Any = None) -> None:
+        """Queues one group (decoded in the helper, or here when it is not ready or is behind)."""
+        if not self._usable():
+            self._here(tag, sources)
+            return
+        self._collect(block=False)
+        if len(self._pending) >= self._depth:
+            self._here(tag, sources)  # the helper is behind: this core decodes too
+            return
+        try:
+            future = self._helper.submit(sources, *self._limits)
+        except HelperGone:
+            self._broken()
+            self._here(tag, sources)
+            return
+        self._pending.append((tag, sources, future))
+
+    def ready(self) -> list[tuple[Any, DecodedGroup]]:
+        """The groups decoded so far (each returned once)."""
+        self._collect(block=False)
+        done, self._done = self._done, []
+        return done
+
+    def drain(self) -> list[tuple[Any, DecodedGroup]]:
+        """Every group still queued, waiting for the helper."""
+        self._collect(block=True)
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        """Stops the helper (groups still queued are dropped: call :meth:`drain` first)."""
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            helper.close()
+
+
+HELPERS_ENV = "MNIST_BATCH_DECODE_HELPERS"
+"""Environment variable that sets the decode helper processes of a single-process run (0 turns them off)."""
+
+
+def helper_count(cores: int | None = None) -> int:
+    """Decode helpers for one scoring process: ``$MNIST_BATCH_DECODE_HELPERS``, else one when
+    there are 2 or more cores, else none."""
+    if os.environ.get(HELPERS_ENV, "").isdigit():
+        return int(os.environ[HELPERS_ENV])
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    return 1 if cores >= 2 else 0
+
+
+if __name__ == "__main__":  # the helper process (Helper starts it)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the launcher; this exits at end of file
+    from mnist_batch.scoring import decode_pool  # answers pickle by this name, not as __main__'s
+
+    decode_pool.serve(sys.stdin.buffer, sys.stdout.buffer)
