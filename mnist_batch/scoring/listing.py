@@ -198,7 +198,8 @@ def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Ite
             yield (folder + "/", SKIP_TOOL_OUTPUT)
             continue
         subfolders = []
-        for entry in entries:
+        for index, entry in enumerate(entries):
+            entries[index] = None  # an entry keeps its stat once asked: let each go once used (flat memory)
             path = posixpath.join(folder, entry.name)
             if entry.is_dir(follow_symlinks=False):
                 if could_hold_matches(components, (*names, entry.name)):  # never wander outside the pattern
