@@ -194,6 +194,61 @@ def worker_loop(folder: str, model_path: str, runtime: str, out: str) -> int:
     return table.num_rows
 
 
+def worker_costs(folder: str, model_path: str, files: int = 20_000) -> dict:
+    """Per-image costs alone, in one process: read + decode + preprocess (one core), and the model
+    (normalise + one LiteRT call per 256 images) on 1 and on 2 threads; microseconds per image."""
+
+    from mnist_batch.model_card import read_card
+    from mnist_batch.models.runtimes import get_runtime, load_artifact
+    from mnist_batch.preprocess import normalize
+    from mnist_batch.scoring.decode_pool import decode_group
+
+    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs if f.endswith(".png"))[:files]
+    groups = [[(p, None) for p in paths[i : i + 256]] for i in range(0, len(paths), 256)]
+    start = time.perf_counter()
+    decoded = [decode_group(g, 10_000_000, 100_000_000).pixels for g in groups]
+    decode_us = 1e6 * (time.perf_counter() - start) / len(paths)
+    card = read_card(model_path, verify_id=False)
+    runtime = get_runtime("litert")
+    data = pathlib.Path(runtime.artifact_uri(model_path)).read_bytes()
+    assert card.runtimes["litert"]["sha256"]
+    model_us = {}
+    for threads in (1, 2):
+        call = load_artifact(runtime, data, model_path, threads)
+        call(normalize(decoded[0]))  # allocate for 256
+        start = time.perf_counter()
+        for pixels in decoded:
+            call(normalize(pixels))
+        model_us[threads] = 1e6 * (time.perf_counter() - start) / len(paths)
+    return {"files": len(paths), "decode_us": decode_us, "model_us_1": model_us[1], "model_us_2": model_us[2]}
+
+
+def render_costs(costs: dict, results: dict, counts: list[int], cores: int) -> str:
+    """The limit two cores allow, each mode's share of it, and core-hours per million images."""
+    model_core_us = min(costs["model_us_1"], 2 * costs["model_us_2"])
+    limit = cores * 1e6 / (costs["decode_us"] + model_core_us)
+    lines = [
+        f"Costs alone ({costs['files']:,} files, one process): read + decode + preprocess "
+        f"{costs['decode_us']:.0f} µs/image on one core; the model (normalise + LiteRT, 256 a call) "
+        f"{costs['model_us_1']:.0f} µs/image on 1 thread, {costs['model_us_2']:.0f} µs/image on 2 threads "
+        f"({2 * costs['model_us_2']:.0f} core-µs). The limit on {cores} cores with no framework cost and "
+        f"perfect overlap: {cores} / ({costs['decode_us']:.0f} + {model_core_us:.0f} µs) = {limit:,.0f} images/s.",
+        "",
+        "| files | what | images/s | share of the limit | core-hours per million images |",
+        "| ---: | --- | ---: | ---: | ---: |",
+    ]
+    for count in counts:
+        for mode, per in results.items():
+            r = per.get(count)
+            if r is not None:
+                core_hours = r["cpu_ms_per_image"] * 1e6 / 1e3 / 3600
+                lines.append(
+                    f"| {count:,} | {NAMES[mode]} | {r['images_per_s']:,.0f} | {r['images_per_s'] / limit:.0%} | "
+                    f"{core_hours:.3f} |"
+                )
+    return "\n".join(lines)
+
+
 # --- the parent: each mode a process, its tree's RSS polled ---------------------------------------
 
 
@@ -264,6 +319,21 @@ def measure(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path, log:
         "peak_rss_mb": peak / 2**20,
         "runtime": runtime,
     }
+
+
+def measure_costs(model: str, folder: pathlib.Path) -> dict:
+    """:func:`worker_costs` in its own process."""
+    me = str(pathlib.Path(__file__).resolve())
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, me, "--worker", "costs", "--model", model, "--folder", str(folder)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    costs = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])
+    print(
+        f"costs: decode {costs['decode_us']:.0f} µs/image, model {costs['model_us_1']:.0f} µs (1 thread) / "
+        f"{costs['model_us_2']:.0f} µs (2 threads)",
+        flush=True,
+    )
+    return costs
 
 
 def run_model(name: str, model: str, counts: list[int], modes: list[str], work: pathlib.Path, source: pathlib.Path):
@@ -342,11 +412,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help=f"subset of {','.join(MODES)}")
     parser.add_argument("--work", default=None, help="work folder (default: a temp folder, deleted after)")
     parser.add_argument("--json", default=None, help="also write the results here")
-    parser.add_argument("--worker", choices=("keras", "litert"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("keras", "litert", "costs"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker == "costs":
+        print("RESULT " + json.dumps(worker_costs(args.folder, args.model)), flush=True)
+        return 0
     if args.worker:
         n = worker_loop(args.folder, args.model, args.worker, args.out)
         print("RESULT " + json.dumps({"images": n}), flush=True)
@@ -380,10 +453,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("training the Keras example CNN (1 epoch on the sample) ...", flush=True)
                 models[name] = ensure_fast_runtime(train_small_cnn(work / "small_train"), work / "small")
         all_results = {name: run_model(name, str(path), counts, modes, work, source) for name, path in models.items()}
+        for name, path in models.items():
+            all_results[name]["costs"] = measure_costs(str(path), work / f"files_{max(counts)}")
         print()
         for name, data in all_results.items():
             label = "default cnn (48/96/192 filters, batch norm)" if name == "cnn" else "small Keras example CNN"
             print(render(label, data, counts))
+            print()
+            print(render_costs(data["costs"], data["results"], counts, len(os.sched_getaffinity(0))))
             print()
         if args.json:
             pathlib.Path(args.json).write_text(json.dumps(all_results, indent=2) + "\n", encoding="utf-8")
