@@ -109,7 +109,7 @@ def test_decode_fn_labels_from_folders_and_dead_letters_per_element(sample_data,
 
 def test_decode_fn_on_a_cluster_keeps_its_files_done_in_a_progress_file(sample_data, tmp_path):
     """Each worker instance's count, failed files included, is in <staging>/_progress/ when its bundles finish."""
-    from mnist_batch.scoring.progress import progress_dir, reported_files
+    from mnist_batch.scoring.progress import progress_dir, reported
 
     written = small_export(sample_data, tmp_path / "imgs", n_per_class=1)
     bad = tmp_path / "imgs" / "3" / "bad.png"
@@ -119,7 +119,7 @@ def test_decode_fn_on_a_cluster_keeps_its_files_done_in_a_progress_file(sample_d
     with BeamTestPipeline() as p:
         files = p | apache_beam.Create([*written, str(bad)]) | fileio.MatchAll() | fileio.ReadMatches()
         _ = files | decode.DecodeImages(fn, group_size=4)
-    assert reported_files(folder) == len(written) + 1
+    assert reported(folder).files == len(written) + 1
     assert all(name.endswith(".json") for name in (p.name for p in pathlib.Path(folder).iterdir()))
 
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import NamedTuple
 
 from mnist_batch.runstore import fs
 from mnist_batch.runstore.shards import FinishedRows
@@ -77,7 +78,8 @@ def progress_dir(staging: str) -> str:
 
 
 class ProgressFile:
-    """One worker's files done so far, in ``FOLDER/<host>-<pid>-<random>.json``: ``{"files": N, ...}``.
+    """One worker's files done so far, in ``FOLDER/<host>-<pid>-<random>.json``:
+    ``{"files": N, "started": <epoch s of its first file>, "updated": <epoch s>}``.
 
     :meth:`add` rewrites it at most every ``every_s`` seconds, :meth:`write` (at the end of a
     bundle) whenever the count moved. Each write is whole (:func:`fs.write_atomic`: temp file +
@@ -92,11 +94,14 @@ class ProgressFile:
         self.every_s = progress_every_s() if every_s is None else every_s
         self.path = fs.join(folder, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.json")
         self.done = 0
+        self.started: float | None = None
         self._written = 0
         self._last = time.monotonic()
         self._failed = False
 
     def add(self, n: int = 1) -> None:
+        if self.started is None:
+            self.started = time.time()
         self.done += n
         if time.monotonic() - self._last >= self.every_s:
             self.write()
@@ -107,7 +112,8 @@ class ProgressFile:
         if self.done == self._written:
             return
         try:
-            fs.write_atomic(self.path, json.dumps({"files": self.done, "updated": time.time()}))
+            record = {"files": self.done, "started": self.started, "updated": time.time()}
+            fs.write_atomic(self.path, json.dumps(record))
             self._written = self.done
         except Exception as exc:  # noqa: BLE001 - a progress file is never worth failing the run
             if not self._failed:
@@ -115,23 +121,35 @@ class ProgressFile:
                 log.debug("progress file %s not written (the run goes on without it): %s", self.path, exc)
 
 
-def reported_files(folder: str) -> int:
-    """The sum of the workers' progress files in ``folder`` (0 when there are none).
+class Reported(NamedTuple):
+    """What the workers' progress files say together: files done, and when the first of them began."""
+
+    files: int
+    started: float | None
+
+
+def reported(folder: str) -> Reported:
+    """The sum of the workers' progress files in ``folder`` (0 files when there are none), and the
+    earliest ``started`` among them (epoch seconds; None when none says).
 
     Only ``*.json`` files count (a local write's temp file is not one); a file that cannot be read
-    or is not ``{"files": <count>}`` (garbled, or gone with the staging folder) is skipped.
+    or is not ``{"files": <count>, ...}`` (garbled, or gone with the staging folder) is skipped.
     """
-    total = 0
+    files, started = 0, None
     for path in fs.list_files(folder):
         if not path.endswith(".json"):
             continue
         try:
-            files = json.loads(fs.read_text(path))["files"]
+            record = json.loads(fs.read_text(path))
+            count, began = record["files"], record.get("started")
         except Exception:  # noqa: BLE001 - garbled, partial or deleted meanwhile: the next look counts it
             continue
-        if isinstance(files, int) and not isinstance(files, bool) and files >= 0:
-            total += files
-    return total
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            continue
+        files += count
+        if isinstance(began, (int, float)) and not isinstance(began, bool):
+            started = began if started is None else min(started, began)
+    return Reported(files, started)
 
 
 class StagedProgress:
@@ -142,7 +160,8 @@ class StagedProgress:
     (:class:`ProgressFile`, rewritten every few seconds while they work) and the rows of the
     predictions and errors shards they have finished (the only count when the workers write no
     progress files). A line appears only when the count moved. Files/s is counted from the first
-    count seen, so the job's start-up (shipping jars, starting harnesses) does not dilute it.
+    file any worker began (the files' ``started``), so the job's start-up (shipping jars, starting
+    harnesses) does not dilute it; without one, from the start of the wait.
 
     Both counts can run ahead of the truth by the work of failed attempts until they are
     retried (the workers' files of a restarted task are not overwritten but added to): the line
@@ -157,21 +176,24 @@ class StagedProgress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="StagedProgress", daemon=True)
 
-    def count(self) -> int:
-        return max(reported_files(self._progress), self._rows.count())
+    def count(self) -> tuple[int, float | None]:
+        """Files done (the larger of the two counts), and when the workers' first file began (if they say)."""
+        files, started = reported(self._progress)
+        return max(files, self._rows.count()), started
 
     def _watch(self) -> None:
-        start, shown, first = time.monotonic(), 0, None
+        start, shown = time.monotonic(), 0
         while not self._stop.wait(self.every_s):
             try:
-                done = self.count()
+                done, started = self.count()
             except Exception:  # noqa: BLE001 - a listing that failed (the staging folder went): next time
                 continue
             if done > shown:
-                now = time.monotonic()
-                since, base = first or (start, 0)  # the first line: counted from the start of the wait
-                rate = (done - base) / max(now - since, 1e-9)
-                first, shown = first or (now, done), done
+                shown = done
+                elapsed = time.time() - started if started is not None else 0.0
+                if elapsed <= 0:  # no worker said when it began (or its clock is ahead): since the wait began
+                    elapsed = time.monotonic() - start
+                rate = done / max(elapsed, 1e-9)
                 print(
                     f"mnist-batch score: progress: {progress_text(done, None, rate)} (reported by the workers)",
                     file=sys.stderr,
