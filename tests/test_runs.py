@@ -515,6 +515,18 @@ def test_commit_verify_and_clean_ignore_the_workers_progress_files(tmp_path):
     assert not (root / "_staging" / "r1.a").exists()
 
 
+def test_only_a_job_on_a_cluster_that_the_launcher_waits_for_gets_progress_files():
+    """Local runners keep their workers' own line (no files, no second line); a detached launch has no reader."""
+    import contextlib
+    from types import SimpleNamespace
+
+    assert not launch.progress_from_workers(SimpleNamespace(wait=True, runner="DirectRunner"))
+    assert not launch.progress_from_workers(SimpleNamespace(wait=False, runner="PortableRunner"))
+    assert launch.progress_from_workers(SimpleNamespace(wait=True, runner="PortableRunner"))
+    local = launch.launcher_progress(SimpleNamespace(wait=True, runner="DirectRunner"))
+    assert isinstance(local, contextlib.nullcontext)
+
+
 def test_the_job_graph_does_not_grow_with_the_incremental_history(tiny_model, sample_data, tmp_path):
     """The history is read inside the job: 1 or 20,000 earlier keys give the same serialised graph."""
     import apache_beam as beam
