@@ -279,6 +279,8 @@ LAYOUT_FORMAT = "mnist_batch.runs"
 LAYOUT_VERSION = 2
 RUNS_DIR = "_runs"
 STAGING_DIR = "_staging"
+PROGRESS_DIR = "_progress"
+"""In an attempt's staging folder: the workers' progress files (never a table; deleted with the staging)."""
 CLAIMS_DIR = "_claims"
 QUARANTINE_DIR = "_quarantine"
 """Where ``mnist-batch runs verify --quarantine`` moves a bad run (``_``: skipped by readers)."""

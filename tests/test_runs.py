@@ -479,6 +479,54 @@ def test_commit_moves_only_the_emitted_shards(tmp_path):
         commit.commit_run(layout, "r1.b", {}, {}, replace=False)
 
 
+def test_commit_verify_and_clean_ignore_the_workers_progress_files(tmp_path):
+    """<staging>/_progress/ is no table: never moved into one, deleted with the staging, and a late
+    write of a dead attempt (its staging gone) is deleted by ``runs clean`` as any dead staging is."""
+    from mnist_batch.runstore import verify
+    from mnist_batch.runstore.shards import ShardWriter
+    from mnist_batch.scoring.progress import ProgressFile, progress_dir
+
+    root = tmp_path / "root"
+    layout = Layout("runs", str(root), "r1", "2026-01-02")
+    staging = layout.staging_dir("r1.a")
+    rows = pa.Table.from_pylist(
+        [{"path": "x.png", "stage": "decode", "error_type": "E", "message": "m", "run_id": "r1", "model_id": "m"}],
+        schema=RUN_TABLES["errors"],
+    )
+    shard = ShardWriter(f"{staging}/errors/part-ok.parquet", RUN_TABLES["errors"])
+    shard.write(rows)
+    shard.close()
+    worker = ProgressFile(progress_dir(staging), every_s=0)
+    worker.add(1)
+    (root / "_staging" / "r1.a" / "_progress" / "garbled.json").write_text("{")
+    summary = {"counts": {"scored": 0, "errors": 1}}
+    commit.commit_run(layout, "r1.a", {"errors": [shard.path]}, summary, replace=False)
+    committed = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    assert [p for p in committed if "_progress" in p or p.endswith(".json")] == [
+        "_runs/dt=2026-01-02/run=r1/summary.json"
+    ]
+    assert not (root / "_staging" / "r1.a").exists()
+    problems = verify.verify_run(next(r for r in history.committed_runs(str(root)) if r.run_id == "r1"))
+    assert not [p for p in problems if "_progress" in p.path], problems
+    # A worker of that attempt still running after the commit (a zombie task) writes once more.
+    worker.add(1)
+    assert (root / "_staging" / "r1.a" / "_progress").is_dir()
+    assert runs.clean(str(root))["deleted"] == [staging]
+    assert not (root / "_staging" / "r1.a").exists()
+
+
+def test_only_a_job_on_a_cluster_that_the_launcher_waits_for_gets_progress_files():
+    """Local runners keep their workers' own line (no files, no second line); a detached launch has no reader."""
+    import contextlib
+    from types import SimpleNamespace
+
+    assert not launch.progress_from_workers(SimpleNamespace(wait=True, runner="DirectRunner"))
+    assert not launch.progress_from_workers(SimpleNamespace(wait=False, runner="PortableRunner"))
+    assert launch.progress_from_workers(SimpleNamespace(wait=True, runner="PortableRunner"))
+    local = launch.launcher_progress(SimpleNamespace(wait=True, runner="DirectRunner"))
+    assert isinstance(local, contextlib.nullcontext)
+
+
 def test_the_job_graph_does_not_grow_with_the_incremental_history(tiny_model, sample_data, tmp_path):
     """The history is read inside the job: 1 or 20,000 earlier keys give the same serialised graph."""
     import apache_beam as beam

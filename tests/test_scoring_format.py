@@ -185,10 +185,83 @@ def test_the_launcher_counts_finished_shards_of_a_job_running_elsewhere(tmp_path
         time.sleep(0.3)
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last.startswith("mnist-batch score: progress: 4 files done, ")
-        assert last.endswith("files/s (shards finished on the workers)")
+        assert last.endswith("files/s (reported by the workers)")
         open_shard.close()
         time.sleep(0.3)
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("mnist-batch score: progress: 9 files done")
+
+
+def test_a_workers_progress_file_is_written_whole_every_few_seconds_and_at_the_end(tmp_path, caplog):
+    import json
+    import logging
+    import pathlib
+
+    from mnist_batch.scoring.progress import ProgressFile, progress_dir, reported
+
+    folder = progress_dir(str(tmp_path / "_staging" / "r1.abc"))
+    assert folder == str(tmp_path / "_staging" / "r1.abc" / "_progress")
+    assert reported(folder).files == 0  # no folder yet
+    slow, fast = ProgressFile(folder, every_s=3600), ProgressFile(folder, every_s=0)
+    assert slow.path != fast.path and slow.path.endswith(".json")
+    slow.add(5)  # not yet due: nothing written
+    assert not (tmp_path / "_staging" / "r1.abc" / "_progress").exists()
+    slow.write()  # the end of a bundle
+    fast.add(3)
+    assert json.loads(pathlib.Path(slow.path).read_text())["files"] == 5 and reported(folder).files == 8
+    fast.add(2)
+    assert reported(folder) == (10, min(slow.started, fast.started))
+    assert sorted(p.suffix for p in (tmp_path / "_staging" / "r1.abc" / "_progress").iterdir()) == [".json"] * 2
+    # A file cut short, garbled or of another shape, and a write's temp file, are not counted.
+    for name, text in [("cut.json", '{"files": 1'), ("neg.json", '{"files": -4}'), ("str.json", '{"files": "7"}'),
+                       ("list.json", "[1]"), ("bool.json", '{"files": true}'), ("w.json.tmp-0123", '{"files": 99, "started": 1}')]:  # fmt: skip
+        (tmp_path / "_staging" / "r1.abc" / "_progress" / name).write_text(text)
+    assert reported(folder) == (10, min(slow.started, fast.started))
+    # A write that fails (here: the folder's place is a file) never fails the worker; logged once.
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    broken = ProgressFile(str(tmp_path / "blocked" / "_progress"), every_s=0)
+    with caplog.at_level(logging.DEBUG, logger="mnist_batch.scoring.progress"):
+        broken.add()
+        broken.add()
+        broken.write()
+    assert broken.done == 2
+    assert [r.levelno for r in caplog.records if "not written" in r.getMessage()] == [logging.DEBUG]
+
+
+def test_the_launcher_sums_the_workers_progress_files_before_their_shards_finish(tmp_path, capsys):
+    import json
+    import time
+
+    from mnist_batch.runstore.shards import ShardWriter, new_shard_path
+    from mnist_batch.scoring.progress import ProgressFile, StagedProgress, progress_dir
+
+    staging = tmp_path / "_staging" / "r1.abc"
+    workers = [ProgressFile(progress_dir(str(staging)), every_s=0) for _ in range(2)]
+    with StagedProgress(str(staging), every_s=0.05):
+        workers[0].add(300)
+        workers[1].add(200)
+        time.sleep(0.3)
+        first = capsys.readouterr().err.strip().splitlines()
+        assert first[-1].startswith("mnist-batch score: progress: 500 files done, ")
+        assert first[-1].endswith("files/s (reported by the workers)")
+        workers[1].add(100)
+        time.sleep(0.3)
+        second = capsys.readouterr().err.strip().splitlines()
+        assert len(second) == 1 and second[0].startswith("mnist-batch score: progress: 600 files done, ")
+        # Files/s from the first file a worker began, not from the launcher's wait (the job's start-up).
+        began = time.time() - 10
+        (staging / "_progress" / "early.json").write_text(json.dumps({"files": 400, "started": began}))
+        time.sleep(0.3)
+        rate = capsys.readouterr().err.strip().splitlines()[-1]
+        assert rate.startswith("mnist-batch score: progress: 1,000 files done, "), rate
+        assert 80 <= int(rate.split("done, ")[1].split(" files/s")[0]) <= 100, rate  # 1,000 files in 10 s and a bit
+        time.sleep(0.2)  # nothing moved: no line
+        assert capsys.readouterr().err == ""
+        # Finished shards that say more (workers that could not write their files) are the count then.
+        writer = ShardWriter(new_shard_path(str(staging / "predictions")), PREDICTIONS_SCHEMA)
+        writer.write(_rows(PREDICTIONS_SCHEMA, 1100))
+        writer.close()
+        time.sleep(0.3)
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("mnist-batch score: progress: 1,100 files done")
 
 
 def _rows(schema, n):

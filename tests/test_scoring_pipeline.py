@@ -107,6 +107,22 @@ def test_decode_fn_labels_from_folders_and_dead_letters_per_element(sample_data,
         assert_that(errors, equal_to([(str(bad), "decode", "run1")]), label="CheckErrors")
 
 
+def test_decode_fn_on_a_cluster_keeps_its_files_done_in_a_progress_file(sample_data, tmp_path):
+    """Each worker instance's count, failed files included, is in <staging>/_progress/ when its bundles finish."""
+    from mnist_batch.scoring.progress import progress_dir, reported
+
+    written = small_export(sample_data, tmp_path / "imgs", n_per_class=1)
+    bad = tmp_path / "imgs" / "3" / "bad.png"
+    bad.write_bytes(b"not a png")
+    folder = progress_dir(str(tmp_path / "_staging" / "r1.a"))
+    fn = decode.DecodeGroupFn(tuple("0123456789"), "run1", progress_dir=folder)
+    with BeamTestPipeline() as p:
+        files = p | apache_beam.Create([*written, str(bad)]) | fileio.MatchAll() | fileio.ReadMatches()
+        _ = files | decode.DecodeImages(fn, group_size=4)
+    assert reported(folder).files == len(written) + 1
+    assert all(name.endswith(".json") for name in (p.name for p in pathlib.Path(folder).iterdir()))
+
+
 def test_label_helpers_and_labels_csv(tmp_path):
     assert label_names.parent_name("gs://b/x/7/a.png") == "7"
     assert label_names.label_from_name("Sneaker", ("T-shirt/top", "Sneaker")) == 1

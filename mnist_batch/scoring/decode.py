@@ -31,7 +31,7 @@ from mnist_batch.runstore import fs, s3
 from mnist_batch.scoring import decode_pool
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
-from mnist_batch.scoring.progress import ProgressLine
+from mnist_batch.scoring.progress import ProgressFile, ProgressLine, progress_every_s
 
 ERRORS_TAG = "errors"
 """Output tag of error rows."""
@@ -176,6 +176,11 @@ class DecodeImageFn(beam.DoFn):
     ``mnist-batch score: progress: 1,200 of 10,000 files done (12 %), 600 files/s, ETA 15 s (worker 8775)``
     (the total and ETA when the run hands in the number of files as the side input ``total``).
     Decoding and inference run fused, file by file, so this is the run's real progress.
+
+    With ``progress_dir`` (a job on a cluster, whose launcher waits) each worker instance also
+    keeps its files done in a progress file there (:class:`~mnist_batch.scoring.progress.ProgressFile`,
+    rewritten every ``MNIST_BATCH_PROGRESS_S`` of the launcher and at the end of each bundle),
+    which the launcher sums into its own progress line.
     """
 
     def __init__(
@@ -187,10 +192,13 @@ class DecodeImageFn(beam.DoFn):
         max_pixels: int = preprocess.MAX_IMAGE_PIXELS,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         progress: bool = False,
+        progress_dir: str | None = None,
         s3_options: dict[str, Any] | None = None,
     ) -> None:
         self._class_names = tuple(class_names)
         self._progress = progress
+        self._progress_dir = progress_dir
+        self._progress_every_s = progress_every_s()  # the launcher's interval, not the worker's environment
         self._run_id = run_id
         self._labels_csv = labels_csv
         self._max_pixels = max_pixels
@@ -203,6 +211,7 @@ class DecodeImageFn(beam.DoFn):
     def setup(self) -> None:
         fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
         self._progress_line = ProgressLine() if self._progress else None
+        self._progress_file = ProgressFile(self._progress_dir, self._progress_every_s) if self._progress_dir else None
         if self._labels_csv:
             self._label_of = LabelLookup(self._class_names, read_labels_csv(self._labels_csv, self._class_names))
 
@@ -217,6 +226,15 @@ class DecodeImageFn(beam.DoFn):
         if self._progress_line is not None:
             self._progress_line.total = total
             self._progress_line.add(files)
+        if self._progress_file is not None:
+            self._progress_file.add(files)
+
+    def finish_bundle(self) -> None:
+        self.write_progress()
+
+    def write_progress(self) -> None:
+        if self._progress_file is not None:
+            self._progress_file.write()  # before the bundle's shards close, so before the commit
 
     def failed(self, path: str, stage: str, error_type: str, message: str) -> dict[str, Any]:
         """The error row of a file that failed at ``stage`` (counted)."""
@@ -326,6 +344,7 @@ class DecodeGroupFn(DecodeImageFn):
             yield from self.outputs(done_paths, group)
 
     def finish_bundle(self) -> Iterator[Any]:
+        self.write_progress()
         if getattr(self, "_decoders", None) is None:
             return
         decoders, self._decoders = self._decoders, None

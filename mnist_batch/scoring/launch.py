@@ -51,7 +51,7 @@ from mnist_batch.scoring.incremental import SelectFiles
 from mnist_batch.scoring.options import RunOptions, ScoreSettings
 from mnist_batch.scoring.pipeline import build_pipeline
 from mnist_batch.scoring.preflight import check_environment
-from mnist_batch.scoring.progress import StagedProgress
+from mnist_batch.scoring.progress import StagedProgress, progress_dir
 from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line, run_summary
@@ -387,8 +387,15 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
     if layout.kind == "runs":
         select = SelectFiles(layout.root, layout.run_id, run.options.incremental_key, earlier, config.max_file_bytes)
     p = beam.Pipeline(options=run.beam_options)
-    outputs = build_pipeline(p, config, card=run.card, scorer=run.scorer, select_files=select)
     staging = layout.staging_dir(run.attempt)
+    outputs = build_pipeline(
+        p,
+        config,
+        card=run.card,
+        scorer=run.scorer,
+        select_files=select,
+        progress_dir=progress_dir(staging) if progress_from_workers(run) else None,
+    )
     tables = [t for t in layout.tables if t in PIPELINE_TABLES]  # the runs row is written at commit
     shards = [getattr(outputs, t) | f"Write{t.title().replace('_', '')}" >> WriteTable(staging, t) for t in tables]
     commit_fn = CommitRunFn(
@@ -430,9 +437,15 @@ def run_attempt(run: Attempt) -> dict[str, Any]:
     return {**summary, "metrics": metric_counters(result)}
 
 
+def progress_from_workers(run: Attempt) -> bool:
+    """Whether the launcher prints the progress line from what the workers leave in staging: a job on
+    a cluster that the launcher waits for (local workers print their own line)."""
+    return run.wait and run.runner not in LOCAL_RUNNERS
+
+
 def launcher_progress(run: Attempt) -> contextlib.AbstractContextManager:
     """The launcher's own progress line while it waits for a job on a cluster (local workers print theirs)."""
-    if run.runner in LOCAL_RUNNERS:
+    if not progress_from_workers(run):
         return contextlib.nullcontext()
     return StagedProgress(run.layout.staging_dir(run.attempt))
 

@@ -89,6 +89,7 @@ def build_pipeline(
     scorer: ScoringModel | None = None,
     check_inputs: bool = True,
     select_files: beam.PTransform | None = None,
+    progress_dir: str | None = None,
 ) -> ScoringOutputs:
     """Adds the scoring graph to ``p`` and returns its named outputs; does not run or write.
 
@@ -104,6 +105,8 @@ def build_pipeline(
       select_files: optional transform of ``{"images", "skipped"}`` to the same dict, applied
         right after matching, returning also ``"manifest"`` rows (production runs:
         :class:`mnist_batch.runstore.history.SelectFiles` drops files scored before).
+      progress_dir: where the workers keep their files done for the launcher's progress line
+        (a job on a cluster: ``<staging>/_progress``, :class:`~mnist_batch.scoring.progress.StagedProgress`).
     """
     card = card or check_model(config.model, load=False)
     scorer = scorer or choose_runtime(config.model, card, config.runtime)
@@ -133,6 +136,7 @@ def build_pipeline(
             max_pixels=config.max_pixels,
             max_file_bytes=config.max_file_bytes,
             progress=config.progress,
+            progress_dir=progress_dir,
             s3_options=s3.options_of(getattr(p, "options", None)),
             decode_helpers=decode_helpers(config, getattr(p, "options", None)),
         ),
