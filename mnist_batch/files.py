@@ -45,7 +45,7 @@ def escape_path(path: str) -> str:
     (four characters for the byte) is what every row, key and message carries instead. Names
     that are valid UTF-8 are unchanged. :func:`unescape_path` finds the file again.
     """
-    if not any("\udc80" <= c <= "\udcff" for c in path):
+    if path.isascii() or not any("\udc80" <= c <= "\udcff" for c in path):  # isascii: C speed, most paths
         return path
     return "".join(f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c for c in path)
 
