@@ -213,6 +213,12 @@ def list_keys(prefix_uri: str) -> list[str]:
     return sorted(found)
 
 
+def any_key(prefix_uri: str) -> bool:
+    """Whether an object's key starts with ``prefix_uri``'s key (one ``LIST`` asking for one key)."""
+    bucket, prefix = split(prefix_uri)
+    return bool(client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("Contents"))
+
+
 def get(uri: str) -> bytes:
     bucket, key = split(uri)
     return client().get_object(Bucket=bucket, Key=key)["Body"].read()
