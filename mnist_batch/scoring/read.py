@@ -83,7 +83,7 @@ def s3_folder_prefix(pattern: str) -> str | None:
 
     Such a pattern matches every key under the prefix, so one ``LIST`` asking for one key through
     the shared client answers whether it matches; Beam's match would make a client of its own and
-    fetch and parse a whole page of 1,000 keys (0.5 s a folder on a history of a million files here).
+    fetch and parse a whole page of up to 1,000 keys (about 0.5 s for a folder of 1,000 files or more here).
     """
     if not (pattern.startswith("s3://") and pattern.endswith("/**")):
         return None
