@@ -133,6 +133,22 @@ def read_at_most(uri: str, limit: int) -> bytes:
         body.close()
 
 
+def read_tail(uri: str, size: int) -> tuple[bytes, int]:
+    """The last ``size`` bytes of ``uri`` (all of it when shorter), in one ranged ``GET``, and the
+    object's whole length."""
+    bucket, key = split(uri)
+    try:
+        got = client().get_object(Bucket=bucket, Key=key, Range=f"bytes=-{size}")
+    except Exception as exc:
+        status = str((getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        if status == "416":  # an empty object has no last bytes
+            return b"", 0
+        raise
+    body = got["Body"].read()
+    whole = got.get("ContentRange", "").rpartition("/")[2]
+    return body, int(whole) if whole.isdigit() else len(body)
+
+
 def read(uri: str) -> tuple[bytes, str] | None:
     """``(content, etag)`` of ``uri``; None when there is no such object."""
     bucket, key = split(uri)
@@ -195,6 +211,12 @@ def list_keys(prefix_uri: str) -> list[str]:
     for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         found.extend(f"{SCHEME}{bucket}/{o['Key']}" for o in page.get("Contents", []))
     return sorted(found)
+
+
+def any_key(prefix_uri: str) -> bool:
+    """Whether an object's key starts with ``prefix_uri``'s key (one ``LIST`` asking for one key)."""
+    bucket, prefix = split(prefix_uri)
+    return bool(client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("Contents"))
 
 
 def get(uri: str) -> bytes:

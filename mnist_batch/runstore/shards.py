@@ -76,11 +76,11 @@ def read_shard(path: str, columns: list[str] | None = None) -> pa.Table:
 def shard_rows(path: str) -> int:
     """The row count in a shard's footer (raises when the footer cannot be read: truncated, not Parquet).
 
-    On an object store only the footer is fetched where the filesystem's stream can seek (GCS,
-    S3); a stream that cannot is read whole.
+    On S3 only the footer is fetched (:func:`s3_footer`); on other object stores too where the
+    filesystem's stream can seek (GCS); a stream that cannot is read whole.
     """
     if fs.remote(path) and s3.is_s3(path):
-        return pq.ParquetFile(io.BytesIO(s3.get(path))).metadata.num_rows
+        return pq.ParquetFile(io.BytesIO(s3_footer(path))).metadata.num_rows
     if fs.remote(path):
         with FileSystems.open(path) as f:
             if getattr(f, "seekable", lambda: False)():
@@ -91,6 +91,26 @@ def shard_rows(path: str) -> int:
             return pq.ParquetFile(io.BytesIO(f.read())).metadata.num_rows
     with pq.ParquetFile(local_path(path)) as f:
         return f.metadata.num_rows
+
+
+FOOTER_GUESS = 64 * 1024
+"""Bytes fetched from a shard's end to find its footer: a 4,096-row group's footer is a few KiB."""
+MAGIC = b"PAR1"
+
+
+def s3_footer(path: str) -> bytes:
+    """``PAR1`` + the footer of an S3 shard (its metadata, length and closing ``PAR1``): what pyarrow
+    needs to read the metadata, from one ranged ``GET`` of its last 64 KiB (two when the footer is
+    longer), not the whole shard. A shard that does not end with a footer comes back as it ends, and
+    pyarrow refuses it as it would the whole file."""
+    tail, whole = s3.read_tail(path, FOOTER_GUESS)
+    if len(tail) >= 8 and tail[-4:] == MAGIC:
+        need = int.from_bytes(tail[-8:-4], "little") + 8
+        if len(tail) < need <= whole:
+            tail, whole = s3.read_tail(path, need)
+        if need <= len(tail):
+            return MAGIC + tail[-need:]
+    return tail
 
 
 class FinishedRows:

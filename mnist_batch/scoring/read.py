@@ -29,6 +29,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.files import is_remote, local_path
+from mnist_batch.runstore import fs, s3
 from mnist_batch.runstore.fs import GLOB_CHARS, glob_escape
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.listing import list_local
@@ -77,6 +78,19 @@ def expand_inputs(specs: Sequence[str]) -> list[str]:
     return patterns
 
 
+def s3_folder_prefix(pattern: str) -> str | None:
+    """``s3://b/scans/`` for the pattern of an S3 folder (``s3://b/scans/**``, no other glob), else None.
+
+    Such a pattern matches every key under the prefix, so one ``LIST`` asking for one key through
+    the shared client answers whether it matches; Beam's match would make a client of its own and
+    fetch and parse a whole page of up to 1,000 keys (about 0.5 s for a folder of 1,000 files or more here).
+    """
+    if not (pattern.startswith("s3://") and pattern.endswith("/**")):
+        return None
+    prefix = pattern[:-2]
+    return None if any(c in prefix for c in GLOB_CHARS) else prefix
+
+
 def check_patterns_match(patterns: Sequence[str]) -> None:
     """Fails fast, before the pipeline starts, on a pattern that matches nothing.
 
@@ -90,6 +104,15 @@ def check_patterns_match(patterns: Sequence[str]) -> None:
     for pattern in patterns:
         if not is_remote(pattern):
             if next(iter(list_local(pattern)), None) is None:
+                raise ScoringError(f"--input: {pattern} matches no files")
+            continue
+        prefix = s3_folder_prefix(pattern) if fs.remote(pattern) else None  # fs.remote: the client is configured
+        if prefix is not None:
+            try:
+                found = s3.any_key(prefix)
+            except Exception as exc:  # botocore's errors: the pattern cannot be listed
+                raise ScoringError(f"--input: cannot list {pattern} ({type(exc).__name__}: {exc})") from exc
+            if not found:
                 raise ScoringError(f"--input: {pattern} matches no files")
             continue
         try:
