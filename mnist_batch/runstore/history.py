@@ -93,8 +93,10 @@ def column_values(column) -> list:
     import pyarrow.types as pat
 
     kind = column.type
-    if pat.is_string(kind) or pat.is_large_string(kind) or (
-        column.null_count == 0 and (pat.is_integer(kind) or pat.is_floating(kind))
+    if (
+        pat.is_string(kind)
+        or pat.is_large_string(kind)
+        or (column.null_count == 0 and (pat.is_integer(kind) or pat.is_floating(kind)))
     ):
         return column.to_numpy(zero_copy_only=False).tolist()
     return column.to_pylist()

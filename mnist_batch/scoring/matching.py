@@ -31,30 +31,6 @@ def extension_of(path: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
-class ListLocalFilesFn(beam.DoFn):
-    """Local pattern -> main: FileMetadata of each file; ``skipped``: (path, reason) for what is not one.
-
-    Runs :func:`~mnist_batch.scoring.listing.list_local` on the worker: broken symlinks, symlink
-    loops, symlinks to folders, unreadable folders and folders of this tool's outputs (the run's
-    own ``output_dirs`` included) become skipped rows instead of vanishing.
-    """
-
-    def __init__(self, output_dirs: Sequence[str] = ()) -> None:
-        self._output_dirs = tuple(os.path.abspath(d) for d in output_dirs if "://" not in d)
-        self._listed = counter("files_listed")
-        self._skipped = counter("files_skipped")
-
-    def process(self, pattern: str) -> Iterator[Any]:
-        own = [i for i in (folder_id(d) for d in self._output_dirs) if i is not None]
-        for item in list_local(pattern, own):  # a name that is not UTF-8 travels escaped (files.escape_path)
-            if isinstance(item, tuple):
-                self._skipped.inc()
-                yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (escape_path(item[0]), item[1]))
-            else:
-                self._listed.inc()
-                yield FileMetadata(escape_path(item.path), item.size_in_bytes, item.last_updated_in_seconds)
-
-
 class ClassifyMatchFn(beam.DoFn):
     """FileMetadata -> main: image files; ``skipped``: (path, reason) for directories, other names,
     and files under the run's own remote output folders."""
@@ -65,8 +41,8 @@ class ClassifyMatchFn(beam.DoFn):
         self._matched = counter("files_matched")
         self._skipped = counter("files_skipped")
 
-    def process(self, metadata) -> Iterator[Any]:
-        path = metadata.path
+    def skip_reason(self, path: str) -> str | None:
+        """Why ``path`` is not scored (None: it is an image file to score); counted either way."""
         if path.endswith("/") or path.endswith("\\"):
             reason = SKIP_DIRECTORY
         elif self._output_prefixes and path.startswith(self._output_prefixes):
@@ -75,10 +51,49 @@ class ClassifyMatchFn(beam.DoFn):
             reason = SKIP_EXTENSION
         else:
             self._matched.inc()
-            yield metadata
-            return
+            return None
         self._skipped.inc()
-        yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (path, reason))
+        return reason
+
+    def process(self, metadata) -> Iterator[Any]:
+        reason = self.skip_reason(metadata.path)
+        if reason is None:
+            yield metadata
+        else:
+            yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (metadata.path, reason))
+
+
+class ListLocalFilesFn(beam.DoFn):
+    """Local pattern -> main: a ReadableFile per image file; ``skipped``: (path, reason) for the rest.
+
+    Runs :func:`~mnist_batch.scoring.listing.list_local` on the worker: broken symlinks, symlink
+    loops, symlinks to folders, unreadable folders and folders of this tool's outputs (the run's
+    own ``output_dirs`` included) become skipped rows instead of vanishing. Files are classified
+    here as ``ClassifyMatches`` does remote ones (:class:`ClassifyMatchFn`: other extensions are
+    skipped) and leave as the ``ReadableFile`` that ``ReadMatches`` would make: one step per file
+    where there were three (measured: docs/benchmarks.md, issue 24).
+    """
+
+    def __init__(self, extensions: Sequence[str] = (), output_dirs: Sequence[str] = ()) -> None:
+        self._output_dirs = tuple(os.path.abspath(d) for d in output_dirs if "://" not in d)
+        self._classify = ClassifyMatchFn(extensions)
+        self._listed = counter("files_listed")
+        self._skipped = counter("files_skipped")
+
+    def process(self, pattern: str) -> Iterator[Any]:
+        own = [i for i in (folder_id(d) for d in self._output_dirs) if i is not None]
+        for item in list_local(pattern, own):  # a name that is not UTF-8 travels escaped (files.escape_path)
+            if isinstance(item, tuple):
+                self._skipped.inc()
+                yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (escape_path(item[0]), item[1]))
+                continue
+            self._listed.inc()
+            path = escape_path(item.path)
+            reason = self._classify.skip_reason(path)
+            if reason is None:
+                yield fileio.ReadableFile(FileMetadata(path, item.size_in_bytes, item.last_updated_in_seconds))
+            else:
+                yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (path, reason))
 
 
 def file_to_tuple(readable: fileio.ReadableFile) -> tuple[str, int, float]:
@@ -129,11 +144,11 @@ class MatchImageFiles(beam.PTransform):
     """Patterns -> ``{"images": ReadableFile, "skipped": (path, reason)}``.
 
     Local patterns: ``ListLocalFiles`` (:class:`~mnist_batch.scoring.matching.ListLocalFilesFn`:
-    what cannot be listed, and this tool's outputs, go to ``skipped``); remote patterns:
-    ``MatchAll`` (empty match disallowed). Then ``ClassifyMatches`` (extension filter; directories,
-    other names and files under a remote ``output_dirs`` go to ``skipped``) ->
-    ``DropDuplicatePaths`` when several patterns may
-    overlap -> ``ReadMatches`` -> ``Reshuffle`` (spreads reading and scoring over workers;
+    lists, classifies and makes ReadableFiles in one step; what cannot be listed, other names and
+    this tool's outputs go to ``skipped``); remote patterns: ``MatchAll`` (empty match disallowed)
+    -> ``ClassifyMatches`` (extension filter; directories, other names and files under a remote
+    ``output_dirs`` go to ``skipped``) -> ``ReadMatches``. Then ``DropDuplicatePaths`` when several
+    patterns may overlap -> ``Reshuffle`` (spreads reading and scoring over workers;
     ``reshuffle=False`` leaves it out, for runners with a single worker: see
     :func:`needs_reshuffle`).
     """
@@ -155,37 +170,40 @@ class MatchImageFiles(beam.PTransform):
     def expand(self, pbegin):
         local = [p for p in self._patterns if not is_remote(p)]
         remote = [p for p in self._patterns if is_remote(p)]
-        matched, skipped = [], []
+        readable, skipped = [], []
         if local:
             listed = (
                 pbegin
                 | "CreateLocalPatterns" >> beam.Create(local)
                 | "ListLocalFiles"
-                >> beam.ParDo(ListLocalFilesFn(self._output_dirs)).with_outputs(SKIPPED_TAG, main="files")
+                >> beam.ParDo(ListLocalFilesFn(self._extensions, self._output_dirs)).with_outputs(
+                    SKIPPED_TAG, main="files"
+                )
             )
-            matched.append(listed.files)
+            readable.append(listed.files)
             skipped.append(listed[SKIPPED_TAG])
         if remote:
-            matched.append(
+            classified = (
                 pbegin
                 | "CreatePatterns" >> beam.Create(remote)
                 | "MatchAll" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
+                | "ClassifyMatches"
+                >> beam.ParDo(ClassifyMatchFn(self._extensions, self._output_dirs)).with_outputs(
+                    SKIPPED_TAG, main="images"
+                )
             )
-        if len(matched) > 1:
-            matched = [tuple(matched) | "MergeMatches" >> beam.Flatten()]
-        classified = matched[0] | "ClassifyMatches" >> beam.ParDo(
-            ClassifyMatchFn(self._extensions, self._output_dirs)
-        ).with_outputs(SKIPPED_TAG, main="images")
-        skipped.append(classified[SKIPPED_TAG])
-        images = classified.images
+            skipped.append(classified[SKIPPED_TAG])
+            readable.append(classified.images | "ReadMatches" >> fileio.ReadMatches())
+        if len(readable) > 1:
+            readable = [tuple(readable) | "MergeMatches" >> beam.Flatten()]
+        readable = readable[0]
         if len(self._patterns) > 1:
-            images = (
-                images
-                | "KeyByPath" >> beam.Map(lambda m: (m.path, m))
-                | "DropDuplicatePaths" >> beam.CombinePerKey(lambda ms: next(iter(ms)))
+            readable = (
+                readable
+                | "KeyByPath" >> beam.Map(lambda f: (f.metadata.path, f))
+                | "DropDuplicatePaths" >> beam.CombinePerKey(lambda fs: next(iter(fs)))
                 | "DropPathKeys" >> beam.Values()
             )
-        readable = images | "ReadMatches" >> fileio.ReadMatches()
         if self._reshuffle:
             readable = readable | "Reshuffle" >> ReshuffleFiles()
         if len(skipped) > 1:

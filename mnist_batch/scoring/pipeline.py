@@ -2,7 +2,8 @@
 
 Graph (every step named; composites are PTransforms)::
 
-    MatchImageFiles: CreatePatterns -> MatchAll -> ClassifyMatches -> [DropDuplicatePaths] -> ReadMatches
+    MatchImageFiles: local: ListLocalFiles (list + classify + ReadableFile, one step per file);
+      remote: MatchAll -> ClassifyMatches -> ReadMatches; then [DropDuplicatePaths]
       -> Reshuffle (every runner but the single-process in-memory DirectRunner)
     DecodeImages: GroupFiles (--max-batch-size files a group) -> read + decode + preprocess each file
       -> one ImageGroup (N keys, uint8 [N, 28, 28]) per group | one error row per failed file
