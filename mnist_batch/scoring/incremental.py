@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch.constants import COL_PATH, COL_RUN_ID
 from mnist_batch.files import DEFAULT_MAX_FILE_BYTES
 from mnist_batch.runstore import fs, s3
-from mnist_batch.runstore.history import DIGEST_BYTES, SKIP_ALREADY_SCORED, RunInfo, key_digest, known_digests
+from mnist_batch.runstore.history import DIGEST_BYTES, RunInfo, key_digest, known_digests
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import LoadedFile, read_bytes
 from mnist_batch.scoring.matching import SKIPPED_TAG
@@ -78,13 +79,15 @@ class ReadKnownFiles(beam.PTransform):
 
 
 class SelectNewFilesFn(beam.DoFn):
-    """ReadableFile -> main: the file; ``manifest``: its manifest row; ``skipped``: (path, reason).
+    """ReadableFile -> main: the file; ``manifest``: its manifest row; ``already_scored``: counts.
 
-    A file whose key digest is in the side input ``known`` goes to ``skipped`` (reason
-    :data:`SKIP_ALREADY_SCORED`); every other file is passed on and recorded in the manifest.
+    A file whose key digest is in the side input ``known`` is skipped (reason
+    :data:`SKIP_ALREADY_SCORED`) and counted: one count per bundle goes to ``already_scored``;
+    every other file is passed on and recorded in the manifest.
     """
 
     MANIFEST_TAG = "manifest"
+    ALREADY_TAG = "already_scored"
 
     def __init__(
         self,
@@ -98,11 +101,21 @@ class SelectNewFilesFn(beam.DoFn):
         self._max_file_bytes = max_file_bytes
         self._s3_options = s3_options
         self._already = counter("files_already_scored")
+        self._already_here = 0  # added to the counter once per bundle (a counter's inc costs ~1 µs)
         self._blob: bytes | None = None
         self._known: frozenset[bytes] = frozenset()
 
     def setup(self) -> None:
         fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+
+    def finish_bundle(self) -> Iterator[Any]:
+        """One count of this bundle's files scored before, to ``already_scored``: a nightly run over
+        a million known files would otherwise carry a million ``(path, reason)`` elements to a
+        count (measured: docs/benchmarks.md, issue 24)."""
+        if self._already_here:
+            self._already.inc(self._already_here)
+            yield beam.pvalue.TaggedOutput(self.ALREADY_TAG, GlobalWindows.windowed_value(self._already_here))
+            self._already_here = 0
 
     def _lookup(self, blob: bytes) -> frozenset[bytes]:
         if blob is not self._blob:
@@ -125,8 +138,7 @@ class SelectNewFilesFn(beam.DoFn):
         size, mtime = int(meta.size_in_bytes), float(meta.last_updated_in_seconds)
         comparable = known and (self._key == "stat" or sha is not None)
         if comparable and key_digest(self._key, meta.path, size, mtime, sha) in self._lookup(known):
-            self._already.inc()
-            yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (meta.path, SKIP_ALREADY_SCORED))
+            self._already_here += 1  # counted, not one element per file: see finish_bundle
             return
         yield beam.pvalue.TaggedOutput(
             self.MANIFEST_TAG,
@@ -136,7 +148,8 @@ class SelectNewFilesFn(beam.DoFn):
 
 
 class SelectFiles(beam.PTransform):
-    """``{"images", "skipped"}`` -> the same without files scored before, plus ``"manifest"`` rows.
+    """``{"images", "skipped"}`` -> the same without files scored before, plus ``"manifest"`` rows
+    and ``"already_scored"`` (counts of the files skipped as scored before, to be summed).
 
     Args:
       root: the runs root.
@@ -171,13 +184,19 @@ class SelectFiles(beam.PTransform):
         tag = SelectNewFilesFn.MANIFEST_TAG
         s3_options = s3.options_of(files["images"].pipeline.options)
         fn = SelectNewFilesFn(self._run_id, self._key, self._max_file_bytes, s3_options)
+        outputs = (SKIPPED_TAG, tag, SelectNewFilesFn.ALREADY_TAG)
         if self._earlier:
             known = files["images"].pipeline | "ReadKnownFiles" >> ReadKnownFiles(self._root, self._earlier, self._key)
             side = beam.pvalue.AsSingleton(known, default_value=b"")
             selected = files["images"] | "DropScoredBefore" >> beam.ParDo(fn, side).with_outputs(
-                SKIPPED_TAG, tag, main="images"
+                *outputs, main="images"
             )
         else:
-            selected = files["images"] | "RecordFiles" >> beam.ParDo(fn).with_outputs(SKIPPED_TAG, tag, main="images")
+            selected = files["images"] | "RecordFiles" >> beam.ParDo(fn).with_outputs(*outputs, main="images")
         skipped = (files["skipped"], selected[SKIPPED_TAG]) | "MergeSkipped" >> beam.Flatten()
-        return {"images": selected.images, "skipped": skipped, "manifest": selected[tag]}
+        return {
+            "images": selected.images,
+            "skipped": skipped,
+            "manifest": selected[tag],
+            "already_scored": selected[SelectNewFilesFn.ALREADY_TAG],
+        }

@@ -14,7 +14,9 @@ step refuses them with an error row (``stage=read``), without opening them.
 
 from __future__ import annotations
 
+import bisect
 import errno
+import operator
 import os
 import posixpath
 import re
@@ -43,7 +45,17 @@ Listed = FileMetadata | tuple[str, str]
 def scan_dir(path: str) -> list[os.DirEntry]:
     """The entries of one folder, sorted by name (one place, so tests can refuse folders as root does not)."""
     with os.scandir(path) as entries:
-        return sorted(entries, key=lambda entry: entry.name)
+        return sorted(entries, key=BY_NAME)
+
+
+BY_NAME = operator.attrgetter("name")
+
+
+def entry_named(entries: Sequence[os.DirEntry], name: str) -> os.DirEntry | None:
+    """The entry called ``name`` among ``entries`` sorted by name (a binary search: folders of a
+    hundred thousand files are looked into for three names)."""
+    i = bisect.bisect_left(entries, name, key=BY_NAME)
+    return entries[i] if i < len(entries) and entries[i].name == name else None
 
 
 def folder_id(path: str) -> tuple[int, int] | None:
@@ -59,7 +71,7 @@ def is_tool_output(entries: Sequence[os.DirEntry], identity: tuple[int, int], ow
     """True for a folder that holds outputs of this tool.
 
     Args:
-      entries: the folder's entries.
+      entries: the folder's entries, sorted by name (:func:`scan_dir`).
       identity: the folder's ``(st_dev, st_ino)``.
       own: identities of this run's own output folders.
 
@@ -70,11 +82,14 @@ def is_tool_output(entries: Sequence[os.DirEntry], identity: tuple[int, int], ow
     """
     if identity in own:
         return True
-    names = {entry.name: entry for entry in entries}
-    if LAYOUT_FILE in names:
+    if entry_named(entries, LAYOUT_FILE) is not None:
         return True
-    predictions = names.get("predictions")
-    return SUMMARY_FILE in names and predictions is not None and predictions.is_dir(follow_symlinks=False)
+    predictions = entry_named(entries, "predictions")
+    return (
+        entry_named(entries, SUMMARY_FILE) is not None
+        and predictions is not None
+        and predictions.is_dir(follow_symlinks=False)
+    )
 
 
 def _reason(message: str, exc: OSError) -> str:

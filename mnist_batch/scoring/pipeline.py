@@ -155,12 +155,15 @@ def build_pipeline(
     )
     scored = decoded["images"] | "ScoreImages" >> ScoreImages(handler, format_fn, run_id)
     errors = (decoded["errors"], scored["errors"]) | "MergeErrors" >> beam.Flatten()
-    stats = {
+    counted = {
         "predictions": scored["predictions"],
         "images": files["images"],
         "errors": errors,
         "skipped": files["skipped"],
-    } | "ComputeStats" >> ComputeStats(card.class_names)
+    }
+    if files.get("already_scored") is not None:
+        counted["already_scored"] = files["already_scored"]
+    stats = counted | "ComputeStats" >> ComputeStats(card.class_names)
     ids = {COL_RUN_ID: run_id, COL_MODEL_ID: card.model_id}  # the join keys of every table
 
     def stamped(rows, name):

@@ -26,6 +26,7 @@ from mnist_batch.constants import (
     COL_STAGE,
     COL_TRUE_LABEL,
 )
+from mnist_batch.runstore.history import SKIP_ALREADY_SCORED
 
 
 class PredictionStatsFn(beam.CombineFn):
@@ -94,13 +95,14 @@ class PredictionStatsFn(beam.CombineFn):
 
 
 class CountByFn(beam.CombineFn):
-    """Hashable elements -> ``{element: count}``."""
+    """``(hashable key, count)`` elements -> ``{key: sum of its counts}``."""
 
     def create_accumulator(self) -> Counter:
         return Counter()
 
-    def add_input(self, acc: Counter, element: Any) -> Counter:
-        acc[element] += 1
+    def add_input(self, acc: Counter, element: tuple[Any, int]) -> Counter:
+        key, n = element
+        acc[key] += n
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
@@ -162,7 +164,8 @@ class ComputeStats(beam.PTransform):
     """Predictions, errors, matched files and skipped files -> confusion rows, per-class rows, stats.
 
     All counts come from three combiners (predictions; matched files; errors by stage and
-    skipped files by reason, one keyed count over the two small collections); ``AssembleStats``
+    skipped files by reason, one keyed count over the two small collections and, in incremental
+    runs, the per-bundle counts of files scored before: ``already_scored``); ``AssembleStats``
     only sees their three results. The combiners run ``without_defaults`` and the side inputs
     carry the empty result instead, which spares each combiner its default-injection stages
     (Beam start-up grows with every stage). The confusion and per-class rows derive from the
@@ -183,10 +186,16 @@ class ComputeStats(beam.PTransform):
             pcolls["images"]
             | "CountMatched" >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
         )
-        outcomes = (
-            pcolls["errors"] | "KeyErrorsByStage" >> beam.Map(lambda row: ("errors", row[COL_STAGE])),
-            pcolls["skipped"] | "KeySkippedByReason" >> beam.Map(lambda skipped: ("skipped", skipped[1])),
-        ) | "MergeOutcomes" >> beam.Flatten()
+        outcomes = [
+            pcolls["errors"] | "KeyErrorsByStage" >> beam.Map(lambda row: (("errors", row[COL_STAGE]), 1)),
+            pcolls["skipped"] | "KeySkippedByReason" >> beam.Map(lambda skipped: (("skipped", skipped[1]), 1)),
+        ]
+        if pcolls.get("already_scored") is not None:  # counts, one per bundle (incremental runs)
+            outcomes.append(
+                pcolls["already_scored"]
+                | "KeyAlreadyScored" >> beam.Map(lambda n: (("skipped", SKIP_ALREADY_SCORED), n))
+            )
+        outcomes = tuple(outcomes) | "MergeOutcomes" >> beam.Flatten()
         by_outcome = outcomes | "CountOutcomes" >> beam.CombineGlobally(CountByFn()).without_defaults()
         stats = (
             pcolls["images"].pipeline
