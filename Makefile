@@ -24,7 +24,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: install demo FORCE test datasets test-spark test-schedulers cluster-up cluster-down test-cluster s3-up s3-down test-s3 lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
+.PHONY: bench-million install demo FORCE test datasets test-spark test-schedulers cluster-up cluster-down test-cluster s3-up s3-down test-s3 lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
 
 install: $(STAMP)
 
@@ -123,6 +123,13 @@ bench-runtimes: $(STAMP) $(MODEL)
 
 bench-history: $(STAMP)
 	$(PY) benchmarks/bench_history.py
+
+# A million files a night (issue 24): score vs the hand-written LiteRT loop at 50k/200k/1M files
+# (~20 min, ~3 GB of hard links under .cache/bm), and +10,000 new files over a 1,000,000-file history.
+bench-million: $(STAMP) $(MODEL)
+	$(PY) benchmarks/bench_score.py --cnn-model $(MODEL) --files 50000,200000,1000000 --models cnn \
+	    --modes fast_loop,score_one_process,score --work .cache/bm
+	$(PY) benchmarks/bench_incremental.py --model $(MODEL) --work .cache/bi
 
 # What a reader sees while a committed run is replaced (pyarrow, DuckDB, Polars reader loops).
 bench-replace: $(STAMP)
