@@ -288,11 +288,12 @@ class DecodeGroupFn(DecodeImageFn):
         super().setup()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._decoders: decode_pool.DecodePool | None = None
+        self._groups_seen = 0
 
     def start_helper(self) -> None:
         """Starts the decode helper at a run's second group (a run of one group never waits for it)."""
-        self._groups_seen = getattr(self, "_groups_seen", 0) + 1
-        if self._decode_helpers and self._groups_seen >= 2 and getattr(self, "_decoders", None) is None:
+        self._groups_seen += 1
+        if self._decode_helpers and self._groups_seen >= 2 and self._decoders is None:
             self._decoders = decode_pool.DecodePool(self._max_file_bytes, self._max_pixels)
 
     def teardown(self) -> None:

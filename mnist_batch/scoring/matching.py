@@ -31,6 +31,18 @@ def extension_of(path: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
+def skip_reason(path: str, extensions: frozenset[str], output_prefixes: tuple[str, ...] = ()) -> str | None:
+    """Why a listed ``path`` is not scored (None: an image file to score): a directory, a file
+    under one of ``output_prefixes`` (the run's own remote outputs), or another extension."""
+    if path.endswith("/") or path.endswith("\\"):
+        return SKIP_DIRECTORY
+    if output_prefixes and path.startswith(output_prefixes):
+        return SKIP_TOOL_OUTPUT
+    if extension_of(path) not in extensions:
+        return SKIP_EXTENSION
+    return None
+
+
 class ClassifyMatchFn(beam.DoFn):
     """FileMetadata -> main: image files; ``skipped``: (path, reason) for directories, other names,
     and files under the run's own remote output folders."""
@@ -41,18 +53,8 @@ class ClassifyMatchFn(beam.DoFn):
         self._matched = counter("files_matched")
         self._skipped = counter("files_skipped")
 
-    def skip_reason(self, path: str) -> str | None:
-        """Why ``path`` is not scored (None: it is an image file to score); not counted."""
-        if path.endswith("/") or path.endswith("\\"):
-            return SKIP_DIRECTORY
-        if self._output_prefixes and path.startswith(self._output_prefixes):
-            return SKIP_TOOL_OUTPUT
-        if extension_of(path) not in self._extensions:
-            return SKIP_EXTENSION
-        return None
-
     def process(self, metadata) -> Iterator[Any]:
-        reason = self.skip_reason(metadata.path)
+        reason = skip_reason(metadata.path, self._extensions, self._output_prefixes)
         if reason is None:
             self._matched.inc()
             yield metadata
@@ -67,23 +69,22 @@ class ListLocalFilesFn(beam.DoFn):
     Runs :func:`~mnist_batch.scoring.listing.list_local` on the worker: broken symlinks, symlink
     loops, symlinks to folders, unreadable folders and folders of this tool's outputs (the run's
     own ``output_dirs`` included) become skipped rows instead of vanishing. Files are classified
-    here as ``ClassifyMatches`` does remote ones (:class:`ClassifyMatchFn`: other extensions are
+    here as ``ClassifyMatches`` does remote ones (:func:`skip_reason`: other extensions are
     skipped) and leave as the ``ReadableFile`` that ``ReadMatches`` would make: one step per file
     where there were three (measured: docs/benchmarks.md, issue 24).
     """
 
     def __init__(self, extensions: Sequence[str] = (), output_dirs: Sequence[str] = ()) -> None:
         self._output_dirs = tuple(os.path.abspath(d) for d in output_dirs if "://" not in d)
-        self._classify = ClassifyMatchFn(extensions)
+        self._extensions = frozenset(e.lower() for e in extensions)
         self._listed = counter("files_listed")
         self._matched = counter("files_matched")
         self._skipped = counter("files_skipped")
 
     def process(self, pattern: str) -> Iterator[Any]:
         own = [i for i in (folder_id(d) for d in self._output_dirs) if i is not None]
-        listed = matched = skipped = (
-            0  # counted here, added to the counters once per pattern (a counter's inc costs ~1 µs)
-        )
+        # counted here, added to the counters once per pattern (a counter's inc costs ~1 µs)
+        listed = matched = skipped = 0
         try:
             for item in list_local(pattern, own):  # a name that is not UTF-8 travels escaped (files.escape_path)
                 if isinstance(item, tuple):
@@ -92,7 +93,7 @@ class ListLocalFilesFn(beam.DoFn):
                     continue
                 listed += 1
                 path = escape_path(item.path)
-                reason = self._classify.skip_reason(path)
+                reason = skip_reason(path, self._extensions)
                 if reason is None:
                     matched += 1
                     yield fileio.ReadableFile(FileMetadata(path, item.size_in_bytes, item.last_updated_in_seconds))

@@ -73,7 +73,7 @@ def count_for_progress(p: beam.Pipeline, patterns: list[str], config: ScoreConfi
     return listed["images"] | "CountForProgress" >> beam.combiners.Count.Globally().without_defaults()
 
 
-def decode_helpers(config: ScoreConfig, options) -> int:
+def decode_helpers(options) -> int:
     """Helper processes that decode while the model runs: only for the single-process runner
     (other runners already run a process per core), one on two or more cores (measured:
     docs/benchmarks.md, "Both cores")."""
@@ -139,7 +139,7 @@ def build_pipeline(
             progress=config.progress,
             progress_dir=progress_dir,
             s3_options=s3.options_of(getattr(p, "options", None)),
-            decode_helpers=decode_helpers(config, getattr(p, "options", None)),
+            decode_helpers=decode_helpers(getattr(p, "options", None)),
         ),
         total,
         group_size=config.max_batch_size,  # a group of files is one model call
