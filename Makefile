@@ -63,8 +63,12 @@ $(MODEL): $(TRAIN_INPUTS) $(if $(RETRAIN),FORCE)
 
 FORCE:
 
+# One pytest worker process per core (pytest-xdist), each taking whole test files (module fixtures are
+# built once per file): the suite is mostly single-threaded Python (Beam, subprocesses), so a second
+# worker fills the second core. TEST_WORKERS=0 runs it in one process (for --pdb, or reading one log).
+TEST_WORKERS ?= auto
 test: $(STAMP) datasets
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Real Fashion-MNIST from Debian's dataset-fashion-mnist, for the tests that use it (they skip, saying
 # why, where it cannot be installed: not root, no apt-get). Best effort: never fails the target.

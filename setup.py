@@ -44,6 +44,7 @@ setup(
         "dev": [
             "apache-beam[aws]==2.70.*",
             "pytest>=8",
+            "pytest-xdist>=3.6",
             "ruff==0.17.*",
             "pandas>=2.2,<4",
             "duckdb>=1.1",
