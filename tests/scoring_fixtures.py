@@ -5,7 +5,8 @@
 * :func:`encode_variants` encodes one digit in every mode/format the scorer must accept.
 * :func:`write_bad_inputs` writes the issue's whole list of hostile files into a folder.
 * :func:`train_tiny_model` trains a small CNN on the bundled sample in a few seconds and
-  exports it as ``.keras`` + model card, with plain Keras (never the training package).
+  exports it as ``.keras`` + model card (+ ``.tflite``), with plain Keras (never the training
+  package); trained once per checkout and shared by every pytest worker (``.cache/test-models``).
 
 Test modules use the session fixtures by assigning them at module level, e.g.
 ``tiny_model = scoring_fixtures.tiny_model``.
@@ -196,26 +197,19 @@ def enforce_permissions(monkeypatch) -> None:
     monkeypatch.setattr(files, "open_local", guarded(files.open_local))
 
 
-def train_tiny_model(
-    directory: pathlib.Path,
-    *,
-    name: str = "tiny",
-    epochs: int = 2,
-    class_names: tuple[str, ...] = MNIST_CLASS_NAMES,
-    seed: int = 0,
-) -> pathlib.Path:
-    """Trains a small CNN on the bundled sample (~95 % test accuracy, a few seconds) and exports it.
+MODEL_CACHE = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "test-models"
+"""Trained tiny models, shared by every pytest worker and run of this checkout (``make clean`` empties it)."""
 
-    Returns the ``.keras`` path; the card beside it has the right model_id.
-    """
+
+def _fit_tiny_model(path: pathlib.Path, *, epochs: int, num_classes: int, seed: int) -> None:
+    """Trains the small CNN on the bundled sample with plain Keras and saves it to ``path`` (.keras)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     from mnist_batch.data import load_dataset
     from mnist_batch.preprocess import normalize
 
-    data = load_dataset("sample")
-    train = data.split("train")
+    train = load_dataset("sample").split("train")
     keras.utils.set_random_seed(seed)
     model = keras.Sequential(
         [
@@ -225,15 +219,76 @@ def train_tiny_model(
             keras.layers.Conv2D(32, 3, activation="relu"),
             keras.layers.MaxPooling2D(),
             keras.layers.Flatten(),
-            keras.layers.Dense(len(class_names), activation="softmax"),
+            keras.layers.Dense(num_classes, activation="softmax"),
         ]
     )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(normalize(train.images), train.labels, epochs=epochs, batch_size=64, verbose=0)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.keras"
     model.save(path)
-    card = ModelCard(
+
+
+def _cache_key(**args) -> str:
+    """What a cached model is made from: the training code, the preprocessing, the sample, the library versions."""
+    import hashlib
+    import importlib.metadata
+    import inspect
+
+    from mnist_batch import preprocess
+    from mnist_batch.data import sample
+
+    digest = hashlib.sha256(inspect.getsource(_fit_tiny_model).encode())
+    for module in (preprocess, sample):
+        digest.update(pathlib.Path(module.__file__).read_bytes())
+    digest.update(pathlib.Path(sample.__file__).with_name("assets").joinpath("mnist_sample.npz").read_bytes())
+    for package in ("keras", "tensorflow", "ai-edge-litert"):
+        digest.update(importlib.metadata.version(package).encode())
+    digest.update(repr(sorted(args.items())).encode())
+    return digest.hexdigest()[:16]
+
+
+def _cached_tiny_model(*, epochs: int, num_classes: int, seed: int, litert: bool) -> pathlib.Path:
+    """The cache folder holding ``model.keras`` (and ``model.tflite`` + ``litert.json``), trained once.
+
+    Concurrent pytest workers wait on one lock file: the first trains, the others copy.
+    """
+    import fcntl
+    import json
+    import shutil
+    import tempfile
+
+    key = _cache_key(epochs=epochs, num_classes=num_classes, seed=seed, litert=litert)
+    folder = MODEL_CACHE / key
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(MODEL_CACHE / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "model.keras").is_file():
+            return folder
+        work = pathlib.Path(tempfile.mkdtemp(dir=MODEL_CACHE, prefix=f".{key}-"))
+        _fit_tiny_model(work / "model.keras", epochs=epochs, num_classes=num_classes, seed=seed)
+        if litert:
+            entry = _make_litert(work / "model.keras", num_classes)
+            (work / "litert.json").write_text(json.dumps(entry), encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.rename(work, folder)
+    return folder
+
+
+def _make_litert(keras_path: pathlib.Path, num_classes: int) -> dict:
+    """The LiteRT file beside ``keras_path``, measured on the sample's test split (as export does); its card entry."""
+    import keras
+
+    from mnist_batch.data import load_dataset
+    from mnist_batch.models.artifacts import make_artifact
+
+    card = _card(keras_path, "model", tuple(str(i) for i in range(num_classes)), epochs=0)
+    write_card(card, keras_path)
+    test = load_dataset("sample").split("test")
+    made = make_artifact(keras.saving.load_model(keras_path), keras_path, card, "litert", test.images, test.labels)
+    return made.runtimes["litert"]
+
+
+def _card(path: pathlib.Path, name: str, class_names: tuple[str, ...], *, epochs: int, runtimes=None) -> ModelCard:
+    return ModelCard(
         model_name=name,
         model_id=file_sha256(path),
         class_names=tuple(class_names),
@@ -241,8 +296,38 @@ def train_tiny_model(
         preprocess_version=PREPROCESS_VERSION,
         dataset="sample",
         epochs=epochs,
+        runtimes=runtimes or {},
     )
-    write_card(card, path)
+
+
+def train_tiny_model(
+    directory: pathlib.Path,
+    *,
+    name: str = "tiny",
+    epochs: int = 2,
+    class_names: tuple[str, ...] = MNIST_CLASS_NAMES,
+    seed: int = 0,
+    litert: bool = False,
+) -> pathlib.Path:
+    """A small CNN trained on the bundled sample (~95 % test accuracy), exported to ``directory``.
+
+    Trained once per checkout and arguments (:data:`MODEL_CACHE`), then copied: ``NAME.keras`` and
+    its card (the right model_id); with ``litert``, also ``NAME.tflite`` and its card entry, as
+    ``train --export`` makes them. Returns the ``.keras`` path.
+    """
+    import json
+    import shutil
+
+    cached = _cached_tiny_model(epochs=epochs, num_classes=len(class_names), seed=seed, litert=litert)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.keras"
+    shutil.copyfile(cached / "model.keras", path)
+    runtimes = {}
+    if litert:
+        shutil.copyfile(cached / "model.tflite", path.with_suffix(".tflite"))
+        entry = json.loads((cached / "litert.json").read_text(encoding="utf-8"))
+        runtimes["litert"] = {**entry, "file": path.with_suffix(".tflite").name}
+    write_card(_card(path, name, class_names, epochs=epochs, runtimes=runtimes), path)
     return path
 
 
@@ -250,6 +335,16 @@ def train_tiny_model(
 def tiny_model(tmp_path_factory) -> pathlib.Path:
     """Path of a small trained digit CNN (``.keras`` + card), shared by the whole session."""
     return train_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_litert_model(tmp_path_factory) -> pathlib.Path:
+    """The tiny model with its LiteRT file and card entry, as ``train --export`` makes them.
+
+    ``--runtime auto`` scores it with LiteRT, so a CLI process never imports TensorFlow (~3 s and
+    ~650 MB less per launch): for the end-to-end tests whose point is not the runtime.
+    """
+    return train_tiny_model(tmp_path_factory.mktemp("tiny_litert_model"), litert=True)
 
 
 @pytest.fixture(scope="session")

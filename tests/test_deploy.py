@@ -25,7 +25,7 @@ from mnist_batch.scoring.options import add_arguments, check_beam_args, run_opti
 
 import scoring_fixtures
 
-tiny_model = scoring_fixtures.tiny_model
+tiny_model = scoring_fixtures.tiny_litert_model  # the CLI scores it without TensorFlow
 sample_data = scoring_fixtures.sample_data
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

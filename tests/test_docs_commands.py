@@ -4,8 +4,8 @@ Every code block in README.md and docs/*.md preceded by ``<!-- runnable -->`` (o
 ``<!-- runnable expect: TEXT | TEXT -->``) is run, command by command, with ``bash`` from the
 root of a tree shaped like ``make demo``'s outputs (``out/demo/models/cnn.keras`` + card,
 ``out/demo/test_images``, ``out/demo/scored``), built once per session with a small fast model
-instead of the demo's minutes of training. Each command must exit 0 and the block's output must
-contain each expected text.
+(with its LiteRT file, as the demo's) instead of the demo's minutes of training. Each command must
+exit 0 and the block's output must contain each expected text.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def demo_tree(tmp_path_factory) -> DemoTree:
     from mnist_batch.report import build_report
 
     root = tmp_path_factory.mktemp("demo")
-    scoring_fixtures.train_tiny_model(root / "out/demo/models", name="cnn")
+    scoring_fixtures.train_tiny_model(root / "out/demo/models", name="cnn", litert=True)
     export_images(load_dataset("sample"), "test", root / "out/demo/test_images")
     score = subprocess.run(
         [console_script(), *DEMO_SCORE], cwd=root, env=cli_env(), capture_output=True, text=True, timeout=600

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -30,7 +29,6 @@ import pytest
 
 import scoring_fixtures
 
-tiny_model = scoring_fixtures.tiny_model
 sample_data = scoring_fixtures.sample_data
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -68,13 +66,11 @@ def write_digits(folder: pathlib.Path, data, indices) -> None:
 
 
 @pytest.fixture
-def clone(tmp_path, tiny_model) -> pathlib.Path:
+def clone(tmp_path) -> pathlib.Path:
     """A tree shaped like a clone after ``make demo``: the demo's model path, test images, .venv, deploy/."""
     root = tmp_path / "clone"
     models = root / "out" / "demo" / "models"
-    models.mkdir(parents=True)
-    shutil.copyfile(tiny_model, models / "cnn.keras")
-    shutil.copyfile(tiny_model.with_suffix(".card.json"), models / "cnn.card.json")
+    scoring_fixtures.train_tiny_model(models, name="cnn", litert=True)  # as the demo exports it (cached)
     (root / "deploy").symlink_to(DEPLOY, target_is_directory=True)
     venv = pathlib.Path(sys.executable).parent.parent
     assert (venv / "bin" / "mnist-batch").is_file(), "the tests run in the project's virtualenv (make test)"

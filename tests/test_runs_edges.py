@@ -27,7 +27,7 @@ apache_beam = pytest.importorskip("apache_beam")
 from mnist_batch.cli import main as cli_main  # noqa: E402
 from mnist_batch.runstore import fs, runs  # noqa: E402
 
-tiny_model = scoring_fixtures.tiny_model
+tiny_model = scoring_fixtures.tiny_litert_model  # the CLI scores it without TensorFlow
 sample_data = scoring_fixtures.sample_data
 write_inputs = scoring_fixtures.write_train_digits
 pytestmark = pytest.mark.slow

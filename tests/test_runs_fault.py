@@ -25,7 +25,7 @@ from mnist_batch.runstore import runs  # noqa: E402
 from mnist_batch.scoring import launch  # noqa: E402
 from mnist_batch.tables import RUN_TABLES  # noqa: E402
 
-tiny_model = scoring_fixtures.tiny_model
+tiny_model = scoring_fixtures.tiny_litert_model  # the CLI scores it without TensorFlow
 sample_data = scoring_fixtures.sample_data
 write_inputs = scoring_fixtures.write_train_digits
 pytestmark = pytest.mark.slow
