@@ -1,6 +1,8 @@
 # mnist_batch: every target installs what it needs into .venv first.
 #   make demo   train on the bundled sample, score a folder of PNGs with Beam, write Parquet + report
 #   make test   run the test suite (what CI runs)
+#   make test-fast  the fast tier, about a minute: tests not marked slow (no CLI or runner process, no training
+#               but the cached tiny model); run it on every edit, make test before a commit
 #   make lint   ruff check + format check
 #   make bench  benchmarks (figures recorded in docs/benchmarks.md)
 #   make test-spark  optional: Spark reads the run store (installs OpenJDK 17 and pyspark)
@@ -24,7 +26,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: bench-million install demo FORCE test datasets test-spark test-schedulers cluster-up cluster-down test-cluster s3-up s3-down test-s3 lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
+.PHONY: bench-million install demo FORCE test test-fast datasets test-spark test-schedulers cluster-up cluster-down test-cluster s3-up s3-down test-s3 lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
 
 install: $(STAMP)
 
@@ -69,6 +71,12 @@ FORCE:
 TEST_WORKERS ?= auto
 test: $(STAMP) datasets
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The fast tier: every test not marked `slow`. Such a test starts no CLI, pipeline or runner process
+# (tests/conftest.py fails one that does) and trains nothing but the tiny model cached in .cache/test-models.
+FAST_MARKERS := not slow and not cluster and not s3
+test-fast: $(STAMP)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 # Real Fashion-MNIST from Debian's dataset-fashion-mnist, for the tests that use it (they skip, saying
 # why, where it cannot be installed: not root, no apt-get). Best effort: never fails the target.

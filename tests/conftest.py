@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pathlib
+import subprocess
 
 import numpy as np
 import pytest
@@ -59,3 +61,37 @@ def sample():
     from mnist_batch.data import load_dataset
 
     return load_dataset("sample")
+
+
+RUNNER_COMMANDS = ("mnist_batch", "mnist-batch", "pipelines/", "local_job_service_main", "worker_pool_main", "airflow")
+"""Words of a command line that starts the CLI, a pipeline entry point or a runner in another process."""
+HELPERS = ("mnist_batch.scoring.decode_pool",)
+"""Processes the code under test starts itself (the decode helper): not a runner."""
+
+
+def starts_a_runner(args) -> bool:
+    """Whether a subprocess command line (list or string) runs the CLI, an entry point or a runner."""
+    words = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    text = " ".join(os.fsdecode(w) for w in words)
+    return any(w in text for w in RUNNER_COMMANDS) and not any(h in text for h in HELPERS)
+
+
+@pytest.fixture(autouse=True)
+def fast_tests_start_no_runner(request, monkeypatch):
+    """The fast tier's promise (``make test-fast``): a test not marked ``slow`` starts no CLI or runner process.
+
+    Such a test fails at the ``subprocess`` call, naming the marker to add.
+    """
+    if request.node.get_closest_marker("slow") or request.node.get_closest_marker("cluster"):
+        return
+    original = subprocess.Popen.__init__
+
+    def guarded(self, args, *a, **kw):
+        if starts_a_runner(args):
+            raise AssertionError(
+                f"{request.node.nodeid} starts a runner process ({args!r}): mark it @pytest.mark.slow "
+                "(make test-fast runs only tests that do not)"
+            )
+        original(self, args, *a, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)

@@ -111,6 +111,7 @@ def test_bad_argument_is_a_usage_error(capsys):
     assert "invalid choice: 'tiff'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_is_installed_and_reads_folders(tmp_path):
     """The installed `mnist-batch` entry point runs as a user would run it."""
     exe = shutil.which("mnist-batch") or str(pathlib.Path(sys.executable).parent / "mnist-batch")

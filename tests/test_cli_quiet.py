@@ -56,6 +56,12 @@ REAL_NATIVE_ERROR = "E0000 00:00:1764537601.000000   30773 op_kernel.cc:1857] OP
         ("ERROR:apache_beam.runners.direct:a real error", True, True),
         ("WARNING:__main__:No semi_persistent_directory found:  User registered objects", False, False),
         ("INFO:apache_beam.runners.portability.local_job_service:Worker: severity: INFO timestamp {", False, False),
+        (
+            "WARNING:tensorflow:5 out of the last 5 calls to <function compiled_call.<locals>.call at 0x7f> "
+            "triggered tf.function retracing. Tracing is expensive",
+            False,
+            False,
+        ),
         ("Traceback (most recent call last):", True, True),
         ("mnist-batch: error: /data: no such directory", True, True),
         ("mnist-batch score: progress: 1,200 images scored, 600 img/s (worker 1)", True, False),
@@ -116,6 +122,7 @@ def test_score_typo_is_one_hint_without_beams_warning(capsys):
     ]
 
 
+@pytest.mark.slow
 def test_closed_pipe_ends_quietly():
     """`mnist-batch data info sample --json | head` ends without a BrokenPipeError traceback."""
     exe = pathlib.Path(sys.executable).parent / "mnist-batch"

@@ -120,6 +120,7 @@ def test_a_helper_that_dies_loses_no_group(files):
     assert pool.helper_pid is None and pool.decoded_here > 0
 
 
+@pytest.mark.slow
 def test_the_helper_exits_when_the_scoring_process_is_killed(tmp_path):
     script = (
         "import time\n"
@@ -155,6 +156,7 @@ def test_helper_count(monkeypatch):
 
 
 @pytest.mark.parametrize("helpers", [0, 1])
+@pytest.mark.slow
 def test_decode_step_gives_the_same_images_and_errors_with_a_helper(files, helpers):
     """The Beam step: groups of 8 files through DecodeGroupFn, with and without the helper process."""
     apache_beam = pytest.importorskip("apache_beam")

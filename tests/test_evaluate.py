@@ -46,6 +46,7 @@ def evaluated(tiny_model, weaker_model, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_metrics_match_the_models_own_outputs(evaluated, tiny_model, sample_data):
     import keras
 
@@ -76,6 +77,7 @@ def test_metrics_match_the_models_own_outputs(evaluated, tiny_model, sample_data
     np.testing.assert_allclose([r["recall"] for r in per_class], stats["recall"])
 
 
+@pytest.mark.slow
 def test_comparison_table_and_mcnemar_from_the_paired_predictions(evaluated):
     rows = pq.read_table(evaluated / "metrics.parquet").to_pylist()
     assert [r["model"] for r in rows] == ["tiny", "weaker"]
@@ -108,6 +110,7 @@ def test_comparison_table_and_mcnemar_from_the_paired_predictions(evaluated):
     assert (evaluated / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_folder_goes_through_scoring_and_matches_arrays(tiny_model, sample_data, tmp_path):
     """PNG files of MNIST-format digits pass scoring's preprocessing unchanged: same predictions as arrays."""
     test = sample_data.split("test")
@@ -140,6 +143,7 @@ def renamed_model(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_refuses_models_whose_classes_differ_from_the_data(renamed_model, tiny_model, tmp_path, capsys):
     code = cli_main(["evaluate", "--model", str(renamed_model), "--dataset", "sample", "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
@@ -150,6 +154,7 @@ def test_refuses_models_whose_classes_differ_from_the_data(renamed_model, tiny_m
         evaluate([str(tiny_model)], "sample", "test", tmp_path / "again")
 
 
+@pytest.mark.slow
 def test_class_names_option_names_the_data_sets_classes(renamed_model, tmp_path, capsys):
     names_file = tmp_path / "classes.txt"
     names_file.write_text("\n".join(f"c{i}" for i in range(10)) + "\n")

@@ -46,6 +46,7 @@ def test_fashion_mnist_loads_with_its_class_names(fashion):
     assert load_dataset(f"fashion-mnist:{FASHION_MNIST_DIR}").class_names == FASHION_MNIST_CLASS_NAMES
 
 
+@pytest.mark.slow
 def test_class_names_reach_the_card_the_evaluation_and_scoring(fashion_model, fashion, tmp_path):
     from mnist_batch.config import ScoreConfig
     from mnist_batch.model_card import read_card

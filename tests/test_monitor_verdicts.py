@@ -107,6 +107,7 @@ def good(run: str, day: int, **kw) -> tuple[str, str, dict]:
     return f"2026-03-{day:02d}", run, summary(run, committed_at=f"2026-03-{day:02d}T02:00:00+00:00", **kw)
 
 
+@pytest.mark.slow
 def test_damaged_summaries_are_unreadable_rows_and_never_a_baseline(tmp_path, capsys):
     full = json.dumps(summary("r3", committed_at="2026-03-03T02:00:00+00:00"))
     root = make_root(
@@ -160,6 +161,7 @@ def test_damaged_summaries_are_unreadable_rows_and_never_a_baseline(tmp_path, ca
         monitor(str(damaged_last), tmp_path / "m2", reference_run="empty")
 
 
+@pytest.mark.slow
 def test_reference_travels_with_the_summary_and_fallback_is_loud(tmp_path, capsys, monkeypatch):
     """The card is nowhere (relative model path): the stored reference judges the run the same from any folder."""
     drifted = [300, 300, 50, 50, 50, 50, 50, 50, 50, 50]
@@ -189,6 +191,7 @@ def test_reference_travels_with_the_summary_and_fallback_is_loud(tmp_path, capsy
     assert "FALLBACK" in capsys.readouterr().out  # said on stdout even when not failing
 
 
+@pytest.mark.slow
 def test_volume_flags_an_empty_night_and_a_collapse(tmp_path, capsys):
     runs = [good(f"r{d}", d, n=1000) for d in range(1, 8)]
     root = make_root(tmp_path, [*runs, good("few", 8, n=90), good("normal", 9, n=700), good("zero", 10, n=0)])
@@ -213,6 +216,7 @@ def test_volume_flags_an_empty_night_and_a_collapse(tmp_path, capsys):
     assert few.status == "ok" and "median 1,000 of the last 3 run(s)" in few.reason
 
 
+@pytest.mark.slow
 def test_the_monitor_reads_the_runs_table_and_reports_where_it_disagrees(tmp_path, capsys):
     """Order, identity and counts come from ROOT/runs/; a run in only one of runs table and markers,
     or a row that disagrees with its summary, is reported (stdout, page, monitor.json), never dropped."""

@@ -38,6 +38,7 @@ def files(sample_data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_mnist_format_png_gives_the_models_own_probabilities(tiny_model, files):
     import keras
 

@@ -286,6 +286,7 @@ def big_scan_variants(digit) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_large_images_are_decoded_reduced_and_normalise_as_the_full_image_does(digit):
     for name, data in big_scan_variants(digit).items():
         gray = pp.decode_image(data)

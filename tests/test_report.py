@@ -54,6 +54,7 @@ def _predictions(scored):
     return pq.read_table(scored / "predictions").to_pydict()
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_with_every_plot(report, scored):
     page = report.read_text()
     sources = re.findall(r"src='([^']*)'", page)
@@ -150,6 +151,7 @@ def test_learning_curves_tick_whole_epochs(tmp_path, monkeypatch):
         assert ticks == [1, 2, 3], ticks
 
 
+@pytest.mark.slow
 def test_unlabelled_run_gets_confidence_plots_only(scored, tmp_path):
     import shutil
 
@@ -175,6 +177,7 @@ def test_unlabelled_run_gets_confidence_plots_only(scored, tmp_path):
 
 
 @pytest.mark.parametrize("width", [1400, 800])
+@pytest.mark.slow
 def test_report_page_in_a_browser_loads_every_plot_and_fits_the_window(report, chromium, tmp_path, width):
     """The report as a person sees it (headless Chromium): every plot decoded, no element wider than the
     window (long paths and model ids wrap), the commit time and the runtime file shown."""
@@ -195,6 +198,7 @@ def test_report_page_in_a_browser_loads_every_plot_and_fits_the_window(report, c
 
 
 @pytest.mark.parametrize("width", [1400, 800])
+@pytest.mark.slow
 def test_training_report_page_in_a_browser_loads_its_plot_and_fits_the_window(tmp_path, chromium, width):
     """The other page `report` writes (a training run dir), as a person sees it in headless Chromium."""
     from browser import headless

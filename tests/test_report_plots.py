@@ -25,6 +25,7 @@ def test_confusion_and_per_class_plots(tmp_path):
     _is_png(report.plot_per_class(names, stats["precision"], stats["recall"], stats["f1"], tmp_path / "pc.png"))
 
 
+@pytest.mark.slow
 def test_image_grid_confidence_and_reliability(tmp_path):
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (28, 28), dtype=np.uint8) for _ in range(10)]

@@ -49,6 +49,7 @@ def test_the_store_refuses_with_its_own_error(tmp_path):
         prepare_root(Layout("runs", str(tmp_path / "flat"), "r1", "2026-01-01"), overwrite=False)
 
 
+@pytest.mark.slow
 def test_reading_a_store_never_imports_the_scoring_graph():
     code = (
         "import sys\n"

@@ -61,6 +61,7 @@ def png_folder(sample_data, tmp_path_factory) -> pathlib.Path:
     return folder
 
 
+@pytest.mark.slow
 def test_export_writes_the_file_and_records_its_sha256_and_agreement(fast_model, sample_data):
     card = read_card(fast_model)
     entry = card.runtimes["litert"]
@@ -189,6 +190,7 @@ def test_auto_scores_with_keras_when_the_runtime_file_was_not_copied(fast_model,
     assert not (tmp_path / "strict").exists()
 
 
+@pytest.mark.slow
 def test_score_uses_litert_by_default_and_rows_name_the_file_that_scored_them(fast_model, png_folder, tmp_path):
     card = read_card(fast_model)
     out = {}
@@ -212,6 +214,7 @@ def test_score_uses_litert_by_default_and_rows_name_the_file_that_scored_them(fa
     assert diff <= card.runtimes["litert"]["agreement"]["max_abs_diff"] + 0.05
 
 
+@pytest.mark.slow
 def test_scoring_with_litert_never_imports_tensorflow(fast_model, png_folder, tmp_path):
     """The fast path starts without TensorFlow (seconds of start-up and ~600 MB of memory saved)."""
     code = (
@@ -308,6 +311,7 @@ def test_train_keeps_its_export_when_the_runtime_file_cannot_be_made(tmp_path, m
     assert not list(tmp_path.glob("*.tflite")) and not list(tmp_path.glob(".*"))
 
 
+@pytest.mark.slow
 def test_a_model_on_an_object_store_scores_with_its_litert_file(fast_model, png_folder, tmp_path, monkeypatch):
     """Card, .keras and .tflite read through Beam's filesystems (fakestore://, an object store without folders)."""
     import fake_object_store

@@ -43,6 +43,7 @@ def bad_run(tiny_model, sample_data, tmp_path_factory):
     return root, expectations, summary
 
 
+@pytest.mark.slow
 def test_unreadable_file_really_is_mode_000(bad_run):
     root, _, _ = bad_run
     assert os.stat(root / "in" / "unreadable.png").st_mode & 0o777 == 0
@@ -108,6 +109,7 @@ def test_good_variants_are_scored_as_the_digit(bad_run, tiny_model, sample_data)
         assert predicted[name] == expected, name
 
 
+@pytest.mark.slow
 def test_max_error_rate_fails_the_run_but_writes_outputs(bad_run, tiny_model, tmp_path):
     root, _expectations, summary = bad_run
     rate = summary["counts"]["errors"] / summary["counts"]["matched"]
@@ -124,6 +126,7 @@ def test_max_error_rate_fails_the_run_but_writes_outputs(bad_run, tiny_model, tm
     assert lenient["exit_code"] == 0
 
 
+@pytest.mark.slow
 def test_every_file_failing_is_a_non_zero_exit(tiny_model, tmp_path, capsys):
     from mnist_batch.cli import main as cli_main
 

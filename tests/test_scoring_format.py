@@ -78,6 +78,7 @@ def elements(n: int, seed: int = 0):
     return out
 
 
+@pytest.mark.slow
 def test_format_predictions_chunks_every_row_once():
     data = elements(23)
     fn = FormatPredictionsFn(NAMES, "m", "r", 0.6, rows_per_table=5)
@@ -157,6 +158,7 @@ def test_progress_line_counts_files_and_tells_the_time_left(capsys):
     assert last.startswith("mnist-batch score: progress: 2 of 3 files done (67 %)") and "ETA" in last
 
 
+@pytest.mark.slow
 def test_the_launcher_counts_finished_shards_of_a_job_running_elsewhere(tmp_path, capsys, monkeypatch):
     import time
 
@@ -227,6 +229,7 @@ def test_a_workers_progress_file_is_written_whole_every_few_seconds_and_at_the_e
     assert [r.levelno for r in caplog.records if "not written" in r.getMessage()] == [logging.DEBUG]
 
 
+@pytest.mark.slow
 def test_the_launcher_sums_the_workers_progress_files_before_their_shards_finish(tmp_path, capsys):
     import json
     import time

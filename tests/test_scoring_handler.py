@@ -36,6 +36,7 @@ def examples(sample_data):
     return test.images[:40], test.labels[:40]
 
 
+@pytest.mark.slow
 def test_run_inference_returns_numpy_probabilities_equal_to_the_model(tiny_model, examples):
     images, _ = examples
     handler = DigitModelHandler(str(tiny_model))
@@ -86,6 +87,7 @@ def test_logits_become_probabilities():
     assert to_probabilities(already) is not None and np.array_equal(to_probabilities(already), already)
 
 
+@pytest.mark.slow
 def test_keyed_run_inference_in_a_test_pipeline(tiny_model, examples):
     images, labels = examples
     model = load_keras_model(tiny_model)

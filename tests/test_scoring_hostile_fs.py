@@ -155,6 +155,7 @@ def hostile_run(tiny_model, sample_data, tmp_path_factory):
     return inputs, output, expected, proc
 
 
+@pytest.mark.slow
 def test_hostile_filesystem_run_finishes_in_bounded_memory(hostile_run):
     _inputs, _output, _expected, proc = hostile_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -262,6 +263,7 @@ def assert_model_changed_line(line: str, model: pathlib.Path, tiny_model, other_
     assert f"sha256 {file_sha256(other_model)[:12]}... != card model_id {file_sha256(tiny_model)[:12]}..." in line
 
 
+@pytest.mark.slow
 def test_a_model_swapped_after_the_check_fails_the_run_with_one_line(tiny_model, other_model, sample_data, tmp_path):
     """The real command line in a child: exit 2, one error line, no traceback on stderr, no summary."""
     model, inputs = model_copy_and_inputs(tiny_model, sample_data, tmp_path)
@@ -484,6 +486,7 @@ MAX_ADDED_MB_36MP = 300
 """docs/scoring.md, "Memory per image": a 36 MP RGBA PNG adds at most 300 MB (measured 250 MB)."""
 
 
+@pytest.mark.slow
 def test_a_36_megapixel_image_is_decoded_in_bounded_memory(tmp_path):
     path = tmp_path / "big.png"
     img = Image.new("RGBA", (6000, 6000), (250, 248, 240, 255))

@@ -149,6 +149,7 @@ def test_expand_inputs(tmp_path):
 # --- build_pipeline under TestPipeline -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_build_pipeline_outputs(tiny_model, sample_data, tmp_path):
     written = small_export(sample_data, tmp_path / "imgs", n_per_class=2)
     (tmp_path / "imgs" / "notes.txt").write_text("skip me", encoding="utf-8")
@@ -216,6 +217,7 @@ def scored_test_split(tiny_model, exported_test_split, tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_whole_exported_test_split_scores_as_the_model_on_the_training_arrays(
     tiny_model, sample_data, scored_test_split
 ):
@@ -267,6 +269,7 @@ def test_outputs_read_together_as_parquet_datasets(scored_test_split, tiny_model
     assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", *sorted(sinks.TABLES), "summary.json"]
 
 
+@pytest.mark.slow
 def test_refuses_to_mix_runs_unless_overwrite(tiny_model, sample_data, tmp_path):
     small_export(sample_data, tmp_path / "imgs", n_per_class=1)
     config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "imgs"),), output=str(tmp_path / "out"))
@@ -316,6 +319,7 @@ def test_class_names_from_the_card_and_labels_csv(tiny_model, sample_data, tmp_p
     assert summary["counts"]["labelled"] == 12 and summary["class_names"] == list(fashion)
 
 
+@pytest.mark.slow
 def test_scan_like_images_are_scored_correctly(tiny_model, sample_data, tmp_path):
     """Scans made from real test digits (200x260, dark on light, paper texture, off-centre)."""
     rng = np.random.default_rng(11)
@@ -348,6 +352,7 @@ def test_scan_like_images_are_scored_correctly(tiny_model, sample_data, tmp_path
 # --- command line ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_scores_and_reports(tiny_model, sample_data, tmp_path, capsys):
     small_export(sample_data, tmp_path / "imgs", n_per_class=2)
     code = cli_main(
@@ -382,6 +387,7 @@ def test_cli_errors_are_one_line_exit_2(tiny_model, tmp_path, capsys):
     assert code == 2 and "unknown option --runer" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_pipelines_entry_point_scores(tiny_model, sample_data, tmp_path):
     small_export(sample_data, tmp_path / "imgs", n_per_class=1)
     import importlib.util
@@ -396,6 +402,7 @@ def test_pipelines_entry_point_scores(tiny_model, sample_data, tmp_path):
     assert pipeline_main(["--model", str(tiny_model), "--input", str(tmp_path / "nope"), "--output", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_scoring_never_imports_training():
     code = (
         "import sys\n"

@@ -109,6 +109,7 @@ def test_unwritable_export_exit_2(tmp_path, capsys):
     assert code == 2 and "not writable" in err
 
 
+@pytest.mark.slow
 def test_training_never_imports_beam():
     code = (
         "import sys\n"
@@ -122,6 +123,7 @@ def test_training_never_imports_beam():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_data_info_does_not_import_tensorflow():
     code = (
         "import sys\nfrom mnist_batch.cli import build_parser\nbuild_parser()\nassert 'tensorflow' not in sys.modules\n"

@@ -31,6 +31,7 @@ class _StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
+@pytest.mark.slow
 def test_backup_and_restore_records_completed_epochs_where_compat_reads_them(tmp_path):
     x = np.zeros((8, 4), np.float32)
     y = keras.utils.to_categorical(np.arange(8) % 2, 2)

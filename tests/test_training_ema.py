@@ -78,6 +78,7 @@ def assert_weights_differ(actual, expected):
 
 
 @pytest.mark.parametrize("loss_scale", [False, True], ids=["adamw", "loss-scale-optimizer"])
+@pytest.mark.slow
 def test_ema_weights_are_in_the_model_for_validation_and_the_epoch_end_window_only(loss_scale):
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape=(6,))

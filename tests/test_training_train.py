@@ -44,6 +44,7 @@ def config(tmp_path, **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     export = tmp_path / "models" / "mlp.keras"
     result = train(config(tmp_path, run_dir=str(tmp_path / "run"), export=str(export)), datasets=small)
@@ -90,6 +91,7 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     assert oct(export.stat().st_mode & 0o777) != "0o600"
 
 
+@pytest.mark.slow
 def test_tensorboard_and_file_cache(small, tmp_path):
     run = tmp_path / "run"
     cache = tmp_path / "cache"
@@ -106,6 +108,7 @@ def test_tensorboard_and_file_cache(small, tmp_path):
     assert {"train", "validation"} <= names
 
 
+@pytest.mark.slow
 def test_seed_makes_runs_repeatable(small, tmp_path):
     a = train(config(tmp_path, epochs=1), datasets=small)
     b = train(config(tmp_path, epochs=1), datasets=small)
@@ -113,12 +116,14 @@ def test_seed_makes_runs_repeatable(small, tmp_path):
         np.testing.assert_allclose(wa, wb, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_injected_mirrored_strategy_uses_global_batch(small, tmp_path):
     strategy = tf.distribute.MirroredStrategy(devices=["/cpu:0"])
     result = train(config(tmp_path, epochs=1, strategy="mirrored", allow_cpu=True), datasets=small, strategy=strategy)
     assert result.strategy == "MirroredStrategy" and result.epochs_run == 1
 
 
+@pytest.mark.slow
 def test_early_stopping_restores_best(small, tmp_path):
     # A learning rate this high makes validation accuracy fall after the first epoch.
     result = train(config(tmp_path, epochs=6, patience=1, model="cnn-keras", limit=200), datasets=small)
@@ -126,6 +131,7 @@ def test_early_stopping_restores_best(small, tmp_path):
     assert len(result.history["loss"]) == result.epochs_run
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(small, tmp_path):
     run = tmp_path / "run"
     train(config(tmp_path, epochs=1, run_dir=str(run)), datasets=small)
@@ -181,6 +187,7 @@ def test_train_config_validation_names_the_field():
             TrainConfig(**kwargs)
 
 
+@pytest.mark.slow
 def test_card_json_is_plain_json(small, tmp_path):
     export = tmp_path / "m.keras"
     train(config(tmp_path, epochs=1, export=str(export)), datasets=small)
@@ -189,6 +196,7 @@ def test_card_json_is_plain_json(small, tmp_path):
     assert set(data["test_metrics"]) == {"accuracy", "loss", "macro_f1", "examples"}
 
 
+@pytest.mark.slow
 def test_bfloat16_training_on_cpu_exports_a_float32_model(small, tmp_path, monkeypatch):
     """--mixed-precision on a CPU with bfloat16 instructions trains in mixed_bfloat16 and exports float32."""
     import keras

@@ -48,7 +48,7 @@ def test_register_adds_a_builder_once(monkeypatch):
         zoo.register("cnn")(tiny)
 
 
-@pytest.mark.parametrize("name", SEED_NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "cnn" else n for n in SEED_NAMES])
 def test_builder_trains_one_step_and_round_trips_in_safe_mode(name, tmp_path):
     keras.utils.set_random_seed(0)
     model, optimizer = build_model(name, num_classes=10, total_steps=10)

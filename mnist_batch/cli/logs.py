@@ -62,6 +62,9 @@ NOISE = tuple(
         # generator also has a bare `return` (this package's and Beam's own _ReadMatchesFn).
         r"Using yield and return in the process method of",
         r"crcmod package not found",
+        # Each Predictor traces its one tf.function once (a fixed input signature); TensorFlow still
+        # warns after five such functions of the same code in one process (several models loaded).
+        r"triggered tf\.function retracing",
     )
 )
 """Messages known to be harmless on a CPU machine (dropped unless ``--verbose``)."""
