@@ -26,12 +26,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mnist_batch.curves import save_figure
 from mnist_batch.files import is_remote
 from mnist_batch.metrics import CONFIDENCE_BINS
 from mnist_batch.monitoring.checks import ALERT, CHECKS, WARN, CheckResult, Thresholds, status_of
 from mnist_batch.monitoring.collect import RunRecord
 from mnist_batch.monitoring.reference import Reference
-from mnist_batch.report.plots import png_data_uri, save_figure
+from mnist_batch.report.plots import png_data_uri
 from mnist_batch.tables import RUNS_DIR, SUMMARY_FILE
 
 DPI = 100
