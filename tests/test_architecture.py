@@ -18,6 +18,7 @@ BASE = {
     "config",
     "errors",
     "preprocess",
+    "decoding",
     "metrics",
     "tables",
     "files",
