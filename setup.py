@@ -49,6 +49,8 @@ setup(
             "pandas>=2.2,<4",
             "duckdb>=1.1",
             "polars>=1.10",
+            # the reference parser of Prometheus' text format, for monitor --metrics-file's tests
+            "prometheus-client>=0.20",
         ],
     },
     entry_points={"console_scripts": ["mnist-batch=mnist_batch.cli:entry_point"]},

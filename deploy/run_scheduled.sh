@@ -17,7 +17,8 @@
 #
 # Then monitor: with MNIST_BATCH_MONITOR_DIR set (a local folder), a successful score is followed by
 # `mnist-batch monitor OUTPUT --output $MNIST_BATCH_MONITOR_DIR --fail-on $MNIST_BATCH_MONITOR_FAIL_ON`
-# (default checks: drift,errors,low_confidence), which rewrites monitor.html and runs.parquet there;
+# (default checks: drift,errors,low_confidence; with MNIST_BATCH_METRICS_FILE=PATH.prom, also
+# --metrics-file PATH.prom for node_exporter), which rewrites monitor.html and runs.parquet there;
 # its output goes to $MNIST_BATCH_LOG_DIR/monitor-RUNID.log, one line is logged, and the wrapper
 # exits 5 when the new run is flagged (the FAILED lines are logged), else with the scorer's code.
 set -uo pipefail
@@ -66,7 +67,9 @@ monitor_dir="${MNIST_BATCH_MONITOR_DIR:-}"
 if [ -n "$monitor_dir" ]; then
   fail_on="${MNIST_BATCH_MONITOR_FAIL_ON:-drift,errors,low_confidence}"
   monitor_log="$log_dir/monitor-$run_id.log"
-  "${cmd[@]}" monitor "$output" --output "$monitor_dir" --fail-on "$fail_on" > "$monitor_log" 2>&1
+  monitor_args=(--output "$monitor_dir" --fail-on "$fail_on")
+  if [ -n "${MNIST_BATCH_METRICS_FILE:-}" ]; then monitor_args+=(--metrics-file "$MNIST_BATCH_METRICS_FILE"); fi
+  "${cmd[@]}" monitor "$output" "${monitor_args[@]}" > "$monitor_log" 2>&1
   code=$?
   latest="$(grep -E '^latest run ' "$monitor_log" | tail -n 1)"
   if [ "$code" -eq 0 ] && { [ -z "$latest" ] || [ "${latest##*: }" = ok ]; }; then

@@ -448,9 +448,12 @@ def test_run_scheduled_monitors_after_a_successful_score(tmp_path):
         MNIST_BATCH_RUN_ID="r2",
         MNIST_BATCH_MONITOR_DIR=monitor_dir,
         MNIST_BATCH_MONITOR_FAIL_ON="all",
+        MNIST_BATCH_METRICS_FILE="/var/lib/node_exporter/textfile/mnist_batch.prom",
     )
+    args = (tmp_path / "monitor-args.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert args[-2:] == ["--metrics-file", "/var/lib/node_exporter/textfile/mnist_batch.prom"]
     assert ok.returncode == 0 and "monitor ok: latest run r1 (dt=2026-01-01): ok (page: " in ok.stdout, ok.stdout
-    assert (tmp_path / "monitor-args.txt").read_text(encoding="utf-8").split("\n")[-2] == "all"
+    assert args[args.index("--fail-on") + 1] == "all"
     # Flagged only on a check outside --fail-on: the night passes, and the log says so (never 'monitor ok').
     noted = run_wrapper(
         tmp_path, str(fake_cli(tmp_path, 0, 0)), MNIST_BATCH_RUN_ID="r3", MNIST_BATCH_MONITOR_DIR=monitor_dir
