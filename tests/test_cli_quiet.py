@@ -181,3 +181,18 @@ def test_a_missing_required_option_without_a_typo_says_so():
         "unrecognized argument --inptu (did you mean --input?)"
     )
     assert typo_hint("argument --split: invalid choice", ["--splt"], ["--split"]) is None
+
+
+def test_what_needs_tensorflow_says_which_install_adds_it(monkeypatch, capsys, tmp_path):
+    """In a scoring-only install (TensorFlow not importable) train and export stop with one line
+    (the real install: tests/test_slim_install.py)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    for argv, what in ((["train", "--epochs", "1"], "train"), (["export", str(tmp_path / "m.keras")], "export")):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"mnist-batch: error: {what} needs TensorFlow, which this scoring-only install lacks: "
+            "pip install 'mnist-batch[train]'"
+        ]

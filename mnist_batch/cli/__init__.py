@@ -89,6 +89,17 @@ def _run(args: argparse.Namespace) -> int:
             traceback.print_exc()
         print(f"mnist-batch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tensorflow", "keras"):
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"mnist-batch: error: {args.command} needs TensorFlow, which this scoring-only install lacks: "
+            "pip install 'mnist-batch[train]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("mnist-batch: interrupted", file=sys.stderr)
         return 130
