@@ -51,10 +51,28 @@ class Block:
     expect: list[str]
 
 
+HEREDOC = re.compile(r"<<-?\s*'?(?P<tag>\w+)'?\s*$")
+
+
 def commands_of(body: str) -> list[str]:
-    """Logical shell commands of a code block: continuation lines joined, comment lines dropped."""
-    joined = re.sub(r"\\\n\s*", " ", body)
-    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    """Logical shell commands of a code block: continuation lines joined, comment lines dropped, a
+    here-document (``python - <<'PY'`` ... ``PY``) kept whole with its lines."""
+    commands: list[str] = []
+    lines = iter(re.sub(r"\\\n\s*", " ", body).splitlines())
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        heredoc = HEREDOC.search(line)
+        if heredoc:
+            text = [line]
+            for more in lines:
+                text.append(more)
+                if more.strip() == heredoc["tag"]:
+                    break
+            commands.append("\n".join(text))
+            continue
+        commands.append(line.strip())
+    return commands
 
 
 def runnable_blocks(path: pathlib.Path) -> list[Block]:

@@ -17,11 +17,13 @@ Registry: :func:`get_runtime`, :data:`RUNTIMES` (name -> :class:`Runtime`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -105,6 +107,29 @@ def convert_litert(model: Any, path: str) -> None:
     model.export(path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT])
 
 
+_ANNOUNCED = threading.Event()
+
+
+@contextlib.contextmanager
+def _first_allocation_quiet() -> Iterator[None]:
+    """LiteRT prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` to file descriptor 2
+    (natively, whatever the log settings) at the first allocation of a process: that one allocation
+    runs with descriptor 2 on /dev/null, so a library caller's console stays quiet. Later ones run as is."""
+    if _ANNOUNCED.is_set():
+        yield
+        return
+    _ANNOUNCED.set()
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class LiteRTCall:
     """A LiteRT model as a function float32 [B, 28, 28, 1] -> float32 [B, C].
 
@@ -145,7 +170,8 @@ class LiteRTCall:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if size != len(x):
             interpreter.resize_tensor_input(inp, [len(x), *self.input_shape[1:]])
-            interpreter.allocate_tensors()
+            with _first_allocation_quiet():
+                interpreter.allocate_tensors()
             state[3] = len(x)
         interpreter.set_tensor(inp, x)
         interpreter.invoke()
