@@ -171,17 +171,23 @@ def test_commands_that_read_a_model_name_one_that_exists_after_make_demo():
     assert runnable_blocks(ROOT / "deploy" / "README.md"), "deploy/README's nightly pair is run as written"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("document", [d.relative_to(ROOT).as_posix() for d in DOCUMENTS if runnable_blocks(d)], ids=str)
-def test_runnable_commands_work_on_a_demo_tree(document, demo_tree, tmp_path):
-    """Each document's runnable blocks, in order, in a fresh copy of the demo tree."""
-    shutil.copytree(demo_tree.root / "out", tmp_path / "out")
-    env = cli_env()
+READING_ORDER = ["README.md", "docs/scoring.md", "docs/evaluation.md", "docs/training.md", "docs/api.md",
+                 "deploy/README.md"]  # fmt: skip
+"""The order a reader follows the pages in after ``make demo`` (the rest after these)."""
+
+
+def in_reading_order() -> list[str]:
+    names = [d.relative_to(ROOT).as_posix() for d in DOCUMENTS if runnable_blocks(d)]
+    return sorted(names, key=lambda n: (READING_ORDER.index(n) if n in READING_ORDER else len(READING_ORDER), n))
+
+
+def run_blocks(document: str, tree: pathlib.Path, env: dict[str, str]) -> None:
+    """A document's runnable blocks, in order, in ``tree``: each command exits 0, each block prints what it expects."""
     for block in runnable_blocks(ROOT / document):
         output = ""
         for command in block.commands:
             done = subprocess.run(
-                ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+                ["bash", "-c", command], cwd=tree, env=env, capture_output=True, text=True, timeout=600
             )
             output += done.stdout + done.stderr
             assert done.returncode == 0, (
@@ -189,6 +195,21 @@ def test_runnable_commands_work_on_a_demo_tree(document, demo_tree, tmp_path):
             )
         missing = [e for e in block.expect if e not in output]
         assert not missing, f"{document}: {block.commands} printed no {missing}:\n{output}"
+
+
+@pytest.mark.slow
+def test_the_documents_run_in_order_on_one_tree(demo_tree, tmp_path):
+    """A reader after ``make demo`` who follows README, then docs/, then deploy/README, block by block on
+    one tree: no page collides with what an earlier one left (an output that exists, a history
+    that makes a later run score nothing)."""
+    shutil.copytree(demo_tree.root / "out", tmp_path / "out")
+    env = cli_env()
+    for document in in_reading_order():
+        run_blocks(document, tmp_path, env)
+
+
+def test_every_page_with_runnable_blocks_is_in_the_reading_order():
+    assert set(in_reading_order()) <= set(READING_ORDER), "add the page to READING_ORDER where a reader meets it"
 
 
 def table_row(document: str, first_cell: str) -> str:
