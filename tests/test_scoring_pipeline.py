@@ -453,3 +453,21 @@ def test_files_travel_between_stages_as_plain_tuples_not_pickles():
     import pickle
 
     assert len(coder.encode(odd)) < len(pickle.dumps(odd)) / 3
+
+
+@pytest.mark.slow
+def test_a_labels_csv_replaces_the_folder_labels_and_says_so(tiny_model, sample_data, tmp_path, capsys):
+    from mnist_batch.cli import main as cli_main
+
+    scoring_fixtures.write_train_digits(sample_data, tmp_path / "in", 6)
+    first = sorted((tmp_path / "in").rglob("*.png"))[:4]
+    rows = ["path,label", *(f"{p},{(int(p.parent.name) + 1) % 10}" for p in first)]  # labels unlike the folders'
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    argv = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    assert cli_main([*argv, "--labels-csv", str(tmp_path / "labels.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"labels: from --labels-csv {tmp_path / 'labels.csv'}: 4 of 6 scored images have a row there" in out
+    table = pq.read_table(tmp_path / "out" / "predictions").to_pydict()
+    by_path = dict(zip(table["path"], table["true_label"], strict=True))
+    assert [by_path[str(p)] for p in first] == [(int(p.parent.name) + 1) % 10 for p in first]
+    assert sum(v is None for v in by_path.values()) == 2  # not in the CSV: unlabelled, not the folder's label

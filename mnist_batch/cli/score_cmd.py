@@ -102,6 +102,12 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     with worker_model_errors():  # a model that changed or broke on a worker: one line, exit 2
         summary = execute(args, settings)
     print_summary(summary)
+    if settings.config.labels_csv:  # said, so that nobody reads the accuracy as the folders' labels'
+        counts = summary["counts"]
+        print(
+            f"labels: from --labels-csv {settings.config.labels_csv}: {counts['labelled']:,} of "
+            f"{counts['scored']:,} scored images have a row there (folder names are not used as labels)"
+        )
     return int(summary["exit_code"])
 
 
