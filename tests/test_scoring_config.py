@@ -55,3 +55,17 @@ def test_min_batch_size_is_gone_and_a_stale_flag_is_refused_with_a_hint():
     with pytest.raises(MnistBatchError, match=r"unknown option --min-batch-size \(did you mean --max-batch-size\?\)"):
         check_beam_args(["--min-batch-size=128"])
     assert not hasattr(GOOD, "min_batch_size")
+
+
+def test_the_launch_settings_build_beams_options_once_and_name_the_runner():
+    from mnist_batch.cli import build_parser
+    from mnist_batch.scoring.options import parse
+
+    argv = ["score", "--model", "m.keras", "--input", "in", "--output", "out"]
+    args, beam = build_parser().parse_known_args([*argv, "--runner", "PortableRunner", "--job_endpoint", "x:1"])
+    settings = parse(args, beam)
+    assert settings.pipeline_options is settings.pipeline_options  # one object for checks, filesystems and job
+    assert settings.runner == "PortableRunner"
+    assert settings.pipeline_options.get_all_options()["job_endpoint"] == "x:1"
+    args, beam = build_parser().parse_known_args(argv)
+    assert parse(args, beam).runner == "DirectRunner"  # Beam's default, named

@@ -222,11 +222,13 @@ def start(settings: ScoreSettings, *, wait: bool = True) -> dict[str, Any]:
       ScoringError: an unwritable output or unknown runner (before any file is read), and
         whatever :func:`launch` raises.
     """
-    fs.configure(PipelineOptions(list(settings.beam_args)))  # the --s3_* options for the checks too
+    fs.configure(settings.pipeline_options)  # the --s3_* options for the checks too
     config = settings.config
     places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
-    check_environment(config.output, list(settings.beam_args), places)
-    return launch(settings.config, settings.run, list(settings.beam_args), wait=wait)
+    check_environment(config.output, settings.runner, places)
+    return launch(
+        settings.config, settings.run, list(settings.beam_args), wait=wait, pipeline_options=settings.pipeline_options
+    )
 
 
 def run_scoring(
@@ -243,6 +245,7 @@ def launch(
     *,
     card: ModelCard | None = None,
     wait: bool = True,
+    pipeline_options: PipelineOptions | None = None,
 ) -> dict[str, Any]:
     """Scores ``config.inputs`` into ``config.output`` in the given layout; returns the summary.
 
@@ -253,6 +256,8 @@ def launch(
       card: the model's card when the caller already checked the model.
       wait: wait for the job and return its committed summary; else return once submitted
         (``{"state": "submitted", ...}``; the job commits itself).
+      pipeline_options: ``beam_args`` already parsed (:attr:`ScoreSettings.pipeline_options`
+        <mnist_batch.scoring.options.ScoreSettings.pipeline_options>`); built here when not given.
 
     Raises:
       ScoringError: bad run id, model, output or input (nothing run); ClaimError: the run id
@@ -260,7 +265,7 @@ def launch(
         and nothing was committed.
     """
     options = options or RunOptions()
-    beam_options = PipelineOptions(beam_args or [])
+    beam_options = pipeline_options if pipeline_options is not None else PipelineOptions(beam_args or [])
     fs.configure(beam_options)  # the run store and the model are read with the job's --s3_* options
     runner = runner_name(beam_options)
     run_id = check_run_id(config.run_id or default_run_id())

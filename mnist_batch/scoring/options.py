@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import datetime
 import difflib
+import functools
 import re
 import sys
 from collections.abc import Sequence
@@ -93,6 +94,21 @@ class ScoreSettings:
     run: RunOptions
     beam_args: tuple[str, ...] = ()
 
+    @functools.cached_property
+    def pipeline_options(self):
+        """Beam's ``PipelineOptions`` of :attr:`beam_args`, built once per launch (the checks, the
+        filesystems and the job all read this one object)."""
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        return PipelineOptions(list(self.beam_args))
+
+    @property
+    def runner(self) -> str:
+        """The runner's name (``DirectRunner`` when none is given): decided once, asked everywhere."""
+        from mnist_batch.scoring.runners import runner_name
+
+        return runner_name(self.pipeline_options)
+
 
 def parse(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> ScoreSettings:
     """What :func:`add_arguments` parsed, plus the arguments left to Beam -> :class:`ScoreSettings`.
@@ -100,13 +116,13 @@ def parse(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> ScoreSetti
     Raises:
       MnistBatchError: a bad value or combination, or an option neither this command nor Beam knows.
     """
-    config = config_from_args(args)
-    for flag in check_beam_args(beam_args):
+    settings = ScoreSettings(config_from_args(args), run_options_from_args(args), tuple(beam_args))
+    for flag in check_beam_args(beam_args, settings.pipeline_options if beam_args else None):
         print(
             f"mnist-batch score: note: {flag} goes to the job server unchecked (not an option of Beam's Python SDK)",
             file=sys.stderr,
         )
-    return ScoreSettings(config, run_options_from_args(args), tuple(beam_args))
+    return settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -239,8 +255,10 @@ def option_strings() -> list[str]:
     return [o for action in add_arguments(parser) for o in action.option_strings]
 
 
-def check_beam_args(beam_args: Sequence[str]) -> list[str]:
+def check_beam_args(beam_args: Sequence[str], options=None) -> list[str]:
     """Refuses options that neither this command nor Beam knows (a typo would be silently ignored).
+
+    ``options``: the ``PipelineOptions`` of ``beam_args`` when the caller built them already.
 
     With a runner that hands the job to a job server (``PortableRunner``, ``FlinkRunner``,
     ``SparkRunner``), an unknown option spelt as Beam spells its own (``--max_bundle_size``:
@@ -261,7 +279,7 @@ def check_beam_args(beam_args: Sequence[str]) -> list[str]:
 
     # Beam's parser knows every spelling (--experiment for experiments, --no_use_public_ips, ...);
     # what it keeps only with retain_unknown_options is what no Beam option accepted.
-    options = PipelineOptions(beam_args)
+    options = options if options is not None else PipelineOptions(list(beam_args))
     unknown = set(options.get_all_options(retain_unknown_options=True)) - set(
         options.get_all_options(retain_unknown_options=False)
     )

@@ -84,26 +84,16 @@ def check_output_writable(uri: str) -> None:
         check_local_writable(local_path(uri))
 
 
-def runner_name(beam_args: Sequence[str]) -> str | None:
-    """The ``--runner`` of Beam's options (None: Beam's default, the DirectRunner)."""
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+def check_runner(name: str) -> None:
+    """Fails fast on a runner Beam cannot create (unknown name, missing extra).
 
-    runner = PipelineOptions(list(beam_args)).view_as(StandardOptions).runner
-    return runner if runner is None or isinstance(runner, str) else type(runner).__name__
-
-
-def check_runner(beam_args: Sequence[str]) -> None:
-    """Fails fast on a ``--runner`` Beam cannot create (unknown name, missing extra).
-
-    Resolves the name with ``apache_beam.runners.create_runner``, what ``beam.Pipeline`` does
-    with it, without building a pipeline or contacting any service.
+    Resolves the name (:attr:`ScoreSettings.runner <mnist_batch.scoring.options.ScoreSettings.runner>`)
+    with ``apache_beam.runners.create_runner``, what ``beam.Pipeline`` does with it, without building
+    a pipeline or contacting any service.
 
     Raises:
       ScoringError: one line naming the runner and Beam's reason.
     """
-    name = runner_name(beam_args)
-    if name is None:
-        return
     from apache_beam.runners import create_runner
 
     try:
@@ -137,18 +127,18 @@ def check_buckets(places: Sequence[tuple[str, str]]) -> None:
             raise ScoringError(str(exc)) from exc
 
 
-def check_environment(output: str, beam_args: Sequence[str], places: Sequence[tuple[str, str]] = ()) -> None:
+def check_environment(output: str, runner: str, places: Sequence[tuple[str, str]] = ()) -> None:
     """All the environment checks, in order: the runner, the buckets named, then the output.
 
     Args:
       output: ``--output``.
-      beam_args: Beam's options.
+      runner: the runner's name (``ScoreSettings.runner``).
       places: the other places the run reads (``("--model", uri)``, ``("--input", uri)`` ...), whose
         buckets are checked.
 
     Raises:
       ScoringError: the first check that fails, as one line.
     """
-    check_runner(beam_args)
+    check_runner(runner)
     check_buckets([("--output", output), *places])
     check_output_writable(output)
