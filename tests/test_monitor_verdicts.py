@@ -282,15 +282,15 @@ def test_plots_put_each_run_at_its_commit_time_with_dates_as_ticks(tmp_path):
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    from mnist_batch.monitoring import page
+    from mnist_batch.monitoring import plots
 
     root = make_root(tmp_path, [good("a", 1), good("b", 2), good("c", 14, model_id=OTHER_ID)])
     records = monitor(str(root), tmp_path / "mon").records
-    x = page.run_times(records)
-    assert np.allclose(np.diff(x), [1.0, 12.0]) and np.allclose(page.bar_widths(x), 0.8)
+    x = plots.run_times(records)
+    assert np.allclose(np.diff(x), [1.0, 12.0]) and np.allclose(plots.bar_widths(x), 0.8)
     assert mdates.num2date(x[0]).isoformat() == "2026-03-01T02:00:00+00:00"
     fig, ax = plt.subplots()
-    page._x_axis(ax, records, x, run_ids=True)
+    plots._x_axis(ax, records, x, run_ids=True)
     fig.canvas.draw()
     assert isinstance(ax.xaxis.get_major_formatter(), mdates.ConciseDateFormatter)
     low, high = (mdates.num2date(v) for v in ax.get_xlim())
@@ -302,11 +302,11 @@ def test_plots_put_each_run_at_its_commit_time_with_dates_as_ticks(tmp_path):
     (change,) = [line.get_xdata()[0] for line in ax.get_lines()]
     assert np.isclose(change, (x[1] + x[2]) / 2)  # the model change between b and c, on the time axis
     plt.close(fig)
-    edges, columns = page.run_columns(x, np.ones((CONFIDENCE_BINS, 3)))
+    edges, columns = plots.run_columns(x, np.ones((CONFIDENCE_BINS, 3)))
     assert np.all(np.diff(edges) > 0) and columns.shape == (CONFIDENCE_BINS, 5) and columns.mask[:, 1::2].all()
     close = x[0] + np.array([0.0, 1 / 86400, 1.0, 2.0])  # a rerun one second after its run: cells still in order
-    assert page.bar_widths(close)[0] > 1 / 86400  # its bar still visible
-    assert np.all(np.diff(page.run_columns(close, np.ones((CONFIDENCE_BINS, 4)))[0]) >= 0)
+    assert plots.bar_widths(close)[0] > 1 / 86400  # its bar still visible
+    assert np.all(np.diff(plots.run_columns(close, np.ones((CONFIDENCE_BINS, 4)))[0]) >= 0)
 
 
 def test_new_checks_are_in_all_and_documented():

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from mnist_batch.monitoring import page
 from mnist_batch.monitoring.checks import ALERT, CheckResult, Thresholds, check_runs, status_of
 from mnist_batch.monitoring.collect import RunRecord, collect_runs, runs_table_notes
+from mnist_batch.monitoring.plots import write_plots
 from mnist_batch.monitoring.reference import Reference, assign_references, load_cards
 from mnist_batch.monitoring.table import MONITOR_JSON_FILE, MONITOR_PAGE_FILE, MONITOR_RUNS_FILE, runs_table
 
@@ -94,7 +95,7 @@ def monitor(
     timings["table_s"] = time.perf_counter() - mark
     if page_file:
         mark = time.perf_counter()
-        plots = page.write_plots(records, results, thresholds, out / "plots")
+        plots = write_plots(records, results, thresholds, out / "plots")
         html = page.render_page(root, records, refs, results, thresholds, plots, notes, table_notes)
         outputs["page"] = out / MONITOR_PAGE_FILE
         outputs["page"].write_text(html, encoding="utf-8")
