@@ -248,7 +248,6 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 STILL_TOO_BIG = {
     "scoring/launch.py",  # the launcher and the in-job commit, to be parted
-    "scoring/pipeline.py:build_pipeline",
     "evaluation/run.py:evaluate",
 }
 """Known rooms over the limits; the list may only shrink (a test fails when one fits again)."""
@@ -262,9 +261,9 @@ def too_big() -> set[str]:
         if text.count("\n") > MAX_MODULE_LINES:
             found.add(name)
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
-                    found.add(f"{name}:{node.name}")
+            is_function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            if is_function and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+                found.add(f"{name}:{node.name}")
     return found
 
 

@@ -82,6 +82,37 @@ def decode_helpers(options) -> int:
     return decode_pool.helper_count()
 
 
+def decode_group_fn(
+    p: beam.Pipeline, config: ScoreConfig, card: ModelCard, run_id: str, progress_dir: str | None
+) -> DecodeGroupFn:
+    """The decode step's DoFn: labels, limits, progress and the decode helper as the run asks."""
+    return DecodeGroupFn(
+        card.class_names,
+        run_id,
+        labels_csv=config.labels_csv,
+        max_pixels=config.max_pixels,
+        max_file_bytes=config.max_file_bytes,
+        progress=config.progress,
+        progress_dir=progress_dir,
+        s3_options=s3.options_of(getattr(p, "options", None)),
+        decode_helpers=decode_helpers(getattr(p, "options", None)),
+    )
+
+
+def score_images(config: ScoreConfig, card: ModelCard, scorer: ScoringModel, run_id: str) -> ScoreImages:
+    """RunInference on the checked bytes of the chosen runtime, one call per group, rows formatted per chunk."""
+    handler = DigitModelHandler(
+        scorer.uri,
+        model_id=scorer.model_id,  # workers load only the bytes that were checked
+        runtime=scorer.runtime,
+        inference_fn=group_inference_fn,
+    )
+    format_fn = FormatGroupsFn(
+        card.class_names, card.model_id, run_id, config.review_threshold, runtime_model_id=scorer.model_id
+    )
+    return ScoreImages(handler, format_fn, run_id)
+
+
 def build_pipeline(
     p: beam.Pipeline,
     config: ScoreConfig,
@@ -129,31 +160,10 @@ def build_pipeline(
     every_file = select_files is None or getattr(select_files, "keeps_every_file", False)
     if config.progress and every_file and runs_in_one_process(getattr(p, "options", None)):
         total = count_for_progress(p, patterns, config)  # one worker sees every file: it can tell the ETA
-    decoded = files["images"] | "DecodeImages" >> DecodeImages(
-        DecodeGroupFn(
-            card.class_names,
-            run_id,
-            labels_csv=config.labels_csv,
-            max_pixels=config.max_pixels,
-            max_file_bytes=config.max_file_bytes,
-            progress=config.progress,
-            progress_dir=progress_dir,
-            s3_options=s3.options_of(getattr(p, "options", None)),
-            decode_helpers=decode_helpers(getattr(p, "options", None)),
-        ),
-        total,
-        group_size=config.max_batch_size,  # a group of files is one model call
-    )
-    handler = DigitModelHandler(
-        scorer.uri,
-        model_id=scorer.model_id,  # workers load only the bytes that were checked
-        runtime=scorer.runtime,
-        inference_fn=group_inference_fn,
-    )
-    format_fn = FormatGroupsFn(
-        card.class_names, card.model_id, run_id, config.review_threshold, runtime_model_id=scorer.model_id
-    )
-    scored = decoded["images"] | "ScoreImages" >> ScoreImages(handler, format_fn, run_id)
+    decode_fn = decode_group_fn(p, config, card, run_id, progress_dir)
+    # a group of files is one model call
+    decoded = files["images"] | "DecodeImages" >> DecodeImages(decode_fn, total, group_size=config.max_batch_size)
+    scored = decoded["images"] | "ScoreImages" >> score_images(config, card, scorer, run_id)
     errors = (decoded["errors"], scored["errors"]) | "MergeErrors" >> beam.Flatten()
     counted = {
         "predictions": scored["predictions"],
