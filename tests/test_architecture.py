@@ -271,3 +271,16 @@ def test_small_rooms():
     found = too_big()
     assert not found - STILL_TOO_BIG, f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function"
     assert not STILL_TOO_BIG - found, f"{sorted(STILL_TOO_BIG - found)} fit now: take them off STILL_TOO_BIG"
+
+
+def test_the_split_names_are_said_once():
+    """``constants.SPLITS`` names the three splits; no module spells them out again."""
+    import re
+
+    spelled = re.compile(r"""["']train["'],\s*["']validation["'],\s*["']test["']""")
+    found = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "constants.py" and spelled.search(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, found

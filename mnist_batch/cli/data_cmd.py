@@ -6,6 +6,7 @@ import argparse
 import json
 
 from mnist_batch.cli.common import EXIT_CODES, HelpFormatter, add_verbosity
+from mnist_batch.constants import SPLITS
 from mnist_batch.data import DATASET_SPECS, load_dataset
 from mnist_batch.data.class_names import parse_class_names, with_class_names
 from mnist_batch.data.export import EXPORT_FORMATS, export_images
@@ -51,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_verbosity(export)
     export.add_argument("dataset", nargs="?", default="sample", help=DATASET_HELP)
-    export.add_argument("--split", default="test", choices=("train", "validation", "test"), help="which split")
+    export.add_argument("--split", default="test", choices=SPLITS, help="which split")
     export.add_argument("--out", required=True, help="destination directory (missing or empty)")
     export.add_argument("--format", default="png", choices=EXPORT_FORMATS, help="png is lossless; jpg is lossy")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")

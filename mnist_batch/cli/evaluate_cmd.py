@@ -6,7 +6,7 @@ import argparse
 import pathlib
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
-from mnist_batch.constants import AUTO_RUNTIME, RUNTIME_CHOICES
+from mnist_batch.constants import AUTO_RUNTIME, RUNTIME_CHOICES, SPLITS
 from mnist_batch.models.runtimes import RUNTIME_HELP
 
 EPILOG = """Outputs under --output DIR:
@@ -48,9 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--class-names", default=None, help="name the data set's classes: comma-separated, or a file (one a line)"
     )
-    p.add_argument(
-        "--split", default="test", choices=("train", "validation", "test"), help="which split to evaluate on"
-    )
+    p.add_argument("--split", default="test", choices=SPLITS, help="which split to evaluate on")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=AUTO_RUNTIME, help=RUNTIME_HELP)

@@ -19,7 +19,7 @@ import pathlib
 
 import numpy as np
 
-from mnist_batch.constants import IMAGE_EXTENSIONS, IMAGE_SHAPE
+from mnist_batch.constants import IMAGE_EXTENSIONS, IMAGE_SHAPE, SPLITS
 from mnist_batch.data.arrays import class_names_near
 from mnist_batch.data.base import Dataset, Split
 from mnist_batch.data.split import stratified_split
@@ -75,7 +75,7 @@ def load_folder(directory: str | pathlib.Path, *, name: str | None = None) -> Da
     if not directory.is_dir():
         raise DataError(f"{directory}: no such directory")
     class_names = class_names_near(directory)
-    split_dirs = {s: directory / s for s in ("train", "validation", "test") if (directory / s).is_dir()}
+    split_dirs = {s: directory / s for s in SPLITS if (directory / s).is_dir()}
     if split_dirs:
         splits = {s: _read_labelled(d, class_names) for s, d in split_dirs.items()}
     else:

@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from mnist_batch.constants import MNIST_CLASS_NAMES
+from mnist_batch.constants import MNIST_CLASS_NAMES, SPLITS
 from mnist_batch.data.base import Dataset, Split
 from mnist_batch.errors import DataError
 
@@ -41,7 +41,7 @@ def load_sample(path: pathlib.Path = SAMPLE_PATH, *, verify: bool = True) -> Dat
     try:
         with np.load(path, allow_pickle=False) as npz:
             images, labels = npz["images"], npz["labels"]
-            index = {name: npz[f"{name}_index"] for name in ("train", "validation", "test")}
+            index = {name: npz[f"{name}_index"] for name in SPLITS}
             provenance = json.loads(str(npz["provenance"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: unreadable bundled sample ({exc})") from exc

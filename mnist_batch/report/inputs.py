@@ -86,7 +86,7 @@ def _per_class(rows: dict[str, list], num_classes: int) -> dict[str, np.ndarray]
     return out
 
 
-def prediction_columns(pred: dict[str, list], rows: list[int] | None = None) -> dict[str, Any]:
+def read_prediction_columns(pred: dict[str, list], rows: list[int] | None = None) -> dict[str, Any]:
     """The report's view of prediction rows, read the same way from scoring and evaluation outputs.
 
     Both write :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` columns (evaluation adds ``model``,
@@ -125,7 +125,7 @@ def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportD
     """One :class:`ReportData` from a scoring run folder (flat), or a run's folder in a run store."""
     class_names = tuple(summary["class_names"])
     c = len(class_names)
-    columns = prediction_columns(_read_parquet(table_dir(out_dir, summary, "predictions")))
+    columns = read_prediction_columns(_read_parquet(table_dir(out_dir, summary, "predictions")))
     errors = _read_parquet(table_dir(out_dir, summary, "errors"))
     counts = summary.get("counts", {})
     headline = [
@@ -210,7 +210,7 @@ def read_evaluation(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[Repo
             ReportData(
                 name=name,
                 class_names=class_names,
-                **prediction_columns(pred, rows),
+                **read_prediction_columns(pred, rows),
                 confusion=_confusion(mine, c),
                 per_class=_per_class(per, c),
                 headline=headline,

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_batch.config import TrainConfig
+from mnist_batch.constants import SPLITS
 from mnist_batch.data import load_dataset
 from mnist_batch.data.base import Dataset, Split
 from mnist_batch.errors import DataError, MnistBatchError
@@ -84,7 +85,7 @@ def prepare_splits(dataset: Dataset, limit: int | None = None) -> dict[str, Spli
       DataError: no train or validation split, an empty split, bad shapes or labels.
     """
     splits = {name: _limit(split, limit) for name, split in dataset.splits.items()}
-    for name in ("train", "validation", "test"):
+    for name in SPLITS:
         if name in splits:
             split = splits[name]
             check_arrays(split.images, split.labels, num_classes=dataset.num_classes, where=f"{dataset.name} [{name}]")
