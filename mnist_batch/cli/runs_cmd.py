@@ -75,7 +75,12 @@ def run(args: argparse.Namespace) -> int:
             for path in result["completed"]:
                 print(f"  rolled forward: {path}")
             for path in result["rolled_back"]:
-                print(f"  rolled back (its shards were gone; the run is not committed): {path}")
+                why = (
+                    "its launch failed before the commit point"
+                    if path in result.get("unfenced", [])
+                    else "its shards were gone"
+                )
+                print(f"  rolled back ({why}; the run is not committed): {path}")
             for path in result.get("uncommitted", []):
                 print(f"  uncommitted too (the earlier run it was replacing lost files with it): {path}")
             for path in result["deleted"] + result["stale_leases"]:
