@@ -62,12 +62,13 @@ def shard_paths(folder: str) -> list[str]:
 
 
 def read_shard(path: str, columns: list[str] | None = None) -> pa.Table:
-    """One Parquet shard (any Beam filesystem), as a table."""
+    """One Parquet shard (any Beam filesystem), as a table; a column in ``columns`` that the shard
+    lacks (written before the column existed) is left out, on every filesystem alike."""
     if fs.remote(path) and s3.is_s3(path):
-        return pq.read_table(io.BytesIO(s3.get(path)), columns=columns)
+        return pq.ParquetFile(io.BytesIO(s3.get(path))).read(columns=columns)
     if fs.remote(path):
         with FileSystems.open(path) as f:
-            return pq.read_table(io.BytesIO(f.read()), columns=columns)
+            return pq.ParquetFile(io.BytesIO(f.read())).read(columns=columns)
     # One file, never a dataset: pyarrow < 19 (Beam 2.70's bound) would add the Hive
     # partition columns of its path (dt=, run=) to a single file's table.
     return pq.ParquetFile(local_path(path)).read(columns=columns)
