@@ -96,19 +96,58 @@ BUCKET_REFUSALS = {
 }
 
 
+CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+    "XAdminUserNotFound",
+}
+"""The error codes with which a server refuses the credentials themselves (not a permission);
+``XAdminUserNotFound``: VersityGW's answer (HTTP 404) to an access key it does not know."""
+CREDENTIALS_REFUSED = (
+    "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+    "(or --s3_access_key_id / --s3_secret_access_key)"
+)
+
+
+def error_code(exc: BaseException) -> tuple[str, str]:
+    """``(HTTP status, error code)`` of a botocore error (the status again as the code when it has none)."""
+    response = getattr(exc, "response", None) or {}
+    status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return status, str(response.get("Error", {}).get("Code", status))
+
+
 def check_bucket(uri: str) -> str | None:
-    """Why the bucket of ``uri`` cannot be used (one line), or None when it answers ``HEAD`` with 200."""
+    """Why the bucket of ``uri`` cannot be used (one line), or None when it answers ``HEAD`` with 200.
+
+    A ``HEAD`` answer has no body, so its status is all it says (some servers answer a wrong key
+    with 404 there); a refused ``HEAD`` is asked again as a ``LIST`` of one key, whose error code
+    tells refused credentials (``InvalidAccessKeyId``, ``SignatureDoesNotMatch``) from a missing
+    bucket or a missing permission.
+    """
     bucket, _ = split(uri)
     try:
         client().head_bucket(Bucket=bucket)
     except Exception as exc:  # noqa: BLE001 -- botocore's errors, or none reached: all become the reason
-        response = getattr(exc, "response", None)
-        if response is None:  # no answer at all: endpoint unreachable, no credentials found, ...
+        if getattr(exc, "response", None) is None:  # no answer at all: endpoint unreachable, no credentials found, ...
             return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        code = response.get("Error", {}).get("Code", status)
+        status, code = error_code(exc)
+        try:
+            client().list_objects_v2(Bucket=bucket, MaxKeys=1)
+        except Exception as again:  # noqa: BLE001 -- the same refusal, now with its code
+            if getattr(again, "response", None) is not None:
+                status, code = error_code(again)
         said = f"HTTP {status}" if code == status else f"HTTP {status} {code}"
-        return f"{BUCKET_REFUSALS.get(status, 'refused')} ({said} on bucket {bucket})"
+        if code in CREDENTIAL_CODES:
+            return f"{CREDENTIALS_REFUSED} ({said} on bucket {bucket})"
+        if code in ("NoSuchBucket", "NotFound", "404"):
+            reason = "no such bucket"
+        else:  # another code with a 404 is not "no such bucket": say what the server said
+            reason = BUCKET_REFUSALS.get(status, "refused") if status != "404" else "refused"
+        return f"{reason} ({said} on bucket {bucket})"
     return None
 
 
