@@ -35,7 +35,19 @@ PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412",
 MAX_CONNECTIONS = 32
 """The client's HTTP connection pool: enough for the scoring step's overlapping reads (botocore's default is 10)."""
 
-_state: dict[str, Any] = {"kwargs": {}, "client": None}
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+ATTEMPTS = 3
+"""Every request of this package's client: a connection within 5 s, each read of the answer within
+30 s, at most 3 attempts (botocore's "standard" retries: transient errors and throttling, backoff
+with jitter). botocore's defaults (60 s each, 5 attempts "legacy") made a black-holed endpoint hang
+a launch for minutes."""
+CHECK_TIMEOUT_S = 5.0
+CHECK_ATTEMPTS = 2
+"""The bucket check before a launch (:func:`check_bucket`): 5 s to connect, 5 s for the answer, 2
+attempts, so an endpoint that never answers fails the launch in about 20 s at most."""
+
+_state: dict[str, Any] = {"kwargs": {}, "client": None, "check_client": None}
 _lock = threading.Lock()
 
 
@@ -59,19 +71,27 @@ def configure(options: dict[str, Any]) -> None:
     if options.get("s3_disable_ssl"):
         kwargs["use_ssl"] = False
     with _lock:
-        _state["kwargs"], _state["client"] = kwargs, None
+        _state["kwargs"], _state["client"], _state["check_client"] = kwargs, None, None
 
 
-def client():
-    """One boto3 S3 client per settings (boto3 clients are thread-safe; making one costs ~50 ms)."""
+def client(*, check: bool = False):
+    """One boto3 S3 client per settings (boto3 clients are thread-safe; making one costs ~50 ms);
+    ``check``: the one with the short timeouts of the bucket check (:data:`CHECK_TIMEOUT_S`)."""
+    name = "check_client" if check else "client"
     with _lock:
-        if _state["client"] is None:
+        if _state[name] is None:
             import boto3  # the `aws` extra (apache-beam[aws]); only for s3:// roots
             from botocore.config import Config
 
-            config = Config(max_pool_connections=MAX_CONNECTIONS)
-            _state["client"] = boto3.session.Session().client("s3", config=config, **_state["kwargs"])
-        return _state["client"]
+            read, attempts = (CHECK_TIMEOUT_S, CHECK_ATTEMPTS) if check else (READ_TIMEOUT_S, ATTEMPTS)
+            config = Config(
+                max_pool_connections=MAX_CONNECTIONS,
+                connect_timeout=CHECK_TIMEOUT_S if check else CONNECT_TIMEOUT_S,
+                read_timeout=read,
+                retries={"max_attempts": attempts, "mode": "standard"},
+            )
+            _state[name] = boto3.session.Session().client("s3", config=config, **_state["kwargs"])
+        return _state[name]
 
 
 def split(uri: str) -> tuple[str, str]:
@@ -130,13 +150,13 @@ def check_bucket(uri: str) -> str | None:
     """
     bucket, _ = split(uri)
     try:
-        client().head_bucket(Bucket=bucket)
+        client(check=True).head_bucket(Bucket=bucket)
     except Exception as exc:  # noqa: BLE001 -- botocore's errors, or none reached: all become the reason
         if getattr(exc, "response", None) is None:  # no answer at all: endpoint unreachable, no credentials found, ...
             return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         status, code = error_code(exc)
         try:
-            client().list_objects_v2(Bucket=bucket, MaxKeys=1)
+            client(check=True).list_objects_v2(Bucket=bucket, MaxKeys=1)
         except Exception as again:  # noqa: BLE001 -- the same refusal, now with its code
             if getattr(again, "response", None) is not None:
                 status, code = error_code(again)
