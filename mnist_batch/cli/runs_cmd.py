@@ -50,6 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mnist_batch.runstore.errors import storage_step
+
+    with storage_step(f"runs {args.action} {args.root}"):  # a store failing mid-way: one line, exit 2
+        return run_action(args)
+
+
+def run_action(args: argparse.Namespace) -> int:
     from mnist_batch.errors import MnistBatchError
     from mnist_batch.runstore import fs, runs
     from mnist_batch.tables import LAYOUT_FILE

@@ -201,6 +201,12 @@ class Lease:
         self._stop.set()
         release_lease(self.uri, self.owner["token"])
 
+    def release_or_raise(self) -> None:
+        """:meth:`release`, raising the store's error when it could not be done (the lease is then
+        left: stale once this process has exited, removed by ``runs clean``)."""
+        self._stop.set()
+        release_lease(self.uri, self.owner["token"], quiet=False)
+
     @property
     def fence(self) -> tuple[str, str]:
         """``(uri, token)``: what :func:`check_held` checks (picklable, for the job's commit step)."""
@@ -213,15 +219,18 @@ class Lease:
         self.release()
 
 
-def release_lease(uri: str, token: str) -> None:
-    """Deletes the lease at ``uri`` if it still holds ``token`` (never another launch's lease)."""
-    if conditional(uri):
-        with contextlib.suppress(Exception):
+def release_lease(uri: str, token: str, *, quiet: bool = True) -> None:
+    """Deletes the lease at ``uri`` if it still holds ``token`` (never another launch's lease).
+
+    A store that fails leaves the lease for ``runs clean`` (which judges it later); ``quiet=False``
+    raises that failure instead of passing over it.
+    """
+    with contextlib.suppress(*(() if not quiet else (Exception,))):
+        if conditional(uri):
             current = read_lease_version(uri)
             if current is not None and current[0] is not None and current[0].get("token") == token:
                 s3.delete_if(uri, current[1])  # only that version: a takeover since is left alone
-        return
-    with contextlib.suppress(Exception):  # unreadable: left for `runs clean`, which judges it later
+            return
         owner = read_lease(uri)
         if owner is not None and owner.get("token") == token:
             fs.delete_file(uri)

@@ -94,6 +94,14 @@ def client(*, check: bool = False):
         return _state[name]
 
 
+def endpoint() -> str:
+    """The endpoint this package's client talks to, for messages: the ``--s3_endpoint_url`` option,
+    else ``AWS_ENDPOINT_URL``, else AWS's own."""
+    import os
+
+    return _state["kwargs"].get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or "AWS's default endpoint"
+
+
 def split(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
     bucket, _, key = uri[len(SCHEME) :].partition("/")
