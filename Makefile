@@ -5,6 +5,7 @@
 #               but the cached tiny model); run it on every edit, make test before a commit
 #   make lint   ruff check + format check
 #   make bench  benchmarks (figures recorded in docs/benchmarks.md)
+#   make test-slim  the scoring-only install (pip install ., no TensorFlow) in its own venv, and its tests
 #   make test-spark  optional: Spark reads the run store (installs OpenJDK 17 and pyspark)
 #   make test-schedulers  optional: a real Airflow runs the DAG (installs Airflow into .cache/airflow/venv)
 #   make cluster-up / cluster-down  a Flink cluster + Beam job server on loopback (deploy/README.md, "Flink")
@@ -26,7 +27,7 @@ TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*
 	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
-.PHONY: bench-million install demo FORCE test test-fast datasets test-spark test-schedulers cluster-up cluster-down test-cluster s3-up s3-down test-s3 lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
+.PHONY: bench-million install demo FORCE test test-fast test-slim datasets test-spark test-schedulers cluster-up cluster-down test-cluster s3-up s3-down test-s3 lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
 
 install: $(STAMP)
 
@@ -35,7 +36,7 @@ $(STAMP): requirements.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing TensorFlow, Apache Beam and the dev tools into $(VENV) (about 2 minutes, 2.6 GB) ..."
 	@$(PY) scripts/pip_progress.py $(VENV)/pip-tools.log --upgrade pip setuptools wheel
-	@$(PY) scripts/pip_progress.py $(VENV)/pip-install.log -e '.[dev]'
+	@$(PY) scripts/pip_progress.py $(VENV)/pip-install.log -e '.[dev,train]'
 	@touch $@
 	@echo "installed; run commands as $(VENV)/bin/mnist-batch, or put mnist-batch on the PATH: source $(VENV)/bin/activate"
 
@@ -74,7 +75,7 @@ test: $(STAMP) datasets
 
 # The fast tier: every test not marked `slow`. Such a test starts no CLI, pipeline or runner process
 # (tests/conftest.py fails one that does) and trains nothing but the tiny model cached in .cache/test-models.
-FAST_MARKERS := not slow and not cluster and not s3
+FAST_MARKERS := not slow and not cluster and not s3 and not slim
 test-fast: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
@@ -89,6 +90,20 @@ datasets:
 	    && echo "  installed: $(FASHION_DIR)" \
 	    || echo "  could not install it (log: $(VENV)/apt-datasets.log); the tests that need it skip"; \
 	else echo "$(FASHION_DIR) missing and apt-get unavailable (or not root): the tests that need it skip"; fi
+
+# The scoring-only install (issue 35): `pip install .` (no TensorFlow) into its own virtualenv, then the
+# tests that run its console script (tests/test_slim_install.py). Rebuilt when the package changes.
+SLIM_VENV ?= .cache/slim/venv
+$(SLIM_VENV)/.installed: requirements.txt setup.py $(shell find mnist_batch -name '*.py' -o -name '*.npz')
+	rm -rf $(SLIM_VENV) build
+	$(PYTHON) -m venv $(SLIM_VENV)
+	@echo "installing the scoring-only package (pip install ., no TensorFlow) into $(SLIM_VENV) (~30 s, ~590 MB) ..."
+	$(SLIM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SLIM_VENV)/bin/pip install --quiet .
+	@touch $@
+
+test-slim: $(STAMP) $(SLIM_VENV)/.installed
+	MNIST_BATCH_SLIM_PYTHON=$(abspath $(SLIM_VENV))/bin/python $(PY) -m pytest -m slim tests/test_slim_install.py $(PYTEST_ARGS)
 
 # Optional: Spark as a reader of the run store (OpenJDK 17 from Debian, pyspark from PyPI).
 test-spark: $(STAMP)

@@ -288,6 +288,21 @@ CLAIMS_DIR = "_claims"
 QUARANTINE_DIR = "_quarantine"
 """Where ``mnist-batch runs verify --quarantine`` moves a bad run (``_``: skipped by readers)."""
 PARTITION_COLUMNS = ("dt", "run")
+
+
+def partition_parts(dt: str, run_id: str) -> tuple[str, str]:
+    """A run's two Hive folder names under a table (or ``_runs``): ``("dt=2026-06-01", "run=nightly")``."""
+    return f"{PARTITION_COLUMNS[0]}={dt}", f"{PARTITION_COLUMNS[1]}={run_id}"
+
+
+def parse_partition(parts: list[str] | tuple[str, ...]) -> tuple[str, str] | None:
+    """``(dt, run_id)`` from a relative path's folder names (``["dt=…", "run=…", …]``), or None."""
+    dt, run = (f"{c}=" for c in PARTITION_COLUMNS)
+    if len(parts) >= 2 and parts[0].startswith(dt) and parts[1].startswith(run):
+        return parts[0][len(dt) :], parts[1][len(run) :]
+    return None
+
+
 """Hive partition columns of the runs layout: ``dt`` (YYYY-MM-DD) and ``run`` (the run id)."""
 PARTITION_SCHEMA = pa.schema([pa.field("dt", pa.date32()), pa.field("run", pa.string())])
 """The partition columns typed: ``dt`` a date, ``run`` a string, in every table and the runs table.

@@ -13,7 +13,20 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "mnist_batch"
-BASE = {"constants", "config", "errors", "preprocess", "metrics", "tables", "files", "labels", "model_card", "jsonfmt"}
+BASE = {
+    "constants",
+    "config",
+    "errors",
+    "preprocess",
+    "decoding",
+    "metrics",
+    "tables",
+    "files",
+    "labels",
+    "model_card",
+    "jsonfmt",
+    "curves",
+}
 ALLOWED = {
     "base": BASE,
     "models": BASE | {"models"},
@@ -22,7 +35,7 @@ ALLOWED = {
     "runstore": BASE | {"runstore"},
     "scoring": BASE | {"models", "runstore", "scoring"},
     "predict": BASE | {"models"},
-    "report": BASE | {"report", "training"},
+    "report": BASE | {"report"},
     "evaluation": BASE | {"models", "data", "training", "runstore", "scoring", "report", "evaluation"},
     "monitoring": BASE | {"runstore", "report", "monitoring"},
 }
@@ -149,6 +162,51 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path)
     assert {"mnist_batch.tables", "mnist_batch.scoring.launch"} <= imported_modules(src)
 
 
+NEVER_REACH = {
+    "mnist_batch.training": ("mnist_batch.scoring",),
+    "mnist_batch.scoring": ("mnist_batch.training",),
+    "mnist_batch.monitoring": ("mnist_batch.scoring", "mnist_batch.training"),
+    "mnist_batch.report": ("mnist_batch.scoring", "mnist_batch.training"),
+    "mnist_batch.runstore": ("mnist_batch.scoring", "mnist_batch.training"),
+    "mnist_batch.models": ("mnist_batch.scoring", "mnist_batch.training"),
+}
+"""Module prefix -> what it never reaches, directly or through any chain of imports (a package's
+``__init__`` re-exporting a module counts: importing the package runs it)."""
+
+
+def reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others; importing ``a.b.c`` also runs ``a.b``."""
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        parents = {".".join(name.split(".")[:i]) for i in range(2, name.count(".") + 1)}
+        for nxt in (graph.get(name, set()) | parents) - seen:
+            if nxt in graph:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen - {start}
+
+
+@pytest.mark.parametrize("prefix", sorted(NEVER_REACH))
+def test_no_layer_reaches_a_forbidden_side_through_another_module(prefix):
+    graph = import_graph()
+    for name in sorted(m for m in graph if m == prefix or m.startswith(prefix + ".")):
+        bad = sorted(m for m in reached(graph, name) if m.startswith(NEVER_REACH[prefix]))
+        assert not bad, f"{name} reaches {bad}"
+
+
+def test_reach_follows_re_exports():
+    """monitoring -> report.plots (re-exporting training.curves' function) reaches training: seen."""
+    graph = {
+        "p.monitoring.page": {"p.report.plots"},
+        "p.report": {"p.report.plots"},
+        "p.report.plots": {"p.training.curves"},
+        "p.training": set(),
+        "p.training.curves": set(),
+    }
+    assert reached(graph, "p.monitoring.page") == {"p.report", "p.report.plots", "p.training", "p.training.curves"}
+
+
 def test_monitoring_and_runs_command_reach_the_store_without_scoring():
     for name, imported in import_graph().items():
         if name.startswith(("mnist_batch.monitoring", "mnist_batch.cli.runs_cmd", "mnist_batch.runstore")):
@@ -168,3 +226,18 @@ def test_the_module_map_names_every_module_and_only_modules_that_exist():
             if path.name != "__init__.py":
                 assert f"{folder}/{path.name}" in named, f"ARCHITECTURE.md's module map lacks {folder}/{path.name}"
     assert not re.search(r"\| \d[\d,]* \|", text), "line counts in the module map go stale: leave them out"
+
+
+def test_one_answer_to_is_this_path_remote():
+    """``files.is_remote`` is the one test (a ``file://`` URI is local); no module asks ``"://" in path``."""
+    import re
+
+    by_hand = re.compile(r"""["']://["']\s+(not\s+)?in\b""")
+    found = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "files.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if by_hand.search(line)
+    ]
+    assert not found, found

@@ -141,3 +141,58 @@ def test_json_keeps_matrix_rows_on_one_line():
     text = jsonfmt.dumps(summary)
     assert json.loads(text) == summary
     assert "    [50, 1],\n    [2, 47]\n" in text and '"x": [1.5, null, true]' in text
+
+
+def test_debug_before_or_after_the_command_shows_the_traceback(capsys, tmp_path):
+    for argv in (
+        ["--debug", "data", "info", f"idx:{tmp_path}/nowhere"],
+        ["data", "info", f"idx:{tmp_path}/nowhere", "--debug"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback (most recent call last)" in err and err.strip().endswith("no such directory")
+    assert main(["data", "info", f"idx:{tmp_path}/nowhere"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"mnist-batch: error: {tmp_path}/nowhere: no such directory"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["score", "--model", "m.keras", "--input", "in", "--ouput", "out"], "--ouput (did you mean --output?)"),
+        (["evaluate", "--model", "m.keras", "--outptu", "o"], "--outptu (did you mean --output?)"),
+        (["monitor", "root", "--otput", "o"], "--otput (did you mean --output?)"),
+    ],
+)
+def test_a_typo_in_a_required_option_names_the_option_it_meant(argv, hint, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err[-1].endswith(f"error: unrecognized argument {hint}")
+
+
+def test_a_missing_required_option_without_a_typo_says_so():
+    from mnist_batch.cli.common import typo_hint
+
+    message = "the following arguments are required: --input, --output"
+    assert typo_hint(message, ["--model", "m", "--input", "i"], ["--model", "--input", "--output"]) is None
+    assert typo_hint(message, ["--inptu", "i"], ["--input", "--output"]) == (
+        "unrecognized argument --inptu (did you mean --input?)"
+    )
+    assert typo_hint("argument --split: invalid choice", ["--splt"], ["--split"]) is None
+
+
+def test_what_needs_tensorflow_says_which_install_adds_it(monkeypatch, capsys, tmp_path):
+    """In a scoring-only install (TensorFlow not importable) train and export stop with one line
+    (the real install: tests/test_slim_install.py)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    for argv, what in ((["train", "--epochs", "1"], "train"), (["export", str(tmp_path / "m.keras")], "export")):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"mnist-batch: error: {what} needs TensorFlow, which this scoring-only install lacks: "
+            "pip install 'mnist-batch[train]'"
+        ]

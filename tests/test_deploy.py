@@ -405,14 +405,17 @@ def test_run_scheduled_logs_the_summary_and_returns_the_exit_code(tmp_path):
     assert re.fullmatch(r"r\d{8}T\d{6}Z-[0-9a-f]{8}", default_id) and check_run_id(default_id) == default_id
 
 
-def fake_cli(tmp_path: pathlib.Path, score_code: int, monitor_code: int) -> pathlib.Path:
-    """A stand-in ``mnist-batch``: ``score`` as :func:`fake_scorer`, ``monitor`` records its args and flags."""
-    script = tmp_path / f"fake_cli_{score_code}_{monitor_code}.sh"
+def fake_cli(tmp_path: pathlib.Path, score_code: int, monitor_code: int, status: str = "alert") -> pathlib.Path:
+    """A stand-in ``mnist-batch``: ``score`` as :func:`fake_scorer`, ``monitor`` records its args and
+    reports the latest run as ``status`` (with a volume alert line when not ok)."""
+    script = tmp_path / f"fake_cli_{score_code}_{monitor_code}_{status}.sh"
+    alert_line = "  echo '  alert: volume: 3 files scored vs 2,000 in the reference'\n" if status != "ok" else ""
     script.write_text(
         "#!/usr/bin/env bash\n"
         f'printf "%s\\n" "$@" > "{tmp_path}/$1-args.txt"\n'
         'if [ "$1" = monitor ]; then\n'
-        "  echo 'latest run r1 (dt=2026-01-01): alert'\n"
+        f"  echo 'latest run r1 (dt=2026-01-01): {status}'\n"
+        f"{alert_line}"
         f"  if [ {monitor_code} -eq 5 ]; then\n"
         "    echo 'mnist-batch monitor: FAILED class_mix: run r1 (dt=2026-01-01): predicted class mix PSI 0.412' >&2\n"
         "    echo 'mnist-batch monitor: FAILED errors: run r1 (dt=2026-01-01): error rate 9.0% vs 0.0%' >&2\n"
@@ -441,13 +444,23 @@ def test_run_scheduled_monitors_after_a_successful_score(tmp_path):
     assert (tmp_path / "monitor-r1.log").is_file()
     ok = run_wrapper(
         tmp_path,
-        str(fake_cli(tmp_path, 0, 0)),
+        str(fake_cli(tmp_path, 0, 0, status="ok")),
         MNIST_BATCH_RUN_ID="r2",
         MNIST_BATCH_MONITOR_DIR=monitor_dir,
         MNIST_BATCH_MONITOR_FAIL_ON="all",
+        MNIST_BATCH_METRICS_FILE="/var/lib/node_exporter/textfile/mnist_batch.prom",
     )
-    assert ok.returncode == 0 and "monitor ok: latest run r1" in ok.stdout, ok.stdout
-    assert (tmp_path / "monitor-args.txt").read_text(encoding="utf-8").split("\n")[-2] == "all"
+    args = (tmp_path / "monitor-args.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert args[-2:] == ["--metrics-file", "/var/lib/node_exporter/textfile/mnist_batch.prom"]
+    assert ok.returncode == 0 and "monitor ok: latest run r1 (dt=2026-01-01): ok (page: " in ok.stdout, ok.stdout
+    assert args[args.index("--fail-on") + 1] == "all"
+    # Flagged only on a check outside --fail-on: the night passes, and the log says so (never 'monitor ok').
+    noted = run_wrapper(
+        tmp_path, str(fake_cli(tmp_path, 0, 0)), MNIST_BATCH_RUN_ID="r3", MNIST_BATCH_MONITOR_DIR=monitor_dir
+    )
+    assert noted.returncode == 0 and "monitor ok" not in noted.stdout, noted.stdout
+    assert "monitor noted (not in --fail-on drift,errors,low_confidence): alert: volume: 3 files" in noted.stdout
+    assert "monitor passed --fail-on drift,errors,low_confidence; latest run r1 (dt=2026-01-01): alert" in noted.stdout
     (tmp_path / "monitor-args.txt").unlink()
     failed = run_wrapper(tmp_path, str(fake_cli(tmp_path, 4, 0)), MNIST_BATCH_MONITOR_DIR=monitor_dir)
     assert failed.returncode == 4 and not (tmp_path / "monitor-args.txt").exists()  # no monitor after a failed score

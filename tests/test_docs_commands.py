@@ -171,3 +171,36 @@ def test_runnable_commands_work_on_a_demo_tree(document, demo_tree, tmp_path):
             )
         missing = [e for e in block.expect if e not in output]
         assert not missing, f"{document}: {block.commands} printed no {missing}:\n{output}"
+
+
+def table_row(document: str, first_cell: str) -> str:
+    """The Markdown table row of ``document`` whose first cell is ``first_cell``."""
+    text = (ROOT / document).read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, f"{document}: {len(rows)} rows for {first_cell}"
+    return rows[0]
+
+
+def test_the_column_tables_name_every_column_of_every_output_table():
+    """docs/scoring.md and docs/evaluation.md list each table's columns as tables.py declares them."""
+    from mnist_batch.tables import EVALUATION_PREDICTIONS_SCHEMA, TABLES
+
+    missing = [
+        f"docs/scoring.md {name}/: {column}"
+        for name, schema in TABLES.items()
+        for column in schema.names
+        if f"`{column}`" not in table_row("docs/scoring.md", f"`{name}/`")
+    ]
+    row = table_row("docs/evaluation.md", "`predictions.parquet`")
+    missing += [
+        f"docs/evaluation.md: {c}" for c in EVALUATION_PREDICTIONS_SCHEMA.names if not re.search(rf"\b{c}\b", row)
+    ]
+    assert not missing, missing
+
+
+def test_the_docs_say_which_file_each_model_id_names():
+    for document in ("docs/scoring.md", "docs/evaluation.md"):
+        text = re.sub(r"\s+", " ", (ROOT / document).read_text(encoding="utf-8"))
+        assert "`model_id` is the sha256 of the bytes that scored" not in text
+        assert "rows' `model_id` is the file that scored" not in text
+        assert "`runtime_model_id`" in text and "the `.keras` file's sha256" in text

@@ -26,6 +26,7 @@ from mnist_batch.tables import MANIFEST_SCHEMA  # noqa: E402
 tiny_model = scoring_fixtures.tiny_litert_model  # the CLI scores it without TensorFlow
 sample_data = scoring_fixtures.sample_data
 N = 8
+pytestmark = pytest.mark.slow  # each scores a run through the CLI in-process (a few seconds)
 
 
 def write_png(path: pathlib.Path, pixels) -> None:

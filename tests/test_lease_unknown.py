@@ -115,6 +115,7 @@ def test_the_fence_check_waits_out_a_short_outage(tmp_path, monkeypatch):
     lease.release()
 
 
+@pytest.mark.slow
 def test_a_fence_check_the_store_cannot_answer_commits_nothing(tiny_model, sample_data, tmp_path, monkeypatch, capsys):
     inputs, root = tmp_path / "in", tmp_path / "root"
     write_inputs(sample_data, inputs, 12)
@@ -139,6 +140,7 @@ def test_a_fence_check_the_store_cannot_answer_commits_nothing(tiny_model, sampl
     assert cli_main(score_argv(tiny_model, inputs, root, "--run-id", "r1")) == 0  # the root is not wedged
 
 
+@pytest.mark.slow
 def test_a_rollback_the_store_cannot_finish_is_rolled_back_later_never_forward(
     tiny_model, sample_data, tmp_path, monkeypatch, capsys
 ):
@@ -178,6 +180,7 @@ def test_a_rollback_the_store_cannot_finish_is_rolled_back_later_never_forward(
     assert [r.run_id for r in runs.committed_runs(str(root))] == ["r1"]
 
 
+@pytest.mark.slow
 def test_a_journal_written_before_the_fenced_mark_is_still_completed(
     tiny_model, sample_data, tmp_path, monkeypatch, capsys
 ):

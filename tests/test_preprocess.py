@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_batch import decoding
 from mnist_batch import preprocess as pp
 from mnist_batch.data.export import export_images
 
@@ -50,11 +51,11 @@ def test_normalize_is_the_lookup_table_and_byte_over_255():
     ],
 )
 def test_decode_refuses_bad_bytes_with_a_reason(data, message):
-    with pytest.raises(pp.ImageDecodeError, match=message) as first:
-        pp.decode_image(data)
+    with pytest.raises(decoding.ImageDecodeError, match=message) as first:
+        decoding.decode_image(data)
     # The same bad file always gets the same message (no object addresses in it).
-    with pytest.raises(pp.ImageDecodeError) as again:
-        pp.decode_image(bytes(data))
+    with pytest.raises(decoding.ImageDecodeError) as again:
+        decoding.decode_image(bytes(data))
     assert str(first.value) == str(again.value) and " at 0x" not in str(first.value)
 
 
@@ -63,15 +64,15 @@ def test_decode_refuses_truncated_png_and_jpeg(digit):
     big = Image.fromarray(np.tile(digit, (8, 8)))
     jpg = scoring_fixtures.encode(big, "JPEG", quality=90)
     for data in (png[: len(png) // 2], jpg[: len(jpg) // 3]):
-        with pytest.raises(pp.ImageDecodeError):
-            pp.decode_image(data)
+        with pytest.raises(decoding.ImageDecodeError):
+            decoding.decode_image(data)
 
 
 def test_decode_pixel_limit_is_checked_before_decoding():
     data = scoring_fixtures.encode(Image.new("L", (100, 100), 0), "PNG")
-    assert pp.decode_image(data, max_pixels=10_000).shape == (100, 100)
-    with pytest.raises(pp.ImageDecodeError, match="100x100 pixels, over the limit of 9,999"):
-        pp.decode_image(data, max_pixels=9_999)
+    assert decoding.decode_image(data, max_pixels=10_000).shape == (100, 100)
+    with pytest.raises(decoding.ImageDecodeError, match="100x100 pixels, over the limit of 9,999"):
+        decoding.decode_image(data, max_pixels=9_999)
 
 
 def test_every_mode_and_format_decodes_to_the_digit(digit):
@@ -96,14 +97,14 @@ def test_exif_orientation_is_applied(digit):
     data = scoring_fixtures.encode_variants(digit)["exif_rotated.jpg"]
     with Image.open(io.BytesIO(data)) as raw:
         stored = np.asarray(raw.convert("L"))
-    decoded = pp.decode_image(data)
+    decoded = decoding.decode_image(data)
     assert np.abs(decoded.astype(int) - digit).mean() < 1.0
     assert np.abs(stored.astype(int) - digit).mean() > 10.0  # the stored pixels really were rotated
 
 
 def test_sixteen_bit_is_scaled_not_clipped():
     ramp = (np.arange(28 * 28, dtype=np.uint16).reshape(28, 28) * 83).astype(np.uint16)
-    gray = pp.decode_image(scoring_fixtures.encode(Image.fromarray(ramp), "PNG"))
+    gray = decoding.decode_image(scoring_fixtures.encode(Image.fromarray(ramp), "PNG"))
     np.testing.assert_array_equal(gray, np.rint(ramp / 257.0).astype(np.uint8))
 
 
@@ -112,25 +113,25 @@ def test_rgba_composites_on_the_paper():
     strokes = np.zeros((10, 10, 4), np.uint8)
     strokes[..., :3] = rng.integers(0, 60, (10, 10, 1))  # dark strokes of varying darkness
     strokes[3:7, 3:7, 3] = 255  # opaque only on the strokes
-    gray = pp.to_grayscale(Image.fromarray(strokes, mode="RGBA"))
+    gray = decoding.to_grayscale(Image.fromarray(strokes, mode="RGBA"))
     assert gray[0, 0] == 255 and gray[5, 5] < 60  # transparent -> white paper
     light = strokes.copy()
     light[..., :3] = 255 - strokes[..., :3]
-    gray = pp.to_grayscale(Image.fromarray(light, mode="RGBA"))
+    gray = decoding.to_grayscale(Image.fromarray(light, mode="RGBA"))
     assert gray[0, 0] == 0 and gray[5, 5] > 195  # light strokes -> black paper
     scan = np.zeros((10, 10, 4), np.uint8)
     scan[..., :3] = 230
     scan[4:6, 2:8, :3] = 10  # ink on opaque paper ...
     scan[..., 3] = 255
     scan[:, :2, 3] = 0  # ... with a transparent margin
-    gray = pp.to_grayscale(Image.fromarray(scan, mode="RGBA"))
+    gray = decoding.to_grayscale(Image.fromarray(scan, mode="RGBA"))
     assert gray[0, 0] == 230 and gray[5, 5] == 10  # the margin continues the paper
 
 
 def test_ink_only_in_alpha_becomes_white_on_black():
     rgba = np.zeros((12, 12, 4), np.uint8)
     rgba[2:10, 5:7, 3] = 200
-    gray = pp.to_grayscale(Image.fromarray(rgba, mode="RGBA"))
+    gray = decoding.to_grayscale(Image.fromarray(rgba, mode="RGBA"))
     np.testing.assert_array_equal(gray, rgba[..., 3])
 
 
@@ -289,10 +290,10 @@ def big_scan_variants(digit) -> dict[str, bytes]:
 @pytest.mark.slow
 def test_large_images_are_decoded_reduced_and_normalise_as_the_full_image_does(digit):
     for name, data in big_scan_variants(digit).items():
-        gray = pp.decode_image(data)
+        gray = decoding.decode_image(data)
         assert gray.shape == (1300, 1000) and gray.dtype == np.uint8, name  # 2000x2600 / 2: under 4 MP
         with Image.open(io.BytesIO(data)) as full_image:
-            full = pp.to_mnist(pp.to_grayscale(full_image)).pixels.astype(int)
+            full = pp.to_mnist(decoding.to_grayscale(full_image)).pixels.astype(int)
         error = np.abs(pp.to_mnist(gray).pixels.astype(int) - full).mean()
         assert error < 1.0, f"{name}: mean abs difference {error:.2f} from the full-size decode"
 
@@ -303,7 +304,7 @@ def test_a_large_jpeg_is_decoded_reduced_with_its_exif_orientation():
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     data = scoring_fixtures.encode(stored.convert("RGB"), "JPEG", quality=95, exif=exif)
-    gray = pp.decode_image(data)
+    gray = decoding.decode_image(data)
     assert gray.shape == (1500, 1000)  # 3000x2000 at 1/2 scale, then turned upright: portrait
     expected = np.asarray(stored.reduce(2).transpose(Image.Transpose.ROTATE_270))
     assert np.abs(gray.astype(int) - expected).mean() < 2.0
@@ -311,8 +312,8 @@ def test_a_large_jpeg_is_decoded_reduced_with_its_exif_orientation():
 
 def test_images_up_to_the_work_limit_decode_exactly_as_before(digit):
     """The reduced path starts above MAX_WORK_PIXELS; at or under it nothing changes."""
-    side = int(pp.MAX_WORK_PIXELS**0.5)
+    side = int(decoding.MAX_WORK_PIXELS**0.5)
     img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (side, side), dtype=np.uint8))
-    np.testing.assert_array_equal(pp.decode_image(scoring_fixtures.encode(img, "PNG")), np.asarray(img))
-    assert pp.reduction_factor((6000, 6000), pp.MAX_WORK_PIXELS) == 3
-    assert pp.reduction_factor((side, side), pp.MAX_WORK_PIXELS) == 1
+    np.testing.assert_array_equal(decoding.decode_image(scoring_fixtures.encode(img, "PNG")), np.asarray(img))
+    assert decoding.reduction_factor((6000, 6000), decoding.MAX_WORK_PIXELS) == 3
+    assert decoding.reduction_factor((side, side), decoding.MAX_WORK_PIXELS) == 1

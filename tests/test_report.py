@@ -139,7 +139,7 @@ def test_learning_curve_report_from_a_run_dir(tmp_path, capsys):
 
 def test_learning_curves_tick_whole_epochs(tmp_path, monkeypatch):
     """Three epochs: ticks at 1, 2, 3, not at 1.5 and 2.5 (an epoch has no halves)."""
-    from mnist_batch.training import curves
+    from mnist_batch import curves
 
     drawn = []
     monkeypatch.setattr(curves, "save_figure", lambda fig, path: drawn.append(fig) or path)

@@ -90,3 +90,12 @@ def test_a_replacing_commit_deletes_the_earlier_runs_table_row_first(tmp_path):
     doomed = earlier_outputs(Layout("runs", str(root), "r1", "2026-01-02"))
     assert doomed[0] == str(root / "runs" / "dt=2026-01-01" / "run=r1")
     assert str(root / "predictions" / "dt=2026-01-01" / "run=r1") in doomed[1:]
+
+
+def test_a_runs_partition_folders_are_named_and_read_back_by_one_pair_of_functions():
+    from mnist_batch.tables import parse_partition, partition_parts
+
+    parts = partition_parts("2026-06-01", "nightly")
+    assert parts == ("dt=2026-06-01", "run=nightly")
+    assert parse_partition([*parts, "part-0.parquet"]) == ("2026-06-01", "nightly")
+    assert parse_partition(["run=x", "dt=y"]) is None and parse_partition(["dt=y"]) is None

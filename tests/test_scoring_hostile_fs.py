@@ -565,3 +565,19 @@ def test_a_model_error_is_found_in_what_a_multi_process_runner_re_raises():
     )
     with pytest.raises(RuntimeError, match="unrelated"), worker_errors.worker_model_errors():
         raise RuntimeError("unrelated")
+
+
+def test_a_file_uri_output_is_local_and_kept_out_of_the_listing(tmp_path):
+    """``--output file:///…`` is the local folder it names: its files are never listed as inputs,
+    even before the run's markers are written (every module answers "remote?" with ``files.is_remote``)."""
+    from PIL import Image
+
+    (tmp_path / "in" / "out" / "predictions").mkdir(parents=True)
+    Image.new("L", (28, 28)).save(tmp_path / "in" / "a.png")
+    Image.new("L", (28, 28)).save(tmp_path / "in" / "out" / "predictions" / "plot.png")
+    fn = matching.ListLocalFilesFn(("png",), output_dirs=(f"file://{tmp_path}/in/out",))
+    listed = list(fn.process(str(tmp_path / "in" / "**")))
+    read = [x.metadata.path for x in listed if not hasattr(x, "tag")]
+    skipped = [x.value for x in listed if hasattr(x, "tag")]
+    assert read == [str(tmp_path / "in" / "a.png")]
+    assert skipped == [(f"{tmp_path}/in/out/", "output of mnist-batch")]

@@ -23,6 +23,7 @@ from mnist_batch.runstore import shards  # noqa: E402
 tiny_model = scoring_fixtures.tiny_litert_model  # the CLI scores it without TensorFlow
 sample_data = scoring_fixtures.sample_data
 write_inputs = scoring_fixtures.write_train_digits
+pytestmark = pytest.mark.slow  # each scores a run through the CLI in-process (a few seconds)
 
 
 def flip_a_page_byte(shard: pathlib.Path, column: str) -> None:

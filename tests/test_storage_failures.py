@@ -23,6 +23,7 @@ from mnist_batch.tables import CLAIMS_DIR, JOURNAL_FILE  # noqa: E402
 tiny_model = scoring_fixtures.tiny_litert_model  # the CLI scores it without TensorFlow
 sample_data = scoring_fixtures.sample_data
 write_inputs = scoring_fixtures.write_train_digits
+pytestmark = pytest.mark.slow  # each scores a run through the CLI in-process (a few seconds)
 
 
 def score_argv(model, inputs, root, *extra) -> list[str]:

@@ -33,7 +33,7 @@ from mnist_batch.cli import (
     score_cmd,
     train_cmd,
 )
-from mnist_batch.cli.common import add_verbosity
+from mnist_batch.cli.common import Parser, add_verbosity
 from mnist_batch.cli.logs import StderrFilter, configure_logging
 from mnist_batch.errors import MnistBatchError
 
@@ -46,7 +46,7 @@ COMMANDS = (data_cmd, train_cmd, export_cmd, score_cmd, runs_cmd, monitor_cmd, e
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mnist-batch",
         description="Train a digit model, then score folders of scanned digits in batch with Apache Beam.",
         epilog="Run `mnist-batch COMMAND --help` for each command's options, an example and its exit codes.\n"
@@ -54,7 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mnist-batch {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     add_verbosity(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
@@ -89,6 +88,17 @@ def _run(args: argparse.Namespace) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"mnist-batch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tensorflow", "keras"):
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"mnist-batch: error: {args.command} needs TensorFlow, which this scoring-only install lacks: "
+            "pip install 'mnist-batch[train]'",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except Exception as exc:
         from mnist_batch.runstore.errors import describe, is_storage_error

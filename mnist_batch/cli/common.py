@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import sys
 import threading
 import time
@@ -32,8 +33,36 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return super()._get_help_string(action)
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` (subcommands' parsers are of the same class) whose "required" error
+    names the typo that left an option missing: ``--ouput`` -> "did you mean --output?"."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        hint = typo_hint(message, getattr(self, "_given", []), list(self._option_string_actions))
+        super().error(hint or message)
+
+
+def typo_hint(message: str, given: list[str], known: list[str]) -> str | None:
+    """For argparse's "the following arguments are required: --output" after ``--ouput x``:
+    "unrecognized argument --ouput (did you mean --output?)"; None when no given option is close."""
+    if not message.startswith("the following arguments are required"):
+        return None
+    missing = [w.rstrip(",") for w in message.split(":", 1)[1].split() if w.startswith("--")]
+    for word in given:
+        flag = word.split("=", 1)[0]
+        if flag.startswith("--") and flag not in known:
+            guess = difflib.get_close_matches(flag, missing, n=1, cutoff=0.7)
+            if guess:
+                return f"unrecognized argument {flag} (did you mean {guess[0]}?)"
+    return None
+
+
 def add_verbosity(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
-    """Adds ``-v/--verbose`` and ``-q/--quiet`` (accepted before or after the command name).
+    """Adds ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` (accepted before or after the command name).
 
     Args:
       parser: the top-level parser or a subcommand's parser.
@@ -58,6 +87,12 @@ def add_verbosity(parser: argparse.ArgumentParser, *, top_level: bool = False) -
         const=QUIET,
         default=default,
         help="errors and results only: no warnings, no progress lines",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top_level else argparse.SUPPRESS,
+        help="show full tracebacks on errors",
     )
 
 

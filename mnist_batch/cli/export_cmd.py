@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mnist_batch.models.errors import require_tensorflow
+
+    require_tensorflow("export")
     with slow_step(args, "loading TensorFlow ..."):
         from mnist_batch.models.artifacts import describe_artifact
         from mnist_batch.training.export import add_runtime

@@ -101,10 +101,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="",
         help="comma-separated checks (or drift, all): exit 5 when the latest run is flagged on one of them",
     )
+    p.add_argument(
+        "--metrics-file",
+        metavar="PATH.prom",
+        default=None,
+        help="also write the latest run's figures (counts, rates, drift, status) in Prometheus' text format, "
+        "atomically, for node_exporter's textfile collector (docs/evaluation.md, 'Metrics for Prometheus')",
+    )
     for name, kind, text in THRESHOLD_OPTIONS:
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(d, name), help=text)
     add_verbosity(p)
     p.set_defaults(run=run)
+
+
+def check_metrics_file(path: str | None) -> None:
+    """Refuses a ``--metrics-file`` the collector would never read, or whose folder is missing, before any work."""
+    import os
+
+    from mnist_batch.errors import MnistBatchError
+    from mnist_batch.monitoring.metrics import SUFFIX
+
+    if path is None:
+        return
+    if not path.endswith(SUFFIX):
+        raise MnistBatchError(
+            f"--metrics-file {path}: must end in {SUFFIX} (node_exporter's textfile collector reads only those)"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise MnistBatchError(f"--metrics-file {path}: {folder} is not a writable folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     fs.check_reachable(args.root, f"monitor: {args.root}")  # a bucket's refusal in one line, not a traceback
     fail_on = parse_fail_on(args.fail_on)
     thresholds = Thresholds(**{name: getattr(args, name) for name, _, _ in THRESHOLD_OPTIONS})
+    check_metrics_file(args.metrics_file)
     result = monitor(
         args.root, args.output, thresholds=thresholds, reference_run=args.reference, model_cards=args.model_card
     )
@@ -123,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
     for name in ("runs", "page", "json"):
         if name in result.outputs:
             print(f"  {result.outputs[name]}")
+    if args.metrics_file:
+        from mnist_batch.monitoring.metrics import prometheus_text, write_metrics_file
+
+        write_metrics_file(args.metrics_file, prometheus_text(args.root, result, fail_on))
+        print(f"  {args.metrics_file}")
     for fallback in dict.fromkeys(r.fallback for r in result.references if r.fallback):
         print(f"monitor: FALLBACK: {fallback}")
     for note in result.table_notes:

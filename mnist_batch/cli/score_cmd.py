@@ -14,6 +14,7 @@ import sys
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.scoring.options import ScoreSettings, add_arguments, parse
+from mnist_batch.tables import partition_parts
 
 DESCRIPTION = """\
 Score folders of digit images with Apache Beam and write Parquet outputs.
@@ -80,7 +81,9 @@ def print_summary(summary: dict) -> None:
         )
     tables = summary.get("tables", {})
     if summary.get("layout") == "runs":
-        print(f"outputs: {summary['output']}/{{{','.join(tables)}}}/dt={summary['dt']}/run={summary['run_id']}/")
+        print(
+            f"outputs: {summary['output']}/{{{','.join(tables)}}}/{'/'.join(partition_parts(summary['dt'], summary['run_id']))}/"
+        )
         inc = summary["incremental"]
         print(
             f"run {summary['run_id']} committed: {summary['marker']} (model_id {summary['model_id'][:12]}, "

@@ -125,7 +125,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mnist_batch.models.errors import require_tensorflow
+
     config = config_from_args(args)
+    require_tensorflow("train")
     with slow_step(args, "loading TensorFlow (10-30 s on a small CPU machine) ...") as step:
         from mnist_batch.training.train import train
     if step["shown"]:

@@ -23,9 +23,9 @@ from mnist_batch.constants import IMAGE_EXTENSIONS, IMAGE_SHAPE
 from mnist_batch.data.arrays import class_names_near
 from mnist_batch.data.base import Dataset, Split
 from mnist_batch.data.split import stratified_split
+from mnist_batch.decoding import ImageDecodeError, decode_image
 from mnist_batch.errors import DataError
 from mnist_batch.labels import label_from_name
-from mnist_batch.preprocess import ImageDecodeError, decode_image
 
 FOLDER_SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
 FOLDER_SPLIT_SEED = 4321

@@ -7,7 +7,7 @@ from typing import Any
 
 from mnist_batch.constants import AUTO_RUNTIME, FAST_RUNTIME, KERAS_RUNTIME, MODEL_INPUT_SHAPE, RUNTIME_CHOICES
 from mnist_batch.model_card import ModelCard, bytes_sha256
-from mnist_batch.models.errors import ModelError
+from mnist_batch.models.errors import ModelError, require_tensorflow
 from mnist_batch.models.files import (
     check_archive,
     load_checked_model,
@@ -136,6 +136,7 @@ def auto_runtime(card: ModelCard) -> tuple[str, str]:
 
 def keras_scorer(model_uri: str, card: ModelCard, reason: str) -> ScoringModel:
     """The ``.keras`` file as the scoring runtime, loaded from its checked bytes and its shapes checked."""
+    require_tensorflow(f"the keras runtime ({reason})")
     model, _ = load_checked_model(model_uri, card.model_id)  # cached when check_model loaded it
     check_shapes(model, card, model_uri)
     return ScoringModel(KERAS_RUNTIME, model_uri, card.model_id, reason)

@@ -19,6 +19,23 @@ class ModelError(MnistBatchError, ValueError):
     """A model that cannot be used: missing, unreadable, not matching its card, another than expected."""
 
 
+TRAIN_EXTRA = "pip install 'mnist-batch[train]'"
+"""What adds TensorFlow to a scoring-only install (``pip install mnist-batch`` scores with LiteRT)."""
+
+
+class MissingTensorFlowError(ModelError):
+    """TensorFlow is needed (training, export, the ``keras`` runtime) and this install has none."""
+
+
+def require_tensorflow(what: str) -> None:
+    """Raises :class:`MissingTensorFlowError` naming ``what`` and the install that adds it, when
+    TensorFlow (or Keras) cannot be imported; imports nothing itself."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+        raise MissingTensorFlowError(f"{what} needs TensorFlow, which this scoring-only install lacks: {TRAIN_EXTRA}")
+
+
 class ModelChangedError(ModelError):
     """Model bytes whose sha256 is not the ``model_id`` that was checked (the file changed in between)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from mnist_batch.files import FileTooLargeError, NotRegularFileError, is_remote, local_path, read_at_most, read_local
 from mnist_batch.model_card import CARD_SUFFIX, ModelCard, ModelCardError, bytes_sha256, parse_card, read_card
-from mnist_batch.models.errors import ModelChangedError, ModelError, ModelFileError, one_line
+from mnist_batch.models.errors import ModelChangedError, ModelError, ModelFileError, one_line, require_tensorflow
 
 KERAS_ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
 """What every Keras 3 ``.keras`` zip holds: the architecture and the weights."""
@@ -117,6 +117,7 @@ def load_model_bytes(data: bytes, sha256: str, uri: str) -> Any:
     if sha256 in _BYTES_CACHE:
         return _BYTES_CACHE[sha256]
     check_archive(data, uri)
+    require_tensorflow(f"loading the Keras model {uri}")
     import keras
 
     with tempfile.TemporaryDirectory(prefix="mnist_batch_model_") as directory:

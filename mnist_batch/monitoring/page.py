@@ -26,13 +26,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mnist_batch.curves import save_figure
 from mnist_batch.files import is_remote
 from mnist_batch.metrics import CONFIDENCE_BINS
 from mnist_batch.monitoring.checks import ALERT, CHECKS, WARN, CheckResult, Thresholds, status_of
 from mnist_batch.monitoring.collect import RunRecord
 from mnist_batch.monitoring.reference import Reference
-from mnist_batch.report.plots import png_data_uri, save_figure
-from mnist_batch.tables import RUNS_DIR, SUMMARY_FILE
+from mnist_batch.report.plots import png_data_uri
+from mnist_batch.tables import RUNS_DIR, SUMMARY_FILE, partition_parts
 
 DPI = 100
 MAX_BARS = 150
@@ -328,7 +329,7 @@ def run_link(root: str, record: RunRecord) -> str:
     else to its ``summary.json``; plain text for a remote root (a browser cannot open gs://)."""
     if is_remote(root):
         return _e(record.run)
-    folder = pathlib.Path(root).absolute() / RUNS_DIR / f"dt={record.dt}" / f"run={record.run}"
+    folder = pathlib.Path(root).absolute().joinpath(RUNS_DIR, *partition_parts(record.dt, record.run))
     target = folder / "report.html" if (folder / "report.html").is_file() else folder / SUMMARY_FILE
     return f"<a class='run' href='{_e(target.as_uri())}'>{_e(record.run)}</a>"
 

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mnist_batch import metrics
-from mnist_batch.training.curves import (  # noqa: F401 -- the report draws the learning curves too
+from mnist_batch.curves import (  # noqa: F401 -- the report draws the learning curves too
     plot_learning_curves,
     read_history_csv,
     save_figure,

@@ -25,7 +25,7 @@ from mnist_batch.runstore import fs
 from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.runstore.layout import run_meta_dir, runs_index
 from mnist_batch.runstore.shards import read_shard, shard_paths, shard_rows
-from mnist_batch.tables import MANIFEST_TABLE, RUN_TABLES, SUCCESS_FILE
+from mnist_batch.tables import MANIFEST_TABLE, RUN_TABLES, SUCCESS_FILE, partition_parts
 
 RETRY_STAGES = ("read", "inference")
 """Error stages that may be transient: such files are scored again by the next incremental run."""
@@ -47,7 +47,7 @@ class RunInfo:
         return run_meta_dir(self.root, self.dt, self.run_id)
 
     def table_dir(self, table: str) -> str:
-        return fs.join(self.root, table, f"dt={self.dt}", f"run={self.run_id}")
+        return fs.join(self.root, table, *partition_parts(self.dt, self.run_id))
 
 
 def committed_runs(root: str) -> list[RunInfo]:

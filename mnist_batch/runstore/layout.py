@@ -18,6 +18,8 @@ from mnist_batch.tables import (
     SUCCESS_FILE,
     SUMMARY_FILE,
     TABLES,
+    parse_partition,
+    partition_parts,
 )
 
 
@@ -50,7 +52,7 @@ class Layout:
     def table_dir(self, table: str) -> str:
         if self.kind == "flat":
             return fs.join(self.root, table)
-        return fs.join(self.root, table, f"dt={self.dt}", f"run={self.run_id}")
+        return fs.join(self.root, table, *partition_parts(self.dt, self.run_id))
 
     @property
     def meta_dir(self) -> str:
@@ -67,7 +69,7 @@ class Layout:
 
 
 def run_meta_dir(root: str, dt: str, run_id: str) -> str:
-    return fs.join(root, RUNS_DIR, f"dt={dt}", f"run={run_id}")
+    return fs.join(root, RUNS_DIR, *partition_parts(dt, run_id))
 
 
 def runs_index(root: str) -> dict[tuple[str, str], set[str]]:
@@ -76,8 +78,8 @@ def runs_index(root: str) -> dict[tuple[str, str], set[str]]:
     index: dict[tuple[str, str], set[str]] = {}
     for path in fs.list_files(fs.join(root, RUNS_DIR)):
         parts = path[len(prefix) :].replace("\\", "/").split("/")
-        if len(parts) == 3 and parts[0].startswith("dt=") and parts[1].startswith("run="):
-            index.setdefault((parts[0][3:], parts[1][4:]), set()).add(parts[2])
+        if len(parts) == 3 and (key := parse_partition(parts)):
+            index.setdefault(key, set()).add(parts[2])
     return index
 
 
@@ -87,8 +89,8 @@ def table_partitions(root: str, table: str) -> set[tuple[str, str]]:
     found = set()
     for path in fs.list_files(fs.join(root, table)):
         parts = path[len(prefix) :].replace("\\", "/").split("/")
-        if len(parts) >= 3 and parts[0].startswith("dt=") and parts[1].startswith("run="):
-            found.add((parts[0][3:], parts[1][4:]))
+        if len(parts) >= 3 and (key := parse_partition(parts)):
+            found.add(key)
     return found
 
 

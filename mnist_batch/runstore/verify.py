@@ -23,7 +23,15 @@ from mnist_batch.constants import COL_PATH
 from mnist_batch.runstore import fs
 from mnist_batch.runstore.history import RunInfo, committed_runs
 from mnist_batch.runstore.shards import read_shard, shard_paths, shard_rows
-from mnist_batch.tables import MANIFEST_TABLE, QUARANTINE_DIR, RUN_TABLES, RUNS_DIR, SUCCESS_FILE, SUMMARY_FILE
+from mnist_batch.tables import (
+    MANIFEST_TABLE,
+    QUARANTINE_DIR,
+    RUN_TABLES,
+    RUNS_DIR,
+    SUCCESS_FILE,
+    SUMMARY_FILE,
+    partition_parts,
+)
 
 COUNTED = {"predictions": "scored", "errors": "errors"}
 """Tables whose row count the summary records, and under which ``counts`` key."""
@@ -97,7 +105,7 @@ def verify(root: str) -> tuple[list[RunInfo], list[Problem]]:
 
 
 def quarantine_dir(run: RunInfo) -> str:
-    return fs.join(run.root, QUARANTINE_DIR, f"dt={run.dt}", f"run={run.run_id}")
+    return fs.join(run.root, QUARANTINE_DIR, *partition_parts(run.dt, run.run_id))
 
 
 def move_tree(src: str, dst: str) -> None:

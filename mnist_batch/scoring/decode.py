@@ -16,7 +16,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.transforms.window import GlobalWindows
 
-from mnist_batch import preprocess
+from mnist_batch import decoding
 from mnist_batch.constants import COL_ERROR_TYPE, COL_MESSAGE, COL_PATH, COL_RUN_ID, COL_STAGE
 from mnist_batch.files import (
     DEFAULT_MAX_FILE_BYTES,
@@ -189,7 +189,7 @@ class DecodeImageFn(beam.DoFn):
         run_id: str,
         *,
         labels_csv: str | None = None,
-        max_pixels: int = preprocess.MAX_IMAGE_PIXELS,
+        max_pixels: int = decoding.MAX_IMAGE_PIXELS,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         progress: bool = False,
         progress_dir: str | None = None,

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mnist_batch import preprocess
+from mnist_batch import decoding, preprocess
 from mnist_batch.files import read_local
 
 LOG = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def decode_file(source: Source, max_bytes: int, max_pixels: int) -> preprocess.M
         except Exception as exc:  # noqa: BLE001 -- a file that cannot be read is a dead letter
             return "read", exc
     try:
-        gray = preprocess.decode_image(data, max_pixels=max_pixels)
+        gray = decoding.decode_image(data, max_pixels=max_pixels)
     except Exception as exc:  # noqa: BLE001 -- ImageDecodeError, or anything a decoder raises
         return "decode", exc
     try:

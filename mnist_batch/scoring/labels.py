@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
+from mnist_batch.files import is_remote, local_path
 from mnist_batch.labels import label_from_name, parent_name
 from mnist_batch.scoring.errors import ScoringError
 
@@ -37,8 +38,8 @@ def read_labels_csv(uri: str, class_names: Sequence[str]) -> dict[str, int]:
         if index is None:
             raise ScoringError(f"--labels-csv {uri}:{line_no}: label {label!r} is not a class name or index")
         labels[path] = index
-        if "://" not in path:
-            labels[os.path.abspath(path)] = index
+        if not is_remote(path):
+            labels[os.path.abspath(local_path(path))] = index
     return labels
 
 
@@ -52,7 +53,7 @@ class LabelLookup:
     def __call__(self, path: str) -> int | None:
         if self._labels is not None:
             found = self._labels.get(path)
-            if found is None and "://" not in path:
-                found = self._labels.get(os.path.abspath(path))
+            if found is None and not is_remote(path):
+                found = self._labels.get(os.path.abspath(local_path(path)))
             return found
         return label_from_name(parent_name(path), self._class_names)

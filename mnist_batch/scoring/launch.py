@@ -36,7 +36,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
 from mnist_batch.errors import MnistBatchError
-from mnist_batch.files import is_remote
+from mnist_batch.files import is_remote, local_path
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.runstore import claims, fs, s3
@@ -376,8 +376,9 @@ def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
 
 
 def canonical(path: str) -> str:
-    """A local path made absolute (so the summary means the same thing read from any folder); URIs as given."""
-    return path if "://" in path or is_remote(path) else os.path.abspath(path)
+    """A local path (or ``file://`` URI) made an absolute path, so the summary means the same thing read
+    from any folder; remote URIs as given."""
+    return path if is_remote(path) else os.path.abspath(local_path(path))
 
 
 def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]) -> beam.Pipeline:

@@ -16,7 +16,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from mnist_batch.files import escape_path, is_remote
+from mnist_batch.files import escape_path, is_remote, local_path
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
 from mnist_batch.scoring.runners import runs_in_one_process
@@ -75,7 +75,7 @@ class ListLocalFilesFn(beam.DoFn):
     """
 
     def __init__(self, extensions: Sequence[str] = (), output_dirs: Sequence[str] = ()) -> None:
-        self._output_dirs = tuple(os.path.abspath(d) for d in output_dirs if "://" not in d)
+        self._output_dirs = tuple(os.path.abspath(local_path(d)) for d in output_dirs if not is_remote(d))
         self._extensions = frozenset(e.lower() for e in extensions)
         self._listed = counter("files_listed")
         self._matched = counter("files_matched")

@@ -51,6 +51,43 @@ def fit_distributed(
     Returns:
       The ``History`` callback (``history.history`` maps metric -> per-epoch values).
     """
+    train_step, eval_step = step_functions(model, strategy, label_smoothing)
+    dist_train = strategy.experimental_distribute_dataset(train_ds)
+    dist_val = strategy.experimental_distribute_dataset(val_ds) if val_ds is not None else None
+    callback_list = keras.callbacks.CallbackList(
+        callbacks,
+        add_history=True,
+        add_progbar=verbose == 1,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+        model=model,
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    epoch_logs: dict[str, float] = {}
+    for epoch in range(initial_epoch, epochs):
+        callback_list.on_epoch_begin(epoch)
+        epoch_logs = train_epoch(model, train_step, dist_train, callback_list)
+        if dist_val is not None:
+            # on_test_begin / on_test_end as fit's validation calls them (EmaWeights swaps the EMA in).
+            callback_list.on_test_begin()
+            val_logs = sums_to_logs(*run_steps(eval_step, dist_val))
+            callback_list.on_test_end(val_logs)
+            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    if epochs > 0:
+        # As fit does: swap in the EMA weights when the optimiser keeps them (use_ema=True).
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+    callback_list.on_train_end(logs=epoch_logs)
+    return model.history
+
+
+def step_functions(model: keras.Model, strategy: tf.distribute.Strategy, label_smoothing: float):
+    """``(train_step, eval_step)``: ``tf.function``s of one distributed global batch, each returning
+    the batch's summed loss, correct predictions and examples (scalars, summed over replicas)."""
     loss_obj = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction=None)
     optimizer = model.optimizer
     scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -86,48 +123,30 @@ def fit_distributed(
     def eval_step(batch):
         return _reduce_sum(strategy, strategy.run(eval_step_fn, args=batch))
 
-    dist_train = strategy.experimental_distribute_dataset(train_ds)
-    dist_val = strategy.experimental_distribute_dataset(val_ds) if val_ds is not None else None
+    return train_step, eval_step
 
-    callback_list = keras.callbacks.CallbackList(
-        callbacks,
-        add_history=True,
-        add_progbar=verbose == 1,
-        verbose=verbose,
-        epochs=epochs,
-        steps=steps_per_epoch,
-        model=model,
-    )
-    model.stop_training = False
-    callback_list.on_train_begin()
-    epoch_logs: dict[str, float] = {}
-    for epoch in range(initial_epoch, epochs):
-        callback_list.on_epoch_begin(epoch)
-        loss_sum = hits = seen = 0.0
-        for step, batch in enumerate(dist_train):
-            callback_list.on_train_batch_begin(step)
-            batch_loss, batch_hits, batch_n = (float(v) for v in train_step(batch))
-            loss_sum, hits, seen = loss_sum + batch_loss, hits + batch_hits, seen + batch_n
-            logs = {"loss": loss_sum / seen, "accuracy": hits / seen}
-            callback_list.on_train_batch_end(step, logs)
-            if model.stop_training:
-                break
-        epoch_logs = {"accuracy": hits / max(seen, 1.0), "loss": loss_sum / max(seen, 1.0)}
-        if dist_val is not None:
-            # on_test_begin / on_test_end as fit's validation calls them (EmaWeights swaps the EMA in).
-            callback_list.on_test_begin()
-            v_loss = v_hits = v_seen = 0.0
-            for batch in dist_val:
-                batch_loss, batch_hits, batch_n = (float(v) for v in eval_step(batch))
-                v_loss, v_hits, v_seen = v_loss + batch_loss, v_hits + batch_hits, v_seen + batch_n
-            val_logs = {"accuracy": v_hits / max(v_seen, 1.0), "loss": v_loss / max(v_seen, 1.0)}
-            callback_list.on_test_end(val_logs)
-            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
-        callback_list.on_epoch_end(epoch, epoch_logs)
+
+def train_epoch(model: keras.Model, train_step, dist_train, callback_list) -> dict[str, float]:
+    """One pass over ``dist_train`` with the batch callbacks, as ``fit`` calls them; the epoch's logs."""
+    loss_sum = hits = seen = 0.0
+    for step, batch in enumerate(dist_train):
+        callback_list.on_train_batch_begin(step)
+        batch_loss, batch_hits, batch_n = (float(v) for v in train_step(batch))
+        loss_sum, hits, seen = loss_sum + batch_loss, hits + batch_hits, seen + batch_n
+        callback_list.on_train_batch_end(step, {"loss": loss_sum / seen, "accuracy": hits / seen})
         if model.stop_training:
             break
-    if epochs > 0:
-        # As fit does: swap in the EMA weights when the optimiser keeps them (use_ema=True).
-        optimizer.finalize_variable_values(model.trainable_weights)
-    callback_list.on_train_end(logs=epoch_logs)
-    return model.history
+    return sums_to_logs(loss_sum, hits, seen)
+
+
+def run_steps(step, dataset) -> tuple[float, float, float]:
+    """``step`` over every batch of ``dataset``: summed loss, correct predictions, examples."""
+    loss_sum = hits = seen = 0.0
+    for batch in dataset:
+        batch_loss, batch_hits, batch_n = (float(v) for v in step(batch))
+        loss_sum, hits, seen = loss_sum + batch_loss, hits + batch_hits, seen + batch_n
+    return loss_sum, hits, seen
+
+
+def sums_to_logs(loss_sum: float, hits: float, seen: float) -> dict[str, float]:
+    return {"accuracy": hits / max(seen, 1.0), "loss": loss_sum / max(seen, 1.0)}

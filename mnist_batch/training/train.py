@@ -308,7 +308,7 @@ def plot_learning_curve(run_dir: cb.RunDir, *, title: str) -> None:
     """The same plot `mnist-batch report RUN_DIR` draws, from the run's CSV history."""
     if not run_dir.history.is_file():
         return
-    from mnist_batch.training import curves
+    from mnist_batch import curves
 
     try:
         history_rows = curves.read_history_csv(run_dir.history)

@@ -1,7 +1,9 @@
-"""A training run's learning curves: ``history.csv`` read back, and loss / accuracy per epoch as a PNG.
+"""Figures as PNG files (:func:`save_figure`), and a training run's learning curves: ``history.csv``
+read back, loss / accuracy per epoch.
 
-Training draws them into its run dir; ``mnist-batch report RUN_DIR`` draws the same plot (the
-report imports this module; training never imports the report). Matplotlib runs on Agg.
+Base layer, so that each side draws without importing the other: training draws the curves into its
+run dir, ``mnist-batch report RUN_DIR`` draws the same plot, and the report and the monitor save
+their figures here. Matplotlib runs on Agg.
 """
 
 from __future__ import annotations
