@@ -103,8 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:
         from mnist_batch.runstore.errors import describe, is_storage_error
 
-        if not is_storage_error(exc) or args.debug:
-            raise  # a bug: its traceback
+        if isinstance(exc, BrokenPipeError) or not is_storage_error(exc) or args.debug:
+            raise  # a bug (its traceback), or stdout closed by its reader (entry_point ends quietly)
         print(f"mnist-batch: error: the storage failed: {describe(exc)} (--debug for the traceback)", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
