@@ -215,8 +215,8 @@ MANIFEST_SCHEMA = pa.schema(
 )
 """One row per image file a production run took on (scored or errored); ``sha256`` only with
 ``--incremental-key hash``; ``version``: what tells the file's content apart beyond size and mtime
-(a local file: ``<inode>:<ctime ns>``; null on object stores, and in runs written before the column
-existed). Incremental runs read it to skip files scored before."""
+(a local file: ``<inode>:<ctime ns>``; an object of an S3 folder: its ETag; null for other remote
+patterns, and in runs written before the column existed). Incremental runs read it to skip files scored before."""
 
 ID_COLUMNS = (COL_RUN_ID, COL_MODEL_ID)
 """The join keys every table carries (the runs table too); the same meaning everywhere."""

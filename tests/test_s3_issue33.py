@@ -98,3 +98,61 @@ def test_a_lease_the_server_cannot_answer_for_is_unknown_not_gone(s3_server, s3_
     claims.check_held([lease.fence], "commit run r1")  # back: still ours
     lease.release()
     assert claims.read_lease(lease.uri) is None  # released: no lease, a known answer
+
+
+def test_an_object_replaced_keeping_size_and_mtime_is_scored_again(
+    s3_server, s3_bucket, tiny_model, sample_data, tmp_path, capsys
+):
+    """Incremental on a bucket: the listing's ETag is the object's version. The replacement keeps
+    its size and its ``LastModified`` (the posix backend's file mtime, set back as ``touch -r``)."""
+    import os
+
+    upload_scans(s3_server, s3_bucket, sample_data, tmp_path)
+    root = tmp_path / "root"
+    argv = ["score", "--model", str(tiny_model), "--input", f"{s3_bucket}/scans/", "--output", str(root),
+            "--layout", "runs", "--incremental"]  # fmt: skip
+    assert cli_main([*argv, "--run-id", "r1"]) == 0
+    manifest = runs.read_runs(str(root), "manifest")
+    assert all(v and len(v) >= 32 for v in manifest.column("version").to_pylist())  # ETags
+    test = sample_data.split("test")
+    key = f"scans/{test.labels[0]}/00000.png"
+    backing = s3_server.data / s3_bucket.removeprefix("s3://") / key
+    before = backing.stat()
+    name = s3_bucket.removeprefix("s3://")
+    listed_before = s3_server.client().head_object(Bucket=name, Key=key)
+    Image.fromarray(test.images[0] * 0).save(tmp_path / "new.png", optimize=True)  # a blank page: a few bytes
+    data = (tmp_path / "new.png").read_bytes()
+    assert len(data) < before.st_size
+    data += b"\0" * (before.st_size - len(data))  # padded after IEND to the same size (decoders stop at IEND)
+    s3.put(f"{s3_bucket}/{key}", data)
+    os.utime(backing, ns=(before.st_atime_ns, before.st_mtime_ns))
+    head = s3_server.client().head_object(Bucket=name, Key=key)
+    assert head["ContentLength"] == before.st_size and head["LastModified"] == listed_before["LastModified"]
+    assert head["ETag"] != listed_before["ETag"]  # only the ETag tells
+    capsys.readouterr()
+    assert cli_main([*argv, "--run-id", "r2"]) == 0
+    out = capsys.readouterr().out
+    # Before: "6 files already scored", the new content never scored.
+    assert f"{IMAGES - 1} files already scored" in out, out
+    (run,) = [r for r in runs.committed_runs(str(root)) if r.run_id == "r2"]
+    assert runs.read_run_table(run, "predictions").column("path").to_pylist() == [f"{s3_bucket}/{key}"]
+
+
+def test_the_s3_folder_listing_gives_what_beam_s_match_gives_plus_etags(s3_server, s3_bucket, sample_data, tmp_path):
+    """Same paths, sizes and mtimes as Beam's ``MatchAll`` (manifests written before keep matching)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from mnist_batch.scoring.matching import ListS3FolderFn
+
+    upload_scans(s3_server, s3_bucket, sample_data, tmp_path)
+    pattern = f"{s3_bucket}/scans/**"
+    beam = sorted(
+        (m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in FileSystems.match([pattern])[0].metadata_list
+    )
+    fn = ListS3FolderFn()
+    fn.setup()
+    ours = list(fn.process(pattern))
+    assert sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in ours) == beam and len(beam) == IMAGES
+    assert all(m.version and '"' not in m.version for m in ours)
+    with pytest.raises(ScoringError, match="matches no files"):
+        list(fn.process(f"{s3_bucket}/none/**"))

@@ -2,7 +2,7 @@
 
 ``--incremental`` skips matched files that an earlier committed run under the same root
 already took on (key ``stat`` = path, size, mtime and the manifest's ``version``: a local file's
-inode and ctime, which a replacement that keeps size and mtime still changes; ``hash`` = path,
+inode and ctime, an S3 object's ETag, which a replacement that keeps size and mtime still changes; ``hash`` = path,
 sha256 of the content);
 files whose error was transient (``read`` or ``inference`` stage) are taken on again.
 A file's key is kept as a 16-byte digest (BLAKE2b-128); two different keys share a digest

@@ -16,6 +16,7 @@ boto3's usual ``AWS_*`` variables and files); see :func:`configure`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 SCHEME = "s3://"
@@ -278,6 +279,15 @@ def list_keys(prefix_uri: str) -> list[str]:
     for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         found.extend(f"{SCHEME}{bucket}/{o['Key']}" for o in page.get("Contents", []))
     return sorted(found)
+
+
+def list_objects(prefix_uri: str) -> Iterator[tuple[str, int, Any, str]]:
+    """``(s3:// URI, size, LastModified, ETag without quotes)`` of every object under ``prefix_uri``'s
+    key, in the server's (key) order, one paginated ``LIST`` through the shared client."""
+    bucket, prefix = split(prefix_uri)
+    for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            yield f"{SCHEME}{bucket}/{o['Key']}", int(o["Size"]), o["LastModified"], str(o.get("ETag", "")).strip('"')
 
 
 def any_key(prefix_uri: str) -> bool:

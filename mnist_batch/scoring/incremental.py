@@ -161,7 +161,7 @@ class SelectNewFilesFn(beam.DoFn):
                 sha = hashlib.sha256(data).hexdigest()
                 readable = LoadedFile(meta, data)  # decoding reuses these bytes, no second read
         size, mtime = int(meta.size_in_bytes), float(meta.last_updated_in_seconds)
-        version = file_version(meta.path)
+        version = getattr(meta, "version", None) or file_version(meta.path)  # S3: the listing's ETag
         comparable = known and (self._key == "stat" or sha is not None)
         if comparable and self._seen(meta.path, size, mtime, sha, version, known):
             self._already_here += 1  # counted, not one element per file: see finish_bundle
