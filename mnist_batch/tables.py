@@ -210,10 +210,13 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("sha256", pa.string()),
         pa.field(COL_RUN_ID, pa.string(), nullable=False),
         pa.field(COL_MODEL_ID, pa.string(), nullable=False),
+        pa.field("version", pa.string()),
     ]
 )
 """One row per image file a production run took on (scored or errored); ``sha256`` only with
-``--incremental-key hash``. Incremental runs read it to skip files scored before."""
+``--incremental-key hash``; ``version``: what tells the file's content apart beyond size and mtime
+(a local file: ``<inode>:<ctime ns>``; an object of an S3 folder: its ETag; null for other remote
+patterns, and in runs written before the column existed). Incremental runs read it to skip files scored before."""
 
 ID_COLUMNS = (COL_RUN_ID, COL_MODEL_ID)
 """The join keys every table carries (the runs table too); the same meaning everywhere."""
@@ -309,4 +312,5 @@ Polars infer a date (their recipes name the types too)."""
 LAYOUTS = ("flat", "runs")
 """Output layouts (``score --layout``): tables directly in ``--output``, or a runs root."""
 INCREMENTAL_KEYS = ("stat", "hash")
-"""What identifies a file an earlier run took on (``--incremental-key``): path + size + mtime, or path + sha256."""
+"""What identifies a file an earlier run took on (``--incremental-key``): path + size + mtime + the manifest's
+``version`` (a local file's inode and ctime), or path + sha256."""

@@ -4,6 +4,7 @@ when the helper dies, no helper left behind when the scoring process dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -118,6 +119,37 @@ def test_a_helper_that_dies_loses_no_group(files):
         pool.close()
     assert sorted(seen) == list(range(len(groups_of(files * 10, 8))))
     assert pool.helper_pid is None and pool.decoded_here > 0
+
+
+@pytest.mark.parametrize("when", ["submitting", "draining"])
+def test_a_frozen_helper_is_killed_and_loses_no_group(files, monkeypatch, when):
+    """A helper stopped (SIGSTOP) or stuck is taken for frozen after HELPER_STALL_S (issue 33):
+    before, ``drain`` waited for it forever and the run hung."""
+    monkeypatch.setattr(decode_pool, "HELPER_STALL_S", 1.0)
+    pool = started_pool(depth=2)
+    pid = pool.helper_pid
+    groups = groups_of(files * 6, 8)
+    seen = []
+    started = time.monotonic()
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        for n, group in enumerate(groups):
+            pool.submit(group, n)
+            seen += [tag for tag, _ in pool.ready()]
+            if when == "submitting" and n == 1:
+                time.sleep(1.2)  # the two groups it holds are now overdue
+        seen += [tag for tag, _ in pool.drain()]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        pool.close()
+    assert sorted(seen) == list(range(len(groups)))
+    assert pool.helper_pid is None and pool.decoded_there == 0
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)  # killed (and reaped)
+    assert not os.path.exists(f"/proc/{pid}")
 
 
 @pytest.mark.slow

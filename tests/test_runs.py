@@ -222,14 +222,16 @@ def test_incremental_hash_key_ignores_mtime_but_not_content(tiny_model, sample_d
 
 
 def fake_run(root: pathlib.Path, run_id: str, rows: list[tuple[str, str | None]], committed: bool = True) -> None:
-    """A run folder with a manifest and errors, written by hand."""
+    """A run folder with a manifest and errors, written by hand (its manifest as runs wrote it before
+    the ``version`` column: old run stores stay readable)."""
     for table in ("manifest", "errors"):
         (root / table / "dt=2026-04-01" / f"run={run_id}").mkdir(parents=True)
     paths = [p for p, _ in rows]
     manifest = {"path": paths, "size": [10] * len(paths), "mtime": [1.5] * len(paths)}
     manifest |= {"sha256": [None] * len(paths), "run_id": [run_id] * len(paths), "model_id": ["m"] * len(paths)}
     part = root / "manifest" / "dt=2026-04-01" / f"run={run_id}" / "p.parquet"
-    pq.write_table(pa.Table.from_pydict(manifest, schema=RUN_TABLES["manifest"]), part)
+    old_schema = pa.schema([f for f in RUN_TABLES["manifest"] if f.name != "version"])
+    pq.write_table(pa.Table.from_pydict(manifest, schema=old_schema), part)
     errors = [(p, s) for p, s in rows if s]
     pq.write_table(
         pa.table({"path": [p for p, _ in errors], "stage": [s for _, s in errors]}),

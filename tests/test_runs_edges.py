@@ -339,6 +339,7 @@ def test_runs_verify_names_each_bad_shard_and_quarantines_bad_runs(tiny_model, s
         "sha256": [None],
         "run_id": ["r2"],
         "model_id": ["m"],
+        "version": [None],
     }
     pq.write_table(pa.table(extra, schema=MANIFEST_SCHEMA), manifest / "part-extra.parquet")
     assert cli_main(["runs", "verify", str(root), "--json"]) == 1

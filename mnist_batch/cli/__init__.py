@@ -4,8 +4,8 @@ Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args) -> int``; heavy frameworks (TensorFlow, Beam) are imported inside ``run`` so
 ``mnist-batch data info`` starts in well under a second.
 
-Exit codes: 0 success; 2 bad input or argument (one ``mnist-batch: error: ...`` line, no
-traceback unless ``--debug``); other non-zero codes are
+Exit codes: 0 success; 2 bad input or argument, or a store that failed (one ``mnist-batch:
+error: ...`` line, no traceback unless ``--debug``); other non-zero codes are
 documented by each subcommand.
 
 Quiet by default (:mod:`mnist_batch.cli.logs`): the libraries log at warning level and above
@@ -99,6 +99,13 @@ def _run(args: argparse.Namespace) -> int:
             "pip install 'mnist-batch[train]'",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    except Exception as exc:
+        from mnist_batch.runstore.errors import describe, is_storage_error
+
+        if isinstance(exc, BrokenPipeError) or not is_storage_error(exc) or args.debug:
+            raise  # a bug (its traceback), or stdout closed by its reader (entry_point ends quietly)
+        print(f"mnist-batch: error: the storage failed: {describe(exc)} (--debug for the traceback)", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("mnist-batch: interrupted", file=sys.stderr)

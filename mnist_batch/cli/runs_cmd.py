@@ -50,6 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mnist_batch.runstore.errors import storage_step
+
+    with storage_step(f"runs {args.action} {args.root}"):  # a store failing mid-way: one line, exit 2
+        return run_action(args)
+
+
+def run_action(args: argparse.Namespace) -> int:
     from mnist_batch.errors import MnistBatchError
     from mnist_batch.runstore import fs, runs
     from mnist_batch.tables import LAYOUT_FILE
@@ -75,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
             for path in result["completed"]:
                 print(f"  rolled forward: {path}")
             for path in result["rolled_back"]:
-                print(f"  rolled back (its shards were gone; the run is not committed): {path}")
+                why = (
+                    "its launch failed before the commit point"
+                    if path in result.get("unfenced", [])
+                    else "its shards were gone"
+                )
+                print(f"  rolled back ({why}; the run is not committed): {path}")
             for path in result.get("uncommitted", []):
                 print(f"  uncommitted too (the earlier run it was replacing lost files with it): {path}")
             for path in result["deleted"] + result["stale_leases"]:

@@ -24,12 +24,20 @@ journal is written and again right before the shards move; a launcher that lost 
 was paused past ``ttl_s``: a VM migration, a long GC, SIGSTOP) stops with :class:`LeaseLostError`
 and moves nothing. What remains is the time between that check and the step it guards
 (deploy/README.md, "Run store": what bounds it on each kind of storage).
+
+A lease read has three answers, never two: the lease (held by us, or by another launch), no
+lease, or *unknown*: the store failed to answer (a timeout, a refused connection, a 5xx), which
+:func:`read_lease` raises as :class:`LeaseUnknownError`. Unknown is never "gone": the commit's
+fence check retries for :data:`UNKNOWN_WAIT_S` and then refuses to commit (one line, nothing
+moved); ``runs clean`` and a launch's recovery stop with that line rather than judge a lease
+they could not read dead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import socket
@@ -53,6 +61,17 @@ class ClaimError(RunStoreError):
 
 class LeaseLostError(ClaimError):
     """This launch's lease was taken over or deleted (it was paused past its ttl): it must not commit."""
+
+
+class LeaseUnknownError(ClaimError):
+    """A lease could not be read: the store failed (not "no lease"); nothing may be judged from it."""
+
+
+UNKNOWN_WAIT_S = 30.0
+"""How long the commit's fence check retries a lease read that failed before it refuses to commit
+(well under :data:`LEASE_TTL_S`, so a lease still ours when the store comes back is still live)."""
+UNKNOWN_RETRY_S = (0.5, 1.0, 2.0, 4.0)
+"""The pauses between those retries (the last one repeats)."""
 
 
 def lease_uri(root: str, name: str) -> str:
@@ -88,10 +107,40 @@ def is_live(owner: dict[str, Any] | None, now: float | None = None) -> bool:
 
 
 def read_lease(uri: str) -> dict[str, Any] | None:
+    """The owner written in the lease at ``uri``; None when there is no lease (or it is not a JSON
+    object yet: being written).
+
+    Raises:
+      LeaseUnknownError: the store failed to answer (anything but "not found").
+    """
     try:
-        return json.loads(fs.read_text(uri))
-    except Exception:  # noqa: BLE001 -- missing, half-written, or a remote filesystem's own "not found"
+        text = fs.read_text(uri)
+    except Exception as exc:  # each filesystem says "not found" its own way
+        if missing(uri, exc):
+            return None
+        raise unknown(uri, exc) from exc
+    try:
+        owner = json.loads(text)
+    except ValueError:
         return None
+    return owner if isinstance(owner, dict) else None
+
+
+def missing(uri: str, exc: BaseException) -> bool:
+    """Whether ``exc``, raised reading ``uri``, means "no such file" (and nothing else)."""
+    if isinstance(exc, FileNotFoundError) or s3.not_found(exc):
+        return True
+    if not fs.is_remote(uri) or s3.is_s3(uri):
+        return False
+    try:  # other object stores: Beam's own "not found" error, asked again
+        return not fs.exists(uri)
+    except Exception:  # noqa: BLE001 -- the store failed again: unknown
+        return False
+
+
+def unknown(uri: str, exc: BaseException) -> LeaseUnknownError:
+    text = " ".join(str(exc).split())[:200]
+    return LeaseUnknownError(f"the lease {uri} cannot be read ({type(exc).__name__}: {text})")
 
 
 def conditional(uri: str) -> bool:
@@ -101,7 +150,10 @@ def conditional(uri: str) -> bool:
 
 def read_lease_version(uri: str) -> tuple[dict[str, Any] | None, str] | None:
     """S3: ``(owner, etag)`` of the lease object (owner None when it is not JSON); None when absent."""
-    got = s3.read(uri)
+    try:
+        got = s3.read(uri)
+    except Exception as exc:  # s3.read answers "not found" with None
+        raise unknown(uri, exc) from exc
     if got is None:
         return None
     try:
@@ -135,7 +187,10 @@ class Lease:
                         return  # taken over or deleted: the version we wrote is gone
                     self.etag = etag
                 continue
-            owner = read_lease(self.uri)
+            try:
+                owner = read_lease(self.uri)
+            except LeaseUnknownError:
+                continue  # the store failed this time: the next beat asks again
             if owner is None or owner.get("token") != self.owner["token"]:
                 return  # taken over or released: never write someone else's lease
             self.owner["heartbeat_at"] = time.time()
@@ -145,6 +200,12 @@ class Lease:
     def release(self) -> None:
         self._stop.set()
         release_lease(self.uri, self.owner["token"])
+
+    def release_or_raise(self) -> None:
+        """:meth:`release`, raising the store's error when it could not be done (the lease is then
+        left: stale once this process has exited, removed by ``runs clean``)."""
+        self._stop.set()
+        release_lease(self.uri, self.owner["token"], quiet=False)
 
     @property
     def fence(self) -> tuple[str, str]:
@@ -158,17 +219,20 @@ class Lease:
         self.release()
 
 
-def release_lease(uri: str, token: str) -> None:
-    """Deletes the lease at ``uri`` if it still holds ``token`` (never another launch's lease)."""
-    if conditional(uri):
-        with contextlib.suppress(Exception):
+def release_lease(uri: str, token: str, *, quiet: bool = True) -> None:
+    """Deletes the lease at ``uri`` if it still holds ``token`` (never another launch's lease).
+
+    A store that fails leaves the lease for ``runs clean`` (which judges it later); ``quiet=False``
+    raises that failure instead of passing over it.
+    """
+    with contextlib.suppress(*(() if not quiet else (Exception,))):
+        if conditional(uri):
             current = read_lease_version(uri)
             if current is not None and current[0] is not None and current[0].get("token") == token:
                 s3.delete_if(uri, current[1])  # only that version: a takeover since is left alone
-        return
-    owner = read_lease(uri)
-    if owner is not None and owner.get("token") == token:
-        with contextlib.suppress(Exception):
+            return
+        owner = read_lease(uri)
+        if owner is not None and owner.get("token") == token:
             fs.delete_file(uri)
 
 
@@ -190,13 +254,34 @@ def check_held(fences: list[tuple[str, str]] | tuple[tuple[str, str], ...], what
       what: the step about to happen, for the message (``commit run nightly``).
     """
     for uri, token in fences:
-        owner = read_lease(uri)
+        owner = read_until_known(uri, what)
         if owner is None or owner.get("token") != token:
             holder = "no one (deleted as stale)" if owner is None else describe(owner)
             raise LeaseLostError(
                 f"cannot {what}: this launch lost its lease {uri} (now held by {holder}); "
                 "it was paused past the lease's ttl, nothing was moved in"
             )
+
+
+def read_until_known(uri: str, what: str) -> dict[str, Any] | None:
+    """:func:`read_lease`, retried for :data:`UNKNOWN_WAIT_S` while the store fails to answer.
+
+    Raises:
+      LeaseUnknownError: still unknown after the wait (the message says that nothing was moved in).
+    """
+    deadline = time.monotonic() + UNKNOWN_WAIT_S
+    for attempt in itertools.count():
+        try:
+            return read_lease(uri)
+        except LeaseUnknownError as exc:
+            pause = UNKNOWN_RETRY_S[min(attempt, len(UNKNOWN_RETRY_S) - 1)]
+            if time.monotonic() + pause > deadline:
+                raise LeaseUnknownError(
+                    f"cannot {what}: whether this launch still holds its lease is unknown, the store did not "
+                    f"answer for {UNKNOWN_WAIT_S:g} s: {exc}; nothing was moved in"
+                ) from exc
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def describe(owner: dict[str, Any] | None) -> str:

@@ -22,6 +22,13 @@ of failing on it, so a root is never left where every later command fails. A lau
 leases (``fences``) to :func:`commit_run`, which checks them before the journal is written and
 before the shards move (:func:`mnist_batch.runstore.claims.check_held`).
 
+Such a journal is written *unfenced* (``"fenced": false``) and marked fenced only once the last
+check passed, right before the first move. A journal still unfenced belongs to a launch that
+never got past its checks (it lost its lease, its lease could not be read, or it died before):
+that launch reported failure, so :func:`recover` rolls it back, never forward, even when its
+own rollback could not finish (the store failed). Journals written before this mark existed
+(no ``fenced`` key) are completed as before.
+
 Two layouts (:class:`Layout`), one commit:
 
 * ``flat``: ``OUT/<table>/`` and ``OUT/summary.json``, ``OUT/_SUCCESS``; ``--overwrite``
@@ -120,12 +127,19 @@ def commit_run(
         "moves": moves,
         "summary": summary,
         "staging": staging,
+        "fenced": not fences,  # marked by apply_journal once the last check passed
     }
     fs.write_atomic(fs.join(layout.meta_dir, JOURNAL_FILE), json.dumps(journal, sort_keys=True))
     try:
         apply_journal(journal, fences)
-    except claims.LeaseLostError:
-        roll_back(journal)  # lost between the journal and the moves: nothing of ours moved in yet
+    except (claims.LeaseLostError, claims.LeaseUnknownError) as exc:
+        try:
+            roll_back(journal)  # stopped before the moves: nothing of ours moved in yet
+        except Exception as rollback:  # noqa: BLE001 -- the store failed again: the journal stays unfenced
+            raise type(exc)(
+                f"{exc}; its rollback could not finish ({type(rollback).__name__}: "
+                f"{' '.join(str(rollback).split())[:160]}): `mnist-batch runs clean {layout.root}` rolls it back"
+            ) from exc
         raise
     return summary
 
@@ -196,7 +210,8 @@ def staged(move: list) -> bool:
 def apply_journal(journal: dict[str, Any], fences: list[tuple[str, str]] | tuple[tuple[str, str], ...] = ()) -> None:
     """Carries out (or finishes) a commit from its journal; every step may be repeated.
 
-    ``fences`` (the committing launch's leases) are checked before anything is deleted or moved.
+    ``fences`` (the committing launch's leases) are checked before anything is deleted or moved;
+    once they passed, the journal is marked ``fenced`` (see the module docstring).
     """
     layout = Layout(**journal["layout"])
     journal_uri = fs.join(layout.meta_dir, JOURNAL_FILE)
@@ -217,6 +232,9 @@ def apply_journal(journal: dict[str, Any], fences: list[tuple[str, str]] | tuple
         journal = {**journal, "delete": []}
         fs.write_atomic(journal_uri, json.dumps(journal, sort_keys=True))
         claims.check_held(fences, f"commit run {layout.run_id}")
+    if journal.get("fenced") is False:  # every check passed: from here on, recovery rolls forward
+        journal = {**journal, "fenced": True}
+        fs.write_atomic(journal_uri, json.dumps(journal, sort_keys=True))
     for move in journal["moves"]:
         apply_move(layout, move, set(journal.get("swap", [])))
     text = jsonfmt.dumps(journal["summary"], sort_keys=True) + "\n"  # matrix rows on one line
@@ -325,18 +343,21 @@ def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
 
     Returns:
       ``{"completed": [journal uris], "rolled_back": [journal uris], "uncommitted": [journal
-      uris], "deleted": [staging folders]}``: journals rolled forward (every shard was there),
-      journals rolled back (some shard was gone), of those the ones whose earlier committed run
-      had been partly swapped out and was uncommitted (:func:`roll_back`).
+      uris], "unfenced": [journal uris], "deleted": [staging folders]}``: journals rolled forward (every shard was there),
+      journals rolled back (some shard was gone, or the journal was never fenced), of those the
+      ones whose earlier committed run had been partly swapped out and was uncommitted
+      (:func:`roll_back`), and ``"unfenced"``: of those rolled back, the ones never fenced.
     """
-    completed, rolled_back, uncommitted, deleted = [], [], [], []
+    completed, rolled_back, uncommitted, unfenced, deleted = [], [], [], [], []
     referenced = set()
     for uri in pending_journals(root):
         journal = json.loads(fs.read_text(uri))
         referenced.add(journal["attempt"])
         if journal["attempt"] in live_attempts:
             continue
-        if lost_shards(journal):
+        if journal.get("fenced") is False or lost_shards(journal):  # unfenced: its launch reported failure
+            if journal.get("fenced") is False:
+                unfenced.append(uri)
             if roll_back(journal):
                 uncommitted.append(uri)
             rolled_back.append(uri)
@@ -349,4 +370,10 @@ def recover(root: str, live_attempts: set[str]) -> dict[str, list[str]]:
             continue
         fs.delete_tree(fs.join(staging, attempt))
         deleted.append(fs.join(staging, attempt))
-    return {"completed": completed, "rolled_back": rolled_back, "uncommitted": uncommitted, "deleted": deleted}
+    return {
+        "completed": completed,
+        "rolled_back": rolled_back,
+        "uncommitted": uncommitted,
+        "unfenced": unfenced,
+        "deleted": deleted,
+    }

@@ -1,11 +1,18 @@
 """The run store's history: its committed runs, and the key digests of the files each took on.
 
 ``--incremental`` skips matched files that an earlier committed run under the same root
-already took on (key ``stat`` = path, size, mtime; ``hash`` = path, sha256 of the content);
+already took on (key ``stat`` = path, size, mtime and the manifest's ``version``: a local file's
+inode and ctime, an S3 object's ETag, which a replacement that keeps size and mtime still changes; ``hash`` = path,
+sha256 of the content);
 files whose error was transient (``read`` or ``inference`` stage) are taken on again.
 A file's key is kept as a 16-byte digest (BLAKE2b-128); two different keys share a digest
 with probability ~n²/2¹²⁹ (1e-27 at a million files). The Beam steps that read these digests
 inside the job are in :mod:`mnist_batch.scoring.incremental`.
+
+Runs written before the ``version`` column existed have none: their files' digests are the old
+ones (path, size, mtime), and a file is also looked up under that old digest, so a file those
+runs scored is matched on the old fields (not rescored after an upgrade) until it changes size or
+mtime; from its next run on, its version is recorded and checked too.
 """
 
 from __future__ import annotations
@@ -50,10 +57,20 @@ def committed_runs(root: str) -> list[RunInfo]:
 
 
 def key_digest(
-    kind: str, path: str, size: int | None = None, mtime: float | None = None, sha: str | None = None
+    kind: str,
+    path: str,
+    size: int | None = None,
+    mtime: float | None = None,
+    sha: str | None = None,
+    version: str | None = None,
 ) -> bytes:
-    """16-byte digest of a file's incremental key (``stat``: path, size, mtime; ``hash``: path, sha256)."""
-    text = f"{path}\0{int(size)}\0{float(mtime)!r}" if kind == "stat" else f"{path}\0{sha}"
+    """16-byte digest of a file's incremental key (``stat``: path, size, mtime and, when known, the
+    file's ``version``; ``hash``: path, sha256). Without a version, the digest a run before the
+    ``version`` column made."""
+    if kind == "stat":
+        text = f"{path}\0{int(size)}\0{float(mtime)!r}" + (f"\0{version}" if version is not None else "")
+    else:
+        text = f"{path}\0{sha}"
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
 
 
@@ -84,7 +101,12 @@ def read_columns(folder: str, columns: list[str], run: RunInfo | None = None) ->
             if run is None:
                 raise
             raise unreadable(run, shard, exc) from exc
-    return {c: [v for t in tables for v in column_values(t.column(c))] for c in columns}
+    return {c: [v for t in tables for v in shard_column(t, c)] for c in columns}
+
+
+def shard_column(table, name: str) -> list:
+    """A column's values; all None when the shard was written before the column existed."""
+    return column_values(table.column(name)) if name in table.column_names else [None] * table.num_rows
 
 
 def column_values(column) -> list:
@@ -119,13 +141,13 @@ def known_digests(run: RunInfo, kind: str) -> bytes:
       HistoryError: a shard of ``run`` cannot be read (a history it cannot read is not trusted).
     """
     check_readable(run)
-    manifest = read_columns(run.table_dir(MANIFEST_TABLE), [COL_PATH, "size", "mtime", "sha256"], run)
+    manifest = read_columns(run.table_dir(MANIFEST_TABLE), [COL_PATH, "size", "mtime", "sha256", "version"], run)
     errors = read_columns(run.table_dir("errors"), [COL_PATH, COL_STAGE], run)
     retry = {p for p, s in zip(errors[COL_PATH], errors[COL_STAGE], strict=True) if s in RETRY_STAGES}
     digests = bytearray()
-    rows = zip(manifest[COL_PATH], manifest["size"], manifest["mtime"], manifest["sha256"], strict=True)
-    for path, size, mtime, sha in rows:
+    columns = (manifest[c] for c in (COL_PATH, "size", "mtime", "sha256", "version"))
+    for path, size, mtime, sha, version in zip(*columns, strict=True):
         if path in retry or (kind == "hash" and sha is None):
             continue
-        digests += key_digest(kind, path, size, mtime, sha)
+        digests += key_digest(kind, path, size, mtime, sha, version)
     return bytes(digests)

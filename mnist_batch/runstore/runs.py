@@ -35,7 +35,15 @@ def read_run_table(run: RunInfo, table: str) -> pa.Table:
     """One committed run's ``table`` (every shard), without partition columns."""
     pieces = read_shards(run.table_dir(table))
     schema = RUN_TABLES[table]
-    return pa.concat_tables([p.cast(schema) for p in pieces]) if pieces else schema.empty_table()
+    return pa.concat_tables([conform(p, schema) for p in pieces]) if pieces else schema.empty_table()
+
+
+def conform(piece: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A shard's table in ``schema``; a nullable column it lacks (added since it was written) as nulls."""
+    for field in schema:
+        if field.name not in piece.column_names and field.nullable:
+            piece = piece.append_column(field, pa.nulls(piece.num_rows, field.type))
+    return piece.select(schema.names).cast(schema)
 
 
 def read_runs(root: str, table: str, runs: Iterable[RunInfo] | None = None) -> pa.Table:

@@ -16,6 +16,7 @@ boto3's usual ``AWS_*`` variables and files); see :func:`configure`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 SCHEME = "s3://"
@@ -35,7 +36,19 @@ PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412",
 MAX_CONNECTIONS = 32
 """The client's HTTP connection pool: enough for the scoring step's overlapping reads (botocore's default is 10)."""
 
-_state: dict[str, Any] = {"kwargs": {}, "client": None}
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+ATTEMPTS = 3
+"""Every request of this package's client: a connection within 5 s, each read of the answer within
+30 s, at most 3 attempts (botocore's "standard" retries: transient errors and throttling, backoff
+with jitter). botocore's defaults (60 s each, 5 attempts "legacy") made a black-holed endpoint hang
+a launch for minutes."""
+CHECK_TIMEOUT_S = 5.0
+CHECK_ATTEMPTS = 2
+"""The bucket check before a launch (:func:`check_bucket`): 5 s to connect, 5 s for the answer, 2
+attempts, so an endpoint that never answers fails the launch in about 20 s at most."""
+
+_state: dict[str, Any] = {"kwargs": {}, "client": None, "check_client": None}
 _lock = threading.Lock()
 
 
@@ -59,19 +72,35 @@ def configure(options: dict[str, Any]) -> None:
     if options.get("s3_disable_ssl"):
         kwargs["use_ssl"] = False
     with _lock:
-        _state["kwargs"], _state["client"] = kwargs, None
+        _state["kwargs"], _state["client"], _state["check_client"] = kwargs, None, None
 
 
-def client():
-    """One boto3 S3 client per settings (boto3 clients are thread-safe; making one costs ~50 ms)."""
+def client(*, check: bool = False):
+    """One boto3 S3 client per settings (boto3 clients are thread-safe; making one costs ~50 ms);
+    ``check``: the one with the short timeouts of the bucket check (:data:`CHECK_TIMEOUT_S`)."""
+    name = "check_client" if check else "client"
     with _lock:
-        if _state["client"] is None:
+        if _state[name] is None:
             import boto3  # the `aws` extra (apache-beam[aws]); only for s3:// roots
             from botocore.config import Config
 
-            config = Config(max_pool_connections=MAX_CONNECTIONS)
-            _state["client"] = boto3.session.Session().client("s3", config=config, **_state["kwargs"])
-        return _state["client"]
+            read, attempts = (CHECK_TIMEOUT_S, CHECK_ATTEMPTS) if check else (READ_TIMEOUT_S, ATTEMPTS)
+            config = Config(
+                max_pool_connections=MAX_CONNECTIONS,
+                connect_timeout=CHECK_TIMEOUT_S if check else CONNECT_TIMEOUT_S,
+                read_timeout=read,
+                retries={"max_attempts": attempts, "mode": "standard"},
+            )
+            _state[name] = boto3.session.Session().client("s3", config=config, **_state["kwargs"])
+        return _state[name]
+
+
+def endpoint() -> str:
+    """The endpoint this package's client talks to, for messages: the ``--s3_endpoint_url`` option,
+    else ``AWS_ENDPOINT_URL``, else AWS's own."""
+    import os
+
+    return _state["kwargs"].get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or "AWS's default endpoint"
 
 
 def split(uri: str) -> tuple[str, str]:
@@ -96,19 +125,58 @@ BUCKET_REFUSALS = {
 }
 
 
+CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+    "XAdminUserNotFound",
+}
+"""The error codes with which a server refuses the credentials themselves (not a permission);
+``XAdminUserNotFound``: VersityGW's answer (HTTP 404) to an access key it does not know."""
+CREDENTIALS_REFUSED = (
+    "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+    "(or --s3_access_key_id / --s3_secret_access_key)"
+)
+
+
+def error_code(exc: BaseException) -> tuple[str, str]:
+    """``(HTTP status, error code)`` of a botocore error (the status again as the code when it has none)."""
+    response = getattr(exc, "response", None) or {}
+    status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return status, str(response.get("Error", {}).get("Code", status))
+
+
 def check_bucket(uri: str) -> str | None:
-    """Why the bucket of ``uri`` cannot be used (one line), or None when it answers ``HEAD`` with 200."""
+    """Why the bucket of ``uri`` cannot be used (one line), or None when it answers ``HEAD`` with 200.
+
+    A ``HEAD`` answer has no body, so its status is all it says (some servers answer a wrong key
+    with 404 there); a refused ``HEAD`` is asked again as a ``LIST`` of one key, whose error code
+    tells refused credentials (``InvalidAccessKeyId``, ``SignatureDoesNotMatch``) from a missing
+    bucket or a missing permission.
+    """
     bucket, _ = split(uri)
     try:
-        client().head_bucket(Bucket=bucket)
+        client(check=True).head_bucket(Bucket=bucket)
     except Exception as exc:  # noqa: BLE001 -- botocore's errors, or none reached: all become the reason
-        response = getattr(exc, "response", None)
-        if response is None:  # no answer at all: endpoint unreachable, no credentials found, ...
+        if getattr(exc, "response", None) is None:  # no answer at all: endpoint unreachable, no credentials found, ...
             return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        code = response.get("Error", {}).get("Code", status)
+        status, code = error_code(exc)
+        try:
+            client(check=True).list_objects_v2(Bucket=bucket, MaxKeys=1)
+        except Exception as again:  # noqa: BLE001 -- the same refusal, now with its code
+            if getattr(again, "response", None) is not None:
+                status, code = error_code(again)
         said = f"HTTP {status}" if code == status else f"HTTP {status} {code}"
-        return f"{BUCKET_REFUSALS.get(status, 'refused')} ({said} on bucket {bucket})"
+        if code in CREDENTIAL_CODES:
+            return f"{CREDENTIALS_REFUSED} ({said} on bucket {bucket})"
+        if code in ("NoSuchBucket", "NotFound", "404"):
+            reason = "no such bucket"
+        else:  # another code with a 404 is not "no such bucket": say what the server said
+            reason = BUCKET_REFUSALS.get(status, "refused") if status != "404" else "refused"
+        return f"{reason} ({said} on bucket {bucket})"
     return None
 
 
@@ -211,6 +279,15 @@ def list_keys(prefix_uri: str) -> list[str]:
     for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         found.extend(f"{SCHEME}{bucket}/{o['Key']}" for o in page.get("Contents", []))
     return sorted(found)
+
+
+def list_objects(prefix_uri: str) -> Iterator[tuple[str, int, Any, str]]:
+    """``(s3:// URI, size, LastModified, ETag without quotes)`` of every object under ``prefix_uri``'s
+    key, in the server's (key) order, one paginated ``LIST`` through the shared client."""
+    bucket, prefix = split(prefix_uri)
+    for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            yield f"{SCHEME}{bucket}/{o['Key']}", int(o["Size"]), o["LastModified"], str(o.get("ETag", "")).strip('"')
 
 
 def any_key(prefix_uri: str) -> bool:

@@ -1,6 +1,7 @@
 """``mnist-batch runs verify``: every committed run's shards re-opened and checked; bad runs quarantined.
 
-A committed run is sound when every shard of each of its tables has a readable footer, its
+A committed run is sound when every shard of each of its tables reads back whole (footer, and every
+column of every page decoded, each page's checksum verified where it has one), its
 ``predictions`` and ``errors`` row counts equal the summary's ``counts.scored`` and
 ``counts.errors``, and its manifest keys (the files it took on) are exactly the paths of its
 predictions and errors. A disk fault or a partial copy breaks that silently: readers then fail on
@@ -73,8 +74,9 @@ def verify_run(run: RunInfo) -> list[Problem]:
         for shard in shards:
             try:
                 total += shard_rows(shard)
+                decoded = read_shard(shard)  # every column, every page: a flipped bit anywhere is found
                 if table in (*COUNTED, MANIFEST_TABLE):
-                    keys.update(read_shard(shard, [COL_PATH]).column(0).to_pylist())
+                    keys.update(decoded.column(COL_PATH).to_pylist())
             except Exception as exc:  # noqa: BLE001 -- truncated, not Parquet, unreadable: the shard is bad
                 problems.append(Problem(run, shard, f"unreadable shard ({one_line(exc)})"))
                 sound = False

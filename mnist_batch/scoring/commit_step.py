@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from mnist_batch.runstore import claims, fs
 from mnist_batch.runstore.commit import commit_run
+from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.shards import ShardWriter, new_shard_path
 from mnist_batch.scoring.errors import ScoringError
@@ -124,15 +125,16 @@ class CommitRunFn(beam.DoFn):
             writer.write(pa.Table.from_pylist([runs_row(summary)], schema=RUNS_SCHEMA))
             path = writer.close()
             emitted[RUNS_TABLE], rows[path] = [path], 1
-        commit_run(
-            self._layout,
-            self._attempt,
-            emitted,
-            summary,
-            replace=self._replace,
-            fences=self._fences,
-            rows=rows,
-        )
+        with storage_step(f"commit run {self._layout.run_id} into {self._layout.root}"):
+            commit_run(
+                self._layout,
+                self._attempt,
+                emitted,
+                summary,
+                replace=self._replace,
+                fences=self._fences,
+                rows=rows,
+            )
         tokens = dict(self._fences)
         for uri in self._detached_leases:
             claims.release_lease(uri, tokens[uri])

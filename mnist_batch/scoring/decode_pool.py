@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -170,12 +171,12 @@ class Helper:
             if not future.done():
                 future.set_exception(error)
 
-    def close(self) -> None:
-        """Closes its stdin (it exits), waits a moment, kills it if it has not."""
+    def close(self, *, kill: bool = False) -> None:
+        """Closes its stdin (it exits), waits a moment, kills it if it has not (``kill``: at once)."""
         with contextlib.suppress(OSError):
             self._process.stdin.close()
         try:
-            self._process.wait(timeout=5)
+            self._process.wait(timeout=0 if kill else 5)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
@@ -231,7 +232,9 @@ class DecodePool:
     def __init__(self, max_bytes: int, max_pixels: int, *, depth: int = 2) -> None:
         self._limits = (max_bytes, max_pixels)
         self._depth = depth
-        self._pending: collections.deque[tuple[Any, Sequence[Source], concurrent.futures.Future]] = collections.deque()
+        self._pending: collections.deque[tuple[Any, Sequence[Source], concurrent.futures.Future, float]] = (
+            collections.deque()
+        )
         self._done: list[tuple[Any, DecodedGroup]] = []
         self.decoded_here = 0
         """Groups the caller decoded itself (while the helper started, was behind, or had died)."""
@@ -259,22 +262,37 @@ class DecodePool:
             return False
         return True
 
-    def _broken(self) -> None:
-        """The helper died: decode what it held here, and stop using it."""
+    def _broken(self, why: str = "has exited") -> None:
+        """The helper died (or froze: ``why``): decode what it held here, and stop using it."""
         helper, self._helper = self._helper, None
         if helper is not None:
-            LOG.warning("the decode helper process has exited; decoding continues in the scoring process")
-            helper.close()
+            LOG.warning("the decode helper process %s; decoding continues in the scoring process", why)
+            helper.close(kill=why != "has exited")
         while self._pending:
-            tag, sources, _ = self._pending.popleft()
+            tag, sources, *_ = self._pending.popleft()
             self._here(tag, sources)
 
+    def _frozen(self) -> None:
+        self._broken(f"has not answered for {HELPER_STALL_S:g} s (frozen or stopped) and was killed")
+
     def _collect(self, block: bool) -> None:
-        """Moves finished groups (the oldest first; waiting for it when ``block``) to ``_done``."""
-        while self._pending and (block or self._pending[0][2].done()):
-            tag, _, future = self._pending[0]
+        """Moves finished groups (the oldest first; waiting for it when ``block``) to ``_done``.
+
+        The oldest group may wait for the helper at most :data:`HELPER_STALL_S`: a helper that has
+        not answered by then (stopped, stuck) is killed and its groups are decoded here.
+        """
+        while self._pending:
+            tag, _, future, sent = self._pending[0]
+            left = sent + HELPER_STALL_S - time.monotonic()
+            if not future.done() and (not block or left <= 0):
+                if left <= 0:
+                    self._frozen()
+                return
             try:
-                result = future.result()
+                result = future.result(timeout=max(left, 0))
+            except concurrent.futures.TimeoutError:
+                self._frozen()
+                return
             except HelperGone:
                 self._broken()
                 return
@@ -288,6 +306,9 @@ class DecodePool:
             self._here(tag, sources)
             return
         self._collect(block=False)
+        if self._helper is None:  # found frozen just now
+            self._here(tag, sources)
+            return
         if len(self._pending) >= self._depth:
             self._here(tag, sources)  # the helper is behind: this core decodes too
             return
@@ -297,7 +318,7 @@ class DecodePool:
             self._broken()
             self._here(tag, sources)
             return
-        self._pending.append((tag, sources, future))
+        self._pending.append((tag, sources, future, time.monotonic()))
 
     def ready(self) -> list[tuple[Any, DecodedGroup]]:
         """The groups decoded so far (each returned once)."""
@@ -317,6 +338,11 @@ class DecodePool:
         if helper is not None:
             helper.close()
 
+
+HELPER_STALL_S = 60.0
+"""How long a group may wait for the helper before the helper is taken for frozen (SIGSTOP, a hung
+decoder) and killed, its groups decoded in the scoring process. A group of 256 files takes the
+helper well under a second here; 60 s leaves room for a loaded machine."""
 
 HELPER_NICENESS = 19
 """The helper runs at the lowest CPU priority: the scoring process's model threads are the run's

@@ -12,6 +12,7 @@ ever scored; each worker holds 16 bytes per known file in the blob plus a set of
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,12 +20,26 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch.constants import COL_PATH, COL_RUN_ID
-from mnist_batch.files import DEFAULT_MAX_FILE_BYTES
+from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, is_remote, local_path, unescape_path
 from mnist_batch.runstore import fs, s3
 from mnist_batch.runstore.history import DIGEST_BYTES, RunInfo, key_digest, known_digests
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import LoadedFile, read_bytes
 from mnist_batch.scoring.matching import SKIPPED_TAG
+
+
+def file_version(path: str) -> str | None:
+    """A local file's ``<inode>:<ctime ns>``: what changes when its content is replaced even with
+    its size and mtime kept (``touch -r``, ``cp -p``, ``rsync -t``: a new inode or a new ctime;
+    ctime cannot be set back by a user). None for remote files and for a file gone since it was
+    listed (the decode step records that)."""
+    if is_remote(path):
+        return None
+    try:
+        st = os.stat(local_path(unescape_path(path)))
+    except OSError:
+        return None
+    return f"{st.st_ino}:{st.st_ctime_ns}"
 
 
 class KnownDigestsFn(beam.DoFn):
@@ -124,6 +139,16 @@ class SelectNewFilesFn(beam.DoFn):
             self._blob = blob
         return self._known
 
+    def _seen(self, path: str, size: int, mtime: float, sha: str | None, version: str | None, known: bytes) -> bool:
+        """Whether an earlier run took this file on: its digest, or (``stat``) the digest without a
+        version that runs before the ``version`` column wrote (:mod:`mnist_batch.runstore.history`)."""
+        found = self._lookup(known)
+        if self._key != "stat":
+            return key_digest(self._key, path, sha=sha) in found
+        if key_digest("stat", path, size, mtime, version=version) in found:
+            return True
+        return version is not None and key_digest("stat", path, size, mtime) in found
+
     def process(self, readable, known: bytes = b"") -> Iterator[Any]:
         meta = readable.metadata
         sha = None
@@ -136,14 +161,13 @@ class SelectNewFilesFn(beam.DoFn):
                 sha = hashlib.sha256(data).hexdigest()
                 readable = LoadedFile(meta, data)  # decoding reuses these bytes, no second read
         size, mtime = int(meta.size_in_bytes), float(meta.last_updated_in_seconds)
+        version = getattr(meta, "version", None) or file_version(meta.path)  # S3: the listing's ETag
         comparable = known and (self._key == "stat" or sha is not None)
-        if comparable and key_digest(self._key, meta.path, size, mtime, sha) in self._lookup(known):
+        if comparable and self._seen(meta.path, size, mtime, sha, version, known):
             self._already_here += 1  # counted, not one element per file: see finish_bundle
             return
-        yield beam.pvalue.TaggedOutput(
-            self.MANIFEST_TAG,
-            {COL_PATH: meta.path, "size": size, "mtime": mtime, "sha256": sha, COL_RUN_ID: self._run_id},
-        )
+        row = {COL_PATH: meta.path, "size": size, "mtime": mtime, "sha256": sha, "version": version}
+        yield beam.pvalue.TaggedOutput(self.MANIFEST_TAG, {**row, COL_RUN_ID: self._run_id})
         yield readable
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import json
 import os
+import sys
 import time
 import uuid
 from typing import Any
@@ -33,11 +33,13 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
+from mnist_batch.errors import MnistBatchError
 from mnist_batch.files import is_remote, local_path
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.runstore import claims, fs, s3
-from mnist_batch.runstore.commit import pending_journals, read_marker, recover
+from mnist_batch.runstore.commit import read_marker, recover
+from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.roots import prepare_root
@@ -53,10 +55,9 @@ from mnist_batch.scoring.progress import StagedProgress, progress_dir
 from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line
+from mnist_batch.scoring.teardown import abandon, release_all
 from mnist_batch.tables import (
-    CLAIMS_DIR,
     PIPELINE_TABLES,
-    STAGING_DIR,
     SUMMARY_FILE,
 )
 
@@ -154,13 +155,17 @@ def launch(
     dt = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
     layout = Layout(options.layout, config.output, run_id, dt if options.layout == "runs" else None)
     replace = options.replace if layout.kind == "runs" else config.overwrite
-    prepare_root(layout, config.overwrite)
+    with storage_step(f"prepare the run store {layout.root}"):
+        prepare_root(layout, config.overwrite)
     attempt = f"{run_id}.{uuid.uuid4().hex[:12]}"
-    leases = [claim_run(layout, attempt, detached=not wait)]
+    with storage_step(f"claim run {run_id} under {layout.root}"):
+        leases = [claim_run(layout, attempt, detached=not wait)]
     try:
-        if options.incremental:
-            leases.append(claim_history(layout, attempt, detached=not wait))
-        recovered = recover(layout.root, claims.live_attempts(layout.root))
+        with storage_step(f"claim the incremental history of {layout.root}"):
+            if options.incremental:
+                leases.append(claim_history(layout, attempt, detached=not wait))
+        with storage_step(f"recover earlier commits under {layout.root}"):
+            recovered = recover(layout.root, claims.live_attempts(layout.root))
         if progress_shown_here(config, runner):
             config = dataclasses.replace(config, progress=True)
         config = dataclasses.replace(config, run_id=run_id)
@@ -168,15 +173,15 @@ def launch(
             config, options, layout, attempt, card, scorer, beam_options, runner, replace, tuple(leases), wait
         )
         summary = run_attempt(run)
-    except BaseException:
-        for lease in leases:
-            lease.release()
-        tidy(layout.root)
+    except BaseException as exc:
+        left = release_all(leases, layout.root)
+        if left and isinstance(exc, MnistBatchError):
+            raise type(exc)(f"{exc}; {left}") from exc  # one line still, the lease named
         raise
     if wait:
-        for lease in leases:
-            lease.release()
-        tidy(layout.root)
+        left = release_all(leases, layout.root)
+        if left:
+            print(f"mnist-batch: note: {left}", file=sys.stderr)
     return {**summary, "recovered": {k: recovered[k] for k in ("completed", "rolled_back", "uncommitted")}}
 
 
@@ -197,12 +202,6 @@ def claim_history(layout: Layout, attempt: str, *, detached: bool) -> claims.Lea
 def progress_shown_here(config: ScoreConfig, runner: str) -> bool:
     """Whether to turn the progress line on: local runners print it unless it was set."""
     return config.progress is False and runner in LOCAL_RUNNERS
-
-
-def tidy(root: str) -> None:
-    """Removes the staging and lease folders of ``root`` when nothing is left in them."""
-    fs.remove_empty_dir(fs.join(root, STAGING_DIR))
-    fs.remove_empty_dir(fs.join(root, CLAIMS_DIR))
 
 
 def refuse_committed_run_id(run: Attempt) -> None:
@@ -302,8 +301,9 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
 
 def run_attempt(run: Attempt) -> dict[str, Any]:
     """Builds and runs the job; the committed summary (or, not waiting, the submitted record)."""
-    refuse_committed_run_id(run)
-    earlier = earlier_runs(run)
+    with storage_step(f"read the committed runs under {run.layout.root}"):
+        refuse_committed_run_id(run)
+        earlier = earlier_runs(run)
     record = launch_record(run, earlier)
     p = build_job(run, record, earlier)
     run_id, layout, attempt = run.layout.run_id, run.layout, run.attempt
@@ -314,12 +314,12 @@ def run_attempt(run: Attempt) -> dict[str, Any]:
         with launcher_progress(run):
             result.wait_until_finish()
     except Exception as exc:
-        abandon(layout, attempt)
-        raise RunFailedError(f"run {run_id} failed, nothing committed: {failure_line(exc)}") from exc
+        raise RunFailedError(f"run {run_id} failed{abandon(layout, attempt)}: {failure_line(exc)}") from exc
     summary = read_marker(layout.marker)
     if not summary or summary.get("attempt") != attempt:
-        abandon(layout, attempt)
-        raise RunFailedError(f"run {run_id}: the job finished but did not commit ({layout.marker})")
+        raise RunFailedError(
+            f"run {run_id}: the job finished but did not commit{abandon(layout, attempt)} ({layout.marker})"
+        )
     return {**summary, "metrics": metric_counters(result)}
 
 
@@ -334,10 +334,3 @@ def launcher_progress(run: Attempt) -> contextlib.AbstractContextManager:
     if not progress_from_workers(run):
         return contextlib.nullcontext()
     return StagedProgress(run.layout.staging_dir(run.attempt))
-
-
-def abandon(layout: Layout, attempt: str) -> None:
-    """Deletes a failed attempt's staging folder, unless its commit had started (then it completes later)."""
-    if any(json.loads(fs.read_text(j)).get("attempt") == attempt for j in pending_journals(layout.root)):
-        return
-    fs.delete_tree(layout.staging_dir(attempt))

@@ -1,8 +1,11 @@
 """Input patterns -> readable image files: list, classify, read matches, reshuffle.
 
 Local patterns are listed by :func:`~mnist_batch.scoring.listing.list_local` on the workers
-(:class:`ListLocalFilesFn`), which accounts for every entry it meets; remote ones by Beam's
-``MatchAll``. Every entry that is not an image file goes to ``skipped`` with a reason.
+(:class:`ListLocalFilesFn`), which accounts for every entry it meets; an S3 folder
+(``s3://b/scans/**``) by one paginated ``LIST`` through the run store's client
+(:class:`ListS3FolderFn`), which also gives each object's ETag (its ``version``, for the
+incremental key); other remote ones by Beam's ``MatchAll``. Every entry that is not an image file
+goes to ``skipped`` with a reason.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from apache_beam.io.filesystem import FileMetadata
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.files import escape_path, is_remote, local_path
+from mnist_batch.runstore import fs, s3
 from mnist_batch.scoring.counters import counter
+from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
+from mnist_batch.scoring.read import s3_folder_prefix
 from mnist_batch.scoring.runners import runs_in_one_process
 
 SKIPPED_TAG = "skipped"
@@ -106,18 +112,54 @@ class ListLocalFilesFn(beam.DoFn):
             self._skipped.inc(skipped)
 
 
-def file_to_tuple(readable: fileio.ReadableFile) -> tuple[str, int, float]:
+class VersionedMetadata(FileMetadata):
+    """Beam's ``FileMetadata`` plus the store's ``version`` of the object (S3: its ETag), which
+    changes with every new content even when size and mtime do not."""
+
+    def __init__(self, path: str, size_in_bytes: int, last_updated_in_seconds: float, version: str | None) -> None:
+        super().__init__(path, size_in_bytes, last_updated_in_seconds)
+        self.version = version
+
+
+class ListS3FolderFn(beam.DoFn):
+    """An S3 folder pattern (``s3://b/scans/**``) -> ``VersionedMetadata`` of every object under it.
+
+    What Beam's ``MatchAll`` gives for the same pattern (the same paths, sizes and mtimes, the
+    mtime converted as Beam converts it, so earlier runs' keys still match) plus each ETag. A
+    folder with nothing under it fails the job as ``MatchAll`` with ``DISALLOW`` does.
+    """
+
+    def __init__(self, s3_options: dict[str, Any] | None = None) -> None:
+        self._s3_options = s3_options
+
+    def setup(self) -> None:
+        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+
+    def process(self, pattern: str) -> Iterator[VersionedMetadata]:
+        from apache_beam.io.aws.s3io import S3IO  # Beam's own LastModified -> seconds
+
+        found = False
+        for path, size, modified, etag in s3.list_objects(s3_folder_prefix(pattern)):
+            found = True
+            yield VersionedMetadata(path, size, S3IO._updated_to_seconds(modified), etag or None)
+        if not found:
+            raise ScoringError(f"--input: {pattern} matches no files")
+
+
+def file_to_tuple(readable: fileio.ReadableFile) -> tuple[str, int, float, str | None]:
     """A ReadableFile as a plain tuple: encoded natively by Beam's coders instead of pickled.
 
     ``ReadMatches`` here always uses Beam's default compression (``AUTO``: image extensions are
     never compression extensions), so the tuple needs no compression field.
     """
     meta = readable.metadata
-    return (meta.path, meta.size_in_bytes, meta.last_updated_in_seconds)
+    return (meta.path, meta.size_in_bytes, meta.last_updated_in_seconds, getattr(meta, "version", None))
 
 
-def tuple_to_file(item: tuple[str, int, float]) -> fileio.ReadableFile:
-    path, size, mtime = item
+def tuple_to_file(item: tuple) -> fileio.ReadableFile:
+    path, size, mtime, *version = item
+    if version and version[0] is not None:
+        return fileio.ReadableFile(VersionedMetadata(path, size, mtime, version[0]))
     return fileio.ReadableFile(FileMetadata(path, size, mtime))
 
 
@@ -193,15 +235,25 @@ class MatchImageFiles(beam.PTransform):
             readable.append(listed.files)
             skipped.append(listed[SKIPPED_TAG])
         if remote:
-            classified = (
-                pbegin
-                | "CreatePatterns" >> beam.Create(remote)
-                | "MatchAll" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
-                | "ClassifyMatches"
-                >> beam.ParDo(ClassifyMatchFn(self._extensions, self._output_dirs)).with_outputs(
-                    SKIPPED_TAG, main="images"
+            folders = [p for p in remote if s3_folder_prefix(p) is not None]
+            matched = []
+            if folders:
+                s3_options = s3.options_of(pbegin.pipeline.options)
+                matched.append(
+                    pbegin
+                    | "CreateS3Folders" >> beam.Create(folders)
+                    | "ListS3Folders" >> beam.ParDo(ListS3FolderFn(s3_options))
                 )
-            )
+            if len(folders) < len(remote):
+                matched.append(
+                    pbegin
+                    | "CreatePatterns" >> beam.Create([p for p in remote if p not in folders])
+                    | "MatchAll" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
+                )
+            matched = matched[0] if len(matched) == 1 else tuple(matched) | "MergeRemoteMatches" >> beam.Flatten()
+            classified = matched | "ClassifyMatches" >> beam.ParDo(
+                ClassifyMatchFn(self._extensions, self._output_dirs)
+            ).with_outputs(SKIPPED_TAG, main="images")
             skipped.append(classified[SKIPPED_TAG])
             readable.append(classified.images | "ReadMatches" >> fileio.ReadMatches())
         if len(readable) > 1:

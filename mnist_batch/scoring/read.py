@@ -2,7 +2,8 @@
 
 ``--input`` takes, on any Beam filesystem:
 
-* a folder -- every file under it, recursively (``DIR/**``);
+* a folder -- every file under it, recursively (``DIR/**``); on an object store with or without
+  its trailing ``/`` (``s3://b/scans`` names no object but has keys under ``scans/``);
 * a glob -- ``*`` stays inside one folder, ``**`` crosses folders;
 * one file;
 * ``@LIST`` -- a text file with one folder / glob / file per line (``#`` comments).
@@ -59,6 +60,8 @@ def expand_input(spec: str) -> list[str]:
             return [glob_escape(spec) + "**"]
         if any(c in spec for c in GLOB_CHARS) and FileSystems.exists(spec):
             return [glob_escape(spec)]  # an object whose name holds glob characters
+        if remote_folder(spec):
+            return [glob_escape(spec) + "/**"]  # s3://b/scans as s3://b/scans/, like a local folder
         return [spec]
     path = os.path.abspath(os.path.expanduser(local_path(spec)))
     if os.path.isdir(path):
@@ -66,6 +69,25 @@ def expand_input(spec: str) -> list[str]:
     if os.path.lexists(path):
         return [glob_escape(path)]  # one file, its name taken literally
     return [path]  # not a path that exists: a pattern, as the user wrote it
+
+
+def remote_folder(spec: str) -> bool:
+    """Whether ``spec`` (no trailing ``/``, no glob) names no object but has keys under ``spec/``:
+    a folder of an object store, which is read like a local folder. An object of that very name
+    wins (it is read alone). S3: a ``HEAD`` and one ``LIST`` asking for one key, through the shared
+    client; other object stores: Beam's match, limited to one result. A store that cannot be asked
+    (no credentials for it here, unreachable): False, the value is taken as written, as before.
+    """
+    if any(c in spec for c in GLOB_CHARS):
+        return False
+    try:
+        if fs.remote(spec) and s3.is_s3(spec):
+            return not s3.exists(spec) and s3.any_key(spec + "/")
+        if FileSystems.exists(spec):
+            return False
+        return bool(FileSystems.match([glob_escape(spec) + "/**"], limits=[1])[0].metadata_list)
+    except Exception:  # noqa: BLE001 -- cannot be asked: taken as written; matching it says why, in one line
+        return False
 
 
 def expand_inputs(specs: Sequence[str]) -> list[str]:

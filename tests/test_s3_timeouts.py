@@ -1,0 +1,90 @@
+"""An S3 endpoint that never answers fails a command in bounded time, in one line (issue 33, item 4).
+
+Two endpoints on loopback, no S3 server needed: one that completes the TCP handshake and then says
+nothing (an overloaded or hung server), and one whose accept queue is full, so that the kernel drops
+the connection attempts (a black hole: firewall, wrong route). Before: botocore's defaults (60 s to
+connect, 60 s per read, 5 attempts) held ``runs list`` and a launch for minutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("boto3", reason="boto3 comes with the aws extra")
+
+from mnist_batch.cli import main as cli_main
+from mnist_batch.runstore import fs
+
+import scoring_fixtures
+
+tiny_model = scoring_fixtures.tiny_litert_model
+sample_data = scoring_fixtures.sample_data
+pytestmark = pytest.mark.slow  # each case waits out the timeouts (10-20 s)
+LIMIT_S = 30.0
+
+
+@contextlib.contextmanager
+def silent_endpoint(black_hole: bool):
+    """``http://127.0.0.1:PORT`` of a socket that never answers (``black_hole``: never even accepts)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0 if black_hole else 16)
+    fillers, held = [], []
+    if not black_hole:  # accept every connection, answer nothing
+
+        def hold() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    held.append(server.accept()[0])
+
+        threading.Thread(target=hold, daemon=True).start()
+    else:  # fill the accept queue: further SYNs are dropped, connect() hangs
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(server.getsockname())
+            fillers.append(s)
+        time.sleep(0.2)
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        for s in fillers + held:
+            s.close()
+        server.close()
+
+
+@pytest.mark.parametrize("command", ["runs list", "score"])
+@pytest.mark.parametrize("black_hole", [False, True], ids=["no answer", "black hole"])
+def test_an_endpoint_that_never_answers_fails_in_bounded_time(
+    command, black_hole, tiny_model, sample_data, tmp_path, monkeypatch, capsys
+):
+    scoring_fixtures.write_train_digits(sample_data, tmp_path / "in", 4)
+    where = ["--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", "s3://b/runs"]
+    argv = ["runs", "list", "s3://b/runs"] if command == "runs list" else ["score", *where, "--layout", "runs"]
+    with silent_endpoint(black_hole) as endpoint:
+        for name, value in {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "k",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        fs.configure()
+        try:
+            started = time.monotonic()
+            code = cli_main(argv)
+            took = time.monotonic() - started
+        finally:
+            monkeypatch.undo()
+            fs.configure()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "s3://b/runs" in err[0], err
+    assert "timeout" in err[0].lower() or "timed out" in err[0].lower(), err
+    assert took <= LIMIT_S, f"{took:.1f} s"
+    print(f"{command}, {'black hole' if black_hole else 'no answer'}: exit 2 after {took:.1f} s: {err[0]}")
