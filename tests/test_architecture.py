@@ -13,7 +13,20 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "mnist_batch"
-BASE = {"constants", "config", "errors", "preprocess", "metrics", "tables", "files", "labels", "model_card", "jsonfmt"}
+BASE = {
+    "constants",
+    "config",
+    "errors",
+    "preprocess",
+    "metrics",
+    "tables",
+    "files",
+    "labels",
+    "model_card",
+    "jsonfmt",
+    "synthetic",
+    "trust",
+}
 ALLOWED = {
     "base": BASE,
     "models": BASE | {"models"},
