@@ -64,6 +64,7 @@ from mnist_batch.tables import (
     SUMMARY_FILE,
     runs_row,
 )
+from mnist_batch.trust import threshold_for
 
 
 class RunFailedError(ScoringError):
@@ -116,6 +117,10 @@ class LaunchRecord:
     output: str
     layout: str
     review_threshold: float
+    not_digit_threshold: float | None
+    """The run's not-digit threshold (None: the model has no check, ``not_digit`` is null)."""
+    not_digit_threshold_source: str
+    """``model card``, ``--not-digit-threshold``, or ``none``."""
     max_error_rate: float | None
     expect_model_id: str | None
     tables: dict[str, str]
@@ -342,6 +347,7 @@ def earlier_runs(run: Attempt) -> list[tuple[str, str]]:
 def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
     """What the launcher knows about ``run``, for its summary."""
     config, layout = run.config, run.layout
+    not_digit = threshold_for(run.card.not_digit_check(), config.not_digit_threshold)
     runs = None
     if layout.kind == "runs":
         incremental = {"enabled": run.options.incremental, "key": run.options.incremental_key}
@@ -363,6 +369,8 @@ def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
         output=layout.root,
         layout=layout.kind,
         review_threshold=config.review_threshold,
+        not_digit_threshold=not_digit[0],
+        not_digit_threshold_source=not_digit[1],
         max_error_rate=config.max_error_rate,
         expect_model_id=run.options.expect_model_id,
         tables={t: layout.table_dir(t) for t in layout.tables},
