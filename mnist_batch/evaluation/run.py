@@ -126,29 +126,16 @@ def evaluate(
     data = resolve_data(dataset, split, cards[0], class_names)
     if trust_report and data.folder is not None:
         raise EvaluationError(f"--trust: {dataset} is a folder of files; the trust sets are made from array data sets")
+    check_classes(models, cards, data)
     thresholds = [
         threshold_for(card.not_digit_check(m), not_digit_threshold)[0] for m, card in zip(models, cards, strict=True)
     ]
-    for model, card in zip(models, cards, strict=True):
-        if tuple(card.class_names) != tuple(data.class_names):
-            raise EvaluationError(
-                f"{model}: model classes ({', '.join(card.class_names[:4])}, ...) differ from {data.name}'s "
-                f"({', '.join(data.class_names[:4])}, ...); use the data set the model was trained on "
-                "(a classes.txt beside the data, or fashion-mnist for Fashion-MNIST)"
-            )
     output = pathlib.Path(output)
     prepare_output(output, overwrite)
     names = display_names(models)
     scored_at = datetime.datetime.now(datetime.UTC)
     run_id = "e" + default_run_id(scored_at)[1:]  # e20261201T...: an evaluation, not a scoring run
-    results: list[Predictions] = []
-    for model, scorer in zip(models, scorers, strict=True):
-        if data.folder is not None:
-            results.append(predict_folder(model, data.folder, data.class_names, scorer.runtime))
-        else:
-            results.append(predict_arrays(scorer, data.images, data.labels, len(data.class_names)))
-    if data.folder is not None and any(r.paths != results[0].paths for r in results[1:]):
-        raise EvaluationError(f"{data.folder}: models scored different sets of files; cannot pair them")
+    results = predict_all(models, scorers, data)
 
     per_model = [summarize.model_metrics(r.labels, r.probabilities) for r in results]
     correct = [r.probabilities.argmax(axis=1) == r.labels for r in results]
@@ -196,6 +183,38 @@ def evaluate(
         summary["trust"] = write_trust(output, data, names, scorers, thresholds)
     (output / SUMMARY_FILE).write_text(jsonfmt.dumps(summary) + "\n", encoding="utf-8")
     return summary
+
+
+def check_classes(models: Sequence[str], cards: Sequence[ModelCard], data: DataToEvaluate) -> None:
+    """Every model has the data's classes, in order.
+
+    Raises:
+      EvaluationError: naming the first model that differs.
+    """
+    for model, card in zip(models, cards, strict=True):
+        if tuple(card.class_names) != tuple(data.class_names):
+            raise EvaluationError(
+                f"{model}: model classes ({', '.join(card.class_names[:4])}, ...) differ from {data.name}'s "
+                f"({', '.join(data.class_names[:4])}, ...); use the data set the model was trained on "
+                "(a classes.txt beside the data, or fashion-mnist for Fashion-MNIST)"
+            )
+
+
+def predict_all(models: Sequence[str], scorers, data: DataToEvaluate) -> list[Predictions]:
+    """Every model's predictions on the split (arrays in-process, folders through the scoring pipeline).
+
+    Raises:
+      EvaluationError: on a folder, the models scored different sets of files.
+    """
+    results: list[Predictions] = []
+    for model, scorer in zip(models, scorers, strict=True):
+        if data.folder is not None:
+            results.append(predict_folder(model, data.folder, data.class_names, scorer.runtime))
+        else:
+            results.append(predict_arrays(scorer, data.images, data.labels, len(data.class_names)))
+    if data.folder is not None and any(r.paths != results[0].paths for r in results[1:]):
+        raise EvaluationError(f"{data.folder}: models scored different sets of files; cannot pair them")
+    return results
 
 
 def flag_rates(r: Predictions, threshold: float | None) -> dict[str, Any]:
