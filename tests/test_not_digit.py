@@ -371,3 +371,26 @@ def test_the_monitor_alerts_when_the_not_digit_rate_rises(tmp_path, capsys):
     assert runs["not_digit"] == [None, 20, 300] and runs["not_digit_rate"][2] == 0.3
     assert cli_main(["monitor", str(root), "--output", str(tmp_path / "c"), "--fail-on", "not_digit"]) == 5
     assert "not_digit" in capsys.readouterr().err
+
+
+def test_the_runs_table_row_carries_the_not_digit_count():
+    from mnist_batch.tables import RUNS_SCHEMA, runs_row
+
+    summary = {"run_id": "r1", "model_id": "m", "committed_at": "2026-12-07T04:00:00+00:00"}
+    row = runs_row({**summary, "counts": {"matched": 3, "scored": 3, "not_digit": 2}})
+    assert row[COL_NOT_DIGIT] == 2 and RUNS_SCHEMA.field(COL_NOT_DIGIT).nullable
+    assert runs_row({**summary, "counts": {"matched": 3, "scored": 3}})[COL_NOT_DIGIT] is None  # an older model
+
+
+def test_a_card_written_with_a_check_reads_back_with_one_more_output(tmp_path):
+    card = ModelCard(
+        model_name="m",
+        model_id="0" * 64,
+        class_names=MNIST_CLASS_NAMES,
+        input_shape=MODEL_INPUT_SHAPE,
+        preprocess_version=PREPROCESS_VERSION,
+        not_digit={"output_index": 10, "threshold": 0.04, "budget": 0.005},
+    )
+    again = parse_card(card.to_json(), where="x")
+    assert again.num_outputs == 11 and again.not_digit_check().threshold == 0.04
+    assert parse_card(json.dumps({**json.loads(card.to_json()), "not_digit": None}), where="x").num_outputs == 10
