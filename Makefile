@@ -24,7 +24,8 @@ PYTEST_ARGS ?=
 RETRAIN ?=
 # What the demo model is made from: a change to any of these retrains it on the next `make demo`.
 TRAIN_INPUTS := $(STAMP) $(wildcard mnist_batch/training/*.py mnist_batch/data/*.py mnist_batch/data/assets/*.npz) \
-	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py
+	mnist_batch/config.py mnist_batch/preprocess.py mnist_batch/model_card.py mnist_batch/constants.py \
+	mnist_batch/synthetic.py mnist_batch/trust.py
 # TensorFlow and Beam log noise: the CLI filters it (mnist_batch/cli/logs.py); --verbose shows all.
 
 .PHONY: bench-million install demo FORCE test test-fast test-slim datasets test-spark test-schedulers cluster-up cluster-down test-cluster s3-up s3-down test-s3 lint format bench bench-train bench-score bench-runtimes bench-history bench-fashion bench-monitor bench-replace clean
@@ -48,6 +49,7 @@ demo: $(STAMP)
 	$(PY) -m mnist_batch data export-images sample --split test --out $(OUT)/test_images --overwrite
 	$(PY) -m mnist_batch score --model $(OUT)/models/cnn.keras --input $(OUT)/test_images --output $(OUT)/scored --overwrite
 	$(PY) -m mnist_batch report $(OUT)/scored
+	$(PY) -m mnist_batch evaluate --model $(MODEL) --dataset sample --output $(OUT)/trust --trust --overwrite --no-report
 	@echo
 	@echo "Outputs:"
 	@echo "  model + model card:           $(OUT)/models/cnn.keras, $(OUT)/models/cnn.card.json"
@@ -56,6 +58,7 @@ demo: $(STAMP)
 	@echo "  held-out test split as PNGs:  $(OUT)/test_images/<label>/<index>.png"
 	@echo "  Beam scoring outputs:         $(OUT)/scored/{predictions,errors,confusion,per_class}/ (Parquet), $(OUT)/scored/summary.json"
 	@echo "  report:                       $(OUT)/scored/report.html (+ PNG plots beside it)"
+	@echo "  trust report (not a digit):   $(OUT)/trust/trust.md, $(OUT)/trust/trust.png"
 	@echo
 	@echo "Next: source $(VENV)/bin/activate (puts mnist-batch on the PATH; or run $(VENV)/bin/mnist-batch),"
 	@echo "then try the README's commands, e.g.  mnist-batch predict $(OUT)/test_images/7/01401.png --model $(MODEL)"

@@ -62,6 +62,11 @@ class TrainConfig:
       rotation: with ``augment``, largest random rotation in degrees, in [0, 45].
       zoom: with ``augment``, largest relative zoom, in [0, 0.5).
       label_smoothing: label smoothing of the cross-entropy loss, in [0, 1).
+      not_digit: generated non-digits added to the training split as one extra class, per
+        training image (outlier exposure, :mod:`mnist_batch.synthetic`), in [0, 1]; 0 trains
+        the plain C-class model, with no not-digit check.
+      damage: with ``augment``, the share of training images damaged per batch (noise, blur,
+        thin or thick strokes, low contrast), keeping their label, in [0, 1].
       patience: early-stopping patience in epochs on validation accuracy; 0 disables it.
       seed: seed of weights, shuffling and augmentation.
       limit: use at most this many examples of each split (smoke runs); None for all.
@@ -88,6 +93,8 @@ class TrainConfig:
     rotation: float = 10.0  # the defaults of training.augment.AugmentParams (not imported: it needs TF)
     zoom: float = 0.10
     label_smoothing: float = 0.0
+    not_digit: float = 0.15
+    damage: float = 0.15
     patience: int = 0
     seed: int = 42
     limit: int | None = None
@@ -116,6 +123,8 @@ class TrainConfig:
         require(0.0 <= self.rotation <= 45.0, "rotation", "must be in [0, 45] degrees", self.rotation)
         require(0.0 <= self.zoom < 0.5, "zoom", "must be in [0, 0.5)", self.zoom)
         require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)", self.label_smoothing)
+        require(0.0 <= self.not_digit <= 1.0, "not_digit", "must be in [0, 1]", self.not_digit)
+        require(0.0 <= self.damage <= 1.0, "damage", "must be in [0, 1]", self.damage)
         require(isinstance(self.patience, int) and self.patience >= 0, "patience", "must be >= 0", self.patience)
         require(isinstance(self.seed, int) and self.seed >= 0, "seed", "must be >= 0", self.seed)
         if self.limit is not None:
@@ -169,6 +178,7 @@ class ScoreConfig:
       overwrite: replace the outputs of an earlier run in ``output`` (else refuse to mix runs).
       runtime: what runs the model: ``auto`` (the card's fast runtime when its recorded agreement
         with Keras is at least 99.9 %, else Keras), ``keras``, or ``litert``.
+      not_digit_threshold: overrides the card's not-digit threshold, in (0, 1]; None: the card's.
     """
 
     model: str
@@ -185,6 +195,7 @@ class ScoreConfig:
     progress: bool = False
     overwrite: bool = False
     runtime: str = AUTO_RUNTIME
+    not_digit_threshold: float | None = None
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "must not be empty", self.model)
@@ -211,6 +222,13 @@ class ScoreConfig:
             "must be in [0, 1]",
             self.review_threshold,
         )
+        if self.not_digit_threshold is not None:
+            require(
+                math.isfinite(self.not_digit_threshold) and 0.0 < self.not_digit_threshold <= 1.0,
+                "not_digit_threshold",
+                "must be in (0, 1]",
+                self.not_digit_threshold,
+            )
         require(
             isinstance(self.max_batch_size, int) and self.max_batch_size > 0,
             "max_batch_size",

@@ -15,6 +15,7 @@ from typing import Any
 
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.files import replaced_atomically
+from mnist_batch.trust import NotDigitCardError, NotDigitCheck
 
 CARD_SUFFIX = ".card.json"
 CARD_SCHEMA_VERSION = 1
@@ -72,6 +73,11 @@ class ModelCard:
         "agreement": {"split", "examples", "argmax_agreement", "max_abs_diff", "accuracy",
         "keras_accuracy"}, "versions", "created_at"}``. Scoring uses one only when its file has
         that sha256; ``--runtime auto`` only when ``argmax_agreement`` is at least 99.9 %.
+      not_digit: the model's not-a-digit check (:mod:`mnist_batch.trust`): ``{"output_index": C,
+        "threshold", "budget", "validation_digits[_flagged]", "validation_negatives[_flagged]",
+        "test_digits_flagged"}``: the model has C+1 outputs, output C says "not a digit", and
+        rows scoring at least ``threshold`` are flagged. ``None``: no check (cards written before
+        it, or ``train --not-digit 0``); such a model has C outputs.
     """
 
     model_name: str
@@ -92,11 +98,24 @@ class ModelCard:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     reference: dict[str, Any] | None = None
     runtimes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    not_digit: dict[str, Any] | None = None
     schema_version: int = CARD_SCHEMA_VERSION
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def num_outputs(self) -> int:
+        """The model's output units: one per class, plus the not-digit output when it has one."""
+        return self.num_classes + (1 if self.not_digit is not None else 0)
+
+    def not_digit_check(self, where: str = "model card") -> NotDigitCheck | None:
+        """The checked :class:`~mnist_batch.trust.NotDigitCheck`; None without one."""
+        try:
+            return NotDigitCheck.from_card(self.not_digit, self.num_classes, where=where)
+        except NotDigitCardError as exc:
+            raise ModelCardError(str(exc)) from exc
 
     def stored_reference(self) -> dict[str, Any] | None:
         """What scoring copies into ``summary["model_reference"]`` so that monitoring never needs the card:
@@ -127,6 +146,7 @@ class ModelCard:
         card = cls(**kwargs)
         if card.num_classes < 2:
             raise ModelCardError(f"{where}: needs at least two class names, has {card.num_classes}")
+        card.not_digit_check(where)  # a damaged entry is refused when the card is read
         return card
 
 

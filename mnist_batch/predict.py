@@ -18,6 +18,7 @@ import numpy as np
 from mnist_batch.constants import AUTO_RUNTIME
 from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, FileTooLargeError, NotRegularFileError, read_local
 from mnist_batch.preprocess import ImageDecodeError, MnistImage, preprocess_bytes
+from mnist_batch.trust import split_outputs, threshold_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,14 +28,25 @@ class Prediction:
     Attributes:
       path: the file.
       image: the preprocessed 28x28 MNIST-format image the model saw.
-      probabilities: float32 [C].
+      probabilities: float32 [C] (over the classes; renormalised when the model has a not-digit output).
       class_names: C names.
+      not_digit_score: the model's not-digit score (None: the model has no check).
+      not_digit_threshold: from this score on the image is not a digit (None: no check).
     """
 
     path: str
     image: MnistImage
     probabilities: np.ndarray
     class_names: tuple[str, ...]
+    not_digit_score: float | None = None
+    not_digit_threshold: float | None = None
+
+    @property
+    def not_digit(self) -> bool | None:
+        """The image is not a digit; None when the model has no not-digit check."""
+        if self.not_digit_score is None or self.not_digit_threshold is None:
+            return None
+        return self.not_digit_score >= self.not_digit_threshold
 
     @property
     def label(self) -> int:
@@ -78,13 +90,16 @@ def read_and_preprocess(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> M
     return preprocess_bytes(data)
 
 
-def predict_files(model_path: str, paths: Sequence[str], runtime: str = AUTO_RUNTIME) -> list[Prediction | Failure]:
+def predict_files(
+    model_path: str, paths: Sequence[str], runtime: str = AUTO_RUNTIME, not_digit_threshold: float | None = None
+) -> list[Prediction | Failure]:
     """Classifies each file; a bad file becomes a :class:`Failure`, the others still run.
 
     Args:
       model_path: ``.keras`` file with its model card.
       paths: image files.
       runtime: ``auto``, ``keras`` or ``litert`` (:func:`mnist_batch.models.choose_runtime`).
+      not_digit_threshold: overrides the card's not-digit threshold (None: the card's).
 
     Returns:
       One :class:`Prediction` or :class:`Failure` per path, in order.
@@ -106,9 +121,12 @@ def predict_files(model_path: str, paths: Sequence[str], runtime: str = AUTO_RUN
         except ImageDecodeError as exc:
             results.append(Failure(path, str(exc)))
     if images:
-        probabilities = predictor(np.stack([m.pixels for _, m in images]))
-        for (i, image), row in zip(images, probabilities, strict=True):
-            results[i] = Prediction(paths[i], image, row, tuple(card.class_names))
+        threshold, _ = threshold_for(card.not_digit_check(model_path), not_digit_threshold)
+        outputs = predictor(np.stack([m.pixels for _, m in images]))
+        probabilities, scores = split_outputs(outputs, card.num_classes)
+        for j, ((i, image), row) in enumerate(zip(images, probabilities, strict=True)):
+            score = None if scores is None else float(scores[j])
+            results[i] = Prediction(paths[i], image, row, tuple(card.class_names), score, threshold)
     return results
 
 

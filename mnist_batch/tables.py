@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from mnist_batch import trust
 from mnist_batch.constants import (
     COL_BLANK,
     COL_CONFIDENCE,
@@ -44,6 +45,8 @@ from mnist_batch.constants import (
     COL_TRUE_LABEL,
 )
 
+COL_NOT_DIGIT = "not_digit"
+COL_NOT_DIGIT_SCORE = "not_digit_score"
 COL_PREDICTED_CLASS = "predicted_class"
 COL_TRUE_CLASS = "true_class"
 COL_RUNTIME_MODEL_ID = "runtime_model_id"
@@ -64,6 +67,8 @@ PREDICTIONS_SCHEMA = pa.schema(
         pa.field(COL_CONFIDENCE, pa.float32(), nullable=False),
         pa.field(COL_PROBABILITIES, pa.list_(pa.float32()), nullable=False),
         pa.field(COL_LOW_CONFIDENCE, pa.bool_(), nullable=False),
+        pa.field(COL_NOT_DIGIT, pa.bool_()),
+        pa.field(COL_NOT_DIGIT_SCORE, pa.float32()),
         pa.field(COL_BLANK, pa.bool_(), nullable=False),
         pa.field(COL_MODEL_ID, pa.string(), nullable=False),
         pa.field(COL_RUNTIME_MODEL_ID, pa.string(), nullable=False),
@@ -72,7 +77,10 @@ PREDICTIONS_SCHEMA = pa.schema(
     ]
 )
 """One row per scored image. ``true_label``/``true_class`` are null when no label is known;
-``model_id`` is the model's identity, ``runtime_model_id`` the file that scored the row."""
+``model_id`` is the model's identity, ``runtime_model_id`` the file that scored the row.
+``not_digit``: the image is not a digit (``not_digit_score >= `` the threshold, the card's unless
+``--not-digit-threshold``); both null for a model without the check (:mod:`mnist_batch.trust`).
+``probabilities`` and ``confidence`` are over the C classes either way."""
 
 
 def prediction_columns(
@@ -87,6 +95,7 @@ def prediction_columns(
     review_threshold: float,
     scored_at: datetime.datetime,
     runtime_model_id: str | Sequence[str] | None = None,
+    not_digit_threshold: float | None = None,
 ) -> dict[str, pa.Array]:
     """The :data:`PREDICTIONS_SCHEMA` columns of N scored images: the one builder of prediction rows
     (scoring's ``predictions`` table and ``evaluate``'s ``predictions.parquet`` alike).
@@ -95,7 +104,8 @@ def prediction_columns(
       paths: N paths (None where an image has no file).
       true_labels: N class indices, None where no label is known.
       blank: N flags: the image had no ink.
-      probabilities: float32 [N, C].
+      probabilities: float32 [N, C], or [N, C+1] from a model with the not-digit output
+        (split by :func:`mnist_batch.trust.split_outputs`).
       class_names: C names.
       model_id: the model's identity (sha256 of its ``.keras`` file), written on every row.
       runtime_model_id: the sha256 of the runtime file that scored, on every row or one per row
@@ -103,10 +113,15 @@ def prediction_columns(
       run_id: written on every row.
       review_threshold: rows with confidence below it are ``low_confidence``.
       scored_at: timestamp of every row (timezone-aware).
+      not_digit_threshold: rows whose not-digit score is at least this are ``not_digit``
+        (None, or C outputs: both columns null).
     """
     n, num_classes = len(paths), len(class_names)
     runtime_model_id = model_id if runtime_model_id is None else runtime_model_id
-    probabilities = np.asarray(probabilities, dtype=np.float32).reshape(n, num_classes)
+    outputs = np.asarray(probabilities, dtype=np.float32)
+    outputs = outputs.reshape(n, outputs.shape[-1] if outputs.ndim == 2 else num_classes)
+    probabilities, scores = trust.split_outputs(outputs, num_classes)
+    flags = trust.flag(scores, not_digit_threshold)
     predicted = probabilities.argmax(axis=1).astype(np.int32)
     confidence = probabilities[np.arange(n), predicted]
     names = np.asarray(class_names, dtype=object)
@@ -122,6 +137,8 @@ def prediction_columns(
         COL_CONFIDENCE: pa.array(confidence, pa.float32()),
         COL_PROBABILITIES: pa.ListArray.from_arrays(pa.array(offsets), pa.array(probabilities.reshape(-1))),
         COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),
+        COL_NOT_DIGIT: pa.nulls(n, pa.bool_()) if flags is None else pa.array(flags, pa.bool_()),
+        COL_NOT_DIGIT_SCORE: pa.nulls(n, pa.float32()) if flags is None else pa.array(scores, pa.float32()),
         COL_BLANK: pa.array(np.fromiter((bool(b) for b in blank), dtype=bool, count=n), pa.bool_()),
         COL_MODEL_ID: pa.array([model_id] * n, pa.string()),
         COL_RUNTIME_MODEL_ID: pa.array(
@@ -237,11 +254,13 @@ RUNS_SCHEMA = pa.schema(
         pa.field("accuracy", pa.float64()),
         pa.field("macro_f1", pa.float64()),
         pa.field("exit_code", pa.int32()),
+        pa.field(COL_NOT_DIGIT, pa.int64()),
     ]
 )
 """``ROOT/runs/dt=D/run=ID/``: one row per committed run, written in its commit (runs layout only).
 ``dt`` and ``run`` are its Hive partitions as in every table; ``accuracy``/``macro_f1`` null
-without labels. Order runs by ``committed_at`` (run ids are not in commit order)."""
+without labels; ``not_digit`` (rows flagged not a digit) null for a model without the check and in
+rows written before it existed. Order runs by ``committed_at`` (run ids are not in commit order)."""
 
 
 def runs_row(summary: dict) -> dict:
@@ -265,6 +284,7 @@ def runs_row(summary: dict) -> dict:
         "accuracy": summary.get("accuracy"),
         "macro_f1": summary.get("macro_f1"),
         "exit_code": summary.get("exit_code"),
+        COL_NOT_DIGIT: counts.get(COL_NOT_DIGIT),
     }
 
 

@@ -26,6 +26,8 @@ BASE = {
     "model_card",
     "jsonfmt",
     "curves",
+    "synthetic",
+    "trust",
 }
 ALLOWED = {
     "base": BASE,

@@ -61,7 +61,7 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     assert {"epoch_time_s", "learning_rate", "val_accuracy"} <= set(history)
     assert not (run / "backup").exists(), "a completed run removes its backup"
     best = keras.models.load_model(run / "checkpoints" / "best.keras", safe_mode=True)
-    assert best.output_shape == (None, 10)
+    assert best.output_shape == (None, 11)  # ten digits and "not a digit" (the default --not-digit 0.15)
 
     card = read_card(export)  # verifies model_id == sha256 of the file
     assert card.model_id == file_sha256(export)
@@ -73,10 +73,10 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     assert card.tf_version == tf.__version__ and card.keras_version == keras.__version__
     assert card.wall_time_s > 0 and card.extra["config"]["model"] == "mlp-512"
 
-    # The card's test metrics are those of the exported file on the held-out test split.
+    # The card's test metrics are those of the exported file's ten digit outputs on the held-out test split.
     model = keras.models.load_model(export, safe_mode=True)
     test = small.splits["test"]
-    pred = np.asarray(model(normalize(test.images))).argmax(1)
+    pred = np.asarray(model(normalize(test.images)))[:, :10].argmax(1)
     cm = metrics.confusion_matrix(test.labels, pred, 10)
     assert card.test_metrics["accuracy"] == pytest.approx(metrics.accuracy(cm))
 
@@ -87,6 +87,11 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     assert fast["agreement"]["keras_accuracy"] == pytest.approx(card.test_metrics["accuracy"])
     assert card.test_metrics["macro_f1"] == pytest.approx(metrics.macro_f1(cm))
     assert card.test_metrics["examples"] == 300 and np.isfinite(card.test_metrics["loss"])
+    # The not-digit threshold, chosen on the validation digits and generated negatives, and in the card.
+    assert card.not_digit["output_index"] == 10 and 0 < card.not_digit["threshold"] <= 0.5
+    assert card.not_digit["validation_digits"] == 200 and card.not_digit["validation_negatives"] > 0
+    assert card.extra["not_digit_train_negatives"] == 90  # 15 % of 600
+    assert fast["agreement"]["not_digit_agreement"] is not None
     assert not model.compiled, "the export is an inference-only copy"
     assert oct(export.stat().st_mode & 0o777) != "0o600"
 

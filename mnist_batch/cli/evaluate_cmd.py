@@ -7,7 +7,9 @@ import pathlib
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.constants import AUTO_RUNTIME, RUNTIME_CHOICES, SPLITS
+from mnist_batch.errors import MnistBatchError
 from mnist_batch.models.runtimes import RUNTIME_HELP
+from mnist_batch.trust import check_threshold, describe
 
 EPILOG = """Outputs under --output DIR:
   metrics.parquet      one row per model: accuracy, macro_f1, top2_accuracy, log_loss, ece (15 bins),
@@ -16,6 +18,8 @@ EPILOG = """Outputs under --output DIR:
   confusion.parquet    model, true_label, predicted_label, true_class, predicted_class, count
   predictions.parquet  one row per model and image (probabilities; pixels or path for the report)
   comparison.md        the comparison table and a significance sentence per model
+  trust.{parquet,md,png}  with --trust: per generated set (clean, each corruption, each kind of
+                       non-digit, Fashion-MNIST when installed): accuracy, flagged, wrong and unflagged
   report.html + PNGs   confusion heatmap, per-class bars, misclassified / least confident images,
                        confidence histogram, reliability diagram (as `mnist-batch report DIR`)
 
@@ -52,12 +56,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=AUTO_RUNTIME, help=RUNTIME_HELP)
+    p.add_argument(
+        "--not-digit-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="not a digit from this not-digit score on (0 < T <= 1); default: each model card's",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="also measure on generated damaged digits and non-digits: trust.parquet, trust.md, trust.png",
+    )
     p.add_argument("--no-report", dest="report", action="store_false", help="skip report.html and the plots")
     add_verbosity(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.not_digit_threshold is not None:
+        check_threshold(args.not_digit_threshold, "--not-digit-threshold", MnistBatchError)
     with slow_step(args, "loading TensorFlow ..."):
         from mnist_batch.evaluation import evaluate
 
@@ -69,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         class_names=args.class_names,
         runtime=args.runtime,
+        not_digit_threshold=args.not_digit_threshold,
+        trust_report=args.trust,
     )
     out = pathlib.Path(args.output)
     for m in summary["models"]:
@@ -76,11 +96,26 @@ def run(args: argparse.Namespace) -> int:
             f"runtime: {m['model']} scored with {m.get('runtime', 'keras')} (file sha256 "
             f"{str(m.get('runtime_model_id', ''))[:12]}, model_id {m['model_id'][:12]})"
         )
+        print(not_digit_line(m))
     print(f"{out / 'comparison.md'}:")
     print((out / "comparison.md").read_text(encoding="utf-8"))
+    if args.trust:
+        print(f"{out / 'trust.md'} (plot: {out / 'trust.png'}):")
+        print((out / "trust.md").read_text(encoding="utf-8"))
     if args.report:
         from mnist_batch.report import build_report
 
         print(f"report: {build_report(out)}")
     print(f"tables: {out}/{{metrics,per_class,confusion,predictions}}.parquet")
     return 0
+
+
+def not_digit_line(m: dict) -> str:
+    """One line per model: its not-digit check on this split, or that it has none."""
+    threshold = m.get("not_digit_threshold")
+    if threshold is None:
+        return f"{m['model']}: {describe(None, 'none')}"
+    return (
+        f"{m['model']}: not a digit (score >= {threshold:g}) {m['not_digit_rate']:.2%}, flagged in all "
+        f"{m['flagged_rate']:.2%}, wrong and unflagged {m['wrong_unflagged_rate']:.2%}"
+    )

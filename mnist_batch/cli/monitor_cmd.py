@@ -32,7 +32,7 @@ copied into summary.json at scoring (model and input paths are stored absolute),
 is the same from any folder. When the monitor must fall back to the model's first run because the
 card is found nowhere, it prints a FALLBACK line and the run's `reference` check alerts.
 
-Checks: class_mix and confidence (PSI; warn/alert thresholds), errors, low_confidence, blank
+Checks: class_mix and confidence (PSI; warn/alert thresholds), errors, low_confidence, blank, not_digit
 (rise of the rate over the reference, in points), accuracy (drop, labelled runs), volume (0 images
 scored, or under --min-volume-ratio (10 %) of the median scored by the last --volume-window (7)
 runs), reference (fell back: no model card found), summary (summary.json unreadable or incomplete:
@@ -67,6 +67,7 @@ THRESHOLD_OPTIONS = (
     ("error_rate_rise", float, "alert when the error rate rises more"),
     ("low_confidence_rise", float, "alert when the low-confidence rate rises more"),
     ("blank_rise", float, "alert when the blank rate rises more"),
+    ("not_digit_rise", float, "alert when the not-a-digit rate rises more"),
     ("accuracy_drop", float, "alert when accuracy falls more"),
     ("min_volume_ratio", float, "volume alerts when a run scored fewer than this share of the recent runs' median"),
     ("volume_window", int, "how many previous runs make that median"),

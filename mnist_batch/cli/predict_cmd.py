@@ -8,7 +8,9 @@ import sys
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.constants import AUTO_RUNTIME, RUNTIME_CHOICES
+from mnist_batch.errors import MnistBatchError
 from mnist_batch.models.runtimes import RUNTIME_HELP
+from mnist_batch.trust import check_threshold, describe
 
 EXIT_SOME_FAILED = 1
 
@@ -41,6 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="save the 28x28 image the model saw (several images: OUT_1.png, OUT_2.png, ...)",
     )
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=AUTO_RUNTIME, help=RUNTIME_HELP)
+    p.add_argument(
+        "--not-digit-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="not a digit from this not-digit score on (0 < T <= 1); default: the model card's",
+    )
     add_verbosity(p)
     p.set_defaults(run=run)
 
@@ -55,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     with slow_step(args, "loading the model runtime ..."):
         from mnist_batch.predict import Failure, predict_files, save_preprocessed
 
-    results = predict_files(args.model, args.images, args.runtime)
+    if args.not_digit_threshold is not None:
+        check_threshold(args.not_digit_threshold, "--not-digit-threshold", MnistBatchError)
+    results = predict_files(args.model, args.images, args.runtime, args.not_digit_threshold)
     failed = 0
     for i, r in enumerate(results):
         if isinstance(r, Failure):
@@ -63,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"mnist-batch predict: error: {r.path}: {r.message}", file=sys.stderr, flush=True)
             continue
         top = ", ".join(f"{name} {p:.4f}" for name, p in r.top(max(1, args.top)))
-        notes = [n for n, on in (("blank", r.image.blank), ("dark-on-light, inverted", r.image.inverted)) if on]
+        flags = (
+            ("not a digit" + (f": score {r.not_digit_score:.4f}" if r.not_digit else ""), r.not_digit),
+            ("blank", r.image.blank),
+            ("dark-on-light, inverted", r.image.inverted),
+        )
+        notes = [n for n, on in flags if on]
         note = f"  [{'; '.join(notes)}]" if notes else ""
         print(
             f"{r.path}: {r.class_names[r.label]} (confidence {r.confidence:.4f})  top-{args.top}: {top}{note}",
@@ -72,4 +88,6 @@ def run(args: argparse.Namespace) -> int:
         if args.show_preprocessed:
             saved = save_preprocessed(r.image, preprocessed_path(args.show_preprocessed, i, len(results)))
             print(f"  model input (28x28): {saved}")
+    if any(not isinstance(r, Failure) and r.not_digit is None for r in results):
+        print(describe(None, "none"))  # after the answers: one line, whatever the number of images
     return EXIT_SOME_FAILED if failed else 0

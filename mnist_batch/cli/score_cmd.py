@@ -15,6 +15,7 @@ import sys
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.scoring.options import ScoreSettings, add_arguments, parse
 from mnist_batch.tables import partition_parts
+from mnist_batch.trust import describe
 
 DESCRIPTION = """\
 Score folders of digit images with Apache Beam and write Parquet outputs.
@@ -74,6 +75,10 @@ def print_summary(summary: dict) -> None:
     )
     if summary.get("runtime"):
         print(f"runtime: {summary['runtime']} ({summary.get('runtime_reason', '')})")
+    if "not_digit_threshold" in summary:
+        line = describe(summary["not_digit_threshold"], summary.get("not_digit_threshold_source", ""))
+        flagged = counts.get("not_digit")
+        print(line if flagged is None else f"{line}: {flagged:,} of {counts['scored']:,} flagged not a digit")
     if summary.get("accuracy") is not None:
         print(
             f"accuracy {summary['accuracy']:.4f}, macro-F1 {summary['macro_f1']:.4f} "

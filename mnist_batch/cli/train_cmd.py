@@ -69,6 +69,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rotation", type=float, default=d.rotation, metavar="DEG", help="largest random rotation")
     p.add_argument("--zoom", type=float, default=d.zoom, help="largest random relative zoom")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="e.g. 0.1")
+    p.add_argument(
+        "--not-digit",
+        type=float,
+        default=d.not_digit,
+        metavar="SHARE",
+        help="generated non-digits per training image, learnt as an extra 'not a digit' class (0: none)",
+    )
+    p.add_argument(
+        "--damage",
+        type=float,
+        default=d.damage,
+        metavar="SHARE",
+        help="share of training images damaged per batch (noise, blur, stroke width, contrast), label kept",
+    )
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val accuracy; 0 = off")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, shuffling and augmentation")
     p.add_argument("--limit", type=int, default=None, help="use at most N examples of each split (smoke runs)")
@@ -110,6 +124,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             rotation=args.rotation,
             zoom=args.zoom,
             label_smoothing=args.label_smoothing,
+            not_digit=args.not_digit,
+            damage=args.damage,
             patience=args.patience,
             seed=args.seed,
             limit=args.limit,

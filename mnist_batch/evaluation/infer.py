@@ -12,6 +12,7 @@ import numpy as np
 from mnist_batch.constants import AUTO_RUNTIME
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.models import ScoringModel
+from mnist_batch.trust import split_outputs
 
 BATCH_SIZE = 512
 
@@ -32,6 +33,9 @@ class Predictions:
       paths: str [N] image files (folder inputs), or None for arrays.
       pixels: uint8 [N, 28, 28] the images the model saw (arrays), or None for folders.
       blank: bool [N] images with no ink (flagged as scoring flags them).
+      outputs: float32 [N, C] or [N, C+1], the model's raw outputs (with the not-digit output;
+        :func:`mnist_batch.trust.split_outputs`); None: ``probabilities`` are all there is.
+      not_digit_score: float32 [N], or None (no check).
     """
 
     probabilities: np.ndarray
@@ -40,13 +44,17 @@ class Predictions:
     paths: list[str] | None = None
     pixels: np.ndarray | None = None
     blank: np.ndarray | None = None
+    outputs: np.ndarray | None = None
+    not_digit_score: np.ndarray | None = None
 
     @property
     def images_per_s(self) -> float:
         return float(len(self.labels) / self.seconds) if self.seconds > 0 else float("nan")
 
 
-def predict_arrays(scorer: ScoringModel, images: np.ndarray, labels: np.ndarray) -> Predictions:
+def predict_arrays(
+    scorer: ScoringModel, images: np.ndarray, labels: np.ndarray, num_classes: int | None = None
+) -> Predictions:
     """Runs a checked model over uint8 images with a tf.data pipeline (batch -> LUT normalise -> prefetch).
 
     Args:
@@ -54,6 +62,7 @@ def predict_arrays(scorer: ScoringModel, images: np.ndarray, labels: np.ndarray)
         (only those bytes are loaded).
       images: uint8 [N, 28, 28], MNIST format.
       labels: int [N].
+      num_classes: C, the card's classes (default: the model's outputs, no not-digit output).
 
     Returns:
       :class:`Predictions` with ``pixels`` set to ``images``.
@@ -75,11 +84,17 @@ def predict_arrays(scorer: ScoringModel, images: np.ndarray, labels: np.ndarray)
     start = time.perf_counter()
     outputs = [predictor.predict_normalized(x) for x in ds]
     seconds = time.perf_counter() - start
-    num_classes = predictor.num_classes
-    probabilities = np.concatenate(outputs) if outputs else np.zeros((0, num_classes), np.float32)
+    raw = np.concatenate(outputs) if outputs else np.zeros((0, predictor.num_classes), np.float32)
+    probabilities, scores = split_outputs(raw, num_classes or predictor.num_classes)
     span = images.max(axis=(1, 2)).astype(np.int64) - images.min(axis=(1, 2)) if len(images) else np.zeros(0)
     return Predictions(
-        probabilities, np.asarray(labels, np.int64), seconds, pixels=images, blank=span < MIN_INK_CONTRAST
+        probabilities,
+        np.asarray(labels, np.int64),
+        seconds,
+        pixels=images,
+        blank=span < MIN_INK_CONTRAST,
+        outputs=raw,
+        not_digit_score=scores,
     )
 
 
@@ -110,13 +125,21 @@ def predict_folder(
     if list(summary.get("class_names", class_names)) != list(class_names):
         raise InferenceError(f"{model_path}: model classes {summary.get('class_names')} != data classes {class_names}")
     keep = [i for i, t in enumerate(table["true_label"]) if t is not None]
+    scores = table.get("not_digit_score") or [None] * len(table["true_label"])
     if not keep:
         raise InferenceError(f"{directory}: no image with a known label was scored")
     order = sorted(keep, key=lambda i: table["path"][i])  # stable order: every model sees the same rows
+    probabilities = np.asarray([table["probabilities"][i] for i in order], np.float32)
+    not_digit = None if scores[order[0]] is None else np.asarray([scores[i] for i in order], np.float32)
+    outputs = None  # the C+1 outputs again: split_outputs gives back these probabilities and scores
+    if not_digit is not None:
+        outputs = np.concatenate([probabilities * (1 - not_digit[:, None]), not_digit[:, None]], axis=1)
     return Predictions(
-        probabilities=np.asarray([table["probabilities"][i] for i in order], np.float32),
+        probabilities=probabilities,
         labels=np.asarray([table["true_label"][i] for i in order], np.int64),
         seconds=float(summary["wall_time_s"]),
         paths=[table["path"][i] for i in order],
         blank=np.asarray([table["blank"][i] for i in order], bool),
+        outputs=outputs,
+        not_digit_score=not_digit,
     )

@@ -20,6 +20,7 @@ from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_fo
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import check_model, choose_runtime
 from mnist_batch.runstore.run_ids import default_run_id
+from mnist_batch.trust import flag, threshold_for
 
 SUMMARY_FILE = "evaluation.json"
 OUTPUT_FILES = ("metrics.parquet", "per_class.parquet", "confusion.parquet", "predictions.parquet", "comparison.md")
@@ -92,6 +93,8 @@ def evaluate(
     overwrite: bool = False,
     class_names: str | None = None,
     runtime: str = AUTO_RUNTIME,
+    not_digit_threshold: float | None = None,
+    trust_report: bool = False,
 ) -> dict[str, Any]:
     """Evaluates every model on ``dataset``'s ``split`` and writes the tables under ``output``.
 
@@ -103,6 +106,9 @@ def evaluate(
       overwrite: replace an earlier evaluation in ``output``.
       class_names: ``--class-names`` (comma list or file) overriding the data set's names.
       runtime: what runs each model (``auto``, ``keras``, ``litert``; :func:`choose_runtime`).
+      not_digit_threshold: overrides each card's not-digit threshold (None: the card's).
+      trust_report: also measure every model on generated damaged digits and non-digits
+        (:mod:`mnist_batch.evaluation.trust`): ``trust.parquet``, ``trust.md``, ``trust.png``.
 
     Returns:
       The summary written to ``output/evaluation.json`` (data, class names, one entry per model).
@@ -118,33 +124,25 @@ def evaluate(
     cards = [check_model(m, load=False) for m in models]  # the model against its card, once, before any image
     scorers = [choose_runtime(m, card, runtime) for m, card in zip(models, cards, strict=True)]
     data = resolve_data(dataset, split, cards[0], class_names)
-    for model, card in zip(models, cards, strict=True):
-        if tuple(card.class_names) != tuple(data.class_names):
-            raise EvaluationError(
-                f"{model}: model classes ({', '.join(card.class_names[:4])}, ...) differ from {data.name}'s "
-                f"({', '.join(data.class_names[:4])}, ...); use the data set the model was trained on "
-                "(a classes.txt beside the data, or fashion-mnist for Fashion-MNIST)"
-            )
+    if trust_report and data.folder is not None:
+        raise EvaluationError(f"--trust: {dataset} is a folder of files; the trust sets are made from array data sets")
+    check_classes(models, cards, data)
+    thresholds = [
+        threshold_for(card.not_digit_check(m), not_digit_threshold)[0] for m, card in zip(models, cards, strict=True)
+    ]
     output = pathlib.Path(output)
     prepare_output(output, overwrite)
     names = display_names(models)
     scored_at = datetime.datetime.now(datetime.UTC)
     run_id = "e" + default_run_id(scored_at)[1:]  # e20261201T...: an evaluation, not a scoring run
-    results: list[Predictions] = []
-    for model, scorer in zip(models, scorers, strict=True):
-        if data.folder is not None:
-            results.append(predict_folder(model, data.folder, data.class_names, scorer.runtime))
-        else:
-            results.append(predict_arrays(scorer, data.images, data.labels))
-    if data.folder is not None and any(r.paths != results[0].paths for r in results[1:]):
-        raise EvaluationError(f"{data.folder}: models scored different sets of files; cannot pair them")
+    results = predict_all(models, scorers, data)
 
     per_model = [summarize.model_metrics(r.labels, r.probabilities) for r in results]
     correct = [r.probabilities.argmax(axis=1) == r.labels for r in results]
     paired = summarize.versus_first(correct)
     metric_rows, class_rows, cell_rows, pred_rows = [], [], [], []
-    for name, model, card, scorer, r, m, pair in zip(
-        names, models, cards, scorers, results, per_model, paired, strict=True
+    for name, model, card, scorer, r, m, pair, threshold in zip(
+        names, models, cards, scorers, results, per_model, paired, thresholds, strict=True
     ):
         metric_rows.append(
             {
@@ -158,13 +156,14 @@ def evaluate(
                 "split": split,
                 **{k: v for k, v in m.items() if k not in ("confusion", "per_class")},
                 "images_per_s": r.images_per_s,
+                **flag_rates(r, threshold),
                 **pair,
             }
         )
         class_rows += summarize.per_class_rows(name, data.class_names, m["per_class"])
         cell_rows += summarize.confusion_rows(name, data.class_names, m["confusion"])
         pred_rows.append(
-            prediction_table(name, r, data.class_names, (card.model_id, scorer.model_id), run_id, scored_at)
+            prediction_table(name, r, data.class_names, (card.model_id, scorer.model_id), run_id, scored_at, threshold)
         )
 
     pq.write_table(pa.Table.from_pylist(metric_rows), output / "metrics.parquet")
@@ -180,12 +179,99 @@ def evaluate(
         "class_names": list(data.class_names),
         "models": metric_rows,
     }
+    if trust_report:
+        summary["trust"] = write_trust(output, data, names, scorers, thresholds)
     (output / SUMMARY_FILE).write_text(jsonfmt.dumps(summary) + "\n", encoding="utf-8")
     return summary
 
 
+def check_classes(models: Sequence[str], cards: Sequence[ModelCard], data: DataToEvaluate) -> None:
+    """Every model has the data's classes, in order.
+
+    Raises:
+      EvaluationError: naming the first model that differs.
+    """
+    for model, card in zip(models, cards, strict=True):
+        if tuple(card.class_names) != tuple(data.class_names):
+            raise EvaluationError(
+                f"{model}: model classes ({', '.join(card.class_names[:4])}, ...) differ from {data.name}'s "
+                f"({', '.join(data.class_names[:4])}, ...); use the data set the model was trained on "
+                "(a classes.txt beside the data, or fashion-mnist for Fashion-MNIST)"
+            )
+
+
+def predict_all(models: Sequence[str], scorers, data: DataToEvaluate) -> list[Predictions]:
+    """Every model's predictions on the split (arrays in-process, folders through the scoring pipeline).
+
+    Raises:
+      EvaluationError: on a folder, the models scored different sets of files.
+    """
+    results: list[Predictions] = []
+    for model, scorer in zip(models, scorers, strict=True):
+        if data.folder is not None:
+            results.append(predict_folder(model, data.folder, data.class_names, scorer.runtime))
+        else:
+            results.append(predict_arrays(scorer, data.images, data.labels, len(data.class_names)))
+    if data.folder is not None and any(r.paths != results[0].paths for r in results[1:]):
+        raise EvaluationError(f"{data.folder}: models scored different sets of files; cannot pair them")
+    return results
+
+
+def flag_rates(r: Predictions, threshold: float | None) -> dict[str, Any]:
+    """``not_digit_threshold``, and the shares of the split flagged not a digit, flagged at all
+    (that or below the default review threshold), and wrong but unflagged (None values without a check)."""
+    from mnist_batch.config import DEFAULT_REVIEW_THRESHOLD
+
+    n = len(r.labels)
+    not_digit = flag(r.not_digit_score, threshold)
+    low = r.probabilities.max(axis=1) < DEFAULT_REVIEW_THRESHOLD if n else np.zeros(0, bool)
+    flagged = low | not_digit if not_digit is not None else low
+    wrong = r.probabilities.argmax(axis=1) != r.labels if n else np.zeros(0, bool)
+    return {
+        "not_digit_threshold": threshold,
+        "not_digit_rate": float(not_digit.mean()) if not_digit is not None and n else None,
+        "flagged_rate": float(flagged.mean()) if n else None,
+        "wrong_unflagged_rate": float((wrong & ~flagged).mean()) if n else None,
+    }
+
+
+def write_trust(output: pathlib.Path, data: DataToEvaluate, names, scorers, thresholds) -> list[dict[str, Any]]:
+    """The trust report of every model (:mod:`mnist_batch.evaluation.trust`); its rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mnist_batch.config import DEFAULT_REVIEW_THRESHOLD
+    from mnist_batch.evaluation import trust
+    from mnist_batch.models import Predictor
+
+    sets = trust.trust_sets(data.images, data.labels, fashion=trust.fashion_images())
+    rows, texts = [], []
+    for i, (name, scorer, threshold) in enumerate(zip(names, scorers, thresholds, strict=True)):
+        predictor = Predictor.load(scorer.uri, scorer.model_id, runtime=scorer.runtime)
+        measured = trust.measure(
+            predictor,
+            sets,
+            len(data.class_names),
+            review_threshold=DEFAULT_REVIEW_THRESHOLD,
+            not_digit_threshold=threshold,
+        )
+        rows += [{"model": name, **row} for row in measured]
+        texts.append(trust.markdown(measured, name, (DEFAULT_REVIEW_THRESHOLD, threshold)))
+        if i == 0:
+            trust.plot(measured, output / "trust.png", f"{name}: flagged vs wrong and unflagged, per set")
+    pq.write_table(pa.Table.from_pylist(rows), output / "trust.parquet")
+    (output / "trust.md").write_text("\n".join(texts), encoding="utf-8")
+    return rows
+
+
 def prediction_table(
-    name: str, r: Predictions, class_names: Sequence[str], ids: tuple[str, str], run_id: str, scored_at
+    name: str,
+    r: Predictions,
+    class_names: Sequence[str],
+    ids: tuple[str, str],
+    run_id: str,
+    scored_at,
+    not_digit_threshold: float | None = None,
 ):
     """Per-image rows (``predictions.parquet``): the scoring row plus the model's name, the index and
     the 28x28 pixels for array inputs (:data:`~mnist_batch.tables.EVALUATION_PREDICTIONS_SCHEMA`);
@@ -200,8 +286,9 @@ def prediction_table(
         r.paths if r.paths is not None else [None] * n,
         [int(label) for label in r.labels],
         r.blank if r.blank is not None else np.zeros(n, bool),
-        r.probabilities,
+        r.outputs if r.outputs is not None else r.probabilities,
         class_names=class_names,
+        not_digit_threshold=not_digit_threshold,
         model_id=ids[0],
         runtime_model_id=ids[1],
         run_id=run_id,

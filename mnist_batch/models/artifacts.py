@@ -24,6 +24,7 @@ from mnist_batch.files import replaced_atomically
 from mnist_batch.model_card import ModelCard, bytes_sha256, write_card
 from mnist_batch.models.predictor import Predictor
 from mnist_batch.models.runtimes import MIN_AGREEMENT, get_runtime, load_artifact
+from mnist_batch.trust import split_outputs
 
 
 class ArtifactError(MnistBatchError):
@@ -31,28 +32,43 @@ class ArtifactError(MnistBatchError):
 
 
 def agreement(
-    keras_probabilities: np.ndarray, runtime_probabilities: np.ndarray, labels: np.ndarray | None = None
+    keras_probabilities: np.ndarray,
+    runtime_probabilities: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    num_classes: int | None = None,
+    not_digit_threshold: float | None = None,
 ) -> dict[str, Any]:
-    """How closely a runtime reproduces Keras on the same images.
+    """How closely a runtime reproduces Keras on the same images: the class, and the not-digit flag.
 
     Args:
-      keras_probabilities, runtime_probabilities: float32 [N, C].
+      keras_probabilities, runtime_probabilities: float32 [N, K], the models' outputs (K = C, or
+        C + 1 with the not-digit output, :func:`mnist_batch.trust.split_outputs`).
       labels: int [N] true classes, for both accuracies (optional).
+      num_classes: C (default K: no not-digit output).
+      not_digit_threshold: the card's threshold; with it, how often both flag the same rows.
 
     Returns:
       ``{"examples", "argmax_agreement", "disagreements", "max_abs_diff", "accuracy", "keras_accuracy"}``
-      (``argmax_agreement`` None when N is 0).
+      (``argmax_agreement`` None when N is 0), plus ``"not_digit_agreement", "not_digit_disagreements"``
+      with a threshold.
     """
-    a = np.asarray(keras_probabilities, np.float32)
-    b = np.asarray(runtime_probabilities, np.float32)
-    n = len(a)
+    raw_a = np.asarray(keras_probabilities, np.float32)
+    raw_b = np.asarray(runtime_probabilities, np.float32)
+    n = len(raw_a)
+    classes = num_classes if num_classes is not None else raw_a.shape[-1]
+    (a, score_a), (b, score_b) = split_outputs(raw_a, classes), split_outputs(raw_b, classes)
     same = a.argmax(axis=1) == b.argmax(axis=1) if n else np.zeros(0, bool)
     out: dict[str, Any] = {
         "examples": int(n),
         "argmax_agreement": float(same.mean()) if n else None,
         "disagreements": int(n - same.sum()),
-        "max_abs_diff": float(np.abs(a - b).max()) if n else None,
+        "max_abs_diff": float(np.abs(raw_a - raw_b).max()) if n else None,
     }
+    if not_digit_threshold is not None and score_a is not None and n:
+        same_flag = (score_a >= not_digit_threshold) == (score_b >= not_digit_threshold)
+        out["not_digit_agreement"] = float(same_flag.mean())
+        out["not_digit_disagreements"] = int(n - same_flag.sum())
     if labels is not None and n:
         labels = np.asarray(labels, np.int64)
         out["accuracy"] = float((b.argmax(axis=1) == labels).mean())
@@ -73,6 +89,8 @@ def describe_artifact(name: str, entry: dict[str, Any], model_path: str = "") ->
             f"same class as Keras on {a['argmax_agreement']:.2%} of {a['examples']:,} {a.get('split', '')} images "
             f"({a.get('disagreements', 0)} differ), max |dp| {a['max_abs_diff']:.4f}; {used}"
         )
+        if a.get("not_digit_agreement") is not None:
+            measured += f"; same not-digit flag on {a['not_digit_agreement']:.2%}"
     return f"{name} runtime: {where} ({entry.get('bytes', 0) / 1e6:.2f} MB, sha256 {entry.get('sha256', '')[:12]}...): {measured}"
 
 
@@ -112,7 +130,7 @@ def make_artifact(
       runtime_name: an artifact runtime (:data:`mnist_batch.models.runtimes.RUNTIMES`).
       images: uint8 [N, 28, 28], the held-out split; labels: int [N] (optional).
       split: the split's name, recorded.
-      keras_probabilities: float32 [N, C] of ``model`` on ``images`` when already computed.
+      keras_probabilities: float32 [N, K], the outputs of ``model`` on ``images`` when already computed.
 
     Returns:
       The card as written, with ``runtimes[runtime_name]``.
@@ -139,7 +157,14 @@ def make_artifact(
             else:
                 if keras_probabilities is None:
                     keras_probabilities = Predictor(model)(images, batch_size=512)
-                measured = agreement(keras_probabilities, predictor(images, batch_size=512), labels)
+                check = card.not_digit_check()
+                measured = agreement(
+                    keras_probabilities,
+                    predictor(images, batch_size=512),
+                    labels,
+                    num_classes=card.num_classes,
+                    not_digit_threshold=check.threshold if check else None,
+                )
     except OSError as exc:
         raise ArtifactError(f"cannot write {target} ({exc.strerror or exc})") from exc
     entry = {

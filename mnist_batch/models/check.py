@@ -73,10 +73,11 @@ def check_shapes(model: Any, card: ModelCard, uri: str) -> None:
             f"{uri}: model input shape {list(model_input)} does not match the card's {list(card.input_shape)}"
         )
     units = model.output_shape[-1]
-    if len(model.output_shape) != 2 or units != card.num_classes:
+    if len(model.output_shape) != 2 or units != card.num_outputs:
+        extra = " and a not-digit output" if card.not_digit is not None else ""
         raise ModelError(
             f"{uri}: model outputs {tuple(model.output_shape[1:])} but the card names {card.num_classes} classes "
-            f"({', '.join(card.class_names[:5])}{', ...' if card.num_classes > 5 else ''})"
+            f"({', '.join(card.class_names[:5])}{', ...' if card.num_classes > 5 else ''}){extra}"
         )
 
 
@@ -124,6 +125,12 @@ def auto_runtime(card: ModelCard) -> tuple[str, str]:
         return (
             KERAS_RUNTIME,
             f"{FAST_RUNTIME} agreed with Keras on {shown} of the {split} split (< {MIN_AGREEMENT:.1%})",
+        )
+    flags = (entry.get("agreement") or {}).get("not_digit_agreement")
+    if flags is not None and flags < MIN_AGREEMENT:
+        return (
+            KERAS_RUNTIME,
+            f"{FAST_RUNTIME} gave Keras' not-digit flag on {flags:.2%} of the {split} split (< {MIN_AGREEMENT:.1%})",
         )
     if not get_runtime(FAST_RUNTIME).available():
         package = get_runtime(FAST_RUNTIME).package

@@ -7,6 +7,8 @@ Checks (the names ``--fail-on`` takes; ``drift`` = ``class_mix,confidence``; ``a
 * ``errors``: rise of the error rate (errors / matched files) over the reference's;
 * ``low_confidence``: rise of the low-confidence rate (below the run's review threshold / scored);
 * ``blank``: rise of the blank-image rate;
+* ``not_digit``: rise of the not-a-digit rate (rows flagged ``not_digit`` / scored; models
+  with the check, against the card's held-out rate or the reference run's);
 * ``accuracy``: fall of the accuracy (labelled runs, when the reference has one);
 * ``volume``: the run scored no image, or fewer than ``min_volume_ratio`` (10 %) of the median
   images scored by the previous ``volume_window`` (7) readable runs that scored any (a dead or
@@ -41,6 +43,7 @@ CHECKS = (
     "errors",
     "low_confidence",
     "blank",
+    "not_digit",
     "accuracy",
     "volume",
     "reference",
@@ -62,6 +65,7 @@ class Thresholds:
     error_rate_rise: float = 0.05
     low_confidence_rise: float = 0.10
     blank_rise: float = 0.05
+    not_digit_rise: float = 0.05
     accuracy_drop: float = 0.05
     min_volume_ratio: float = 0.1
     """``volume`` alerts when a run scored fewer than this share of the median of the recent runs."""
@@ -75,7 +79,7 @@ class Thresholds:
     def check(self) -> Thresholds:
         if not 0 <= self.psi_warn <= self.psi_alert:
             raise MnistBatchError(f"monitor: need 0 <= --psi-warn ({self.psi_warn}) <= --psi-alert ({self.psi_alert})")
-        for name in ("error_rate_rise", "low_confidence_rise", "blank_rise", "accuracy_drop"):
+        for name in ("error_rate_rise", "low_confidence_rise", "blank_rise", "not_digit_rise", "accuracy_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise MnistBatchError(f"monitor: --{name.replace('_', '-')} must be in [0, 1]")
         if not 0 <= self.min_volume_ratio <= 1:
@@ -208,6 +212,9 @@ def check_run(
         )
     )
     results.append(_rise("blank", "blank rate", record.blank_rate, ref.blank_rate, t.blank_rise, ref))
+    results.append(
+        _rise("not_digit", "not-digit rate", record.not_digit_rate, ref.not_digit_rate, t.not_digit_rise, ref)
+    )
     acc = record.summary.get("accuracy")
     if acc is None or ref.accuracy is None:
         results.append(

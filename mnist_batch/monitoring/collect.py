@@ -126,6 +126,15 @@ class RunRecord:
         return self.rate("blank", "scored")
 
     @property
+    def not_digit_rate(self) -> float | None:
+        """Rows flagged not a digit / scored; None for a model without the check (or a run before it)."""
+        flagged = (self.row or {}).get("not_digit") if self.row is not None else None
+        if flagged is None:
+            flagged = (self.summary.get("counts") or {}).get("not_digit")
+        scored = self.counts.get("scored", 0)
+        return float(flagged) / scored if flagged is not None and scored else None
+
+    @property
     def sort_key(self) -> tuple[datetime.datetime, str, str]:
         """Commit order: commit time (:attr:`time`), then dt and run id for runs committed at the same instant."""
         return (self.time, self.dt, self.run)

@@ -243,6 +243,7 @@ def references_section(refs: Sequence[Reference], thresholds: Thresholds, notes:
         ["error rate rise (alert)", f"{thresholds.error_rate_rise:.0%} points"],
         ["low-confidence rate rise (alert)", f"{thresholds.low_confidence_rise:.0%} points"],
         ["blank rate rise (alert)", f"{thresholds.blank_rise:.0%} points"],
+        ["not-a-digit rate rise (alert)", f"{thresholds.not_digit_rise:.0%} points"],
         ["accuracy drop (alert)", f"{thresholds.accuracy_drop:.0%} points"],
         ["fewest scored images for the PSI checks", f"{thresholds.min_scored:,}"],
         [

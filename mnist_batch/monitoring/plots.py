@@ -154,6 +154,7 @@ def plot_rates(records: Sequence[RunRecord], thresholds: Thresholds, path: pathl
         (series([r.error_rate for r in records]), "#c62828", "o", "error rate (of matched)"),
         (series([r.low_confidence_rate for r in records]), "#ef6c00", "s", "low-confidence rate (of scored)"),
         (series([r.blank_rate for r in records]), "#616161", "^", "blank rate (of scored)"),
+        (series([r.not_digit_rate for r in records]), "#6a1b9a", "D", "not-a-digit rate (of scored)"),
     ]
     for values, colour, shape, label in lines:  # distinct markers: equal lines stay visible
         ax.plot(x, values, marker=shape if marker else None, color=colour, label=label, alpha=0.85)
@@ -162,8 +163,9 @@ def plot_rates(records: Sequence[RunRecord], thresholds: Thresholds, path: pathl
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=100))
     ax.set_ylabel("rate (%)")
     ax.set_title(
-        f"Error, low-confidence and blank rates (alert: error +{thresholds.error_rate_rise:.0%}, "
-        f"low confidence +{thresholds.low_confidence_rise:.0%}, blank +{thresholds.blank_rise:.0%} over the reference)"
+        f"Error, low-confidence, blank and not-a-digit rates (alert: error +{thresholds.error_rate_rise:.0%}, "
+        f"low confidence +{thresholds.low_confidence_rise:.0%}, blank +{thresholds.blank_rise:.0%}, "
+        f"not a digit +{thresholds.not_digit_rise:.0%} over the reference)"
     )
     _legend_outside(ax)
     ax.grid(alpha=0.3)

@@ -42,6 +42,7 @@ class Reference:
       name: what the page shows, e.g. ``"model card of cnn 1a2b3c4d (test split, 2,000 images)"``.
       predicted_class_counts: int [C]; confidence_histogram: int [CONFIDENCE_BINS].
       error_rate, low_confidence_rate, blank_rate, accuracy: baselines of the jump checks (None: unknown).
+      not_digit_rate: baseline of the not-digit rate (None: unknown, or a model without the check).
       run: the reference run's id (kind ``"run"``).
     """
 
@@ -54,6 +55,7 @@ class Reference:
     blank_rate: float | None
     accuracy: float | None
     run: str | None = None
+    not_digit_rate: float | None = None
     fallback: str | None = None
     """Why the monitor fell back to the model's first run (its card not found); None otherwise."""
 
@@ -73,6 +75,7 @@ def from_run(record: RunRecord) -> Reference:
         blank_rate=record.blank_rate,
         accuracy=record.summary.get("accuracy"),
         run=record.run,
+        not_digit_rate=record.not_digit_rate,
     )
 
 
@@ -118,6 +121,7 @@ def from_held_out(ref, model_name: str, model_id: str, accuracy, review_threshol
         low_confidence_rate=low,
         blank_rate=0.0,
         accuracy=accuracy,
+        not_digit_rate=ref.get("not_digit_rate"),
     )
 
 

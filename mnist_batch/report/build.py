@@ -11,6 +11,7 @@ import numpy as np
 from mnist_batch.metrics import MACRO_NOTE
 from mnist_batch.report import plots
 from mnist_batch.report.inputs import ReportData, ReportError, check_consistent, read_output, row_image
+from mnist_batch.trust import risk_coverage
 
 NA = "n/a"
 """A figure that does not exist (recall and F1 of a class absent from the labels; precision of one never predicted)."""
@@ -77,6 +78,10 @@ def model_plots(data: ReportData, dest: pathlib.Path, prefix: str) -> dict[str, 
     written["confidence"] = plots.plot_confidence_histogram(conf, correct, dest / f"{prefix}confidence.png")
     if labelled.any():
         written["reliability"] = plots.plot_reliability(conf, correct, dest / f"{prefix}reliability.png")
+        flags = data.not_digit[labelled] if data.not_digit is not None else None
+        written["risk_coverage"] = plots.plot_risk_coverage(
+            risk_coverage(conf, correct, flags), dest / f"{prefix}risk_coverage.png"
+        )
     return written
 
 
@@ -87,6 +92,7 @@ SECTION_TITLES = {
     "least_confident": "Lowest-confidence images",
     "confidence": "Confidence histogram",
     "reliability": "Reliability diagram",
+    "risk_coverage": "Risk–coverage: the review threshold's trade-off",
 }
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from mnist_batch import metrics
 from mnist_batch.constants import COL_CONFIDENCE, COL_PATH, COL_PREDICTED_LABEL, COL_TRUE_LABEL, IMAGE_SHAPE
 from mnist_batch.errors import MnistBatchError
-from mnist_batch.tables import LAYOUT_FILE, RUNS_DIR
+from mnist_batch.tables import COL_NOT_DIGIT, LAYOUT_FILE, RUNS_DIR
 
 
 class ReportError(MnistBatchError, ValueError):
@@ -40,6 +40,7 @@ class ReportData:
       per_class: ``support, precision, recall, f1`` arrays [C] from the folder's per-class table.
       headline: (label, value) rows for the summary table.
       errors: dead-letter rows (path, stage, error_type, message), scoring only.
+      not_digit: bool [N] rows flagged not a digit, or None (a model without the check).
     """
 
     name: str
@@ -53,6 +54,7 @@ class ReportData:
     per_class: dict[str, np.ndarray]
     headline: list[tuple[str, Any]]
     errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    not_digit: np.ndarray | None = None
 
     @property
     def labelled(self) -> np.ndarray:
@@ -93,7 +95,8 @@ def read_prediction_columns(pred: dict[str, list], rows: list[int] | None = None
     ``index``, ``pixels``: :data:`~mnist_batch.tables.EVALUATION_EXTRAS`).
 
     Returns:
-      ``labels`` (-1 where unknown), ``predicted``, ``confidence``, ``paths``, ``pixels`` (None where absent).
+      ``labels`` (-1 where unknown), ``predicted``, ``confidence``, ``paths``, ``pixels`` (None where
+      absent), ``not_digit`` (bool [N]; None when no row has the check).
     """
     n = len(pred.get(COL_PREDICTED_LABEL, []))
     rows = list(range(n)) if rows is None else rows
@@ -104,7 +107,23 @@ def read_prediction_columns(pred: dict[str, list], rows: list[int] | None = None
         "confidence": np.asarray(pick(COL_CONFIDENCE), np.float64),
         "paths": pick(COL_PATH),
         "pixels": pick("pixels"),
+        "not_digit": _flags(pick(COL_NOT_DIGIT)),
     }
+
+
+def _flags(values: list) -> np.ndarray | None:
+    """bool [N] from nullable flags; None when every one is null (a model without the check)."""
+    if not values or all(v is None for v in values):
+        return None
+    return np.asarray([bool(v) for v in values], bool)
+
+
+def not_digit_label(summary: dict[str, Any]) -> tuple[str, Any]:
+    """The report's not-digit row: the count at the run's threshold, or that the model has no check."""
+    threshold = summary.get("not_digit_threshold")
+    if threshold is None:
+        return ("not a digit", "no check (the model card has no not-digit threshold)")
+    return (f"not a digit (not_digit_score >= {threshold:g})", (summary.get("counts") or {}).get("not_digit", 0))
 
 
 def low_confidence_label(threshold: float | None) -> str:
@@ -154,6 +173,7 @@ def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportD
         ("labelled", counts.get("labelled", 0)),
         (low_confidence_label(summary.get("review_threshold")), counts.get("low_confidence", 0)),
         ("blank", counts.get("blank", 0)),
+        *((not_digit_label(summary),) if "not_digit_threshold" in summary else ()),
     ]
     if summary.get("accuracy") is not None:
         headline += [("accuracy", float(summary["accuracy"])), ("macro-F1", float(summary["macro_f1"]))]
@@ -204,6 +224,12 @@ def read_evaluation(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[Repo
             ("confidence threshold for 98 % coverage", m["coverage_threshold"]),
             ("images/s", float(m["images_per_s"])),
         ]
+        if m.get("not_digit_threshold") is not None:
+            headline += [
+                (f"not a digit (not_digit_score >= {m['not_digit_threshold']:g})", m["not_digit_rate"]),
+                ("flagged (low confidence or not a digit)", m["flagged_rate"]),
+                ("wrong and unflagged", m["wrong_unflagged_rate"]),
+            ]
         if m.get("mcnemar_p") is not None:
             headline.append(("McNemar exact p vs the first model", m["mcnemar_p"]))
         found.append(

@@ -135,6 +135,28 @@ def plot_confidence_histogram(confidence: np.ndarray, correct: np.ndarray | None
     return save_figure(fig, path)
 
 
+def plot_risk_coverage(curve: dict[str, list], path: pathlib.Path) -> pathlib.Path:
+    """Risk (error rate of the answers kept) against coverage (share kept) as the review threshold moves.
+
+    Args:
+      curve: :func:`mnist_batch.trust.risk_coverage`'s ``threshold``, ``coverage``, ``risk`` lists
+        (images flagged not a digit are never kept).
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    coverage, risk = 100 * np.asarray(curve["coverage"]), 100 * np.asarray(curve["risk"])
+    ax.plot(coverage, risk, "o-", color="#1976d2", ms=4)
+    for t, x, y in zip(curve["threshold"], coverage, risk, strict=True):
+        ax.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(3, 4), fontsize=6)
+    ax.set_xlabel("coverage: answers kept (%)")
+    ax.set_ylabel("risk: wrong among those kept (%)")
+    ax.set_title("Risk vs coverage per review threshold (labels: threshold)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_reliability(confidence: np.ndarray, correct: np.ndarray, path: pathlib.Path, n_bins: int = 15) -> pathlib.Path:
     """Reliability diagram: accuracy per confidence bin, with the image count of each bin and the ECE.
 

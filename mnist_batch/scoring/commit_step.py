@@ -41,6 +41,10 @@ class LaunchRecord:
     output: str
     layout: str
     review_threshold: float
+    not_digit_threshold: float | None
+    """The run's not-digit threshold (None: the model has no check, ``not_digit`` is null)."""
+    not_digit_threshold_source: str
+    """``model card``, ``--not-digit-threshold``, or ``none``."""
     max_error_rate: float | None
     expect_model_id: str | None
     tables: dict[str, str]

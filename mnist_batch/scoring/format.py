@@ -23,7 +23,7 @@ from mnist_batch.constants import (
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import ImageGroup, ImageKey, error_row
 from mnist_batch.scoring.handler import DigitModelHandler
-from mnist_batch.tables import PREDICTIONS_SCHEMA, prediction_columns
+from mnist_batch.tables import COL_NOT_DIGIT, PREDICTIONS_SCHEMA, prediction_columns
 
 
 class FormatPredictionsFn(beam.DoFn):
@@ -32,7 +32,7 @@ class FormatPredictionsFn(beam.DoFn):
     Rows are gathered per bundle and built column by column with numpy (argmax, confidence,
     flags and the probability lists of a whole chunk at once), at most ``rows_per_table``
     rows per table: what the Parquet sink and the statistics combiner then handle per chunk
-    instead of per row. Counts ``scored`` / ``low_confidence`` / ``blank`` per chunk.
+    instead of per row. Counts ``scored`` / ``low_confidence`` / ``blank`` / ``not_digit`` per chunk.
     """
 
     def __init__(
@@ -44,9 +44,11 @@ class FormatPredictionsFn(beam.DoFn):
         *,
         runtime_model_id: str | None = None,
         rows_per_table: int = 4096,
+        not_digit_threshold: float | None = None,
     ) -> None:
         """``model_id``: the model's identity (its card's); ``runtime_model_id``: the file the runtime loads
-        (default ``model_id``), replaced per row by the id of the bytes a worker actually used."""
+        (default ``model_id``), replaced per row by the id of the bytes a worker actually used;
+        ``not_digit_threshold``: the run's (None: a model without the check, the columns null)."""
         if rows_per_table <= 0:
             raise ValueError(f"rows_per_table must be > 0, got {rows_per_table}")
         self._class_names = tuple(class_names)
@@ -54,10 +56,12 @@ class FormatPredictionsFn(beam.DoFn):
         self._runtime_model_id = runtime_model_id or model_id
         self._run_id = run_id
         self._threshold = float(review_threshold)
+        self._not_digit_threshold = not_digit_threshold
         self._rows_per_table = rows_per_table
         self._scored = counter("scored")
         self._low = counter("low_confidence")
         self._blank = counter("blank")
+        self._not_digit = counter("not_digit")
 
     def start_bundle(self) -> None:
         self._now = datetime.datetime.now(datetime.UTC)
@@ -91,10 +95,13 @@ class FormatPredictionsFn(beam.DoFn):
             run_id=self._run_id,
             review_threshold=self._threshold,
             scored_at=self._now,
+            not_digit_threshold=self._not_digit_threshold,
         )
         self._scored.inc(table.num_rows)
         self._low.inc(int(np.count_nonzero(table.column(COL_LOW_CONFIDENCE).to_numpy())))
         self._blank.inc(int(np.count_nonzero(table.column(COL_BLANK).to_numpy())))
+        if self._not_digit_threshold is not None:
+            self._not_digit.inc(int(np.count_nonzero(table.column(COL_NOT_DIGIT).to_numpy(zero_copy_only=False))))
         return table
 
 
@@ -119,7 +126,8 @@ def predictions_table(keys: Sequence[ImageKey], probabilities: np.ndarray, **fie
     :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` table, in the order of ``keys``.
 
     ``fields`` are :func:`~mnist_batch.tables.prediction_columns`' keyword arguments
-    (``class_names``, ``model_id``, ``run_id``, ``review_threshold``, ``scored_at``, ``runtime_model_id``).
+    (``class_names``, ``model_id``, ``run_id``, ``review_threshold``, ``scored_at``, ``runtime_model_id``,
+    ``not_digit_threshold``).
     """
     columns = prediction_columns(
         [k.path for k in keys], [k.true_label for k in keys], [k.blank for k in keys], probabilities, **fields

@@ -60,6 +60,7 @@ from mnist_batch.tables import (
     PIPELINE_TABLES,
     SUMMARY_FILE,
 )
+from mnist_batch.trust import threshold_for
 
 
 class RunFailedError(ScoringError):
@@ -226,6 +227,7 @@ def earlier_runs(run: Attempt) -> list[tuple[str, str]]:
 def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
     """What the launcher knows about ``run``, for its summary."""
     config, layout = run.config, run.layout
+    not_digit = threshold_for(run.card.not_digit_check(), config.not_digit_threshold)
     runs = None
     if layout.kind == "runs":
         incremental = {"enabled": run.options.incremental, "key": run.options.incremental_key}
@@ -247,6 +249,8 @@ def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
         output=layout.root,
         layout=layout.kind,
         review_threshold=config.review_threshold,
+        not_digit_threshold=not_digit[0],
+        not_digit_threshold_source=not_digit[1],
         max_error_rate=config.max_error_rate,
         expect_model_id=run.options.expect_model_id,
         tables={t: layout.table_dir(t) for t in layout.tables},

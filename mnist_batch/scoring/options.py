@@ -154,6 +154,13 @@ def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
         help="flag predictions below this confidence as low_confidence",
     )
     add(
+        "--not-digit-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="flag images whose not-digit score is at least T (0 < T <= 1) as not_digit; default: the model card's",
+    )
+    add(
         "--max-batch-size",
         type=int,
         default=DEFAULT_MAX_BATCH_SIZE,
@@ -244,6 +251,7 @@ def config_from_args(args: argparse.Namespace) -> ScoreConfig:
             run_id=args.run_id,
             overwrite=args.overwrite,
             runtime=args.runtime,
+            not_digit_threshold=args.not_digit_threshold,
         )
     except ValueError as exc:
         raise MnistBatchError(f"score: {name_flags(str(exc), option_strings())}") from exc

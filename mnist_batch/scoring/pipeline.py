@@ -38,6 +38,7 @@ from mnist_batch.scoring.matching import MatchImageFiles, needs_reshuffle
 from mnist_batch.scoring.read import check_patterns_match, expand_inputs
 from mnist_batch.scoring.runners import runs_in_one_process
 from mnist_batch.scoring.stats import ComputeStats
+from mnist_batch.trust import threshold_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +109,12 @@ def score_images(config: ScoreConfig, card: ModelCard, scorer: ScoringModel, run
         inference_fn=group_inference_fn,
     )
     format_fn = FormatGroupsFn(
-        card.class_names, card.model_id, run_id, config.review_threshold, runtime_model_id=scorer.model_id
+        card.class_names,
+        card.model_id,
+        run_id,
+        config.review_threshold,
+        runtime_model_id=scorer.model_id,
+        not_digit_threshold=threshold_for(card.not_digit_check(), config.not_digit_threshold)[0],
     )
     return ScoreImages(handler, format_fn, run_id)
 

@@ -27,12 +27,14 @@ from mnist_batch.constants import (
     COL_TRUE_LABEL,
 )
 from mnist_batch.runstore.history import SKIP_ALREADY_SCORED
+from mnist_batch.tables import COL_NOT_DIGIT
 
 
 class PredictionStatsFn(beam.CombineFn):
     """Predictions tables -> ``{"scored", "low_confidence", "blank", "labelled", "confusion": int64 [C, C],
     "predicted": int64 [C] (every scored row), "confidence_histogram": int64 [CONFIDENCE_BINS],
-    "confidence_sum"}`` -- the per-run aggregates monitoring reads instead of every row.
+    "confidence_sum", "not_digit": int or None (no row had the check)}`` -- the per-run aggregates
+    monitoring reads instead of every row.
 
     Inputs are the ``pyarrow.Table`` chunks of :class:`~mnist_batch.scoring.format.FormatPredictionsFn`;
     each chunk is added with numpy in one step.
@@ -51,6 +53,8 @@ class PredictionStatsFn(beam.CombineFn):
             np.zeros(c, np.int64),
             np.zeros(metrics.CONFIDENCE_BINS, np.int64),
             0.0,
+            0,
+            0,
         ]
 
     def add_input(self, acc: list[Any], table: pa.Table) -> list[Any]:
@@ -67,6 +71,10 @@ class PredictionStatsFn(beam.CombineFn):
         confidence = table.column(COL_CONFIDENCE).to_numpy()
         acc[5] += metrics.confidence_histogram(confidence)
         acc[6] += float(confidence.sum(dtype=np.float64))
+        if COL_NOT_DIGIT in table.column_names:
+            flags = table.column(COL_NOT_DIGIT)
+            acc[7] += int(pc.sum(flags).as_py() or 0)
+            acc[8] += len(flags) - flags.null_count
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[list[Any]]) -> list[Any]:
@@ -79,6 +87,8 @@ class PredictionStatsFn(beam.CombineFn):
             merged[4] += acc[4]
             merged[5] += acc[5]
             merged[6] += acc[6]
+            merged[7] += acc[7]
+            merged[8] += acc[8]
         return merged
 
     def extract_output(self, acc: list[Any]) -> dict[str, Any]:
@@ -91,6 +101,7 @@ class PredictionStatsFn(beam.CombineFn):
             "predicted": acc[4],
             "confidence_histogram": acc[5],
             "confidence_sum": float(acc[6]),
+            "not_digit": int(acc[7]) if acc[8] else None,
         }
 
 
@@ -144,6 +155,7 @@ def summarize(
             "low_confidence": int(prediction_stats["low_confidence"]),
             "blank": int(prediction_stats["blank"]),
             "labelled": labelled,
+            "not_digit": prediction_stats.get("not_digit"),
         },
         "errors_by_stage": dict(errors_by_stage),
         "skipped_by_reason": dict(skipped_by_reason),

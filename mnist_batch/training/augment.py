@@ -80,3 +80,54 @@ def random_affine(images: tf.Tensor, seed: tf.Tensor, params: AugmentParams = DE
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
+
+
+DAMAGE_KINDS = ("noise", "blur", "thin", "thick", "contrast")
+"""What :func:`random_damage` does to an image it picks (one kind each, equally likely)."""
+
+
+def _gaussian_kernel(sigma: float, radius: int = 3) -> tf.Tensor:
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    k = tf.exp(-(x**2) / (2.0 * sigma**2))
+    k2 = tf.tensordot(k, k, axes=0)
+    return (k2 / tf.reduce_sum(k2))[:, :, tf.newaxis, tf.newaxis]
+
+
+def random_damage(images: tf.Tensor, seed: tf.Tensor, rate: float) -> tf.Tensor:
+    """Damages a random ``rate`` share of a batch the way scans are damaged; labels stay the same.
+
+    Each picked image gets one of :data:`DAMAGE_KINDS`: Gaussian noise (sigma 0.05-0.45),
+    Gaussian blur (sigma 1.0 or 1.7 px), thinner strokes (3x3 erosion), thicker strokes (3x3
+    dilation), or low contrast (ink scaled by 0.25-0.7 over a background of 0-0.3). Stateless
+    RNG from ``seed``, as :func:`random_affine`.
+
+    Args:
+      images: float32 [B, H, W, 1] in [0, 1].
+      seed: int64 [2].
+      rate: share of images damaged, in [0, 1].
+
+    Returns:
+      float32 [B, H, W, 1] in [0, 1].
+    """
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, num=6)
+    picked = tf.random.stateless_uniform([batch], seeds[0]) < rate
+    kind = tf.random.stateless_uniform([batch], seeds[1], 0, len(DAMAGE_KINDS), dtype=tf.int32)
+    per_image = [batch, 1, 1, 1]
+    sigma = tf.random.stateless_uniform(per_image, seeds[2], 0.05, 0.45)
+    noisy = images + sigma * tf.random.stateless_normal(tf.shape(images), seeds[3])
+    strong_blur = tf.random.stateless_uniform(per_image, seeds[4]) < 0.5
+    blurred = tf.where(
+        strong_blur,
+        tf.nn.conv2d(images, _gaussian_kernel(1.7), 1, "SAME"),
+        tf.nn.conv2d(images, _gaussian_kernel(1.0), 1, "SAME"),
+    )
+    thin = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+    thick = tf.nn.max_pool2d(images, 3, 1, "SAME")
+    scale_bias = tf.random.stateless_uniform([batch, 1, 1, 2], seeds[5], 0.0, 1.0)
+    scale = 0.25 + 0.45 * scale_bias[..., :1]
+    faint = images * scale + 0.3 * scale_bias[..., 1:] * (1.0 - scale)
+    variants = tf.stack([noisy, blurred, thin, thick, faint], axis=1)  # [B, K, H, W, 1]
+    damaged = tf.gather(variants, kind, axis=1, batch_dims=1)
+    out = tf.where(picked[:, tf.newaxis, tf.newaxis, tf.newaxis], damaged, images)
+    return tf.clip_by_value(out, 0.0, 1.0)

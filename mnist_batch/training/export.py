@@ -27,6 +27,8 @@ from mnist_batch.model_card import ModelCard, card_path, file_sha256, write_card
 from mnist_batch.models import Predictor
 from mnist_batch.models.artifacts import ArtifactError, make_artifact
 from mnist_batch.models.runtimes import get_runtime
+from mnist_batch.training.not_digit import threshold_entry
+from mnist_batch.trust import split_outputs
 
 
 class ExportError(MnistBatchError):
@@ -63,7 +65,9 @@ def evaluate_split(
     Returns:
       ``{"accuracy", "loss", "macro_f1", "examples"}`` computed with :mod:`mnist_batch.metrics`.
     """
-    probs = Predictor(model)(split.images, batch_size=512) if probabilities is None else probabilities
+    if probabilities is None:
+        probabilities = split_outputs(Predictor(model)(split.images, batch_size=512), num_classes)[0]
+    probs = probabilities
     labels = split.labels.astype(np.int64)
     cm = metrics.confusion_matrix(labels, probs.argmax(axis=1), num_classes)
     loss = metrics.log_loss(labels, probs) if len(labels) else float("nan")
@@ -75,8 +79,11 @@ def evaluate_split(
     }
 
 
-def reference_distribution(probabilities: np.ndarray, split: str = "test", threshold: float = 0.9) -> dict[str, Any]:
-    """The card's ``reference``: predicted class mix and binned confidence of held-out probabilities [N, C]."""
+def reference_distribution(
+    probabilities: np.ndarray, split: str = "test", threshold: float = 0.9, not_digit: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The card's ``reference``: predicted class mix and binned confidence of held-out probabilities [N, C]
+    (and, with the not-digit flags bool [N], their rate: monitoring's baseline)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     confidence = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
     return {
@@ -85,6 +92,7 @@ def reference_distribution(probabilities: np.ndarray, split: str = "test", thres
         "predicted_class_counts": np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1]).tolist(),
         "confidence_histogram": metrics.confidence_histogram(confidence).tolist(),
         f"low_confidence_rate_at_{threshold}": float((confidence < threshold).mean()) if len(confidence) else None,
+        **({"not_digit_rate": float(np.mean(not_digit)) if len(not_digit) else None} if not_digit is not None else {}),
     }
 
 
@@ -144,6 +152,8 @@ def export_model(
     wall_time_s: float,
     extra: dict[str, Any] | None = None,
     runtimes: tuple[str, ...] = (),
+    validation_split: Split | None = None,
+    seed: int = 0,
 ) -> tuple[pathlib.Path, ModelCard]:
     """Saves ``model`` to ``path`` and writes its model card beside it.
 
@@ -159,6 +169,10 @@ def export_model(
       extra: more to keep in the card's ``extra`` (hyper-parameters, seed, ...).
       runtimes: artifact runtimes to make beside the model (:func:`mnist_batch.models.artifacts.make_artifact`),
         each measured against the saved model on ``test_split`` and recorded in the card.
+      validation_split: for a model with the not-digit output (C+1 units), the digits its
+        threshold is chosen on (:func:`mnist_batch.training.not_digit.threshold_entry`, with
+        negatives of another seed than ``seed``'s); None: no check in the card.
+      seed: the training seed.
 
     Returns:
       ``(model path, card)``.
@@ -168,7 +182,13 @@ def export_model(
     """
     path = save_model(model, path)
     saved = keras.models.load_model(path, safe_mode=True, compile=False)
-    probs = Predictor(saved)(test_split.images, batch_size=512) if test_split is not None else None
+    predictor = Predictor(saved)
+    raw = predictor(test_split.images, batch_size=512) if test_split is not None else None
+    probs, scores = split_outputs(raw, len(class_names)) if raw is not None else (None, None)
+    not_digit = None
+    if validation_split is not None and int(saved.output_shape[-1]) == len(class_names) + 1:
+        not_digit = threshold_entry(predictor, validation_split, len(class_names), seed, scores)
+    flags = scores >= not_digit["threshold"] if not_digit is not None and scores is not None else None
     card = ModelCard(
         model_name=model_name,
         model_id=file_sha256(path),
@@ -186,10 +206,11 @@ def export_model(
         test_metrics=evaluate_split(saved, test_split, len(class_names), probs) if test_split is not None else {},
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         extra=dict(extra or {}),
-        reference=reference_distribution(probs) if probs is not None else None,
+        reference=reference_distribution(probs, not_digit=flags) if probs is not None else None,
+        not_digit=not_digit,
     )
     write_model_card(card, path)
-    return path, add_runtime_files(saved, path, card, runtimes, test_split, probs)
+    return path, add_runtime_files(saved, path, card, runtimes, test_split, raw)
 
 
 def tensorflow_version() -> str:

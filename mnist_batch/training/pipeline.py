@@ -24,7 +24,7 @@ import tensorflow as tf
 from mnist_batch.data.base import validate_arrays
 from mnist_batch.errors import DataError
 from mnist_batch.preprocess import PIXEL_LUT
-from mnist_batch.training.augment import DEFAULT_AUGMENT, AugmentParams, random_affine
+from mnist_batch.training.augment import DEFAULT_AUGMENT, AugmentParams, random_affine, random_damage
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -88,6 +88,7 @@ def make_dataset(
     prefetch: bool = True,
     cache: bool = True,
     augment_params: AugmentParams = DEFAULT_AUGMENT,
+    damage: float = 0.0,
 ) -> tf.data.Dataset:
     """Builds the input pipeline of one split.
 
@@ -105,6 +106,8 @@ def make_dataset(
       prefetch: end with ``prefetch(AUTOTUNE)`` (off only for the pipeline benchmark).
       cache: cache the decoded arrays (off only for the pipeline benchmark).
       augment_params: ranges of the augmentation.
+      damage: with the augmentation, the share of images damaged per batch
+        (:func:`~mnist_batch.training.augment.random_damage`).
 
     Returns:
       A dataset of ``(images float32 [B, 28, 28, 1], labels float32 [B, C] one-hot)``;
@@ -123,7 +126,11 @@ def make_dataset(
     if training:
         ds = ds.shuffle(int(labels.shape[0]), seed=seed, reshuffle_each_iteration=True)
     ds = to_model_inputs(
-        ds.batch(batch_size), num_classes, seed=seed, augment_params=augment_params if training and augment else None
+        ds.batch(batch_size),
+        num_classes,
+        seed=seed,
+        augment_params=augment_params if training and augment else None,
+        damage=damage,
     )
     if prefetch:
         ds = ds.prefetch(AUTOTUNE)
@@ -139,10 +146,10 @@ def cached(ds: tf.data.Dataset, cache_dir: str | None, file_name: str | None) ->
 
 
 def to_model_inputs(
-    ds: tf.data.Dataset, num_classes: int, *, seed: int, augment_params: AugmentParams | None
+    ds: tf.data.Dataset, num_classes: int, *, seed: int, augment_params: AugmentParams | None, damage: float = 0.0
 ) -> tf.data.Dataset:
     """uint8 batches and class ids -> float32 [B, 28, 28, 1] images (augmented when
-    ``augment_params`` is given) and one-hot labels."""
+    ``augment_params`` is given, then a ``damage`` share damaged) and one-hot labels."""
 
     def to_inputs(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return normalize_tf(x), tf.one_hot(y, num_classes, dtype=tf.float32)
@@ -154,7 +161,10 @@ def to_model_inputs(
 
     def to_augmented(batch: tuple[tf.Tensor, tf.Tensor], batch_seed: tf.Tensor):
         x, y = to_inputs(*batch)
-        return random_affine(x, batch_seed, augment_params), y
+        x = random_affine(x, batch_seed, augment_params)
+        if damage > 0:
+            x = random_damage(x, tf.random.experimental.stateless_fold_in(batch_seed, 1), damage)
+        return x, y
 
     return tf.data.Dataset.zip((ds, seeds)).map(to_augmented, num_parallel_calls=AUTOTUNE)
 

@@ -32,6 +32,7 @@ from mnist_batch.training import strategy as strat
 from mnist_batch.training.augment import DEFAULT_AUGMENT
 from mnist_batch.training.export import check_export_path, check_runtimes, export_model
 from mnist_batch.training.loop import fit_distributed
+from mnist_batch.training.not_digit import with_negatives
 from mnist_batch.training.pipeline import check_arrays, global_batch_size, make_dataset
 from mnist_batch.training.zoo import build_model
 
@@ -125,6 +126,13 @@ class Inputs:
     batch: int
     """The global batch size."""
     steps_per_epoch: int
+    negatives: int = 0
+    """Generated non-digits added to the training split (class C, the extra output); 0: none."""
+
+    @property
+    def outputs(self) -> int:
+        """The model's output units: C, plus the not-digit output when trained with negatives."""
+        return self.dataset.num_classes + (1 if self.negatives else 0)
 
 
 def train(
@@ -223,17 +231,20 @@ def open_run_dir(config: TrainConfig, setup: Setup) -> cb.RunDir | None:
 def input_pipelines(config: TrainConfig, setup: Setup, dataset: Dataset, splits: dict[str, Split]) -> Inputs:
     """The training pipeline (shuffled, augmented as configured) and the validation pipeline."""
     batch = global_batch_size(config.batch_size, setup.strategy)
-    train_split, val_split = splits["train"], splits["validation"]
+    val_split = splits["validation"]
+    train_split, negatives = with_negatives(splits["train"], dataset.num_classes, config.not_digit, config.seed)
+    outputs = dataset.num_classes + (1 if negatives else 0)
     train_ds = make_dataset(
         train_split.images,
         train_split.labels,
-        num_classes=dataset.num_classes,
+        num_classes=outputs,
         batch_size=batch,
         training=True,
         augment=config.augment,
         augment_params=dataclasses.replace(
             DEFAULT_AUGMENT, flip=config.flip, max_rotation_deg=config.rotation, max_zoom=config.zoom
         ),
+        damage=config.damage if config.augment else 0.0,
         seed=config.seed,
         cache_dir=config.cache_dir,
         name="train",
@@ -241,13 +252,13 @@ def input_pipelines(config: TrainConfig, setup: Setup, dataset: Dataset, splits:
     val_ds = make_dataset(
         val_split.images,
         val_split.labels,
-        num_classes=dataset.num_classes,
+        num_classes=outputs,
         batch_size=global_batch_size(EVAL_BATCH_PER_REPLICA, setup.strategy),
         training=False,
         cache_dir=config.cache_dir,
         name="validation",
     )
-    return Inputs(dataset, splits, train_ds, val_ds, batch, math.ceil(len(train_split) / batch))
+    return Inputs(dataset, splits, train_ds, val_ds, batch, math.ceil(len(train_split) / batch), negatives)
 
 
 def compiled_model(config: TrainConfig, setup: Setup, inputs: Inputs) -> tuple[keras.Model, Any]:
@@ -255,7 +266,7 @@ def compiled_model(config: TrainConfig, setup: Setup, inputs: Inputs) -> tuple[k
     with setup.strategy.scope():
         model, optimizer = build_model(
             config.model,
-            inputs.dataset.num_classes,
+            inputs.outputs,
             total_steps=inputs.steps_per_epoch * config.epochs,
             learning_rate=config.learning_rate,
             replicas=setup.replicas,
@@ -272,8 +283,9 @@ def compiled_model(config: TrainConfig, setup: Setup, inputs: Inputs) -> tuple[k
 def start_line(config: TrainConfig, setup: Setup, inputs: Inputs) -> str:
     """The line the chief prints before the first epoch."""
     train_n, val_n = len(inputs.splits["train"]), len(inputs.splits["validation"])
+    negatives = f" + {inputs.negatives:,} generated non-digits" if inputs.negatives else ""
     return (
-        f"training {config.model} on {inputs.dataset.name}: {train_n:,} train / {val_n:,} validation "
+        f"training {config.model} on {inputs.dataset.name}: {train_n:,} train{negatives} / {val_n:,} validation "
         f"images, {config.epochs} epochs, batch {inputs.batch} ({config.batch_size} x {setup.replicas} replica(s)), "
         f"{strat.strategy_label(setup.strategy)}, {setup.precision}"
     )
@@ -327,6 +339,7 @@ def export_trained(config: TrainConfig, inputs: Inputs, result: TrainResult) -> 
         "precision": result.precision,
         "resumed_from_epoch": result.initial_epoch,
         "history": result.history,
+        "not_digit_train_negatives": inputs.negatives,
     }
     return export_model(
         result.model,
@@ -342,4 +355,6 @@ def export_trained(config: TrainConfig, inputs: Inputs, result: TrainResult) -> 
         wall_time_s=result.wall_time_s,
         extra=json.loads(json.dumps(extra, default=str)),
         runtimes=config.export_runtimes,
+        validation_split=inputs.splits["validation"] if inputs.negatives else None,
+        seed=config.seed,
     )
