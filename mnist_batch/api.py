@@ -37,6 +37,7 @@ from mnist_batch.decoding import ImageDecodeError, decode_image
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.preprocess import MnistImage, to_mnist
 from mnist_batch.tables import ERRORS_SCHEMA, prediction_columns
+from mnist_batch.trust import threshold_for
 
 if TYPE_CHECKING:  # imported on first use (module __getattr__ below): it needs Beam
     from mnist_batch.scoring.composite import ScoreDigits
@@ -101,6 +102,8 @@ class DigitPredictor:
         (``runtime_model_id`` is the sha256 of the file that scores, ``model_id`` the ``.keras`` file's).
       class_names: the card's.
       review_threshold: rows with confidence below it are ``low_confidence``.
+      not_digit_threshold: rows whose not-digit score is at least this are ``not_digit`` (the card's
+        threshold unless given; None for a model without the check: the two columns are null).
     """
 
     model: str
@@ -110,6 +113,7 @@ class DigitPredictor:
     runtime_model_id: str
     class_names: tuple[str, ...]
     review_threshold: float
+    not_digit_threshold: float | None
     _predictor: Any = dataclasses.field(repr=False)
 
     def predict(self, images: Iterable[ImageInput], *, on_error: str = "raise") -> list[dict[str, Any]]:
@@ -146,7 +150,7 @@ class DigitPredictor:
                 [name for _, name, _ in prepared], [None] * len(prepared), [m.blank for _, _, m in prepared],
                 probabilities, class_names=self.class_names, model_id=self.model_id, run_id="api",
                 review_threshold=self.review_threshold, scored_at=datetime.datetime.now(datetime.UTC),
-                runtime_model_id=self.runtime_model_id,
+                runtime_model_id=self.runtime_model_id, not_digit_threshold=self.not_digit_threshold,
             )  # fmt: skip
             for (i, _, _), row in zip(prepared, _table_rows(columns), strict=True):
                 rows[i] = row
@@ -161,9 +165,16 @@ class ImageError(MnistBatchError, ValueError):
         self.stage, self.error_type = stage, error_type
 
 
-def load_predictor(model: str | os.PathLike, runtime: str = AUTO_RUNTIME, *, review_threshold: float = 0.9):
+def load_predictor(
+    model: str | os.PathLike,
+    runtime: str = AUTO_RUNTIME,
+    *,
+    review_threshold: float = 0.9,
+    not_digit_threshold: float | None = None,
+):
     """The model at ``model`` (``.keras`` with its card beside it), checked as ``score`` checks it, on
-    ``runtime`` (``auto``: the card's LiteRT file when its recorded agreement is >= 99.9 %).
+    ``runtime`` (``auto``: the card's LiteRT file when its recorded agreement is >= 99.9 %), flagging
+    ``not_digit`` at the card's threshold (or ``not_digit_threshold``) as ``score`` does.
 
     Raises:
       ModelError: no card, a file that does not match it, a missing or damaged runtime file, or a
@@ -177,8 +188,9 @@ def load_predictor(model: str | os.PathLike, runtime: str = AUTO_RUNTIME, *, rev
     scorer = choose_runtime(uri, card, runtime)
     predictor = Predictor.load(scorer.uri, scorer.model_id, runtime=scorer.runtime)  # the checked bytes
     names = tuple(card.class_names)
+    flag_at, _ = threshold_for(card.not_digit_check(), not_digit_threshold)
     return DigitPredictor(
-        uri, scorer.runtime, scorer.uri, card.model_id, scorer.model_id, names, review_threshold, predictor
+        uri, scorer.runtime, scorer.uri, card.model_id, scorer.model_id, names, review_threshold, flag_at, predictor
     )
 
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import test_not_digit
 from PIL import Image
 
 from mnist_batch import api
@@ -20,6 +21,7 @@ from mnist_batch.tables import ERRORS_SCHEMA, PREDICTIONS_SCHEMA
 import scoring_fixtures
 
 tiny_model = scoring_fixtures.tiny_litert_model
+checked_model = test_not_digit.checked_model  # an 11-output model with a not-digit threshold on its card
 sample_data = scoring_fixtures.sample_data
 
 
@@ -155,3 +157,29 @@ def test_the_api_is_quiet_by_default(tiny_model, sample_data, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "1 4\n" and done.stderr == "", done.stderr
+
+
+def test_a_model_with_the_not_digit_check_flags_as_score_does(checked_model, digits, tmp_path):
+    """A card with a not-digit threshold: each row says whether the image is a digit, from its score."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    images, _ = digits
+    predictor = api.load_predictor(checked_model, runtime="keras")
+    assert predictor.not_digit_threshold == pytest.approx(0.09)
+    rows = predictor.predict(list(images))
+    assert all(r["not_digit"] == (r["not_digit_score"] >= 0.09) for r in rows)
+    assert all(r["not_digit_score"] is not None for r in rows)
+    stricter = api.load_predictor(checked_model, runtime="keras", not_digit_threshold=1.0).predict(list(images))
+    assert not any(r["not_digit"] for r in stricter)
+    expected = [(f"k{i}", r["not_digit"]) for i, r in enumerate(rows)]
+    with TestPipeline() as p:
+        keyed = p | beam.Create([(f"k{i}", png(image)) for i, image in enumerate(images)])
+        out = keyed | api.ScoreDigits(str(checked_model), runtime="keras")
+        assert_that(out["predictions"] | beam.Map(lambda r: (r["path"], r["not_digit"])), equal_to(expected))
+
+
+def test_an_older_model_leaves_the_not_digit_columns_null(tiny_model, digits):
+    (row,) = api.load_predictor(tiny_model).predict([digits[0][0]])
+    assert row["not_digit"] is None and row["not_digit_score"] is None

@@ -29,6 +29,7 @@ from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, is_remote, read_at_most
 from mnist_batch.scoring.decode_pool import decode_file
 from mnist_batch.scoring.handler import DigitModelHandler
 from mnist_batch.tables import ERRORS_SCHEMA, prediction_columns
+from mnist_batch.trust import threshold_for
 
 PREDICTIONS = "predictions"
 ERRORS = "errors"
@@ -97,6 +98,8 @@ class ScoreDigits(beam.PTransform):
         >= 99.9 %), ``keras`` or ``litert``.
       run_id: written on every row (default ``api``).
       review_threshold: rows with confidence below it are ``low_confidence``.
+      not_digit_threshold: rows whose not-digit score is at least this are ``not_digit`` (default: the
+        card's; a model without the check leaves both columns null).
       max_batch_size: images per model call (Beam's ``BatchElements`` bound).
       max_file_bytes, max_pixels: per-file limits, as ``mnist-batch score``'s.
 
@@ -111,6 +114,7 @@ class ScoreDigits(beam.PTransform):
         runtime: str = AUTO_RUNTIME,
         run_id: str = "api",
         review_threshold: float = 0.9,
+        not_digit_threshold: float | None = None,
         max_batch_size: int = 256,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -130,7 +134,8 @@ class ScoreDigits(beam.PTransform):
         )
         self._decode = DecodeDigitFn(max_file_bytes, max_pixels, run_id, card.model_id)
         fields = {"class_names": tuple(card.class_names), "model_id": card.model_id, "run_id": run_id}
-        self._fields = {**fields, "review_threshold": review_threshold}
+        flag_at, _ = threshold_for(card.not_digit_check(), not_digit_threshold)
+        self._fields = {**fields, "review_threshold": review_threshold, "not_digit_threshold": flag_at}
 
     def expand(self, pcoll):
         decoded = (
