@@ -202,3 +202,38 @@ def test_two_model_report_is_one_side_by_side_page(evaluated):
         assert section.count("<figure>") == 2 and "<figcaption>tiny</figcaption>" in section
     headings = page.split("<h2>")[1:]
     assert not [h for h in headings if "tiny" in h.split("</h2>")[0]]  # headings do not repeat the model name
+
+
+@pytest.mark.slow
+def test_a_folder_evaluation_says_which_files_it_left_out(tiny_model, sample_data, tmp_path, capsys):
+    """Unreadable, non-image and unlabelled files are counted and named by kind, never dropped without a word."""
+    test = sample_data.split("test")
+    for i in range(6):
+        (tmp_path / "in" / str(test.labels[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test.images[i]).save(tmp_path / "in" / str(test.labels[i]) / f"{i}.png")
+    (tmp_path / "in" / "unsorted").mkdir()
+    Image.fromarray(test.images[6]).save(tmp_path / "in" / "unsorted" / "6.png")
+    (tmp_path / "in" / str(test.labels[0]) / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "in" / "notes.txt").write_text("hello")
+    argv = ["evaluate", "--model", str(tiny_model), "--dataset", f"folder:{tmp_path / 'in'}", "--output"]
+    assert cli_main([*argv, str(tmp_path / "out"), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"evaluate: folder:{tmp_path / 'in'}: 9 files, 6 evaluated; left out: 1 unreadable or not decodable, "
+        "1 skipped (not an image extension, links, tool outputs), 1 in a folder that names no class"
+    ) in out
+    summary = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert summary["left_out"] == {"files": 9, "evaluated": 6, "errors": 1, "skipped": 1, "unlabelled": 1}
+
+
+@pytest.mark.slow
+def test_overwrite_removes_what_the_earlier_evaluation_wrote(tiny_model, weaker_model, tmp_path):
+    """A second evaluation with --overwrite leaves no plot of a model it did not evaluate for the report to list."""
+    out = tmp_path / "out"
+    assert cli_main(["evaluate", "--model", str(tiny_model), "--model", str(weaker_model), "--output", str(out)]) == 0
+    assert any(p.name.startswith("weaker_") for p in out.glob("*.png"))
+    mine = out / "my_notes.txt"
+    mine.write_text("kept")
+    assert cli_main(["evaluate", "--model", str(tiny_model), "--output", str(out), "--overwrite"]) == 0
+    assert not any("weaker" in p.name for p in out.iterdir()), sorted(p.name for p in out.iterdir())
+    assert "weaker" not in (out / "report.html").read_text() and mine.read_text() == "kept"

@@ -91,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
         trust_report=args.trust,
     )
     out = pathlib.Path(args.output)
+    left = summary.get("left_out")
+    if left and left["evaluated"] < left["files"]:  # a folder: say which files the figures leave out
+        print(
+            f"evaluate: {summary['dataset']}: {left['files']:,} files, {left['evaluated']:,} evaluated; left out: "
+            f"{left['errors']:,} unreadable or not decodable, {left['skipped']:,} skipped (not an image extension, "
+            f"links, tool outputs), {left['unlabelled']:,} in a folder that names no class"
+        )
     for m in summary["models"]:
         print(
             f"runtime: {m['model']} scored with {m.get('runtime', 'keras')} (file sha256 "

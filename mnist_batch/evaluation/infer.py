@@ -36,6 +36,8 @@ class Predictions:
       outputs: float32 [N, C] or [N, C+1], the model's raw outputs (with the not-digit output;
         :func:`mnist_batch.trust.split_outputs`); None: ``probabilities`` are all there is.
       not_digit_score: float32 [N], or None (no check).
+      left_out: folder inputs: the files scoring matched or skipped and what became of them
+        (``{"files", "evaluated", "errors", "skipped", "unlabelled"}``); None for arrays.
     """
 
     probabilities: np.ndarray
@@ -46,6 +48,7 @@ class Predictions:
     blank: np.ndarray | None = None
     outputs: np.ndarray | None = None
     not_digit_score: np.ndarray | None = None
+    left_out: dict[str, int] | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -134,6 +137,14 @@ def predict_folder(
     outputs = None  # the C+1 outputs again: split_outputs gives back these probabilities and scores
     if not_digit is not None:
         outputs = np.concatenate([probabilities * (1 - not_digit[:, None]), not_digit[:, None]], axis=1)
+    counts = summary["counts"]
+    left_out = {
+        "files": counts["matched"] + counts["skipped"],
+        "evaluated": len(order),
+        "errors": counts["errors"],  # unreadable, not an image, or not decodable
+        "skipped": counts["skipped"],  # not an image extension, links, the tool's own outputs
+        "unlabelled": counts["scored"] - len(order),  # in a folder whose name is not a class
+    }
     return Predictions(
         probabilities=probabilities,
         labels=np.asarray([table["true_label"][i] for i in order], np.int64),
@@ -142,4 +153,5 @@ def predict_folder(
         blank=np.asarray([table["blank"][i] for i in order], bool),
         outputs=outputs,
         not_digit_score=not_digit,
+        left_out=left_out,
     )

@@ -76,11 +76,29 @@ def display_names(models: Sequence[str]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
 
 
+TRUST_FILES = ("trust.parquet", "trust.md", "trust.png")
+
+
+def earlier_outputs(output: pathlib.Path) -> list[pathlib.Path]:
+    """The files an earlier evaluation (and its report) left in ``output``: its tables, summary, trust
+    report, ``report.html`` and every model's report PNGs (``<model>_confusion.png`` ...)."""
+    from mnist_batch.report.build import PLOT_FILES, REPORT_FILE
+
+    if not output.is_dir():
+        return []
+    named = {*OUTPUT_FILES, SUMMARY_FILE, *TRUST_FILES, REPORT_FILE}
+    return sorted(p for p in output.iterdir() if p.is_file() and (p.name in named or p.name.endswith(PLOT_FILES)))
+
+
 def prepare_output(output: pathlib.Path, overwrite: bool) -> None:
-    """Creates ``output``; refuses to mix with an earlier evaluation unless ``overwrite``."""
-    earlier = [f for f in (*OUTPUT_FILES, SUMMARY_FILE) if (output / f).exists()]
-    if earlier and not overwrite:
-        raise EvaluationError(f"--output {output}: holds an earlier evaluation ({earlier[0]}); pass --overwrite")
+    """Creates ``output``; refuses to mix with an earlier evaluation unless ``overwrite``, which removes
+    every file the earlier one wrote (so its report never lists a model this one did not evaluate)."""
+    tables = [f for f in (*OUTPUT_FILES, SUMMARY_FILE) if (output / f).exists()]
+    if tables and not overwrite:
+        raise EvaluationError(f"--output {output}: holds an earlier evaluation ({tables[0]}); pass --overwrite")
+    if overwrite:
+        for path in earlier_outputs(output):
+            path.unlink()
     output.mkdir(parents=True, exist_ok=True)
 
 
@@ -116,9 +134,6 @@ def evaluate(
     Raises:
       EvaluationError, DataError, ModelCardError, InferenceError: one-line user errors.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if not models:
         raise EvaluationError("give at least one --model")
     cards = [check_model(m, load=False) for m in models]  # the model against its card, once, before any image
@@ -138,39 +153,19 @@ def evaluate(
     results = predict_all(models, scorers, data)
 
     per_model = [summarize.model_metrics(r.labels, r.probabilities) for r in results]
-    correct = [r.probabilities.argmax(axis=1) == r.labels for r in results]
-    paired = summarize.versus_first(correct)
+    paired = summarize.versus_first([r.probabilities.argmax(axis=1) == r.labels for r in results])
     metric_rows, class_rows, cell_rows, pred_rows = [], [], [], []
     for name, model, card, scorer, r, m, pair, threshold in zip(
         names, models, cards, scorers, results, per_model, paired, thresholds, strict=True
     ):
-        metric_rows.append(
-            {
-                "model": name,
-                "model_path": str(model),
-                "model_name": card.model_name,
-                "model_id": card.model_id,
-                "runtime": scorer.runtime,
-                "runtime_model_id": scorer.model_id,
-                "dataset": data.name,
-                "split": split,
-                **{k: v for k, v in m.items() if k not in ("confusion", "per_class")},
-                "images_per_s": r.images_per_s,
-                **flag_rates(r, threshold),
-                **pair,
-            }
-        )
+        extra = {**flag_rates(r, threshold), **pair}
+        metric_rows.append(metric_row(name, model, card, scorer, data, split, r, m, extra))
         class_rows += summarize.per_class_rows(name, data.class_names, m["per_class"])
         cell_rows += summarize.confusion_rows(name, data.class_names, m["confusion"])
         pred_rows.append(
             prediction_table(name, r, data.class_names, (card.model_id, scorer.model_id), run_id, scored_at, threshold)
         )
-
-    pq.write_table(pa.Table.from_pylist(metric_rows), output / "metrics.parquet")
-    pq.write_table(pa.Table.from_pylist(class_rows), output / "per_class.parquet")
-    pq.write_table(pa.Table.from_pylist(cell_rows), output / "confusion.parquet")
-    pq.write_table(pa.concat_tables(pred_rows), output / "predictions.parquet")
-    (output / "comparison.md").write_text(comparison_markdown(metric_rows, data), encoding="utf-8")
+    write_tables(output, data, metric_rows, class_rows, cell_rows, pred_rows)
     summary = {
         "kind": "evaluation",
         "dataset": data.name,
@@ -178,11 +173,40 @@ def evaluate(
         "source": "scoring pipeline (files)" if data.folder is not None else "arrays (tf.data)",
         "class_names": list(data.class_names),
         "models": metric_rows,
+        "left_out": results[0].left_out,
     }
     if trust_report:
         summary["trust"] = write_trust(output, data, names, scorers, thresholds)
     (output / SUMMARY_FILE).write_text(jsonfmt.dumps(summary) + "\n", encoding="utf-8")
     return summary
+
+
+def write_tables(output: pathlib.Path, data: DataToEvaluate, metric_rows, class_rows, cell_rows, pred_rows) -> None:
+    """``metrics``, ``per_class``, ``confusion`` and ``predictions.parquet``, and ``comparison.md``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for table, rows in (("metrics", metric_rows), ("per_class", class_rows), ("confusion", cell_rows)):
+        pq.write_table(pa.Table.from_pylist(rows), output / f"{table}.parquet")
+    pq.write_table(pa.concat_tables(pred_rows), output / "predictions.parquet")
+    (output / "comparison.md").write_text(comparison_markdown(metric_rows, data), encoding="utf-8")
+
+
+def metric_row(name, model, card: ModelCard, scorer, data: DataToEvaluate, split: str, r: Predictions, m, extra):
+    """One model's row of ``metrics.parquet``: identity, runtime, metrics ``m``, speed and ``extra``."""
+    return {
+        "model": name,
+        "model_path": str(model),
+        "model_name": card.model_name,
+        "model_id": card.model_id,
+        "runtime": scorer.runtime,
+        "runtime_model_id": scorer.model_id,
+        "dataset": data.name,
+        "split": split,
+        **{k: v for k, v in m.items() if k not in ("confusion", "per_class")},
+        "images_per_s": r.images_per_s,
+        **extra,
+    }
 
 
 def check_classes(models: Sequence[str], cards: Sequence[ModelCard], data: DataToEvaluate) -> None:

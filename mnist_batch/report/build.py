@@ -51,6 +51,19 @@ def _grid(data: ReportData, rows: np.ndarray, path: pathlib.Path, title: str) ->
     return plots.plot_image_grid(images, titles, path, title=title)
 
 
+PLOT_FILES = (
+    "confusion.png",
+    "per_class.png",
+    "misclassified.png",
+    "least_confident.png",
+    "confidence.png",
+    "reliability.png",
+    "risk_coverage.png",
+)
+"""The report's PNGs of one model (``<model>_`` before each name when a folder holds several)."""
+REPORT_FILE = "report.html"
+
+
 def model_plots(data: ReportData, dest: pathlib.Path, prefix: str) -> dict[str, pathlib.Path]:
     """Writes one model's PNGs; returns ``{kind: path}`` (kinds that need labels only with labels)."""
     written: dict[str, pathlib.Path] = {}
@@ -217,7 +230,7 @@ def build_report(out_dir: str | pathlib.Path, dest: str | pathlib.Path | None = 
     else:
         sections = model_sections(models[0], model_plots(models[0], dest, ""))
         title = f"mnist-batch {kind} report: {out_dir.name} (model {models[0].name})"
-    page = dest / "report.html"
+    page = dest / REPORT_FILE
     page.write_text(plots.html_page(title, sections), encoding="utf-8")
     return page
 
@@ -243,7 +256,7 @@ def build_run_report(run_dir: str | pathlib.Path, dest: str | pathlib.Path | Non
         for i, e in enumerate(history.get("epoch", range(1, len(next(iter(history.values()))) + 1)))
     ]
     table = plots.html_table(["epoch", *[k for k in history if k != "epoch"]], rows)
-    page = dest / "report.html"
+    page = dest / REPORT_FILE
     sections = [("Learning curves", f"<img alt='learning curve' src='{plots.png_data_uri(png)}'>"), ("History", table)]
     page.write_text(plots.html_page(f"mnist-batch training run: {run_dir.name}", sections), encoding="utf-8")
     return page
