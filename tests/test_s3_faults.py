@@ -77,14 +77,14 @@ def test_server_restarted_mid_commit_then_runs_clean_completes_it(
 
 
 def test_a_shard_deleted_from_staging_fails_the_commit_loudly(s3_server, s3_bucket, tiny_model, sample_data, tmp_path):
-    import mnist_batch.scoring.launch as launch_module
+    import mnist_batch.scoring.commit_step as commit_step  # where the in-job commit calls commit_run
 
     test = sample_data.split("test")
     for i in range(IMAGES):
         (tmp_path / "in" / str(test.labels[i])).mkdir(parents=True, exist_ok=True)
         Image.fromarray(test.images[i]).save(tmp_path / "in" / str(test.labels[i]) / f"{i}.png")
     root = f"{s3_bucket}/runs"
-    commit_run = launch_module.commit_run
+    commit_run = commit_step.commit_run
     deleted = []
 
     def delete_a_shard_then_commit(layout, attempt, shards, *args, **kwargs):
@@ -95,7 +95,7 @@ def test_a_shard_deleted_from_staging_fails_the_commit_loudly(s3_server, s3_buck
 
     config = ScoreConfig(model=str(tiny_model), inputs=(str(tmp_path / "in"),), output=root, run_id="d1")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(launch_module, "commit_run", delete_a_shard_then_commit)
+        mp.setattr(commit_step, "commit_run", delete_a_shard_then_commit)
         with pytest.raises(RunFailedError, match="cannot be read back"):
             launch(config, RunOptions(layout="runs", run_date="2026-12-01"))
     assert len(deleted) == 1 and deleted[0].startswith(f"{root}/{STAGING_DIR}/")
