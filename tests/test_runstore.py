@@ -99,3 +99,17 @@ def test_a_runs_partition_folders_are_named_and_read_back_by_one_pair_of_functio
     assert parts == ("dt=2026-06-01", "run=nightly")
     assert parse_partition([*parts, "part-0.parquet"]) == ("2026-06-01", "nightly")
     assert parse_partition(["run=x", "dt=y"]) is None and parse_partition(["dt=y"]) is None
+
+
+def test_s3_mtimes_are_the_seconds_beams_s3_filesystem_gives():
+    """The S3 folder listing converts LastModified as Beam's match does: earlier runs' keys still match."""
+    import datetime
+
+    s3io = pytest.importorskip("apache_beam.io.aws.s3io")
+    from mnist_batch.runstore import s3
+
+    for moment in (
+        datetime.datetime(2026, 12, 7, 4, 1, 45, 123456, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 6, 1, 23, 59, 59, tzinfo=datetime.UTC),
+    ):
+        assert s3.mtime_seconds(moment) == s3io.S3IO._updated_to_seconds(moment)

@@ -16,6 +16,7 @@ boto3's usual ``AWS_*`` variables and files); see :func:`configure`.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -288,6 +289,16 @@ def list_objects(prefix_uri: str) -> Iterator[tuple[str, int, Any, str]]:
     for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for o in page.get("Contents", []):
             yield f"{SCHEME}{bucket}/{o['Key']}", int(o["Size"]), o["LastModified"], str(o.get("ETag", "")).strip('"')
+
+
+def mtime_seconds(modified: Any) -> float:
+    """An object's ``LastModified`` (a datetime) as the seconds Beam's S3 filesystem gives for it.
+
+    The same arithmetic as Beam 2.70's (``S3IO``: local ``mktime`` corrected by ``time.timezone``), so
+    that the keys of files an earlier run matched through Beam still match: the incremental key
+    includes the mtime.
+    """
+    return time.mktime(modified.timetuple()) - time.timezone + modified.microsecond / 1_000_000.0
 
 
 def any_key(prefix_uri: str) -> bool:

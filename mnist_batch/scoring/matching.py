@@ -136,12 +136,10 @@ class ListS3FolderFn(beam.DoFn):
         fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
 
     def process(self, pattern: str) -> Iterator[VersionedMetadata]:
-        from apache_beam.io.aws.s3io import S3IO  # Beam's own LastModified -> seconds
-
         found = False
         for path, size, modified, etag in s3.list_objects(s3_folder_prefix(pattern)):
             found = True
-            yield VersionedMetadata(path, size, S3IO._updated_to_seconds(modified), etag or None)
+            yield VersionedMetadata(path, size, s3.mtime_seconds(modified), etag or None)
         if not found:
             raise ScoringError(f"--input: {pattern} matches no files")
 
