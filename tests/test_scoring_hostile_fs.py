@@ -407,6 +407,26 @@ def test_a_probe_of_a_new_output_leaves_nothing_behind(tmp_path):
     assert list((tmp_path / "kept").iterdir()) == []
 
 
+def test_a_probe_never_removes_what_another_launch_wrote_meanwhile(tmp_path, monkeypatch):
+    """Two launches into a new root at once: the first one's probe folder is the second one's root by
+    the time the probe is cleaned up, so only empty folders are removed (the second launch's files stay)."""
+    import tempfile
+
+    from mnist_batch.scoring import preflight
+
+    root = tmp_path / "new" / "root"
+    real_mkstemp = tempfile.mkstemp
+
+    def another_launch_writes_too(*args, **kwargs):
+        (root / "_claims").mkdir(parents=True, exist_ok=True)
+        (root / "_claims" / "run=b.json").write_text("{}")  # the other launch's lease
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", another_launch_writes_too)
+    preflight.check_output_writable(str(root))
+    assert (root / "_claims" / "run=b.json").read_text() == "{}"
+
+
 def test_an_unknown_runner_is_one_line_before_any_file_is_read(tiny_model, sample_data, tmp_path, opened_files, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -9,7 +9,6 @@ nothing behind.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -36,7 +35,9 @@ def first_missing_folder(path: str) -> str | None:
 def check_local_writable(path: str) -> None:
     """Creates ``path`` (and its parents) if needed, then creates and deletes a probe file in it.
 
-    Folders it created for the probe are removed again, so a run refused later leaves no trace.
+    Folders it created for the probe are removed again while empty, so a run refused later leaves no
+    trace; a folder another launch has started to fill in the meantime (two launches into a new root
+    at once) is left as it is.
 
     Raises:
       ScoringError: naming the folder and the operating system's reason.
@@ -51,7 +52,20 @@ def check_local_writable(path: str) -> None:
         raise ScoringError(f"--output {path}: cannot write there ({exc.strerror or type(exc).__name__})") from exc
     finally:
         if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+            remove_empty_folders(os.path.abspath(path), created)
+
+
+def remove_empty_folders(path: str, top: str) -> None:
+    """``path`` and its parents up to ``top``, each removed only while empty (never another launch's files)."""
+    current = path
+    while True:
+        try:
+            os.rmdir(current)
+        except OSError:
+            return  # not empty (someone else's now), or gone already
+        if current == top:
+            return
+        current = os.path.dirname(current)
 
 
 def check_remote_writable(uri: str) -> None:
