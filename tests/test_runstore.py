@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 
@@ -113,3 +114,33 @@ def test_s3_mtimes_are_the_seconds_beams_s3_filesystem_gives():
         datetime.datetime(2026, 6, 1, 23, 59, 59, tzinfo=datetime.UTC),
     ):
         assert s3.mtime_seconds(moment) == s3io.S3IO._updated_to_seconds(moment)
+
+
+def test_a_file_created_exclusively_is_whole_when_it_appears_and_exactly_one_caller_wins(tmp_path, monkeypatch):
+    """The layout file and the leases: written aside, then linked in, so no reader sees them empty."""
+    import os
+
+    from mnist_batch.runstore import fs
+
+    seen = []
+    real_link = os.link
+
+    def link(src, dst):  # what a reader finds at the moment the file appears
+        real_link(src, dst)
+        seen.append(pathlib.Path(dst).read_text())
+
+    monkeypatch.setattr(os, "link", link)
+    target = tmp_path / "_mnist_batch_layout.json"
+    assert fs.create_exclusive(str(target), '{"a": 1}\n') is True
+    assert seen == ['{"a": 1}\n']
+    assert fs.create_exclusive(str(target), '{"b": 2}\n') is False and target.read_text() == '{"a": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no temporary file left
+
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")  # a filesystem without hard links
+
+    monkeypatch.setattr(os, "link", no_links)
+    other = tmp_path / "lease.json"
+    assert fs.create_exclusive(str(other), "x") is True and other.read_text() == "x"
+    assert fs.create_exclusive(str(other), "y") is False and other.read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name, other.name]

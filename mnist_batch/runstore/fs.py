@@ -311,12 +311,37 @@ def write_atomic(uri: str, text: str) -> None:
             os.remove(tmp)
 
 
+def _link_new(path: str, data: bytes) -> bool | None:
+    """Writes ``data`` to a temporary file beside ``path`` and hard-links it there: True when this call
+    made ``path``, False when it existed; None when the filesystem cannot hard-link (the caller falls back)."""
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            return None
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def create_exclusive(uri: str, text: str) -> bool:
     """Creates ``uri`` with ``text`` unless it exists; True when this call created it.
 
-    Local disks: one atomic ``O_CREAT | O_EXCL``, and S3: one conditional ``PUT``, so of two
-    callers exactly one wins. Other object stores: a check then a write (best effort; see the
-    module docstring).
+    Local disks: the text is written to a private temporary file first, then hard-linked to ``uri``
+    (``link`` fails when ``uri`` exists), so of two callers exactly one wins and a reader never sees
+    the file before its text is whole; where the filesystem has no hard links, one ``O_CREAT |
+    O_EXCL`` then the write. S3: one conditional ``PUT``. Other object stores: a check then a write
+    (best effort; see the module docstring).
     """
     data = text.encode("utf-8")
     if remote(uri) and s3.is_s3(uri):
@@ -329,6 +354,9 @@ def create_exclusive(uri: str, text: str) -> bool:
         return True
     uri = local_path(uri)
     os.makedirs(os.path.dirname(uri), exist_ok=True)
+    linked = _link_new(uri, data)
+    if linked is not None:
+        return linked
     try:
         fd = os.open(uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
