@@ -1,7 +1,7 @@
 """Leases: a launch claims its run id (and, when incremental, the root's history) before it starts.
 
-A lease is a small JSON file ``ROOT/_claims/<name>.json`` created atomically (``O_EXCL`` on a
-local disk, a conditional ``PUT`` with ``If-None-Match: *`` on S3; see :mod:`mnist_batch.runstore.fs`
+A lease is a small JSON file ``ROOT/_claims/<name>.json`` created atomically (written aside and
+hard-linked in on a local disk, a conditional ``PUT`` with ``If-None-Match: *`` on S3; see :mod:`mnist_batch.runstore.fs`
 for other object stores) and holding who owns it::
 
     {"name": "run=nightly", "run_id": ..., "attempt": ..., "token": <random hex>, "host": ...,

@@ -10,7 +10,8 @@ through :mod:`os` (no globbing at all), remote ones (``gs://``, ``s3://``, ...) 
 What is atomic where (the run store's commit relies on it; see deploy/README.md):
 
 * local and POSIX network disks: :func:`rename` of a file or a folder, :func:`write_atomic`
-  (temp file + ``os.replace``), :func:`create_exclusive` (``O_CREAT | O_EXCL``) and, on Linux,
+  (temp file + ``os.replace``), :func:`create_exclusive` (the text written aside, then ``link``: exactly one
+  caller wins and the file is whole when it appears; ``O_CREAT | O_EXCL`` without hard links) and, on Linux,
   :func:`swap` of two folders (``renameat2(RENAME_EXCHANGE)``; elsewhere three renames);
 * S3 (and S3-compatible servers), through one shared boto3 client (:mod:`mnist_batch.runstore.s3`;
   Beam's S3 filesystem makes a client per call): one object appears whole when its ``PUT``
