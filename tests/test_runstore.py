@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("apache_beam")
 
 from mnist_batch.files import is_remote, local_path
-from mnist_batch.runstore import fs
+from mnist_batch.runstore import fs, local
 from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.roots import prepare_root
@@ -70,7 +70,7 @@ def test_swap_exchanges_two_folders_whole_with_or_without_renameat2(tmp_path, mo
     (a / "new.parquet").write_text("new")
     (b / "old.parquet").write_text("old")
     if not atomic:  # a C library, kernel or filesystem without RENAME_EXCHANGE
-        monkeypatch.setattr(fs, "exchange", lambda *_: False)
+        monkeypatch.setattr(local, "exchange", lambda *_: False)
     assert fs.swap(f"file://{a}", str(b)) is atomic
     assert [p.name for p in b.iterdir()] == ["new.parquet"] and [p.name for p in a.iterdir()] == ["old.parquet"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run=id", "staged [x]"]  # nothing left aside

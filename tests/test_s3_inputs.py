@@ -47,8 +47,8 @@ def test_a_folder_is_checked_with_one_key(s3_bucket, lists, monkeypatch):
 
 def test_other_patterns_still_go_through_beam(s3_bucket):
     s3.put(f"{s3_bucket}/scans/7/a.png", b"x")
-    assert read.s3_folder_prefix(f"{s3_bucket}/scans/*/a.png") is None
-    assert read.s3_folder_prefix(f"{s3_bucket}/sc[[]1]/**") is None
+    assert read.folder_prefix(f"{s3_bucket}/scans/*/a.png") is None
+    assert read.folder_prefix(f"{s3_bucket}/sc[[]1]/**") is None
     read.check_patterns_match([f"{s3_bucket}/scans/*/a.png"])
     with pytest.raises(ScoringError, match="matches no files"):
         read.check_patterns_match([f"{s3_bucket}/scans/*/b.png"])

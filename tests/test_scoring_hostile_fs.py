@@ -46,6 +46,8 @@ apache_beam = pytest.importorskip("apache_beam")
 
 from mnist_batch import files, models  # noqa: E402
 from mnist_batch.cli import main as cli_main  # noqa: E402
+from mnist_batch.runstore import storage  # noqa: E402
+from mnist_batch.runstore.store import Storage  # noqa: E402
 from mnist_batch.scoring import decode, matching, worker_errors  # noqa: E402
 
 tiny_model = scoring_fixtures.tiny_model
@@ -526,40 +528,38 @@ def test_a_36_megapixel_image_is_decoded_in_bounded_memory(tmp_path):
 # --- remote paths and the runner's wrapping, without a cloud ----------------------------------
 
 
-class CountingStream(io.BytesIO):
-    """A stream that remembers how many bytes were read from it, after it is closed too."""
+class StubRemoteFile:
+    """A ReadableFile stand-in for ``gs://``: only its listed size (the bytes come from the store)."""
 
-    bytes_read = 0
+    def __init__(self, path: str, listed_size: int) -> None:
+        from apache_beam.io.filesystem import FileMetadata
 
-    def read(self, size=-1):
-        data = super().read(size)
+        self.metadata = FileMetadata(path, listed_size, 0.0)
+
+
+class CountingStore(Storage):
+    """A remote store serving bytes from a dict and counting what is read."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.bytes_read = 0
+
+    def read_at_most(self, uri: str, limit: int) -> bytes:
+        data = self.files[uri][:limit]
         self.bytes_read += len(data)
         return data
 
 
-class StubRemoteFile:
-    """A ReadableFile stand-in for ``gs://``: listed size and a stream, counting what is read."""
-
-    def __init__(self, path: str, listed_size: int, data: bytes) -> None:
-        from apache_beam.io.filesystem import FileMetadata
-
-        self.metadata = FileMetadata(path, listed_size, 0.0)
-        self.stream = CountingStream(data)
-
-    def open(self):
-        return self.stream
-
-
-def test_remote_reads_check_the_listed_size_then_read_at_most_the_limit():
-    small = StubRemoteFile("gs://b/a.png", 10, b"z" * 10)
-    assert decode.read_bytes(small, 10) == b"z" * 10
-    listed_big = StubRemoteFile("gs://b/big.png", 5_000_000_000, b"")
+def test_remote_reads_check_the_listed_size_then_read_at_most_the_limit(monkeypatch):
+    store = CountingStore({"gs://b/a.png": b"z" * 10, "gs://b/grew.png": b"z" * 5000})
+    monkeypatch.setitem(storage._stores, "gs", store)  # the store the scheme is served by, in this process
+    assert decode.read_bytes(StubRemoteFile("gs://b/a.png", 10), 10) == b"z" * 10
     with pytest.raises(files.FileTooLargeError, match="5,000,000,000 bytes"):
-        decode.read_bytes(listed_big, 1000)
-    grew = StubRemoteFile("gs://b/grew.png", 10, b"z" * 5000)
+        decode.read_bytes(StubRemoteFile("gs://b/big.png", 5_000_000_000), 1000)  # never read: the listed size
+    store.bytes_read = 0
     with pytest.raises(files.FileTooLargeError, match="grew"):
-        decode.read_bytes(grew, 1000)
-    assert grew.stream.bytes_read == 1001  # never more than the limit + 1 byte
+        decode.read_bytes(StubRemoteFile("gs://b/grew.png", 10), 1000)
+    assert store.bytes_read == 1001  # never more than the limit + 1 byte
 
 
 def test_files_under_a_remote_own_output_are_skipped():

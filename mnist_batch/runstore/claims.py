@@ -46,8 +46,9 @@ import time
 import uuid
 from typing import Any
 
-from mnist_batch.runstore import fs, s3
+from mnist_batch.runstore import fs
 from mnist_batch.runstore.errors import RunStoreError
+from mnist_batch.runstore.storage import storage_for
 from mnist_batch.tables import CLAIMS_DIR
 
 LEASE_TTL_S = 120.0
@@ -128,14 +129,7 @@ def read_lease(uri: str) -> dict[str, Any] | None:
 
 def missing(uri: str, exc: BaseException) -> bool:
     """Whether ``exc``, raised reading ``uri``, means "no such file" (and nothing else)."""
-    if isinstance(exc, FileNotFoundError) or s3.not_found(exc):
-        return True
-    if not fs.is_remote(uri) or s3.is_s3(uri):
-        return False
-    try:  # other object stores: Beam's own "not found" error, asked again
-        return not fs.exists(uri)
-    except Exception:  # noqa: BLE001 -- the store failed again: unknown
-        return False
+    return storage_for(uri).missing(uri, exc)
 
 
 def unknown(uri: str, exc: BaseException) -> LeaseUnknownError:
@@ -145,14 +139,14 @@ def unknown(uri: str, exc: BaseException) -> LeaseUnknownError:
 
 def conditional(uri: str) -> bool:
     """True where leases use the store's conditional requests (S3: ETags), not files."""
-    return fs.remote(uri) and s3.is_s3(uri)
+    return storage_for(uri).conditional
 
 
 def read_lease_version(uri: str) -> tuple[dict[str, Any] | None, str] | None:
     """S3: ``(owner, etag)`` of the lease object (owner None when it is not JSON); None when absent."""
     try:
-        got = s3.read(uri)
-    except Exception as exc:  # s3.read answers "not found" with None
+        got = storage_for(uri).read_versioned(uri)
+    except Exception as exc:  # read_versioned answers "not found" with None
         raise unknown(uri, exc) from exc
     if got is None:
         return None
@@ -182,7 +176,7 @@ class Lease:
             if self.etag is not None:
                 self.owner["heartbeat_at"] = time.time()
                 with contextlib.suppress(Exception):
-                    etag = s3.replace_if(self.uri, json.dumps(self.owner).encode("utf-8"), self.etag)
+                    etag = storage_for(self.uri).replace_if(self.uri, json.dumps(self.owner).encode("utf-8"), self.etag)
                     if etag is None:
                         return  # taken over or deleted: the version we wrote is gone
                     self.etag = etag
@@ -229,7 +223,7 @@ def release_lease(uri: str, token: str, *, quiet: bool = True) -> None:
         if conditional(uri):
             current = read_lease_version(uri)
             if current is not None and current[0] is not None and current[0].get("token") == token:
-                s3.delete_if(uri, current[1])  # only that version: a takeover since is left alone
+                storage_for(uri).delete_if(uri, current[1])  # only that version: a takeover since is left alone
             return
         owner = read_lease(uri)
         if owner is not None and owner.get("token") == token:
@@ -322,7 +316,7 @@ def claim_conditional(uri: str, owner: dict[str, Any], what: str) -> Lease:
     """:func:`claim` on S3: a conditional create, else a takeover conditional on the stale version's ETag."""
     data = json.dumps(owner).encode("utf-8")
     for _ in range(3):
-        etag = s3.put_if_absent(uri, data)
+        etag = storage_for(uri).create_versioned(uri, data)
         if etag is not None:
             return Lease(uri, owner, etag)
         current = read_lease_version(uri)
@@ -330,7 +324,7 @@ def claim_conditional(uri: str, owner: dict[str, Any], what: str) -> Lease:
             continue  # deleted since: try the create again
         if is_live(current[0]):
             raise ClaimError(f"{what} is held by {describe(current[0])}; lease {uri}")
-        etag = s3.replace_if(uri, data, current[1])  # of two takers of one stale version, one wins
+        etag = storage_for(uri).replace_if(uri, data, current[1])  # of two takers of one stale version, one wins
         if etag is not None:
             return Lease(uri, owner, etag)
     raise ClaimError(f"{what}: could not take the stale lease {uri}")
@@ -346,7 +340,7 @@ def remove_stale(uri: str) -> bool:
         current = read_lease_version(uri)
         if current is None or current[0] is None or is_live(current[0]):
             return False
-        return s3.delete_if(uri, current[1])
+        return storage_for(uri).delete_if(uri, current[1])
     if is_live(read_lease(uri)):
         return False
     take_over(uri)

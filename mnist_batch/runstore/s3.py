@@ -53,27 +53,21 @@ _state: dict[str, Any] = {"kwargs": {}, "client": None, "check_client": None}
 _lock = threading.Lock()
 
 
-def is_s3(uri: str) -> bool:
-    return uri.startswith(SCHEME)
-
-
-def options_of(options: Any) -> dict[str, Any]:
-    """Beam's S3 options that are set in ``options`` (Beam's ``PipelineOptions``, a dict, or None),
-    e.g. ``{"s3_endpoint_url": ...}``: what a job's steps that reach S3 themselves carry to its workers."""
-    if options is None:
-        return {}
-    values = options.get_all_options() if hasattr(options, "get_all_options") else dict(options)
-    names = (*OPTION_NAMES, "s3_disable_ssl")
-    return {name: values[name] for name in names if values.get(name) not in (None, False)}
-
-
 def configure(options: dict[str, Any]) -> None:
     """Takes Beam's S3 options (``{"s3_endpoint_url": ..., ...}``; missing or None: boto3's defaults)."""
     kwargs = {arg: options[name] for name, arg in OPTION_NAMES.items() if options.get(name) is not None}
     if options.get("s3_disable_ssl"):
         kwargs["use_ssl"] = False
     with _lock:
+        if _state["client"] is not None and kwargs == _state["kwargs"]:
+            return  # the same settings: the client made for them stays (it costs ~50 ms to make)
         _state["kwargs"], _state["client"], _state["check_client"] = kwargs, None, None
+
+
+def forget() -> None:
+    """Drops the clients: the next request makes new ones, reading the environment (``AWS_*``) again."""
+    with _lock:
+        _state["client"], _state["check_client"] = None, None
 
 
 def client(*, check: bool = False):

@@ -12,15 +12,13 @@ before.
 from __future__ import annotations
 
 import io
-import os
 import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
-from mnist_batch.files import local_path
-from mnist_batch.runstore import fs, s3
+from mnist_batch.runstore import fs
+from mnist_batch.runstore.storage import storage_for
 
 CODEC = "snappy"
 ROWS_PER_GROUP = 4096
@@ -37,18 +35,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 class ShardWriter:
-    """One Parquet file written chunk by chunk (a row group per chunk), on any Beam filesystem."""
+    """One Parquet file written chunk by chunk (a row group per chunk), on any store (its ``open_write``)."""
 
     def __init__(self, path: str, schema: pa.Schema) -> None:
         self.path = path
         self._schema = schema
-        if fs.remote(path):
-            self._stream = FileSystems.create(path)
-            sink = pa.PythonFile(self._stream, mode="w")
-        else:
-            sink = local_path(path)
-            os.makedirs(os.path.dirname(sink), exist_ok=True)
-            self._stream = None
+        self._stream = storage_for(path).open_write(path)
+        sink = pa.PythonFile(self._stream, mode="w")
         self._writer = pq.ParquetWriter(sink, schema, compression=CODEC, write_page_checksum=True)
 
     def write(self, table: pa.Table) -> None:
@@ -56,8 +49,7 @@ class ShardWriter:
 
     def close(self) -> str:
         self._writer.close()
-        if self._stream is not None:
-            self._stream.close()
+        self._stream.close()
         return self.path
 
 
@@ -67,36 +59,26 @@ def shard_paths(folder: str) -> list[str]:
 
 
 def read_shard(path: str, columns: list[str] | None = None) -> pa.Table:
-    """One Parquet shard (any Beam filesystem), as a table; a column in ``columns`` that the shard
-    lacks (written before the column existed) is left out, on every filesystem alike."""
-    if fs.remote(path) and s3.is_s3(path):
-        return pq.ParquetFile(io.BytesIO(s3.get(path)), page_checksum_verification=True).read(columns=columns)
-    if fs.remote(path):
-        with FileSystems.open(path) as f:
-            return pq.ParquetFile(io.BytesIO(f.read()), page_checksum_verification=True).read(columns=columns)
+    """One Parquet shard (any store), as a table; a column in ``columns`` that the shard lacks
+    (written before the column existed) is left out, on every store alike."""
+    store = storage_for(path)
     # One file, never a dataset: pyarrow < 19 (Beam 2.70's bound) would add the Hive
     # partition columns of its path (dt=, run=) to a single file's table.
-    return pq.ParquetFile(local_path(path), page_checksum_verification=True).read(columns=columns)
+    source = store.local_file(path) or io.BytesIO(store.read_bytes(path))
+    return pq.ParquetFile(source, page_checksum_verification=True).read(columns=columns)
 
 
 def shard_rows(path: str) -> int:
     """The row count in a shard's footer (raises when the footer cannot be read: truncated, not Parquet).
 
-    On S3 only the footer is fetched (:func:`s3_footer`); on other object stores too where the
-    filesystem's stream can seek (GCS); a stream that cannot is read whole.
+    Only the footer is fetched (:func:`footer`: one ranged ``GET`` on S3; a stream that cannot seek
+    is read whole); a local shard is opened by pyarrow.
     """
-    if fs.remote(path) and s3.is_s3(path):
-        return pq.ParquetFile(io.BytesIO(s3_footer(path))).metadata.num_rows
-    if fs.remote(path):
-        with FileSystems.open(path) as f:
-            if getattr(f, "seekable", lambda: False)():
-                try:
-                    return pq.ParquetFile(f).metadata.num_rows
-                except (OSError, io.UnsupportedOperation, ValueError):
-                    f.seek(0)
-            return pq.ParquetFile(io.BytesIO(f.read())).metadata.num_rows
-    with pq.ParquetFile(local_path(path)) as f:
-        return f.metadata.num_rows
+    local = storage_for(path).local_file(path)
+    if local is not None:
+        with pq.ParquetFile(local) as f:
+            return f.metadata.num_rows
+    return pq.ParquetFile(io.BytesIO(footer(path))).metadata.num_rows
 
 
 FOOTER_GUESS = 64 * 1024
@@ -104,16 +86,17 @@ FOOTER_GUESS = 64 * 1024
 MAGIC = b"PAR1"
 
 
-def s3_footer(path: str) -> bytes:
-    """``PAR1`` + the footer of an S3 shard (its metadata, length and closing ``PAR1``): what pyarrow
+def footer(path: str) -> bytes:
+    """``PAR1`` + the footer of a shard (its metadata, length and closing ``PAR1``): what pyarrow
     needs to read the metadata, from one ranged ``GET`` of its last 64 KiB (two when the footer is
     longer), not the whole shard. A shard that does not end with a footer comes back as it ends, and
     pyarrow refuses it as it would the whole file."""
-    tail, whole = s3.read_tail(path, FOOTER_GUESS)
+    store = storage_for(path)
+    tail, whole = store.read_tail(path, FOOTER_GUESS)
     if len(tail) >= 8 and tail[-4:] == MAGIC:
         need = int.from_bytes(tail[-8:-4], "little") + 8
         if len(tail) < need <= whole:
-            tail, whole = s3.read_tail(path, need)
+            tail, whole = store.read_tail(path, need)
         if need <= len(tail):
             return MAGIC + tail[-need:]
     return tail

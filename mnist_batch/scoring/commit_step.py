@@ -12,7 +12,6 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
 
 from mnist_batch.runstore import claims, fs
@@ -21,6 +20,7 @@ from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.shards import ShardWriter, new_shard_path
 from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.scoring.storage_fn import StorageDoFn
 from mnist_batch.scoring.summary import run_summary
 from mnist_batch.tables import RUNS_SCHEMA, RUNS_TABLE, runs_row
 
@@ -68,7 +68,7 @@ class LaunchGoneError(ScoringError):
     """The job reached its commit after its launcher died: nothing is committed."""
 
 
-class CommitRunFn(beam.DoFn):
+class CommitRunFn(StorageDoFn):
     """Stats -> the run's summary, then its commit (:func:`commit.commit_run`), inside the job.
 
     Its side inputs are the ``(path, rows)`` each table's writer emits once the shard is closed,
@@ -93,9 +93,9 @@ class CommitRunFn(beam.DoFn):
         detached_leases: list[str],
         held_leases: list[str] = (),
         fences: list[tuple[str, str]] | None = None,
-        s3_options: dict[str, Any] | None = None,
+        storage_settings: dict[str, Any] | None = None,
     ) -> None:
-        self._s3_options = s3_options
+        super().__init__(storage_settings)
         self._held_leases = list(held_leases)
         self._layout = layout
         self._attempt = attempt
@@ -107,7 +107,7 @@ class CommitRunFn(beam.DoFn):
         self._fences = list(fences or [])
 
     def setup(self) -> None:
-        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+        super().setup()  # the launch's storage settings, on whichever worker this runs
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)

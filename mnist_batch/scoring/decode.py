@@ -24,14 +24,14 @@ from mnist_batch.files import (
     check_file_size,
     is_remote,
     local_path,
-    read_at_most,
     read_local,
 )
-from mnist_batch.runstore import fs, s3
+from mnist_batch.runstore.storage import storage_for
 from mnist_batch.scoring import decode_pool
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
 from mnist_batch.scoring.progress import ProgressFile, ProgressLine, progress_every_s
+from mnist_batch.scoring.storage_fn import StorageDoFn
 
 ERRORS_TAG = "errors"
 """Output tag of error rows."""
@@ -155,16 +155,13 @@ def read_remote(readable, max_bytes: int) -> bytes:
     """A remote file's bytes: its listed size checked first, then a read of at most ``max_bytes + 1``."""
     check_file_size(readable.metadata.size_in_bytes, max_bytes)
     path = readable.metadata.path
-    if s3.is_s3(path):  # one GET with a shared client (Beam's S3 filesystem makes a client per call)
-        data = s3.read_at_most(path, max_bytes + 1)
-        if len(data) > max_bytes:
-            raise FileTooLargeError(f"file has more than --max-file-bytes {max_bytes:,} bytes (it grew while read)")
-        return data
-    with readable.open() as f:
-        return read_at_most(f, max_bytes)
+    data = storage_for(path).read_at_most(path, max_bytes + 1)  # S3: one GET with the shared client
+    if len(data) > max_bytes:
+        raise FileTooLargeError(f"file has more than --max-file-bytes {max_bytes:,} bytes (it grew while read)")
+    return data
 
 
-class DecodeImageFn(beam.DoFn):
+class DecodeImageFn(StorageDoFn):
     """ReadableFile -> main: ``(ImageKey, uint8 [28, 28])``; ``errors``: one error row per failure.
 
     Every failure is caught per element, with its stage: ``read`` (cannot open/read, not a
@@ -193,7 +190,7 @@ class DecodeImageFn(beam.DoFn):
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         progress: bool = False,
         progress_dir: str | None = None,
-        s3_options: dict[str, Any] | None = None,
+        storage_settings: dict[str, Any] | None = None,
     ) -> None:
         self._class_names = tuple(class_names)
         self._progress = progress
@@ -203,13 +200,13 @@ class DecodeImageFn(beam.DoFn):
         self._labels_csv = labels_csv
         self._max_pixels = max_pixels
         self._max_file_bytes = max_file_bytes
-        self._s3_options = s3_options
+        super().__init__(storage_settings)
         self._label_of = LabelLookup(self._class_names)
         self._decoded = counter("images_decoded")
         self._stage_errors = {stage: counter(f"{stage}_errors") for stage in ("read", "decode", "preprocess")}
 
     def setup(self) -> None:
-        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+        super().setup()  # the launch's storage settings, on whichever worker this runs
         self._progress_line = ProgressLine() if self._progress else None
         self._progress_file = ProgressFile(self._progress_dir, self._progress_every_s) if self._progress_dir else None
         if self._labels_csv:

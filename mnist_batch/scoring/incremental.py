@@ -21,11 +21,11 @@ from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch.constants import COL_PATH, COL_RUN_ID
 from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, is_remote, local_path, unescape_path
-from mnist_batch.runstore import fs, s3
 from mnist_batch.runstore.history import DIGEST_BYTES, RunInfo, key_digest, known_digests
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import LoadedFile, read_bytes
 from mnist_batch.scoring.matching import SKIPPED_TAG
+from mnist_batch.scoring.storage_fn import StorageDoFn, storage_settings
 
 
 def file_version(path: str) -> str | None:
@@ -42,16 +42,16 @@ def file_version(path: str) -> str | None:
     return f"{st.st_ino}:{st.st_ctime_ns}"
 
 
-class KnownDigestsFn(beam.DoFn):
+class KnownDigestsFn(StorageDoFn):
     """``(dt, run_id)`` of a committed run -> one blob of its files' key digests."""
 
-    def __init__(self, root: str, kind: str, s3_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, root: str, kind: str, storage_settings: dict[str, Any] | None = None) -> None:
         self._root = root
         self._kind = kind
-        self._s3_options = s3_options
+        super().__init__(storage_settings)
 
     def setup(self) -> None:
-        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+        super().setup()  # the launch's storage settings, on whichever worker this runs
 
     def process(self, run: tuple[str, str]) -> Iterator[bytes]:
         yield known_digests(RunInfo(run[0], run[1], self._root), self._kind)
@@ -87,13 +87,12 @@ class ReadKnownFiles(beam.PTransform):
         return (
             pbegin
             | "ListEarlierRuns" >> beam.Create(self._runs)
-            | "ReadManifests"
-            >> beam.ParDo(KnownDigestsFn(self._root, self._kind, s3.options_of(pbegin.pipeline.options)))
+            | "ReadManifests" >> beam.ParDo(KnownDigestsFn(self._root, self._kind, storage_settings(pbegin)))
             | "JoinDigests" >> beam.CombineGlobally(JoinBlobsFn()).without_defaults()
         )
 
 
-class SelectNewFilesFn(beam.DoFn):
+class SelectNewFilesFn(StorageDoFn):
     """ReadableFile -> main: the file; ``manifest``: its manifest row; ``already_scored``: counts.
 
     A file whose key digest is in the side input ``known`` is skipped (reason
@@ -109,19 +108,19 @@ class SelectNewFilesFn(beam.DoFn):
         run_id: str,
         key: str,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-        s3_options: dict[str, Any] | None = None,
+        storage_settings: dict[str, Any] | None = None,
     ) -> None:
         self._run_id = run_id
         self._key = key
         self._max_file_bytes = max_file_bytes
-        self._s3_options = s3_options
+        super().__init__(storage_settings)
         self._already = counter("files_already_scored")
         self._already_here = 0  # added to the counter once per bundle (a counter's inc costs ~1 µs)
         self._blob: bytes | None = None
         self._known: frozenset[bytes] = frozenset()
 
     def setup(self) -> None:
-        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+        super().setup()  # the launch's storage settings, on whichever worker this runs
 
     def finish_bundle(self) -> Iterator[Any]:
         """One count of this bundle's files scored before, to ``already_scored``: a nightly run over
@@ -206,8 +205,8 @@ class SelectFiles(beam.PTransform):
 
     def expand(self, files):
         tag = SelectNewFilesFn.MANIFEST_TAG
-        s3_options = s3.options_of(files["images"].pipeline.options)
-        fn = SelectNewFilesFn(self._run_id, self._key, self._max_file_bytes, s3_options)
+        settings = storage_settings(files["images"])
+        fn = SelectNewFilesFn(self._run_id, self._key, self._max_file_bytes, settings)
         outputs = (SKIPPED_TAG, tag, SelectNewFilesFn.ALREADY_TAG)
         if self._earlier:
             known = files["images"].pipeline | "ReadKnownFiles" >> ReadKnownFiles(self._root, self._earlier, self._key)

@@ -37,7 +37,7 @@ from mnist_batch.errors import MnistBatchError
 from mnist_batch.files import is_remote, local_path
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
-from mnist_batch.runstore import claims, fs, s3
+from mnist_batch.runstore import claims, fs, storage
 from mnist_batch.runstore.commit import read_marker, recover
 from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.history import committed_runs
@@ -147,8 +147,10 @@ def launch(
         and nothing was committed.
     """
     options = options or RunOptions()
-    beam_options = pipeline_options if pipeline_options is not None else PipelineOptions(beam_args or [])
-    fs.configure(beam_options)  # the run store and the model are read with the job's --s3_* options
+    beam_options = pipeline_options
+    if beam_options is None:  # called directly, not through start(), which configured the stores
+        beam_options = PipelineOptions(beam_args or [])
+        fs.configure(beam_options)  # the run store and the model are read with the job's --s3_* options
     runner = runner_name(beam_options)
     run_id = check_run_id(config.run_id or default_run_id())
     card = card or check_model(config.model, options.expect_model_id, load=False)
@@ -297,7 +299,7 @@ def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]
         detached_leases=[lease.uri for lease in run.leases] if not run.wait else [],
         held_leases=[lease.uri for lease in run.leases] if run.wait else [],
         fences=[lease.fence for lease in run.leases],
-        s3_options=s3.options_of(run.beam_options),
+        storage_settings=storage.settings_of(run.beam_options),
     )
     outputs.stats | "CommitRun" >> beam.ParDo(commit_fn, *[beam.pvalue.AsList(s) for s in shards])
     return p

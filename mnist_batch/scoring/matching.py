@@ -20,12 +20,13 @@ from apache_beam.io.filesystem import FileMetadata
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.files import escape_path, is_remote, local_path
-from mnist_batch.runstore import fs, s3
+from mnist_batch.runstore.storage import storage_for
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
-from mnist_batch.scoring.read import s3_folder_prefix
+from mnist_batch.scoring.read import folder_prefix
 from mnist_batch.scoring.runners import runs_in_one_process
+from mnist_batch.scoring.storage_fn import StorageDoFn, storage_settings
 
 SKIPPED_TAG = "skipped"
 """Output tag of ``(path, reason)`` for every matched entry that is not scored."""
@@ -121,7 +122,7 @@ class VersionedMetadata(FileMetadata):
         self.version = version
 
 
-class ListS3FolderFn(beam.DoFn):
+class ListS3FolderFn(StorageDoFn):
     """An S3 folder pattern (``s3://b/scans/**``) -> ``VersionedMetadata`` of every object under it.
 
     What Beam's ``MatchAll`` gives for the same pattern (the same paths, sizes and mtimes, the
@@ -129,17 +130,18 @@ class ListS3FolderFn(beam.DoFn):
     folder with nothing under it fails the job as ``MatchAll`` with ``DISALLOW`` does.
     """
 
-    def __init__(self, s3_options: dict[str, Any] | None = None) -> None:
-        self._s3_options = s3_options
+    def __init__(self, storage_settings: dict[str, Any] | None = None) -> None:
+        super().__init__(storage_settings)
 
     def setup(self) -> None:
-        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+        super().setup()  # the launch's storage settings, on whichever worker this runs
 
     def process(self, pattern: str) -> Iterator[VersionedMetadata]:
         found = False
-        for path, size, modified, etag in s3.list_objects(s3_folder_prefix(pattern)):
+        prefix = folder_prefix(pattern)
+        for path, size, mtime, version in storage_for(prefix).list_versioned(prefix):
             found = True
-            yield VersionedMetadata(path, size, s3.mtime_seconds(modified), etag or None)
+            yield VersionedMetadata(path, size, mtime, version)
         if not found:
             raise ScoringError(f"--input: {pattern} matches no files")
 
@@ -233,14 +235,14 @@ class MatchImageFiles(beam.PTransform):
             readable.append(listed.files)
             skipped.append(listed[SKIPPED_TAG])
         if remote:
-            folders = [p for p in remote if s3_folder_prefix(p) is not None]
+            folders = [p for p in remote if folder_prefix(p) is not None]
             matched = []
             if folders:
-                s3_options = s3.options_of(pbegin.pipeline.options)
+                settings = storage_settings(pbegin)
                 matched.append(
                     pbegin
                     | "CreateS3Folders" >> beam.Create(folders)
-                    | "ListS3Folders" >> beam.ParDo(ListS3FolderFn(s3_options))
+                    | "ListS3Folders" >> beam.ParDo(ListS3FolderFn(settings))
                 )
             if len(folders) < len(remote):
                 matched.append(

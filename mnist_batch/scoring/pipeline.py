@@ -26,7 +26,6 @@ from mnist_batch.config import ScoreConfig
 from mnist_batch.constants import COL_MODEL_ID, COL_RUN_ID
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
-from mnist_batch.runstore import s3
 from mnist_batch.runstore.run_ids import default_run_id
 from mnist_batch.scoring import decode_pool
 from mnist_batch.scoring.counters import PROGRESS_LISTING
@@ -38,6 +37,7 @@ from mnist_batch.scoring.matching import MatchImageFiles, needs_reshuffle
 from mnist_batch.scoring.read import check_patterns_match, expand_inputs
 from mnist_batch.scoring.runners import runs_in_one_process
 from mnist_batch.scoring.stats import ComputeStats
+from mnist_batch.scoring.storage_fn import storage_settings
 from mnist_batch.trust import threshold_for
 
 
@@ -95,7 +95,7 @@ def decode_group_fn(
         max_file_bytes=config.max_file_bytes,
         progress=config.progress,
         progress_dir=progress_dir,
-        s3_options=s3.options_of(getattr(p, "options", None)),
+        storage_settings=storage_settings(p),
         decode_helpers=decode_helpers(getattr(p, "options", None)),
     )
 

@@ -22,7 +22,6 @@ with a reason); remote ones by Beam's ``MatchAll``.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 
@@ -30,8 +29,8 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.files import is_remote, local_path
-from mnist_batch.runstore import fs, s3
-from mnist_batch.runstore.fs import GLOB_CHARS, glob_escape
+from mnist_batch.runstore import fs
+from mnist_batch.runstore.fs import GLOB_CHARS, glob_escape, storage_for
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.listing import list_local
 
@@ -41,8 +40,7 @@ def expand_input(spec: str) -> list[str]:
     if spec.startswith("@"):
         uri = spec[1:]
         try:
-            with FileSystems.open(uri) as f:
-                lines = io.TextIOWrapper(f, encoding="utf-8").read().splitlines()
+            lines = fs.read_text(uri).splitlines()
         except Exception as exc:
             raise ScoringError(f"--input {spec}: cannot read the list ({type(exc).__name__}: {exc})") from exc
         patterns: list[str] = []
@@ -58,7 +56,7 @@ def expand_input(spec: str) -> list[str]:
     if is_remote(spec):
         if spec.endswith("/"):
             return [glob_escape(spec) + "**"]
-        if any(c in spec for c in GLOB_CHARS) and FileSystems.exists(spec):
+        if any(c in spec for c in GLOB_CHARS) and fs.exists(spec):
             return [glob_escape(spec)]  # an object whose name holds glob characters
         if remote_folder(spec):
             return [glob_escape(spec) + "/**"]  # s3://b/scans as s3://b/scans/, like a local folder
@@ -80,12 +78,9 @@ def remote_folder(spec: str) -> bool:
     """
     if any(c in spec for c in GLOB_CHARS):
         return False
+    store = storage_for(spec)
     try:
-        if fs.remote(spec) and s3.is_s3(spec):
-            return not s3.exists(spec) and s3.any_key(spec + "/")
-        if FileSystems.exists(spec):
-            return False
-        return bool(FileSystems.match([glob_escape(spec) + "/**"], limits=[1])[0].metadata_list)
+        return not store.exists(spec) and store.any_under(spec)
     except Exception:  # noqa: BLE001 -- cannot be asked: taken as written; matching it says why, in one line
         return False
 
@@ -100,14 +95,15 @@ def expand_inputs(specs: Sequence[str]) -> list[str]:
     return patterns
 
 
-def s3_folder_prefix(pattern: str) -> str | None:
-    """``s3://b/scans/`` for the pattern of an S3 folder (``s3://b/scans/**``, no other glob), else None.
+def folder_prefix(pattern: str) -> str | None:
+    """``s3://b/scans/`` for the pattern of a folder (``s3://b/scans/**``, no other glob) on a store that
+    lists folders itself (S3: :attr:`~mnist_batch.runstore.storage.Storage.lists_folders`), else None.
 
     Such a pattern matches every key under the prefix, so one ``LIST`` asking for one key through
     the shared client answers whether it matches; Beam's match would make a client of its own and
     fetch and parse a whole page of up to 1,000 keys (about 0.5 s for a folder of 1,000 files or more here).
     """
-    if not (pattern.startswith("s3://") and pattern.endswith("/**")):
+    if not (is_remote(pattern) and pattern.endswith("/**") and storage_for(pattern).lists_folders):
         return None
     prefix = pattern[:-2]
     return None if any(c in prefix for c in GLOB_CHARS) else prefix
@@ -128,11 +124,11 @@ def check_patterns_match(patterns: Sequence[str]) -> None:
             if next(iter(list_local(pattern)), None) is None:
                 raise ScoringError(f"--input: {pattern} matches no files")
             continue
-        prefix = s3_folder_prefix(pattern) if fs.remote(pattern) else None  # fs.remote: the client is configured
+        prefix = folder_prefix(pattern)
         if prefix is not None:
             try:
-                found = s3.any_key(prefix)
-            except Exception as exc:  # botocore's errors: the pattern cannot be listed
+                found = storage_for(prefix).any_under(prefix)
+            except Exception as exc:  # the store's errors (botocore's): the pattern cannot be listed
                 raise ScoringError(f"--input: cannot list {pattern} ({type(exc).__name__}: {exc})") from exc
             if not found:
                 raise ScoringError(f"--input: {pattern} matches no files")

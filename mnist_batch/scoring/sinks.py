@@ -21,8 +21,9 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
-from mnist_batch.runstore import fs, s3
+from mnist_batch.runstore import fs
 from mnist_batch.runstore.shards import ROWS_PER_GROUP, ShardWriter, conform, new_shard_path
+from mnist_batch.scoring.storage_fn import StorageDoFn, storage_settings
 from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side's view of the contract
     COL_PREDICTED_CLASS,
     COL_TRUE_CLASS,
@@ -37,7 +38,7 @@ from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side'
 )
 
 
-class WriteShardsFn(beam.DoFn):
+class WriteShardsFn(StorageDoFn):
     """Dict rows or ``pyarrow.Table`` chunks -> one shard per bundle; emits ``(path, rows written)``.
 
     Rows and table chunks are gathered ``ROWS_PER_GROUP`` at a time and written as one row group
@@ -46,13 +47,13 @@ class WriteShardsFn(beam.DoFn):
     bundle's size.
     """
 
-    def __init__(self, folder: str, schema: pa.Schema, s3_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, folder: str, schema: pa.Schema, storage_settings: dict[str, Any] | None = None) -> None:
         self._folder = folder
         self._schema = schema
-        self._s3_options = s3_options
+        super().__init__(storage_settings)
 
     def setup(self) -> None:
-        fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+        super().setup()  # the launch's storage settings, on whichever worker this runs
 
     def start_bundle(self) -> None:
         self._writer: ShardWriter | None = None
@@ -115,5 +116,5 @@ class WriteTable(beam.PTransform):
         self._schema = RUN_TABLES[table]
 
     def expand(self, rows):
-        s3_options = s3.options_of(rows.pipeline.options)
-        return rows | "WriteShards" >> beam.ParDo(WriteShardsFn(self._folder, self._schema, s3_options))
+        settings = storage_settings(rows)
+        return rows | "WriteShards" >> beam.ParDo(WriteShardsFn(self._folder, self._schema, settings))
