@@ -300,14 +300,13 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def _read(path: str) -> bytes:
-    from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, is_remote, read_at_most, read_local
+    from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, is_remote, read_local
 
     try:
         if is_remote(path):
-            from apache_beam.io.filesystems import FileSystems
+            from mnist_batch.runstore import fs  # the storage interface (S3 through its bounded client)
 
-            with FileSystems.open(path) as f:
-                return read_at_most(f, DEFAULT_MAX_FILE_BYTES)
+            return fs.read_at_most(path, DEFAULT_MAX_FILE_BYTES)
         return read_local(path, DEFAULT_MAX_FILE_BYTES)
     except FileNotFoundError as exc:
         raise ImageError("no such file", "read", type(exc).__name__) from exc

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from mnist_batch.files import is_remote
+from mnist_batch.files import FileTooLargeError, is_remote
 from mnist_batch.runstore.beamfs import GLOB_CHARS, glob_escape
 from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.runstore.local import exchange, swap
@@ -110,6 +110,15 @@ def delete_file(uri: str) -> None:
 
 def read_bytes(uri: str) -> bytes:
     return storage_for(uri).read_bytes(uri)
+
+
+def read_at_most(uri: str, max_bytes: int) -> bytes:
+    """``uri``'s bytes, at most ``max_bytes`` read (``max_bytes + 1`` asked for): more is
+    :class:`~mnist_batch.files.FileTooLargeError`."""
+    data = storage_for(uri).read_at_most(uri, max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLargeError(f"file has more than --max-file-bytes {max_bytes:,} bytes")
+    return data
 
 
 def read_text(uri: str) -> str:

@@ -21,13 +21,14 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from mnist_batch.constants import AUTO_RUNTIME, DEFAULT_MAX_PIXELS
-from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, is_remote, read_at_most
+from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, is_remote
+from mnist_batch.runstore import fs
 from mnist_batch.scoring.decode_pool import decode_file
 from mnist_batch.scoring.handler import DigitModelHandler
+from mnist_batch.scoring.storage_fn import StorageDoFn, storage_settings
 from mnist_batch.tables import ERRORS_SCHEMA, prediction_columns
 from mnist_batch.trust import threshold_for
 
@@ -43,13 +44,16 @@ def to_source(element: Any) -> tuple[str, bytes | None]:
     return str(key), bytes(data)
 
 
-class DecodeDigitFn(beam.DoFn):
+class DecodeDigitFn(StorageDoFn):
     """``(key, bytes | None)`` -> ``(key, (uint8 [28, 28], blank))``; ``errors``: an errors-table row.
 
     A local path is read as scoring reads it (regular files only, at most ``max_bytes``); a remote one
-    through Beam's filesystems, at most ``max_bytes``."""
+    through the run store's storage interface, at most ``max_bytes``."""
 
-    def __init__(self, max_bytes: int, max_pixels: int, run_id: str, model_id: str) -> None:
+    def __init__(
+        self, max_bytes: int, max_pixels: int, run_id: str, model_id: str, settings: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(settings)
         self._max_bytes, self._max_pixels = max_bytes, max_pixels
         self._run_id, self._model_id = run_id, model_id
 
@@ -57,8 +61,7 @@ class DecodeDigitFn(beam.DoFn):
         key, data = source
         if data is None and is_remote(key):
             try:
-                with FileSystems.open(key) as f:
-                    data = read_at_most(f, self._max_bytes)
+                data = fs.read_at_most(key, self._max_bytes)
             except Exception as exc:  # noqa: BLE001 -- an unreadable file is an error row
                 yield beam.pvalue.TaggedOutput(ERRORS, self._error(key, "read", exc))
                 return
@@ -132,7 +135,7 @@ class ScoreDigits(beam.PTransform):
                 max_batch_size=max_batch_size,
             )
         )
-        self._decode = DecodeDigitFn(max_file_bytes, max_pixels, run_id, card.model_id)
+        self._decode_args = (max_file_bytes, max_pixels, run_id, card.model_id)
         fields = {"class_names": tuple(card.class_names), "model_id": card.model_id, "run_id": run_id}
         flag_at, _ = threshold_for(card.not_digit_check(), not_digit_threshold)
         self._fields = {**fields, "review_threshold": review_threshold, "not_digit_threshold": flag_at}
@@ -141,7 +144,10 @@ class ScoreDigits(beam.PTransform):
         decoded = (
             pcoll
             | "ToSources" >> beam.Map(to_source)
-            | "DecodeImages" >> beam.ParDo(self._decode).with_outputs(ERRORS, main="images")
+            | "DecodeImages"
+            >> beam.ParDo(DecodeDigitFn(*self._decode_args, storage_settings(pcoll))).with_outputs(
+                ERRORS, main="images"
+            )
         )
         keyed = decoded.images | "KeyByBlank" >> beam.Map(lambda kv: ((kv[0], kv[1][1]), kv[1][0]))
         predictions = (

@@ -7,10 +7,9 @@ import io
 import os
 from collections.abc import Sequence
 
-from apache_beam.io.filesystems import FileSystems
-
 from mnist_batch.files import is_remote, local_path
 from mnist_batch.labels import label_from_name, parent_name
+from mnist_batch.runstore import fs
 from mnist_batch.scoring.errors import ScoringError
 
 
@@ -21,8 +20,7 @@ def read_labels_csv(uri: str, class_names: Sequence[str]) -> dict[str, int]:
       ScoringError: unreadable file or a label that is not a class name or index.
     """
     try:
-        with FileSystems.open(uri) as f:
-            text = io.TextIOWrapper(f, encoding="utf-8").read()
+        text = fs.read_text(uri)
     except Exception as exc:
         raise ScoringError(f"--labels-csv {uri}: cannot read ({type(exc).__name__}: {exc})") from exc
     labels: dict[str, int] = {}

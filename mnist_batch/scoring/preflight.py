@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 from mnist_batch.files import is_remote, local_path
+from mnist_batch.runstore import fs
 from mnist_batch.scoring.errors import ScoringError
 
 PROBE_PREFIX = ".mnist_batch_probe_"
@@ -69,18 +70,15 @@ def remove_empty_folders(path: str, top: str) -> None:
 
 
 def check_remote_writable(uri: str) -> None:
-    """Creates and deletes a probe object under ``uri`` through Beam's FileSystems.
+    """Creates and deletes a probe object under ``uri`` through the storage interface.
 
     Raises:
-      ScoringError: naming the output and the filesystem's reason.
+      ScoringError: naming the output and the store's reason.
     """
-    from apache_beam.io.filesystems import FileSystems
-
-    probe = FileSystems.join(uri, f"{PROBE_PREFIX}{uuid.uuid4().hex}")
+    probe = fs.join(uri, f"{PROBE_PREFIX}{uuid.uuid4().hex}")
     try:
-        with FileSystems.create(probe) as f:
-            f.write(b"probe")  # not empty: Beam's S3 upload of 0 bytes completes with no part, which S3 refuses
-        FileSystems.delete([probe])
+        fs.write_atomic(probe, "probe")
+        fs.delete_file(probe)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ScoringError(f"--output {uri}: cannot write there ({type(exc).__name__}: {reason})") from exc
