@@ -43,7 +43,7 @@ from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.roots import prepare_root
-from mnist_batch.runstore.run_ids import check_run_id, default_run_id
+from mnist_batch.runstore.run_ids import check_run_id
 from mnist_batch.scoring.commit_step import CommitRunFn, LaunchRecord
 from mnist_batch.scoring.counters import metric_counters
 from mnist_batch.scoring.errors import ScoringError
@@ -52,7 +52,7 @@ from mnist_batch.scoring.options import RunOptions, ScoreSettings
 from mnist_batch.scoring.pipeline import build_pipeline
 from mnist_batch.scoring.preflight import check_environment
 from mnist_batch.scoring.progress import StagedProgress, progress_dir
-from mnist_batch.scoring.runners import LOCAL_RUNNERS, runner_name
+from mnist_batch.scoring.runners import LOCAL_RUNNERS
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line
 from mnist_batch.scoring.teardown import abandon, release_all
@@ -72,45 +72,55 @@ class Attempt:
     """One launch, checked and claimed: everything its job is built and run from.
 
     Attributes:
-      config: the run's settings (its run id set; progress on for local runners).
-      options: layout and production options.
+      settings: what the launch was asked for, decided once (config, options, Beam's options, runner).
       layout: where the run's tables and metadata go.
       attempt: this launch's id (``<run id>.<random>``): its staging folder and leases.
       card: the model's card.
       scorer: the runtime that scores, its checked file.
-      beam_options: Beam's options; runner: its runner's name.
       replace: replace an earlier run (``--replace``, or ``--overwrite`` in the flat layout).
       leases: the leases this launch holds.
       wait: wait for the job (else return once submitted; the job releases the leases).
     """
 
-    config: ScoreConfig
-    options: RunOptions
+    settings: ScoreSettings
     layout: Layout
     attempt: str
     card: ModelCard
     scorer: ScoringModel
-    beam_options: PipelineOptions
-    runner: str
     replace: bool
     leases: tuple[claims.Lease, ...]
     wait: bool
 
+    @property
+    def config(self) -> ScoreConfig:
+        return self.settings.config
 
-def start(settings: ScoreSettings, *, wait: bool = True) -> dict[str, Any]:
-    """The launch sequence of every front door: the output and runner checked, then :func:`launch`.
+    @property
+    def options(self) -> RunOptions:
+        return self.settings.run
+
+    @property
+    def beam_options(self) -> PipelineOptions:
+        return self.settings.pipeline_options
+
+    @property
+    def runner(self) -> str:
+        return self.settings.runner
+
+
+def start(settings: ScoreSettings, *, wait: bool = True, card: ModelCard | None = None) -> dict[str, Any]:
+    """The launch sequence of every front door: the stores configured, the output and runner checked,
+    then :func:`launch_settings`.
 
     Raises:
       ScoringError: an unwritable output or unknown runner (before any file is read), and
-        whatever :func:`launch` raises.
+        whatever :func:`launch_settings` raises.
     """
-    fs.configure(settings.pipeline_options)  # the --s3_* options for the checks too
+    fs.configure(settings.pipeline_options)  # the --s3_* options, once, for the checks and the launch
     config = settings.config
     places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
     check_environment(config.output, settings.runner, places)
-    return launch(
-        settings.config, settings.run, list(settings.beam_args), wait=wait, pipeline_options=settings.pipeline_options
-    )
+    return launch_settings(settings, card=card, wait=wait)
 
 
 def run_scoring(
@@ -127,32 +137,32 @@ def launch(
     *,
     card: ModelCard | None = None,
     wait: bool = True,
-    pipeline_options: PipelineOptions | None = None,
 ) -> dict[str, Any]:
-    """Scores ``config.inputs`` into ``config.output`` in the given layout; returns the summary.
+    """:func:`launch_settings` of ``ScoreSettings.of(config, options, beam_args)``, from code (no
+    environment checks: :func:`start` makes them)."""
+    settings = ScoreSettings.of(config, options, beam_args or ())
+    fs.configure(settings.pipeline_options)  # the run store and the model are read with the job's --s3_* options
+    return launch_settings(settings, card=card, wait=wait)
+
+
+def launch_settings(settings: ScoreSettings, *, card: ModelCard | None = None, wait: bool = True) -> dict[str, Any]:
+    """Scores ``settings.config.inputs`` into its output in the given layout; returns the summary.
 
     Args:
-      config: the run's settings (``config.output`` is the flat folder or the runs root).
-      options: layout and production options (default: flat).
-      beam_args: Beam pipeline options (``--runner`` ...).
+      settings: everything the launch was asked for, decided once (:meth:`ScoreSettings.of`): the
+        config (``config.output`` is the flat folder or the runs root; its run id set), the layout
+        and production options, Beam's options and the runner's name.
       card: the model's card when the caller already checked the model.
       wait: wait for the job and return its committed summary; else return once submitted
         (``{"state": "submitted", ...}``; the job commits itself).
-      pipeline_options: ``beam_args`` already parsed (:attr:`ScoreSettings.pipeline_options`
-        <mnist_batch.scoring.options.ScoreSettings.pipeline_options>`); built here when not given.
 
     Raises:
       ScoringError: bad run id, model, output or input (nothing run); ClaimError: the run id
         (or, incremental, the root) is held by a live launch; RunFailedError: the job failed
         and nothing was committed.
     """
-    options = options or RunOptions()
-    beam_options = pipeline_options
-    if beam_options is None:  # called directly, not through start(), which configured the stores
-        beam_options = PipelineOptions(beam_args or [])
-        fs.configure(beam_options)  # the run store and the model are read with the job's --s3_* options
-    runner = runner_name(beam_options)
-    run_id = check_run_id(config.run_id or default_run_id())
+    config, options = settings.config, settings.run
+    run_id = check_run_id(config.run_id)
     card = card or check_model(config.model, options.expect_model_id, load=False)
     scorer = choose_runtime(config.model, card, config.runtime)
     dt = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
@@ -169,12 +179,7 @@ def launch(
                 leases.append(claim_history(layout, attempt, detached=not wait))
         with storage_step(f"recover earlier commits under {layout.root}"):
             recovered = recover(layout.root, claims.live_attempts(layout.root))
-        if progress_shown_here(config, runner):
-            config = dataclasses.replace(config, progress=True)
-        config = dataclasses.replace(config, run_id=run_id)
-        run = Attempt(
-            config, options, layout, attempt, card, scorer, beam_options, runner, replace, tuple(leases), wait
-        )
+        run = Attempt(settings, layout, attempt, card, scorer, replace, tuple(leases), wait)
         summary = run_attempt(run)
     except BaseException as exc:
         left = release_all(leases, layout.root)
@@ -200,11 +205,6 @@ def claim_history(layout: Layout, attempt: str, *, detached: bool) -> claims.Lea
     """The lease on the root's incremental history (one incremental run at a time)."""
     what = f"the incremental history of {layout.root}"
     return claims.claim(layout.root, "incremental", run_id=layout.run_id, attempt=attempt, detached=detached, what=what)
-
-
-def progress_shown_here(config: ScoreConfig, runner: str) -> bool:
-    """Whether to turn the progress line on: local runners print it unless it was set."""
-    return config.progress is False and runner in LOCAL_RUNNERS
 
 
 def refuse_committed_run_id(run: Attempt) -> None:

@@ -18,6 +18,7 @@ import functools
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mnist_batch.config import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -91,18 +92,35 @@ class ScoreSettings:
     """
 
     config: ScoreConfig
-    run: RunOptions
+    run: RunOptions = dataclasses.field(default_factory=lambda: RunOptions())
     beam_args: tuple[str, ...] = ()
+    pipeline_options: Any = dataclasses.field(default=None, compare=False, repr=False)
+    """Beam's ``PipelineOptions`` of :attr:`beam_args`, built once per launch (the checks, the
+    stores and the job all read this one object)."""
+
+    def __post_init__(self) -> None:
+        if self.pipeline_options is None:
+            from apache_beam.options.pipeline_options import PipelineOptions
+
+            object.__setattr__(self, "pipeline_options", PipelineOptions(list(self.beam_args)))
+
+    @classmethod
+    def of(cls, config: ScoreConfig, run: RunOptions | None = None, beam_args: Sequence[str] = ()) -> ScoreSettings:
+        """The one way every front door makes its settings: Beam's options built and the runner named
+        once, and what depends on them decided here, never rewritten later: the run id (a fresh one
+        when none was given) and the progress line (on for the runners that run on this machine)."""
+        from mnist_batch.runstore.run_ids import default_run_id
+        from mnist_batch.scoring.runners import LOCAL_RUNNERS
+
+        draft = cls(config, run or RunOptions(), tuple(beam_args))
+        decided = dataclasses.replace(
+            config,
+            run_id=config.run_id or default_run_id(),
+            progress=config.progress or draft.runner in LOCAL_RUNNERS,
+        )
+        return cls(decided, draft.run, draft.beam_args, draft.pipeline_options)
 
     @functools.cached_property
-    def pipeline_options(self):
-        """Beam's ``PipelineOptions`` of :attr:`beam_args`, built once per launch (the checks, the
-        filesystems and the job all read this one object)."""
-        from apache_beam.options.pipeline_options import PipelineOptions
-
-        return PipelineOptions(list(self.beam_args))
-
-    @property
     def runner(self) -> str:
         """The runner's name (``DirectRunner`` when none is given): decided once, asked everywhere."""
         from mnist_batch.scoring.runners import runner_name
@@ -116,7 +134,7 @@ def parse(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> ScoreSetti
     Raises:
       MnistBatchError: a bad value or combination, or an option neither this command nor Beam knows.
     """
-    settings = ScoreSettings(config_from_args(args), run_options_from_args(args), tuple(beam_args))
+    settings = ScoreSettings.of(config_from_args(args), run_options_from_args(args), beam_args)
     for flag in check_beam_args(beam_args, settings.pipeline_options if beam_args else None):
         print(
             f"mnist-batch score: note: {flag} goes to the job server unchecked (not an option of Beam's Python SDK)",
