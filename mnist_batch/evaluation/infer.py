@@ -9,9 +9,10 @@ import time
 
 import numpy as np
 
-from mnist_batch.constants import AUTO_RUNTIME
+from mnist_batch.constants import AUTO_RUNTIME, COL_BLANK, COL_PATH, COL_PROBABILITIES, COL_TRUE_LABEL
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.models import ScoringModel
+from mnist_batch.tables import COL_NOT_DIGIT_SCORE
 from mnist_batch.trust import split_outputs
 
 BATCH_SIZE = 512
@@ -127,12 +128,12 @@ def predict_folder(
         table = pq.read_table(pathlib.Path(out) / "predictions").to_pydict()
     if list(summary.get("class_names", class_names)) != list(class_names):
         raise InferenceError(f"{model_path}: model classes {summary.get('class_names')} != data classes {class_names}")
-    keep = [i for i, t in enumerate(table["true_label"]) if t is not None]
-    scores = table.get("not_digit_score") or [None] * len(table["true_label"])
+    keep = [i for i, t in enumerate(table[COL_TRUE_LABEL]) if t is not None]
+    scores = table.get(COL_NOT_DIGIT_SCORE) or [None] * len(table[COL_TRUE_LABEL])
     if not keep:
         raise InferenceError(f"{directory}: no image with a known label was scored")
-    order = sorted(keep, key=lambda i: table["path"][i])  # stable order: every model sees the same rows
-    probabilities = np.asarray([table["probabilities"][i] for i in order], np.float32)
+    order = sorted(keep, key=lambda i: table[COL_PATH][i])  # stable order: every model sees the same rows
+    probabilities = np.asarray([table[COL_PROBABILITIES][i] for i in order], np.float32)
     not_digit = None if scores[order[0]] is None else np.asarray([scores[i] for i in order], np.float32)
     outputs = None  # the C+1 outputs again: split_outputs gives back these probabilities and scores
     if not_digit is not None:
@@ -147,10 +148,10 @@ def predict_folder(
     }
     return Predictions(
         probabilities=probabilities,
-        labels=np.asarray([table["true_label"][i] for i in order], np.int64),
+        labels=np.asarray([table[COL_TRUE_LABEL][i] for i in order], np.int64),
         seconds=float(summary["wall_time_s"]),
-        paths=[table["path"][i] for i in order],
-        blank=np.asarray([table["blank"][i] for i in order], bool),
+        paths=[table[COL_PATH][i] for i in order],
+        blank=np.asarray([table[COL_BLANK][i] for i in order], bool),
         outputs=outputs,
         not_digit_score=not_digit,
         left_out=left_out,

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 
+from mnist_batch.constants import COL_ERROR_TYPE, COL_MESSAGE, COL_PATH, COL_STAGE
 from mnist_batch.metrics import MACRO_NOTE
 from mnist_batch.report import plots
 from mnist_batch.report.inputs import ReportData, ReportError, check_consistent, read_output, row_image
@@ -125,7 +126,7 @@ def per_class_table(data: ReportData) -> str:
 
 def errors_table(data: ReportData, limit: int = 50) -> str:
     """The first ``limit`` dead letters (path, stage, error, message) as an HTML table."""
-    rows = [(e["path"], e["stage"], e["error_type"], e["message"]) for e in data.errors[:limit]]
+    rows = [(e[COL_PATH], e[COL_STAGE], e[COL_ERROR_TYPE], e[COL_MESSAGE]) for e in data.errors[:limit]]
     return plots.html_table(["path", "stage", "error", "message"], rows)
 
 
