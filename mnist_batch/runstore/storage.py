@@ -69,6 +69,7 @@ def configure(options: Any = None) -> None:
     values = options.get_all_options() if hasattr(options, "get_all_options") else dict(options or {})
     with _lock:
         _settings["options"] = values
+        _settings["launcher"] = True  # Beam's filesystems are given these options below, in this process
         _stores.clear()
     from mnist_batch.runstore import s3  # boto3 itself only when a client is made
 
@@ -82,7 +83,20 @@ def configure(options: Any = None) -> None:
 
 def configure_worker(settings: dict[str, Any] | None) -> None:
     """On a job's worker (a step's ``setup``): the launch's storage settings (:func:`settings_of`), or,
-    none given and none set yet, the worker's environment. Beam's own options, set by the runner, stay."""
+    none given and none set yet, the worker's environment.
+
+    A worker process that no launch configured (a portable runner's SDK harness, started by a worker
+    pool, which does not hand the job's options to Beam's filesystems) gives them to Beam's
+    filesystems too: the settings, or, none given, none (each filesystem reads the environment),
+    never nothing (Beam's S3 filesystem then refuses every call: "Must provide one of client or options").
+    """
+    with _lock:
+        first = not _settings.get("launcher") and not _settings.get("worker")
+        _settings["worker"] = True
+    if first:
+        from apache_beam.io.filesystems import FileSystems
+
+        FileSystems.set_options(dict(settings or {}) or {"s3_disable_ssl": False})
     if settings:
         with _lock:
             if settings_of(_settings["options"]) != settings_of(settings):  # the launch's own process: set already

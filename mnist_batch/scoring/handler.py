@@ -21,6 +21,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from mnist_batch.constants import KERAS_RUNTIME
 from mnist_batch.models import Predictor
+from mnist_batch.runstore import storage
 from mnist_batch.scoring.worker_errors import quiet_model_error_logs
 
 METRICS_NAMESPACE = "mnist_batch_model"
@@ -80,8 +81,10 @@ class DigitModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
         inference_fn: Callable[..., Iterable[PredictionResult]] = numpy_inference_fn,
         large_model: bool = False,
         model_copies: int | None = None,
+        storage_settings: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self._storage_settings = dict(storage_settings or {})  # the model may be on the bucket
         self._batch_kwargs = {
             name: value
             for name, value in (("min_batch_size", min_batch_size), ("max_batch_size", max_batch_size))
@@ -97,6 +100,7 @@ class DigitModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
     def load_model(self) -> Predictor:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         quiet_model_error_logs()  # a refusal below is reported once, as one line, by the launcher
+        storage.configure_worker(self._storage_settings)  # before the model's bytes are read, on any worker
         return Predictor.load(self._model_uri, self._model_id, runtime=self._runtime)
 
     def run_inference(

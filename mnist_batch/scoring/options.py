@@ -121,6 +121,13 @@ class ScoreSettings:
         return cls(decided, draft.run, draft.beam_args, draft.pipeline_options)
 
     @functools.cached_property
+    def workers_see_this_disk(self) -> bool:
+        """Whether the job's workers can read this machine's disk (a local runner, LOOPBACK workers)."""
+        from mnist_batch.scoring.runners import workers_see_this_disk
+
+        return workers_see_this_disk(self.pipeline_options)
+
+    @functools.cached_property
     def runner(self) -> str:
         """The runner's name (``DirectRunner`` when none is given): decided once, asked everywhere."""
         from mnist_batch.scoring.runners import runner_name

@@ -100,13 +100,17 @@ def decode_group_fn(
     )
 
 
-def score_images(config: ScoreConfig, card: ModelCard, scorer: ScoringModel, run_id: str) -> ScoreImages:
-    """RunInference on the checked bytes of the chosen runtime, one call per group, rows formatted per chunk."""
+def score_images(
+    config: ScoreConfig, card: ModelCard, scorer: ScoringModel, run_id: str, settings: dict | None = None
+) -> ScoreImages:
+    """RunInference on the checked bytes of the chosen runtime, one call per group, rows formatted per chunk;
+    ``settings``: the pipeline's storage settings (the model may be on the bucket)."""
     handler = DigitModelHandler(
         scorer.uri,
         model_id=scorer.model_id,  # workers load only the bytes that were checked
         runtime=scorer.runtime,
         inference_fn=group_inference_fn,
+        storage_settings=settings,
     )
     format_fn = FormatGroupsFn(
         card.class_names,
@@ -169,7 +173,7 @@ def build_pipeline(
     decode_fn = decode_group_fn(p, config, card, run_id, progress_dir)
     # a group of files is one model call
     decoded = files["images"] | "DecodeImages" >> DecodeImages(decode_fn, total, group_size=config.max_batch_size)
-    scored = decoded["images"] | "ScoreImages" >> score_images(config, card, scorer, run_id)
+    scored = decoded["images"] | "ScoreImages" >> score_images(config, card, scorer, run_id, storage_settings(p))
     errors = (decoded["errors"], scored["errors"]) | "MergeErrors" >> beam.Flatten()
     counted = {
         "predictions": scored["predictions"],

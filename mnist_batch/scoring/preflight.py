@@ -139,6 +139,20 @@ def check_buckets(places: Sequence[tuple[str, str]]) -> None:
             raise ScoringError(str(exc)) from exc
 
 
+def check_places_reach_workers(runner: str, places: Sequence[tuple[str, str]]) -> None:
+    """Refuses a path on this machine's disk for a job whose workers run elsewhere (a cluster).
+
+    Raises:
+      ScoringError: naming the first such option and path, and what to do instead.
+    """
+    for flag, uri in places:
+        if not is_remote(uri):
+            raise ScoringError(
+                f"{flag} {uri}: a path on this machine, which the workers of {runner} (on other hosts) cannot "
+                "read; put it in the bucket (s3://...) or run the job's workers here (--environment_type LOOPBACK)"
+            )
+
+
 def check_environment(output: str, runner: str, places: Sequence[tuple[str, str]] = ()) -> None:
     """All the environment checks, in order: the runner, the buckets named, then the output.
 

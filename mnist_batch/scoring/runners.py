@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
 
 LOCAL_RUNNERS = ("DirectRunner", "direct", "BundleBasedDirectRunner", "FnApiRunner", "SwitchingDirectRunner")
 """Runners whose workers run on this machine (progress lines are printed there)."""
@@ -21,6 +21,22 @@ def runner_name(options: PipelineOptions | None) -> str:
     if runner is None:
         return "DirectRunner"
     return runner if isinstance(runner, str) else type(runner).__name__
+
+
+EMBEDDED_FLINK = (None, "[local]", "[auto]")
+"""``--flink_master`` values with which the FlinkRunner starts Flink inside this process."""
+
+
+def workers_see_this_disk(options: PipelineOptions | None) -> bool:
+    """Whether the job's workers run on this machine and can read its disk: the local runners, a
+    portable job whose workers run in the launcher (``--environment_type LOOPBACK``), an embedded
+    Flink. A cluster's workers (``--environment_type EXTERNAL``/``DOCKER``/``PROCESS`` on other hosts)
+    see only what the bucket holds."""
+    if runner_name(options) in LOCAL_RUNNERS:
+        return True
+    if (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK":
+        return True
+    return runner_name(options) == "FlinkRunner" and options.get_all_options().get("flink_master") in EMBEDDED_FLINK
 
 
 def runs_in_one_process(options: PipelineOptions | None) -> bool:

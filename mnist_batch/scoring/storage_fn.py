@@ -4,17 +4,45 @@ Beam hands every worker the job's options, but the package's own stores (S3's co
 its bounded client) are opened by the package: a step that reads or writes through
 :mod:`mnist_batch.runstore` subclasses :class:`StorageDoFn`, which carries the settings of the
 pipeline it was built in (:func:`storage_settings`: its ``--s3_*`` options) and applies them in
-``setup`` on whichever worker runs it. ``tests/test_layering.py`` checks that every scoring step that
+``setup`` on whichever worker runs it, after checking that the worker runs the launcher's version
+of the package (:func:`check_worker_version`). ``tests/test_layering.py`` checks that every scoring step that
 uses the run store's files is one.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import apache_beam as beam
 
+import mnist_batch
 from mnist_batch.runstore import storage
+from mnist_batch.scoring.errors import ScoringError
+
+
+class WorkerVersionError(ScoringError):
+    """A worker runs another version of the package than the launcher that built the job."""
+
+
+VERSION_RE = re.compile(
+    r"WorkerVersionError: (?P<message>the workers run mnist-batch \S+ but the launcher [^\n\[\]]*?)(?: \[|\n|$)"
+)
+"""The one-line message of a :class:`WorkerVersionError`, in a runner's relayed worker traceback."""
+
+
+def check_worker_version(launcher: str) -> None:
+    """Raises :class:`WorkerVersionError` when this worker's installed package is not ``launcher``'s version.
+
+    A worker image built from another release would score with other preprocessing or other
+    columns than the launcher checked and will commit; it is stopped at its first step's setup.
+    """
+    installed = mnist_batch.__version__
+    if installed != launcher:
+        raise WorkerVersionError(
+            f"the workers run mnist-batch {installed} but the launcher {launcher}: install mnist-batch "
+            f'{launcher} on the workers (their image; deploy/README.md, "Flink"); nothing was committed'
+        )
 
 
 def storage_settings(pipeline_or_pcoll: Any) -> dict[str, Any]:
@@ -33,6 +61,8 @@ class StorageDoFn(beam.DoFn):
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__()
         self._storage_settings = dict(settings or {})
+        self._launcher_version = mnist_batch.__version__  # pickled with the step: the launcher's
 
     def setup(self) -> None:
+        check_worker_version(self._launcher_version)
         storage.configure_worker(self._storage_settings)

@@ -1,4 +1,4 @@
-"""A worker's model error (changed, damaged), however a runner relays it, as one line (exit 2).
+"""A worker's model error (changed, damaged) or version skew, however a runner relays it, as one line (exit 2).
 
 The DirectRunner re-raises a worker's exception with its step name appended (in process) or as
 a ``RuntimeError`` holding the worker's traceback (multi-process, portable runners); both carry
@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 
 from mnist_batch.models.errors import ModelError, model_error_in_text
+from mnist_batch.scoring.storage_fn import VERSION_RE, WorkerVersionError
 
 RUNNER_LOGGERS = (
     "apache_beam.runners.common",
@@ -38,7 +39,7 @@ class ModelErrorLogFilter(logging.Filter):
         texts = [record.getMessage()]
         if record.exc_info and record.exc_info[1] is not None:
             texts.append(str(record.exc_info[1]))
-        return not any(is_model_error_text(text) for text in texts)
+        return not any(is_model_error_text(text) or VERSION_RE.search(text) for text in texts)
 
 
 MODEL_ERROR_LOG_FILTER = ModelErrorLogFilter()
@@ -58,6 +59,9 @@ def worker_error_message(exc: BaseException) -> str | None:
         message = model_error_in_text(str(exc))
         if message:
             return message
+        version = VERSION_RE.search(str(exc))
+        if version:
+            return version["message"]
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -78,4 +82,6 @@ def worker_model_errors() -> Iterator[None]:
         message = worker_error_message(exc)
         if message is None:
             raise
+        if VERSION_RE.search(f"WorkerVersionError: {message}"):
+            raise WorkerVersionError(message) from exc
         raise ModelError(message) from exc
