@@ -5,12 +5,17 @@
 #   deploy/flink/cluster.sh down     (make cluster-down)  stop everything it started (idempotent)
 #   deploy/flink/cluster.sh status   which of its processes are alive
 #
-# What runs, each its own process (pid and log files under $CACHE/run, $CACHE/logs):
+# What runs (pid and log files under $CACHE/run, $CACHE/logs):
 #   - Flink 1.19 JobManager (StandaloneSessionClusterEntrypoint; REST + web UI on 127.0.0.1:8081)
-#   - $TASKMANAGERS Flink TaskManagers (TaskManagerRunner; $SLOTS slots each)
 #   - Beam's Flink job server (FlinkJobServerDriver, Beam = the Python SDK's version) pointed at it
-#   - Beam's Python SDK worker pool (worker_pool_main, from the project's .venv): the harness
-#     processes the TaskManagers run Python stages in (--environment_type EXTERNAL)
+#   - $TASKMANAGERS emulated worker hosts (deploy/flink/host.sh: own mount, PID and UTS namespaces,
+#     the checkout, /tmp and home hidden), each a Flink TaskManager ($SLOTS slots) and a Beam SDK
+#     worker pool on the host's own loopback address 127.0.0.(N+1), reached as `workerpool` from that
+#     host (--environment_type EXTERNAL --environment_config workerpool:$POOL_PORT). Their Python
+#     environment is installed from the project's wheel by deploy/worker/install.sh (what a worker
+#     image build runs), into $CACHE/worker-venv, rebuilt when the package's sources change.
+#   The hosts get the AWS_* variables of this script's environment (the bucket settings a pod's env
+#   would hold); `make s3-up` prints them.
 # The jars come from Maven Central through mvn on first use (deploy/flink/{cluster,jobserver}/pom.xml)
 # into $CACHE (git-ignored). A piece that cannot be had fails `up` with one line naming it.
 set -euo pipefail
@@ -29,6 +34,9 @@ ARTIFACT_PORT=${BEAM_ARTIFACT_PORT:-8098}
 EXPANSION_PORT=${BEAM_EXPANSION_PORT:-8097}
 POOL_PORT=${BEAM_WORKER_POOL_PORT:-50000}
 TASKMANAGERS=${TASKMANAGERS:-2}
+HOST_ROOT=${MNIST_BATCH_HOST_ROOT:-/run/mnist-batch-host}
+WORKER_VENV=$CACHE/worker-venv
+HOST_VENV=${MNIST_BATCH_WORKER_VENV:-$WORKER_VENV}  # restart-host only: another environment (the version-skew test)
 SLOTS=${SLOTS:-2}
 PARALLELISM=${PARALLELISM:-2}
 # Flink's own distribution passes these to every JVM on Java 17 (its config.yaml, env.java.opts.all).
@@ -53,6 +61,26 @@ FLINK_VERSION=$(pom_prop "$HERE/cluster/pom.xml" flink.version)
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2> /dev/null; }
+
+host_port_open() { (exec 3<>"/dev/tcp/$1/$2") 2> /dev/null; }
+
+# The workers' Python environment: the project's wheel installed by deploy/worker/install.sh, again
+# only when the package's sources changed (a stamp of their hashes).
+worker_env() {
+  local sum wheel
+  sum=$(cd "$REPO" && find mnist_batch -name '*.py' -o -name '*.npz' | sort | xargs sha256sum | cat - setup.py requirements.txt | sha256sum | cut -d' ' -f1)
+  if [ -f "$WORKER_VENV/.sources.sha256" ] && [ "$(cat "$WORKER_VENV/.sources.sha256")" = "$sum" ]; then return; fi
+  echo "building the project's wheel and installing it into $(rel "$WORKER_VENV") (the workers' environment, ~20 s) ..."
+  rm -rf "$CACHE/wheel" && mkdir -p "$CACHE/wheel"
+  (cd "$REPO" && "$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$CACHE/wheel" . > "$LOGS/wheel.log" 2>&1) ||
+    fail "cannot build the project's wheel (log: $(rel "$LOGS/wheel.log"))"
+  rm -rf "$REPO/build"
+  wheel=$(ls "$CACHE"/wheel/*.whl)
+  PYTHON=$(command -v python3.11 || command -v python3) "$REPO/deploy/worker/install.sh" "$wheel" "$WORKER_VENV" > "$LOGS/worker-venv.log" 2>&1 ||
+    fail "cannot install the wheel into $(rel "$WORKER_VENV") (log: $(rel "$LOGS/worker-venv.log"))"
+  echo "$sum" > "$WORKER_VENV/.sources.sha256"
+  tail -1 "$LOGS/worker-venv.log"
+}
 
 # The first artifact mvn could not get (its messages vary with the case and Maven's version).
 missing_artifact() {
@@ -161,7 +189,7 @@ flink_overview() { "$PY" -c "import json,urllib.request; d=json.load(urllib.requ
 
 up() {
   mkdir -p "$CACHE" "$RUN" "$LOGS"
-  for name in jobmanager jobserver workerpool $(seq -f taskmanager%g 1 "$TASKMANAGERS"); do
+  for name in jobmanager jobserver $(seq -f host%g 1 "$TASKMANAGERS"); do
     alive "$name" && fail "already up ($name pid $(cat "$RUN/$name.pid")); make cluster-down first"
   done
   command -v java > /dev/null || fail "java not found (Flink and Beam's job server need Java 11 or 17)"
@@ -172,6 +200,7 @@ up() {
   for port in $REST_PORT $RPC_PORT $BLOB_PORT $JOB_PORT $ARTIFACT_PORT $EXPANSION_PORT $POOL_PORT; do
     port_open "$port" && fail "port $port on 127.0.0.1 is in use (another cluster? make cluster-down, or set the *_PORT variables)"
   done
+  command -v unshare > /dev/null || fail "unshare not found (util-linux): the worker hosts are Linux namespaces"
 
   local t0=$SECONDS
   # A failure from here on stops what was started (each failure is one line on stderr).
@@ -188,43 +217,55 @@ up() {
     fail "org.apache.flink:flink-runtime:$FLINK_VERSION missing from $(rel "$CACHE/cluster-lib")"
   echo "checked: Flink $FLINK_VERSION ($(ls "$CACHE/cluster-lib" | grep -c '\.jar$') jars), Beam $BEAM_VERSION Flink runner ($(ls "$CACHE/jobserver-lib" | grep -c '\.jar$') jars; beam-runners-java-job-service $JOB_SERVICE_VERSION), Python SDK $sdk, $(java -version 2>&1 | head -1)"
 
+  worker_env
   write_conf
-  rm -f "$LOGS"/jobmanager.* "$LOGS"/taskmanager*.* "$LOGS"/jobserver.* "$LOGS"/workerpool.*
+  rm -rf "$LOGS"/jobmanager.* "$LOGS"/host* "$LOGS"/jobserver.*
   local conf=$RUN/conf log4j=(-Dlog4j.configurationFile="file:$RUN/conf/log4j.properties")
   start jobmanager java -Xms768m -Xmx768m -XX:MaxMetaspaceSize=256m "${JAVA_OPENS[@]}" \
     -Dlog.file="$LOGS/jobmanager.log" "${log4j[@]}" -cp "$CACHE/cluster-lib/*" \
     org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint --configDir "$conf"
   wait_port jobmanager "$REST_PORT" "$LOGS/jobmanager.log"
-  for i in $(seq 1 "$TASKMANAGERS"); do start_taskmanager "$i"; done
+  for i in $(seq 1 "$TASKMANAGERS"); do start_host "$i"; done
   wait_taskmanagers
+  for i in $(seq 1 "$TASKMANAGERS"); do wait_pool "$i"; done
 
   start jobserver java -Xmx1g "${JAVA_OPENS[@]}" -cp "$CACHE/jobserver-lib/*" \
     org.apache.beam.runners.flink.FlinkJobServerDriver --flink-master "localhost:$REST_PORT" \
     --job-host localhost --job-port "$JOB_PORT" --artifact-port "$ARTIFACT_PORT" \
     --expansion-port "$EXPANSION_PORT" --artifacts-dir "$RUN/artifacts"
-  # The pool starts each harness as `python -c ...`: the .venv's python first on PATH.
-  start workerpool env PATH="$(dirname "$PY"):$PATH" "$PY" -m apache_beam.runners.worker.worker_pool_main \
-    --service_port "$POOL_PORT"
   wait_port jobserver "$JOB_PORT" "$LOGS/jobserver.out"
-  wait_port workerpool "$POOL_PORT" "$LOGS/workerpool.out"
 
   local pid
   pid() { cat "$RUN/$1.pid"; }
   echo "Flink $FLINK_VERSION JobManager   pid $(pid jobmanager)  REST + web UI http://127.0.0.1:$REST_PORT, rpc localhost:$RPC_PORT, blobs localhost:$BLOB_PORT  log $(rel "$LOGS/jobmanager.log")"
   for i in $(seq 1 "$TASKMANAGERS"); do
-    echo "Flink TaskManager $i    pid $(pid "taskmanager$i")  $SLOTS slots  log $(rel "$LOGS/taskmanager$i.log")"
+    echo "worker host flink-host-$i  pid $(pid "host$i")  a TaskManager ($SLOTS slots) + an SDK worker pool on 127.0.0.$((i + 1)):$POOL_PORT  python $(rel "$WORKER_VENV") (from the wheel)  logs $(rel "$LOGS/host$i")"
   done
   echo "Beam $BEAM_VERSION Flink job server  pid $(pid jobserver)  jobs localhost:$JOB_PORT, artifacts localhost:$ARTIFACT_PORT, expansion localhost:$EXPANSION_PORT  log $(rel "$LOGS/jobserver.out")"
-  echo "Beam SDK worker pool  pid $(pid workerpool)  localhost:$POOL_PORT (python $(rel "$PY"), apache-beam $sdk)  log $(rel "$LOGS/workerpool.out")"
   echo "cluster: ${overview%% *} TaskManagers, $(echo "$overview" | cut -d' ' -f2) slots; up in $((SECONDS - t0)) s"
   echo "runner options: $(runner_options)"
   trap - EXIT
 }
 
-start_taskmanager() {
-  start "taskmanager$1" java -Xms640m -Xmx640m -XX:MaxDirectMemorySize=384m -XX:MaxMetaspaceSize=256m \
-    "${JAVA_OPENS[@]}" -Dlog.file="$LOGS/taskmanager$1.log" -Dlog4j.configurationFile="file:$RUN/conf/log4j.properties" \
-    -cp "$CACHE/cluster-lib/*" org.apache.flink.runtime.taskexecutor.TaskManagerRunner --configDir "$RUN/conf"
+# Worker host N (deploy/flink/host.sh) in its own mount, PID and UTS namespaces; as root, or as a user
+# mapped to root in a user namespace of its own.
+start_host() {
+  local as_root=()
+  [ "$(id -u)" = 0 ] || as_root=(--user --map-root-user)
+  mkdir -p "$HOST_ROOT" "$LOGS/host$1"
+  REPO=$REPO CACHE=$CACHE RUN=$RUN LOGS=$LOGS POOL_PORT=$POOL_PORT HOST_ROOT=$HOST_ROOT WORKER_VENV=$HOST_VENV JAVA_OPENS="${JAVA_OPENS[*]}" \
+    start "host$1" unshare "${as_root[@]}" --mount --pid --uts --fork --mount-proc --propagation private --kill-child \
+    "$HERE/host.sh" "$1"
+}
+
+# Until host N's worker pool listens on its own address.
+wait_pool() {
+  local deadline=$((SECONDS + 60))
+  until host_port_open "127.0.0.$(($1 + 1))" "$POOL_PORT"; do
+    alive "host$1" || fail "host$1 exited (logs: $(rel "$LOGS/host$1"))"
+    [ $SECONDS -lt $deadline ] || fail "the worker pool of host$1 did not listen on 127.0.0.$(($1 + 1)):$POOL_PORT in time (log: $(rel "$LOGS/host$1/workerpool.out"))"
+    sleep 0.5
+  done
 }
 
 # Until the JobManager counts $TASKMANAGERS live TaskManagers (a killed one drops out after heartbeat.timeout).
@@ -235,28 +276,38 @@ wait_taskmanagers() {
     overview=$(flink_overview || true)
     [ "${overview%% *}" = "$TASKMANAGERS" ] && break
     for i in $(seq 1 "$TASKMANAGERS"); do
-      alive "taskmanager$i" || fail "taskmanager$i exited (log: $(rel "$LOGS/taskmanager$i.log"))"
+      alive "host$i" || fail "host$i exited (logs: $(rel "$LOGS/host$i"))"
     done
     [ $SECONDS -lt $deadline ] || fail "$TASKMANAGERS TaskManagers did not register with the JobManager in time (logs: $(rel "$LOGS"))"
     sleep 1
   done
 }
 
-# Restarts TaskManager N if it is not running (the fault tests SIGKILL one), then waits for it to register.
-restart_taskmanager() {
+# Restarts host N if it is not running (the fault tests kill one), then waits for it to register.
+restart_host() {
   alive jobmanager || fail "the JobManager is not running (make cluster-up)"
-  alive "taskmanager$1" || start_taskmanager "$1"
+  alive "host$1" || start_host "$1"
   wait_taskmanagers
-  echo "taskmanager$1 up (pid $(cat "$RUN/taskmanager$1.pid")); ${overview%% *} TaskManagers registered"
+  wait_pool "$1"
+  echo "host$1 up (pid $(cat "$RUN/host$1.pid")); ${overview%% *} TaskManagers registered"
+}
+
+# Kills worker host N whole: every process of its PID namespace (a lost machine), at once.
+kill_host() {
+  alive "host$1" || fail "host$1 is not running"
+  local pid
+  pid=$(cat "$RUN/host$1.pid")
+  kill -KILL -- "-$pid" 2> /dev/null || kill -KILL "$pid"
+  echo "host$1 killed (its PID namespace: pid $pid and every process in it)"
 }
 
 runner_options() {
-  echo "--runner PortableRunner --job_endpoint localhost:$JOB_PORT --artifact_endpoint localhost:$ARTIFACT_PORT --environment_type EXTERNAL --environment_config localhost:$POOL_PORT --parallelism $PARALLELISM"
+  echo "--runner PortableRunner --job_endpoint localhost:$JOB_PORT --artifact_endpoint localhost:$ARTIFACT_PORT --environment_type EXTERNAL --environment_config workerpool:$POOL_PORT --parallelism $PARALLELISM"
 }
 
 down() {
   local any=0 name pid
-  for name in workerpool jobserver $(cd "$RUN" 2> /dev/null && ls taskmanager*.pid 2> /dev/null | sed 's/\.pid$//') jobmanager; do
+  for name in jobserver $(cd "$RUN" 2> /dev/null && ls host*.pid 2> /dev/null | sed 's/\.pid$//') jobmanager; do
     [ -f "$RUN/$name.pid" ] || continue
     pid=$(cat "$RUN/$name.pid")
     if kill -0 "$pid" 2> /dev/null; then
@@ -272,12 +323,13 @@ down() {
   done
   # Each job ships the job server's classpath (~160 jars) as blobs; a killed TaskManager leaves its copy.
   rm -rf "$RUN/tmp" "$RUN/web" "$RUN/blobs" "$RUN/artifacts"
+  rmdir "$HOST_ROOT" 2> /dev/null || true  # the hosts' mount point (each host's disk went with its namespace)
   [ $any = 1 ] || echo "cluster-down: nothing running"
 }
 
 status() {
   local name rc=0
-  for name in jobmanager $(cd "$RUN" 2> /dev/null && ls taskmanager*.pid 2> /dev/null | sed 's/\.pid$//') jobserver workerpool; do
+  for name in jobmanager $(cd "$RUN" 2> /dev/null && ls host*.pid 2> /dev/null | sed 's/\.pid$//') jobserver; do
     if alive "$name"; then echo "$name: up (pid $(cat "$RUN/$name.pid"))"; else echo "$name: down"; rc=1; fi
   done
   [ $rc = 0 ] && echo "runner options: $(runner_options)"
@@ -289,6 +341,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   options) runner_options ;;
-  restart-taskmanager) restart_taskmanager "${2:?usage: $0 restart-taskmanager N}" ;;
-  *) echo "usage: $0 up|down|status|options|restart-taskmanager N" >&2; exit 2 ;;
+  restart-host) restart_host "${2:?usage: $0 restart-host N}" ;;
+  kill-host) kill_host "${2:?usage: $0 kill-host N}" ;;
+  *) echo "usage: $0 up|down|status|options|restart-host N|kill-host N" >&2; exit 2 ;;
 esac
