@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.files import escape_path, is_remote, local_path
 from mnist_batch.runstore import fs, s3
+from mnist_batch.runstore.errors import storage_step
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
@@ -137,9 +138,10 @@ class ListS3FolderFn(beam.DoFn):
 
     def process(self, pattern: str) -> Iterator[VersionedMetadata]:
         found = False
-        for path, size, modified, etag in s3.list_objects(s3_folder_prefix(pattern)):
-            found = True
-            yield VersionedMetadata(path, size, s3.mtime_seconds(modified), etag or None)
+        with storage_step(f"listing the input {pattern}", before_commit=True):  # a lost server: one line
+            for path, size, modified, etag in s3.list_objects(s3_folder_prefix(pattern)):
+                found = True
+                yield VersionedMetadata(path, size, s3.mtime_seconds(modified), etag or None)
         if not found:
             raise ScoringError(f"--input: {pattern} matches no files")
 
