@@ -39,7 +39,7 @@ from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.runstore import claims, fs, s3
 from mnist_batch.runstore.commit import read_marker, recover
-from mnist_batch.runstore.errors import storage_step
+from mnist_batch.runstore.errors import before_commit, storage_step
 from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.roots import prepare_root
@@ -318,7 +318,8 @@ def run_attempt(run: Attempt) -> dict[str, Any]:
         with launcher_progress(run):
             result.wait_until_finish()
     except Exception as exc:
-        raise RunFailedError(f"run {run_id} failed{abandon(layout, attempt)}: {failure_line(exc)}") from exc
+        outcome = abandon(layout, attempt, before_commit=before_commit(exc))
+        raise RunFailedError(f"run {run_id} failed{outcome}: {failure_line(exc)}") from exc
     summary = read_marker(layout.marker)
     if not summary or summary.get("attempt") != attempt:
         raise RunFailedError(
