@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("boto3", reason="boto3 comes with the aws extra")
 
 from mnist_batch.cli import main as cli_main
-from mnist_batch.runstore import fs
+from mnist_batch.runstore import fs, s3
 
 import scoring_fixtures
 
@@ -90,3 +90,37 @@ def test_an_endpoint_that_never_answers_fails_in_bounded_time(
     assert "timeout" in err[0].lower() or "timed out" in err[0].lower(), err
     assert took <= LIMIT_S, f"{took:.1f} s"
     print(f"{command}, {'black hole' if black_hole else 'no answer'}: exit 2 after {took:.1f} s: {err[0]}")
+
+
+def test_a_shard_upload_through_beam_s_s3_filesystem_fails_in_bounded_time(monkeypatch):
+    """A run's shards go up through Beam's S3 filesystem, whose client Beam makes without a config:
+    botocore's 60 s to connect and 5 attempts held a shard's upload to a black hole for minutes.
+    Now Beam's client has this package's bounds (runstore/beam_s3.py): ~20 s here."""
+    import pyarrow as pa
+    from apache_beam.io.aws.s3io import S3IO
+
+    from mnist_batch.runstore.errors import store_unreachable
+    from mnist_batch.runstore.shards import ShardWriter
+
+    schema = pa.schema([("a", pa.int64())])
+    with silent_endpoint(black_hole=True) as endpoint:
+        for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                            "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+            monkeypatch.setenv(name, value)
+        fs.configure()
+        try:
+            config = S3IO(options={"s3_endpoint_url": endpoint}).client.client.meta.config
+            assert (config.connect_timeout, config.read_timeout) == (s3.CONNECT_TIMEOUT_S, s3.READ_TIMEOUT_S)
+            assert config.retries["mode"] == "standard"  # botocore's defaults: 60 s, 60 s, "legacy" (5 attempts)
+            started = time.monotonic()
+            with pytest.raises(Exception) as caught:  # Beam's S3ClientError, checked below
+                writer = ShardWriter("s3://b/staging/part-0.parquet", schema)
+                writer.write(pa.table({"a": [1]}))
+                writer.close()
+            took = time.monotonic() - started
+        finally:
+            monkeypatch.undo()
+            fs.configure()
+    assert store_unreachable(caught.value) and "timeout" in str(caught.value).lower(), caught.value
+    assert took <= LIMIT_S, f"{took:.1f} s"
+    print(f"a shard upload to a black hole: {type(caught.value).__name__} after {took:.1f} s")
