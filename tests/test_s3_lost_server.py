@@ -111,7 +111,8 @@ def test_the_server_lost_at_each_phase_ends_in_one_line_and_the_store_recovers(
     assert runs.committed_runs(root) == []
     assert runs.read_runs(root, "predictions").num_rows == 0
     if phase in ("fence", "commit"):  # the commit's step: whether a journal was written is asked, and unknown
-        assert "whether its commit started is unknown" in line and f"`mnist-batch runs clean {root}` finishes it" in line
+        assert "whether its commit started is unknown" in line, line
+        assert f"`mnist-batch runs clean {root}` finishes it" in line, line
     else:  # a step before the commit: nothing was, whatever the store says
         assert ", nothing committed" in line, line
     assert "[while running" not in line, line  # Beam's name of the step, not the user's
@@ -141,3 +142,22 @@ def test_debug_shows_the_traceback_of_a_lost_server(s3_server, s3_bucket, scans,
     assert "Traceback (most recent call last)" in failed.stderr
     line = failed.stderr.strip().splitlines()[-1]
     assert line.startswith("mnist-batch: error: run r1 failed") and STEP["writing"] in line, line
+
+
+def test_a_glob_input_on_a_lost_server_fails_in_seconds(s3_server, s3_bucket, scans, tiny_model):
+    """A glob is matched by Beam's S3 filesystem, whose own retries (seven, from 5 s doubling) held
+    a refused listing for over ten minutes; bounded (runstore/beam_s3.py), it is seconds."""
+    root = f"{s3_bucket}/runs"
+    started = time.monotonic()
+    try:
+        failed = mnist_batch(s3_server, score_argv(tiny_model, f"{scans}*/*.png", root, "r1"), kill_at="listing")
+    finally:
+        took = time.monotonic() - started
+        restart(s3_server)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    line = failed.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"mnist-batch: error: --input: cannot list {scans}*/*.png"), line
+    assert f"127.0.0.1:{s3_server.port}" in line, line
+    assert took < 60, f"{took:.1f} s"
+    assert f"lease(s) left for `mnist-batch runs clean {root}`" in line, line  # checked once claimed
+    print(f"glob listing: exit 2 after {took:.1f} s: {line}")

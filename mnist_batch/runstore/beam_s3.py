@@ -8,20 +8,29 @@ on in this process use the settings of :func:`mnist_batch.runstore.s3.client`: 5
 per read, 3 attempts in botocore's "standard" mode (:data:`~mnist_batch.runstore.s3.CONNECT_TIMEOUT_S`,
 ...). The endpoint, credentials and other ``--s3_*`` options are Beam's, as before.
 
+Beam's ``S3IO`` also retries some requests itself, on top of the client's tries: the listing of a
+pattern (an ``s3://`` glob input), an object's metadata and ranged reads (a model file, an
+``@LIST`` file on S3), copies and deletes, seven more times, waiting 5 s, 10 s, ... 320 s between
+(a refused connection held a glob's match for minutes). Those are retried :data:`BEAM_RETRIES`
+more times from :data:`BEAM_RETRY_DELAY_S` instead, their retry messages logged at INFO (shown with
+``--verbose``), not as warnings with a traceback.
+
 It is called by :func:`mnist_batch.runstore.s3.configure`, which every process that reaches S3
 calls first (the launcher, and each worker's steps that reach S3 in their ``setup``).
-
-What it does not bound: Beam's ``S3IO`` retries some operations itself (listing a glob pattern,
-an object's metadata and ranged reads, e.g. a model file on S3; copies and deletes), seven more
-times with a backoff from 5 s doubling; a run's S3 folder inputs, image reads, shard uploads,
-commit and leases do not go through those.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import types
 
 from mnist_batch.runstore import s3
+
+BEAM_RETRIES = 2
+BEAM_RETRY_DELAY_S = 1.0
+"""Beam's own retries of an S3 request that its (bounded) client gave up on: 2 more, after ~1 s and
+~2 s (fuzzed), where Beam's defaults are 7 more from 5 s doubling (over 10 minutes of waiting)."""
 
 _bounded = {"done": False}
 
@@ -62,4 +71,34 @@ def bound_beam_client() -> None:
     # Beam's client calls ``boto3.session.Session().client(service_name="s3", ...)`` through its
     # module's ``boto3`` name, and takes no config of its own: that name is given bounded sessions.
     boto3_client.boto3 = types.SimpleNamespace(session=types.SimpleNamespace(Session=BoundedSession))
+    bound_beam_retries()
     _bounded["done"] = True
+
+
+def bound_beam_retries() -> None:
+    """Beam's ``S3IO`` retries (``apache_beam.utils.retry.with_exponential_backoff``) made
+    :data:`BEAM_RETRIES` from :data:`BEAM_RETRY_DELAY_S`, each with the filter Beam gave it."""
+    from apache_beam.io.aws import s3io
+    from apache_beam.io.aws.clients.s3 import boto3_client
+    from apache_beam.utils import retry
+
+    quiet = logging.getLogger("apache_beam.utils.retry").info
+    bounded = functools.partial(
+        retry.with_exponential_backoff, num_retries=BEAM_RETRIES, initial_delay_secs=BEAM_RETRY_DELAY_S, logger=quiet
+    )
+    # Decorated when Beam's classes were defined: decorated again, from the functions they wrap.
+    timeouts = retry.retry_on_server_errors_and_timeout_filter
+    for owner, name, retry_filter in (
+        (s3io.S3IO, "copy", timeouts),
+        (s3io.S3IO, "delete", timeouts),
+        (s3io.S3IO, "_delete_minibatch", timeouts),
+        (s3io.S3IO, "_s3_object", timeouts),
+        (s3io.S3Downloader, "_get_object_metadata", timeouts),
+        (boto3_client.Client, "get_range", retry.retry_on_server_errors_filter),
+    ):
+        original = getattr(getattr(owner, name), "__wrapped__", None)
+        if original is not None:  # another Beam version may not have it: left as it is
+            setattr(owner, name, bounded(retry_filter=retry_filter)(original))
+    # Decorated at each call (the listing of a pattern): the module's ``retry`` name, bounded.
+    names = {n: getattr(retry, n) for n in dir(retry) if not n.startswith("__")}
+    s3io.retry = types.SimpleNamespace(**{**names, "with_exponential_backoff": bounded})
