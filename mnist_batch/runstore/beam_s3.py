@@ -71,8 +71,18 @@ def bound_beam_client() -> None:
     # Beam's client calls ``boto3.session.Session().client(service_name="s3", ...)`` through its
     # module's ``boto3`` name, and takes no config of its own: that name is given bounded sessions.
     boto3_client.boto3 = types.SimpleNamespace(session=types.SimpleNamespace(Session=BoundedSession))
+    # Beam reads the HTTP status of a failed request as ``exc.response.get(...)``; a read timeout's
+    # ``response`` is None, so the timeout became "AttributeError: 'NoneType' object has no attribute
+    # 'get'" (a bug's error, not the store's): read as "no status", like any error without an answer.
+    boto3_client.get_http_error_code = http_status
     bound_beam_retries()
     _bounded["done"] = True
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed request (None when no answer came: refused, timed out, dropped)."""
+    response = getattr(exc, "response", None) or {}
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 def bound_beam_retries() -> None:
