@@ -161,3 +161,29 @@ def test_a_glob_input_on_a_lost_server_fails_in_seconds(s3_server, s3_bucket, sc
     assert took < 60, f"{took:.1f} s"
     assert f"lease(s) left for `mnist-batch runs clean {root}`" in line, line  # checked once claimed
     print(f"glob listing: exit 2 after {took:.1f} s: {line}")
+
+
+def test_a_lease_renewal_that_failed_is_made_again_once_the_server_is_back(s3_server, s3_bucket, monkeypatch):
+    """A renewal the stopped server refused is not the end of the lease: the next beat renews it."""
+    from mnist_batch.runstore import claims
+
+    monkeypatch.setattr(claims, "LEASE_TTL_S", 1.0)  # a beat every 0.25 s
+    lease = claims.claim(f"{s3_bucket}/runs", "run=r1", run_id="r1", attempt="r1.a")
+    try:
+        s3_server.stop()
+        stopped = time.time()
+        deadline = time.monotonic() + 30
+        while lease.owner["heartbeat_at"] < stopped:  # a beat was tried while the server was away
+            assert time.monotonic() < deadline, "no lease renewal was tried in 30 s"
+            time.sleep(0.05)
+        s3_server.start()
+        back = time.time()
+        while (claims.read_lease(lease.uri) or {}).get("heartbeat_at", 0) < back:
+            assert time.monotonic() < deadline, "the lease was not renewed once the server was back"
+            time.sleep(0.05)
+        assert lease._thread.is_alive()
+    finally:
+        if s3_server.process is None:
+            s3_server.start()
+        lease.release()
+    assert claims.read_lease(lease.uri) is None
