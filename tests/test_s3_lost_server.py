@@ -156,7 +156,7 @@ def test_a_glob_input_on_a_lost_server_fails_in_seconds(s3_server, s3_bucket, sc
         restart(s3_server)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
     line = failed.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"mnist-batch: error: --input: cannot list {scans}*/*.png"), line
+    assert line.startswith(f"mnist-batch: error: --input: cannot list {scans}*/*.png (S3ClientError: "), line
     assert f"127.0.0.1:{s3_server.port}" in line, line
     assert took < 60, f"{took:.1f} s"
     assert f"lease(s) left for `mnist-batch runs clean {root}`" in line, line  # checked once claimed

@@ -40,6 +40,20 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The error inside Beam's ``BeamIOError`` (its ``exception_details``: ``{path: error}``, nested
+    for a match: "Match operation failed with exceptions {...: BeamIOError('List operation ...')}"),
+    the first one's, at the bottom; ``exc`` itself for any other error."""
+    seen = set()
+    while type(exc).__name__ == "BeamIOError" and id(exc) not in seen:
+        seen.add(id(exc))
+        details = getattr(exc, "exception_details", None)
+        if not isinstance(details, dict) or not details:
+            break
+        exc = next(iter(details.values()))
+    return exc
+
+
 def endpoint_of(exc: BaseException) -> str:
     """``" (endpoint URL)"`` for an S3 client's failure whose message does not name it, else ``""``."""
     if not type(exc).__module__.startswith(("botocore", "boto3", "s3transfer")) or "endpoint" in str(exc).lower():
@@ -77,8 +91,9 @@ def storage_step(what: str, *, before_commit: bool = False) -> Iterator[None]:
 
 def store_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says that an object store could not be reached or did not answer (no
-    connection, a timeout, a dropped connection, a 5xx after the client's retries), rather than
-    something about one object (not found, access denied): the store failed, not the file.
+    connection, a timeout, a dropped connection, a 5xx after the client's retries; or no credentials
+    at all), rather than something about one object (not found, access denied): the store failed,
+    not the file.
 
     An input image whose read fails so fails the run (one line naming the endpoint) instead of
     becoming one error row per file, which would commit a run of errors for a server that was away.
