@@ -10,6 +10,7 @@ moment earlier, and the run goes on as it would.
 
 Phases (the requests that mark them):
 
+* ``model``: the first request for the model's files (``s3://BUCKET/models/...``), at launch;
 * ``listing``: the job's paginated ``LIST`` of the input folder (not the one-key check before it);
 * ``reading``: the first ``GET`` of an input image;
 * ``writing``: the first shard's upload into the attempt's staging folder (Beam's S3 filesystem);
@@ -32,7 +33,7 @@ import threading
 import time
 import urllib.parse
 
-PHASES = ("listing", "reading", "writing", "fence", "commit", "heartbeat")
+PHASES = ("model", "listing", "reading", "writing", "fence", "commit", "heartbeat")
 
 
 class Watch:
@@ -51,6 +52,8 @@ class Watch:
         if self.phase == "listing":
             prefix = query.get("prefix", [""])[0]
             return method == "GET" and "list-type" in query and "/scans/" in f"/{prefix}" and "max-keys" not in query
+        if self.phase == "model":
+            return method in ("GET", "HEAD") and "/models/" in path
         if self.phase == "reading":
             return method == "GET" and "/scans/" in path and not query
         if self.phase == "writing":

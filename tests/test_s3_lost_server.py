@@ -146,7 +146,7 @@ def test_debug_shows_the_traceback_of_a_lost_server(s3_server, s3_bucket, scans,
 
 def test_a_glob_input_on_a_lost_server_fails_in_seconds(s3_server, s3_bucket, scans, tiny_model):
     """A glob is matched by Beam's S3 filesystem, whose own retries (seven, from 5 s doubling) held
-    a refused listing for over ten minutes; bounded (runstore/beam_s3.py), it is seconds."""
+    a refused listing for over ten minutes; bounded (scoring/beam_s3.py), it is seconds."""
     root = f"{s3_bucket}/runs"
     started = time.monotonic()
     try:

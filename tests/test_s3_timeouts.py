@@ -96,17 +96,16 @@ def test_an_endpoint_that_never_answers_fails_in_bounded_time(
 def test_a_shard_upload_through_beam_s_s3_filesystem_fails_in_bounded_time(black_hole, monkeypatch):
     """A run's shards go up through Beam's S3 filesystem, whose client Beam makes without a config:
     botocore's 60 s to connect and 5 attempts held a shard's upload to a black hole for 180 s here.
-    Now Beam's client has this package's bounds (runstore/beam_s3.py): ~20 s. An endpoint that never
-    answers waits out the 30 s read timeout on each try (~2 minutes): shortened here to 2 s, which also
-    shows the setting reaching Beam's client; Beam read that timeout as "AttributeError: 'NoneType'
-    object has no attribute 'get'"."""
+    The shard writer's setup gives Beam's client this package's bounds (scoring/beam_s3.py): ~20 s.
+    An endpoint that never answers waits out the 30 s read timeout on each try (~2 minutes):
+    shortened here to 2 s, which also shows the setting reaching Beam's client; Beam read that
+    timeout as "AttributeError: 'NoneType' object has no attribute 'get'"."""
     import pyarrow as pa
     from apache_beam.io.aws.s3io import S3IO
 
-    from mnist_batch.runstore.errors import store_unreachable
-    from mnist_batch.runstore.shards import ShardWriter
+    from mnist_batch.runstore.errors import UncommittedStorageError, store_unreachable
+    from mnist_batch.scoring.sinks import WriteShardsFn
 
-    schema = pa.schema([("a", pa.int64())])
     if not black_hole:
         monkeypatch.setattr(s3, "READ_TIMEOUT_S", 2.0)
     with silent_endpoint(black_hole) as endpoint:
@@ -115,18 +114,23 @@ def test_a_shard_upload_through_beam_s_s3_filesystem_fails_in_bounded_time(black
             monkeypatch.setenv(name, value)
         fs.configure()
         try:
+            writer = WriteShardsFn("s3://b/runs/_staging/a/manifest", pa.schema([("a", pa.int64())]))
+            writer.setup()  # as on a worker
             config = S3IO(options={"s3_endpoint_url": endpoint}).client.client.meta.config
             assert (config.connect_timeout, config.read_timeout) == (s3.CONNECT_TIMEOUT_S, s3.READ_TIMEOUT_S)
             assert config.retries["mode"] == "standard"  # botocore's defaults: 60 s, 60 s, "legacy" (5 attempts)
+            writer.start_bundle()
+            writer.process({"a": 1})
             started = time.monotonic()
-            with pytest.raises(Exception) as caught:  # Beam's S3ClientError, checked below
-                writer = ShardWriter("s3://b/staging/part-0.parquet", schema)
-                writer.write(pa.table({"a": [1]}))
-                writer.close()
+            with pytest.raises(UncommittedStorageError) as caught:
+                list(writer.finish_bundle())  # the shard is written, and uploaded, as the bundle ends
             took = time.monotonic() - started
         finally:
             monkeypatch.undo()
             fs.configure()
-    assert store_unreachable(caught.value) and "timeout" in str(caught.value).lower(), caught.value
+    line = str(caught.value)
+    assert line.startswith("writing shards into s3://b/runs/_staging/a/manifest: the storage failed: S3ClientError:")
+    assert endpoint.removeprefix("http://") in line and "timeout" in line.lower(), line
+    assert store_unreachable(caught.value.__cause__)
     assert took <= LIMIT_S, f"{took:.1f} s"
-    print(f"a shard upload, {'black hole' if black_hole else 'no answer'}: {caught.value!r:.160} after {took:.1f} s")
+    print(f"a shard upload, {'black hole' if black_hole else 'no answer'}: {line:.160} after {took:.1f} s")

@@ -35,8 +35,8 @@ def is_storage_error(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str:
     """``Type: message`` on one line, at most 300 characters."""
-    beam_s3 = type(exc).__module__.startswith("apache_beam.io.aws") and exc.args  # (message, HTTP status)
-    text = " ".join(str(exc.args[0] if beam_s3 else exc).split())
+    beam_s3_error = type(exc).__module__.startswith("apache_beam.io.aws") and exc.args  # (message, HTTP status)
+    text = " ".join(str(exc.args[0] if beam_s3_error else exc).split())
     return f"{type(exc).__name__}: {text[:300]}"
 
 

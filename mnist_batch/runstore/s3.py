@@ -74,9 +74,6 @@ def configure(options: dict[str, Any]) -> None:
         kwargs["use_ssl"] = False
     with _lock:
         _state["kwargs"], _state["client"], _state["check_client"] = kwargs, None, None
-    from mnist_batch.runstore.beam_s3 import bound_beam_client  # Beam's own S3 client, bounded as this one
-
-    bound_beam_client()
 
 
 def client(*, check: bool = False):

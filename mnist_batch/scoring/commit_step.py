@@ -20,6 +20,7 @@ from mnist_batch.runstore.commit import commit_run
 from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.shards import ShardWriter, new_shard_path
+from mnist_batch.scoring.beam_s3 import bound_beam_client
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.summary import run_summary
 from mnist_batch.tables import RUNS_SCHEMA, RUNS_TABLE, runs_row
@@ -108,6 +109,7 @@ class CommitRunFn(beam.DoFn):
 
     def setup(self) -> None:
         fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+        bound_beam_client()  # the runs table's shard goes up through Beam's S3 filesystem
 
     def process(self, stats: dict[str, Any], *shards) -> Iterator[str]:
         summary = run_summary(stats, self._launch, self._max_error_rate)

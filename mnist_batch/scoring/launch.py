@@ -44,6 +44,7 @@ from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.roots import prepare_root
 from mnist_batch.runstore.run_ids import check_run_id, default_run_id
+from mnist_batch.scoring.beam_s3 import bound_beam_client
 from mnist_batch.scoring.commit_step import CommitRunFn, LaunchRecord
 from mnist_batch.scoring.counters import metric_counters
 from mnist_batch.scoring.errors import ScoringError
@@ -105,6 +106,7 @@ def start(settings: ScoreSettings, *, wait: bool = True) -> dict[str, Any]:
         whatever :func:`launch` raises.
     """
     fs.configure(settings.pipeline_options)  # the --s3_* options for the checks too
+    bound_beam_client()  # Beam's own S3 client, bounded as this package's (scoring/beam_s3.py)
     config = settings.config
     places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
     check_environment(config.output, settings.runner, places)
@@ -149,6 +151,7 @@ def launch(
     options = options or RunOptions()
     beam_options = pipeline_options if pipeline_options is not None else PipelineOptions(beam_args or [])
     fs.configure(beam_options)  # the run store and the model are read with the job's --s3_* options
+    bound_beam_client()
     runner = runner_name(beam_options)
     run_id = check_run_id(config.run_id or default_run_id())
     card = card or check_model(config.model, options.expect_model_id, load=False)

@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from mnist_batch.files import escape_path, is_remote, local_path
 from mnist_batch.runstore import fs, s3
 from mnist_batch.runstore.errors import storage_step
+from mnist_batch.scoring.beam_s3 import bound_beam_client
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
@@ -59,6 +60,9 @@ class ClassifyMatchFn(beam.DoFn):
         self._output_prefixes = tuple(d.rstrip("/") + "/" for d in output_dirs if is_remote(d))
         self._matched = counter("files_matched")
         self._skipped = counter("files_skipped")
+
+    def setup(self) -> None:
+        bound_beam_client()  # Beam's MatchAll, the step before, lists a glob through Beam's S3 filesystem
 
     def process(self, metadata) -> Iterator[Any]:
         reason = skip_reason(metadata.path, self._extensions, self._output_prefixes)

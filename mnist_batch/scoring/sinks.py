@@ -24,6 +24,7 @@ from apache_beam.transforms.window import GlobalWindows
 from mnist_batch.runstore import fs, s3
 from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.shards import ROWS_PER_GROUP, ShardWriter, conform, new_shard_path
+from mnist_batch.scoring.beam_s3 import bound_beam_client
 from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side's view of the contract
     COL_PREDICTED_CLASS,
     COL_TRUE_CLASS,
@@ -54,6 +55,7 @@ class WriteShardsFn(beam.DoFn):
 
     def setup(self) -> None:
         fs.configure_s3(self._s3_options)  # the job's --s3_* options, on whichever worker this runs
+        bound_beam_client()  # the shards go up through Beam's S3 filesystem
 
     def start_bundle(self) -> None:
         self._writer: ShardWriter | None = None

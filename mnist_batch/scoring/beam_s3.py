@@ -15,8 +15,13 @@ pattern (an ``s3://`` glob input), an object's metadata and ranged reads (a mode
 more times from :data:`BEAM_RETRY_DELAY_S` instead, their retry messages logged at INFO (shown with
 ``--verbose``), not as warnings with a traceback.
 
-It is called by :func:`mnist_batch.runstore.s3.configure`, which every process that reaches S3
-calls first (the launcher, and each worker's steps that reach S3 in their ``setup``).
+It lives in the scoring layer, which may reach into Beam (the run store reaches Beam only through
+``apache_beam.io.filesystems``), and is called, once per process, where Beam's S3 filesystem may be
+used: the launch (:func:`mnist_batch.scoring.launch.start`), and on the workers the ``setup`` of the
+steps that upload shards (:class:`~mnist_batch.scoring.sinks.WriteShardsFn`,
+:class:`~mnist_batch.scoring.commit_step.CommitRunFn`), load the model
+(:class:`~mnist_batch.scoring.handler.DigitModelHandler`) or follow a match
+(:class:`~mnist_batch.scoring.matching.ClassifyMatchFn`, the step after Beam's ``MatchAll``).
 """
 
 from __future__ import annotations
