@@ -187,3 +187,26 @@ def test_a_lease_renewal_that_failed_is_made_again_once_the_server_is_back(s3_se
             s3_server.start()
         lease.release()
     assert claims.read_lease(lease.uri) is None
+
+
+def test_the_server_lost_while_the_model_is_read_is_one_line_before_anything_is_claimed(
+    s3_server, s3_bucket, scans, tiny_model
+):
+    client, name = s3_server.client(), s3_bucket.removeprefix("s3://")
+    for path in tiny_model.parent.iterdir():  # the .keras, its .tflite and its card
+        client.upload_file(str(path), name, f"models/{path.name}")
+    model, root = f"{s3_bucket}/models/{tiny_model.name}", f"{s3_bucket}/runs"
+    try:
+        failed = mnist_batch(s3_server, score_argv(model, scans, root, "r1"), kill_at="model")
+    finally:
+        restart(s3_server)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    line = failed.stderr.strip().splitlines()[-1]
+    # Before: "...tiny.card.json: model card not found or unreadable (S3ClientError)", no endpoint.
+    assert line.startswith(f"mnist-batch: error: {s3_bucket}/models/tiny.card.json: model card"), line
+    assert f"127.0.0.1:{s3_server.port}" in line, line
+    print(f"model: {line}")
+    assert not fs.list_files(root)  # the model is checked first: nothing claimed, nothing to clean
+    again = mnist_batch(s3_server, score_argv(model, scans, root, "r2"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert runs.read_runs(root, "predictions").num_rows == IMAGES
