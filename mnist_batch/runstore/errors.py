@@ -99,7 +99,9 @@ def store_unreachable(exc: BaseException) -> bool:
     becoming one error row per file, which would commit a run of errors for a server that was away.
     """
     module = type(exc).__module__
-    if module.startswith(("botocore", "urllib3")):
+    if module.startswith("urllib3"):  # the HTTP layer under a client: no answer came
+        return True
+    if module.startswith("botocore"):
         from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, NoCredentialsError
 
         if isinstance(exc, (ConnectionError, HTTPClientError, NoCredentialsError)):  # refused, timed out, dropped
@@ -107,7 +109,7 @@ def store_unreachable(exc: BaseException) -> bool:
         if isinstance(exc, ClientError):
             status = (exc.response or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
             return isinstance(status, int) and status >= 500
-        return module.startswith("urllib3")
+        return False
     if module.startswith("apache_beam.io.aws"):  # Beam's S3ClientError: (message, HTTP status or None)
         code = getattr(exc, "code", None)
         return code is None or (isinstance(code, int) and code >= 500)
