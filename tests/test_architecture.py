@@ -51,8 +51,11 @@ NEVER_AT_ALL = {
 }
 NEVER_AT_IMPORT = {"models": {"apache_beam", "tensorflow", "keras"}, "scoring": {"tensorflow", "keras"}}
 """Third-party packages a layer never imports, or never at module level (lazily only)."""
-ONLY_DOOR = {"runstore": ("apache_beam", "apache_beam.io.filesystems")}
-"""Layer -> (package, the one module of it the layer may import)."""
+ONLY_DOOR = {
+    "runstore": ("apache_beam", ("apache_beam.io.filesystems", "apache_beam.io.aws", "apache_beam.utils.retry"))
+}
+"""Layer -> (package, the modules of it the layer may import): the run store reaches Beam through its
+filesystems, and its S3 filesystem's client and retries (``runstore/beam_s3.py`` bounds them)."""
 
 
 def layer_of(path: pathlib.Path) -> str:
@@ -90,7 +93,8 @@ def test_imports_point_one_way(path):
         if at_module_level:
             assert parts[0] not in NEVER_AT_IMPORT.get(layer, ()), f"{layer} imports {name} at module level"
         if layer in ONLY_DOOR and parts[0] == ONLY_DOOR[layer][0]:
-            assert name == ONLY_DOOR[layer][1], f"{layer} reaches {parts[0]} only through {ONLY_DOOR[layer][1]}: {name}"
+            doors = ONLY_DOOR[layer][1]
+            assert name.startswith(doors), f"{layer} reaches {parts[0]} only through {doors}: {name}"
 
 
 def test_every_layer_is_known():

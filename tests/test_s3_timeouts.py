@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("boto3", reason="boto3 comes with the aws extra")
 
 from mnist_batch.cli import main as cli_main
-from mnist_batch.runstore import fs
+from mnist_batch.runstore import fs, s3
 
 import scoring_fixtures
 
@@ -90,3 +90,47 @@ def test_an_endpoint_that_never_answers_fails_in_bounded_time(
     assert "timeout" in err[0].lower() or "timed out" in err[0].lower(), err
     assert took <= LIMIT_S, f"{took:.1f} s"
     print(f"{command}, {'black hole' if black_hole else 'no answer'}: exit 2 after {took:.1f} s: {err[0]}")
+
+
+@pytest.mark.parametrize("black_hole", [False, True], ids=["no answer", "black hole"])
+def test_a_shard_upload_through_beam_s_s3_filesystem_fails_in_bounded_time(black_hole, monkeypatch):
+    """A run's shards go up through Beam's S3 filesystem, whose client Beam makes without a config:
+    botocore's 60 s to connect and 5 attempts held a shard's upload to a black hole for 180 s here.
+    The shard writer's setup gives Beam's client this package's bounds (runstore/beam_s3.py): ~20 s.
+    An endpoint that never answers waits out the 30 s read timeout on each try (~2 minutes):
+    shortened here to 2 s, which also shows the setting reaching Beam's client; Beam read that
+    timeout as "AttributeError: 'NoneType' object has no attribute 'get'"."""
+    import pyarrow as pa
+    from apache_beam.io.aws.s3io import S3IO
+
+    from mnist_batch.runstore.errors import UncommittedStorageError, store_unreachable
+    from mnist_batch.scoring.sinks import WriteShardsFn
+
+    if not black_hole:
+        monkeypatch.setattr(s3, "READ_TIMEOUT_S", 2.0)
+    with silent_endpoint(black_hole) as endpoint:
+        for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                            "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+            monkeypatch.setenv(name, value)
+        fs.configure()
+        try:
+            writer = WriteShardsFn("s3://b/runs/_staging/a/manifest", pa.schema([("a", pa.int64())]))
+            writer.setup()  # as on a worker
+            config = S3IO(options={"s3_endpoint_url": endpoint}).client.client.meta.config
+            assert (config.connect_timeout, config.read_timeout) == (s3.CONNECT_TIMEOUT_S, s3.READ_TIMEOUT_S)
+            assert config.retries["mode"] == "standard"  # botocore's defaults: 60 s, 60 s, "legacy" (5 attempts)
+            writer.start_bundle()
+            writer.process({"a": 1})
+            started = time.monotonic()
+            with pytest.raises(UncommittedStorageError) as caught:
+                list(writer.finish_bundle())  # the shard is written, and uploaded, as the bundle ends
+            took = time.monotonic() - started
+        finally:
+            monkeypatch.undo()
+            fs.configure()
+    line = str(caught.value)
+    assert line.startswith("writing shards into s3://b/runs/_staging/a/manifest: the storage failed: S3ClientError:")
+    assert endpoint.removeprefix("http://") in line and "timeout" in line.lower(), line
+    assert store_unreachable(caught.value.__cause__)
+    assert took <= LIMIT_S, f"{took:.1f} s"
+    print(f"a shard upload, {'black hole' if black_hole else 'no answer'}: {line:.160} after {took:.1f} s")

@@ -69,6 +69,18 @@ NOISE = tuple(
 )
 """Messages known to be harmless on a CPU machine (dropped unless ``--verbose``)."""
 
+RERAISED = tuple(
+    re.compile(pattern)
+    for pattern in (
+        # Beam's S3 filesystem logs a failed upload (with a traceback) and raises the error again;
+        # the shard writer names it in the command's one line (issue 33: a lost server is one line).
+        r"^Error in _start_upload while inserting file ",
+        r"^HTTP error while (requesting|deleting) file ",
+    )
+)
+"""Log records of errors that are raised again and reported in the command's error line (dropped
+unless ``--verbose``, as the records of :data:`RERAISED_LOGGERS`)."""
+
 NATIVE_LOG = re.compile(r"^(?P<severity>[IWEF])\d{4} \d{2}:\d{2}:\d+\.\d+\s+\d+\s+\S+:\d+\]")
 """An absl/glog line from TensorFlow's C++ runtime: ``E0000 00:00:1764 123 file.cc:52] ...``."""
 
@@ -113,7 +125,8 @@ class NoiseFilter(logging.Filter):
     """Drops the known harmless log records (see :data:`NOISE`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not is_noise(record.getMessage())
+        message = record.getMessage()
+        return not is_noise(message) and not any(p.search(message) for p in RERAISED)
 
 
 class ConsoleHandler(logging.StreamHandler):

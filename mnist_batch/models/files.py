@@ -72,8 +72,10 @@ def read_model_card(uri: str) -> ModelCard:
         try:
             with _open_remote(card_uri) as f:
                 text = f.read().decode("utf-8")
-        except Exception as exc:
-            raise ModelCardError(f"{card_uri}: model card not found or unreadable ({type(exc).__name__})") from exc
+        except Exception as exc:  # its message too: a store that is away names its endpoint there
+            raise ModelCardError(
+                f"{card_uri}: model card not found or unreadable ({type(exc).__name__}: {one_line(exc)[:300]})"
+            ) from exc
         return parse_card(text, where=card_uri)
     except ModelCardError as exc:
         raise ModelError(str(exc)) from exc

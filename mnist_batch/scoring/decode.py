@@ -26,6 +26,7 @@ from mnist_batch.files import (
     local_path,
     read_local,
 )
+from mnist_batch.runstore.errors import storage_failure, store_unreachable
 from mnist_batch.runstore.storage import storage_for
 from mnist_batch.scoring import decode_pool
 from mnist_batch.scoring.counters import counter
@@ -247,7 +248,9 @@ class DecodeImageFn(StorageDoFn):
             return local_path(path), None
         try:
             return path, read_bytes(readable, self._max_file_bytes)
-        except Exception as exc:  # noqa: BLE001 -- a file that cannot be read is a dead letter, not a crash
+        except Exception as exc:  # a file that cannot be read is a dead letter, not a crash ...
+            if store_unreachable(exc):  # ... but a store that is away fails the run, in one line
+                raise storage_failure(f"reading the input image {path}", exc, before_commit=True) from exc
             return self.failed(path, "read", type(exc).__name__, str(exc) or repr(exc))
 
     def decode_one(self, readable, total: int | None = None) -> tuple[ImageKey, np.ndarray] | dict[str, Any]:

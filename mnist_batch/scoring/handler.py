@@ -22,6 +22,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from mnist_batch.constants import KERAS_RUNTIME
 from mnist_batch.models import Predictor
 from mnist_batch.runstore import storage
+from mnist_batch.runstore.beam_s3 import bound_beam_client
 from mnist_batch.scoring.worker_errors import quiet_model_error_logs
 
 METRICS_NAMESPACE = "mnist_batch_model"
@@ -101,6 +102,7 @@ class DigitModelHandler(ModelHandler[np.ndarray, PredictionResult, Predictor]):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         quiet_model_error_logs()  # a refusal below is reported once, as one line, by the launcher
         storage.configure_worker(self._storage_settings)  # before the model's bytes are read, on any worker
+        bound_beam_client()  # a model on S3 is read through Beam's S3 filesystem
         return Predictor.load(self._model_uri, self._model_id, runtime=self._runtime)
 
     def run_inference(

@@ -38,8 +38,9 @@ from mnist_batch.files import is_remote, local_path
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
 from mnist_batch.runstore import claims, fs, storage
+from mnist_batch.runstore.beam_s3 import bound_beam_client
 from mnist_batch.runstore.commit import read_marker, recover
-from mnist_batch.runstore.errors import storage_step
+from mnist_batch.runstore.errors import before_commit, storage_step
 from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.layout import Layout
 from mnist_batch.runstore.roots import prepare_root
@@ -50,7 +51,7 @@ from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.incremental import SelectFiles
 from mnist_batch.scoring.options import RunOptions, ScoreSettings
 from mnist_batch.scoring.pipeline import build_pipeline
-from mnist_batch.scoring.preflight import check_environment, check_places_reach_workers
+from mnist_batch.scoring.preflight import check_environment, check_places_reach_workers, check_runner
 from mnist_batch.scoring.progress import StagedProgress, progress_dir
 from mnist_batch.scoring.read import expand_inputs
 from mnist_batch.scoring.runners import LOCAL_RUNNERS
@@ -118,8 +119,10 @@ def start(settings: ScoreSettings, *, wait: bool = True, card: ModelCard | None 
         whatever :func:`launch_settings` raises.
     """
     fs.configure(settings.pipeline_options)  # the --s3_* options, once, for the checks and the launch
+    bound_beam_client()  # Beam's own S3 client, bounded as this package's (runstore/beam_s3.py)
     config = settings.config
     places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
+    check_runner(settings.runner)  # an unknown runner is named before anything else
     if not settings.workers_see_this_disk:
         inputs = [("--input", p) for i in config.inputs for p in (expand_inputs([i]) if i.startswith("@") else [i])]
         labels = [("--labels-csv", config.labels_csv)] if config.labels_csv else []
@@ -149,6 +152,7 @@ def launch(
     environment checks: :func:`start` makes them)."""
     settings = ScoreSettings.of(config, options, beam_args or ())
     fs.configure(settings.pipeline_options)  # the run store and the model are read with the job's --s3_* options
+    bound_beam_client()
     return launch_settings(settings, card=card, wait=wait)
 
 
@@ -327,7 +331,8 @@ def run_attempt(run: Attempt) -> dict[str, Any]:
         with launcher_progress(run):
             result.wait_until_finish()
     except Exception as exc:
-        raise RunFailedError(f"run {run_id} failed{abandon(layout, attempt)}: {failure_line(exc)}") from exc
+        outcome = abandon(layout, attempt, before_commit=before_commit(exc))
+        raise RunFailedError(f"run {run_id} failed{outcome}: {failure_line(exc)}") from exc
     summary = read_marker(layout.marker)
     if not summary or summary.get("attempt") != attempt:
         raise RunFailedError(

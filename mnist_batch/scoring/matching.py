@@ -20,6 +20,8 @@ from apache_beam.io.filesystem import FileMetadata
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.files import escape_path, is_remote, local_path
+from mnist_batch.runstore.beam_s3 import bound_beam_client
+from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.storage import storage_for
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.errors import ScoringError
@@ -59,6 +61,9 @@ class ClassifyMatchFn(beam.DoFn):
         self._output_prefixes = tuple(d.rstrip("/") + "/" for d in output_dirs if is_remote(d))
         self._matched = counter("files_matched")
         self._skipped = counter("files_skipped")
+
+    def setup(self) -> None:
+        bound_beam_client()  # Beam's MatchAll, the step before, lists a glob through Beam's S3 filesystem
 
     def process(self, metadata) -> Iterator[Any]:
         reason = skip_reason(metadata.path, self._extensions, self._output_prefixes)
@@ -139,9 +144,10 @@ class ListS3FolderFn(StorageDoFn):
     def process(self, pattern: str) -> Iterator[VersionedMetadata]:
         found = False
         prefix = folder_prefix(pattern)
-        for path, size, mtime, version in storage_for(prefix).list_versioned(prefix):
-            found = True
-            yield VersionedMetadata(path, size, mtime, version)
+        with storage_step(f"listing the input {pattern}", before_commit=True):  # a lost server: one line
+            for path, size, mtime, version in storage_for(prefix).list_versioned(prefix):
+                found = True
+                yield VersionedMetadata(path, size, mtime, version)
         if not found:
             raise ScoringError(f"--input: {pattern} matches no files")
 

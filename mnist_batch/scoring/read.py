@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from mnist_batch.files import is_remote, local_path
 from mnist_batch.runstore import fs
+from mnist_batch.runstore.errors import describe, root_cause
 from mnist_batch.runstore.fs import GLOB_CHARS, glob_escape, storage_for
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.listing import list_local
@@ -136,6 +137,6 @@ def check_patterns_match(patterns: Sequence[str]) -> None:
         try:
             result = FileSystems.match([pattern], limits=[1])[0]
         except BeamIOError as exc:
-            raise ScoringError(f"--input: cannot list {pattern} ({exc})") from exc
+            raise ScoringError(f"--input: cannot list {pattern} ({describe(root_cause(exc))})") from exc
         if not result.metadata_list:
             raise ScoringError(f"--input: {pattern} matches no files")

@@ -22,6 +22,7 @@ import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch.runstore import fs
+from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.shards import ROWS_PER_GROUP, ShardWriter, conform, new_shard_path
 from mnist_batch.scoring.storage_fn import StorageDoFn, storage_settings
 from mnist_batch.tables import (  # noqa: F401 -- re-exported: the scoring side's view of the contract
@@ -63,10 +64,15 @@ class WriteShardsFn(StorageDoFn):
         self._written = 0
 
     def _write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            self._writer = ShardWriter(new_shard_path(self._folder), self._schema)
-        self._writer.write(table)
+        with self._step():
+            if self._writer is None:
+                self._writer = ShardWriter(new_shard_path(self._folder), self._schema)
+            self._writer.write(table)
         self._written += table.num_rows
+
+    def _step(self):
+        """A store that fails under a shard: one line naming the step (nothing was committed)."""
+        return storage_step(f"writing shards into {self._folder}", before_commit=True)
 
     def _flush_rows(self) -> None:
         if self._rows:
@@ -97,7 +103,8 @@ class WriteShardsFn(StorageDoFn):
         self._flush_chunks()
         self._flush_rows()
         if self._writer is not None:
-            path = self._writer.close()
+            with self._step():
+                path = self._writer.close()
             self._writer, written, self._written = None, self._written, 0
             yield GlobalWindows.windowed_value((path, written))
 

@@ -18,6 +18,7 @@ import apache_beam as beam
 
 import mnist_batch
 from mnist_batch.runstore import storage
+from mnist_batch.runstore.beam_s3 import bound_beam_client
 from mnist_batch.scoring.errors import ScoringError
 
 
@@ -66,3 +67,4 @@ class StorageDoFn(beam.DoFn):
     def setup(self) -> None:
         check_worker_version(self._launcher_version)
         storage.configure_worker(self._storage_settings)
+        bound_beam_client()  # what still goes through Beam's S3 filesystem (glob matches) is bounded too

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from typing import Any
 
 from mnist_batch.errors import MnistBatchError
+from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.runstore.history import SKIP_ALREADY_SCORED
+
+BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
+"""What Beam appends to the message of a DoFn's error: the graph's step, not the user's."""
 
 EXIT_OK = 0
 EXIT_TOO_MANY_ERRORS = 4
@@ -53,7 +58,8 @@ def failure_line(exc: BaseException) -> str:
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         if isinstance(cur, MnistBatchError):
-            return str(cur).splitlines()[0] if str(cur) else type(cur).__name__
+            line = str(cur).splitlines()[0] if str(cur) else type(cur).__name__
+            return BEAM_STEP.sub("", line) if isinstance(cur, RunStoreError) else line  # the step is named
         cur = cur.__cause__ or cur.__context__
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
