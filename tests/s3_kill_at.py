@@ -13,7 +13,7 @@ Phases (the requests that mark them):
 * ``model``: the first request for the model's files (``s3://BUCKET/models/...``), at launch;
 * ``listing``: the job's paginated ``LIST`` of the input folder (not the one-key check before it);
 * ``reading``: the first ``GET`` of an input image;
-* ``writing``: the first shard's upload into the attempt's staging folder (Beam's S3 filesystem);
+* ``writing``: the first shard's upload into the attempt's staging folder (the storage interface's client);
 * ``fence``: the first ``GET`` of a lease once a shard is staged (the commit's fence check);
 * ``commit``: the commit's first server-side copy (a shard moving in);
 * ``heartbeat``: the first lease renewal (a ``PUT`` of the lease with ``If-Match``); the lease's
@@ -57,7 +57,10 @@ class Watch:
         if self.phase == "reading":
             return method == "GET" and "/scans/" in path and not query
         if self.phase == "writing":
-            return method in ("PUT", "POST") and "/_staging/" in path and "uploads" in query
+            copy = any(
+                k.lower() == "x-amz-copy-source" for k in headers
+            )  # a shard's upload: a PUT, or multipart's first POST
+            return method in ("PUT", "POST") and "/_staging/" in path and path.endswith(".parquet") and not copy
         if self.phase == "fence":
             return method == "GET" and "/_claims/" in path and self.staged
         if self.phase == "commit":

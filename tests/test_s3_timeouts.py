@@ -93,13 +93,13 @@ def test_an_endpoint_that_never_answers_fails_in_bounded_time(
 
 
 @pytest.mark.parametrize("black_hole", [False, True], ids=["no answer", "black hole"])
-def test_a_shard_upload_through_beam_s_s3_filesystem_fails_in_bounded_time(black_hole, monkeypatch):
-    """A run's shards go up through Beam's S3 filesystem, whose client Beam makes without a config:
-    botocore's 60 s to connect and 5 attempts held a shard's upload to a black hole for 180 s here.
-    The shard writer's setup gives Beam's client this package's bounds (runstore/beam_s3.py): ~20 s.
-    An endpoint that never answers waits out the 30 s read timeout on each try (~2 minutes):
-    shortened here to 2 s, which also shows the setting reaching Beam's client; Beam read that
-    timeout as "AttributeError: 'NoneType' object has no attribute 'get'"."""
+def test_a_shard_upload_fails_in_bounded_time(black_hole, monkeypatch):
+    """A run's shards go up through the storage interface's S3 client (bounded: ~20 s to a black
+    hole); they went through Beam's S3 filesystem, whose client Beam makes without a config
+    (botocore's 60 s to connect and 5 attempts held an upload for 180 s here). What still goes
+    through Beam's (glob matches) gets the same bounds in every step's setup (runstore/beam_s3.py),
+    checked here too. An endpoint that never answers waits out the 30 s read timeout on each try:
+    shortened here to 2 s, which also shows the setting reaching both clients."""
     import pyarrow as pa
     from apache_beam.io.aws.s3io import S3IO
 
@@ -129,7 +129,7 @@ def test_a_shard_upload_through_beam_s_s3_filesystem_fails_in_bounded_time(black
             monkeypatch.undo()
             fs.configure()
     line = str(caught.value)
-    assert line.startswith("writing shards into s3://b/runs/_staging/a/manifest: the storage failed: S3ClientError:")
+    assert line.startswith("writing shards into s3://b/runs/_staging/a/manifest: the storage failed: "), line
     assert endpoint.removeprefix("http://") in line and "timeout" in line.lower(), line
     assert store_unreachable(caught.value.__cause__)
     assert took <= LIMIT_S, f"{took:.1f} s"
