@@ -68,3 +68,29 @@ def test_a_worker_of_another_version_stops_at_setup_and_the_launcher_says_one_li
     with pytest.raises(storage_fn.WorkerVersionError) as said, worker_errors.worker_model_errors():
         raise relayed
     assert str(said.value) == message
+
+
+def test_a_worker_s_error_relayed_by_flink_is_said_in_one_line():
+    """Flink's job failure holds the worker's whole traceback; the line names the worker's error."""
+    from mnist_batch.scoring.summary import failure_line
+
+    relayed = (
+        "Pipeline BeamApp-x failed in state FAILED: java.lang.RuntimeException: Error received from SDK harness "
+        'for instruction 1: Traceback (most recent call last):\n  File "x.py", line 1, in f\n'
+        "botocore.exceptions.NoCredentialsError: Unable to locate credentials\n\nDuring handling ...\n"
+        'Traceback (most recent call last):\n  File "y.py", line 2, in g\n'
+        "RuntimeError: botocore.exceptions.NoCredentialsError: Unable to locate credentials "
+        "[while running 'MatchImageFiles/ListS3Folders']\n"
+    )
+    line = failure_line(RuntimeError(relayed))
+    assert line.startswith("NoCredentialsError: Unable to locate credentials [while running 'MatchImageFiles/")
+    assert "give their hosts the AWS_* variables, or pass --s3_access_key_id" in line and "\n" not in line
+    ours = relayed.replace(
+        "RuntimeError: botocore.exceptions.NoCredentialsError: Unable to locate credentials",
+        "RuntimeError: mnist_batch.runstore.errors.UncommittedStorageError: writing shards into s3://b/r: the "
+        "storage failed: EndpointConnectionError: http://127.0.0.1:9",
+    )
+    assert failure_line(RuntimeError(ours)) == (
+        "writing shards into s3://b/r: the storage failed: EndpointConnectionError: http://127.0.0.1:9"
+    )
+    assert failure_line(RuntimeError("no traceback here\nsecond")) == "RuntimeError: no traceback here"

@@ -76,6 +76,9 @@ RERAISED = tuple(
         # the shard writer names it in the command's one line (issue 33: a lost server is one line).
         r"^Error in _start_upload while inserting file ",
         r"^HTTP error while (requesting|deleting) file ",
+        # A portable runner (Flink) logs its failed job's worker traceback, then raises the job's
+        # failure; the command's line names the worker's error (scoring/summary.worker_error).
+        r"^java\.lang\.RuntimeException: Error received from SDK harness",
     )
 )
 """Log records of errors that are raised again and reported in the command's error line (dropped

@@ -61,5 +61,34 @@ def failure_line(exc: BaseException) -> str:
             line = str(cur).splitlines()[0] if str(cur) else type(cur).__name__
             return BEAM_STEP.sub("", line) if isinstance(cur, RunStoreError) else line  # the step is named
         cur = cur.__cause__ or cur.__context__
+    relayed = worker_error(str(exc))
+    if relayed is not None:
+        return relayed
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+RELAYED = re.compile(r"^(?:[\w.]+: )*(?P<type>[\w.]+(?:Error|Exception)): (?P<message>\S.*)$")
+"""A worker's exception as the last line of the traceback a portable runner relays in its job's
+failure (``RuntimeError: botocore.exceptions.NoCredentialsError: Unable to ... [while running 'X']``)."""
+NO_CREDENTIALS = (
+    "; the workers found no credentials for the bucket: give their hosts the AWS_* variables, or pass "
+    "--s3_access_key_id and --s3_secret_access_key (deploy/README.md, \"Flink\")"
+)
+
+
+def worker_error(text: str) -> str | None:
+    """The worker's own error in a runner's failure holding its traceback, as one line: this package's
+    errors by their message alone (they name their step), others by type, message and Beam's step."""
+    if "Traceback (most recent call last)" not in text:
+        return None
+    for line in reversed(text.strip().splitlines()):
+        found = RELAYED.match(line.strip())
+        if found is None:
+            continue
+        kind, message = found["type"], found["message"]
+        if kind.startswith("mnist_batch."):
+            return BEAM_STEP.sub("", message)
+        line = f"{kind.rsplit('.', 1)[-1]}: {message}"
+        return line + NO_CREDENTIALS if kind.endswith("NoCredentialsError") else line
+    return None
