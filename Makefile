@@ -174,16 +174,19 @@ bench-monitor: $(STAMP)
 clean:
 	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .ruff_cache
 
-# A Flink 1.19 session cluster (JobManager + 2 TaskManagers), Beam's Flink job server and the Python
-# SDK worker pool on loopback; jars from Maven Central on first use (.cache/flink/). Prints the
-# `runner options: ...` to add to `mnist-batch score`.
+# A Flink 1.19 session cluster on loopback: JobManager, Beam's Flink job server, and 2 worker hosts
+# (Linux namespaces: a TaskManager + an SDK worker pool each, Python installed from the project's
+# wheel, the checkout hidden: they share nothing with the launcher but the bucket); jars from Maven
+# Central on first use (.cache/flink/). The hosts get this environment's AWS_* variables (make s3-up
+# prints them). Prints the `runner options: ...` to add to `mnist-batch score`.
 cluster-up: $(STAMP)
 	deploy/flink/cluster.sh up
 
 cluster-down:
 	deploy/flink/cluster.sh down
 
-# Against the running cluster (fails, saying so, when it is not up); `make test` does not collect these.
+# Against the running cluster and the bucket of make s3-up (fails, saying so, when either is not up);
+# `make test` does not collect these.
 test-cluster: $(STAMP)
 	$(PY) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)
 

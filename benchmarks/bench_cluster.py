@@ -1,18 +1,23 @@
-"""The same files scored on DirectRunner and on the Flink cluster of ``make cluster-up`` (issue 19).
+"""The same files scored on DirectRunner and on the Flink cluster of ``make cluster-up``, from and into the bucket.
 
-Exports the bundled test split (2,000 real digits) as PNG files, replicated with hard links to
-``--files``, and runs ``mnist-batch score --layout runs`` as a process on each runner (the
-cluster's `runner options` from ``deploy/flink/cluster.sh``). For each run:
+Exports the bundled test split (2,000 real digits) as PNG files, uploads ``--files`` of them (the
+split repeated) and the model to the bucket of ``make s3-up`` (``--bucket``; its ``AWS_*`` variables
+set: the cluster's hosts share nothing with this machine's disk), and runs ``mnist-batch score
+--layout runs`` as a process on each runner (the cluster's `runner options` from
+``deploy/flink/cluster.sh``). For each run:
 
 - wall: launch to exit (imports, job submission, the job, the commit: what a user waits for);
 - img/s: images scored / wall;
 - launch-to-first-row: launch until the first predictions shard appears in the run's staging folder
   (on Flink, shards are written as bundles finish);
+- CPU s: user + system seconds of every process taking part (the launcher's tree; on Flink also
+  every process of the JobManager, the job server and each worker host: TaskManager, pool, harnesses),
+  counted from /proc every 0.5 s, and per image;
 - peak RSS, per process: the launcher's process tree; on Flink also the JobManager, each
   TaskManager, the job server and the worker pool with its SDK harness processes (sampled every
   0.2 s, /proc), and the sum of their peaks.
 
-Usage (the cluster up first):
+Usage (the bucket and the cluster up first: make s3-up; eval "$(deploy/s3/server.sh env)"; make cluster-up):
   python benchmarks/bench_cluster.py --model out/demo/models/cnn.keras --files 20000
   python benchmarks/bench_cluster.py --model M --files 20000 --runners flink --flink-extra=--max-batch-size=1024
 """
@@ -23,12 +28,13 @@ import argparse
 import json
 import os
 import pathlib
-import shutil
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -36,7 +42,7 @@ CLUSTER_SH = REPO / "deploy" / "flink" / "cluster.sh"
 PID_DIR = REPO / ".cache" / "flink" / "run"
 sys.path.insert(0, str(HERE))
 
-from bench_score import make_folder, tree_rss_bytes  # noqa: E402
+from bench_score import tree_rss_bytes  # noqa: E402
 
 
 def cluster_options() -> list[str]:
@@ -71,10 +77,41 @@ def flink_job_timing(since_epoch: float) -> dict | None:
     }
 
 
-def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, int]) -> dict:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int, cpu: dict[int, list[float]]) -> None:
+    """Records the user + system seconds of ``pid`` and its descendants: ``cpu[pid] = [first, last]``."""
+    stack, seen = [pid], set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / TICKS
+            cpu.setdefault(p, [seconds, seconds])[1] = seconds
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+
+
+def measure(name: str, command: list[str], root: str, pids: dict[str, int]) -> dict:
+    from mnist_batch.runstore import fs
+
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     peaks: dict[str, int] = {}
+    cpu: dict[int, list[float]] = {}
+    for pid in pids.values():  # the cluster's processes before the launch: their CPU counts from here
+        tree_cpu(pid, cpu)
+    baseline = set(cpu)  # processes started later (the SDK harnesses) count from zero
     first_row: list[float] = []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    launcher_before = before.ru_utime + before.ru_stime
     launched_at = time.time()
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -85,9 +122,11 @@ def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, i
         while not done.is_set():
             for what, pid in watched.items():
                 peaks[what] = max(peaks.get(what, 0), tree_rss_bytes(pid))
-            if not first_row and any((root / "_staging").glob("*/predictions/*.parquet")):
+                if what != "launcher":  # the launcher's tree: from its rusage once it exited
+                    tree_cpu(pid, cpu)
+            if not first_row and any("/predictions/" in p for p in fs.list_files(f"{root}/_staging")):
                 first_row.append(time.perf_counter() - start)
-            time.sleep(0.2)
+            time.sleep(0.5)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -97,7 +136,10 @@ def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, i
     thread.join()
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{stderr[-3000:]}")
-    summary = json.loads(next((root / "_runs").glob("dt=*/run=*/summary.json")).read_text())
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the launcher's whole tree, once it exited
+    cpu_s = sum(last - (first if p in baseline else 0.0) for p, (first, last) in cpu.items())  # the cluster's
+    cpu_s += children.ru_utime + children.ru_stime - launcher_before
+    summary = json.loads(fs.read_text(next(p for p in fs.list_files(f"{root}/_runs") if p.endswith("summary.json"))))
     scored = summary["counts"]["scored"]
     return {
         "runner": name,
@@ -105,6 +147,8 @@ def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, i
         "wall_s": wall,
         "images_per_s": scored / wall,
         "first_row_s": first_row[0] if first_row else None,
+        "cpu_s": cpu_s,
+        "cpu_ms_per_image": 1000 * cpu_s / scored,
         "peak_rss_mb": {k: v / 2**20 for k, v in peaks.items()},
         "peak_rss_total_mb": sum(peaks.values()) / 2**20,
         "summary_line": next((ln for ln in stdout.splitlines() if ln.startswith("scored ")), ""),
@@ -112,16 +156,38 @@ def measure(name: str, command: list[str], root: pathlib.Path, pids: dict[str, i
     }
 
 
+def upload(exported: pathlib.Path, model: pathlib.Path, bucket: str, count: int) -> tuple[str, str]:
+    """``count`` of the exported PNGs (the split repeated) and the model's files, onto the bucket once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    name, _, prefix = bucket.removeprefix("s3://").partition("/")
+    client = boto3.session.Session().client("s3")
+    folder = f"{prefix}/in_{count}"
+    files = sorted(exported.glob("*/*.png"))
+    have = {o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=folder + "/")
+            for o in page.get("Contents", [])}  # fmt: skip
+    jobs = [(files[i % len(files)], f"{folder}/{files[i % len(files)].parent.name}/{i:07d}.png") for i in range(count)]
+    todo = [(src, key) for src, key in jobs if key not in have]
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda job: client.put_object(Bucket=name, Key=job[1], Body=job[0].read_bytes()), todo))
+    for path in model.parent.glob(model.stem + ".*"):
+        client.upload_file(str(path), name, f"{prefix}/model/{path.name}")
+    return f"s3://{name}/{folder}/", f"s3://{name}/{prefix}/model/{model.name}"
+
+
 def render(results: list[dict], files: int) -> str:
     lines = [
-        "| runner | files | wall s | img/s | launch-to-first-row s | peak RSS MiB (sum) | per process |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| runner | files | wall s | img/s | launch-to-first-row s | CPU s | CPU ms/image | peak RSS MiB (sum) | per process |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         per = ", ".join(f"{k} {v:,.0f}" for k, v in r["peak_rss_mb"].items())
         first = f"{r['first_row_s']:.1f}" if r["first_row_s"] is not None else "-"
         lines.append(
             f"| {r['runner']} | {files:,} | {r['wall_s']:.1f} | {r['images_per_s']:,.0f} | {first} | "
+            f"{r['cpu_s']:.1f} | {r['cpu_ms_per_image']:.2f} | "
             f"{r['peak_rss_total_mb']:,.0f} | {per} |"
         )
     return "\n".join(lines)
@@ -134,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runners", default="direct,flink")
     ap.add_argument("--flink-extra", action="append", default=[], help="more options for the Flink run")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--bucket", default="s3://mnist-batch/bench", help="where the inputs, model and roots go")
     ap.add_argument("--json", default=None, help="write the results here too")
     args = ap.parse_args(argv)
     work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_cluster_"))
@@ -144,17 +211,15 @@ def main(argv: list[str] | None = None) -> int:
              "--out", str(exported)],
             check=True, cwd=REPO, capture_output=True,
         )  # fmt: skip
-    folder = work / f"in_{args.files}"
-    make_folder(exported, folder, args.files)
+    folder, model = upload(exported, pathlib.Path(args.model), args.bucket, args.files)
     results = []
     for runner in args.runners.split(","):
-        root = work / f"root_{runner}"
-        shutil.rmtree(root, ignore_errors=True)
+        root = f"{args.bucket}/root_{runner}_{uuid.uuid4().hex[:8]}"
         extra, pids = [], {}
         if runner == "flink":
             extra, pids = [*cluster_options(), *args.flink_extra], cluster_pids()
-        command = [sys.executable, "-m", "mnist_batch", "score", "--model", args.model, "--input", str(folder),
-                   "--output", str(root), "--layout", "runs", "--run-id", f"bench-{runner}", *extra]  # fmt: skip
+        command = [sys.executable, "-m", "mnist_batch", "score", "--model", model, "--input", folder,
+                   "--output", root, "--layout", "runs", "--run-id", f"bench-{runner}", *extra]  # fmt: skip
         r = measure(runner, command, root, pids)
         print(json.dumps(r), flush=True)
         results.append(r)

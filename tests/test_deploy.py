@@ -19,6 +19,7 @@ import sys
 import pytest
 import yaml
 
+import mnist_batch
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.runstore.run_ids import check_run_id
 from mnist_batch.scoring.options import add_arguments, check_beam_args, run_options_from_args
@@ -115,7 +116,8 @@ def test_dockerfiles_follow_the_beam_custom_container_recipe(name, extras):
         for item in source:
             assert (REPO / item).exists(), f"{name}: COPY {item} is not in the repository"
     runs = " ".join(a for k, a in instructions if k == "RUN")
-    assert 'pip install ".[${PIP_EXTRAS}]"' in runs
+    assert "pip wheel --no-deps -w /tmp/wheel ." in runs  # the package as a wheel, by the workers' one install script
+    assert 'EXTRAS="${PIP_EXTRAS}" deploy/worker/install.sh /tmp/wheel/mnist_batch-*.whl' in runs
     assert instructions[-1] == ("ENTRYPOINT", '["/opt/apache/beam/boot"]')
     env = " ".join(a for k, a in instructions if k == "ENV")
     flex_file = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/app/(\S+)", env).group(1)
@@ -574,3 +576,21 @@ def test_kubernetes_cronjob_validates_against_the_api_schema(tmp_path):
         path.write_text(broken, encoding="utf-8")
         refused = kubernetes_validate(str(path))
         assert refused.returncode != 0 and reason in refused.stdout, f"{name}: {refused.stdout}{refused.stderr}"
+
+
+def test_the_flink_taskmanagers_run_the_worker_pool_as_a_sidecar_from_the_project_image():
+    """deploy/kubernetes/flink-taskmanager.yaml: valid against the API schema; each pod a TaskManager and
+    Beam's worker pool from the project's image (the package installed from its wheel), with the bucket
+    credentials as that container's AWS_* variables from a Secret (never on the command line)."""
+    manifest = DEPLOY / "kubernetes" / "flink-taskmanager.yaml"
+    done = kubernetes_validate(str(manifest))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "passed for resource deployment/mnist-batch-flink-taskmanager against version 1.37" in done.stdout
+    pod = yaml.safe_load(manifest.read_text(encoding="utf-8"))["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    pool = containers["beam-worker-pool"]
+    assert pool["command"] == ["python", "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port=50000"]
+    assert pool["image"].endswith(f"mnist-batch:{mnist_batch.__version__}")  # the launcher's version
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in pool["env"] if "valueFrom" in e}
+    assert secrets == {"AWS_ACCESS_KEY_ID": "mnist-batch-bucket", "AWS_SECRET_ACCESS_KEY": "mnist-batch-bucket"}
+    assert containers["taskmanager"]["image"].startswith("flink:1.19")

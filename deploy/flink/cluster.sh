@@ -298,7 +298,12 @@ kill_host() {
   local pid
   pid=$(cat "$RUN/host$1.pid")
   kill -KILL -- "-$pid" 2> /dev/null || kill -KILL "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done  # gone, not only signalled
+  rm -f "$RUN/host$1.pid"
   echo "host$1 killed (its PID namespace: pid $pid and every process in it)"
+  [ "${2:-}" = --no-wait ] && return
+  local deadline=$((SECONDS + 30)) count  # until the JobManager counts it lost (heartbeat.timeout: 10 s)
+  while count=$(flink_overview | cut -d' ' -f1) && [ "${count:-0}" -ge "$TASKMANAGERS" ] && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
 }
 
 runner_options() {
@@ -342,6 +347,6 @@ case "${1:-}" in
   status) status ;;
   options) runner_options ;;
   restart-host) restart_host "${2:?usage: $0 restart-host N}" ;;
-  kill-host) kill_host "${2:?usage: $0 kill-host N}" ;;
+  kill-host) kill_host "${2:?usage: $0 kill-host N [--no-wait]}" "${3:-}" ;;
   *) echo "usage: $0 up|down|status|options|restart-host N|kill-host N" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@
 #
 #   deploy/worker/install.sh WHEEL [VENV]     WHEEL: dist/mnist_batch-*.whl (pip wheel --no-deps .)
 #                                             VENV: a new virtualenv there (else the current python)
-#   EXTRAS=aws (default) | gcp | aws,gcp      Beam's filesystem extras; never `train` (no TensorFlow)
+#   EXTRAS=aws (default) | gcp | aws,gcp ...  the extras (a scoring worker needs no `train`: no TensorFlow)
 #
 # Ends by printing the installed versions, read from the installed package (never the checkout).
 set -euo pipefail

@@ -49,7 +49,10 @@ def key_of(uri: str) -> str:
 def upload_folder(source: pathlib.Path, target: str, count: int, start: int = 0) -> list[str]:
     """``count`` of the exported PNG files as ``target/<label>/<i>.png`` objects (numbered from ``start``)."""
     files = sorted(source.glob("*/*.png"))
-    jobs = [(files[i % len(files)], f"{target}/{files[i % len(files)].parent.name}/{i:07d}.png") for i in range(start, start + count)]
+    jobs = [
+        (files[i % len(files)], f"{target}/{files[i % len(files)].parent.name}/{i:07d}.png")
+        for i in range(start, start + count)
+    ]
     s3 = client()
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(lambda job: s3.put_object(Bucket=BUCKET, Key=key_of(job[1]), Body=job[0].read_bytes()), jobs))

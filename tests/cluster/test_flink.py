@@ -1,16 +1,17 @@
-"""``mnist-batch score`` on the Flink cluster of ``make cluster-up`` (issue 19), against DirectRunner.
+"""``mnist-batch score`` on the Flink cluster of ``make cluster-up`` against DirectRunner, everything on the bucket.
 
-Each run is the real CLI as a process: the launcher submits to Beam's Flink job server, the
-TaskManagers run the Python stages in the worker pool's harness processes, the workers load
-the model from the path given and check its sha256 against the card, and the job commits the
-run. Fault tests SIGKILL a TaskManager or the launcher mid-run.
+The cluster's worker hosts share nothing with this process (deploy/flink/host.sh: their own mount,
+PID and UTS namespaces; the checkout, /tmp and home hidden; the package installed from its wheel),
+so the model, the inputs and the run store are on the bucket of ``make s3-up``, whose ``AWS_*``
+variables both this process and the hosts have (``.ci/run`` starts them so). Each run is the real
+CLI as a process; fault tests kill a whole worker host, the launcher, or change what the hosts are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -19,19 +20,37 @@ import urllib.request
 
 import numpy as np
 import pytest
-from flink_cluster import CLUSTER_SH, ENV, REPO, make_folder
+from flink_cluster import CLUSTER_SH, REPO, client, env, key_of, new_prefix, put, s3_env, upload_folder
 
+from mnist_batch.runstore import fs
 from mnist_batch.runstore.history import committed_runs
 from mnist_batch.runstore.runs import read_runs
+from mnist_batch.runstore.shards import shard_paths, shard_rows
 
 import scoring_fixtures
 
 pytestmark = pytest.mark.cluster
 
-N_FILES = 20_000
+N_FILES = 5_000
 RUN_DATE = "2026-12-03"
-RUN_TIMEOUT_S = 1500
+RUN_TIMEOUT_S = 1200
 REST = "http://127.0.0.1:" + os.environ.get("FLINK_REST_PORT", "8081")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bucket_settings():
+    """This process reads the bucket with the same settings as the hosts (``make s3-up``'s)."""
+    saved = dict(os.environ)
+    os.environ.update(s3_env())
+    fs.configure()
+    try:
+        client().head_bucket(Bucket="mnist-batch")
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"the bucket of make s3-up does not answer ({exc}): make s3-up first", pytrace=False)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    fs.configure()
 
 
 def score_command(model, inputs, root, run_id, *extra) -> list[str]:
@@ -40,21 +59,15 @@ def score_command(model, inputs, root, run_id, *extra) -> list[str]:
 
 
 def score(model, inputs, root, run_id, *extra, timeout=RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        score_command(model, inputs, root, run_id, *extra),
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    command = score_command(model, inputs, root, run_id, *extra)
+    return subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
 def start(model, inputs, root, run_id, *extra) -> subprocess.Popen:
     return subprocess.Popen(
         score_command(model, inputs, root, run_id, *extra),
         cwd=REPO,
-        env=ENV,
+        env=env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -67,23 +80,27 @@ def ok(proc) -> str:
     return proc.stdout
 
 
-def run_rows(root: pathlib.Path, run_id: str, table: str) -> dict:
-    runs = [r for r in committed_runs(str(root)) if r.run_id == run_id]
+def one_error_line(proc, stderr: str | None = None) -> str:
+    """The command's stderr, which must be exactly one line (progress lines aside), exit 2."""
+    stderr = proc.stderr if stderr is None else stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and "progress:" not in ln]
+    assert proc.returncode == 2 and len(lines) == 1, stderr[-4000:]
+    return lines[0]
+
+
+def run_rows(root: str, run_id: str, table: str) -> dict:
+    runs = [r for r in committed_runs(root) if r.run_id == run_id]
     assert len(runs) == 1, f"run {run_id} is not committed once under {root}"
-    return read_runs(str(root), table, runs).to_pydict()
+    return read_runs(root, table, runs).to_pydict()
 
 
-def summary(root: pathlib.Path, run_id: str) -> dict:
-    return json.loads((root / "_runs" / f"dt={RUN_DATE}" / f"run={run_id}" / "summary.json").read_text())
+def summary(root: str, run_id: str) -> dict:
+    return json.loads(fs.read_text(f"{root}/_runs/dt={RUN_DATE}/run={run_id}/summary.json"))
 
 
-def visible_rows(root: pathlib.Path, table: str) -> int:
-    """Rows a plain reader (pyarrow.dataset over ROOT/<table>, Hive partitions) sees."""
-    import pyarrow.dataset as pads
-
-    if not (root / table).exists():
-        return 0
-    return pads.dataset(root / table, partitioning="hive").count_rows()
+def visible_rows(root: str, table: str) -> int:
+    """Rows a plain reader of ROOT/<table>/ sees (every shard under it)."""
+    return sum(shard_rows(p) for p in shard_paths(f"{root}/{table}"))
 
 
 def flink_jobs() -> list[dict]:
@@ -104,14 +121,14 @@ def wait_for_running_job(proc: subprocess.Popen, known: set[str], seconds: float
         time.sleep(0.5)
 
 
-def wait_for_first_shard(proc: subprocess.Popen, root: pathlib.Path, seconds: float = 300) -> None:
+def wait_for_first_shard(proc: subprocess.Popen, root: str, seconds: float = 300) -> None:
     """Until the job writes its first predictions shard into staging: scoring is under way."""
     deadline = time.monotonic() + seconds
-    while not any((root / "_staging").glob("*/predictions/*.parquet")):
+    while not [p for p in fs.list_files(f"{root}/_staging") if "/predictions/" in p and p.endswith(".parquet")]:
         if proc.poll() is not None:
             pytest.fail("the run ended before it could be interrupted:\n" + proc.stderr.read()[-3000:])
         assert time.monotonic() < deadline, "no predictions shard appeared"
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 def job_state(jid: str) -> str:
@@ -127,6 +144,30 @@ def wait_job_ended(jid: str, seconds: float = 600) -> str:
     return state
 
 
+def cluster(*args: str, extra_env: dict | None = None, drop: tuple[str, ...] = ()) -> str:
+    run_env = {k: v for k, v in {**env(), **(extra_env or {})}.items() if k not in drop}
+    done = subprocess.run([str(CLUSTER_SH), *args], cwd=REPO, env=run_env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@contextlib.contextmanager
+def hosts_restarted(extra_env: dict | None = None, drop: tuple[str, ...] = ()):
+    """Every worker host restarted with other settings for the block, then as ``make cluster-up`` made them."""
+    try:
+        for n in (1, 2):
+            cluster("kill-host", str(n))
+        for n in (1, 2):
+            cluster("restart-host", str(n), extra_env=extra_env, drop=drop)
+        yield
+    finally:
+        for n in (1, 2):
+            with contextlib.suppress(AssertionError):
+                cluster("kill-host", str(n))
+        for n in (1, 2):
+            cluster("restart-host", str(n))
+
+
 @pytest.fixture(scope="session")
 def runner_options() -> list[str]:
     """The ``runner options: ...`` of ``cluster.sh`` (the cluster must be up)."""
@@ -138,44 +179,56 @@ def runner_options() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def model(tmp_path_factory) -> pathlib.Path:
+def local_model(tmp_path_factory):
     """A small CNN with its LiteRT file (the runtime workers use), trained on the bundled sample."""
-    from mnist_batch.constants import FAST_RUNTIME
-    from mnist_batch.training.export import add_runtime
+    return scoring_fixtures.train_tiny_model(tmp_path_factory.mktemp("cluster_model"), litert=True)
 
-    path = scoring_fixtures.train_tiny_model(tmp_path_factory.mktemp("cluster_model"))
-    add_runtime(path, FAST_RUNTIME)
-    return path
+
+def upload_model(local_model, prefix: str) -> str:
+    for path in local_model.parent.glob(local_model.stem + ".*"):
+        put(f"{prefix}/{path.name}", path.read_bytes())
+    return f"{prefix}/{local_model.name}"
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory) -> pathlib.Path:
+def model(local_model) -> str:
+    return upload_model(local_model, new_prefix("model"))
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
     """The bundled sample's test split (2,000 real digits) as PNG files, as the CLI exports it."""
     out = tmp_path_factory.mktemp("exported") / "test_images"
-    subprocess.run(
-        [sys.executable, "-m", "mnist_batch", "data", "export-images", "sample", "--split", "test", "--out", str(out)],
-        check=True,
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "mnist_batch",
+        "data",
+        "export-images",
+        "sample",
+        "--split",
+        "test",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(command, check=True, cwd=REPO, env=env(), capture_output=True)
     return out
 
 
 @pytest.fixture(scope="module")
-def files_20k(exported, tmp_path_factory) -> pathlib.Path:
-    """20,000 real digits (hard links), one damaged PNG (an error row) and one text file (skipped)."""
-    folder = tmp_path_factory.mktemp("files_20k") / "in"
-    make_folder(exported, folder, N_FILES)
-    (folder / "3" / "broken.png").write_bytes(b"\x89PNG not really")
-    (folder / "notes.txt").write_text("not an image", encoding="utf-8")
-    return folder
+def files(exported) -> str:
+    """N_FILES real digits on the bucket, one damaged PNG (an error row) and one text file (skipped)."""
+    folder = new_prefix("in")
+    upload_folder(exported, folder, N_FILES)
+    put(f"{folder}/3/broken.png", b"\x89PNG not really")
+    put(f"{folder}/notes.txt", b"not an image")
+    return folder + "/"
 
 
 @pytest.fixture(scope="module")
-def direct_20k(model, files_20k, tmp_path_factory):
-    root = tmp_path_factory.mktemp("direct_20k") / "root"
-    ok(score(model, files_20k, root, "direct"))
+def direct(model, files):
+    root = new_prefix("direct")
+    ok(score(model, files, root, "direct"))
     return root
 
 
@@ -184,108 +237,96 @@ def sorted_rows(rows: dict) -> dict:
     return {k: [v[i] for i in order] for k, v in rows.items()}
 
 
-def test_20k_files_on_flink_equal_directrunner_row_for_row(model, files_20k, direct_20k, runner_options, tmp_path):
-    root = tmp_path / "root"
-    proc = score(model, files_20k, root, "flink", *runner_options)
+def test_on_the_bucket_flink_equals_directrunner_row_for_row(model, files, direct, runner_options):
+    root = new_prefix("flink")
+    proc = score(model, files, root, "flink", *runner_options)
     out = ok(proc)
     assert f"scored {N_FILES:,} of {N_FILES + 1:,} images" in out
-    # The workers' own progress lines go to the worker pool's log; the launcher prints its own from
-    # their progress files (every second here: MNIST_BATCH_PROGRESS_S=1), while the partitions run:
-    # at least two lines, counts increasing, the first well before the end (a shard closes only with
-    # its whole partition on Flink's batch mode, so shards alone gave one line, at the end).
+    # The launcher prints progress from the workers' progress files on the bucket while the job runs.
     progress = [line for line in proc.stderr.splitlines() if "progress:" in line]
-    assert len(progress) >= 2 and all(line.endswith("files/s (reported by the workers)") for line in progress), (
-        proc.stderr[-2000:]
+    assert progress and all(line.endswith("files/s (reported by the workers)") for line in progress), proc.stderr[
+        -2000:
+    ]
+    assert not [p for p in fs.list_files(f"{root}/_staging") if "/_progress/" in p], (
+        "the progress files go with the staging"
     )
-    counts = [int(line.split("progress: ")[1].split(" files")[0].replace(",", "")) for line in progress]
-    assert counts == sorted(set(counts)) and counts[0] < N_FILES // 2 and counts[-1] <= N_FILES + 1, counts
-    assert not list(root.glob("_staging/*/_progress")), "the progress files go with the staging"
-    flink, direct = summary(root, "flink"), summary(direct_20k, "direct")
-    assert flink["runner"] == "PortableRunner" and direct["runner"] == "DirectRunner"
-    assert flink["runtime"] == direct["runtime"] == "litert"
+    flink, want = summary(root, "flink"), summary(direct, "direct")
+    assert flink["runner"] == "PortableRunner" and want["runner"] == "DirectRunner"
+    assert flink["runtime"] == want["runtime"] == "litert"
     for key in ("counts", "accuracy", "macro_f1", "errors_by_stage", "skipped_by_reason"):
-        assert flink[key] == direct[key], key
-
-    got, want = (
+        assert flink[key] == want[key], key
+    got, expected = (
         sorted_rows(run_rows(root, "flink", "predictions")),
-        sorted_rows(run_rows(direct_20k, "direct", "predictions")),
+        sorted_rows(run_rows(direct, "direct", "predictions")),
     )
-    assert len(got["path"]) == N_FILES and len(set(got["path"])) == N_FILES
-    assert got["path"] == want["path"]
-    assert got["predicted_label"] == want["predicted_label"]
-    assert (
-        got["model_id"] == want["model_id"] and len(set(got["model_id"])) == 1
-    )  # the sha256 of the .tflite that scored
-    np.testing.assert_allclose(np.asarray(got["probabilities"]), np.asarray(want["probabilities"]), atol=1e-6, rtol=0)
+    assert len(got["path"]) == len(set(got["path"])) == N_FILES
+    assert got["path"] == expected["path"] and got["predicted_label"] == expected["predicted_label"]
+    assert got["model_id"] == expected["model_id"] and len(set(got["model_id"])) == 1
+    np.testing.assert_allclose(
+        np.asarray(got["probabilities"]), np.asarray(expected["probabilities"]), atol=1e-5, rtol=0
+    )
     for table, columns in (("errors", ("path", "stage")), ("manifest", ("path", "size"))):
-        g, w = run_rows(root, "flink", table), run_rows(direct_20k, "direct", table)
-        assert sorted(zip(*(g[c] for c in columns), strict=True)) == sorted(
-            zip(*(w[c] for c in columns), strict=True)
-        ), table
+        g, w = run_rows(root, "flink", table), run_rows(direct, "direct", table)
+        assert sorted(zip(*(g[c] for c in columns), strict=True)) == sorted(zip(*(w[c] for c in columns), strict=True))
     assert len(run_rows(root, "flink", "errors")["path"]) == 1
 
 
-def test_incremental_flink_after_directrunner_and_the_reverse(model, exported, runner_options, tmp_path):
-    inputs, root = tmp_path / "in", tmp_path / "root"
-    make_folder(exported, inputs, 600)
-    first = ok(score(model, inputs, root, "d1", "--incremental"))
-    assert "scored 600 of 600 images" in first
-    new = make_folder(exported, inputs, 250, start=600)
-    ok(score(model, inputs, root, "f2", "--incremental", *runner_options))
-    f2 = run_rows(root, "f2", "predictions")
-    assert sorted(f2["path"]) == sorted(str(p) for p in new)
-    newer = make_folder(exported, inputs, 150, start=850)
-    ok(score(model, inputs, root, "d3", "--incremental"))
-    d3 = run_rows(root, "d3", "predictions")
-    assert sorted(d3["path"]) == sorted(str(p) for p in newer)
-    all_rows = read_runs(str(root), "predictions").to_pydict()
-    assert len(all_rows["path"]) == len(set(all_rows["path"])) == 1000
+def test_incremental_flink_after_directrunner_and_the_reverse(model, exported, runner_options):
+    inputs, root = new_prefix("inc-in"), new_prefix("inc")
+    upload_folder(exported, inputs, 600)
+    assert "scored 600 of 600 images" in ok(score(model, inputs + "/", root, "d1", "--incremental"))
+    new = upload_folder(exported, inputs, 250, start=600)
+    ok(score(model, inputs + "/", root, "f2", "--incremental", *runner_options))
+    assert sorted(run_rows(root, "f2", "predictions")["path"]) == sorted(new)
+    newer = upload_folder(exported, inputs, 150, start=850)
+    ok(score(model, inputs + "/", root, "d3", "--incremental"))
+    assert sorted(run_rows(root, "d3", "predictions")["path"]) == sorted(newer)
+    rows = read_runs(root, "predictions").to_pydict()
+    assert len(rows["path"]) == len(set(rows["path"])) == 1000
 
 
-def test_taskmanager_sigkilled_mid_run(model, files_20k, runner_options, tmp_path):
-    root = tmp_path / "root"
+def test_a_local_path_is_refused_before_anything_runs(model, runner_options, tmp_path):
     known = {j["jid"] for j in flink_jobs()}
-    proc = start(model, files_20k, root, "tmkill", *runner_options)
+    for args in ((model, tmp_path, new_prefix("x")), (model, "s3://mnist-batch/none/", tmp_path / "out")):
+        line = one_error_line(score(*args, "local", *runner_options, timeout=120))
+        assert "a path on this machine, which the workers of PortableRunner (on other hosts) cannot read" in line
+    assert {j["jid"] for j in flink_jobs()} == known  # no job was submitted
+
+
+def test_a_worker_host_killed_mid_run_commits_whole_or_nothing(model, files, runner_options):
+    root = new_prefix("hostkill")
+    known = {j["jid"] for j in flink_jobs()}
+    proc = start(model, files, root, "hostkill", *runner_options)
     try:
         jid = wait_for_running_job(proc, known)
         wait_for_first_shard(proc, root)  # the fused read -> decode -> infer stage is writing rows
-        tm_pid = int((REPO / ".cache" / "flink" / "run" / "taskmanager1.pid").read_text())
-        os.kill(tm_pid, signal.SIGKILL)
+        cluster("kill-host", "1", "--no-wait")  # the TaskManager, its pool and harnesses: the whole PID namespace
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        subprocess.run([str(CLUSTER_SH), "restart-taskmanager", "1"], check=True, cwd=REPO, capture_output=True)
+        cluster("restart-host", "1")
     state = job_state(jid)
-    print(f"TaskManager killed mid-run: launcher exit {proc.returncode}, Flink job {state}")
-    print((stdout + stderr)[-1500:])
-    if proc.returncode == 0:  # the job recovered (Flink restarted it on the slots left) and committed whole
-        assert state == "FINISHED"
-        assert "scored 20,000 of 20,001 images" in stdout
-        rows = run_rows(root, "tmkill", "predictions")
+    print(f"worker host killed mid-run: launcher exit {proc.returncode}, Flink job {state}")
+    if proc.returncode == 0:  # Flink restarted the job on the host left, and it committed whole
+        assert state == "FINISHED" and f"scored {N_FILES:,} of {N_FILES + 1:,} images" in stdout
+        rows = run_rows(root, "hostkill", "predictions")
         assert len(rows["path"]) == len(set(rows["path"])) == N_FILES
     else:  # the job failed: nothing of the run is visible
-        assert proc.returncode != 0 and state in ("FAILED", "CANCELED")
-        assert "nothing committed" in stderr
-        assert not [r for r in committed_runs(str(root)) if r.run_id == "tmkill"]
-        assert visible_rows(root, "predictions") == 0
-    clean = subprocess.run(
-        [sys.executable, "-m", "mnist_batch", "runs", "clean", str(root)],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-    )
+        assert state in ("FAILED", "CANCELED") and "nothing committed" in stderr, stderr[-3000:]
+        assert not committed_runs(root) and visible_rows(root, "predictions") == 0
+    clean = subprocess.run([sys.executable, "-m", "mnist_batch", "runs", "clean", root], cwd=REPO, env=env(),
+                           capture_output=True, text=True)  # fmt: skip
     assert clean.returncode == 0, clean.stderr[-2000:]
-    ok(score(model, files_20k, root, "tmkill2", "--incremental", *runner_options))
-    rows = read_runs(str(root), "predictions").to_pydict()
+    ok(score(model, files, root, "hostkill2", "--incremental", *runner_options))
+    rows = read_runs(root, "predictions").to_pydict()
     assert len(rows["path"]) == len(set(rows["path"])) == N_FILES
 
 
-def test_launcher_sigkilled_mid_run_commits_nothing(model, files_20k, runner_options, tmp_path):
-    root = tmp_path / "root"
+def test_launcher_sigkilled_mid_run_commits_whole_or_nothing(model, files, runner_options):
+    root = new_prefix("lkill")
     known = {j["jid"] for j in flink_jobs()}
-    proc = start(model, files_20k, root, "lkill", *runner_options)
+    proc = start(model, files, root, "lkill", *runner_options)
     try:
         jid = wait_for_running_job(proc, known)
         wait_for_first_shard(proc, root)
@@ -294,69 +335,100 @@ def test_launcher_sigkilled_mid_run_commits_nothing(model, files_20k, runner_opt
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    # The job is not cancelled by the launcher's death: it runs on, then its commit step finds the
-    # launch's lease stale (its process is gone) and refuses; the job fails with nothing committed.
-    assert job_state(jid) == "RUNNING"
+    # The job runs on. Its commit step commits only while the launch's lease is live: on this host the
+    # launcher's process is asked for, on another host (these share nothing) only the lease's heartbeat,
+    # which stops with the launcher and goes stale after the lease's ttl. So the run commits whole, or
+    # the job fails with LaunchGoneError and nothing is visible; never a part.
     state = wait_job_ended(jid, seconds=RUN_TIMEOUT_S)
     print(f"launcher SIGKILLed mid-run: Flink job {state}")
-    assert state == "FAILED"
-    with urllib.request.urlopen(f"{REST}/jobs/{jid}/exceptions", timeout=10) as r:
-        assert "LaunchGoneError" in json.dumps(json.load(r))
-    assert not committed_runs(str(root))
-    assert visible_rows(root, "predictions") == 0
-    # The next launch on the root deletes the dead attempt's staging; the rerun is whole.
-    ok(score(model, files_20k, root, "lkill"))
-    assert not (root / "_staging").exists() or not any((root / "_staging").iterdir())
-    rows = run_rows(root, "lkill", "predictions")
+    if state == "FINISHED":
+        rows = run_rows(root, "lkill", "predictions")
+        assert len(rows["path"]) == len(set(rows["path"])) == N_FILES
+    else:
+        assert state == "FAILED"
+        with urllib.request.urlopen(f"{REST}/jobs/{jid}/exceptions", timeout=10) as r:
+            assert "LaunchGoneError" in json.dumps(json.load(r))
+        assert not committed_runs(root) and visible_rows(root, "predictions") == 0
+    ok(score(model, files, root, "lkill2", "--incremental"))  # whatever happened, the next run completes the set
+    rows = read_runs(root, "predictions").to_pydict()
     assert len(rows["path"]) == len(set(rows["path"])) == N_FILES
 
 
-def test_two_launches_of_one_run_id_one_refused(model, exported, runner_options, tmp_path):
-    inputs, root = tmp_path / "in", tmp_path / "root"
-    make_folder(exported, inputs, 2000)
-    first = start(model, inputs, root, "twice", *runner_options)
+def test_two_launches_of_one_run_id_one_refused(model, exported, runner_options):
+    inputs, root = new_prefix("twice-in"), new_prefix("twice")
+    upload_folder(exported, inputs, 2000)
+    first = start(model, inputs + "/", root, "twice", *runner_options)
     try:
-        lease = root / "_claims" / "run=twice.json"
         deadline = time.monotonic() + 120
-        while not lease.is_file():
+        while not fs.exists(f"{root}/_claims/run=twice.json"):
             assert first.poll() is None, first.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "the first launch took no lease"
             time.sleep(0.1)
-        second = score(model, inputs, root, "twice", *runner_options, timeout=300)
+        second = score(model, inputs + "/", root, "twice", *runner_options, timeout=300)
         _, err = first.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
-    assert second.returncode == 2, second.stderr[-3000:]
-    assert "run twice" in second.stderr and "held by" in second.stderr
+    assert second.returncode == 2 and "run twice" in second.stderr and "held by" in second.stderr, second.stderr[-3000:]
     assert first.returncode == 0, err[-3000:]
-    rows = run_rows(root, "twice", "predictions")
-    assert len(rows["path"]) == 2000
+    assert len(run_rows(root, "twice", "predictions")["path"]) == 2000
 
 
-def test_a_model_swapped_after_the_check_fails_on_the_workers_with_one_line(model, exported, runner_options, tmp_path):
-    """The launcher checks the card; the workers re-check the bytes they load: a .tflite replaced
-    once the job runs on the cluster fails the run with the model error alone, exit 2, nothing committed."""
-    import shutil
-
-    models, inputs, root = tmp_path / "m", tmp_path / "in", tmp_path / "root"
-    models.mkdir()
-    for src in model.parent.glob(model.stem + ".*"):
-        shutil.copyfile(src, models / src.name)
-    make_folder(exported, inputs, 2000)
-    tflite = models / (model.stem + ".tflite")
+def test_a_model_swapped_after_the_check_fails_on_the_workers_with_one_line(local_model, exported, runner_options):
+    """The launcher checks the card; the workers re-check the bytes they load: a .tflite replaced on the
+    bucket once the job runs fails the run with the model error alone, exit 2, nothing committed."""
+    model, inputs, root = upload_model(local_model, new_prefix("swap-model")), new_prefix("swap-in"), new_prefix("swap")
+    upload_folder(exported, inputs, 2000)
+    tflite = model.removesuffix(".keras") + ".tflite"
     known = {j["jid"] for j in flink_jobs()}
-    proc = start(models / model.name, inputs, root, "swapped", *runner_options)
+    proc = start(model, inputs + "/", root, "swapped", *runner_options)
     try:
         wait_for_running_job(proc, known)
-        swapped = tmp_path / "swapped.tflite"
-        swapped.write_bytes(tflite.read_bytes() + b"tampered")
-        os.replace(swapped, tflite)
-        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+        put(tflite, client().get_object(Bucket="mnist-batch", Key=key_of(tflite))["Body"].read() + b"tampered")
+        _, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 2, stdout[-2000:] + stderr[-3000:]
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and "progress:" not in ln]
-    assert len(lines) == 1 and "changed since it was checked" in lines[0], stderr[-3000:]
-    assert not committed_runs(str(root)) and visible_rows(root, "predictions") == 0
+    assert "changed since it was checked" in one_error_line(proc, stderr)
+    assert not committed_runs(root) and visible_rows(root, "predictions") == 0
+
+
+AWS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def test_hosts_without_bucket_settings_one_line_then_the_launcher_hands_them(model, exported, runner_options):
+    """Where a user puts the bucket settings: the hosts' own environment (as every test here), or the
+    job's ``--s3_*`` options, which the launcher hands to every step. Neither: one line, exit 2."""
+    inputs = new_prefix("nocred-in")
+    upload_folder(exported, inputs, 200)
+    with hosts_restarted(drop=AWS):
+        root = new_prefix("nocred")
+        line = one_error_line(score(model, inputs + "/", root, "nocred", *runner_options, timeout=600))
+        assert line.startswith("mnist-batch: error: run nocred failed, nothing committed: "), line
+        assert not committed_runs(root) and visible_rows(root, "predictions") == 0
+        settings = s3_env()
+        handed = ["--s3_endpoint_url", settings["AWS_ENDPOINT_URL"], "--s3_access_key_id", settings["AWS_ACCESS_KEY_ID"],
+                  "--s3_secret_access_key", settings["AWS_SECRET_ACCESS_KEY"], "--s3_region_name", settings["AWS_REGION"]]  # fmt: skip
+        ok(score(model, inputs + "/", root, "handed", *runner_options, *handed))
+        assert len(run_rows(root, "handed", "predictions")["path"]) == 200
+
+
+def test_a_worker_of_another_version_fails_the_run_in_one_line(model, exported, runner_options, tmp_path):
+    """Worker hosts whose installed package is another version (their image from another release):
+    the first step's setup on them stops the run; one line names both versions; nothing committed."""
+    venv = REPO / ".cache" / "flink" / "worker-venv"
+    skewed = tmp_path.parent / "worker-venv-skewed"  # outside /tmp's view of the hosts? bind-mounted by host.sh
+    subprocess.run(["cp", "-a", str(venv), str(skewed)], check=True)
+    init = next(skewed.glob("lib/python3.*/site-packages/mnist_batch/__init__.py"))
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "0.0.0+old-', 1))
+    inputs = new_prefix("skew-in")
+    upload_folder(exported, inputs, 50)
+    try:
+        with hosts_restarted(extra_env={"MNIST_BATCH_WORKER_VENV": str(skewed)}):
+            root = new_prefix("skew")
+            line = one_error_line(score(model, inputs + "/", root, "skew", *runner_options, timeout=600))
+            assert "the workers run mnist-batch 0.0.0+old-" in line and "but the launcher " in line, line
+            assert "nothing committed" in line
+            assert not committed_runs(root) and visible_rows(root, "predictions") == 0
+    finally:
+        subprocess.run(["rm", "-rf", str(skewed)], check=False)
