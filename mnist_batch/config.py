@@ -82,7 +82,7 @@ class TrainConfig:
 
     dataset: str = "sample"
     model: str = "cnn"
-    epochs: int = 15
+    epochs: int = 20
     batch_size: int = 128
     learning_rate: float | None = None
     strategy: str = "auto"
@@ -93,8 +93,8 @@ class TrainConfig:
     rotation: float = 10.0  # the defaults of training.augment.AugmentParams (not imported: it needs TF)
     zoom: float = 0.10
     label_smoothing: float = 0.0
-    not_digit: float = 0.15
-    damage: float = 0.15
+    not_digit: float = 0.05
+    damage: float = 0.10
     patience: int = 0
     seed: int = 42
     limit: int | None = None

@@ -47,7 +47,7 @@ def test_train_cli_end_to_end(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "training cnn on sample: 300 train + 45 generated non-digits / 300 validation images" in out
+    assert "training cnn on sample: 300 train + 15 generated non-digits / 300 validation images" in out
     assert "epoch 1/1  loss " in out and "val_accuracy" in out
     assert f"model:          {export}" in out and "model_id:" in out and "test (300 images): accuracy" in out
     assert f"learning curve:  {run / 'learning_curve.png'}" in out

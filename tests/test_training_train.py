@@ -61,7 +61,7 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     assert {"epoch_time_s", "learning_rate", "val_accuracy"} <= set(history)
     assert not (run / "backup").exists(), "a completed run removes its backup"
     best = keras.models.load_model(run / "checkpoints" / "best.keras", safe_mode=True)
-    assert best.output_shape == (None, 11)  # ten digits and "not a digit" (the default --not-digit 0.15)
+    assert best.output_shape == (None, 11)  # ten digits and "not a digit" (the default --not-digit 0.05)
 
     card = read_card(export)  # verifies model_id == sha256 of the file
     assert card.model_id == file_sha256(export)
@@ -90,7 +90,7 @@ def test_train_with_run_dir_and_export_writes_everything(small, tmp_path):
     # The not-digit threshold, chosen on the validation digits and generated negatives, and in the card.
     assert card.not_digit["output_index"] == 10 and 0 < card.not_digit["threshold"] <= 0.5
     assert card.not_digit["validation_digits"] == 200 and card.not_digit["validation_negatives"] > 0
-    assert card.extra["not_digit_train_negatives"] == 90  # 15 % of 600
+    assert card.extra["not_digit_train_negatives"] == 30  # 5 % of 600
     assert fast["agreement"]["not_digit_agreement"] is not None
     assert not model.compiled, "the export is an inference-only copy"
     assert oct(export.stat().st_mode & 0o777) != "0o600"
