@@ -94,3 +94,13 @@ def test_a_worker_s_error_relayed_by_flink_is_said_in_one_line():
         "writing shards into s3://b/r: the storage failed: EndpointConnectionError: http://127.0.0.1:9"
     )
     assert failure_line(RuntimeError("no traceback here\nsecond")) == "RuntimeError: no traceback here"
+
+
+def test_a_job_the_cluster_lost_is_said_in_one_line():
+    from mnist_batch.scoring.summary import failure_line
+
+    lost = RuntimeError("Pipeline BeamApp-root-1 failed in state FAILED: java.net.ConnectException: Connection refused")
+    assert (
+        failure_line(lost)
+        == "the job BeamApp-root-1 ended FAILED on the cluster: java.net.ConnectException: Connection refused"
+    )

@@ -78,7 +78,7 @@ RERAISED = tuple(
         r"^HTTP error while (requesting|deleting) file ",
         # A portable runner (Flink) logs its failed job's worker traceback, then raises the job's
         # failure; the command's line names the worker's error (scoring/summary.worker_error).
-        r"^java\.lang\.RuntimeException: Error received from SDK harness",
+        r"^java\.[\w.$]+(Exception|Error)\b",  # e.g. java.net.ConnectException: the JobManager lost
     )
 )
 """Log records of errors that are raised again and reported in the command's error line (dropped

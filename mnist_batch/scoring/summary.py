@@ -65,15 +65,20 @@ def failure_line(exc: BaseException) -> str:
     if relayed is not None:
         return relayed
     text = str(exc).strip().splitlines()
+    job = JOB_FAILED.match(text[0]) if text else None
+    if job:  # a portable runner's job failed for the cluster's own reason (a JobManager lost ...)
+        return f"the job {job['job']} ended {job['state']} on the cluster: {job['reason']}"
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+JOB_FAILED = re.compile(r"^Pipeline (?P<job>\S+) failed in state (?P<state>\w+): (?P<reason>.*)$")
+"""The portable runner's failure of a job (its text, when it holds no worker traceback)."""
 RELAYED = re.compile(r"^(?:[\w.]+: )*(?P<type>[\w.]+(?:Error|Exception)): (?P<message>\S.*)$")
 """A worker's exception as the last line of the traceback a portable runner relays in its job's
 failure (``RuntimeError: botocore.exceptions.NoCredentialsError: Unable to ... [while running 'X']``)."""
 NO_CREDENTIALS = (
     "; the workers found no credentials for the bucket: give their hosts the AWS_* variables, or pass "
-    "--s3_access_key_id and --s3_secret_access_key (deploy/README.md, \"Flink\")"
+    '--s3_access_key_id and --s3_secret_access_key (deploy/README.md, "Flink")'
 )
 
 

@@ -430,3 +430,25 @@ def test_a_worker_of_another_version_fails_the_run_in_one_line(model, exported, 
             assert not committed_runs(root) and visible_rows(root, "predictions") == 0
     finally:
         subprocess.run(["rm", "-rf", str(skewed)], check=False)
+
+
+def test_the_jobmanager_killed_mid_run_one_line_nothing_committed(model, files, runner_options):
+    """The JobManager SIGKILLed once scoring is under way: the job server loses the cluster, the launcher
+    exits 2 with one line, nothing committed. The cluster is then made again (down, up) for what follows."""
+    root = new_prefix("jmkill")
+    known = {j["jid"] for j in flink_jobs()}
+    proc = start(model, files, root, "jmkill", *runner_options)
+    try:
+        wait_for_running_job(proc, known)
+        wait_for_first_shard(proc, root)
+        jobmanager = int((REPO / ".cache" / "flink" / "run" / "jobmanager.pid").read_text())
+        os.killpg(jobmanager, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        cluster("down")
+        cluster("up")
+    line = one_error_line(proc, stderr)
+    assert line.startswith("mnist-batch: error: run jmkill failed, nothing committed: the job "), line
+    assert not committed_runs(root) and visible_rows(root, "predictions") == 0
