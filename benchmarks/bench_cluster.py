@@ -42,7 +42,7 @@ CLUSTER_SH = REPO / "deploy" / "flink" / "cluster.sh"
 PID_DIR = REPO / ".cache" / "flink" / "run"
 sys.path.insert(0, str(HERE))
 
-from bench_score import tree_rss_bytes  # noqa: E402
+from bench_score import descendants, tree_rss_bytes  # noqa: E402
 
 
 def cluster_options() -> list[str]:
@@ -82,22 +82,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def tree_cpu(pid: int, cpu: dict[int, list[float]]) -> None:
     """Records the user + system seconds of ``pid`` and its descendants: ``cpu[pid] = [first, last]``."""
-    stack, seen = [pid], set()
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
+    for p in descendants(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            seconds = (int(fields[11]) + int(fields[12])) / TICKS
-            cpu.setdefault(p, [seconds, seconds])[1] = seconds
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    stack.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
+        seconds = (int(fields[11]) + int(fields[12])) / TICKS
+        cpu.setdefault(p, [seconds, seconds])[1] = seconds
 
 
 def measure(name: str, command: list[str], root: str, pids: dict[str, int]) -> dict:

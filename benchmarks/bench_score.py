@@ -252,22 +252,32 @@ def render_costs(costs: dict, results: dict, counts: list[int], cores: int) -> s
 # --- the parent: each mode a process, its tree's RSS polled ---------------------------------------
 
 
-def tree_rss_bytes(pid: int) -> int:
-    total, stack, seen = 0, [pid], set()
+def descendants(pid: int):
+    """``pid`` and every process below it, each once (live ones; /proc's children lists)."""
+    stack, seen = [pid], set()
     while stack:
         p = stack.pop()
         if p in seen:
             continue
         seen.add(p)
+        yield p
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+
+
+def tree_rss_bytes(pid: int) -> int:
+    total = 0
+    for p in descendants(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
                         break
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    stack.extend(int(c) for c in f.read().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return total

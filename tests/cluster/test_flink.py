@@ -197,18 +197,7 @@ def model(local_model) -> str:
 def exported(tmp_path_factory):
     """The bundled sample's test split (2,000 real digits) as PNG files, as the CLI exports it."""
     out = tmp_path_factory.mktemp("exported") / "test_images"
-    command = [
-        sys.executable,
-        "-m",
-        "mnist_batch",
-        "data",
-        "export-images",
-        "sample",
-        "--split",
-        "test",
-        "--out",
-        str(out),
-    ]
+    command = [sys.executable, "-m", "mnist_batch", "data", "export-images", "sample", "--split", "test", "--out", str(out)]  # fmt: skip
     subprocess.run(command, check=True, cwd=REPO, env=env(), capture_output=True)
     return out
 
