@@ -61,7 +61,8 @@ def test_class_names_reach_the_card_the_evaluation_and_scoring(fashion_model, fa
     )
     assert code == 0
     row = pq.read_table(out / "metrics.parquet").to_pylist()[0]
-    assert row["examples"] == 10_000 and row["accuracy"] > 0.6  # a weak model, but far above chance (0.10)
+    # A weak model (0.60 with the not-digit recipe of 7 Dec), far above chance (0.10).
+    assert row["examples"] == 10_000 and row["accuracy"] > 0.5
     per_class = pq.read_table(out / "per_class.parquet").to_pylist()
     assert [r["class_name"] for r in per_class] == list(FASHION_MNIST_CLASS_NAMES)
     assert row["dataset"] == "fashion-mnist" and "on fashion-mnist [test]" in (out / "comparison.md").read_text()
