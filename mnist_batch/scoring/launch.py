@@ -51,9 +51,8 @@ from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.incremental import SelectFiles
 from mnist_batch.scoring.options import RunOptions, ScoreSettings
 from mnist_batch.scoring.pipeline import build_pipeline
-from mnist_batch.scoring.preflight import check_environment, check_places_reach_workers, check_runner
+from mnist_batch.scoring.preflight import check_environment
 from mnist_batch.scoring.progress import StagedProgress, progress_dir
-from mnist_batch.scoring.read import expand_inputs
 from mnist_batch.scoring.runners import LOCAL_RUNNERS
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line
@@ -122,14 +121,13 @@ def start(settings: ScoreSettings, *, wait: bool = True, card: ModelCard | None 
     bound_beam_client()  # Beam's own S3 client, bounded as this package's (runstore/beam_s3.py)
     config = settings.config
     places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
-    check_runner(settings.runner)  # an unknown runner is named before anything else
-    if not settings.workers_see_this_disk:
-        inputs = [("--input", p) for i in config.inputs for p in (expand_inputs([i]) if i.startswith("@") else [i])]
-        labels = [("--labels-csv", config.labels_csv)] if config.labels_csv else []
-        check_places_reach_workers(
-            settings.runner, [("--output", config.output), ("--model", config.model), *inputs, *labels]
-        )
-    check_environment(config.output, settings.runner, places)
+    check_environment(
+        config.output,
+        settings.runner,
+        places,
+        workers_elsewhere=not settings.workers_see_this_disk,
+        labels_csv=config.labels_csv,
+    )
     return launch_settings(settings, card=card, wait=wait)
 
 

@@ -153,18 +153,36 @@ def check_places_reach_workers(runner: str, places: Sequence[tuple[str, str]]) -
             )
 
 
-def check_environment(output: str, runner: str, places: Sequence[tuple[str, str]] = ()) -> None:
-    """All the environment checks, in order: the runner, the buckets named, then the output.
+def check_environment(
+    output: str,
+    runner: str,
+    places: Sequence[tuple[str, str]] = (),
+    *,
+    workers_elsewhere: bool = False,
+    labels_csv: str | None = None,
+) -> None:
+    """All the environment checks, in order: the runner, that the workers can read every place (a
+    cluster), the buckets named, then the output.
 
     Args:
       output: ``--output``.
       runner: the runner's name (``ScoreSettings.runner``).
       places: the other places the run reads (``("--model", uri)``, ``("--input", uri)`` ...), whose
         buckets are checked.
+      workers_elsewhere: the job's workers cannot read this machine's disk
+        (``not ScoreSettings.workers_see_this_disk``): every place must be remote, the entries of an
+        ``@LIST`` input and ``labels_csv`` too.
+      labels_csv: ``--labels-csv``, if given.
 
     Raises:
       ScoringError: the first check that fails, as one line.
     """
     check_runner(runner)
+    if workers_elsewhere:
+        from mnist_batch.scoring.read import expand_inputs  # an @LIST is read here, its entries checked
+
+        listed = [(f, p) for f, v in places for p in (expand_inputs([v]) if v.startswith("@") else [v])]
+        labels = [("--labels-csv", labels_csv)] if labels_csv else []
+        check_places_reach_workers(runner, [("--output", output), *listed, *labels])
     check_buckets([("--output", output), *places])
     check_output_writable(output)
