@@ -190,7 +190,7 @@ def put_bytes(uri: str, data: bytes) -> None:
     """One file or object (the run store's own S3 client on ``s3://``)."""
     from mnist_batch.runstore import fs, s3
 
-    if fs.remote(uri):
+    if fs.is_remote(uri):
         s3.put(uri, data)
         return
     pathlib.Path(uri).parent.mkdir(parents=True, exist_ok=True)

@@ -35,11 +35,6 @@ __all__ = [
 ]
 
 
-def remote(uri: str) -> bool:
-    """:func:`is_remote` (kept for the run store's callers)."""
-    return is_remote(uri)
-
-
 def check_reachable(uri: str, what: str) -> None:
     """Raises a one-line :class:`RunStoreError` when ``uri``'s bucket cannot be used (S3: a ``HEAD``
     of the bucket: wrong credentials, no such bucket, unreachable endpoint); nothing for other places.

@@ -23,14 +23,18 @@ class Storage:
 
     def describe(self) -> str:
         """The store for messages: ``the local disk``, ``S3 at http://127.0.0.1:9000``."""
-        raise NotImplementedError
+        return type(self).__name__
+
+    def unsupported(self, what: str) -> NotImplementedError:
+        """The error of an operation ``what`` this store does not offer (each store overrides what it has)."""
+        return NotImplementedError(f"{self.describe()} has no {what}")
 
     def exists(self, uri: str) -> bool:
-        raise NotImplementedError
+        raise self.unsupported("exists")
 
     def list_files(self, folder: str) -> list[str]:
         """Every file under ``folder``, recursively, sorted; ``[]`` when there is none."""
-        raise NotImplementedError
+        raise self.unsupported("list_files")
 
     def list_dir(self, folder: str) -> list[str]:
         """Names of the entries directly in ``folder`` (files and folders), sorted; ``[]`` if missing."""
@@ -49,7 +53,7 @@ class Storage:
 
     def rename(self, src: str, dst: str) -> None:
         """Moves a file (locally also a folder) to ``dst``; object stores: a copy then a delete."""
-        raise NotImplementedError
+        raise self.unsupported("rename")
 
     def delete_tree(self, folder: str) -> None:
         """Deletes ``folder`` and everything under it; nothing to do when it does not exist."""
@@ -58,22 +62,22 @@ class Storage:
             self.delete_files(files)
 
     def delete_files(self, uris: list[str]) -> None:
-        raise NotImplementedError
+        raise self.unsupported("delete_files")
 
     def delete_file(self, uri: str) -> None:
         """Deletes one file; nothing to do when it does not exist."""
-        raise NotImplementedError
+        raise self.unsupported("delete_file")
 
     def read_bytes(self, uri: str) -> bytes:
-        raise NotImplementedError
+        raise self.unsupported("read_bytes")
 
     def read_at_most(self, uri: str, limit: int) -> bytes:
         """At most ``limit`` bytes from the start of ``uri`` (the caller checks whether there were more)."""
-        raise NotImplementedError
+        raise self.unsupported("read_at_most")
 
     def read_tail(self, uri: str, size: int) -> tuple[bytes, int]:
         """The last ``size`` bytes of ``uri`` (all of it when shorter) and its whole length."""
-        raise NotImplementedError
+        raise self.unsupported("read_tail")
 
     def local_file(self, uri: str) -> str | None:
         """The operating system's path of ``uri`` when it is a local file (pyarrow opens it itself)."""
@@ -81,31 +85,31 @@ class Storage:
 
     def open_write(self, uri: str) -> IO[bytes]:
         """A binary stream whose ``close`` publishes the whole file (object stores: one object)."""
-        raise NotImplementedError
+        raise self.unsupported("open_write")
 
     def write_atomic(self, uri: str, data: bytes) -> None:
         """Writes ``data`` so that a reader sees the old file or the whole new one, never a part."""
-        raise NotImplementedError
+        raise self.unsupported("write_atomic")
 
     def create_exclusive(self, uri: str, data: bytes) -> bool:
         """Creates ``uri`` with ``data`` unless it exists; True when this call created it."""
-        raise NotImplementedError
+        raise self.unsupported("create_exclusive")
 
     def read_versioned(self, uri: str) -> tuple[bytes, str] | None:
         """``(content, version)``, None when absent (stores with :attr:`conditional` only)."""
-        raise NotImplementedError(f"{self.describe()} has no conditional requests")
+        raise self.unsupported("conditional requests")
 
     def create_versioned(self, uri: str, data: bytes) -> str | None:
         """Creates ``uri`` unless it exists: its version, or None when it existed."""
-        raise NotImplementedError(f"{self.describe()} has no conditional requests")
+        raise self.unsupported("conditional requests")
 
     def replace_if(self, uri: str, data: bytes, version: str) -> str | None:
         """Replaces ``uri`` only while it is ``version``: the new version, or None when it changed or went."""
-        raise NotImplementedError(f"{self.describe()} has no conditional requests")
+        raise self.unsupported("conditional requests")
 
     def delete_if(self, uri: str, version: str) -> bool:
         """Deletes ``uri`` only while it is ``version``; True when this call deleted it."""
-        raise NotImplementedError(f"{self.describe()} has no conditional requests")
+        raise self.unsupported("conditional requests")
 
     def missing(self, uri: str, exc: BaseException) -> bool:
         """Whether ``exc``, raised reading ``uri``, means "no such file" (and nothing else)."""
@@ -117,4 +121,4 @@ class Storage:
 
     def list_versioned(self, folder: str) -> Iterator[tuple[str, int, float, str | None]]:
         """``(uri, size, mtime in seconds, version)`` of every file under ``folder``, in key order."""
-        raise NotImplementedError(f"{self.describe()} lists no versions")
+        raise self.unsupported("a listing with versions")
