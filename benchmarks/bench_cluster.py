@@ -8,8 +8,9 @@ set: the cluster's hosts share nothing with this machine's disk), and runs ``mni
 
 - wall: launch to exit (imports, job submission, the job, the commit: what a user waits for);
 - img/s: images scored / wall;
-- launch-to-first-row: launch until the first predictions shard appears in the run's staging folder
-  (on Flink, shards are written as bundles finish);
+- launch-to-first-row: launch until a worker took its first image (the ``started`` time of the
+  workers' progress files in staging, which Flink's workers write while they work), or, without
+  progress files (DirectRunner), until the first predictions shard appears in staging;
 - CPU s: user + system seconds of every process taking part (the launcher's tree; on Flink also
   every process of the JobManager, the job server and each worker host: TaskManager, pool, harnesses),
   counted from /proc every 0.5 s, and per image;
@@ -77,6 +78,25 @@ def flink_job_timing(since_epoch: float) -> dict | None:
     }
 
 
+def first_row_seen(fs, staging: str, launched_at: float, now_s: float) -> list[float]:
+    """Seconds from launch to the first image a worker took, once staging shows one; else ``[]``.
+
+    A worker's progress file (``_progress/*.json``) records when its first file started (written
+    every few seconds while it works: what Flink's batch mode shows before a partition ends); without
+    one, the first predictions shard (DirectRunner) counts, at the time it is seen.
+    """
+    paths = fs.list_files(staging)
+    started = []
+    for path in (p for p in paths if "/_progress/" in p and p.endswith(".json")):
+        try:
+            started.append(json.loads(fs.read_text(path))["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # gone with a commit, or being replaced: the next sample reads another
+    if started:
+        return [min(started) - launched_at]
+    return [now_s] if any("/predictions/" in p for p in paths) else []
+
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -116,8 +136,8 @@ def measure(name: str, command: list[str], root: str, pids: dict[str, int]) -> d
                 peaks[what] = max(peaks.get(what, 0), tree_rss_bytes(pid))
                 if what != "launcher":  # the launcher's tree: from its rusage once it exited
                     tree_cpu(pid, cpu)
-            if not first_row and any("/predictions/" in p for p in fs.list_files(f"{root}/_staging")):
-                first_row.append(time.perf_counter() - start)
+            if not first_row:
+                first_row.extend(first_row_seen(fs, f"{root}/_staging", launched_at, time.perf_counter() - start))
             time.sleep(0.5)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -189,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="exported .keras model (card and .tflite beside it)")
     ap.add_argument("--files", type=int, default=50_000)
-    ap.add_argument("--runners", default="direct,flink")
+    ap.add_argument("--runners", default="direct,flink", help='comma-separated; "" uploads only')
     ap.add_argument("--flink-extra", action="append", default=[], help="more options for the Flink run")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--bucket", default="s3://mnist-batch/bench", help="where the inputs, model and roots go")
@@ -205,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     folder, model = upload(exported, pathlib.Path(args.model), args.bucket, args.files)
     results = []
-    for runner in args.runners.split(","):
+    for runner in filter(None, args.runners.split(",")):  # --runners "": upload only
         root = f"{args.bucket}/root_{runner}_{uuid.uuid4().hex[:8]}"
         extra, pids = [], {}
         if runner == "flink":

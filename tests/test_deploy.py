@@ -594,3 +594,66 @@ def test_the_flink_taskmanagers_run_the_worker_pool_as_a_sidecar_from_the_projec
     secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in pool["env"] if "valueFrom" in e}
     assert secrets == {"AWS_ACCESS_KEY_ID": "mnist-batch-bucket", "AWS_SECRET_ACCESS_KEY": "mnist-batch-bucket"}
     assert containers["taskmanager"]["image"].startswith("flink:1.19")
+
+
+def _jar(path: pathlib.Path, entries: dict[str, bytes]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+
+
+def test_one_jar_merges_the_job_server_classpath_as_a_shading_plugin_would(tmp_path):
+    """deploy/flink/one_jar.py (cluster.sh's job server classpath, one blob per job): in name order the
+    first class wins, every service provider is kept, signatures and old manifests are dropped."""
+    import zipfile
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    _jar(lib / "a-1.0.jar", {
+        "META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\nMain-Class: a.X\n",
+        "META-INF/A.SF": b"signature", "META-INF/A.RSA": b"key",
+        "a/X.class": b"from a", "META-INF/services/org.example.Spi": b"impl.FromA\n",
+    })  # fmt: skip
+    _jar(lib / "b-2.0.jar", {
+        "a/X.class": b"from b", "b/Y.class": b"y", "META-INF/versions/11/b/Y.class": b"y11",
+        "META-INF/services/org.example.Spi": b"impl.FromB", "META-INF/INDEX.LIST": b"index",
+    })  # fmt: skip
+    (lib / "notes.txt").write_text("not a jar")
+    out = tmp_path / "jobserver.jar"
+    run = subprocess.run(
+        [sys.executable, str(DEPLOY / "flink" / "one_jar.py"), str(lib), str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert "2 jars ->" in run.stdout
+    with zipfile.ZipFile(out) as z:
+        names = set(z.namelist())
+        assert z.read("a/X.class") == b"from a"
+        assert z.read("b/Y.class") == b"y" and z.read("META-INF/versions/11/b/Y.class") == b"y11"
+        assert z.read("META-INF/services/org.example.Spi").split() == [b"impl.FromA", b"impl.FromB"]
+        assert not names & {"META-INF/A.SF", "META-INF/A.RSA", "META-INF/INDEX.LIST"}
+        manifest = z.read("META-INF/MANIFEST.MF").decode()
+        assert "Multi-Release: true" in manifest and "Main-Class" not in manifest
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []  # written through a rename
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = subprocess.run(
+        [sys.executable, str(DEPLOY / "flink" / "one_jar.py"), str(empty), str(tmp_path / "x.jar")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "no jars in" in run.stderr
+    assert not (tmp_path / "x.jar").exists()
+
+
+def test_cluster_sh_starts_the_job_server_from_one_jar():
+    """Every job ships the job server's classpath to Flink: cluster.sh must start it from the merged jar,
+    remade when the resolved lib changes, not from the ~160 jars of its lib folder."""
+    script = (DEPLOY / "flink" / "cluster.sh").read_text()
+    start = next(line for line in script.splitlines() if "start jobserver java" in line)
+    assert '-cp "$CACHE/jobserver.jar"' in start
+    assert "jobserver-lib/*" not in start
+    assert re.search(r"resolve jobserver\n\s+one_jar\n", script)
+    assert 'one_jar.py" "$lib" "$jar"' in script and '.pom.sha256" "$jar.sha256"' in script

@@ -107,6 +107,18 @@ resolve() {
   rm -rf "$lib" && mv "$lib.tmp" "$lib"
 }
 
+# The job server's classpath as one jar ($CACHE/jobserver.jar), remade when its lib is resolved again:
+# every job ships the job server's classpath to Flink, one blob per entry (~160 jars took ~13 s of each
+# job's start; one file ~1 s: deploy/flink/one_jar.py, docs/benchmarks.md issue 34).
+one_jar() {
+  local lib=$CACHE/jobserver-lib jar=$CACHE/jobserver.jar
+  if [ -f "$jar" ] && [ "$(cat "$jar.sha256" 2> /dev/null)" = "$(cat "$lib/.pom.sha256")" ]; then return; fi
+  echo "merging the job server's $(ls "$lib" | grep -c '\.jar$') jars into $(rel "$jar") (once; each job ships it to Flink as one blob) ..."
+  rm -f "$jar.sha256"
+  "$PY" "$HERE/one_jar.py" "$lib" "$jar" > /dev/null || fail "cannot merge $(rel "$lib") into $(rel "$jar")"
+  cp "$lib/.pom.sha256" "$jar.sha256"
+}
+
 # A class must be in one of the jars of a lib folder.
 need_class() {
   local lib=$1 class=$2
@@ -207,6 +219,7 @@ up() {
   trap 'down > /dev/null 2>&1' EXIT
   resolve cluster
   resolve jobserver
+  one_jar
   need_class "$CACHE/cluster-lib" org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint
   need_class "$CACHE/cluster-lib" org.apache.flink.runtime.taskexecutor.TaskManagerRunner
   need_class "$CACHE/cluster-lib" org.apache.flink.runtime.webmonitor.WebSubmissionExtension
@@ -229,7 +242,7 @@ up() {
   wait_taskmanagers
   for i in $(seq 1 "$TASKMANAGERS"); do wait_pool "$i"; done
 
-  start jobserver java -Xmx1g "${JAVA_OPENS[@]}" -cp "$CACHE/jobserver-lib/*" \
+  start jobserver java -Xmx1g "${JAVA_OPENS[@]}" -cp "$CACHE/jobserver.jar" \
     org.apache.beam.runners.flink.FlinkJobServerDriver --flink-master "localhost:$REST_PORT" \
     --job-host localhost --job-port "$JOB_PORT" --artifact-port "$ARTIFACT_PORT" \
     --expansion-port "$EXPANSION_PORT" --artifacts-dir "$RUN/artifacts"
@@ -326,7 +339,7 @@ down() {
     kill -KILL -- "-$pid" 2> /dev/null || true
     rm -f "$RUN/$name.pid"
   done
-  # Each job ships the job server's classpath (~160 jars) as blobs; a killed TaskManager leaves its copy.
+  # Each job ships the job server's classpath (one jar) as a blob; a killed TaskManager leaves its copy.
   rm -rf "$RUN/tmp" "$RUN/web" "$RUN/blobs" "$RUN/artifacts"
   rmdir "$HOST_ROOT" 2> /dev/null || true  # the hosts' mount point (each host's disk went with its namespace)
   [ $any = 1 ] || echo "cluster-down: nothing running"
