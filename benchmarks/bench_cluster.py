@@ -100,8 +100,9 @@ def first_row_seen(fs, staging: str, launched_at: float, now_s: float) -> list[f
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu(pid: int, cpu: dict[int, list[float]]) -> None:
-    """Records the user + system seconds of ``pid`` and its descendants: ``cpu[pid] = [first, last]``."""
+def tree_cpu(pid: int, cpu: dict[int, list[float]], group: dict[int, str] | None = None, name: str = "") -> None:
+    """Records the user + system seconds of ``pid`` and its descendants: ``cpu[pid] = [first, last]``
+    (and ``group[pid] = name``, to sum them per process of the cluster)."""
     for p in descendants(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -110,6 +111,8 @@ def tree_cpu(pid: int, cpu: dict[int, list[float]]) -> None:
             continue
         seconds = (int(fields[11]) + int(fields[12])) / TICKS
         cpu.setdefault(p, [seconds, seconds])[1] = seconds
+        if group is not None:
+            group[p] = name
 
 
 def measure(name: str, command: list[str], root: str, pids: dict[str, int]) -> dict:
@@ -118,8 +121,9 @@ def measure(name: str, command: list[str], root: str, pids: dict[str, int]) -> d
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     peaks: dict[str, int] = {}
     cpu: dict[int, list[float]] = {}
-    for pid in pids.values():  # the cluster's processes before the launch: their CPU counts from here
-        tree_cpu(pid, cpu)
+    group: dict[int, str] = {}
+    for what, pid in pids.items():  # the cluster's processes before the launch: their CPU counts from here
+        tree_cpu(pid, cpu, group, what)
     baseline = set(cpu)  # processes started later (the SDK harnesses) count from zero
     first_row: list[float] = []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -135,7 +139,7 @@ def measure(name: str, command: list[str], root: str, pids: dict[str, int]) -> d
             for what, pid in watched.items():
                 peaks[what] = max(peaks.get(what, 0), tree_rss_bytes(pid))
                 if what != "launcher":  # the launcher's tree: from its rusage once it exited
-                    tree_cpu(pid, cpu)
+                    tree_cpu(pid, cpu, group, what)
             if not first_row:
                 first_row.extend(first_row_seen(fs, f"{root}/_staging", launched_at, time.perf_counter() - start))
             time.sleep(0.5)
@@ -149,8 +153,10 @@ def measure(name: str, command: list[str], root: str, pids: dict[str, int]) -> d
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{stderr[-3000:]}")
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the launcher's whole tree, once it exited
-    cpu_s = sum(last - (first if p in baseline else 0.0) for p, (first, last) in cpu.items())  # the cluster's
-    cpu_s += children.ru_utime + children.ru_stime - launcher_before
+    cpu_by = {"launcher": children.ru_utime + children.ru_stime - launcher_before}  # its whole tree, exited
+    for p, (first, last) in cpu.items():  # the cluster's processes; harnesses started later count from zero
+        cpu_by[group[p]] = cpu_by.get(group[p], 0.0) + last - (first if p in baseline else 0.0)
+    cpu_s = sum(cpu_by.values())
     summary = json.loads(fs.read_text(next(p for p in fs.list_files(f"{root}/_runs") if p.endswith("summary.json"))))
     scored = summary["counts"]["scored"]
     return {
@@ -161,6 +167,7 @@ def measure(name: str, command: list[str], root: str, pids: dict[str, int]) -> d
         "first_row_s": first_row[0] if first_row else None,
         "cpu_s": cpu_s,
         "cpu_ms_per_image": 1000 * cpu_s / scored,
+        "cpu_s_per_process": cpu_by,
         "peak_rss_mb": {k: v / 2**20 for k, v in peaks.items()},
         "peak_rss_total_mb": sum(peaks.values()) / 2**20,
         "summary_line": next((ln for ln in stdout.splitlines() if ln.startswith("scored ")), ""),
@@ -191,15 +198,17 @@ def upload(exported: pathlib.Path, model: pathlib.Path, bucket: str, count: int)
 
 def render(results: list[dict], files: int) -> str:
     lines = [
-        "| runner | files | wall s | img/s | launch-to-first-row s | CPU s | CPU ms/image | peak RSS MiB (sum) | per process |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| runner | files | wall s | img/s | launch-to-first-row s | CPU s | CPU ms/image | CPU s per process "
+        "| peak RSS MiB (sum) | per process |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for r in results:
         per = ", ".join(f"{k} {v:,.0f}" for k, v in r["peak_rss_mb"].items())
+        cpu = ", ".join(f"{k} {v:,.1f}" for k, v in r["cpu_s_per_process"].items())
         first = f"{r['first_row_s']:.1f}" if r["first_row_s"] is not None else "-"
         lines.append(
             f"| {r['runner']} | {files:,} | {r['wall_s']:.1f} | {r['images_per_s']:,.0f} | {first} | "
-            f"{r['cpu_s']:.1f} | {r['cpu_ms_per_image']:.2f} | "
+            f"{r['cpu_s']:.1f} | {r['cpu_ms_per_image']:.2f} | {cpu} | "
             f"{r['peak_rss_total_mb']:,.0f} | {per} |"
         )
     return "\n".join(lines)
