@@ -134,7 +134,7 @@ def timed_run(command: list[str], out: pathlib.Path) -> float:
 
 
 def make_folder(folder: pathlib.Path, files: int) -> None:
-    """``files`` PNG digits of the bundled test split under folder/<label>/."""
+    """``files`` PNG digits of the bundled test split (cycled through) under folder/<label>/."""
     if folder.is_dir() and len(list(folder.glob("*/*.png"))) == files:
         return
     import numpy as np
@@ -145,9 +145,10 @@ def make_folder(folder: pathlib.Path, files: int) -> None:
     test = load_dataset("sample").split("test")
     shutil.rmtree(folder, ignore_errors=True)
     for i in range(files):
-        target = folder / str(int(test.labels[i])) / f"{i:05d}.png"
+        j = i % len(test.labels)
+        target = folder / str(int(test.labels[j])) / f"{i:07d}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.asarray(test.images[i], np.uint8)).save(target)
+        Image.fromarray(np.asarray(test.images[j], np.uint8)).save(target)
 
 
 def rounds(model: str, folder: pathlib.Path, work: pathlib.Path, n: int, engines: list[str]) -> dict[str, list[float]]:

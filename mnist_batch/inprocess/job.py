@@ -8,7 +8,8 @@ checks (but the runner's), then the shared launch sequence
 2. each pattern listed by :func:`~mnist_batch.scoring.listing.classify_listing` (skipped entries
    counted by reason; a path met by two patterns scored once, as ``DropDuplicatePaths``);
 3. files in groups of ``--max-batch-size``: read + decode + preprocess
-   (:func:`~mnist_batch.scoring.decode_pool.decode_group`), one model call per group
+   (:func:`~mnist_batch.scoring.decode_pool.decode_group`; from the second group on in the decode
+   helper process while the model runs, :class:`~mnist_batch.scoring.decode_pool.DecodePool`), one model call per group
    (:class:`~mnist_batch.models.Predictor`, loaded from the checked bytes), rows by
    :func:`~mnist_batch.scoring.aggregate.predictions_table` and the error rows by
    :func:`~mnist_batch.scoring.aggregate.failure_row` (a group whose model call fails: one
@@ -60,7 +61,7 @@ from mnist_batch.scoring.attempt import (
     launch_settings,
     refuse_committed_run_id,
 )
-from mnist_batch.scoring.decode_pool import decode_group
+from mnist_batch.scoring.decode_pool import DecodedGroup, DecodePool, decode_group, helper_count
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
 from mnist_batch.scoring.listing import ListedFile, classify_listing, folder_id
 from mnist_batch.scoring.options import ScoreSettings
@@ -131,18 +132,52 @@ class Scorer:
             "not_digit_threshold": threshold_for(card.not_digit_check(), config.not_digit_threshold)[0],
         }
         self._progress = ProgressLine() if config.progress else None
+        self._helpers, self._groups, self._pool = helper_count(), 0, None
 
     def error(self, row: dict[str, Any]) -> None:
         self._sinks["errors"].add(stamped(row, self._run_id, self._model_id))
         self._tally.count("errors", row[COL_STAGE])
 
-    def score(self, paths: Sequence[str]) -> None:
-        """One group: read + decode + preprocess each file, then one model call for those that decoded.
+    def submit(self, paths: Sequence[str]) -> None:
+        """One group of files to read + decode + preprocess, then score (:meth:`take`).
+
+        From the second group on, with a decode helper (2+ cores, :func:`~mnist_batch.scoring.decode_pool.helper_count`),
+        groups are decoded in a helper process while this one runs the model on the group before, as the
+        Beam job's decode step does on the single-process runner.
+        """
+        self._groups += 1
+        if self._helpers and self._groups >= 2 and self._pool is None:
+            self._pool = DecodePool(self._max_bytes, self._max_pixels)
+        sources = [(local_path(p), None) for p in paths]
+        if self._pool is None:
+            self.take(paths, decode_group(sources, self._max_bytes, self._max_pixels))
+            return
+        self._pool.submit(sources, list(paths))
+        for done, group in self._pool.ready():
+            self.take(done, group)
+
+    def finish(self) -> None:
+        """Scores the groups still in the helper, and stops it."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                done = pool.drain()
+            finally:
+                pool.close()  # waited for, so its CPU time is the run's
+            for paths, group in done:
+                self.take(paths, group)
+
+    def close(self) -> None:
+        """Stops the helper (a run that failed)."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def take(self, paths: Sequence[str], group: DecodedGroup) -> None:
+        """A decoded group: its files' error rows, then one model call for those that decoded.
 
         Shapes: the decoded group is uint8 [N, 28, 28]; the model returns float32 [N, C] (or [N, C+1]
         with the not-digit output); each becomes one predictions chunk of N rows.
         """
-        group = decode_group([(local_path(p), None) for p in paths], self._max_bytes, self._max_pixels)
         for index, stage, error_type, message in group.failed:
             self.error(failure_row(paths[index], stage, error_type, message, self._run_id))
         if self._progress is not None:
@@ -189,14 +224,18 @@ def score_files(run: Attempt, patterns: Sequence[str], labels: LabelLookup, stag
     sinks = {t: ShardBuffer(fs.join(staging, t), RUN_TABLES[t]) for t in tables}
     tally = Tally.new(len(run.card.class_names))
     scorer = Scorer(run, labels, sinks, tally)
-    group: list[str] = []
-    for path in listed_files(patterns, run, tally):
-        group.append(path)
-        if len(group) >= run.config.max_batch_size:
-            scorer.score(group)
-            group = []
-    if group:
-        scorer.score(group)
+    try:
+        group: list[str] = []
+        for path in listed_files(patterns, run, tally):
+            group.append(path)
+            if len(group) >= run.config.max_batch_size:
+                scorer.submit(group)
+                group = []
+        if group:
+            scorer.submit(group)
+        scorer.finish()
+    finally:
+        scorer.close()
     stats = tally.stats()
     matrix, names = np.asarray(stats["confusion_matrix"]), run.card.class_names
     for name, rows in (("confusion", confusion_rows(matrix, names)), ("per_class", per_class_rows(matrix, names))):
