@@ -13,8 +13,10 @@ Beam (if the engine imports it), then wraps the launch's steps with timers and r
 left of the process's wall time.
 
 Usage:
-  python benchmarks/bench_startup.py --model out/bench/models/cnn.keras --files 20 --rounds 7
-  python benchmarks/bench_startup.py --model M --phases --engine beam
+  git worktree add --detach /tmp/before main    # the code before, to time in the same rounds
+  python benchmarks/bench_startup.py --model out/bench/models/cnn.keras --files 20 --rounds 7 --before /tmp/before
+  python benchmarks/bench_startup.py --model M --phases --engine inprocess
+  python benchmarks/bench_startup.py --model M --phases --engine none --code /tmp/before   # before issue 36
 """
 
 from __future__ import annotations
@@ -33,13 +35,18 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+"""The child processes' environment; ``--code DIR`` points PYTHONPATH at another checkout (the code before)."""
 
 PHASES = (
-    # (label, module, attribute, depth): the steps the harness times, in the order they run
-    ("settings parsed (Beam's PipelineOptions)", "mnist_batch.scoring.options", "ScoreSettings.of", 1),
+    # (label, module, attribute, depth): the steps the harness times, in the order they run. A step is
+    # wrapped where its caller looks it up (each call goes through one of these names, so nothing counts twice);
+    # the names of the code before issue 36 (launch.check_model ...) are kept to time it too.
+    ("settings parsed (Beam's PipelineOptions before issue 36)", "mnist_batch.scoring.options", "ScoreSettings.of", 1),
+    ("engine chosen (auto: the listing counted)", "mnist_batch.inprocess.engine", "choose_engine", 1),
     ("environment checked (preflight)", "mnist_batch.scoring.launch", "check_environment", 1),
-    ("launch: check, claim, recover, run", "mnist_batch.scoring.attempt", "launch_settings", 1),
+    ("environment checked (preflight)", "mnist_batch.inprocess.job", "check_environment", 1),
     ("launch: check, claim, recover, run", "mnist_batch.scoring.launch", "launch_settings", 1),
+    ("launch: check, claim, recover, run", "mnist_batch.inprocess.job", "launch_settings", 1),
     ("model checked against its card", "mnist_batch.scoring.attempt", "check_model", 2),
     ("model checked against its card", "mnist_batch.scoring.launch", "check_model", 2),
     ("runtime chosen and loaded", "mnist_batch.scoring.attempt", "choose_runtime", 2),
@@ -47,8 +54,10 @@ PHASES = (
     ("job graph built", "mnist_batch.scoring.launch", "build_job", 2),
     ("Beam job run (DirectRunner)", "apache_beam.pipeline", "Pipeline.run", 2),
     ("in-process job run", "mnist_batch.inprocess.job", "run_job", 2),
-    ("commit (in the job)", "mnist_batch.scoring.attempt", "commit_attempt", 3),
-    ("commit (in the job)", "mnist_batch.scoring.commit_step", "commit_run", 3),
+    ("listing, decode, model, shards", "mnist_batch.inprocess.job", "score_files", 3),
+    ("commit", "mnist_batch.scoring.commit_step", "commit_attempt", 3),
+    ("commit", "mnist_batch.inprocess.job", "commit_attempt", 3),
+    ("commit", "mnist_batch.scoring.commit_step", "commit_run", 3),
     ("summary printed", "mnist_batch.cli.score_cmd", "print_summary", 1),
 )
 
@@ -76,10 +85,7 @@ def harness(argv: list[str], engine: str) -> None:
         times["imports: the in-process engine (ours)"] = time.perf_counter() - t
     import importlib
 
-    wrapped: set[str] = set()
     for label, module, attr, _ in PHASES:
-        if label in wrapped:
-            continue  # the step moved: the first place that has it
         try:
             owner = importlib.import_module(module)
         except ImportError:
@@ -100,7 +106,6 @@ def harness(argv: list[str], engine: str) -> None:
                 times[__label] = times.get(__label, 0.0) + time.perf_counter() - t0
 
         setattr(owner, name, staticmethod(timed) if bound else timed)
-        wrapped.add(label)
     code = cli.main(argv)
     times["total in the process"] = time.perf_counter() - start
     print("RESULT " + json.dumps({"code": code, "times": times}), flush=True)
@@ -123,10 +128,12 @@ def loop_command(model: str, folder: pathlib.Path, out: pathlib.Path) -> list[st
     return [*loop, "--folder", str(folder), "--out", str(out)]
 
 
-def timed_run(command: list[str], out: pathlib.Path) -> float:
+def timed_run(command: list[str], out: pathlib.Path, code: str | None = None) -> float:
+    """Seconds from start to exit of ``command`` (``code``: the checkout on its PYTHONPATH)."""
     shutil.rmtree(out, ignore_errors=True)  # a fresh output: no replacing commit (its 1 s reader grace)
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env=ENV)
+    env = dict(ENV, PYTHONPATH=code) if code else ENV
+    start = time.perf_counter()  # cwd: `python -m` puts it first on sys.path, before PYTHONPATH
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code or env["PYTHONPATH"])
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{command} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -151,16 +158,24 @@ def make_folder(folder: pathlib.Path, files: int) -> None:
         Image.fromarray(np.asarray(test.images[j], np.uint8)).save(target)
 
 
-def rounds(model: str, folder: pathlib.Path, work: pathlib.Path, n: int, engines: list[str]) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"loop": [], **{f"score --engine {e}": [] for e in engines}}
+def rounds(
+    model: str, folder: pathlib.Path, work: pathlib.Path, n: int, engines: list[str], before: str | None = None
+) -> dict[str, list[float]]:
+    """``n`` rounds of: the loop, ``score`` of the checkout ``before`` (if given), ``score --engine E`` for each E."""
+    commands = {"loop": (loop_command(model, folder, work / "loop"), work / "loop", None)}
+    if before:
+        commands["score, before (no --engine)"] = (
+            score_command(model, folder, work / "before", "none"),
+            work / "before",
+            before,
+        )
+    for e in engines:
+        commands[f"score --engine {e}"] = (score_command(model, folder, work / e, e), work / e, None)
+    results: dict[str, list[float]] = {key: [] for key in commands}
     for i in range(n):
-        load = loadavg().split()[0]
-        line = [f"round {i + 1}/{n} (load {load}):"]
-        results["loop"].append(timed_run(loop_command(model, folder, work / "loop"), work / "loop"))
-        line.append(f"loop {results['loop'][-1]:.2f} s")
-        for e in engines:
-            key = f"score --engine {e}"
-            results[key].append(timed_run(score_command(model, folder, work / e, e), work / e))
+        line = [f"round {i + 1}/{n} (load {loadavg().split()[0]}):"]
+        for key, (command, out, code) in commands.items():
+            results[key].append(timed_run(command, out, code))
             line.append(f"{key} {results[key][-1]:.2f} s")
         print("  ".join(line), flush=True)
     return results
@@ -175,6 +190,7 @@ def phases(model: str, folder: pathlib.Path, work: pathlib.Path, engine: str) ->
         capture_output=True,
         text=True,
         env=ENV,
+        cwd=ENV["PYTHONPATH"],  # the checkout that runs, first on sys.path
     )
     wall = time.perf_counter() - start
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -212,12 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", action="store_true", help="one harnessed run: where the time goes")
     parser.add_argument("--engine", default="beam", help="the engine of --phases")
     parser.add_argument("--work", default=None)
+    parser.add_argument("--before", default=None, help="a checkout of the code before (e.g. a worktree of main)")
+    parser.add_argument("--code", default=None, help="a checkout whose mnist_batch runs (default: this one)")
     parser.add_argument("--harness", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.code:
+        ENV["PYTHONPATH"] = str(pathlib.Path(args.code).resolve())
     if args.harness:
         harness(json.loads(args.harness), args.engine)
         return 0
-    work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_startup_"))
+    args.model = str(pathlib.Path(args.model).resolve())  # the commands run in the checkout's folder
+    work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_startup_")).resolve()
     folder = work / f"files_{args.files}"
     make_folder(folder, args.files)
     host = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.strip()
@@ -225,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.phases:
         print(render_phases(phases(args.model, folder, work, args.engine), args.engine))
         return 0
-    results = rounds(args.model, folder, work, args.rounds, [e for e in args.engines.split(",") if e])
+    engines = [e for e in args.engines.split(",") if e]
+    results = rounds(args.model, folder, work, args.rounds, engines, args.before)
     loop_min = min(results["loop"])
     print(f"\n| command ({args.files} files, {args.rounds} rounds) | min s | median s | min / loop's min |")
     print("| --- | ---: | ---: | ---: |")
