@@ -234,8 +234,10 @@ def test_a_small_launch_never_imports_beam(tiny_model, sample_data, tmp_path):
         "import sys, json\nfrom mnist_batch.cli import main\n"
         f"rc = main(['score', '--model', {str(tiny_model)!r}, '--input', {str(tmp_path / 'in')!r}, "
         f"'--output', {str(tmp_path / 'out')!r}, '-q'])\n"
-        "print('RESULT', json.dumps([rc, sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('apache_beam', 'tensorflow', 'keras'))]))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'tensorflow', 'keras', 'pandas'))\n"
+        "import pyarrow as pa\n"
+        "assert len(pa.table({'a': [1, 2]}).to_pandas()) == 2  # pyarrow still finds pandas when asked for it\n"
+        "print('RESULT', json.dumps([rc, heavy]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     rc, heavy = json.loads(proc.stdout.split("RESULT ", 1)[1])
