@@ -189,6 +189,10 @@ def test_an_at_list_naming_a_bucket_runs_on_beam(sample_data, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{tmp_path / 'in'}\ns3://bucket/more/\n")
     assert choose_engine(settings(tmp_path, inputs=[f"@{listing}"])).engine == "beam"
+    with pytest.raises(ScoringError, match="--engine inprocess cannot run this launch: --input s3://bucket/more/"):
+        choose_engine(settings(tmp_path, inputs=[f"@{listing}"], engine="inprocess"))
+    listing.write_text(f"{tmp_path / 'in'}\n")
+    assert choose_engine(settings(tmp_path, inputs=[f"@{listing}"], engine="inprocess")).engine == "inprocess"
 
 
 def test_translate_pattern_is_beams():

@@ -124,14 +124,17 @@ def execute(args: argparse.Namespace, settings: ScoreSettings, *, wait: bool = T
     from mnist_batch.inprocess.engine import INPROCESS, choose_engine
 
     choice = choose_engine(settings) if wait else None  # a detached launch is a Beam job's
+    if choice is not None:
+        built = settings.__dict__.get("pipeline_options")
+        settings = dataclasses.replace(settings, engine_reason=choice.reason)
+        if built is not None:  # Beam's options, built once per launch: the same object
+            settings.__dict__["pipeline_options"] = built
     if choice is not None and choice.engine == INPROCESS:
         from mnist_batch.inprocess.job import skip_pandas_probe
         from mnist_batch.inprocess.job import start as start_inprocess
 
         skip_pandas_probe()  # the CLI's own process: pyarrow need not import pandas (0.1-0.25 s)
-        return start_inprocess(dataclasses.replace(settings, engine_reason=choice.reason))
-    if choice is not None:
-        settings = dataclasses.replace(settings, engine_reason=choice.reason)
+        return start_inprocess(settings)
     with slow_step(args, "loading Beam (1-2 s; TensorFlow too with --runtime keras) ..."):
         from mnist_batch.scoring.launch import start
         from mnist_batch.scoring.worker_errors import worker_model_errors

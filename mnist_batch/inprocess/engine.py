@@ -61,6 +61,19 @@ def needs_beam(settings: ScoreSettings) -> str | None:
     return None
 
 
+def local_patterns(settings: ScoreSettings) -> list[str]:
+    """The match patterns of ``--input`` (an ``@LIST`` read), each on this machine's disk.
+
+    Raises:
+      ScoringError: an ``@LIST`` that cannot be read, or that names a remote place.
+    """
+    patterns = expand_inputs(settings.config.inputs)
+    remote = [p for p in patterns if is_remote(p)]
+    if remote:
+        raise ScoringError(f"--input {remote[0]} is not on this machine's disk")
+    return patterns
+
+
 def count_images(settings: ScoreSettings, limit: int) -> int:
     """The image files the job would score, counted by its listing, up to ``limit + 1`` (then it stops).
 
@@ -68,10 +81,7 @@ def count_images(settings: ScoreSettings, limit: int) -> int:
       ScoringError: an ``@LIST`` that cannot be read, or that names a remote place.
     """
     config = settings.config
-    patterns = expand_inputs(config.inputs)
-    remote = [p for p in patterns if is_remote(p)]
-    if remote:
-        raise ScoringError(f"--input {remote[0]} is not on this machine's disk")
+    patterns = local_patterns(settings)
     own = [i for i in [folder_id(os.path.abspath(local_path(config.output)))] if i is not None]
     extensions = frozenset(e.lower() for e in config.extensions)
     seen: set[str] = set()
@@ -105,6 +115,12 @@ def choose_engine(settings: ScoreSettings) -> EngineChoice:
             else:
                 return EngineChoice(INPROCESS, f"{count:,} image files, at most {limit:,}")
     if settings.engine == INPROCESS:
+        if reason is None:
+            try:
+                local_patterns(settings)  # an @LIST naming a bucket: Beam's
+            except ScoringError as exc:
+                if "not on this machine's disk" in str(exc):
+                    reason = str(exc)  # (a list that cannot be read: the job says so, as the Beam job does)
         if reason is not None:
             raise ScoringError(f"--engine inprocess cannot run this launch: {reason}; use --engine beam or auto")
         return EngineChoice(INPROCESS, "--engine inprocess")
