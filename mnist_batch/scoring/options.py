@@ -43,7 +43,7 @@ ENGINE_ENV = "MNIST_BATCH_ENGINE"
 """The default of ``--engine`` (e.g. ``beam`` to run every launch of a session on Beam)."""
 INPROCESS_MAX_FILES_ENV = "MNIST_BATCH_INPROCESS_MAX_FILES"
 """The most image files ``--engine auto`` runs in process (more: Beam)."""
-DEFAULT_INPROCESS_MAX_FILES = 10_000
+DEFAULT_INPROCESS_MAX_FILES = 50_000
 """Measured: docs/benchmarks.md, "Start-up (issue 36)"."""
 
 RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
