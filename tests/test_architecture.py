@@ -36,6 +36,7 @@ ALLOWED = {
     "training": BASE | {"models", "data", "training"},
     "runstore": BASE | {"runstore"},
     "scoring": BASE | {"models", "runstore", "scoring"},
+    "inprocess": BASE | {"models", "runstore", "scoring", "inprocess"},
     "predict": BASE | {"models"},
     "report": BASE | {"report"},
     "evaluation": BASE | {"models", "data", "training", "runstore", "scoring", "report", "evaluation"},
@@ -48,6 +49,7 @@ NEVER_AT_ALL = {
     "base": {"apache_beam", "tensorflow", "keras"},
     "monitoring": {"apache_beam", "tensorflow", "keras"},
     "runstore": {"tensorflow", "keras"},
+    "inprocess": {"apache_beam", "tensorflow", "keras"},
 }
 NEVER_AT_IMPORT = {"models": {"apache_beam", "tensorflow", "keras"}, "scoring": {"tensorflow", "keras"}}
 """Third-party packages a layer never imports, or never at module level (lazily only)."""
@@ -56,6 +58,26 @@ ONLY_DOOR = {
 }
 """Layer -> (package, the modules of it the layer may import): the run store reaches Beam through its
 filesystems, and its S3 filesystem's client and retries (``runstore/beam_s3.py`` bounds them)."""
+BEAM_FREE_SCORING = {
+    f"mnist_batch.scoring.{name}"
+    for name in (
+        "aggregate",
+        "attempt",
+        "decode_pool",
+        "errors",
+        "labels",
+        "listing",
+        "options",
+        "preflight",
+        "progress",
+        "read",
+        "runners",
+        "summary",
+        "teardown",
+    )
+}
+"""The scoring side's Beam-free modules (Beam only inside a function, for a remote place or a runner):
+the pure functions under its DoFns and the shared launch sequence, which the in-process engine runs."""
 
 
 def layer_of(path: pathlib.Path) -> str:
@@ -92,6 +114,8 @@ def test_imports_point_one_way(path):
         assert parts[0] not in NEVER_AT_ALL.get(layer, ()), f"{layer} must never import {name}"
         if at_module_level:
             assert parts[0] not in NEVER_AT_IMPORT.get(layer, ()), f"{layer} imports {name} at module level"
+        if layer == "inprocess" and name.startswith("mnist_batch.scoring"):
+            assert name in BEAM_FREE_SCORING, f"the in-process engine imports only Beam-free scoring modules: {name}"
         if layer in ONLY_DOOR and parts[0] == ONLY_DOOR[layer][0]:
             doors = ONLY_DOOR[layer][1]
             assert name.startswith(doors), f"{layer} reaches {parts[0]} only through {doors}: {name}"
@@ -171,7 +195,8 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path)
 
 NEVER_REACH = {
     "mnist_batch.training": ("mnist_batch.scoring",),
-    "mnist_batch.scoring": ("mnist_batch.training",),
+    "mnist_batch.scoring": ("mnist_batch.training", "mnist_batch.inprocess"),
+    "mnist_batch.inprocess": ("mnist_batch.training",),
     "mnist_batch.monitoring": ("mnist_batch.scoring", "mnist_batch.training"),
     "mnist_batch.report": ("mnist_batch.scoring", "mnist_batch.training"),
     "mnist_batch.runstore": ("mnist_batch.scoring", "mnist_batch.training"),
@@ -202,6 +227,43 @@ def test_no_layer_reaches_a_forbidden_side_through_another_module(prefix):
         assert not bad, f"{name} reaches {bad}"
 
 
+def module_level_graph() -> tuple[dict[str, set[str]], set[str]]:
+    """The package's imports made when a module is imported (module level only), and the modules that
+    import Beam at module level themselves."""
+    graph, beam = {}, set()
+    for name, path in ALL_MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found = set()
+        for node in tree.body:  # module level: a function's imports run only when it is called
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            beam |= {name} if any(n.split(".")[0] == "apache_beam" for n in names) else set()
+            found |= {n for n in names if n in ALL_MODULES and n != name}
+        graph[name] = found
+    return graph, beam
+
+
+BEAM_FREE = sorted(BEAM_FREE_SCORING | {m for m in ALL_MODULES if m.startswith("mnist_batch.inprocess")})
+
+
+@pytest.mark.parametrize("name", BEAM_FREE)
+def test_beam_free_modules_never_import_beam_when_imported(name):
+    """Importing the in-process engine (or a scoring module it runs) imports no module that imports
+    Beam at module level, through any chain (``tests/test_inprocess.py`` checks ``sys.modules`` too)."""
+    graph, beam = module_level_graph()
+    bad = sorted(m for m in reached(graph, name) | {name} if m in beam)
+    assert not bad, f"importing {name} imports Beam through {bad}"
+
+
+def test_the_beam_free_check_sees_a_chain():
+    graph = {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": set()}
+    assert "p.c" in reached(graph, "p.a")
+
+
 def test_reach_follows_re_exports():
     """monitoring -> report.plots (re-exporting training.curves' function) reaches training: seen."""
     graph = {
@@ -228,7 +290,7 @@ def test_the_module_map_names_every_module_and_only_modules_that_exist():
     assert named, "no module map"
     for module in named:
         assert (PACKAGE / module).is_file(), f"ARCHITECTURE.md names {module}, which does not exist"
-    for folder in ("runstore", "scoring", "monitoring"):
+    for folder in ("runstore", "scoring", "inprocess", "monitoring"):
         for path in sorted((PACKAGE / folder).glob("*.py")):
             if path.name != "__init__.py":
                 assert f"{folder}/{path.name}" in named, f"ARCHITECTURE.md's module map lacks {folder}/{path.name}"

@@ -238,16 +238,16 @@ def test_an_artifact_swapped_after_the_check_fails_the_run_uncommitted(
     shutil.copyfile(fast_model.with_suffix(".tflite"), other)
     with open(other, "ab") as f:
         f.write(b"\0" * 16)  # still a loadable flatbuffer, other bytes
-    from mnist_batch.scoring import launch
+    from mnist_batch.scoring import attempt  # the launch sequence both engines share
 
-    real_choose = launch.choose_runtime
+    real_choose = attempt.choose_runtime
 
     def choose_then_swap(uri, card, requested="auto"):
         scorer = real_choose(uri, card, requested)
         shutil.copyfile(other, scorer.uri)
         return scorer
 
-    monkeypatch.setattr(launch, "choose_runtime", choose_then_swap)
+    monkeypatch.setattr(attempt, "choose_runtime", choose_then_swap)
     root = tmp_path / "root"
     args = ["score", "--model", str(model), "--input", str(png_folder), "--output", str(root), "--layout", "runs"]
     assert cli_main(args) == 2

@@ -77,7 +77,7 @@ def test_server_restarted_mid_commit_then_runs_clean_completes_it(
 
 
 def test_a_shard_deleted_from_staging_fails_the_commit_loudly(s3_server, s3_bucket, tiny_model, sample_data, tmp_path):
-    import mnist_batch.scoring.commit_step as commit_step  # where the in-job commit calls commit_run
+    import mnist_batch.scoring.attempt as commit_step  # where the in-job commit (CommitRunFn) calls commit_run
 
     test = sample_data.split("test")
     for i in range(IMAGES):

@@ -223,9 +223,9 @@ def swap_after_check(monkeypatch, model: pathlib.Path, replacement: pathlib.Path
         shutil.copyfile(replacement, model)
         return scorer
 
-    from mnist_batch.scoring import launch
+    from mnist_batch.scoring import attempt  # the launch sequence both engines share
 
-    monkeypatch.setattr(launch, "choose_runtime", choose_then_swap)
+    monkeypatch.setattr(attempt, "choose_runtime", choose_then_swap)
 
 
 SWAP_DRIVER = textwrap.dedent(

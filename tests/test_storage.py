@@ -112,7 +112,16 @@ def test_no_module_outside_the_storage_package_talks_to_s3_itself():
     assert offenders == []
 
 
-STORAGE_CALLS = ("fs.", "storage_for(", "ShardWriter(", "commit_run(", "known_digests(", "read_bytes(")
+STORAGE_CALLS = (
+    "fs.",
+    "storage_for(",
+    "ShardWriter(",
+    "ShardBuffer(",
+    "commit_run(",
+    "commit_attempt(",
+    "known_digests(",
+    "read_bytes(",
+)
 """What in a step's source means it reaches storage itself."""
 
 

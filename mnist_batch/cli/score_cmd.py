@@ -10,6 +10,7 @@ written).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
@@ -19,6 +20,11 @@ from mnist_batch.trust import describe
 
 DESCRIPTION = """\
 Score folders of digit images with Apache Beam and write Parquet outputs.
+
+Small local runs (no Beam option, every place on this disk, --layout flat, at most
+$MNIST_BATCH_INPROCESS_MAX_FILES image files, default 50,000) run the same job in this process
+without importing Beam (--engine auto, the default); --engine beam always runs the Beam job.
+The summary says which engine ran and why.
 
 Any image (scans, photos, PNG/JPEG/BMP/GIF/TIFF/WebP, any mode) is normalised the way MNIST
 was made before the model sees it. Outputs under --output: predictions/, errors/,
@@ -68,11 +74,14 @@ def print_recovered(summary: dict) -> None:
 def print_summary(summary: dict) -> None:
     print_recovered(summary)
     counts = summary["counts"]
+    where = "in process (no Beam)" if summary.get("engine") == "inprocess" else f"on {summary['runner']}"
     print(
         f"scored {counts['scored']:,} of {counts['matched']:,} images "
         f"({counts['errors']:,} errors, {counts['skipped']:,} skipped, {counts['low_confidence']:,} low confidence, "
-        f"{counts['blank']:,} blank) in {summary['wall_time_s']:.1f} s on {summary['runner']}"
+        f"{counts['blank']:,} blank) in {summary['wall_time_s']:.1f} s {where}"
     )
+    if summary.get("engine_reason"):
+        print(f"engine: {summary.get('engine', 'beam')} ({summary['engine_reason']})")
     if summary.get("runtime"):
         print(f"runtime: {summary['runtime']} ({summary.get('runtime_reason', '')})")
     if "not_digit_threshold" in summary:
@@ -102,10 +111,7 @@ def print_summary(summary: dict) -> None:
 
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     settings = parse(args, beam_args if beam_args is not None else getattr(args, "beam_args", []))
-    from mnist_batch.scoring.worker_errors import worker_model_errors
-
-    with worker_model_errors():  # a model that changed or broke on a worker: one line, exit 2
-        summary = execute(args, settings)
+    summary = execute(args, settings)
     print_summary(summary)
     if settings.config.labels_csv:  # said, so that nobody reads the accuracy as the folders' labels'
         counts = summary["counts"]
@@ -117,8 +123,26 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
 
 
 def execute(args: argparse.Namespace, settings: ScoreSettings, *, wait: bool = True) -> dict:
-    """Runs one scoring job (:func:`mnist_batch.scoring.launch.start`); returns its summary."""
-    with slow_step(args, "loading Beam and TensorFlow (10-30 s on a small CPU machine) ..."):
-        from mnist_batch.scoring.launch import start
+    """Runs one scoring job on the engine ``--engine`` picks (:func:`mnist_batch.inprocess.engine.choose_engine`):
+    in this process without Beam (:func:`mnist_batch.inprocess.job.start`), or the Beam job
+    (:func:`mnist_batch.scoring.launch.start`); returns its summary."""
+    from mnist_batch.inprocess.engine import INPROCESS, choose_engine
 
-    return start(settings, wait=wait)
+    choice = choose_engine(settings) if wait else None  # a detached launch is a Beam job's
+    if choice is not None:
+        built = settings.__dict__.get("pipeline_options")
+        settings = dataclasses.replace(settings, engine_reason=choice.reason)
+        if built is not None:  # Beam's options, built once per launch: the same object
+            settings.__dict__["pipeline_options"] = built
+    if choice is not None and choice.engine == INPROCESS:
+        from mnist_batch.inprocess.job import skip_pandas_probe
+        from mnist_batch.inprocess.job import start as start_inprocess
+
+        skip_pandas_probe()  # the CLI's own process: pyarrow need not import pandas (0.1-0.25 s)
+        return start_inprocess(settings)
+    with slow_step(args, "loading Beam (1-2 s; TensorFlow too with --runtime keras) ..."):
+        from mnist_batch.scoring.launch import start
+        from mnist_batch.scoring.worker_errors import worker_model_errors
+
+    with worker_model_errors():  # a model that changed or broke on a worker: one line, exit 2
+        return start(settings, wait=wait)

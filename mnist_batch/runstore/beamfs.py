@@ -10,23 +10,12 @@ between: such a store is not safe for two launches at once; see deploy/README.md
 from __future__ import annotations
 
 import io
-import warnings
 from typing import IO, Any
 
 from apache_beam.io.filesystems import FileSystems
 
+from mnist_batch.files import GLOB_CHARS, glob_escape  # noqa: F401 -- re-exported (they live in files.py, Beam-free)
 from mnist_batch.runstore.store import Storage
-
-GLOB_CHARS = "*?["
-
-# An escaped "[" ("[[]") becomes the regex "[[]", which Python flags as a possible future nested
-# set; it is a one-character class today and Beam has no other way to quote "[".
-warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
-
-
-def glob_escape(path: str) -> str:
-    """``path`` as a Beam match pattern that matches exactly that path (``[`` -> ``[[]``, ...)."""
-    return "".join(f"[{c}]" if c in GLOB_CHARS else c for c in path)
 
 
 class BeamStorage(Storage):

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import os
 
-from mnist_batch.files import FileTooLargeError, is_remote
-from mnist_batch.runstore.beamfs import GLOB_CHARS, glob_escape
+from mnist_batch.files import GLOB_CHARS, FileTooLargeError, glob_escape, is_remote
 from mnist_batch.runstore.errors import RunStoreError
 from mnist_batch.runstore.local import exchange, swap
 from mnist_batch.runstore.storage import Storage, configure, configure_worker, settings_of, storage_for

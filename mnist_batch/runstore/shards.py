@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import io
 import uuid
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mnist_batch.runstore import fs
+from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.storage import storage_for
 
 CODEC = "snappy"
@@ -51,6 +53,73 @@ class ShardWriter:
         self._writer.close()
         self._stream.close()
         return self.path
+
+
+class ShardBuffer:
+    """Dict rows or ``pyarrow.Table`` chunks of one table -> one shard in ``folder``, made at the first row.
+
+    Rows and table chunks are gathered ``ROWS_PER_GROUP`` at a time and written as one row group
+    (a group of 256 predictions per row group made a million-file shard hold ~3,900 row groups,
+    whose metadata the writer keeps until it closes). Memory is one row group, whatever the number
+    of rows. A store that fails under a shard is one line naming the step (nothing was committed).
+    The Beam step (:class:`~mnist_batch.scoring.sinks.WriteShardsFn`) keeps one per bundle; the
+    in-process job one per table.
+    """
+
+    def __init__(self, folder: str, schema: pa.Schema) -> None:
+        self._folder = folder
+        self._schema = schema
+        self._writer: ShardWriter | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._chunks: list[pa.Table] = []
+        self._chunk_rows = 0
+        self._written = 0
+
+    def _step(self):
+        return storage_step(f"writing shards into {self._folder}", before_commit=True)
+
+    def _write(self, table: pa.Table) -> None:
+        with self._step():
+            if self._writer is None:
+                self._writer = ShardWriter(new_shard_path(self._folder), self._schema)
+            self._writer.write(table)
+        self._written += table.num_rows
+
+    def _flush_rows(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._write(pa.Table.from_pylist(rows, schema=self._schema))
+
+    def _flush_chunks(self) -> None:
+        if self._chunks:
+            chunks, self._chunks, self._chunk_rows = self._chunks, [], 0
+            self._write(pa.concat_tables([conform(c, self._schema) for c in chunks]).combine_chunks())
+
+    def add(self, element: dict[str, Any] | pa.Table) -> None:
+        """One dict row, or a table chunk of rows."""
+        if isinstance(element, pa.Table):
+            self._flush_rows()
+            if element.num_rows:
+                self._chunks.append(element)
+                self._chunk_rows += element.num_rows
+                if self._chunk_rows >= ROWS_PER_GROUP:
+                    self._flush_chunks()
+        else:
+            self._flush_chunks()
+            self._rows.append(element)
+            if len(self._rows) >= ROWS_PER_GROUP:
+                self._flush_rows()
+
+    def close(self) -> tuple[str, int] | None:
+        """Writes what is left and closes the shard: ``(path, rows written)``, None when no row came."""
+        self._flush_chunks()
+        self._flush_rows()
+        if self._writer is None:
+            return None
+        with self._step():
+            path = self._writer.close()
+        self._writer, written, self._written = None, self._written, 0
+        return path, written
 
 
 def shard_paths(folder: str) -> list[str]:

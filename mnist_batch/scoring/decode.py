@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -17,7 +17,6 @@ from apache_beam.io.filesystem import FileMetadata
 from apache_beam.transforms.window import GlobalWindows
 
 from mnist_batch import decoding
-from mnist_batch.constants import COL_ERROR_TYPE, COL_MESSAGE, COL_PATH, COL_RUN_ID, COL_STAGE
 from mnist_batch.files import (
     DEFAULT_MAX_FILE_BYTES,
     FileTooLargeError,
@@ -29,6 +28,13 @@ from mnist_batch.files import (
 from mnist_batch.runstore.errors import storage_failure, store_unreachable
 from mnist_batch.runstore.storage import storage_for
 from mnist_batch.scoring import decode_pool
+from mnist_batch.scoring.aggregate import (  # noqa: F401 -- re-exported: the rows' home is aggregate.py
+    MAX_MESSAGE_CHARS,
+    ImageGroup,
+    ImageKey,
+    error_row,
+    failure_row,
+)
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
 from mnist_batch.scoring.progress import ProgressFile, ProgressLine, progress_every_s
@@ -36,43 +42,9 @@ from mnist_batch.scoring.storage_fn import StorageDoFn
 
 ERRORS_TAG = "errors"
 """Output tag of error rows."""
-MAX_MESSAGE_CHARS = 500
 READ_CONCURRENCY = 32
 """Remote files of one group read at once (a bucket answers in tens of milliseconds per request;
 one ``GET`` at a time would leave the worker waiting): see :meth:`DecodeGroupFn.prefetch`."""
-
-
-class ImageKey(NamedTuple):
-    """RunInference key of one image: where it came from and what is known about it."""
-
-    path: str
-    true_label: int | None
-    blank: bool
-
-
-class ImageGroup(NamedTuple):
-    """A group of decoded files, travelling as one element: N keys and uint8 [N, 28, 28] pixels."""
-
-    keys: tuple[ImageKey, ...]
-    pixels: np.ndarray
-
-
-def error_row(path: str, stage: str, exc: BaseException, run_id: str) -> dict[str, Any]:
-    """An :data:`~mnist_batch.tables.ERRORS_SCHEMA` row for ``exc`` at ``stage``."""
-    return failure_row(path, stage, type(exc).__name__, str(exc) or repr(exc), run_id)
-
-
-def failure_row(path: str, stage: str, error_type: str, message: str, run_id: str) -> dict[str, Any]:
-    """An :data:`~mnist_batch.tables.ERRORS_SCHEMA` row (the message cut to ``MAX_MESSAGE_CHARS``)."""
-    if len(message) > MAX_MESSAGE_CHARS:
-        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
-    return {
-        COL_PATH: path,
-        COL_STAGE: stage,
-        COL_ERROR_TYPE: error_type,
-        COL_MESSAGE: message,
-        COL_RUN_ID: run_id,
-    }
 
 
 class LoadedFile(fileio.ReadableFile):

@@ -12,7 +12,6 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.transforms.window import GlobalWindows
 
@@ -20,10 +19,11 @@ from mnist_batch.constants import (
     COL_BLANK,
     COL_LOW_CONFIDENCE,
 )
+from mnist_batch.scoring.aggregate import predictions_table
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.decode import ImageGroup, ImageKey, error_row
 from mnist_batch.scoring.handler import DigitModelHandler
-from mnist_batch.tables import COL_NOT_DIGIT, PREDICTIONS_SCHEMA, prediction_columns
+from mnist_batch.tables import COL_NOT_DIGIT
 
 
 class FormatPredictionsFn(beam.DoFn):
@@ -119,20 +119,6 @@ class FormatGroupsFn(FormatPredictionsFn):
         self._rows += len(keys)
         if self._rows >= self._rows_per_table:
             yield self._flush()
-
-
-def predictions_table(keys: Sequence[ImageKey], probabilities: np.ndarray, **fields: Any) -> pa.Table:
-    """Predictions rows of N images (``keys``, float32 [N, C] ``probabilities``) as one
-    :data:`~mnist_batch.tables.PREDICTIONS_SCHEMA` table, in the order of ``keys``.
-
-    ``fields`` are :func:`~mnist_batch.tables.prediction_columns`' keyword arguments
-    (``class_names``, ``model_id``, ``run_id``, ``review_threshold``, ``scored_at``, ``runtime_model_id``,
-    ``not_digit_threshold``).
-    """
-    columns = prediction_columns(
-        [k.path for k in keys], [k.true_label for k in keys], [k.blank for k in keys], probabilities, **fields
-    )
-    return pa.Table.from_arrays([columns[name] for name in PREDICTIONS_SCHEMA.names], schema=PREDICTIONS_SCHEMA)
 
 
 class InferenceErrorsFn(beam.DoFn):

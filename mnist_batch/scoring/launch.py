@@ -21,33 +21,30 @@ launch, if the launcher itself died), and the error is one line.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime
-import os
-import sys
-import time
-import uuid
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from mnist_batch.config import ScoreConfig
-from mnist_batch.errors import MnistBatchError
-from mnist_batch.files import is_remote, local_path
 from mnist_batch.model_card import ModelCard
-from mnist_batch.models import ScoringModel, check_model, choose_runtime
-from mnist_batch.runstore import claims, fs, storage
+from mnist_batch.runstore import fs, storage
 from mnist_batch.runstore.beam_s3 import bound_beam_client
-from mnist_batch.runstore.commit import read_marker, recover
+from mnist_batch.runstore.commit import read_marker
 from mnist_batch.runstore.errors import before_commit, storage_step
-from mnist_batch.runstore.history import committed_runs
-from mnist_batch.runstore.layout import Layout
-from mnist_batch.runstore.roots import prepare_root
-from mnist_batch.runstore.run_ids import check_run_id
-from mnist_batch.scoring.commit_step import CommitRunFn, LaunchRecord
+from mnist_batch.scoring.attempt import (  # noqa: F401 -- Attempt, choose_runtime, ...: the launch's names, here too
+    Attempt,
+    LaunchRecord,
+    RunFailedError,
+    canonical,
+    check_model,
+    choose_runtime,
+    earlier_runs,
+    launch_record,
+    refuse_committed_run_id,
+)
+from mnist_batch.scoring.attempt import launch_settings as attempt_launch
+from mnist_batch.scoring.commit_step import CommitRunFn
 from mnist_batch.scoring.counters import metric_counters
-from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.incremental import SelectFiles
 from mnist_batch.scoring.options import RunOptions, ScoreSettings
 from mnist_batch.scoring.pipeline import build_pipeline
@@ -56,57 +53,8 @@ from mnist_batch.scoring.progress import StagedProgress, progress_dir
 from mnist_batch.scoring.runners import LOCAL_RUNNERS
 from mnist_batch.scoring.sinks import WriteTable
 from mnist_batch.scoring.summary import failure_line
-from mnist_batch.scoring.teardown import abandon, release_all
-from mnist_batch.tables import (
-    PIPELINE_TABLES,
-    SUMMARY_FILE,
-)
-from mnist_batch.trust import threshold_for
-
-
-class RunFailedError(ScoringError):
-    """The job failed; nothing was committed (the message is the cause, in one line)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Attempt:
-    """One launch, checked and claimed: everything its job is built and run from.
-
-    Attributes:
-      settings: what the launch was asked for, decided once (config, options, Beam's options, runner).
-      layout: where the run's tables and metadata go.
-      attempt: this launch's id (``<run id>.<random>``): its staging folder and leases.
-      card: the model's card.
-      scorer: the runtime that scores, its checked file.
-      replace: replace an earlier run (``--replace``, or ``--overwrite`` in the flat layout).
-      leases: the leases this launch holds.
-      wait: wait for the job (else return once submitted; the job releases the leases).
-    """
-
-    settings: ScoreSettings
-    layout: Layout
-    attempt: str
-    card: ModelCard
-    scorer: ScoringModel
-    replace: bool
-    leases: tuple[claims.Lease, ...]
-    wait: bool
-
-    @property
-    def config(self) -> ScoreConfig:
-        return self.settings.config
-
-    @property
-    def options(self) -> RunOptions:
-        return self.settings.run
-
-    @property
-    def beam_options(self) -> PipelineOptions:
-        return self.settings.pipeline_options
-
-    @property
-    def runner(self) -> str:
-        return self.settings.runner
+from mnist_batch.scoring.teardown import abandon
+from mnist_batch.tables import PIPELINE_TABLES
 
 
 def start(settings: ScoreSettings, *, wait: bool = True, card: ModelCard | None = None) -> dict[str, Any]:
@@ -155,129 +103,9 @@ def launch(
 
 
 def launch_settings(settings: ScoreSettings, *, card: ModelCard | None = None, wait: bool = True) -> dict[str, Any]:
-    """Scores ``settings.config.inputs`` into its output in the given layout; returns the summary.
-
-    Args:
-      settings: everything the launch was asked for, decided once (:meth:`ScoreSettings.of`): the
-        config (``config.output`` is the flat folder or the runs root; its run id set), the layout
-        and production options, Beam's options and the runner's name.
-      card: the model's card when the caller already checked the model.
-      wait: wait for the job and return its committed summary; else return once submitted
-        (``{"state": "submitted", ...}``; the job commits itself).
-
-    Raises:
-      ScoringError: bad run id, model, output or input (nothing run); ClaimError: the run id
-        (or, incremental, the root) is held by a live launch; RunFailedError: the job failed
-        and nothing was committed.
-    """
-    config, options = settings.config, settings.run
-    run_id = check_run_id(config.run_id)
-    card = card or check_model(config.model, options.expect_model_id, load=False)
-    scorer = choose_runtime(config.model, card, config.runtime)
-    dt = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
-    layout = Layout(options.layout, config.output, run_id, dt if options.layout == "runs" else None)
-    replace = options.replace if layout.kind == "runs" else config.overwrite
-    with storage_step(f"prepare the run store {layout.root}"):
-        prepare_root(layout, config.overwrite)
-    attempt = f"{run_id}.{uuid.uuid4().hex[:12]}"
-    with storage_step(f"claim run {run_id} under {layout.root}"):
-        leases = [claim_run(layout, attempt, detached=not wait)]
-    try:
-        with storage_step(f"claim the incremental history of {layout.root}"):
-            if options.incremental:
-                leases.append(claim_history(layout, attempt, detached=not wait))
-        with storage_step(f"recover earlier commits under {layout.root}"):
-            recovered = recover(layout.root, claims.live_attempts(layout.root))
-        run = Attempt(settings, layout, attempt, card, scorer, replace, tuple(leases), wait)
-        summary = run_attempt(run)
-    except BaseException as exc:
-        left = release_all(leases, layout.root)
-        if left and isinstance(exc, MnistBatchError):
-            raise type(exc)(f"{exc}; {left}") from exc  # one line still, the lease named
-        raise
-    if wait:
-        left = release_all(leases, layout.root)
-        if left:
-            print(f"mnist-batch: note: {left}", file=sys.stderr)
-    return {**summary, "recovered": {k: recovered[k] for k in ("completed", "rolled_back", "uncommitted")}}
-
-
-def claim_run(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
-    """The lease on the run id (a second live launch of it is refused)."""
-    what = f"run {layout.run_id} under {layout.root}"
-    return claims.claim(
-        layout.root, f"run={layout.run_id}", run_id=layout.run_id, attempt=attempt, detached=detached, what=what
-    )
-
-
-def claim_history(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
-    """The lease on the root's incremental history (one incremental run at a time)."""
-    what = f"the incremental history of {layout.root}"
-    return claims.claim(layout.root, "incremental", run_id=layout.run_id, attempt=attempt, detached=detached, what=what)
-
-
-def refuse_committed_run_id(run: Attempt) -> None:
-    """A committed run id is replaced only with ``--replace``."""
-    if run.layout.kind != "runs":
-        return
-    committed = [r.dt for r in committed_runs(run.layout.root) if r.run_id == run.layout.run_id]
-    if committed and not run.replace:
-        raise ScoringError(
-            f"run {run.layout.run_id} is already committed under {run.layout.root} (dt={committed[0]}); "
-            "pass --replace to replace it, or use another --run-id"
-        )
-
-
-def earlier_runs(run: Attempt) -> list[tuple[str, str]]:
-    """``(dt, run_id)`` of the committed runs whose files an incremental run skips (none otherwise)."""
-    if run.layout.kind != "runs" or not run.options.incremental:
-        return []
-    return [(r.dt, r.run_id) for r in committed_runs(run.layout.root) if r.run_id != run.layout.run_id]
-
-
-def launch_record(run: Attempt, earlier: list[tuple[str, str]]) -> LaunchRecord:
-    """What the launcher knows about ``run``, for its summary."""
-    config, layout = run.config, run.layout
-    not_digit = threshold_for(run.card.not_digit_check(), config.not_digit_threshold)
-    runs = None
-    if layout.kind == "runs":
-        incremental = {"enabled": run.options.incremental, "key": run.options.incremental_key}
-        runs = {
-            "root": layout.root,
-            "dt": layout.dt,
-            "run_path": layout.meta_dir,
-            "incremental": {**incremental, "earlier_runs": len(earlier)},
-        }
-    return LaunchRecord(
-        model=canonical(config.model),
-        model_id=run.card.model_id,
-        model_name=run.card.model_name,
-        class_names=list(run.card.class_names),
-        runtime=run.scorer.summary(),
-        run_id=layout.run_id,
-        runner=run.runner,
-        inputs=[canonical(i) for i in config.inputs],
-        output=layout.root,
-        layout=layout.kind,
-        review_threshold=config.review_threshold,
-        not_digit_threshold=not_digit[0],
-        not_digit_threshold_source=not_digit[1],
-        max_error_rate=config.max_error_rate,
-        expect_model_id=run.options.expect_model_id,
-        tables={t: layout.table_dir(t) for t in layout.tables},
-        summary_path=fs.join(layout.meta_dir, SUMMARY_FILE),
-        marker=layout.marker,
-        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        started_at_epoch=time.time(),
-        runs=runs,
-        model_reference=run.card.stored_reference(),
-    )
-
-
-def canonical(path: str) -> str:
-    """A local path (or ``file://`` URI) made an absolute path, so the summary means the same thing read
-    from any folder; remote URIs as given."""
-    return path if is_remote(path) else os.path.abspath(local_path(path))
+    """:func:`mnist_batch.scoring.attempt.launch_settings` with the Beam job (:func:`run_attempt`) as its
+    engine: checks, claims, recovery, then the job built and run; returns the committed summary."""
+    return attempt_launch(settings, run_attempt, card=card, wait=wait)
 
 
 def build_job(run: Attempt, record: LaunchRecord, earlier: list[tuple[str, str]]) -> beam.Pipeline:

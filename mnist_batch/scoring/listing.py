@@ -10,11 +10,19 @@ a folder that is the run's own ``--output``, or looks like an output of ``mnist-
 
 Non-regular files (FIFOs, devices, sockets, symlinks to them) are listed like files: the read
 step refuses them with an error row (``stage=read``), without opening them.
+
+Beam-free (the in-process engine lists with it too, :mod:`mnist_batch.inprocess`): a file is a
+:class:`ListedFile` (the fields of Beam's ``FileMetadata``), patterns are read with
+:func:`translate_pattern` (Beam's ``FileSystem.translate_pattern``, the same regular expressions:
+``tests/test_inprocess.py`` compares them). :func:`classify_listing` adds the extension filter, so
+the Beam step (:class:`~mnist_batch.scoring.matching.ListLocalFilesFn`) and the in-process job
+classify every entry by one function.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import errno
 import operator
 import os
@@ -23,8 +31,7 @@ import re
 import stat
 from collections.abc import Iterator, Sequence
 
-from apache_beam.io.filesystem import FileMetadata, FileSystem
-
+from mnist_batch.files import escape_path
 from mnist_batch.tables import LAYOUT_FILE, SUMMARY_FILE
 
 SKIP_DIRECTORY = "directory"
@@ -36,10 +43,77 @@ SKIP_VANISHED = "vanished while listing"
 UNREADABLE_FOLDER = "unreadable folder"
 UNREADABLE_LINK = "unreadable symlink"
 
+SKIP_EXTENSION = "not an image extension"
+
 GLOB_RE = re.compile(r"^[^[*?]*")
 
-Listed = FileMetadata | tuple[str, str]
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListedFile:
+    """A listed file: the fields of Beam's ``FileMetadata`` (what the read step and the keys use);
+    not a tuple, so that a skipped ``(path, reason)`` is told from it by ``isinstance(item, tuple)``."""
+
+    path: str
+    size_in_bytes: int
+    last_updated_in_seconds: float
+
+
+Listed = ListedFile | tuple[str, str]
 """What the listing yields: a file's metadata, or a skipped ``(path, reason)``."""
+
+
+def translate_pattern(pattern: str) -> str:
+    """A Beam glob -> a regular expression, as Beam's ``FileSystem.translate_pattern`` makes it
+    (``*`` within a folder, ``**`` across folders, ``?``, ``[...]``; fnmatch's rules otherwise)."""
+    i, n, res = 0, len(pattern), ""
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if i < n and pattern[i] == "*":
+                res, i = res + ".*", i + 1
+            else:
+                res += r"[^/\\]*"
+        elif c == "?":
+            res += "."
+        elif c == "[":
+            j = i
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                res += r"\["
+            else:
+                stuff = pattern[i:j].replace("\\", "\\\\")
+                i = j + 1
+                if stuff[0] == "!":
+                    stuff = "^" + stuff[1:]
+                elif stuff[0] == "^":
+                    stuff = "\\" + stuff
+                res = f"{res}[{stuff}]"
+        else:
+            res += re.escape(c)
+    return r"(?ms)" + res + r"\Z"
+
+
+def extension_of(path: str) -> str:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def skip_reason(path: str, extensions: frozenset[str], output_prefixes: tuple[str, ...] = ()) -> str | None:
+    """Why a listed ``path`` is not scored (None: an image file to score): a directory, a file
+    under one of ``output_prefixes`` (the run's own remote outputs), or another extension."""
+    if path.endswith("/") or path.endswith("\\"):
+        return SKIP_DIRECTORY
+    if output_prefixes and path.startswith(output_prefixes):
+        return SKIP_TOOL_OUTPUT
+    if extension_of(path) not in extensions:
+        return SKIP_EXTENSION
+    return None
 
 
 def scan_dir(path: str) -> list[os.DirEntry]:
@@ -135,7 +209,7 @@ def list_file(path: str) -> Iterator[Listed]:
     if isinstance(found, str):
         yield (path, found)
     else:
-        yield FileMetadata(path, found.st_size, found.st_mtime)
+        yield ListedFile(path, found.st_size, found.st_mtime)
 
 
 def literal_prefix(pattern: str) -> tuple[str, int]:
@@ -175,7 +249,7 @@ def could_hold_matches(components: Sequence[str], folders: Sequence[str]) -> boo
             return True  # "**" crosses any number of folders
         if depth >= len(components) - 1:
             return False  # deeper than any file the pattern names
-        if not re.match(FileSystem.translate_pattern(components[depth]), name):
+        if not re.match(translate_pattern(components[depth]), name):
             return False
     return True
 
@@ -189,7 +263,7 @@ def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Ite
       own_outputs: ``(st_dev, st_ino)`` of the run's own output folders (:func:`folder_id`).
 
     Yields:
-      ``FileMetadata`` of each matching file (regular or not), and ``(path, reason)`` for each
+      :class:`ListedFile` of each matching file (regular or not), and ``(path, reason)`` for each
       matching broken symlink, symlink loop, symlink to a folder, unreadable folder, folder of
       this tool's outputs (``path`` ending in ``/``).
     """
@@ -197,7 +271,7 @@ def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Ite
         yield from list_file(pattern)
         return
     root, components = pattern_root(pattern)
-    matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    matches = re.compile(translate_pattern(pattern)).match
     root_id = folder_id(root)
     if root_id is None:
         return
@@ -228,5 +302,21 @@ def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Ite
             if not matches(path):
                 continue
             found = classify_entry(path, entry)
-            yield (path, found) if isinstance(found, str) else FileMetadata(path, found.st_size, found.st_mtime)
+            yield (path, found) if isinstance(found, str) else ListedFile(path, found.st_size, found.st_mtime)
         stack.extend(reversed(subfolders))
+
+
+def classify_listing(
+    pattern: str, extensions: frozenset[str], own_outputs: Sequence[tuple[int, int]] = ()
+) -> Iterator[ListedFile | tuple[str, str]]:
+    """:func:`list_local` with the extension filter: each image file to score as a :class:`ListedFile`,
+    every other entry as a skipped ``(path, reason)``; a name that is not UTF-8 escaped
+    (:func:`~mnist_batch.files.escape_path`). What the Beam step and the in-process job both list with.
+    """
+    for item in list_local(pattern, own_outputs):
+        if isinstance(item, tuple):
+            yield (escape_path(item[0]), item[1])
+            continue
+        path = escape_path(item.path)
+        reason = skip_reason(path, extensions)
+        yield ListedFile(path, item.size_in_bytes, item.last_updated_in_seconds) if reason is None else (path, reason)

@@ -19,37 +19,26 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from mnist_batch.files import escape_path, is_remote, local_path
+from mnist_batch.files import is_remote, local_path
 from mnist_batch.runstore.beam_s3 import bound_beam_client
 from mnist_batch.runstore.errors import storage_step
 from mnist_batch.runstore.storage import storage_for
 from mnist_batch.scoring.counters import counter
 from mnist_batch.scoring.errors import ScoringError
-from mnist_batch.scoring.listing import SKIP_DIRECTORY, SKIP_TOOL_OUTPUT, folder_id, list_local
+from mnist_batch.scoring.listing import (  # noqa: F401 -- extension_of, skip_reason: re-exported
+    SKIP_EXTENSION,
+    ListedFile,
+    classify_listing,
+    extension_of,
+    folder_id,
+    skip_reason,
+)
 from mnist_batch.scoring.read import folder_prefix
 from mnist_batch.scoring.runners import runs_in_one_process
 from mnist_batch.scoring.storage_fn import StorageDoFn, storage_settings
 
 SKIPPED_TAG = "skipped"
 """Output tag of ``(path, reason)`` for every matched entry that is not scored."""
-SKIP_EXTENSION = "not an image extension"
-
-
-def extension_of(path: str) -> str:
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
-
-
-def skip_reason(path: str, extensions: frozenset[str], output_prefixes: tuple[str, ...] = ()) -> str | None:
-    """Why a listed ``path`` is not scored (None: an image file to score): a directory, a file
-    under one of ``output_prefixes`` (the run's own remote outputs), or another extension."""
-    if path.endswith("/") or path.endswith("\\"):
-        return SKIP_DIRECTORY
-    if output_prefixes and path.startswith(output_prefixes):
-        return SKIP_TOOL_OUTPUT
-    if extension_of(path) not in extensions:
-        return SKIP_EXTENSION
-    return None
 
 
 class ClassifyMatchFn(beam.DoFn):
@@ -98,20 +87,15 @@ class ListLocalFilesFn(beam.DoFn):
         # counted here, added to the counters once per pattern (a counter's inc costs ~1 µs)
         listed = matched = skipped = 0
         try:
-            for item in list_local(pattern, own):  # a name that is not UTF-8 travels escaped (files.escape_path)
-                if isinstance(item, tuple):
-                    skipped += 1
-                    yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (escape_path(item[0]), item[1]))
-                    continue
-                listed += 1
-                path = escape_path(item.path)
-                reason = skip_reason(path, self._extensions)
-                if reason is None:
+            for item in classify_listing(pattern, self._extensions, own):  # names not UTF-8: escaped
+                if isinstance(item, ListedFile):
+                    listed += 1
                     matched += 1
-                    yield fileio.ReadableFile(FileMetadata(path, item.size_in_bytes, item.last_updated_in_seconds))
+                    yield fileio.ReadableFile(FileMetadata(item.path, item.size_in_bytes, item.last_updated_in_seconds))
                 else:
+                    listed += item[1] == SKIP_EXTENSION  # a file of another extension was listed too
                     skipped += 1
-                    yield beam.pvalue.TaggedOutput(SKIPPED_TAG, (path, reason))
+                    yield beam.pvalue.TaggedOutput(SKIPPED_TAG, item)
         finally:
             self._listed.inc(listed)
             self._matched.inc(matched)

@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import difflib
 import functools
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,19 @@ from mnist_batch.config import (
 from mnist_batch.constants import AUTO_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.models.runtimes import RUNTIME_HELP
+from mnist_batch.scoring.runners import DEFAULT_RUNNER
 from mnist_batch.tables import INCREMENTAL_KEYS, LAYOUTS
+
+AUTO_ENGINE = "auto"
+ENGINES = (AUTO_ENGINE, "beam", "inprocess")
+"""``--engine`` values: ``beam`` (the Beam job), ``inprocess`` (the same job in this process, without
+Beam: small local runs), ``auto`` (in-process where it applies, :mod:`mnist_batch.inprocess.engine`)."""
+ENGINE_ENV = "MNIST_BATCH_ENGINE"
+"""The default of ``--engine`` (e.g. ``beam`` to run every launch of a session on Beam)."""
+INPROCESS_MAX_FILES_ENV = "MNIST_BATCH_INPROCESS_MAX_FILES"
+"""The most image files ``--engine auto`` runs in process (more: Beam)."""
+DEFAULT_INPROCESS_MAX_FILES = 50_000
+"""Measured: docs/benchmarks.md, "Start-up (issue 36)"."""
 
 RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 RUNS_ONLY = ("incremental", "run_date", "replace")
@@ -94,31 +107,44 @@ class ScoreSettings:
     config: ScoreConfig
     run: RunOptions = dataclasses.field(default_factory=lambda: RunOptions())
     beam_args: tuple[str, ...] = ()
-    pipeline_options: Any = dataclasses.field(default=None, compare=False, repr=False)
-    """Beam's ``PipelineOptions`` of :attr:`beam_args`, built once per launch (the checks, the
-    stores and the job all read this one object)."""
+    engine: str = AUTO_ENGINE
+    """``--engine``: ``auto``, ``beam`` or ``inprocess`` (:func:`mnist_batch.inprocess.engine.choose_engine`)."""
+    engine_reason: str = ""
+    """Why the engine that runs the job was chosen (said in the summary), once it is."""
 
     def __post_init__(self) -> None:
-        if self.pipeline_options is None:
-            from apache_beam.options.pipeline_options import PipelineOptions
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
-            object.__setattr__(self, "pipeline_options", PipelineOptions(list(self.beam_args)))
+    @functools.cached_property
+    def pipeline_options(self) -> Any:
+        """Beam's ``PipelineOptions`` of :attr:`beam_args`, built once per launch, when first asked
+        (the checks, the stores and the job all read this one object); a launch that runs without
+        Beam (the in-process engine) never builds them, so never imports Beam."""
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        return PipelineOptions(list(self.beam_args))
 
     @classmethod
-    def of(cls, config: ScoreConfig, run: RunOptions | None = None, beam_args: Sequence[str] = ()) -> ScoreSettings:
-        """The one way every front door makes its settings: Beam's options built and the runner named
-        once, and what depends on them decided here, never rewritten later: the run id (a fresh one
-        when none was given) and the progress line (on for the runners that run on this machine)."""
+    def of(
+        cls, config: ScoreConfig, run: RunOptions | None = None, beam_args: Sequence[str] = (), engine: str = "auto"
+    ) -> ScoreSettings:
+        """The one way every front door makes its settings: the runner named once, and what depends
+        on it decided here, never rewritten later: the run id (a fresh one when none was given) and
+        the progress line (on for the runners that run on this machine)."""
         from mnist_batch.runstore.run_ids import default_run_id
         from mnist_batch.scoring.runners import LOCAL_RUNNERS
 
-        draft = cls(config, run or RunOptions(), tuple(beam_args))
+        draft = cls(config, run or RunOptions(), tuple(beam_args), engine)
         decided = dataclasses.replace(
             config,
             run_id=config.run_id or default_run_id(),
             progress=config.progress or draft.runner in LOCAL_RUNNERS,
         )
-        return cls(decided, draft.run, draft.beam_args, draft.pipeline_options)
+        settings = cls(decided, draft.run, draft.beam_args, engine)
+        if "pipeline_options" in draft.__dict__:  # built to name the runner: kept, one object per launch
+            settings.__dict__["pipeline_options"] = draft.pipeline_options
+        return settings
 
     @functools.cached_property
     def workers_see_this_disk(self) -> bool:
@@ -129,7 +155,10 @@ class ScoreSettings:
 
     @functools.cached_property
     def runner(self) -> str:
-        """The runner's name (``DirectRunner`` when none is given): decided once, asked everywhere."""
+        """The runner's name (``DirectRunner`` when none is given): decided once, asked everywhere.
+        With no Beam options at all, ``DirectRunner`` without building Beam's options (no Beam import)."""
+        if not self.beam_args:
+            return DEFAULT_RUNNER
         from mnist_batch.scoring.runners import runner_name
 
         return runner_name(self.pipeline_options)
@@ -141,7 +170,10 @@ def parse(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> ScoreSetti
     Raises:
       MnistBatchError: a bad value or combination, or an option neither this command nor Beam knows.
     """
-    settings = ScoreSettings.of(config_from_args(args), run_options_from_args(args), beam_args)
+    engine = getattr(args, "engine", AUTO_ENGINE)
+    if engine not in ENGINES:  # from $MNIST_BATCH_ENGINE, which argparse does not check
+        raise MnistBatchError(f"score: {ENGINE_ENV}={engine!r}: the engine must be one of {', '.join(ENGINES)}")
+    settings = ScoreSettings.of(config_from_args(args), run_options_from_args(args), beam_args, engine)
     for flag in check_beam_args(beam_args, settings.pipeline_options if beam_args else None):
         print(
             f"mnist-batch score: note: {flag} goes to the job server unchecked (not an option of Beam's Python SDK)",
@@ -212,6 +244,14 @@ def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
     )
     add("--overwrite", action="store_true", help="replace an earlier run's outputs in --output")
     add("--runtime", choices=RUNTIME_CHOICES, default=AUTO_RUNTIME, help=RUNTIME_HELP)
+    add(
+        "--engine",
+        choices=ENGINES,
+        default=os.environ.get(ENGINE_ENV, AUTO_ENGINE),
+        help="beam: the Beam job on --runner; inprocess: the same job in this process without Beam (local "
+        "files, no Beam options, flat layout); auto: inprocess for at most $MNIST_BATCH_INPROCESS_MAX_FILES "
+        f"image files (default {DEFAULT_INPROCESS_MAX_FILES:,}) where it applies, else beam (env {ENGINE_ENV})",
+    )
     actions.extend(add_production_arguments(p))
     return actions
 

@@ -155,7 +155,7 @@ def check_places_reach_workers(runner: str, places: Sequence[tuple[str, str]]) -
 
 def check_environment(
     output: str,
-    runner: str,
+    runner: str | None,
     places: Sequence[tuple[str, str]] = (),
     *,
     workers_elsewhere: bool = False,
@@ -166,7 +166,8 @@ def check_environment(
 
     Args:
       output: ``--output``.
-      runner: the runner's name (``ScoreSettings.runner``).
+      runner: the runner's name (``ScoreSettings.runner``); None for a job run without Beam (the
+        in-process engine), whose runner is not checked.
       places: the other places the run reads (``("--model", uri)``, ``("--input", uri)`` ...), whose
         buckets are checked.
       workers_elsewhere: the job's workers cannot read this machine's disk
@@ -177,7 +178,8 @@ def check_environment(
     Raises:
       ScoringError: the first check that fails, as one line.
     """
-    check_runner(runner)
+    if runner is not None:
+        check_runner(runner)
     if workers_elsewhere:
         from mnist_batch.scoring.read import expand_inputs  # an @LIST is read here, its entries checked
 

@@ -25,9 +25,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from apache_beam.io.filesystem import BeamIOError
-from apache_beam.io.filesystems import FileSystems
-
 from mnist_batch.files import is_remote, local_path
 from mnist_batch.runstore import fs
 from mnist_batch.runstore.errors import describe, root_cause
@@ -134,6 +131,9 @@ def check_patterns_match(patterns: Sequence[str]) -> None:
             if not found:
                 raise ScoringError(f"--input: {pattern} matches no files")
             continue
+        from apache_beam.io.filesystem import BeamIOError  # a remote glob: Beam's filesystems (Beam-free otherwise)
+        from apache_beam.io.filesystems import FileSystems
+
         try:
             result = FileSystems.match([pattern], limits=[1])[0]
         except BeamIOError as exc:

@@ -1,0 +1,127 @@
+"""``--engine``: which engine runs a scoring launch, the Beam job or the in-process job, and why.
+
+``auto`` (the default) runs a launch in process when it needs nothing only Beam gives and is small:
+
+* no Beam option at all (so the runner is the default DirectRunner, in memory, on this machine);
+* every place on this machine's disk: ``--model``, ``--input`` (and the entries of an ``@LIST``),
+  ``--output``, ``--labels-csv`` (not ``s3://`` or another Beam filesystem);
+* the flat layout (``--layout runs``: manifest rows, the incremental history: the Beam job);
+* at most ``$MNIST_BATCH_INPROCESS_MAX_FILES`` image files
+  (:data:`~mnist_batch.scoring.options.DEFAULT_INPROCESS_MAX_FILES`), counted by the same listing,
+  which stops one file past the limit.
+
+Anything else runs on Beam, the reason said in the summary. ``--engine inprocess`` refuses a launch
+that needs Beam (one line, exit 2), never running it differently; ``--engine beam`` always runs Beam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from mnist_batch.files import is_remote, local_path
+from mnist_batch.scoring.errors import ScoringError
+from mnist_batch.scoring.listing import ListedFile, classify_listing, folder_id
+from mnist_batch.scoring.options import DEFAULT_INPROCESS_MAX_FILES, INPROCESS_MAX_FILES_ENV, ScoreSettings
+from mnist_batch.scoring.read import expand_inputs
+
+BEAM = "beam"
+INPROCESS = "inprocess"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineChoice:
+    """The engine that runs a launch (``beam`` or ``inprocess``) and why, in a few words."""
+
+    engine: str
+    reason: str
+
+
+def max_files() -> int:
+    """The most image files ``--engine auto`` runs in process (``$MNIST_BATCH_INPROCESS_MAX_FILES``)."""
+    value = os.environ.get(INPROCESS_MAX_FILES_ENV, "")
+    try:
+        return int(value) if value.strip() else DEFAULT_INPROCESS_MAX_FILES
+    except ValueError as exc:
+        raise ScoringError(f"{INPROCESS_MAX_FILES_ENV}={value!r}: not a whole number of files") from exc
+
+
+def needs_beam(settings: ScoreSettings) -> str | None:
+    """Why only the Beam job can run ``settings`` (None: the in-process job can)."""
+    if settings.beam_args:
+        return f"Beam options given ({' '.join(settings.beam_args)[:80]})"
+    if settings.run.layout != "flat":
+        return f"--layout {settings.run.layout} (the in-process engine writes the flat layout)"
+    config = settings.config
+    places = [("--model", config.model), ("--output", config.output), ("--labels-csv", config.labels_csv)]
+    places += [("--input", spec) for spec in config.inputs]
+    for flag, place in places:
+        if place and is_remote(place.removeprefix("@")):
+            return f"{flag} {place} is not on this machine's disk"
+    return None
+
+
+def local_patterns(settings: ScoreSettings) -> list[str]:
+    """The match patterns of ``--input`` (an ``@LIST`` read), each on this machine's disk.
+
+    Raises:
+      ScoringError: an ``@LIST`` that cannot be read, or that names a remote place.
+    """
+    patterns = expand_inputs(settings.config.inputs)
+    remote = [p for p in patterns if is_remote(p)]
+    if remote:
+        raise ScoringError(f"--input {remote[0]} is not on this machine's disk")
+    return patterns
+
+
+def count_images(settings: ScoreSettings, limit: int) -> int:
+    """The image files the job would score, counted by its listing, up to ``limit + 1`` (then it stops).
+
+    Raises:
+      ScoringError: an ``@LIST`` that cannot be read, or that names a remote place.
+    """
+    config = settings.config
+    patterns = local_patterns(settings)
+    own = [i for i in [folder_id(os.path.abspath(local_path(config.output)))] if i is not None]
+    extensions = frozenset(e.lower() for e in config.extensions)
+    seen: set[str] = set()
+    for pattern in patterns:
+        for item in classify_listing(pattern, extensions, own):
+            if isinstance(item, ListedFile):
+                seen.add(item.path)
+                if len(seen) > limit:
+                    return len(seen)
+    return len(seen)
+
+
+def choose_engine(settings: ScoreSettings) -> EngineChoice:
+    """Which engine runs ``settings`` (``settings.engine``: ``auto``, ``beam`` or ``inprocess``).
+
+    Raises:
+      ScoringError: ``--engine inprocess`` for a launch only Beam can run (one line, naming why).
+    """
+    if settings.engine == BEAM:
+        return EngineChoice(BEAM, "--engine beam")
+    reason = needs_beam(settings)
+    if reason is None and settings.engine == "auto":
+        limit = max_files()
+        try:
+            count = count_images(settings, limit)
+        except ScoringError as exc:
+            reason = str(exc)
+        else:
+            if count > limit:
+                reason = f"more than {limit:,} image files (${INPROCESS_MAX_FILES_ENV})"
+            else:
+                return EngineChoice(INPROCESS, f"{count:,} image files, at most {limit:,}")
+    if settings.engine == INPROCESS:
+        if reason is None:
+            try:
+                local_patterns(settings)  # an @LIST naming a bucket: Beam's
+            except ScoringError as exc:
+                if "not on this machine's disk" in str(exc):
+                    reason = str(exc)  # (a list that cannot be read: the job says so, as the Beam job does)
+        if reason is not None:
+            raise ScoringError(f"--engine inprocess cannot run this launch: {reason}; use --engine beam or auto")
+        return EngineChoice(INPROCESS, "--engine inprocess")
+    return EngineChoice(BEAM, reason)

@@ -1,0 +1,326 @@
+"""The scoring job in this process, without Beam: the Beam job's steps called one after the other.
+
+:func:`start` is the in-process twin of :func:`mnist_batch.scoring.launch.start`: the same environment
+checks (but the runner's), then the shared launch sequence
+(:func:`~mnist_batch.scoring.attempt.launch_settings`) with :func:`run_job` as the engine. The job:
+
+1. the inputs expanded and checked, the labels CSV read (what ``build_pipeline`` does before any step);
+2. each pattern listed by :func:`~mnist_batch.scoring.listing.classify_listing` (skipped entries
+   counted by reason; a path met by two patterns scored once, as ``DropDuplicatePaths``);
+3. files in groups of ``--max-batch-size``: read + decode + preprocess
+   (:func:`~mnist_batch.scoring.decode_pool.decode_group`; from the second group on in the decode
+   helper process while the model runs, :class:`~mnist_batch.scoring.decode_pool.DecodePool`), one model call per group
+   (:class:`~mnist_batch.models.Predictor`, loaded from the checked bytes), rows by
+   :func:`~mnist_batch.scoring.aggregate.predictions_table` and the error rows by
+   :func:`~mnist_batch.scoring.aggregate.failure_row` (a group whose model call fails: one
+   ``inference`` error row per file, as RunInference's dead letters);
+4. each table through a :class:`~mnist_batch.runstore.shards.ShardBuffer` into the attempt's staging;
+5. the statistics by the combiners' own methods, then
+   :func:`~mnist_batch.scoring.attempt.commit_attempt`, the commit the Beam job makes in its last step.
+
+A failure after the leases were taken commits nothing: the staging is deleted and the error is one
+line (:class:`~mnist_batch.scoring.attempt.RunFailedError`), as a failed Beam job's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from mnist_batch.constants import COL_STAGE
+from mnist_batch.files import local_path
+from mnist_batch.models import Predictor
+from mnist_batch.models.errors import ModelError
+from mnist_batch.runstore import fs
+from mnist_batch.runstore.commit import read_marker
+from mnist_batch.runstore.errors import before_commit, storage_step
+from mnist_batch.runstore.shards import ShardBuffer
+from mnist_batch.scoring.aggregate import (
+    CountBy,
+    ImageKey,
+    PredictionStats,
+    assemble_stats,
+    confusion_rows,
+    error_row,
+    failure_row,
+    per_class_rows,
+    predictions_table,
+    stamped,
+)
+from mnist_batch.scoring.attempt import (
+    Attempt,
+    LaunchRecord,
+    RunFailedError,
+    commit_attempt,
+    launch_record,
+    launch_settings,
+    refuse_committed_run_id,
+)
+from mnist_batch.scoring.decode_pool import DecodedGroup, DecodePool, decode_group, helper_count
+from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
+from mnist_batch.scoring.listing import ListedFile, classify_listing, folder_id
+from mnist_batch.scoring.options import ScoreSettings
+from mnist_batch.scoring.preflight import check_environment
+from mnist_batch.scoring.progress import ProgressLine
+from mnist_batch.scoring.read import check_patterns_match, expand_inputs
+from mnist_batch.scoring.summary import failure_line
+from mnist_batch.scoring.teardown import abandon
+from mnist_batch.tables import PIPELINE_TABLES, RUN_TABLES
+from mnist_batch.trust import threshold_for
+
+ENGINE = "inprocess"
+
+
+def skip_pandas_probe() -> None:
+    """Spares this process pyarrow's probe for pandas (0.1-0.25 s here: a quarter of a small run).
+
+    pyarrow's first ``pa.array`` imports pandas only to tell pandas objects from others; the job
+    builds its columns from numpy arrays and lists. With ``pandas`` unimportable for that first
+    call, pyarrow records "no pandas" for its probes; what needs pandas itself (``to_pandas``)
+    still imports it then (pyarrow retries the import whenever pandas is asked for). Nothing is
+    done when pandas is imported already. For the CLI's process (a program's own process keeps
+    pyarrow's usual behaviour: :func:`start` does not call this).
+    """
+    if "pandas" in sys.modules:
+        return
+    sys.meta_path.insert(0, _NoPandas)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(_NoPandas)
+
+
+class _NoPandas:
+    """A finder that refuses ``pandas`` (its submodules are never reached): for :func:`skip_pandas_probe`."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "pandas":
+            raise ImportError("pandas is not needed by pyarrow's probe in this process")
+        return None
+
+
+def start(settings: ScoreSettings) -> dict[str, Any]:
+    """Runs ``settings`` in this process: the environment checked (output writable, no runner to
+    check), then :func:`~mnist_batch.scoring.attempt.launch_settings` with :func:`run_job`; returns the
+    committed summary. Raises what :func:`mnist_batch.scoring.launch.start` raises for the same launch."""
+    config = settings.config
+    places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
+    check_environment(config.output, None, places, labels_csv=config.labels_csv)
+    return launch_settings(settings, run_job, wait=True)
+
+
+@dataclasses.dataclass
+class Tally:
+    """What the job counted: the combiners' accumulators and the matched files."""
+
+    predictions: PredictionStats
+    prediction_acc: list[Any]
+    outcomes: CountBy
+    outcome_acc: Any
+    matched: int = 0
+
+    @classmethod
+    def new(cls, num_classes: int) -> Tally:
+        predictions, outcomes = PredictionStats(num_classes), CountBy()
+        return cls(predictions, predictions.create_accumulator(), outcomes, outcomes.create_accumulator())
+
+    def count(self, kind: str, what: str, n: int = 1) -> None:
+        """An error (``kind="errors"``, its stage) or a skipped entry (``"skipped"``, its reason)."""
+        self.outcome_acc = self.outcomes.add_input(self.outcome_acc, ((kind, what), n))
+
+    def stats(self) -> dict[str, Any]:
+        """The run's statistics, as the Beam job's ``AssembleStats`` makes them."""
+        return assemble_stats(
+            self.predictions.extract_output(self.prediction_acc),
+            self.matched,
+            self.outcomes.extract_output(self.outcome_acc),
+        )
+
+
+class Scorer:
+    """Groups of files -> predictions chunks and error rows into the tables' buffers, counted in a :class:`Tally`."""
+
+    def __init__(self, run: Attempt, labels: LabelLookup, sinks: dict[str, ShardBuffer], tally: Tally) -> None:
+        config, card = run.config, run.card
+        self._run_id, self._model_id = run.layout.run_id, card.model_id
+        self._max_bytes, self._max_pixels = config.max_file_bytes, config.max_pixels
+        self._labels, self._sinks, self._tally = labels, sinks, tally
+        self._predictor = Predictor.load(run.scorer.uri, run.scorer.model_id, runtime=run.scorer.runtime)
+        self._fields = {
+            "class_names": tuple(card.class_names),
+            "model_id": card.model_id,
+            "run_id": self._run_id,
+            "review_threshold": float(config.review_threshold),
+            "scored_at": datetime.datetime.now(datetime.UTC),
+            "not_digit_threshold": threshold_for(card.not_digit_check(), config.not_digit_threshold)[0],
+        }
+        self._progress = ProgressLine() if config.progress else None
+        self._helpers, self._groups, self._pool = helper_count(), 0, None
+
+    def error(self, row: dict[str, Any]) -> None:
+        self._sinks["errors"].add(stamped(row, self._run_id, self._model_id))
+        self._tally.count("errors", row[COL_STAGE])
+
+    def submit(self, paths: Sequence[str]) -> None:
+        """One group of files to read + decode + preprocess, then score (:meth:`take`).
+
+        From the second group on, with a decode helper (2+ cores, :func:`~mnist_batch.scoring.decode_pool.helper_count`),
+        groups are decoded in a helper process while this one runs the model on the group before, as the
+        Beam job's decode step does on the single-process runner.
+        """
+        self._groups += 1
+        if self._helpers and self._groups >= 2 and self._pool is None:
+            self._pool = DecodePool(self._max_bytes, self._max_pixels)
+        sources = [(local_path(p), None) for p in paths]
+        if self._pool is None:
+            self.take(paths, decode_group(sources, self._max_bytes, self._max_pixels))
+            return
+        self._pool.submit(sources, list(paths))
+        for done, group in self._pool.ready():
+            self.take(done, group)
+
+    def finish(self) -> None:
+        """Scores the groups still in the helper, and stops it."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                done = pool.drain()
+            finally:
+                pool.close()  # waited for, so its CPU time is the run's
+            for paths, group in done:
+                self.take(paths, group)
+
+    def close(self) -> None:
+        """Stops the helper (a run that failed)."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def take(self, paths: Sequence[str], group: DecodedGroup) -> None:
+        """A decoded group: its files' error rows, then one model call for those that decoded.
+
+        Shapes: the decoded group is uint8 [N, 28, 28]; the model returns float32 [N, C] (or [N, C+1]
+        with the not-digit output); each becomes one predictions chunk of N rows.
+        """
+        for index, stage, error_type, message in group.failed:
+            self.error(failure_row(paths[index], stage, error_type, message, self._run_id))
+        if self._progress is not None:
+            self._progress.add(len(paths))
+        if not group.ok:
+            return
+        keys = [ImageKey(paths[i], self._labels(paths[i]), bool(b)) for i, b in zip(group.ok, group.blank, strict=True)]
+        try:
+            probabilities = np.asarray(self._predictor(group.pixels), np.float32).reshape(len(keys), -1)
+        except ModelError:
+            raise  # the model itself (changed, damaged): the run fails, as on a Beam worker
+        except Exception as exc:  # noqa: BLE001 -- a failed call is each file's dead letter, as RunInference's
+            for key in keys:
+                self.error(error_row(key.path, "inference", exc, self._run_id))
+            return
+        table = predictions_table(
+            keys, probabilities, runtime_model_id=[self._predictor.model_id] * len(keys), **self._fields
+        )
+        self._sinks["predictions"].add(table)
+        self._tally.prediction_acc = self._tally.predictions.add_input(self._tally.prediction_acc, table)
+
+
+def listed_files(patterns: Sequence[str], run: Attempt, tally: Tally) -> Iterator[str]:
+    """Every image file the patterns match, once (skipped entries counted in ``tally``), as the Beam
+    job's ``MatchImageFiles`` lists them on the in-memory runner."""
+    config = run.config
+    own = [i for i in [folder_id(os.path.abspath(local_path(config.output)))] if i is not None]
+    extensions = frozenset(e.lower() for e in config.extensions)
+    seen: set[str] | None = set() if len(patterns) > 1 else None
+    for pattern in patterns:
+        for item in classify_listing(pattern, extensions, own):
+            if not isinstance(item, ListedFile):
+                tally.count("skipped", item[1])
+            elif seen is None or item.path not in seen:
+                if seen is not None:
+                    seen.add(item.path)
+                tally.matched += 1
+                yield item.path
+
+
+def score_files(run: Attempt, patterns: Sequence[str], labels: LabelLookup, staging: str) -> tuple[dict, dict]:
+    """The job's steps up to the commit: ``(stats, {table: [(shard path, rows)]})``."""
+    tables = [t for t in run.layout.tables if t in PIPELINE_TABLES]
+    sinks = {t: ShardBuffer(fs.join(staging, t), RUN_TABLES[t]) for t in tables}
+    tally = Tally.new(len(run.card.class_names))
+    scorer = Scorer(run, labels, sinks, tally)
+    try:
+        group: list[str] = []
+        for path in listed_files(patterns, run, tally):
+            group.append(path)
+            if len(group) >= run.config.max_batch_size:
+                scorer.submit(group)
+                group = []
+        if group:
+            scorer.submit(group)
+        scorer.finish()
+    finally:
+        scorer.close()
+    stats = tally.stats()
+    matrix, names = np.asarray(stats["confusion_matrix"]), run.card.class_names
+    for name, rows in (("confusion", confusion_rows(matrix, names)), ("per_class", per_class_rows(matrix, names))):
+        for row in rows:
+            sinks[name].add(stamped(row, run.layout.run_id, run.card.model_id))
+    shards = {t: [written] if (written := sinks[t].close()) is not None else [] for t in tables}
+    return stats, shards
+
+
+def run_job(run: Attempt) -> dict[str, Any]:
+    """The engine of :func:`~mnist_batch.scoring.attempt.launch_settings`: the job of ``run``, committed;
+    its committed summary (``summary.json``'s content)."""
+    layout, config = run.layout, run.config
+    with storage_step(f"read the committed runs under {layout.root}"):
+        refuse_committed_run_id(run)
+    record: LaunchRecord = launch_record(run, [], engine=ENGINE)
+    if config.labels_csv:  # what build_pipeline checks before any step, in the same order
+        labels = LabelLookup(run.card.class_names, read_labels_csv(config.labels_csv, run.card.class_names))
+    else:
+        labels = LabelLookup(run.card.class_names)
+    patterns = expand_inputs(config.inputs)
+    check_patterns_match(patterns)
+    try:
+        stats, shards = score_files(run, patterns, labels, layout.staging_dir(run.attempt))
+        commit_attempt(
+            layout,
+            run.attempt,
+            shards,
+            stats,
+            record.as_dict(),
+            max_error_rate=config.max_error_rate,
+            replace=run.replace,
+            held_leases=[lease.uri for lease in run.leases],
+            fences=[lease.fence for lease in run.leases],
+        )
+    except ModelError:
+        abandon(layout, run.attempt)
+        raise  # one line, as the Beam launcher says a worker's model error (worker_errors)
+    except Exception as exc:
+        outcome = abandon(layout, run.attempt, before_commit=before_commit(exc))
+        raise RunFailedError(f"run {layout.run_id} failed{outcome}: {failure_line(exc)}") from exc
+    return {**read_marker(layout.marker), "metrics": metrics_of(stats)}
+
+
+def metrics_of(stats: dict[str, Any]) -> dict[str, int]:
+    """The Beam job's main counters, from the statistics (``summary["metrics"]``)."""
+    counts = stats["counts"]
+    metrics = {
+        "files_matched": counts["matched"],
+        "files_skipped": counts["skipped"],
+        "images_decoded": counts["matched"] - sum(n for s, n in stats["errors_by_stage"].items() if s != "inference"),
+        "scored": counts["scored"],
+        "low_confidence": counts["low_confidence"],
+        "blank": counts["blank"],
+    }
+    metrics.update({f"{stage}_errors": n for stage, n in stats["errors_by_stage"].items()})
+    return metrics
