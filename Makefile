@@ -56,7 +56,7 @@ demo: $(STAMP)
 	@echo "  fast CPU runtime (LiteRT):    $(OUT)/models/cnn.tflite (scoring's default; agreement with Keras in the card)"
 	@echo "  training run (curves, log):   $(OUT)/run/learning_curve.png, $(OUT)/run/history.csv"
 	@echo "  held-out test split as PNGs:  $(OUT)/test_images/<label>/<index>.png"
-	@echo "  Beam scoring outputs:         $(OUT)/scored/{predictions,errors,confusion,per_class}/ (Parquet), $(OUT)/scored/summary.json"
+	@echo "  scoring outputs:              $(OUT)/scored/{predictions,errors,confusion,per_class}/ (Parquet), $(OUT)/scored/summary.json"
 	@echo "  report:                       $(OUT)/scored/report.html (+ PNG plots beside it)"
 	@echo "  trust report (not a digit):   $(OUT)/trust/trust.md, $(OUT)/trust/trust.png"
 	@echo
