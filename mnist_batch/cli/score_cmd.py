@@ -139,7 +139,7 @@ def execute(args: argparse.Namespace, settings: ScoreSettings, *, wait: bool = T
         from mnist_batch.inprocess.job import start as start_inprocess
 
         skip_pandas_probe()  # the CLI's own process: pyarrow need not import pandas (0.1-0.25 s)
-        return start_inprocess(settings)
+        return start_inprocess(settings, choice.listing)  # the files auto listed to count them, not listed again
     with slow_step(args, "loading Beam (1-2 s; TensorFlow too with --runtime keras) ..."):
         from mnist_batch.scoring.launch import start
         from mnist_batch.scoring.worker_errors import worker_model_errors

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator, Sequence
 
+from mnist_batch.config import ScoreConfig
 from mnist_batch.files import is_remote, local_path
 from mnist_batch.scoring.errors import ScoringError
-from mnist_batch.scoring.listing import ListedFile, classify_listing, folder_id
+from mnist_batch.scoring.listing import Listed, ListedFile, classify_listing, folder_id
 from mnist_batch.scoring.options import DEFAULT_INPROCESS_MAX_FILES, INPROCESS_MAX_FILES_ENV, ScoreSettings
 from mnist_batch.scoring.read import expand_inputs
 
@@ -35,6 +37,8 @@ class EngineChoice:
 
     engine: str
     reason: str
+    listing: tuple[Listed, ...] | None = dataclasses.field(default=None, compare=False, repr=False)
+    """What ``auto`` listed to count the files (in process only): the job scores these, not a second listing."""
 
 
 def max_files() -> int:
@@ -74,24 +78,48 @@ def local_patterns(settings: ScoreSettings) -> list[str]:
     return patterns
 
 
-def count_images(settings: ScoreSettings, limit: int) -> int:
-    """The image files the job would score, counted by its listing, up to ``limit + 1`` (then it stops).
-
-    Raises:
-      ScoringError: an ``@LIST`` that cannot be read, or that names a remote place.
-    """
-    config = settings.config
-    patterns = local_patterns(settings)
+def list_inputs(patterns: Sequence[str], config: ScoreConfig) -> Iterator[Listed]:
+    """Every entry the patterns list on this disk, as the Beam job's ``MatchImageFiles`` lists them on
+    the in-memory runner: each image file once (a path two patterns meet: once, as
+    ``DropDuplicatePaths``), every other entry a skipped ``(path, reason)``; the output folder's own
+    files skipped as the tool's."""
     own = [i for i in [folder_id(os.path.abspath(local_path(config.output)))] if i is not None]
     extensions = frozenset(e.lower() for e in config.extensions)
     seen: set[str] = set()
     for pattern in patterns:
         for item in classify_listing(pattern, extensions, own):
             if isinstance(item, ListedFile):
+                if item.path in seen:
+                    continue
                 seen.add(item.path)
-                if len(seen) > limit:
-                    return len(seen)
-    return len(seen)
+            yield item
+
+
+def listing_up_to(settings: ScoreSettings, limit: int) -> tuple[int, tuple[Listed, ...] | None]:
+    """The image files the job would score, counted by its listing up to ``limit + 1`` (then it
+    stops), and the listing itself when it held at most ``limit`` (else None).
+
+    Raises:
+      ScoringError: an ``@LIST`` that cannot be read, or that names a remote place.
+    """
+    items: list[Listed] = []
+    count = 0
+    for item in list_inputs(local_patterns(settings), settings.config):
+        if isinstance(item, ListedFile):
+            count += 1
+            if count > limit:
+                return count, None
+        items.append(item)
+    return count, tuple(items)
+
+
+def count_images(settings: ScoreSettings, limit: int) -> int:
+    """The image files the job would score, counted by its listing, up to ``limit + 1`` (then it stops).
+
+    Raises:
+      ScoringError: an ``@LIST`` that cannot be read, or that names a remote place.
+    """
+    return listing_up_to(settings, limit)[0]
 
 
 def choose_engine(settings: ScoreSettings) -> EngineChoice:
@@ -106,14 +134,14 @@ def choose_engine(settings: ScoreSettings) -> EngineChoice:
     if reason is None and settings.engine == "auto":
         limit = max_files()
         try:
-            count = count_images(settings, limit)
+            count, listing = listing_up_to(settings, limit)
         except ScoringError as exc:
             reason = str(exc)
         else:
             if count > limit:
                 reason = f"more than {limit:,} image files (${INPROCESS_MAX_FILES_ENV})"
             else:
-                return EngineChoice(INPROCESS, f"{count:,} image files, at most {limit:,}")
+                return EngineChoice(INPROCESS, f"{count:,} image files, at most {limit:,}", listing)
     if settings.engine == INPROCESS:
         if reason is None:
             try:

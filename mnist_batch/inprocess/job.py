@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
+import functools
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from mnist_batch.constants import COL_STAGE
 from mnist_batch.files import local_path
+from mnist_batch.inprocess.engine import list_inputs
 from mnist_batch.models import Predictor
 from mnist_batch.models.errors import ModelError
 from mnist_batch.runstore import fs
@@ -65,7 +66,7 @@ from mnist_batch.scoring.attempt import (
 )
 from mnist_batch.scoring.decode_pool import DecodedGroup, DecodePool, decode_group, helper_count
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
-from mnist_batch.scoring.listing import ListedFile, classify_listing, folder_id
+from mnist_batch.scoring.listing import Listed, ListedFile
 from mnist_batch.scoring.options import ScoreSettings
 from mnist_batch.scoring.preflight import check_environment
 from mnist_batch.scoring.progress import ProgressLine
@@ -107,14 +108,16 @@ class _NoPandas:
         return None
 
 
-def start(settings: ScoreSettings) -> dict[str, Any]:
+def start(settings: ScoreSettings, listing: Sequence[Listed] | None = None) -> dict[str, Any]:
     """Runs ``settings`` in this process: the environment checked (output writable, no runner to
     check), then :func:`~mnist_batch.scoring.attempt.launch_settings` with :func:`run_job`; returns the
-    committed summary. Raises what :func:`mnist_batch.scoring.launch.start` raises for the same launch."""
+    committed summary. ``listing``: the inputs as ``--engine auto`` listed them to count them
+    (:attr:`~mnist_batch.inprocess.engine.EngineChoice.listing`), scored as they are instead of
+    listed again. Raises what :func:`mnist_batch.scoring.launch.start` raises for the same launch."""
     config = settings.config
     places = [("--model", config.model), *(("--input", i) for i in config.inputs)]
     check_environment(config.output, None, places, labels_csv=config.labels_csv)
-    return launch_settings(settings, run_job, wait=True)
+    return launch_settings(settings, functools.partial(run_job, listing=listing), wait=True)
 
 
 @dataclasses.dataclass
@@ -231,33 +234,26 @@ class Scorer:
         self._tally.prediction_acc = self._tally.predictions.add_input(self._tally.prediction_acc, table)
 
 
-def listed_files(patterns: Sequence[str], run: Attempt, tally: Tally) -> Iterator[str]:
-    """Every image file the patterns match, once (skipped entries counted in ``tally``), as the Beam
-    job's ``MatchImageFiles`` lists them on the in-memory runner."""
-    config = run.config
-    own = [i for i in [folder_id(os.path.abspath(local_path(config.output)))] if i is not None]
-    extensions = frozenset(e.lower() for e in config.extensions)
-    seen: set[str] | None = set() if len(patterns) > 1 else None
-    for pattern in patterns:
-        for item in classify_listing(pattern, extensions, own):
-            if not isinstance(item, ListedFile):
-                tally.count("skipped", item[1])
-            elif seen is None or item.path not in seen:
-                if seen is not None:
-                    seen.add(item.path)
-                tally.matched += 1
-                yield item.path
+def listed_files(listing: Iterable[Listed], tally: Tally) -> Iterator[str]:
+    """The image files of a listing (:func:`~mnist_batch.inprocess.engine.list_inputs`), each counted
+    in ``tally`` as matched; its skipped entries counted by reason."""
+    for item in listing:
+        if isinstance(item, ListedFile):
+            tally.matched += 1
+            yield item.path
+        else:
+            tally.count("skipped", item[1])
 
 
-def score_files(run: Attempt, patterns: Sequence[str], labels: LabelLookup, staging: str) -> tuple[dict, dict]:
-    """The job's steps up to the commit: ``(stats, {table: [(shard path, rows)]})``."""
+def score_files(run: Attempt, listing: Iterable[Listed], labels: LabelLookup, staging: str) -> tuple[dict, dict]:
+    """The job's steps up to the commit, over ``listing``: ``(stats, {table: [(shard path, rows)]})``."""
     tables = [t for t in run.layout.tables if t in PIPELINE_TABLES]
     sinks = {t: ShardBuffer(fs.join(staging, t), RUN_TABLES[t]) for t in tables}
     tally = Tally.new(len(run.card.class_names))
     scorer = Scorer(run, labels, sinks, tally)
     try:
         group: list[str] = []
-        for path in listed_files(patterns, run, tally):
+        for path in listed_files(listing, tally):
             group.append(path)
             if len(group) >= run.config.max_batch_size:
                 scorer.submit(group)
@@ -276,9 +272,10 @@ def score_files(run: Attempt, patterns: Sequence[str], labels: LabelLookup, stag
     return stats, shards
 
 
-def run_job(run: Attempt) -> dict[str, Any]:
+def run_job(run: Attempt, listing: Sequence[Listed] | None = None) -> dict[str, Any]:
     """The engine of :func:`~mnist_batch.scoring.attempt.launch_settings`: the job of ``run``, committed;
-    its committed summary (``summary.json``'s content)."""
+    its committed summary (``summary.json``'s content). ``listing``: the inputs already listed (else
+    listed here, after the checks)."""
     layout, config = run.layout, run.config
     with storage_step(f"read the committed runs under {layout.root}"):
         refuse_committed_run_id(run)
@@ -290,7 +287,8 @@ def run_job(run: Attempt) -> dict[str, Any]:
     patterns = expand_inputs(config.inputs)
     check_patterns_match(patterns)
     try:
-        stats, shards = score_files(run, patterns, labels, layout.staging_dir(run.attempt))
+        listed = listing if listing is not None else list_inputs(patterns, config)
+        stats, shards = score_files(run, listed, labels, layout.staging_dir(run.attempt))
         commit_attempt(
             layout,
             run.attempt,
