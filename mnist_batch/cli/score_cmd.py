@@ -10,7 +10,6 @@ written).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
@@ -130,10 +129,7 @@ def execute(args: argparse.Namespace, settings: ScoreSettings, *, wait: bool = T
 
     choice = choose_engine(settings) if wait else None  # a detached launch is a Beam job's
     if choice is not None:
-        built = settings.__dict__.get("pipeline_options")
-        settings = dataclasses.replace(settings, engine_reason=choice.reason)
-        if built is not None:  # Beam's options, built once per launch: the same object
-            settings.__dict__["pipeline_options"] = built
+        settings = settings.replaced(engine_reason=choice.reason)
     if choice is not None and choice.engine == INPROCESS:
         from mnist_batch.inprocess.job import skip_pandas_probe
         from mnist_batch.inprocess.job import start as start_inprocess

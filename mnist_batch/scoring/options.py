@@ -141,9 +141,14 @@ class ScoreSettings:
             run_id=config.run_id or default_run_id(),
             progress=config.progress or draft.runner in LOCAL_RUNNERS,
         )
-        settings = cls(decided, draft.run, draft.beam_args, engine)
-        if "pipeline_options" in draft.__dict__:  # built to name the runner: kept, one object per launch
-            settings.__dict__["pipeline_options"] = draft.pipeline_options
+        return draft.replaced(config=decided)
+
+    def replaced(self, **changes: Any) -> ScoreSettings:
+        """``dataclasses.replace(self, **changes)`` keeping Beam's options if already built (one object
+        per launch: the runner was named from it)."""
+        settings = dataclasses.replace(self, **changes)
+        if "pipeline_options" in self.__dict__:
+            settings.__dict__["pipeline_options"] = self.__dict__["pipeline_options"]
         return settings
 
     @functools.cached_property
