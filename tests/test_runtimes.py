@@ -117,6 +117,27 @@ def test_litert_scores_each_image_the_same_whatever_its_group(fast_model, sample
     np.testing.assert_array_equal(whole[:296], odd)
 
 
+def test_litert_in_chunks_gives_the_outputs_of_one_whole_batch_call(fast_model, sample_data):
+    """The runtime calls the interpreter LITERT_CHUNK images at a time (cheaper per image than one
+    call of 256): bitwise what one call of the whole batch gives, remainders and two threads included,
+    with a bounded number of interpreters per thread."""
+    import concurrent.futures
+
+    data = fast_model.with_suffix(".tflite").read_bytes()
+    x = sample_data.splits["test"].images[:300].astype(np.float32)[..., None] / 255.0
+    whole = runtimes_module.LiteRTCall(data, 1, chunk=300)(x)
+    chunked = runtimes_module.LiteRTCall(data, 1)
+    assert runtimes_module.LITERT_CHUNK < 300
+    np.testing.assert_array_equal(chunked(x), whole)
+    for size in (1, 7, 16, 17, 255):
+        np.testing.assert_array_equal(chunked(x[:size]), whole[:size])
+    assert chunked(x[:0]).shape == (0, whole.shape[1])
+    assert len(chunked._local.kept) <= runtimes_module._SIZES_KEPT
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        outputs = list(pool.map(chunked, [x[:150], x[150:]]))
+    np.testing.assert_array_equal(np.concatenate(outputs), whole)
+
+
 def test_auto_takes_litert_only_when_recorded_agreement_is_high_enough(fast_model, tiny_model, tmp_path):
     card = read_card(fast_model)
     chosen = choose_runtime(str(fast_model), card, "auto")

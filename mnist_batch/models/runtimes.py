@@ -130,52 +130,74 @@ def _first_allocation_quiet() -> Iterator[None]:
         os.close(devnull)
 
 
+LITERT_CHUNK = 16
+"""Images per interpreter call: a batch is run in chunks of this many (bitwise the same outputs).
+
+A LiteRT call's cost per image grows with its batch once the activations leave the core's cache:
+the default ``cnn`` on one XNNPACK thread costs 121-125 us/image at 8-16 images a call, 140 at 128
+and 175-200 at 256 (docs/benchmarks.md, "Model calls in chunks"); outputs are identical at any batch
+size (dynamic-range quantisation scales each image's activations alone)."""
+
+_SIZES_KEPT = 3
+"""Interpreters a thread keeps, by batch size (the chunk, and the last few remainders)."""
+
+
 class LiteRTCall:
     """A LiteRT model as a function float32 [B, 28, 28, 1] -> float32 [B, C].
 
-    One interpreter per calling thread (an interpreter is not thread-safe; RunInference shares
-    one loaded model across a worker's threads), each built from the same checked bytes, resized
-    to the batch size when it changes.
+    One interpreter per calling thread and batch size (an interpreter is not thread-safe; RunInference
+    shares one loaded model across a worker's threads), each built from the same checked bytes. A batch
+    runs in chunks of :data:`LITERT_CHUNK` images, the remainder on an interpreter allocated for it.
 
     Args:
       data: the ``.tflite`` bytes.
       threads: threads per call (XNNPACK).
+      chunk: images per interpreter call.
     """
 
-    def __init__(self, data: bytes, threads: int) -> None:
+    def __init__(self, data: bytes, threads: int, chunk: int = LITERT_CHUNK) -> None:
         self._data = bytes(data)
         self._threads = int(threads)
+        self._chunk = int(chunk)
         self._local = threading.local()
-        first = self._state()[0]
-        (inp,) = first.get_input_details()
-        (out,) = first.get_output_details()
-        self.input_shape = (None, *(int(d) for d in inp["shape"][1:]))
-        self.output_shape = (None, *(int(d) for d in out["shape"][1:]))
+        first = self._interpreter(1)[0]
+        self.input_shape = (None, *(int(d) for d in first.get_input_details()[0]["shape"][1:]))
+        self.output_shape = (None, *(int(d) for d in first.get_output_details()[0]["shape"][1:]))
 
-    def _state(self) -> list:
-        """This thread's ``[interpreter, input index, output index, batch size it is allocated for]``."""
-        state = getattr(self._local, "state", None)
-        if state is None:
-            from ai_edge_litert.interpreter import Interpreter
+    def _interpreter(self, size: int) -> tuple[Any, int, int]:
+        """This thread's ``(interpreter, input index, output index)`` allocated for ``size`` images."""
+        kept = getattr(self._local, "kept", None)
+        if kept is None:
+            kept = self._local.kept = {}
+        if size in kept:
+            kept[size] = kept.pop(size)  # most recently used last
+            return kept[size]
+        from ai_edge_litert.interpreter import Interpreter
 
-            interpreter = Interpreter(model_content=self._data, num_threads=self._threads)
-            (inp,) = interpreter.get_input_details()
-            (out,) = interpreter.get_output_details()
-            state = self._local.state = [interpreter, inp["index"], out["index"], None]
-        return state
+        interpreter = Interpreter(model_content=self._data, num_threads=self._threads)
+        (inp,) = interpreter.get_input_details()
+        (out,) = interpreter.get_output_details()
+        if int(inp["shape"][0]) != size:
+            interpreter.resize_tensor_input(inp["index"], [size, *inp["shape"][1:]])
+        with _first_allocation_quiet():
+            interpreter.allocate_tensors()
+        while len(kept) >= _SIZES_KEPT:
+            kept.pop(next(iter(kept)))
+        kept[size] = (interpreter, inp["index"], out["index"])
+        return kept[size]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        state = self._state()
-        interpreter, inp, out, size = state
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if size != len(x):
-            interpreter.resize_tensor_input(inp, [len(x), *self.input_shape[1:]])
-            with _first_allocation_quiet():
-                interpreter.allocate_tensors()
-            state[3] = len(x)
-        interpreter.set_tensor(inp, x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out).copy()
+        if len(x) == 0:
+            return np.zeros((0, *self.output_shape[1:]), np.float32)
+        outputs = []
+        for start in range(0, len(x), self._chunk):
+            part = x[start : start + self._chunk]
+            interpreter, inp, out = self._interpreter(len(part))
+            interpreter.set_tensor(inp, part)
+            interpreter.invoke()
+            outputs.append(interpreter.get_tensor(out).copy())
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
 def load_litert(data: bytes, threads: int) -> LiteRTCall:
