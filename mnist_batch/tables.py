@@ -140,12 +140,15 @@ def prediction_columns(
         COL_NOT_DIGIT: pa.nulls(n, pa.bool_()) if flags is None else pa.array(flags, pa.bool_()),
         COL_NOT_DIGIT_SCORE: pa.nulls(n, pa.float32()) if flags is None else pa.array(scores, pa.float32()),
         COL_BLANK: pa.array(np.fromiter((bool(b) for b in blank), dtype=bool, count=n), pa.bool_()),
-        COL_MODEL_ID: pa.array([model_id] * n, pa.string()),
-        COL_RUNTIME_MODEL_ID: pa.array(
-            [runtime_model_id] * n if isinstance(runtime_model_id, str) else list(runtime_model_id), pa.string()
+        COL_MODEL_ID: pa.repeat(pa.scalar(model_id, pa.string()), n),
+        COL_RUNTIME_MODEL_ID: (
+            pa.repeat(pa.scalar(runtime_model_id, pa.string()), n)
+            if isinstance(runtime_model_id, str)
+            else pa.array(list(runtime_model_id), pa.string())
         ),
-        COL_RUN_ID: pa.array([run_id] * n, pa.string()),
-        COL_SCORED_AT: pa.array([scored_at] * n, PREDICTIONS_SCHEMA.field(COL_SCORED_AT).type),
+        COL_RUN_ID: pa.repeat(pa.scalar(run_id, pa.string()), n),
+        # one scalar repeated: N timezone-aware datetimes cost 0.3 us per row to convert
+        COL_SCORED_AT: pa.repeat(pa.scalar(scored_at, PREDICTIONS_SCHEMA.field(COL_SCORED_AT).type), n),
     }
 
 

@@ -127,6 +127,18 @@ def test_both_engines_write_the_same_tables_and_summary(tiny_model, sample_data,
             assert summary_b.get(key) == summary_i.get(key), key
 
 
+def test_overlapping_inputs_score_each_file_once_on_both_engines(tiny_model, sample_data, tmp_path, capsys):
+    """A folder and a glob inside it: the in-process listing keeps the paths seen only for two or more
+    patterns, and scores each file once, as the Beam job's DropDuplicatePaths."""
+    write_folder(sample_data, tmp_path / "in")
+    inner = str(tmp_path / "in" / "*" / "*.png")
+    runs = run_both(tiny_model, tmp_path / "in", tmp_path, capsys, "--input", inner, "--max-batch-size", "4")
+    for engine, (code, _root, summary, said) in runs.items():
+        assert code == 0, said
+        assert summary["counts"]["matched"] == 15 and summary["counts"]["scored"] == 12, (engine, summary["counts"])
+    assert table(runs["beam"][1], "predictions") == table(runs["inprocess"][1], "predictions")
+
+
 def test_both_engines_fail_the_same_way(tiny_model, sample_data, tmp_path, capsys):
     """Every file failing: exit 4 and the same failure; a pattern matching nothing: exit 2, one line each."""
     (tmp_path / "bad").mkdir()
@@ -152,6 +164,9 @@ def settings(tmp_path, *, inputs=None, output=None, engine="auto", beam_args=(),
 
 def test_auto_runs_in_process_up_to_the_limit_and_on_beam_above_it(sample_data, tmp_path, monkeypatch):
     write_folder(sample_data, tmp_path / "in", n=6)
+    monkeypatch.delenv(INPROCESS_MAX_FILES_ENV, raising=False)
+    unlimited = choose_engine(settings(tmp_path))  # no limit by default: nothing listed before the job
+    assert unlimited.engine == "inprocess" and unlimited.listing is None, unlimited
     assert count_images(settings(tmp_path), 100) == 9  # 6 digits and 3 corrupt image files
     monkeypatch.setenv(INPROCESS_MAX_FILES_ENV, "9")
     assert choose_engine(settings(tmp_path)).engine == "inprocess"

@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -136,6 +137,127 @@ def test_litert_in_chunks_gives_the_outputs_of_one_whole_batch_call(fast_model, 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         outputs = list(pool.map(chunked, [x[:150], x[150:]]))
     np.testing.assert_array_equal(np.concatenate(outputs), whole)
+
+
+def started_pool(**kwargs):
+    from mnist_batch.scoring.decode_pool import DecodePool
+
+    pool = DecodePool(1_000_000, 10_000_000, **kwargs)
+    deadline = time.monotonic() + 30
+    while pool.helper_pid is None:
+        assert time.monotonic() < deadline, "the helper did not start"
+        pool.ready()
+        time.sleep(0.01)
+    return pool
+
+
+def test_the_decode_helper_scores_its_groups_bitwise_as_the_caller(fast_model, png_folder, tmp_path):
+    """Given the model, the helper returns each group with the outputs the caller's own call gives;
+    a model it cannot load leaves the call to the caller; a failed call is the group's model_failure."""
+    from mnist_batch.scoring import decode_pool, helper_model
+
+    card = read_card(fast_model)
+    data = fast_model.with_suffix(".tflite").read_bytes()
+    fast = Predictor.load(str(fast_model.with_suffix(".tflite")), card.runtimes["litert"]["sha256"], runtime="litert")
+    (tmp_path / "text.png").write_text("not an image")
+    sources = [(str(p), None) for p in sorted(png_folder.rglob("*.png"))[:100]] + [(str(tmp_path / "text.png"), None)]
+    here = decode_pool.decode_group(sources, 1_000_000, 10_000_000)
+    for model, expect_outputs in (
+        (helper_model.HelperModel("litert", data), True),
+        (helper_model.HelperModel("litert", b"junk"), False),
+    ):
+        pool = started_pool(model=model)
+        try:
+            pool.submit(sources, "all")
+            ((_, there),) = pool.drain()
+        finally:
+            pool.close()
+        assert there.ok == here.ok and there.failed == here.failed and there.model_failure is None
+        np.testing.assert_array_equal(there.pixels, here.pixels)
+        if expect_outputs:
+            np.testing.assert_array_equal(there.outputs, fast(here.pixels))
+        else:
+            assert there.outputs is None  # the caller runs the model on this group
+
+    def broken(x):
+        raise RuntimeError("interpreter failed")
+
+    failed = helper_model.run_model(here, broken)
+    assert failed.outputs is None and failed.model_failure == ("RuntimeError", "interpreter failed")
+
+
+def test_in_process_runs_with_the_scoring_helper_write_the_beam_jobs_predictions(
+    fast_model, png_folder, tmp_path, monkeypatch
+):
+    """The in-process job with its helper scoring groups too (the helper waited for, so it does):
+    the predictions are those of the Beam job, bitwise."""
+    from mnist_batch.inprocess import job
+    from mnist_batch.scoring import decode_pool
+
+    pools = []
+
+    class StartedPool(decode_pool.DecodePool):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+            deadline = time.monotonic() + 30
+            while self.helper_pid is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    monkeypatch.setattr(job, "DecodePool", StartedPool)
+    tables = {}
+    for engine in ("inprocess", "beam"):
+        out = tmp_path / engine
+        args = ["score", "--model", str(fast_model), "--input", str(png_folder), "--output", str(out)]
+        assert cli_main([*args, "--engine", engine, "--max-batch-size", "8"]) == 0
+        tables[engine] = pq.read_table(out / "predictions").sort_by("path").drop_columns(["run_id", "scored_at"])
+    assert len(pools) == 1 and pools[0].decoded_there > 0  # groups the helper decoded and scored
+    assert tables["inprocess"].num_rows == 300 and tables["inprocess"].equals(tables["beam"])
+
+
+def test_a_model_call_failing_in_the_helper_is_each_decoded_files_dead_letter(
+    fast_model, png_folder, tmp_path, monkeypatch
+):
+    """An in-process run whose model calls fail, in the helper (groups come back with a
+    model_failure) and in the scoring process (the first group): every decoded file is an
+    ``inference`` error row with the call's error, none lost, exit 4 as for any all-failed run."""
+    from mnist_batch.inprocess import job
+    from mnist_batch.scoring import decode_pool
+
+    class FailingHelper(decode_pool.DecodePool):
+        def _failed(self, done):
+            return [(tag, g._replace(model_failure=("RuntimeError", "interpreter failed"))) for tag, g in done]
+
+        def ready(self):
+            return self._failed(super().ready())
+
+        def drain(self):
+            return self._failed(super().drain())
+
+    def failing_call(self, x):
+        raise RuntimeError("interpreter failed")
+
+    monkeypatch.setattr(job, "DecodePool", FailingHelper)
+    monkeypatch.setattr(runtimes_module.LiteRTCall, "__call__", failing_call)
+    out = tmp_path / "out"
+    args = [
+        "score",
+        "--model",
+        str(fast_model),
+        "--input",
+        str(png_folder),
+        "--output",
+        str(out),
+        "--engine",
+        "inprocess",
+    ]
+    assert cli_main([*args, "--max-batch-size", "8"]) == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["errors"] == 300 and summary["errors_by_stage"] == {"inference": 300}
+    errors = pq.read_table(out / "errors").to_pylist()
+    assert len(errors) == 300 and {(e["stage"], e["error_type"], e["message"]) for e in errors} == {
+        ("inference", "RuntimeError", "interpreter failed")
+    }
 
 
 def test_auto_takes_litert_only_when_recorded_agreement_is_high_enough(fast_model, tiny_model, tmp_path):

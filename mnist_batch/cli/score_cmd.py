@@ -20,8 +20,8 @@ from mnist_batch.trust import describe
 DESCRIPTION = """\
 Score folders of digit images with Apache Beam and write Parquet outputs.
 
-Small local runs (no Beam option, every place on this disk, --layout flat, at most
-$MNIST_BATCH_INPROCESS_MAX_FILES image files, default 50,000) run the same job in this process
+Local runs (no Beam option, every place on this disk, --layout flat; at most
+$MNIST_BATCH_INPROCESS_MAX_FILES image files when that is set) run the same job in this process
 without importing Beam (--engine auto, the default); --engine beam always runs the Beam job.
 The summary says which engine ran and why.
 

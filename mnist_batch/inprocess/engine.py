@@ -1,14 +1,14 @@
 """``--engine``: which engine runs a scoring launch, the Beam job or the in-process job, and why.
 
-``auto`` (the default) runs a launch in process when it needs nothing only Beam gives and is small:
+``auto`` (the default) runs a launch in process when it needs nothing only Beam gives:
 
 * no Beam option at all (so the runner is the default DirectRunner, in memory, on this machine);
 * every place on this machine's disk: ``--model``, ``--input`` (and the entries of an ``@LIST``),
   ``--output``, ``--labels-csv`` (not ``s3://`` or another Beam filesystem);
 * the flat layout (``--layout runs``: manifest rows, the incremental history: the Beam job);
-* at most ``$MNIST_BATCH_INPROCESS_MAX_FILES`` image files
-  (:data:`~mnist_batch.scoring.options.DEFAULT_INPROCESS_MAX_FILES`), counted by the same listing,
-  which stops one file past the limit.
+* when ``$MNIST_BATCH_INPROCESS_MAX_FILES`` is set, at most that many image files, counted by the
+  same listing, which stops one file past the limit. Unset (the default), any number: the job lists
+  as it scores, with memory flat at any size (docs/benchmarks.md, "One process at a million files").
 
 Anything else runs on Beam, the reason said in the summary. ``--engine inprocess`` refuses a launch
 that needs Beam (one line, exit 2), never running it differently; ``--engine beam`` always runs Beam.
@@ -24,7 +24,7 @@ from mnist_batch.config import ScoreConfig
 from mnist_batch.files import is_remote, local_path
 from mnist_batch.scoring.errors import ScoringError
 from mnist_batch.scoring.listing import Listed, ListedFile, classify_listing, folder_id
-from mnist_batch.scoring.options import DEFAULT_INPROCESS_MAX_FILES, INPROCESS_MAX_FILES_ENV, ScoreSettings
+from mnist_batch.scoring.options import INPROCESS_MAX_FILES_ENV, ScoreSettings
 from mnist_batch.scoring.read import expand_inputs
 
 BEAM = "beam"
@@ -41,11 +41,11 @@ class EngineChoice:
     """What ``auto`` listed to count the files (in process only): the job scores these, not a second listing."""
 
 
-def max_files() -> int:
-    """The most image files ``--engine auto`` runs in process (``$MNIST_BATCH_INPROCESS_MAX_FILES``)."""
+def max_files() -> int | None:
+    """The most image files ``--engine auto`` runs in process (``$MNIST_BATCH_INPROCESS_MAX_FILES``; None: no limit)."""
     value = os.environ.get(INPROCESS_MAX_FILES_ENV, "")
     try:
-        return int(value) if value.strip() else DEFAULT_INPROCESS_MAX_FILES
+        return int(value) if value.strip() else None
     except ValueError as exc:
         raise ScoringError(f"{INPROCESS_MAX_FILES_ENV}={value!r}: not a whole number of files") from exc
 
@@ -82,13 +82,14 @@ def list_inputs(patterns: Sequence[str], config: ScoreConfig) -> Iterator[Listed
     """Every entry the patterns list on this disk, as the Beam job's ``MatchImageFiles`` lists them on
     the in-memory runner: each image file once (a path two patterns meet: once, as
     ``DropDuplicatePaths``), every other entry a skipped ``(path, reason)``; the output folder's own
-    files skipped as the tool's."""
+    files skipped as the tool's. Lazily, entry by entry: one pattern lists each path once, so only two
+    or more patterns keep the paths seen (memory grows with the files then)."""
     own = [i for i in [folder_id(os.path.abspath(local_path(config.output)))] if i is not None]
     extensions = frozenset(e.lower() for e in config.extensions)
-    seen: set[str] = set()
+    seen: set[str] | None = set() if len(patterns) > 1 else None
     for pattern in patterns:
         for item in classify_listing(pattern, extensions, own):
-            if isinstance(item, ListedFile):
+            if seen is not None and isinstance(item, ListedFile):
                 if item.path in seen:
                     continue
                 seen.add(item.path)
@@ -122,6 +123,22 @@ def count_images(settings: ScoreSettings, limit: int) -> int:
     return listing_up_to(settings, limit)[0]
 
 
+def in_process_or_why(settings: ScoreSettings) -> EngineChoice | str:
+    """``auto``'s choice for a launch that needs no Beam option or remote place: in process, or why not
+    (an ``@LIST`` naming a bucket or unreadable, more files than ``$MNIST_BATCH_INPROCESS_MAX_FILES``)."""
+    limit = max_files()
+    try:
+        if limit is None:
+            local_patterns(settings)
+            return EngineChoice(INPROCESS, "local files, no Beam option, flat layout")
+        count, listing = listing_up_to(settings, limit)
+    except ScoringError as exc:
+        return str(exc)
+    if count > limit:
+        return f"more than {limit:,} image files (${INPROCESS_MAX_FILES_ENV})"
+    return EngineChoice(INPROCESS, f"{count:,} image files, at most {limit:,}", listing)
+
+
 def choose_engine(settings: ScoreSettings) -> EngineChoice:
     """Which engine runs ``settings`` (``settings.engine``: ``auto``, ``beam`` or ``inprocess``).
 
@@ -132,16 +149,10 @@ def choose_engine(settings: ScoreSettings) -> EngineChoice:
         return EngineChoice(BEAM, "--engine beam")
     reason = needs_beam(settings)
     if reason is None and settings.engine == "auto":
-        limit = max_files()
-        try:
-            count, listing = listing_up_to(settings, limit)
-        except ScoringError as exc:
-            reason = str(exc)
-        else:
-            if count > limit:
-                reason = f"more than {limit:,} image files (${INPROCESS_MAX_FILES_ENV})"
-            else:
-                return EngineChoice(INPROCESS, f"{count:,} image files, at most {limit:,}", listing)
+        choice = in_process_or_why(settings)
+        if isinstance(choice, EngineChoice):
+            return choice
+        reason = choice
     if settings.engine == INPROCESS:
         if reason is None:
             try:

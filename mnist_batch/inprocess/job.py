@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mnist_batch.constants import COL_STAGE
+from mnist_batch.constants import COL_STAGE, KERAS_RUNTIME
 from mnist_batch.files import local_path
 from mnist_batch.inprocess.engine import list_inputs
 from mnist_batch.models import Predictor
@@ -49,7 +49,6 @@ from mnist_batch.scoring.aggregate import (
     PredictionStats,
     assemble_stats,
     confusion_rows,
-    error_row,
     failure_row,
     per_class_rows,
     predictions_table,
@@ -64,7 +63,7 @@ from mnist_batch.scoring.attempt import (
     launch_settings,
     refuse_committed_run_id,
 )
-from mnist_batch.scoring.decode_pool import DecodedGroup, DecodePool, decode_group, helper_count
+from mnist_batch.scoring.decode_pool import DecodedGroup, DecodePool, HelperModel, decode_group, helper_count
 from mnist_batch.scoring.labels import LabelLookup, read_labels_csv
 from mnist_batch.scoring.listing import Listed, ListedFile
 from mnist_batch.scoring.options import ScoreSettings
@@ -156,7 +155,8 @@ class Scorer:
         self._run_id, self._model_id = run.layout.run_id, card.model_id
         self._max_bytes, self._max_pixels = config.max_file_bytes, config.max_pixels
         self._labels, self._sinks, self._tally = labels, sinks, tally
-        self._predictor = Predictor.load(run.scorer.uri, run.scorer.model_id, runtime=run.scorer.runtime)
+        self._helpers, self._groups, self._pool = helper_count(), 0, None
+        self._predictor, self._helper_model = load_scorer(run, self._helpers)
         self._fields = {
             "class_names": tuple(card.class_names),
             "model_id": card.model_id,
@@ -166,7 +166,6 @@ class Scorer:
             "not_digit_threshold": threshold_for(card.not_digit_check(), config.not_digit_threshold)[0],
         }
         self._progress = ProgressLine() if config.progress else None
-        self._helpers, self._groups, self._pool = helper_count(), 0, None
 
     def error(self, row: dict[str, Any]) -> None:
         self._sinks["errors"].add(stamped(row, self._run_id, self._model_id))
@@ -181,7 +180,7 @@ class Scorer:
         """
         self._groups += 1
         if self._helpers and self._groups >= 2 and self._pool is None:
-            self._pool = DecodePool(self._max_bytes, self._max_pixels)
+            self._pool = DecodePool(self._max_bytes, self._max_pixels, model=self._helper_model)
         sources = [(local_path(p), None) for p in paths]
         if self._pool is None:
             self.take(paths, decode_group(sources, self._max_bytes, self._max_pixels))
@@ -219,19 +218,48 @@ class Scorer:
         if not group.ok:
             return
         keys = [ImageKey(paths[i], self._labels(paths[i]), bool(b)) for i, b in zip(group.ok, group.blank, strict=True)]
+        probabilities = group.outputs  # the helper ran the model too, or:
         try:
-            probabilities = np.asarray(self._predictor(group.pixels), np.float32).reshape(len(keys), -1)
+            if group.model_failure is not None:
+                raise InferenceFailed(*group.model_failure)
+            if probabilities is None:
+                probabilities = np.asarray(self._predictor(group.pixels), np.float32).reshape(len(keys), -1)
         except ModelError:
             raise  # the model itself (changed, damaged): the run fails, as on a Beam worker
         except Exception as exc:  # noqa: BLE001 -- a failed call is each file's dead letter, as RunInference's
             for key in keys:
-                self.error(error_row(key.path, "inference", exc, self._run_id))
+                self.error(failure_row(key.path, "inference", *failure_of(exc), self._run_id))
             return
-        table = predictions_table(
-            keys, probabilities, runtime_model_id=[self._predictor.model_id] * len(keys), **self._fields
-        )
+        table = predictions_table(keys, probabilities, runtime_model_id=self._predictor.model_id, **self._fields)
         self._sinks["predictions"].add(table)
         self._tally.prediction_acc = self._tally.predictions.add_input(self._tally.prediction_acc, table)
+
+
+class InferenceFailed(Exception):
+    """A model call that failed in the decode helper: its error type's name and message."""
+
+
+def failure_of(exc: BaseException) -> tuple[str, str]:
+    """``(error type name, message)`` of a failed model call, wherever it ran."""
+    if isinstance(exc, InferenceFailed):
+        return exc.args[0], exc.args[1]
+    return type(exc).__name__, str(exc) or repr(exc)
+
+
+def load_scorer(run: Attempt, helpers: int) -> tuple[Predictor, HelperModel | None]:
+    """The run's model, and the same for the decode helper to run (an artifact runtime with a helper):
+    then each process runs it on one thread per helper-sized share of the cores (on 2 cores: 1 each;
+    one process on the model's 2 threads while the other decodes cost 10-15 % more CPU per image)."""
+    from mnist_batch.models.files import read_checked_bytes
+    from mnist_batch.models.runtimes import default_threads, get_runtime, load_artifact
+
+    scorer = run.scorer
+    if scorer.runtime == KERAS_RUNTIME or not helpers:
+        return Predictor.load(scorer.uri, scorer.model_id, runtime=scorer.runtime), None
+    data, model_id = read_checked_bytes(scorer.uri, scorer.model_id)
+    threads = max(1, default_threads() - helpers)
+    call = load_artifact(get_runtime(scorer.runtime), data, scorer.uri, threads)
+    return Predictor(call, model_id, runtime=scorer.runtime), HelperModel(scorer.runtime, data)
 
 
 def listed_files(listing: Iterable[Listed], tally: Tally) -> Iterator[str]:

@@ -1,7 +1,8 @@
 """Decoding a group of files in a helper process while the scoring process runs the model.
 
 Beam-free on purpose: the helper process imports this module, :mod:`mnist_batch.preprocess` and
-:mod:`mnist_batch.files` (numpy, Pillow), never Beam or a model runtime.
+:mod:`mnist_batch.files` (numpy, Pillow), never Beam; a model runtime only when it is given the model
+to run too (:mod:`mnist_batch.scoring.helper_model`, the in-process job's LiteRT runs).
 
 Why: on one machine the in-memory DirectRunner runs the whole fused stage -- read, decode,
 preprocess, model, format, write -- in one Python thread. Decoding and MNIST-style
@@ -43,6 +44,7 @@ import numpy as np
 
 from mnist_batch import decoding, preprocess
 from mnist_batch.files import read_local
+from mnist_batch.scoring.helper_model import HelperModel, load_helper_model, run_model
 
 LOG = logging.getLogger(__name__)
 
@@ -59,12 +61,18 @@ class DecodedGroup(NamedTuple):
       blank: bool [len(ok)]: no ink found (still scored, flagged).
       failed: ``(index, stage, error type name, message)`` per file that did not decode;
         stage is ``read``, ``decode`` or ``preprocess``.
+      outputs: float32 [len(ok), C], the model's probabilities, when a helper given the model
+        (:class:`HelperModel`) ran it too; None when the caller still has to.
+      model_failure: ``(error type name, message)`` when that model call failed (each decoded file
+        is then an ``inference`` dead letter, as when the caller's call fails).
     """
 
     ok: tuple[int, ...]
     pixels: np.ndarray
     blank: np.ndarray
     failed: tuple[tuple[int, str, str, str], ...]
+    outputs: np.ndarray | None = None
+    model_failure: tuple[str, str] | None = None
 
 
 def decode_file(source: Source, max_bytes: int, max_pixels: int) -> preprocess.MnistImage | tuple[str, BaseException]:
@@ -116,7 +124,7 @@ class Helper:
     completes each job's future.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, model: HelperModel | None = None) -> None:
         self._futures: dict[int, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self._jobs = itertools.count()
@@ -132,6 +140,9 @@ class Helper:
         )
         self._reader = threading.Thread(target=self._read_answers, name="decode-helper", daemon=True)
         self._reader.start()
+        if model is not None:
+            with contextlib.suppress(OSError):  # a helper gone at once: the first submit says so
+                send(self._process.stdin, model)
 
     def submit(self, sources: Sequence[Source], max_bytes: int, max_pixels: int) -> concurrent.futures.Future:
         """Sends one group; the future gives its :class:`DecodedGroup` (or raises :class:`HelperGone`)."""
@@ -202,15 +213,22 @@ def receive(stream) -> Any:
 
 
 def serve(stdin, stdout) -> None:
-    """The helper's loop: decode each group received until end of file."""
+    """The helper's loop: decode each group received until end of file (and run the model on it,
+    once a :class:`HelperModel` has come)."""
     os.nice(HELPER_NICENESS)
     send(stdout, ("ready", os.getpid()))
+    call = None
     while True:
         try:
-            job, sources, max_bytes, max_pixels = receive(stdin)
+            message = receive(stdin)
         except EOFError:
             return
-        send(stdout, (job, decode_group(sources, max_bytes, max_pixels)))
+        if isinstance(message, HelperModel):
+            call = load_helper_model(message)
+            continue
+        job, sources, max_bytes, max_pixels = message
+        group = decode_group(sources, max_bytes, max_pixels)
+        send(stdout, (job, group if call is None else run_model(group, call)))
 
 
 class DecodePool:
@@ -227,9 +245,11 @@ class DecodePool:
     Args:
       max_bytes, max_pixels: the run's ``--max-file-bytes`` and ``--max-pixels``.
       depth: groups in flight in the helper at most.
+      model: a model the helper also runs on its groups (their ``outputs``); groups decoded in the
+        caller come back without outputs, for the caller's own model call.
     """
 
-    def __init__(self, max_bytes: int, max_pixels: int, *, depth: int = 2) -> None:
+    def __init__(self, max_bytes: int, max_pixels: int, *, depth: int = 2, model: HelperModel | None = None) -> None:
         self._limits = (max_bytes, max_pixels)
         self._depth = depth
         self._pending: collections.deque[tuple[Any, Sequence[Source], concurrent.futures.Future, float]] = (
@@ -240,7 +260,7 @@ class DecodePool:
         """Groups the caller decoded itself (while the helper started, was behind, or had died)."""
         self.decoded_there = 0
         """Groups the helper decoded."""
-        self._helper: Helper | None = Helper()
+        self._helper: Helper | None = Helper(model)
 
     @property
     def helper_pid(self) -> int | None:

@@ -42,9 +42,7 @@ Beam: small local runs), ``auto`` (in-process where it applies, :mod:`mnist_batc
 ENGINE_ENV = "MNIST_BATCH_ENGINE"
 """The default of ``--engine`` (e.g. ``beam`` to run every launch of a session on Beam)."""
 INPROCESS_MAX_FILES_ENV = "MNIST_BATCH_INPROCESS_MAX_FILES"
-"""The most image files ``--engine auto`` runs in process (more: Beam)."""
-DEFAULT_INPROCESS_MAX_FILES = 50_000
-"""Measured: docs/benchmarks.md, "Start-up (issue 36)"."""
+"""When set, the most image files ``--engine auto`` runs in process (more: Beam); unset, no limit."""
 
 RUN_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 RUNS_ONLY = ("incremental", "run_date", "replace")
@@ -254,8 +252,8 @@ def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
         choices=ENGINES,
         default=os.environ.get(ENGINE_ENV, AUTO_ENGINE),
         help="beam: the Beam job on --runner; inprocess: the same job in this process without Beam (local "
-        "files, no Beam options, flat layout); auto: inprocess for at most $MNIST_BATCH_INPROCESS_MAX_FILES "
-        f"image files (default {DEFAULT_INPROCESS_MAX_FILES:,}) where it applies, else beam (env {ENGINE_ENV})",
+        "files, no Beam options, flat layout); auto: inprocess where it applies (and at most "
+        f"$MNIST_BATCH_INPROCESS_MAX_FILES image files when that is set), else beam (env {ENGINE_ENV})",
     )
     actions.extend(add_production_arguments(p))
     return actions
