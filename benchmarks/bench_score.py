@@ -10,7 +10,7 @@ exit (imports and start-up included: what a user waits for):
   (a') fast_loop    the same loop with the fast runtime (the card's LiteRT file): the limit for
                     this design;
   (b)  score        ``mnist-batch score`` (default --runtime auto: the fast runtime; default --engine auto:
-                    in process up to 50,000 files, else the Beam job on DirectRunner: the runtime
+                    in process for local files unless $MNIST_BATCH_INPROCESS_MAX_FILES says otherwise: the runtime
                     column says which engine ran);
        score_one_process  the same with no decode helper process (decoding and the model take
                     turns in one process: how score ran before issue 24);
@@ -343,7 +343,7 @@ def measure(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path, log:
     if mode.startswith("score"):
         summary = json.loads((out / "summary.json").read_text())
         images, runtime = summary["counts"]["scored"], summary.get("runtime")
-        runtime = f"{runtime}, {summary.get('engine', 'beam')}"  # --engine auto runs up to 50,000 files in process
+        runtime = f"{runtime}, {summary.get('engine', 'beam')}"  # which engine --engine auto ran
     else:
         images = json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[7:])["images"]
         runtime = "keras" if mode == "tf_loop" else "litert"
