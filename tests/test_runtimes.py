@@ -215,6 +215,33 @@ def test_in_process_runs_with_the_scoring_helper_write_the_beam_jobs_predictions
     assert tables["inprocess"].num_rows == 300 and tables["inprocess"].equals(tables["beam"])
 
 
+def test_the_helper_runs_the_model_only_with_one_core_per_process(fast_model, monkeypatch):
+    """2 cores (one each for this process and its helper): the helper scores too, on one thread;
+    more cores: this process keeps the model on its threads and the helper only decodes; Keras:
+    never in the helper."""
+    import types
+
+    from mnist_batch.inprocess import job
+
+    card = read_card(fast_model)
+    tflite = types.SimpleNamespace(
+        runtime="litert", uri=str(fast_model.with_suffix(".tflite")), model_id=card.runtimes["litert"]["sha256"]
+    )
+    run = types.SimpleNamespace(scorer=tflite)
+    monkeypatch.setenv(runtimes_module.THREADS_ENV, "2")
+    predictor, helper = job.load_scorer(run, 1)
+    assert helper is not None and helper.data == fast_model.with_suffix(".tflite").read_bytes()
+    assert predictor.model_id == tflite.model_id
+    monkeypatch.setenv(runtimes_module.THREADS_ENV, "8")
+    assert job.load_scorer(run, 1)[1] is None
+    assert job.load_scorer(run, 0)[1] is None
+    keras_run = types.SimpleNamespace(
+        scorer=types.SimpleNamespace(runtime="keras", uri=str(fast_model), model_id=card.model_id)
+    )
+    monkeypatch.setenv(runtimes_module.THREADS_ENV, "2")
+    assert job.load_scorer(keras_run, 1)[1] is None
+
+
 def test_a_model_call_failing_in_the_helper_is_each_decoded_files_dead_letter(
     fast_model, png_folder, tmp_path, monkeypatch
 ):
