@@ -65,8 +65,8 @@ def sample():
 
 RUNNER_COMMANDS = ("mnist_batch", "mnist-batch", "pipelines/", "local_job_service_main", "worker_pool_main", "airflow")
 """Words of a command line that starts the CLI, a pipeline entry point or a runner in another process."""
-HELPERS = ("mnist_batch.scoring.decode_pool",)
-"""Processes the code under test starts itself (the decode helper): not a runner."""
+HELPERS = ("mnist_batch.scoring.decode_pool", "mnist_batch.inprocess.count")
+"""Processes the code under test starts itself (the decode helper, the progress count): not a runner."""
 
 
 def starts_a_runner(args) -> bool:

@@ -337,3 +337,29 @@ def test_a_killed_in_process_launch_leaves_a_lease_the_next_takes_over(tiny_mode
     assert proc.returncode == 0, proc.stderr
     assert not list(out.glob("_claims/*")) and not any((out / "_staging").glob("*"))
     assert json.loads((out / "summary.json").read_text())["counts"]["scored"] == 3
+
+
+def test_the_progress_line_gets_its_total_from_a_counting_process(sample_data, tmp_path, capsys):
+    """After the first interval the in-process progress line shows "N of TOTAL files done ... ETA",
+    the total counted by a child process listing the same patterns as the job (corrupt image files
+    count, other extensions do not); a run over before the count is done leaves no process behind."""
+    from mnist_batch.config import IMAGE_EXTENSIONS
+    from mnist_batch.inprocess.count import CountedProgress
+    from mnist_batch.scoring.progress import ProgressLine
+
+    write_folder(sample_data, tmp_path / "in", n=6)
+    patterns = [str(tmp_path / "in") + "/**"]
+    progress = CountedProgress(ProgressLine(every_s=0.0), patterns, IMAGE_EXTENSIONS, str(tmp_path / "out"))
+    deadline = time.monotonic() + 30
+    while "of 9 files done" not in capsys.readouterr().err:
+        assert time.monotonic() < deadline, "no total within 30 s"
+        progress.add(1)
+        time.sleep(0.05)
+    progress.close()
+    progress.add(1)  # the line keeps its total once counted
+    assert "ETA" in capsys.readouterr().err
+    stopped = CountedProgress(ProgressLine(every_s=0.0), patterns, IMAGE_EXTENSIONS, str(tmp_path / "out"))
+    stopped.add(1)  # starts the count
+    counter = stopped._counter
+    stopped.close()
+    assert counter is not None and counter._process.poll() is not None

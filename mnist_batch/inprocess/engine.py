@@ -84,8 +84,13 @@ def list_inputs(patterns: Sequence[str], config: ScoreConfig) -> Iterator[Listed
     ``DropDuplicatePaths``), every other entry a skipped ``(path, reason)``; the output folder's own
     files skipped as the tool's. Lazily, entry by entry: one pattern lists each path once, so only two
     or more patterns keep the paths seen (memory grows with the files then)."""
-    own = [i for i in [folder_id(os.path.abspath(local_path(config.output)))] if i is not None]
-    extensions = frozenset(e.lower() for e in config.extensions)
+    return list_entries(patterns, config.extensions, config.output)
+
+
+def list_entries(patterns: Sequence[str], extensions: Sequence[str], output: str) -> Iterator[Listed]:
+    """:func:`list_inputs` of ``--extensions`` and ``--output`` (what the progress count's process gets)."""
+    own = [i for i in [folder_id(os.path.abspath(local_path(output)))] if i is not None]
+    extensions = frozenset(e.lower() for e in extensions)
     seen: set[str] | None = set() if len(patterns) > 1 else None
     for pattern in patterns:
         for item in classify_listing(pattern, extensions, own):

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from mnist_batch.constants import COL_STAGE, KERAS_RUNTIME
 from mnist_batch.files import local_path
+from mnist_batch.inprocess.count import CountedProgress
 from mnist_batch.inprocess.engine import list_inputs
 from mnist_batch.models import Predictor
 from mnist_batch.models.errors import ModelError
@@ -150,7 +151,15 @@ class Tally:
 class Scorer:
     """Groups of files -> predictions chunks and error rows into the tables' buffers, counted in a :class:`Tally`."""
 
-    def __init__(self, run: Attempt, labels: LabelLookup, sinks: dict[str, ShardBuffer], tally: Tally) -> None:
+    def __init__(
+        self,
+        run: Attempt,
+        labels: LabelLookup,
+        sinks: dict[str, ShardBuffer],
+        tally: Tally,
+        patterns: Sequence[str] = (),
+        total: int | None = None,
+    ) -> None:
         config, card = run.config, run.card
         self._run_id, self._model_id = run.layout.run_id, card.model_id
         self._max_bytes, self._max_pixels = config.max_file_bytes, config.max_pixels
@@ -165,7 +174,9 @@ class Scorer:
             "scored_at": datetime.datetime.now(datetime.UTC),
             "not_digit_threshold": threshold_for(card.not_digit_check(), config.not_digit_threshold)[0],
         }
-        self._progress = ProgressLine() if config.progress else None
+        self._progress = None
+        if config.progress:
+            self._progress = CountedProgress(ProgressLine(), patterns, config.extensions, config.output, total)
 
     def error(self, row: dict[str, Any]) -> None:
         self._sinks["errors"].add(stamped(row, self._run_id, self._model_id))
@@ -201,7 +212,9 @@ class Scorer:
                 self.take(paths, group)
 
     def close(self) -> None:
-        """Stops the helper (a run that failed)."""
+        """Stops the helper (a run that failed) and the progress count."""
+        if self._progress is not None:
+            self._progress.close()
         if self._pool is not None:
             self._pool.close()
 
@@ -274,12 +287,16 @@ def listed_files(listing: Iterable[Listed], tally: Tally) -> Iterator[str]:
             tally.count("skipped", item[1])
 
 
-def score_files(run: Attempt, listing: Iterable[Listed], labels: LabelLookup, staging: str) -> tuple[dict, dict]:
-    """The job's steps up to the commit, over ``listing``: ``(stats, {table: [(shard path, rows)]})``."""
+def score_files(
+    run: Attempt, listing: Iterable[Listed], labels: LabelLookup, staging: str, patterns: Sequence[str] = ()
+) -> tuple[dict, dict]:
+    """The job's steps up to the commit, over ``listing`` (of ``patterns``): ``(stats, {table: [(shard
+    path, rows)]})``."""
     tables = [t for t in run.layout.tables if t in PIPELINE_TABLES]
     sinks = {t: ShardBuffer(fs.join(staging, t), RUN_TABLES[t]) for t in tables}
     tally = Tally.new(len(run.card.class_names))
-    scorer = Scorer(run, labels, sinks, tally)
+    total = sum(isinstance(i, ListedFile) for i in listing) if isinstance(listing, Sequence) else None
+    scorer = Scorer(run, labels, sinks, tally, patterns, total)
     try:
         group: list[str] = []
         for path in listed_files(listing, tally):
@@ -317,7 +334,7 @@ def run_job(run: Attempt, listing: Sequence[Listed] | None = None) -> dict[str, 
     check_patterns_match(patterns)
     try:
         listed = listing if listing is not None else list_inputs(patterns, config)
-        stats, shards = score_files(run, listed, labels, layout.staging_dir(run.attempt))
+        stats, shards = score_files(run, listed, labels, layout.staging_dir(run.attempt), patterns)
         commit_attempt(
             layout,
             run.attempt,
