@@ -4,7 +4,8 @@ The in-process job (:mod:`mnist_batch.inprocess.job`) gives its decode helper th
 artifact runtime's model (LiteRT). The helper then returns each group with the model's outputs, and
 the scoring process runs the model only on the groups it decoded itself. On 2 cores each process runs
 one interpreter thread on whole groups: 4 % less wall time at 50,000 files than one process running
-the model on 2 threads while the other decodes (docs/benchmarks.md, "The helper scores too").
+the model on 2 threads while the other decodes (docs/benchmarks.md, "Throughput at any size, in one
+process"). Only with one core per process (:func:`mnist_batch.inprocess.job.load_scorer`).
 Outputs are bitwise those of the scoring process's own call (same bytes, one image's outputs do not
 depend on its batch or the threads).
 """
