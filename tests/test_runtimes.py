@@ -133,7 +133,7 @@ def test_litert_in_chunks_gives_the_outputs_of_one_whole_batch_call(fast_model, 
     for size in (1, 7, 16, 17, 255):
         np.testing.assert_array_equal(chunked(x[:size]), whole[:size])
     assert chunked(x[:0]).shape == (0, whole.shape[1])
-    assert len(chunked._local.kept) <= runtimes_module._SIZES_KEPT
+    assert sorted(chunked._local.kept) == [1, 2, 4, 8, 16]  # the chunk and the powers of two below it
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         outputs = list(pool.map(chunked, [x[:150], x[150:]]))
     np.testing.assert_array_equal(np.concatenate(outputs), whole)

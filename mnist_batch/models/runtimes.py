@@ -138,8 +138,9 @@ the default ``cnn`` on one XNNPACK thread costs 121-125 us/image at 8-16 images 
 and 175-200 at 256 (docs/benchmarks.md, "Model calls in chunks"); outputs are identical at any batch
 size (dynamic-range quantisation scales each image's activations alone)."""
 
-_SIZES_KEPT = 3
-"""Interpreters a thread keeps, by batch size (the chunk, and the last few remainders)."""
+_SIZES_KEPT = 6
+"""Interpreters a thread keeps, by batch size: the chunk and the powers of two below it that
+remainders are split into (16, 8, 4, 2, 1), so no batch size makes a new one."""
 
 
 class LiteRTCall:
@@ -147,7 +148,8 @@ class LiteRTCall:
 
     One interpreter per calling thread and batch size (an interpreter is not thread-safe; RunInference
     shares one loaded model across a worker's threads), each built from the same checked bytes. A batch
-    runs in chunks of :data:`LITERT_CHUNK` images, the remainder on an interpreter allocated for it.
+    runs in chunks of :data:`LITERT_CHUNK` images, the remainder in powers of two (13 = 8 + 4 + 1), so a
+    thread holds at most five interpreters whatever the batch sizes it meets.
 
     Args:
       data: the ``.tflite`` bytes.
@@ -191,13 +193,28 @@ class LiteRTCall:
         if len(x) == 0:
             return np.zeros((0, *self.output_shape[1:]), np.float32)
         outputs = []
-        for start in range(0, len(x), self._chunk):
-            part = x[start : start + self._chunk]
-            interpreter, inp, out = self._interpreter(len(part))
-            interpreter.set_tensor(inp, part)
+        for start, size in chunk_sizes(len(x), self._chunk):
+            interpreter, inp, out = self._interpreter(size)
+            interpreter.set_tensor(inp, x[start : start + size])
             interpreter.invoke()
             outputs.append(interpreter.get_tensor(out).copy())
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+
+def chunk_sizes(n: int, chunk: int) -> list[tuple[int, int]]:
+    """``(start, size)`` of the interpreter calls for ``n`` images: ``chunk`` at a time, then the
+    remainder as powers of two, largest first (``chunk_sizes(45, 16)`` -> sizes 16, 16, 8, 4, 1)."""
+    calls, start = [], 0
+    while n - start >= chunk:
+        calls.append((start, chunk))
+        start += chunk
+    size = 1 << max(chunk.bit_length() - 1, 0)
+    while start < n:
+        while size > n - start:
+            size >>= 1
+        calls.append((start, size))
+        start += size
+    return calls
 
 
 def load_litert(data: bytes, threads: int) -> LiteRTCall:
