@@ -195,7 +195,9 @@ def load_predictor(
 
 
 def score(input: str | Sequence[str], output: str, **options: Any) -> dict[str, Any]:
-    """Runs the job ``mnist-batch score`` runs and returns its summary (``summary.json``'s content).
+    """Runs the job ``mnist-batch score`` runs, on the engine it picks (``engine``: ``auto``, ``beam``,
+    ``inprocess``; a local flat-layout run in this process without Beam, as the CLI's), and returns its
+    summary (``summary.json``'s content; ``summary["engine"]`` says which ran).
 
     Args:
       input: a folder, glob or file (or several), local or any Beam filesystem.
@@ -212,9 +214,8 @@ def score(input: str | Sequence[str], output: str, **options: Any) -> dict[str, 
     """
     _quiet_libraries()  # before Beam's import, which logs
     from mnist_batch.cli import build_parser
-    from mnist_batch.scoring.launch import start
+    from mnist_batch.inprocess.engine import INPROCESS, choose_engine
     from mnist_batch.scoring.options import option_strings, parse
-    from mnist_batch.scoring.worker_errors import worker_model_errors
 
     _filter_root_handlers()
 
@@ -227,8 +228,19 @@ def score(input: str | Sequence[str], output: str, **options: Any) -> dict[str, 
     if unknown:
         raise MnistBatchError(f"score(): unknown option {unknown[0][2:].replace('-', '_')!r}")
     args = build_parser().parse_args(argv)
-    with worker_model_errors():
-        summary = start(parse(args, beam_args))
+    settings = parse(args, beam_args)
+    choice = choose_engine(settings)  # the CLI's choice: a local flat run in this process, without Beam
+    settings = settings.replaced(engine_reason=choice.reason)
+    if choice.engine == INPROCESS:
+        from mnist_batch.inprocess.job import start as start_inprocess
+
+        summary = start_inprocess(settings, choice.listing)
+    else:
+        from mnist_batch.scoring.launch import start
+        from mnist_batch.scoring.worker_errors import worker_model_errors
+
+        with worker_model_errors():
+            summary = start(settings)
     if summary.get("exit_code"):
         raise RunFailedError(summary)
     return summary

@@ -115,6 +115,11 @@ def test_score_runs_the_clis_job_and_refuses_what_the_cli_refuses(tiny_model, sa
     scoring_fixtures.write_train_digits(sample_data, tmp_path / "in", 8)
     summary = api.score(tmp_path / "in", str(tmp_path / "out"), model=tiny_model)
     assert summary["counts"]["scored"] == 8 and summary["exit_code"] == 0
+    assert summary["engine"] == "inprocess"  # the CLI's choice for a local flat run
+    on_beam = api.score(tmp_path / "in", str(tmp_path / "out_beam"), model=tiny_model, engine="beam")
+    assert on_beam["engine"] == "beam" and on_beam["counts"] == summary["counts"]
+    with pytest.raises(MnistBatchError, match="--engine inprocess cannot run this launch: --layout runs"):
+        api.score(tmp_path / "in", str(tmp_path / "r"), model=tiny_model, layout="runs", engine="inprocess")
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["run_id"] == summary["run_id"]
     assert pq.read_table(tmp_path / "out" / "predictions").num_rows == 8
     runs = api.score([str(tmp_path / "in")], str(tmp_path / "root"), model=str(tiny_model), layout="runs",
