@@ -348,7 +348,8 @@ def test_the_progress_line_gets_its_total_from_a_counting_process(sample_data, t
     from mnist_batch.scoring.progress import ProgressLine
 
     write_folder(sample_data, tmp_path / "in", n=6)
-    patterns = [str(tmp_path / "in") + "/**"]
+    # an @LIST's worth of patterns (300 KB: more than one command-line argument may hold) goes on stdin
+    patterns = [str(tmp_path / "in") + "/**"] + [f"{tmp_path}/gone/{'x' * 250}{i}/*.png" for i in range(1200)]
     progress = CountedProgress(ProgressLine(every_s=0.0), patterns, IMAGE_EXTENSIONS, str(tmp_path / "out"))
     deadline = time.monotonic() + 30
     while "of 9 files done" not in capsys.readouterr().err:

@@ -12,10 +12,13 @@ not done by the end leaves the line without a total, and never fails the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -26,18 +29,32 @@ COUNTER_NICENESS = 19
 
 
 class FileCounter:
-    """One counting process for ``patterns`` (with ``--extensions`` and ``--output``, as the job lists)."""
+    """One counting process for ``patterns`` (with ``--extensions`` and ``--output``, as the job lists).
+
+    The request goes in on stdin (an ``@LIST`` of many patterns would not fit a command line), written
+    by a thread so that the scoring process never waits for the child's start; the child exits early
+    when the scoring process is gone (killed), never outliving it by more than a few folders.
+    """
 
     def __init__(self, patterns: Sequence[str], extensions: Sequence[str], output: str) -> None:
         request = json.dumps({"patterns": list(patterns), "extensions": list(extensions), "output": output})
+        package_root = str(pathlib.Path(__file__).resolve().parents[2])  # finds this package as the caller did
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, request],
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             close_fds=True,
+            env={**os.environ, "PYTHONPATH": path},
         )
+        threading.Thread(target=self._send, args=(request,), name="progress-count", daemon=True).start()
         self._total: int | None = None
+
+    def _send(self, request: str) -> None:
+        with contextlib.suppress(OSError):  # a child gone at once: no total
+            self._process.stdin.write(request.encode())
+            self._process.stdin.close()
 
     def total(self) -> int | None:
         """The count once the process has printed it (None before, or when it failed)."""
@@ -78,7 +95,10 @@ class CountedProgress:
         line = self._line
         if line.total is None:
             if self._counter is None and time.monotonic() - self._since >= line.every_s:
-                self._counter = FileCounter(*self._request)
+                try:
+                    self._counter = FileCounter(*self._request)
+                except OSError:  # no process to spare: the line goes on without a total
+                    self._since = float("inf")
             elif self._counter is not None:
                 line.total = self._counter.total()
         line.add(n)
@@ -90,15 +110,21 @@ class CountedProgress:
             self._counter = None
 
 
-def main(request: str) -> None:
+def main() -> None:
+    """The child: reads the request on stdin, prints the number of image files the listing finds."""
     from mnist_batch.inprocess.engine import list_entries
     from mnist_batch.scoring.listing import ListedFile
 
     os.nice(COUNTER_NICENESS)
-    spec = json.loads(request)
-    entries = list_entries(spec["patterns"], spec["extensions"], spec["output"])
-    print(sum(1 for item in entries if isinstance(item, ListedFile)), flush=True)
+    parent = os.getppid()
+    spec = json.loads(sys.stdin.read())
+    count = 0
+    for n, item in enumerate(list_entries(spec["patterns"], spec["extensions"], spec["output"])):
+        count += isinstance(item, ListedFile)
+        if n % 4096 == 0 and os.getppid() != parent:
+            return  # the scoring process is gone: nobody reads the count
+    print(count, flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()
