@@ -154,7 +154,7 @@ bench-runtimes: $(STAMP) $(MODEL)
 bench-history: $(STAMP)
 	$(PY) benchmarks/bench_history.py
 
-# A million files a night (issue 24): score vs the hand-written LiteRT loop at 50k/200k/1M files
+# A million files a night (issues 24, 36): score (in process for local files) vs the hand-written LiteRT loop at 50k/200k/1M files
 # (~20 min, ~3 GB of hard links under .cache/bm), and +10,000 new files over a 1,000,000-file history.
 bench-million: $(STAMP) $(MODEL)
 	$(PY) benchmarks/bench_score.py --cnn-model $(MODEL) --files 50000,200000,1000000 --models cnn \
