@@ -214,7 +214,7 @@ def score(input: str | Sequence[str], output: str, **options: Any) -> dict[str, 
     """
     _quiet_libraries()  # before Beam's import, which logs
     from mnist_batch.cli import build_parser
-    from mnist_batch.inprocess.engine import INPROCESS, choose_engine
+    from mnist_batch.cli.score_cmd import execute
     from mnist_batch.scoring.options import option_strings, parse
 
     _filter_root_handlers()
@@ -228,19 +228,7 @@ def score(input: str | Sequence[str], output: str, **options: Any) -> dict[str, 
     if unknown:
         raise MnistBatchError(f"score(): unknown option {unknown[0][2:].replace('-', '_')!r}")
     args = build_parser().parse_args(argv)
-    settings = parse(args, beam_args)
-    choice = choose_engine(settings)  # the CLI's choice: a local flat run in this process, without Beam
-    settings = settings.replaced(engine_reason=choice.reason)
-    if choice.engine == INPROCESS:
-        from mnist_batch.inprocess.job import start as start_inprocess
-
-        summary = start_inprocess(settings, choice.listing)
-    else:
-        from mnist_batch.scoring.launch import start
-        from mnist_batch.scoring.worker_errors import worker_model_errors
-
-        with worker_model_errors():
-            summary = start(settings)
+    summary = execute(args, parse(args, beam_args), cli=False)  # the CLI's engine choice and launch
     if summary.get("exit_code"):
         raise RunFailedError(summary)
     return summary

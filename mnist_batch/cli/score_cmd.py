@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 
 from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.scoring.options import ScoreSettings, add_arguments, parse
@@ -121,10 +122,12 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     return int(summary["exit_code"])
 
 
-def execute(args: argparse.Namespace, settings: ScoreSettings, *, wait: bool = True) -> dict:
+def execute(args: argparse.Namespace, settings: ScoreSettings, *, wait: bool = True, cli: bool = True) -> dict:
     """Runs one scoring job on the engine ``--engine`` picks (:func:`mnist_batch.inprocess.engine.choose_engine`):
     in this process without Beam (:func:`mnist_batch.inprocess.job.start`), or the Beam job
-    (:func:`mnist_batch.scoring.launch.start`); returns its summary."""
+    (:func:`mnist_batch.scoring.launch.start`); returns its summary. ``cli``: this is the CLI's own
+    process (pyarrow's pandas probe skipped, a slow Beam import announced); ``api.score`` passes False
+    and keeps the caller's process and console as they are."""
     from mnist_batch.inprocess.engine import INPROCESS, choose_engine
 
     choice = choose_engine(settings) if wait else None  # a detached launch is a Beam job's
@@ -134,9 +137,11 @@ def execute(args: argparse.Namespace, settings: ScoreSettings, *, wait: bool = T
         from mnist_batch.inprocess.job import skip_pandas_probe
         from mnist_batch.inprocess.job import start as start_inprocess
 
-        skip_pandas_probe()  # the CLI's own process: pyarrow need not import pandas (0.1-0.25 s)
+        if cli:
+            skip_pandas_probe()  # the CLI's own process: pyarrow need not import pandas (0.1-0.25 s)
         return start_inprocess(settings, choice.listing)  # the files auto listed to count them, not listed again
-    with slow_step(args, "loading Beam (1-2 s; TensorFlow too with --runtime keras) ..."):
+    loading = slow_step(args, "loading Beam (1-2 s; TensorFlow too with --runtime keras) ...") if cli else nullcontext()
+    with loading:
         from mnist_batch.scoring.launch import start
         from mnist_batch.scoring.worker_errors import worker_model_errors
 
