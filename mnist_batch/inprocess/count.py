@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pathlib
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 
+from mnist_batch.scoring.decode_pool import module_process
 from mnist_batch.scoring.progress import ProgressLine
 
 COUNTER_NICENESS = 19
@@ -38,15 +38,8 @@ class FileCounter:
 
     def __init__(self, patterns: Sequence[str], extensions: Sequence[str], output: str) -> None:
         request = json.dumps({"patterns": list(patterns), "extensions": list(extensions), "output": output})
-        package_root = str(pathlib.Path(__file__).resolve().parents[2])  # finds this package as the caller did
-        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            close_fds=True,
-            env={**os.environ, "PYTHONPATH": path},
+        self._process = module_process(
+            __name__, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
         threading.Thread(target=self._send, args=(request,), name="progress-count", daemon=True).start()
         self._total: int | None = None

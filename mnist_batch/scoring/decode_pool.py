@@ -109,6 +109,16 @@ def decode_group(sources: Sequence[Source], max_bytes: int, max_pixels: int) -> 
     return DecodedGroup(tuple(ok), stacked, np.array(blank, dtype=bool), tuple(failed))
 
 
+def module_process(module: str, **pipes: Any) -> subprocess.Popen:
+    """``python -m module`` as a child process that finds this package as the caller did (its root
+    first on ``PYTHONPATH``, whatever program started the run); ``pipes``: Popen's stdin/stdout/stderr."""
+    package_root = str(pathlib.Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", module], close_fds=True, env={**os.environ, "PYTHONPATH": path}, **pipes
+    )
+
+
 class HelperGone(RuntimeError):
     """The helper process exited or its pipe broke (its groups are decoded in the caller instead)."""
 
@@ -129,15 +139,7 @@ class Helper:
         self._lock = threading.Lock()
         self._jobs = itertools.count()
         self.started: concurrent.futures.Future = concurrent.futures.Future()
-        package_root = str(pathlib.Path(__file__).resolve().parents[2])  # finds this package as the caller did
-        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-            env={**os.environ, "PYTHONPATH": path},
-        )
+        self._process = module_process(__name__, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read_answers, name="decode-helper", daemon=True)
         self._reader.start()
         if model is not None:
