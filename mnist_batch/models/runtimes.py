@@ -135,12 +135,8 @@ LITERT_CHUNK = 16
 
 A LiteRT call's cost per image grows with its batch once the activations leave the core's cache:
 the default ``cnn`` on one XNNPACK thread costs 121-125 us/image at 8-16 images a call, 140 at 128
-and 175-200 at 256 (docs/benchmarks.md, "Model calls in chunks"); outputs are identical at any batch
+and 175-200 at 256 (docs/benchmarks.md, "Throughput at any size, in one process"); outputs are identical at any batch
 size (dynamic-range quantisation scales each image's activations alone)."""
-
-_SIZES_KEPT = 6
-"""Interpreters a thread keeps, by batch size: the chunk and the powers of two below it that
-remainders are split into (16, 8, 4, 2, 1), so no batch size makes a new one."""
 
 
 class LiteRTCall:
@@ -171,8 +167,7 @@ class LiteRTCall:
         kept = getattr(self._local, "kept", None)
         if kept is None:
             kept = self._local.kept = {}
-        if size in kept:
-            kept[size] = kept.pop(size)  # most recently used last
+        if size in kept:  # at most the chunk and the powers of two below it (chunk_sizes)
             return kept[size]
         from ai_edge_litert.interpreter import Interpreter
 
@@ -183,8 +178,6 @@ class LiteRTCall:
             interpreter.resize_tensor_input(inp["index"], [size, *inp["shape"][1:]])
         with _first_allocation_quiet():
             interpreter.allocate_tensors()
-        while len(kept) >= _SIZES_KEPT:
-            kept.pop(next(iter(kept)))
         kept[size] = (interpreter, inp["index"], out["index"])
         return kept[size]
 
