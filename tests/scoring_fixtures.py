@@ -18,6 +18,7 @@ import io
 import os
 import pathlib
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -35,6 +36,20 @@ def write_train_digits(sample_data, inputs: pathlib.Path, n: int) -> None:
         folder = inputs / str(train.labels[i])
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(train.images[i]).save(folder / f"{i:05d}.png")
+
+
+def started_pool(max_bytes: int = 1_000_000, max_pixels: int = 10_000_000, **kwargs):
+    """A :class:`~mnist_batch.scoring.decode_pool.DecodePool` whose helper has answered (so groups go
+    to it, not the caller); ``kwargs``: the pool's (``depth``, ``model``)."""
+    from mnist_batch.scoring.decode_pool import DecodePool
+
+    pool = DecodePool(max_bytes, max_pixels, **kwargs)
+    deadline = time.monotonic() + 30
+    while pool.helper_pid is None:
+        assert time.monotonic() < deadline, "the helper did not start"
+        pool.ready()
+        time.sleep(0.01)
+    return pool
 
 
 def scan_like(digit: np.ndarray, rng: np.random.Generator, width: int = 200, height: int = 260) -> np.ndarray:

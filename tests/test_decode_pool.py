@@ -54,13 +54,7 @@ def groups_of(sources, size):
 
 
 def started_pool(**kwargs) -> decode_pool.DecodePool:
-    pool = decode_pool.DecodePool(MAX_BYTES, MAX_PIXELS, **kwargs)
-    deadline = time.monotonic() + 30
-    while pool.helper_pid is None:
-        assert time.monotonic() < deadline, "the helper did not start"
-        pool.ready()
-        time.sleep(0.01)
-    return pool
+    return scoring_fixtures.started_pool(MAX_BYTES, MAX_PIXELS, **kwargs)
 
 
 def test_decode_group_accounts_for_every_file_with_its_stage(files):

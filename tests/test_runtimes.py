@@ -139,18 +139,6 @@ def test_litert_in_chunks_gives_the_outputs_of_one_whole_batch_call(fast_model, 
     np.testing.assert_array_equal(np.concatenate(outputs), whole)
 
 
-def started_pool(**kwargs):
-    from mnist_batch.scoring.decode_pool import DecodePool
-
-    pool = DecodePool(1_000_000, 10_000_000, **kwargs)
-    deadline = time.monotonic() + 30
-    while pool.helper_pid is None:
-        assert time.monotonic() < deadline, "the helper did not start"
-        pool.ready()
-        time.sleep(0.01)
-    return pool
-
-
 def test_the_decode_helper_scores_its_groups_bitwise_as_the_caller(fast_model, png_folder, tmp_path):
     """Given the model, the helper returns each group with the outputs the caller's own call gives;
     a model it cannot load leaves the call to the caller; a failed call is the group's model_failure."""
@@ -166,7 +154,7 @@ def test_the_decode_helper_scores_its_groups_bitwise_as_the_caller(fast_model, p
         (helper_model.HelperModel("litert", data), True),
         (helper_model.HelperModel("litert", b"junk"), False),
     ):
-        pool = started_pool(model=model)
+        pool = scoring_fixtures.started_pool(model=model)
         try:
             pool.submit(sources, "all")
             ((_, there),) = pool.drain()
