@@ -36,6 +36,7 @@ from mnist_batch.constants import AUTO_RUNTIME
 from mnist_batch.decoding import ImageDecodeError, decode_image
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.preprocess import MnistImage, to_mnist
+from mnist_batch.review import check_review_threshold, review_threshold_for
 from mnist_batch.tables import ERRORS_SCHEMA, prediction_columns
 from mnist_batch.trust import threshold_for
 
@@ -169,12 +170,13 @@ def load_predictor(
     model: str | os.PathLike,
     runtime: str = AUTO_RUNTIME,
     *,
-    review_threshold: float = 0.9,
+    review_threshold: float | None = None,
     not_digit_threshold: float | None = None,
 ):
     """The model at ``model`` (``.keras`` with its card beside it), checked as ``score`` checks it, on
     ``runtime`` (``auto``: the card's LiteRT file when its recorded agreement is >= 99.9 %), flagging
-    ``not_digit`` at the card's threshold (or ``not_digit_threshold``) as ``score`` does.
+    ``low_confidence`` below the card's review threshold (or ``review_threshold``; 0.9 for a card
+    without one) and ``not_digit`` at the card's threshold (or ``not_digit_threshold``) as ``score`` does.
 
     Raises:
       ModelError: no card, a file that does not match it, a missing or damaged runtime file, or a
@@ -189,8 +191,9 @@ def load_predictor(
     predictor = Predictor.load(scorer.uri, scorer.model_id, runtime=scorer.runtime)  # the checked bytes
     names = tuple(card.class_names)
     flag_at, _ = threshold_for(card.not_digit_check(), not_digit_threshold)
+    review_at, _ = review_threshold_for(card.review_threshold(), check_review_threshold(review_threshold))
     return DigitPredictor(
-        uri, scorer.runtime, scorer.uri, card.model_id, scorer.model_id, names, review_threshold, flag_at, predictor
+        uri, scorer.runtime, scorer.uri, card.model_id, scorer.model_id, names, review_at, flag_at, predictor
     )
 
 

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Iterable
 
+from mnist_batch import review
 from mnist_batch.constants import AUTO_RUNTIME, DEFAULT_MAX_PIXELS, FAST_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 
 
@@ -144,8 +145,8 @@ class TrainConfig:
 
 # --- scoring settings (ScoreConfig) --------------------------------------------------------
 
-DEFAULT_REVIEW_THRESHOLD = 0.9
-"""Predictions below this confidence are flagged ``low_confidence`` (see docs/scoring.md, calibration)."""
+DEFAULT_REVIEW_THRESHOLD = review.DEFAULT_REVIEW_THRESHOLD
+"""The review threshold of a model whose card records none (:mod:`mnist_batch.review`; docs/scoring.md)."""
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 """Per-file read limit (64 MiB): far above any scan (an A4 page at 600 dpi as PNG is a few MB), far
@@ -166,7 +167,9 @@ class ScoreConfig:
       output: output folder (local or any Beam filesystem).
       labels_csv: optional ``path,label`` CSV of true labels (else the parent folder names them).
       extensions: image file extensions (lower case, no dot); other names are skipped and counted.
-      review_threshold: predictions with a lower confidence are flagged ``low_confidence``.
+      review_threshold: predictions with a lower confidence are flagged ``low_confidence``, in [0, 1];
+        None: the model card's (chosen on validation data at export), or 0.9 for a card without one
+        (:func:`mnist_batch.review.review_threshold_for`; a launch resolves it once, from the card).
       max_batch_size: files per group, and so images per model call.
       max_error_rate: the run fails (non-zero exit, outputs still written) when
         errors / matched exceeds this; None = only fail when every file failed.
@@ -186,7 +189,7 @@ class ScoreConfig:
     output: str
     labels_csv: str | None = None
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS
-    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    review_threshold: float | None = None
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_error_rate: float | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -216,12 +219,13 @@ class ScoreConfig:
             "must be lower-case names without a dot",
             self.extensions,
         )
-        require(
-            math.isfinite(self.review_threshold) and 0.0 <= self.review_threshold <= 1.0,
-            "review_threshold",
-            "must be in [0, 1]",
-            self.review_threshold,
-        )
+        if self.review_threshold is not None:
+            require(
+                math.isfinite(self.review_threshold) and 0.0 <= self.review_threshold <= 1.0,
+                "review_threshold",
+                "must be in [0, 1]",
+                self.review_threshold,
+            )
         if self.not_digit_threshold is not None:
             require(
                 math.isfinite(self.not_digit_threshold) and 0.0 < self.not_digit_threshold <= 1.0,

@@ -15,6 +15,7 @@ from typing import Any
 
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.files import replaced_atomically
+from mnist_batch.review import ReviewCardError, card_review_threshold
 from mnist_batch.trust import NotDigitCardError, NotDigitCheck
 
 CARD_SUFFIX = ".card.json"
@@ -78,6 +79,12 @@ class ModelCard:
         "test_digits_flagged"}``: the model has C+1 outputs, output C says "not a digit", and
         rows scoring at least ``threshold`` are flagged. ``None``: no check (cards written before
         it, or ``train --not-digit 0``); such a model has C outputs.
+      review: the review threshold chosen at export (:mod:`mnist_batch.review`): ``{"threshold",
+        "budget", "met", "grid", "validation_digits", "validation_clean_flagged",
+        "validation_clean_wrong_unflagged", "validation_damaged": {corruption: {"flagged",
+        "wrong_unflagged"}}}``; runs flag ``low_confidence`` below ``threshold`` unless
+        ``--review-threshold`` says otherwise. ``None``: 0.9 (cards written before it, models
+        without the not-digit check).
     """
 
     model_name: str
@@ -99,6 +106,7 @@ class ModelCard:
     reference: dict[str, Any] | None = None
     runtimes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     not_digit: dict[str, Any] | None = None
+    review: dict[str, Any] | None = None
     schema_version: int = CARD_SCHEMA_VERSION
 
     @property
@@ -115,6 +123,13 @@ class ModelCard:
         try:
             return NotDigitCheck.from_card(self.not_digit, self.num_classes, where=where)
         except NotDigitCardError as exc:
+            raise ModelCardError(str(exc)) from exc
+
+    def review_threshold(self, where: str = "model card") -> float | None:
+        """The checked review threshold the card records; None without one."""
+        try:
+            return card_review_threshold(self.review, where=where)
+        except ReviewCardError as exc:
             raise ModelCardError(str(exc)) from exc
 
     def stored_reference(self) -> dict[str, Any] | None:
@@ -147,6 +162,7 @@ class ModelCard:
         if card.num_classes < 2:
             raise ModelCardError(f"{where}: needs at least two class names, has {card.num_classes}")
         card.not_digit_check(where)  # a damaged entry is refused when the card is read
+        card.review_threshold(where)
         return card
 
 

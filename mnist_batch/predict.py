@@ -18,6 +18,7 @@ import numpy as np
 from mnist_batch.constants import AUTO_RUNTIME
 from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, FileTooLargeError, NotRegularFileError, read_local
 from mnist_batch.preprocess import ImageDecodeError, MnistImage, preprocess_bytes
+from mnist_batch.review import DEFAULT_REVIEW_THRESHOLD, review_threshold_for
 from mnist_batch.trust import split_outputs, threshold_for
 
 
@@ -32,6 +33,7 @@ class Prediction:
       class_names: C names.
       not_digit_score: the model's not-digit score (None: the model has no check).
       not_digit_threshold: from this score on the image is not a digit (None: no check).
+      review_threshold: below this confidence the answer is ``low_confidence`` (for review).
     """
 
     path: str
@@ -40,6 +42,12 @@ class Prediction:
     class_names: tuple[str, ...]
     not_digit_score: float | None = None
     not_digit_threshold: float | None = None
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+
+    @property
+    def low_confidence(self) -> bool:
+        """The answer is below the review threshold."""
+        return self.confidence < self.review_threshold
 
     @property
     def not_digit(self) -> bool | None:
@@ -91,7 +99,11 @@ def read_and_preprocess(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> M
 
 
 def predict_files(
-    model_path: str, paths: Sequence[str], runtime: str = AUTO_RUNTIME, not_digit_threshold: float | None = None
+    model_path: str,
+    paths: Sequence[str],
+    runtime: str = AUTO_RUNTIME,
+    not_digit_threshold: float | None = None,
+    review_threshold: float | None = None,
 ) -> list[Prediction | Failure]:
     """Classifies each file; a bad file becomes a :class:`Failure`, the others still run.
 
@@ -100,6 +112,7 @@ def predict_files(
       paths: image files.
       runtime: ``auto``, ``keras`` or ``litert`` (:func:`mnist_batch.models.choose_runtime`).
       not_digit_threshold: overrides the card's not-digit threshold (None: the card's).
+      review_threshold: overrides the card's review threshold (None: the card's, 0.9 without one).
 
     Returns:
       One :class:`Prediction` or :class:`Failure` per path, in order.
@@ -122,11 +135,12 @@ def predict_files(
             results.append(Failure(path, str(exc)))
     if images:
         threshold, _ = threshold_for(card.not_digit_check(model_path), not_digit_threshold)
+        review_at, _ = review_threshold_for(card.review_threshold(model_path), review_threshold)
         outputs = predictor(np.stack([m.pixels for _, m in images]))
         probabilities, scores = split_outputs(outputs, card.num_classes)
         for j, ((i, image), row) in enumerate(zip(images, probabilities, strict=True)):
             score = None if scores is None else float(scores[j])
-            results[i] = Prediction(paths[i], image, row, tuple(card.class_names), score, threshold)
+            results[i] = Prediction(paths[i], image, row, tuple(card.class_names), score, threshold, review_at)
     return results
 
 

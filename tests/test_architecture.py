@@ -28,6 +28,7 @@ BASE = {
     "curves",
     "synthetic",
     "trust",
+    "review",
 }
 ALLOWED = {
     "base": BASE,

@@ -9,6 +9,7 @@ from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.constants import AUTO_RUNTIME, RUNTIME_CHOICES, SPLITS
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.models.runtimes import RUNTIME_HELP
+from mnist_batch.review import check_review_threshold
 from mnist_batch.trust import check_threshold, describe
 
 EPILOG = """Outputs under --output DIR:
@@ -64,6 +65,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="not a digit from this not-digit score on (0 < T <= 1); default: each model card's",
     )
     p.add_argument(
+        "--review-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="low confidence below this confidence (0 <= T <= 1); default: each model card's (0.9 without one)",
+    )
+    p.add_argument(
         "--trust",
         action="store_true",
         help="also measure on generated damaged digits and non-digits: trust.parquet, trust.md, trust.png",
@@ -76,6 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.not_digit_threshold is not None:
         check_threshold(args.not_digit_threshold, "--not-digit-threshold", MnistBatchError)
+    check_review_threshold(args.review_threshold, "--review-threshold", MnistBatchError)
     with slow_step(args, "loading TensorFlow ..."):
         from mnist_batch.evaluation import evaluate
 
@@ -89,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         not_digit_threshold=args.not_digit_threshold,
         trust_report=args.trust,
+        review_threshold=args.review_threshold,
     )
     out = pathlib.Path(args.output)
     left = summary.get("left_out")
@@ -124,5 +134,6 @@ def not_digit_line(m: dict) -> str:
         return f"{m['model']}: {describe(None, 'none')}"
     return (
         f"{m['model']}: not a digit (score >= {threshold:g}) {m['not_digit_rate']:.2%}, flagged in all "
+        f"(that or confidence below {m.get('review_threshold', 0.9):g}) "
         f"{m['flagged_rate']:.2%}, wrong and unflagged {m['wrong_unflagged_rate']:.2%}"
     )

@@ -10,6 +10,7 @@ from mnist_batch.cli.common import HelpFormatter, add_verbosity, slow_step
 from mnist_batch.constants import AUTO_RUNTIME, RUNTIME_CHOICES
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.models.runtimes import RUNTIME_HELP
+from mnist_batch.review import check_review_threshold
 from mnist_batch.trust import check_threshold, describe
 
 EXIT_SOME_FAILED = 1
@@ -50,6 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="T",
         help="not a digit from this not-digit score on (0 < T <= 1); default: the model card's",
     )
+    p.add_argument(
+        "--review-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="low confidence (for review) below this confidence (0 <= T <= 1); default: the model card's",
+    )
     add_verbosity(p)
     p.set_defaults(run=run)
 
@@ -66,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.not_digit_threshold is not None:
         check_threshold(args.not_digit_threshold, "--not-digit-threshold", MnistBatchError)
-    results = predict_files(args.model, args.images, args.runtime, args.not_digit_threshold)
+    check_review_threshold(args.review_threshold, "--review-threshold", MnistBatchError)
+    results = predict_files(args.model, args.images, args.runtime, args.not_digit_threshold, args.review_threshold)
     failed = 0
     for i, r in enumerate(results):
         if isinstance(r, Failure):
@@ -76,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         top = ", ".join(f"{name} {p:.4f}" for name, p in r.top(max(1, args.top)))
         flags = (
             ("not a digit" + (f": score {r.not_digit_score:.4f}" if r.not_digit else ""), r.not_digit),
+            (f"low confidence: below {r.review_threshold:g}, for review", r.low_confidence),
             ("blank", r.image.blank),
             ("dark-on-light, inverted", r.image.inverted),
         )

@@ -84,6 +84,9 @@ def print_summary(summary: dict) -> None:
         print(f"engine: {summary.get('engine', 'beam')} ({summary['engine_reason']})")
     if summary.get("runtime"):
         print(f"runtime: {summary['runtime']} ({summary.get('runtime_reason', '')})")
+    if summary.get("review_threshold") is not None:
+        source = summary.get("review_threshold_source", "")
+        print(f"review: low_confidence below {summary['review_threshold']:g}" + (f" ({source})" if source else ""))
     if "not_digit_threshold" in summary:
         line = describe(summary["not_digit_threshold"], summary.get("not_digit_threshold_source", ""))
         flagged = counts.get("not_digit")

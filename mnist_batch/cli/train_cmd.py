@@ -190,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
                 f"test ({m['examples']:,} images): accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  "
                 f"macro-F1 {m['macro_f1']:.4f}"
             )
+        for line in trust_lines(result.card):
+            print(line)
         from mnist_batch.models.artifacts import describe_artifact
 
         for name, entry in result.card.runtimes.items():
@@ -197,3 +199,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("no --export given: the model was not saved (add --export models/NAME.keras)")
     return 0
+
+
+def trust_lines(card) -> list[str]:
+    """What the card's not-digit and review thresholds are, and what they cost on validation data."""
+    nd, rv = card.not_digit, card.review
+    lines = []
+    if nd:
+        lines.append(
+            f"not-digit threshold {nd['threshold']:g}: flags {nd['validation_digits_flagged']:.1%} of validation "
+            f"digits, {nd['validation_negatives_flagged']:.1%} of held-out non-digits"
+        )
+    if rv:
+        worst = max(rv["validation_damaged"].items(), key=lambda kv: kv[1]["wrong_unflagged"], default=None)
+        said = f"; worst damaged set {worst[0]}: {worst[1]['wrong_unflagged']:.1%} wrong and unflagged" if worst else ""
+        lines.append(
+            f"review threshold {rv['threshold']:g}"
+            + ("" if rv["met"] else f" (no threshold up to 0.95 kept damaged digits within {rv['budget']:.0%})")
+            + f": flags {rv['validation_clean_flagged']:.1%} of validation digits{said}"
+        )
+    return lines

@@ -19,6 +19,7 @@ from mnist_batch.evaluation import summarize
 from mnist_batch.evaluation.infer import Predictions, predict_arrays, predict_folder
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import check_model, choose_runtime
+from mnist_batch.review import review_threshold_for
 from mnist_batch.runstore.run_ids import default_run_id
 from mnist_batch.trust import flag, threshold_for
 
@@ -113,6 +114,7 @@ def evaluate(
     runtime: str = AUTO_RUNTIME,
     not_digit_threshold: float | None = None,
     trust_report: bool = False,
+    review_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Evaluates every model on ``dataset``'s ``split`` and writes the tables under ``output``.
 
@@ -125,6 +127,7 @@ def evaluate(
       class_names: ``--class-names`` (comma list or file) overriding the data set's names.
       runtime: what runs each model (``auto``, ``keras``, ``litert``; :func:`choose_runtime`).
       not_digit_threshold: overrides each card's not-digit threshold (None: the card's).
+      review_threshold: overrides each card's review threshold (None: the card's, 0.9 without one).
       trust_report: also measure every model on generated damaged digits and non-digits
         (:mod:`mnist_batch.evaluation.trust`): ``trust.parquet``, ``trust.md``, ``trust.png``.
 
@@ -142,9 +145,7 @@ def evaluate(
     if trust_report and data.folder is not None:
         raise EvaluationError(f"--trust: {dataset} is a folder of files; the trust sets are made from array data sets")
     check_classes(models, cards, data)
-    thresholds = [
-        threshold_for(card.not_digit_check(m), not_digit_threshold)[0] for m, card in zip(models, cards, strict=True)
-    ]
+    thresholds = run_thresholds(models, cards, not_digit_threshold, review_threshold)
     output = pathlib.Path(output)
     prepare_output(output, overwrite)
     names = display_names(models)
@@ -241,17 +242,29 @@ def predict_all(models: Sequence[str], scorers, data: DataToEvaluate) -> list[Pr
     return results
 
 
-def flag_rates(r: Predictions, threshold: float | None) -> dict[str, Any]:
-    """``not_digit_threshold``, and the shares of the split flagged not a digit, flagged at all
-    (that or below the default review threshold), and wrong but unflagged (None values without a check)."""
-    from mnist_batch.config import DEFAULT_REVIEW_THRESHOLD
+def run_thresholds(models, cards, not_digit: float | None, review: float | None) -> list[tuple[float | None, float]]:
+    """``(not-digit threshold, review threshold)`` per model: the overrides, else each card's."""
+    return [
+        (
+            threshold_for(card.not_digit_check(m), not_digit)[0],
+            review_threshold_for(card.review_threshold(m), review)[0],
+        )
+        for m, card in zip(models, cards, strict=True)
+    ]
 
+
+def flag_rates(r: Predictions, thresholds: tuple[float | None, float]) -> dict[str, Any]:
+    """``not_digit_threshold``, ``review_threshold``, and the shares of the split flagged not a digit,
+    flagged at all (that or below the review threshold), and wrong but unflagged (None values without
+    a check). ``thresholds``: (not-digit, review)."""
+    threshold, review_at = thresholds
     n = len(r.labels)
     not_digit = flag(r.not_digit_score, threshold)
-    low = r.probabilities.max(axis=1) < DEFAULT_REVIEW_THRESHOLD if n else np.zeros(0, bool)
+    low = r.probabilities.max(axis=1) < review_at if n else np.zeros(0, bool)
     flagged = low | not_digit if not_digit is not None else low
     wrong = r.probabilities.argmax(axis=1) != r.labels if n else np.zeros(0, bool)
     return {
+        "review_threshold": review_at,
         "not_digit_threshold": threshold,
         "not_digit_rate": float(not_digit.mean()) if not_digit is not None and n else None,
         "flagged_rate": float(flagged.mean()) if n else None,
@@ -264,23 +277,22 @@ def write_trust(output: pathlib.Path, data: DataToEvaluate, names, scorers, thre
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mnist_batch.config import DEFAULT_REVIEW_THRESHOLD
     from mnist_batch.evaluation import trust
     from mnist_batch.models import Predictor
 
     sets = trust.trust_sets(data.images, data.labels, fashion=trust.fashion_images())
     rows, texts = [], []
-    for i, (name, scorer, threshold) in enumerate(zip(names, scorers, thresholds, strict=True)):
+    for i, (name, scorer, (threshold, review_at)) in enumerate(zip(names, scorers, thresholds, strict=True)):
         predictor = Predictor.load(scorer.uri, scorer.model_id, runtime=scorer.runtime)
         measured = trust.measure(
             predictor,
             sets,
             len(data.class_names),
-            review_threshold=DEFAULT_REVIEW_THRESHOLD,
+            review_threshold=review_at,
             not_digit_threshold=threshold,
         )
         rows += [{"model": name, **row} for row in measured]
-        texts.append(trust.markdown(measured, name, (DEFAULT_REVIEW_THRESHOLD, threshold)))
+        texts.append(trust.markdown(measured, name, (review_at, threshold)))
         if i == 0:
             trust.plot(measured, output / "trust.png", f"{name}: flagged vs wrong and unflagged, per set")
     pq.write_table(pa.Table.from_pylist(rows), output / "trust.parquet")
@@ -295,14 +307,13 @@ def prediction_table(
     ids: tuple[str, str],
     run_id: str,
     scored_at,
-    not_digit_threshold: float | None = None,
+    thresholds: tuple[float | None, float] = (None, 0.9),
 ):
     """Per-image rows (``predictions.parquet``): the scoring row plus the model's name, the index and
     the 28x28 pixels for array inputs (:data:`~mnist_batch.tables.EVALUATION_PREDICTIONS_SCHEMA`);
-    ``ids``: (the model's id, the id of the runtime file that scored)."""
+    ``ids``: (the model's id, the id of the runtime file that scored); ``thresholds``: (not-digit, review)."""
     import pyarrow as pa
 
-    from mnist_batch.config import DEFAULT_REVIEW_THRESHOLD
     from mnist_batch.tables import EVALUATION_PREDICTIONS_SCHEMA, prediction_columns
 
     n = len(r.labels)
@@ -312,11 +323,11 @@ def prediction_table(
         r.blank if r.blank is not None else np.zeros(n, bool),
         r.outputs if r.outputs is not None else r.probabilities,
         class_names=class_names,
-        not_digit_threshold=not_digit_threshold,
+        not_digit_threshold=thresholds[0],
         model_id=ids[0],
         runtime_model_id=ids[1],
         run_id=run_id,
-        review_threshold=DEFAULT_REVIEW_THRESHOLD,
+        review_threshold=thresholds[1],
         scored_at=scored_at,
     )
     columns["model"] = pa.array([name] * n, pa.string())

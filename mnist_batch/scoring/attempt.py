@@ -26,6 +26,7 @@ from mnist_batch.errors import MnistBatchError
 from mnist_batch.files import is_remote, local_path
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
+from mnist_batch.review import review_threshold_for
 from mnist_batch.runstore import claims, fs
 from mnist_batch.runstore.commit import commit_run, recover
 from mnist_batch.runstore.errors import storage_step
@@ -62,6 +63,8 @@ class LaunchRecord:
     output: str
     layout: str
     review_threshold: float
+    review_threshold_source: str
+    """``model card``, ``--review-threshold``, or ``default: the model card has none``."""
     not_digit_threshold: float | None
     """The run's not-digit threshold (None: the model has no check, ``not_digit`` is null)."""
     not_digit_threshold_source: str
@@ -106,6 +109,7 @@ class Attempt:
       replace: replace an earlier run (``--replace``, or ``--overwrite`` in the flat layout).
       leases: the leases this launch holds.
       wait: wait for the job (else return once submitted; the job releases the leases).
+      review_source: where the run's review threshold came from.
     """
 
     settings: ScoreSettings
@@ -116,6 +120,8 @@ class Attempt:
     replace: bool
     leases: tuple[claims.Lease, ...]
     wait: bool
+    review_source: str = "model card"
+    """Where ``config.review_threshold`` came from (:func:`mnist_batch.review.review_threshold_for`)."""
 
     @property
     def config(self) -> ScoreConfig:
@@ -161,6 +167,8 @@ def launch_settings(
     config, options = settings.config, settings.run
     run_id = check_run_id(config.run_id)
     card = card or check_model(config.model, options.expect_model_id, load=False)
+    settings, review_source = resolve_review(settings, card)
+    config = settings.config
     scorer = choose_runtime(config.model, card, config.runtime)
     dt = options.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
     layout = Layout(options.layout, config.output, run_id, dt if options.layout == "runs" else None)
@@ -176,7 +184,7 @@ def launch_settings(
                 leases.append(claim_history(layout, attempt, detached=not wait))
         with storage_step(f"recover earlier commits under {layout.root}"):
             recovered = recover(layout.root, claims.live_attempts(layout.root))
-        run = Attempt(settings, layout, attempt, card, scorer, replace, tuple(leases), wait)
+        run = Attempt(settings, layout, attempt, card, scorer, replace, tuple(leases), wait, review_source)
         summary = run_attempt(run)
     except BaseException as exc:
         left = release_all(leases, layout.root)
@@ -188,6 +196,13 @@ def launch_settings(
         if left:
             print(f"mnist-batch: note: {left}", file=sys.stderr)
     return {**summary, "recovered": {k: recovered[k] for k in ("completed", "rolled_back", "uncommitted")}}
+
+
+def resolve_review(settings: ScoreSettings, card: ModelCard) -> tuple[ScoreSettings, str]:
+    """``settings`` with the review threshold decided once (``--review-threshold``, the card's, or 0.9),
+    and where it came from: every step after the launch reads ``settings.config.review_threshold``."""
+    threshold, source = review_threshold_for(card.review_threshold(), settings.config.review_threshold)
+    return settings.replaced(config=dataclasses.replace(settings.config, review_threshold=threshold)), source
 
 
 def claim_run(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
@@ -248,6 +263,7 @@ def launch_record(run: Attempt, earlier: list[tuple[str, str]], engine: str = "b
         output=layout.root,
         layout=layout.kind,
         review_threshold=config.review_threshold,
+        review_threshold_source=run.review_source,
         not_digit_threshold=not_digit[0],
         not_digit_threshold_source=not_digit[1],
         max_error_rate=config.max_error_rate,

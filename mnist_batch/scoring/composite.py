@@ -25,6 +25,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from mnist_batch.constants import AUTO_RUNTIME, DEFAULT_MAX_PIXELS
 from mnist_batch.files import DEFAULT_MAX_FILE_BYTES, is_remote
+from mnist_batch.review import check_review_threshold, review_threshold_for
 from mnist_batch.runstore import fs
 from mnist_batch.scoring.decode_pool import decode_file
 from mnist_batch.scoring.handler import DigitModelHandler
@@ -100,7 +101,7 @@ class ScoreDigits(beam.PTransform):
       runtime: ``auto`` (the card's LiteRT file when its agreement with Keras is recorded at
         >= 99.9 %), ``keras`` or ``litert``.
       run_id: written on every row (default ``api``).
-      review_threshold: rows with confidence below it are ``low_confidence``.
+      review_threshold: rows with confidence below it are ``low_confidence`` (None: the card's, or 0.9).
       not_digit_threshold: rows whose not-digit score is at least this are ``not_digit`` (default: the
         card's; a model without the check leaves both columns null).
       max_batch_size: images per model call (Beam's ``BatchElements`` bound).
@@ -116,7 +117,7 @@ class ScoreDigits(beam.PTransform):
         *,
         runtime: str = AUTO_RUNTIME,
         run_id: str = "api",
-        review_threshold: float = 0.9,
+        review_threshold: float | None = None,
         not_digit_threshold: float | None = None,
         max_batch_size: int = 256,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
@@ -138,7 +139,8 @@ class ScoreDigits(beam.PTransform):
         self._decode_args = (max_file_bytes, max_pixels, run_id, card.model_id)
         fields = {"class_names": tuple(card.class_names), "model_id": card.model_id, "run_id": run_id}
         flag_at, _ = threshold_for(card.not_digit_check(), not_digit_threshold)
-        self._fields = {**fields, "review_threshold": review_threshold, "not_digit_threshold": flag_at}
+        review_at, _ = review_threshold_for(card.review_threshold(), check_review_threshold(review_threshold))
+        self._fields = {**fields, "review_threshold": review_at, "not_digit_threshold": flag_at}
 
     def expand(self, pcoll):
         decoded = (

@@ -210,8 +210,10 @@ def add_arguments(p: argparse.ArgumentParser) -> list[argparse.Action]:
     add(
         "--review-threshold",
         type=float,
-        default=DEFAULT_REVIEW_THRESHOLD,
-        help="flag predictions below this confidence as low_confidence",
+        default=None,
+        metavar="T",
+        help="flag predictions below this confidence (0 <= T <= 1) as low_confidence; default: the model card's "
+        f"(chosen on validation data at export), {DEFAULT_REVIEW_THRESHOLD:g} for a card without one",
     )
     add(
         "--not-digit-threshold",

@@ -26,6 +26,7 @@ from mnist_batch.config import ScoreConfig
 from mnist_batch.constants import COL_MODEL_ID, COL_RUN_ID
 from mnist_batch.model_card import ModelCard
 from mnist_batch.models import ScoringModel, check_model, choose_runtime
+from mnist_batch.review import review_threshold_for
 from mnist_batch.runstore.run_ids import default_run_id
 from mnist_batch.scoring import decode_pool
 from mnist_batch.scoring.counters import PROGRESS_LISTING
@@ -116,7 +117,7 @@ def score_images(
         card.class_names,
         card.model_id,
         run_id,
-        config.review_threshold,
+        review_threshold_for(card.review_threshold(), config.review_threshold)[0],
         runtime_model_id=scorer.model_id,
         not_digit_threshold=threshold_for(card.not_digit_check(), config.not_digit_threshold)[0],
     )

@@ -27,7 +27,8 @@ from mnist_batch.model_card import ModelCard, card_path, file_sha256, write_card
 from mnist_batch.models import Predictor
 from mnist_batch.models.artifacts import ArtifactError, make_artifact
 from mnist_batch.models.runtimes import get_runtime
-from mnist_batch.training.not_digit import threshold_entry
+from mnist_batch.review import DEFAULT_REVIEW_THRESHOLD
+from mnist_batch.training.not_digit import review_entry, threshold_entry
 from mnist_batch.trust import split_outputs
 
 
@@ -83,15 +84,19 @@ def reference_distribution(
     probabilities: np.ndarray, split: str = "test", threshold: float = 0.9, not_digit: np.ndarray | None = None
 ) -> dict[str, Any]:
     """The card's ``reference``: predicted class mix and binned confidence of held-out probabilities [N, C]
-    (and, with the not-digit flags bool [N], their rate: monitoring's baseline)."""
+    (and, with the not-digit flags bool [N], their rate: monitoring's baseline). The low-confidence
+    rate is recorded at the model's review ``threshold`` and at 0.9 (runs that keep the old default)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     confidence = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
     return {
+        **{
+            f"low_confidence_rate_at_{t}": float((confidence < t).mean()) if len(confidence) else None
+            for t in sorted({DEFAULT_REVIEW_THRESHOLD, threshold})
+        },
         "split": split,
         "examples": len(probabilities),
         "predicted_class_counts": np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1]).tolist(),
         "confidence_histogram": metrics.confidence_histogram(confidence).tolist(),
-        f"low_confidence_rate_at_{threshold}": float((confidence < threshold).mean()) if len(confidence) else None,
         **({"not_digit_rate": float(np.mean(not_digit)) if len(not_digit) else None} if not_digit is not None else {}),
     }
 
@@ -171,7 +176,8 @@ def export_model(
         each measured against the saved model on ``test_split`` and recorded in the card.
       validation_split: for a model with the not-digit output (C+1 units), the digits its
         threshold is chosen on (:func:`mnist_batch.training.not_digit.threshold_entry`, with
-        negatives of another seed than ``seed``'s); None: no check in the card.
+        negatives of another seed than ``seed``'s) and, with damaged copies of them, the review
+        threshold (:func:`~mnist_batch.training.not_digit.review_entry`); None: neither in the card.
       seed: the training seed.
 
     Returns:
@@ -185,10 +191,12 @@ def export_model(
     predictor = Predictor(saved)
     raw = predictor(test_split.images, batch_size=512) if test_split is not None else None
     probs, scores = split_outputs(raw, len(class_names)) if raw is not None else (None, None)
-    not_digit = None
+    not_digit = review = None
     if validation_split is not None and int(saved.output_shape[-1]) == len(class_names) + 1:
         not_digit = threshold_entry(predictor, validation_split, len(class_names), seed, scores)
+        review = review_entry(predictor, validation_split, len(class_names), seed, not_digit["threshold"])
     flags = scores >= not_digit["threshold"] if not_digit is not None and scores is not None else None
+    review_at = review["threshold"] if review is not None else DEFAULT_REVIEW_THRESHOLD
     card = ModelCard(
         model_name=model_name,
         model_id=file_sha256(path),
@@ -206,8 +214,9 @@ def export_model(
         test_metrics=evaluate_split(saved, test_split, len(class_names), probs) if test_split is not None else {},
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         extra=dict(extra or {}),
-        reference=reference_distribution(probs, not_digit=flags) if probs is not None else None,
+        reference=reference_distribution(probs, threshold=review_at, not_digit=flags) if probs is not None else None,
         not_digit=not_digit,
+        review=review,
     )
     write_model_card(card, path)
     return path, add_runtime_files(saved, path, card, runtimes, test_split, raw)

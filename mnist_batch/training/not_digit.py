@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_batch import synthetic, trust
+from mnist_batch import review, synthetic, trust
 from mnist_batch.data.base import Split
 
 VALIDATION_SEED_OFFSET = 1_000_003
@@ -68,3 +68,34 @@ def threshold_entry(
     if test_scores is not None and len(test_scores):
         entry["test_digits_flagged"] = float((np.asarray(test_scores) >= chosen["threshold"]).mean())
     return entry
+
+
+REVIEW_SEED_OFFSET = 2_000_003
+"""Added to the training seed for the damaged validation digits the review threshold is chosen on
+(neither the validation negatives' seed nor ``evaluate --trust``'s)."""
+
+
+def review_entry(predict, validation: Split, num_classes: int, seed: int, not_digit_threshold: float) -> dict[str, Any]:
+    """The card's ``review`` entry: the review threshold chosen on the validation digits and damaged copies.
+
+    Args:
+      predict: uint8 [B, 28, 28] -> float32 [B, C+1] (the exported model's Predictor).
+      validation: the validation digits, uint8 [N, 28, 28] and labels [N].
+      num_classes: C.
+      seed: the training seed (the damage uses ``seed + REVIEW_SEED_OFFSET + i`` for corruption i).
+      not_digit_threshold: the card's not-digit threshold (a row it flags is not wrong and unflagged).
+
+    Returns:
+      :func:`mnist_batch.review.choose_review_threshold`'s fields.
+    """
+    labels = np.asarray(validation.labels, np.int64)
+
+    def outcome(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        probs, scores = trust.split_outputs(predict(images), num_classes)
+        return probs.max(axis=1), probs.argmax(axis=1) == labels, scores >= not_digit_threshold
+
+    damaged = {
+        kind: outcome(synthetic.corrupt(validation.images, kind, seed=seed + REVIEW_SEED_OFFSET + i))
+        for i, kind in enumerate(synthetic.CORRUPTIONS)
+    }
+    return review.choose_review_threshold(damaged, outcome(np.asarray(validation.images)))
