@@ -39,7 +39,7 @@ DEMO_SCORE = [
 
 OWN_LINES = re.compile(
     r"^(scored [\d,]+ of [\d,]+ images|runtime: (keras|litert) \(|accuracy [\d.]+, macro-F1|outputs: |"
-    r"mnist-batch score: progress: |not-digit check: |engine: (inprocess|beam) \()"
+    r"mnist-batch score: progress: |not-digit check: |review: low_confidence below |engine: (inprocess|beam) \()"
 )
 """Every line `mnist-batch score` itself prints at the default verbosity."""
 

@@ -28,6 +28,7 @@ import os
 import pathlib
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -478,6 +479,33 @@ def test_glob_listing_reports_only_what_the_glob_can_reach(tmp_path):
     assert skipped == [(str(tmp_path / "a" / "gone.png"), "broken symlink")]
     everything = list(listing.list_local(str(tmp_path / "**")))
     assert len(everything) == 5
+
+
+def test_listing_without_metadata_meets_the_same_entries_with_the_same_reasons(sample_data, tmp_path):
+    """The in-process job lists without a stat per regular file (``metadata=False``): every path and
+    every skip reason is the same as with it, in the same order; only regular files lose size and time."""
+    from mnist_batch.scoring import listing
+
+    build_hostile_folder(tmp_path / "in", sample_data)
+    try:
+        pattern, own = str(tmp_path / "in" / "**"), [listing.folder_id(str(tmp_path / "in" / "scored"))]
+        full = list(listing.classify_listing(pattern, frozenset({"png"}), own))
+        lean = list(listing.classify_listing(pattern, frozenset({"png"}), own, metadata=False))
+    finally:
+        os.chmod(tmp_path / "in" / "locked", 0o755)
+    assert [i if isinstance(i, tuple) else i.path for i in lean] == [
+        i if isinstance(i, tuple) else i.path for i in full
+    ]
+    for a, b in zip(full, lean, strict=True):
+        if isinstance(a, tuple):
+            continue
+        regular = stat.S_ISREG(os.lstat(a.path).st_mode)
+        assert (b.size_in_bytes, b.last_updated_in_seconds) == (
+            (None, None) if regular else (a.size_in_bytes, a.last_updated_in_seconds)
+        )
+    regular = [i.path for i in full if not isinstance(i, tuple) and stat.S_ISREG(os.lstat(i.path).st_mode)]
+    assert len(regular) >= 4  # 3 digits + huge.png (+ locked/hidden.png when the tests run as root)
+    assert [i.path for i in lean if not isinstance(i, tuple) and i.size_in_bytes is None] == regular
 
 
 def test_max_file_bytes_option_reaches_the_config(tiny_model, tmp_path):

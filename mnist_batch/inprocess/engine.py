@@ -93,7 +93,7 @@ def list_entries(patterns: Sequence[str], extensions: Sequence[str], output: str
     extensions = frozenset(e.lower() for e in extensions)
     seen: set[str] | None = set() if len(patterns) > 1 else None
     for pattern in patterns:
-        for item in classify_listing(pattern, extensions, own):
+        for item in classify_listing(pattern, extensions, own, metadata=False):  # the job reads no size or time
             if seen is not None and isinstance(item, ListedFile):
                 if item.path in seen:
                     continue

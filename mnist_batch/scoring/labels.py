@@ -47,6 +47,8 @@ class LabelLookup:
     def __init__(self, class_names: Sequence[str], labels_csv: dict[str, int] | None = None) -> None:
         self._class_names = tuple(class_names)
         self._labels = labels_csv
+        self._last: tuple[str, int | None] = ("", None)
+        """The last folder named and its label: files come folder by folder, so one lookup a folder."""
 
     def __call__(self, path: str) -> int | None:
         if self._labels is not None:
@@ -54,4 +56,7 @@ class LabelLookup:
             if found is None and not is_remote(path):
                 found = self._labels.get(os.path.abspath(local_path(path)))
             return found
-        return label_from_name(parent_name(path), self._class_names)
+        folder = path.replace(os.sep, "/").rpartition("/")[0]
+        if folder != self._last[0] or not folder:
+            self._last = (folder, label_from_name(parent_name(path), self._class_names))
+        return self._last[1]

@@ -54,8 +54,9 @@ class ListedFile:
     not a tuple, so that a skipped ``(path, reason)`` is told from it by ``isinstance(item, tuple)``."""
 
     path: str
-    size_in_bytes: int
-    last_updated_in_seconds: float
+    size_in_bytes: int | None
+    last_updated_in_seconds: float | None
+    """Both None when listed without metadata (``metadata=False``: the in-process job reads neither)."""
 
 
 Listed = ListedFile | tuple[str, str]
@@ -254,13 +255,16 @@ def could_hold_matches(components: Sequence[str], folders: Sequence[str]) -> boo
     return True
 
 
-def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Iterator[Listed]:
+def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = (), *, metadata: bool = True) -> Iterator[Listed]:
     """Every entry a local pattern meets: file metadata for matches, ``(path, reason)`` for skips.
 
     Args:
       pattern: an absolute local path or glob, in Beam's syntax (``*`` within a folder, ``**``
         across folders).
       own_outputs: ``(st_dev, st_ino)`` of the run's own output folders (:func:`folder_id`).
+      metadata: stat each file for its size and time; False: an entry the folder listing itself
+        says is a regular file (no symlink) is yielded with both None, without a system call
+        (about 2 µs a file); links and other entries are classified as with True.
 
     Yields:
       :class:`ListedFile` of each matching file (regular or not), and ``(path, reason)`` for each
@@ -301,22 +305,28 @@ def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = ()) -> Ite
                 continue
             if not matches(path):
                 continue
+            if not metadata and entry.is_file(follow_symlinks=False):
+                yield ListedFile(path, None, None)
+                continue
             found = classify_entry(path, entry)
             yield (path, found) if isinstance(found, str) else ListedFile(path, found.st_size, found.st_mtime)
         stack.extend(reversed(subfolders))
 
 
 def classify_listing(
-    pattern: str, extensions: frozenset[str], own_outputs: Sequence[tuple[int, int]] = ()
+    pattern: str, extensions: frozenset[str], own_outputs: Sequence[tuple[int, int]] = (), *, metadata: bool = True
 ) -> Iterator[ListedFile | tuple[str, str]]:
     """:func:`list_local` with the extension filter: each image file to score as a :class:`ListedFile`,
     every other entry as a skipped ``(path, reason)``; a name that is not UTF-8 escaped
     (:func:`~mnist_batch.files.escape_path`). What the Beam step and the in-process job both list with.
     """
-    for item in list_local(pattern, own_outputs):
+    for item in list_local(pattern, own_outputs, metadata=metadata):
         if isinstance(item, tuple):
             yield (escape_path(item[0]), item[1])
             continue
         path = escape_path(item.path)
         reason = skip_reason(path, extensions)
-        yield ListedFile(path, item.size_in_bytes, item.last_updated_in_seconds) if reason is None else (path, reason)
+        if reason is not None:
+            yield (path, reason)
+        else:
+            yield item if path is item.path else ListedFile(path, item.size_in_bytes, item.last_updated_in_seconds)
