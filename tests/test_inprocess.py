@@ -339,6 +339,27 @@ def test_a_killed_in_process_launch_leaves_a_lease_the_next_takes_over(tiny_mode
     assert json.loads((out / "summary.json").read_text())["counts"]["scored"] == 3
 
 
+def test_quiet_runs_count_nothing_for_a_progress_line_nobody_sees(sample_data, tiny_model, tmp_path, monkeypatch):
+    """``-q`` shows no progress line, so the run keeps none: no counting process takes CPU from scoring
+    (it cost ~5 µs a file, on the core the decode helper scores on). Without ``-q`` the line is kept."""
+    from mnist_batch.inprocess import count
+
+    started = []
+    monkeypatch.setenv("MNIST_BATCH_PROGRESS_S", "0.05")
+    monkeypatch.setattr(
+        count.FileCounter, "__init__", lambda self, *a: started.append(a) or setattr(self, "_total", None)
+    )
+    monkeypatch.setattr(count.FileCounter, "total", lambda self: None)
+    monkeypatch.setattr(count.FileCounter, "close", lambda self: None)
+    monkeypatch.setattr(count.ProgressLine, "add", lambda self, n=1: time.sleep(0.06))  # every add past an interval
+    write_folder(sample_data, tmp_path / "in", n=6)
+    args = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--engine", "inprocess"]
+    assert cli_main([*args, "--output", str(tmp_path / "q"), "-q", "--max-batch-size", "2"]) == 0
+    assert started == []
+    assert cli_main([*args, "--output", str(tmp_path / "v"), "--max-batch-size", "2"]) == 0
+    assert len(started) == 1
+
+
 def test_the_progress_line_gets_its_total_from_a_counting_process(sample_data, tmp_path, capsys):
     """After the first interval the in-process progress line shows "N of TOTAL files done ... ETA",
     the total counted by a child process listing the same patterns as the job (corrupt image files

@@ -142,9 +142,21 @@ class Helper:
         self._process = module_process(__name__, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read_answers, name="decode-helper", daemon=True)
         self._reader.start()
-        if model is not None:
-            with contextlib.suppress(OSError):  # a helper gone at once: the first submit says so
+        self._sending = threading.Lock()
+        """Held while a message is written: the model first, then the groups, one at a time."""
+        if model is not None:  # written by a thread: the caller goes on while the helper starts
+            self._sending.acquire()  # released by the thread once written, so no group goes before it
+            threading.Thread(target=self._send_model, args=(model,), name="decode-helper-model", daemon=True).start()
+
+    def _send_model(self, model: HelperModel) -> None:
+        """Writes the model (hundreds of KB: the pipe takes them only as the starting helper reads)."""
+        try:
+            with contextlib.suppress(
+                OSError, ValueError
+            ):  # a helper gone (or closed) at once: the first submit says so
                 send(self._process.stdin, model)
+        finally:
+            self._sending.release()
 
     def submit(self, sources: Sequence[Source], max_bytes: int, max_pixels: int) -> concurrent.futures.Future:
         """Sends one group; the future gives its :class:`DecodedGroup` (or raises :class:`HelperGone`)."""
@@ -155,7 +167,8 @@ class Helper:
                 raise HelperGone("the decode helper has exited")
             self._futures[job] = future
         try:
-            send(self._process.stdin, (job, list(sources), max_bytes, max_pixels))
+            with self._sending:
+                send(self._process.stdin, (job, list(sources), max_bytes, max_pixels))
         except OSError as exc:
             self._fail(HelperGone(f"the decode helper's pipe broke: {exc}"))
         return future

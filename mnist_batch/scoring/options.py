@@ -125,11 +125,18 @@ class ScoreSettings:
 
     @classmethod
     def of(
-        cls, config: ScoreConfig, run: RunOptions | None = None, beam_args: Sequence[str] = (), engine: str = "auto"
+        cls,
+        config: ScoreConfig,
+        run: RunOptions | None = None,
+        beam_args: Sequence[str] = (),
+        engine: str = "auto",
+        *,
+        quiet: bool = False,
     ) -> ScoreSettings:
         """The one way every front door makes its settings: the runner named once, and what depends
         on it decided here, never rewritten later: the run id (a fresh one when none was given) and
-        the progress line (on for the runners that run on this machine)."""
+        the progress line (on for the runners that run on this machine, unless ``quiet``: ``-q``
+        shows no progress line, so nothing is counted for one, no file count in a child process)."""
         from mnist_batch.runstore.run_ids import default_run_id
         from mnist_batch.scoring.runners import LOCAL_RUNNERS
 
@@ -137,7 +144,7 @@ class ScoreSettings:
         decided = dataclasses.replace(
             config,
             run_id=config.run_id or default_run_id(),
-            progress=config.progress or draft.runner in LOCAL_RUNNERS,
+            progress=(config.progress or draft.runner in LOCAL_RUNNERS) and not quiet,
         )
         return draft.replaced(config=decided)
 
@@ -176,7 +183,8 @@ def parse(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> ScoreSetti
     engine = getattr(args, "engine", AUTO_ENGINE)
     if engine not in ENGINES:  # from $MNIST_BATCH_ENGINE, which argparse does not check
         raise MnistBatchError(f"score: {ENGINE_ENV}={engine!r}: the engine must be one of {', '.join(ENGINES)}")
-    settings = ScoreSettings.of(config_from_args(args), run_options_from_args(args), beam_args, engine)
+    quiet = getattr(args, "verbosity", 0) < 0  # -q: cli.logs.QUIET
+    settings = ScoreSettings.of(config_from_args(args), run_options_from_args(args), beam_args, engine, quiet=quiet)
     for flag in check_beam_args(beam_args, settings.pipeline_options if beam_args else None):
         print(
             f"mnist-batch score: note: {flag} goes to the job server unchecked (not an option of Beam's Python SDK)",
