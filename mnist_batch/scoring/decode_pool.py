@@ -11,10 +11,9 @@ threads idle, and while the model runs decoding waits: one of two cores idles. A
 has its own GIL: it decodes group N+1 while the scoring process runs the model on group N
 (docs/benchmarks.md, "Both cores").
 
-The unit of work is one group (a few hundred files): :func:`decode_group` takes ``(path, bytes
-or None)`` per file and returns a :class:`DecodedGroup` -- the pixels of the files that decoded,
-and ``(index, stage, error type, message)`` for each that did not, with the same stages and
-messages as decoding in the scoring process (:func:`decode_file` is what both run).
+The unit of work is one group (a few hundred files): :func:`decode_group` takes ``(path, bytes or
+None)`` per file and returns a :class:`DecodedGroup` -- the decoded pixels, and ``(index, stage,
+error type, message)`` for each file that failed, as in the scoring process (both run :func:`decode_file`).
 
 :class:`DecodePool` keeps at most ``depth`` groups in flight, starts its process in the
 background and decodes in the caller until that process has answered once (a small run never
@@ -142,18 +141,14 @@ class Helper:
         self._process = module_process(__name__, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read_answers, name="decode-helper", daemon=True)
         self._reader.start()
-        self._sending = threading.Lock()
-        """Held while a message is written: the model first, then the groups, one at a time."""
-        if model is not None:  # written by a thread: the caller goes on while the helper starts
-            self._sending.acquire()  # released by the thread once written, so no group goes before it
+        self._sending = threading.Lock()  # held while a message is written: the model, then each group
+        if model is not None:  # hundreds of KB, taken only as the starting helper reads: a thread writes it
+            self._sending.acquire()  # released once written, so no group goes before it
             threading.Thread(target=self._send_model, args=(model,), name="decode-helper-model", daemon=True).start()
 
     def _send_model(self, model: HelperModel) -> None:
-        """Writes the model (hundreds of KB: the pipe takes them only as the starting helper reads)."""
-        try:
-            with contextlib.suppress(
-                OSError, ValueError
-            ):  # a helper gone (or closed) at once: the first submit says so
+        try:  # a helper gone (or its pipe closed) at once: the first submit says so
+            with contextlib.suppress(OSError, ValueError):
                 send(self._process.stdin, model)
         finally:
             self._sending.release()

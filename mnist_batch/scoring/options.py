@@ -124,19 +124,10 @@ class ScoreSettings:
         return PipelineOptions(list(self.beam_args))
 
     @classmethod
-    def of(
-        cls,
-        config: ScoreConfig,
-        run: RunOptions | None = None,
-        beam_args: Sequence[str] = (),
-        engine: str = "auto",
-        *,
-        quiet: bool = False,
-    ) -> ScoreSettings:
+    def of(cls, config: ScoreConfig, run=None, beam_args: Sequence[str] = (), engine="auto", *, quiet=False):
         """The one way every front door makes its settings: the runner named once, and what depends
         on it decided here, never rewritten later: the run id (a fresh one when none was given) and
-        the progress line (on for the runners that run on this machine, unless ``quiet``: ``-q``
-        shows no progress line, so nothing is counted for one, no file count in a child process)."""
+        the progress line (on for the runners on this machine; off when ``quiet``, as ``-q`` shows none)."""
         from mnist_batch.runstore.run_ids import default_run_id
         from mnist_batch.scoring.runners import LOCAL_RUNNERS
 
