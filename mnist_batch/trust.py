@@ -140,20 +140,23 @@ def choose_threshold(
     }
 
 
-def risk_coverage(confidence: np.ndarray, correct: np.ndarray, not_digit: np.ndarray | None = None) -> dict[str, list]:
+def risk_coverage(
+    confidence: np.ndarray, correct: np.ndarray, not_digit: np.ndarray | None = None, also: tuple[float, ...] = ()
+) -> dict[str, list]:
     """Risk (error rate of what is kept) against coverage (share kept) as the review threshold moves.
 
     An image is kept when its confidence is at least the threshold and it is not flagged not-a-digit.
 
     Args:
       confidence: float [N]; correct: bool [N]; not_digit: bool [N] or None.
+      also: more thresholds to measure (the run's own review threshold).
 
     Returns:
-      ``{"threshold": [T], "coverage": [T], "risk": [T]}`` for thresholds 0, 0.5, ..., 0.999.
+      ``{"threshold": [T], "coverage": [T], "risk": [T]}`` for thresholds 0, 0.5, ..., 0.999 and ``also``, ascending.
     """
     confidence, correct = np.asarray(confidence, float), np.asarray(correct, bool)
     keep_base = np.ones(len(confidence), bool) if not_digit is None else ~np.asarray(not_digit, bool)
-    thresholds = [0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999]
+    thresholds = sorted({0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999, *map(float, also)})
     coverage, risk = [], []
     for t in thresholds:
         kept = keep_base & (confidence >= t)

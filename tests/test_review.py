@@ -235,3 +235,21 @@ def test_export_chooses_the_threshold_and_the_monitor_reads_its_rate(sample_data
     assert f"low_confidence_rate_at_{t}" in card.reference and "low_confidence_rate_at_0.9" in card.reference
     reference = from_card(card, t)
     assert reference.low_confidence_rate == pytest.approx(card.reference[f"low_confidence_rate_at_{t}"])
+
+
+def test_the_report_marks_the_runs_review_threshold_on_the_risk_coverage_curve(reviewed_model, digit_files, tmp_path):
+    from mnist_batch import trust
+    from mnist_batch.report.inputs import read_output
+
+    confidence, correct = np.array([0.1, 0.5, 0.81, 0.9, 0.99]), np.array([False, False, True, False, True])
+    curve = trust.risk_coverage(confidence, correct, also=(0.81,))
+    i = curve["threshold"].index(0.81)
+    assert curve["threshold"] == sorted(curve["threshold"]) and curve["coverage"][i] == 0.6
+    assert curve["risk"][i] == pytest.approx(1 / 3)  # of 0.81, 0.9, 0.99 kept, 0.9 is wrong
+    out = tmp_path / "o"
+    assert cli_main(["score", "--model", str(reviewed_model), "--input", str(digit_files), "--output", str(out)]) == 0
+    assert read_output(out)[2][0].review_threshold == 0.2
+    assert cli_main(["report", str(out)]) == 0
+    assert (out / "risk_coverage.png").stat().st_size > 0 and "low confidence (&lt; 0.2" in (
+        out / "report.html"
+    ).read_text()

@@ -93,8 +93,11 @@ def model_plots(data: ReportData, dest: pathlib.Path, prefix: str) -> dict[str, 
     if labelled.any():
         written["reliability"] = plots.plot_reliability(conf, correct, dest / f"{prefix}reliability.png")
         flags = data.not_digit[labelled] if data.not_digit is not None else None
+        mark = data.review_threshold
         written["risk_coverage"] = plots.plot_risk_coverage(
-            risk_coverage(conf, correct, flags), dest / f"{prefix}risk_coverage.png"
+            risk_coverage(conf, correct, flags, also=() if mark is None else (mark,)),
+            dest / f"{prefix}risk_coverage.png",
+            mark=mark,
         )
     return written
 

@@ -41,6 +41,7 @@ class ReportData:
       headline: (label, value) rows for the summary table.
       errors: dead-letter rows (path, stage, error_type, message), scoring only.
       not_digit: bool [N] rows flagged not a digit, or None (a model without the check).
+      review_threshold: the run's review threshold (marked on the risk-coverage curve), or None.
     """
 
     name: str
@@ -55,6 +56,7 @@ class ReportData:
     headline: list[tuple[str, Any]]
     errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     not_digit: np.ndarray | None = None
+    review_threshold: float | None = None
 
     @property
     def labelled(self) -> np.ndarray:
@@ -187,6 +189,7 @@ def read_scoring(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[ReportD
             per_class=_per_class(_read_parquet(table_dir(out_dir, summary, "per_class")), c),
             headline=headline,
             errors=[dict(zip(errors, row, strict=True)) for row in zip(*errors.values(), strict=True)],
+            review_threshold=summary.get("review_threshold"),
         )
     ]
 
@@ -227,7 +230,7 @@ def read_evaluation(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[Repo
         if m.get("not_digit_threshold") is not None:
             headline += [
                 (f"not a digit (not_digit_score >= {m['not_digit_threshold']:g})", m["not_digit_rate"]),
-                ("flagged (low confidence or not a digit)", m["flagged_rate"]),
+                (f"flagged (confidence < {m.get('review_threshold', 0.9):g} or not a digit)", m["flagged_rate"]),
                 ("wrong and unflagged", m["wrong_unflagged_rate"]),
             ]
         if m.get("mcnemar_p") is not None:
@@ -240,6 +243,7 @@ def read_evaluation(out_dir: pathlib.Path, summary: dict[str, Any]) -> list[Repo
                 confusion=_confusion(mine, c),
                 per_class=_per_class(per, c),
                 headline=headline,
+                review_threshold=m.get("review_threshold"),
             )
         )
     return found

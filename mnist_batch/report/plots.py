@@ -135,18 +135,24 @@ def plot_confidence_histogram(confidence: np.ndarray, correct: np.ndarray | None
     return save_figure(fig, path)
 
 
-def plot_risk_coverage(curve: dict[str, list], path: pathlib.Path) -> pathlib.Path:
+def plot_risk_coverage(curve: dict[str, list], path: pathlib.Path, mark: float | None = None) -> pathlib.Path:
     """Risk (error rate of the answers kept) against coverage (share kept) as the review threshold moves.
 
     Args:
       curve: :func:`mnist_batch.trust.risk_coverage`'s ``threshold``, ``coverage``, ``risk`` lists
         (images flagged not a digit are never kept).
+      mark: the run's review threshold, drawn as its operating point when the curve holds it.
     """
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     coverage, risk = 100 * np.asarray(curve["coverage"]), 100 * np.asarray(curve["risk"])
     ax.plot(coverage, risk, "o-", color="#1976d2", ms=4)
     for t, x, y in zip(curve["threshold"], coverage, risk, strict=True):
         ax.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(3, 4), fontsize=6)
+    if mark is not None and float(mark) in curve["threshold"]:
+        i = curve["threshold"].index(float(mark))
+        label = f"this run: review below {mark:g} ({coverage[i]:.1f} % kept, {risk[i]:.2f} % of them wrong)"
+        ax.plot([coverage[i]], [risk[i]], "o", color="#d32f2f", ms=8, label=label)
+        ax.legend(fontsize=7, loc="upper left")
     ax.set_xlabel("coverage: answers kept (%)")
     ax.set_ylabel("risk: wrong among those kept (%)")
     ax.set_title("Risk vs coverage per review threshold (labels: threshold)", fontsize=9)
