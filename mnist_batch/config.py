@@ -11,7 +11,6 @@ import math
 import re
 from collections.abc import Iterable
 
-from mnist_batch import review
 from mnist_batch.constants import AUTO_RUNTIME, DEFAULT_MAX_PIXELS, FAST_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 
 
@@ -144,9 +143,6 @@ class TrainConfig:
 
 
 # --- scoring settings (ScoreConfig) --------------------------------------------------------
-
-DEFAULT_REVIEW_THRESHOLD = review.DEFAULT_REVIEW_THRESHOLD
-"""The review threshold of a model whose card records none (:mod:`mnist_batch.review`; docs/scoring.md)."""
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 """Per-file read limit (64 MiB): far above any scan (an A4 page at 600 dpi as PNG is a few MB), far

@@ -64,14 +64,17 @@ def check_review_threshold(value: Any, name: str = "review_threshold", error: ty
     return float(value)
 
 
+def flagged(confidence: np.ndarray, not_digit: np.ndarray | None, t: float) -> np.ndarray:
+    """bool [N]: below ``t`` (float [N] confidence) or flagged not a digit (bool [N], or None)."""
+    low = confidence < t
+    return low if not_digit is None else low | not_digit
+
+
 def wrong_unflagged(confidence: np.ndarray, correct: np.ndarray, not_digit: np.ndarray | None, t: float) -> float:
-    """Share of rows that are wrong, not below ``t`` and not flagged not a digit (float [N], bool [N])."""
+    """Share of rows that are wrong and not :func:`flagged` at ``t`` (correct: bool [N])."""
     if len(confidence) == 0:
         return 0.0
-    flagged = confidence < t
-    if not_digit is not None:
-        flagged = flagged | not_digit
-    return float((~correct & ~flagged).mean())
+    return float((~correct & ~flagged(confidence, not_digit, t)).mean())
 
 
 def choose_review_threshold(
@@ -100,9 +103,8 @@ def choose_review_threshold(
             chosen, met = float(t), True
             break
 
-    def flagged(conf: np.ndarray, nd: np.ndarray | None) -> float:
-        f = conf < chosen
-        return float((f | nd).mean() if nd is not None else f.mean()) if len(conf) else 0.0
+    def share(conf: np.ndarray, nd: np.ndarray | None) -> float:
+        return float(flagged(conf, nd, chosen).mean()) if len(conf) else 0.0
 
     return {
         "threshold": chosen,
@@ -110,10 +112,10 @@ def choose_review_threshold(
         "met": met,
         "grid": [float(REVIEW_GRID[0]), float(REVIEW_GRID[-1]), 0.01],
         "validation_digits": len(clean[0]),
-        "validation_clean_flagged": flagged(clean[0], clean[2]),
+        "validation_clean_flagged": share(clean[0], clean[2]),
         "validation_clean_wrong_unflagged": wrong_unflagged(*clean, chosen),
         "validation_damaged": {
-            name: {"flagged": flagged(s[0], s[2]), "wrong_unflagged": wrong_unflagged(*s, chosen)}
+            name: {"flagged": share(s[0], s[2]), "wrong_unflagged": wrong_unflagged(*s, chosen)}
             for name, s in sets.items()
         },
     }

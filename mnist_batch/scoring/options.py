@@ -25,13 +25,13 @@ from mnist_batch.config import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
-    DEFAULT_REVIEW_THRESHOLD,
     ScoreConfig,
     name_flags,
 )
 from mnist_batch.constants import AUTO_RUNTIME, IMAGE_EXTENSIONS, RUNTIME_CHOICES
 from mnist_batch.errors import MnistBatchError
 from mnist_batch.models.runtimes import RUNTIME_HELP
+from mnist_batch.review import DEFAULT_REVIEW_THRESHOLD
 from mnist_batch.scoring.runners import DEFAULT_RUNNER
 from mnist_batch.tables import INCREMENTAL_KEYS, LAYOUTS
 
