@@ -216,6 +216,19 @@ MODEL_CACHE = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "test-mod
 """Trained tiny models, shared by every pytest worker and run of this checkout (``make clean`` empties it)."""
 
 
+def save_untrained_checked_model(path: pathlib.Path, seed: int) -> pathlib.Path:
+    """An untrained 11-output model (ten digits and "not a digit") saved at ``path``: tests whose flags
+    only have to follow the outputs, whatever they are. The caller writes its card."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(11, activation="softmax")]
+    )
+    model.save(path)
+    return path
+
+
 def _fit_tiny_model(path: pathlib.Path, *, epochs: int, num_classes: int, seed: int) -> None:
     """Trains the small CNN on the bundled sample with plain Keras and saves it to ``path`` (.keras)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -202,14 +202,7 @@ def test_with_negatives_adds_the_extra_class(sample_data):
 @pytest.fixture(scope="module")
 def checked_model(tmp_path_factory):
     """An 11-output model (untrained: the flag only has to follow the score) with a card threshold."""
-    import keras
-
-    keras.utils.set_random_seed(5)
-    model = keras.Sequential(
-        [keras.Input(MODEL_INPUT_SHAPE), keras.layers.Flatten(), keras.layers.Dense(11, activation="softmax")]
-    )
-    path = tmp_path_factory.mktemp("checked") / "checked.keras"
-    model.save(path)
+    path = scoring_fixtures.save_untrained_checked_model(tmp_path_factory.mktemp("checked") / "checked.keras", 5)
     card = ModelCard(
         model_name="checked",
         model_id=file_sha256(path),

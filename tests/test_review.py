@@ -14,6 +14,8 @@ from mnist_batch.cli import main as cli_main
 from mnist_batch.constants import MNIST_CLASS_NAMES, MODEL_INPUT_SHAPE, PREPROCESS_VERSION
 from mnist_batch.model_card import ModelCard, ModelCardError, file_sha256, parse_card, write_card
 
+import scoring_fixtures
+
 pytest_plugins = ["scoring_fixtures"]
 
 
@@ -98,14 +100,7 @@ def card_for(path, threshold: float | None) -> ModelCard:
 @pytest.fixture(scope="module")
 def reviewed_model(tmp_path_factory):
     """An 11-output model (untrained: the flag only has to follow the confidence); card threshold 0.2."""
-    import keras
-
-    keras.utils.set_random_seed(7)
-    model = keras.Sequential(
-        [keras.Input(MODEL_INPUT_SHAPE), keras.layers.Flatten(), keras.layers.Dense(11, activation="softmax")]
-    )
-    path = tmp_path_factory.mktemp("reviewed") / "reviewed.keras"
-    model.save(path)
+    path = scoring_fixtures.save_untrained_checked_model(tmp_path_factory.mktemp("reviewed") / "reviewed.keras", 7)
     write_card(card_for(path, 0.2), path)
     return path
 
