@@ -139,7 +139,7 @@ def prediction_columns(
         COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),
         COL_NOT_DIGIT: pa.nulls(n, pa.bool_()) if flags is None else pa.array(flags, pa.bool_()),
         COL_NOT_DIGIT_SCORE: pa.nulls(n, pa.float32()) if flags is None else pa.array(scores, pa.float32()),
-        COL_BLANK: pa.array(np.fromiter((bool(b) for b in blank), dtype=bool, count=n), pa.bool_()),
+        COL_BLANK: pa.array(np.asarray(blank, dtype=bool).reshape(n), pa.bool_()),
         COL_MODEL_ID: pa.repeat(pa.scalar(model_id, pa.string()), n),
         COL_RUNTIME_MODEL_ID: (
             pa.repeat(pa.scalar(runtime_model_id, pa.string()), n)

@@ -302,3 +302,20 @@ def test_prediction_chunks_are_written_in_row_groups_of_rows_per_group_not_one_p
         ROWS_PER_GROUP,
         20 * 256 - ROWS_PER_GROUP,
     ]
+
+
+def test_a_groups_labels_at_once_are_each_files_own_label():
+    """``LabelLookup.many`` (the in-process job's labels, one lookup a folder) gives what one lookup a
+    file gives: folders coming back, a folder that names no class, a bare name, a CSV's labels."""
+    from mnist_batch.scoring.labels import LabelLookup
+
+    names = [str(d) for d in range(10)]
+    paths = ["/in/3/a.png", "/in/3/b.png", "/in/7/c.png", "/in/3/d.png", "/in/cats/e.png", "f.png", "g.png"]
+    paths += ["/in/seven/h.png", "/in/7/i.png", "/in/7/sub/j.png"]
+    for lookup in (lambda: LabelLookup(names), lambda: LabelLookup(names, {"/in/3/a.png": 5, "f.png": 1})):
+        one_by_one = lookup()
+        expected = [one_by_one(p) for p in paths]
+        assert lookup().many(paths) == expected
+        together = lookup()
+        assert together.many(paths[:3]) + together.many(paths[3:]) == expected  # its memory spans groups
+    assert LabelLookup(names).many(paths)[:4] == [3, 3, 7, 3]

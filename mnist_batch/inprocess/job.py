@@ -11,7 +11,7 @@ checks (but the runner's), then the shared launch sequence
    (:func:`~mnist_batch.scoring.decode_pool.decode_group`; from the second group on in the decode
    helper process while the model runs, :class:`~mnist_batch.scoring.decode_pool.DecodePool`), one model call per group
    (:class:`~mnist_batch.models.Predictor`, loaded from the checked bytes), rows by
-   :func:`~mnist_batch.scoring.aggregate.predictions_table` and the error rows by
+   :func:`~mnist_batch.scoring.aggregate.predictions_chunk` and the error rows by
    :func:`~mnist_batch.scoring.aggregate.failure_row` (a group whose model call fails: one
    ``inference`` error row per file, as RunInference's dead letters);
 4. each table through a :class:`~mnist_batch.runstore.shards.ShardBuffer` into the attempt's staging;
@@ -46,13 +46,12 @@ from mnist_batch.runstore.errors import before_commit, storage_step
 from mnist_batch.runstore.shards import ShardBuffer
 from mnist_batch.scoring.aggregate import (
     CountBy,
-    ImageKey,
     PredictionStats,
     assemble_stats,
     confusion_rows,
     failure_row,
     per_class_rows,
-    predictions_table,
+    predictions_chunk,
     stamped,
 )
 from mnist_batch.scoring.attempt import (
@@ -230,20 +229,27 @@ class Scorer:
             self._progress.add(len(paths))
         if not group.ok:
             return
-        keys = [ImageKey(paths[i], self._labels(paths[i]), bool(b)) for i, b in zip(group.ok, group.blank, strict=True)]
+        scored = list(paths) if len(group.ok) == len(paths) else [paths[i] for i in group.ok]
         probabilities = group.outputs  # the helper ran the model too, or:
         try:
             if group.model_failure is not None:
                 raise InferenceFailed(*group.model_failure)
             if probabilities is None:
-                probabilities = np.asarray(self._predictor(group.pixels), np.float32).reshape(len(keys), -1)
+                probabilities = np.asarray(self._predictor(group.pixels), np.float32).reshape(len(scored), -1)
         except ModelError:
             raise  # the model itself (changed, damaged): the run fails, as on a Beam worker
         except Exception as exc:  # noqa: BLE001 -- a failed call is each file's dead letter, as RunInference's
-            for key in keys:
-                self.error(failure_row(key.path, "inference", *failure_of(exc), self._run_id))
+            for path in scored:
+                self.error(failure_row(path, "inference", *failure_of(exc), self._run_id))
             return
-        table = predictions_table(keys, probabilities, runtime_model_id=self._predictor.model_id, **self._fields)
+        table = predictions_chunk(
+            scored,
+            self._labels.many(scored),
+            group.blank,
+            probabilities,
+            runtime_model_id=self._predictor.model_id,
+            **self._fields,
+        )
         self._sinks["predictions"].add(table)
         self._tally.prediction_acc = self._tally.predictions.add_input(self._tally.prediction_acc, table)
 

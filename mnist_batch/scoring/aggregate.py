@@ -79,9 +79,17 @@ def predictions_table(keys: Sequence[ImageKey], probabilities: np.ndarray, **fie
     (``class_names``, ``model_id``, ``run_id``, ``review_threshold``, ``scored_at``, ``runtime_model_id``,
     ``not_digit_threshold``).
     """
-    columns = prediction_columns(
+    return predictions_chunk(
         [k.path for k in keys], [k.true_label for k in keys], [k.blank for k in keys], probabilities, **fields
     )
+
+
+def predictions_chunk(
+    paths: Sequence[str], true_labels: Sequence[int | None], blank: Sequence[bool] | np.ndarray, probabilities, **fields
+) -> pa.Table:
+    """:func:`predictions_table` of N images given column by column (N paths, N labels or None,
+    bool [N] blank, float32 [N, C] probabilities): the in-process job's rows, no key object per image."""
+    columns = prediction_columns(paths, true_labels, blank, probabilities, **fields)
     return pa.Table.from_arrays([columns[name] for name in PREDICTIONS_SCHEMA.names], schema=PREDICTIONS_SCHEMA)
 
 
