@@ -385,3 +385,30 @@ def test_the_progress_line_gets_its_total_from_a_counting_process(sample_data, t
     counter = stopped._counter
     stopped.close()
     assert counter is not None and counter._process.poll() is not None
+
+
+def test_the_decode_helper_starts_at_the_first_full_group_and_never_for_one_short_group(
+    sample_data, tiny_model, tmp_path, monkeypatch
+):
+    """A run of fewer files than a group starts no helper process; a full first group starts it
+    before that group is scored (it gets ready meanwhile, instead of one group later)."""
+    from mnist_batch.inprocess import job
+
+    events = []
+
+    class RecordedPool(job.DecodePool):
+        def __init__(self, *args, **kwargs):
+            events.append("helper")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(job, "DecodePool", RecordedPool)
+    monkeypatch.setattr(job, "helper_count", lambda: 1)
+    take = job.Scorer.take
+    monkeypatch.setattr(job.Scorer, "take", lambda self, *a: events.append("group") or take(self, *a))
+    write_folder(sample_data, tmp_path / "in", n=6)
+    args = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--engine", "inprocess", "-q"]
+    assert cli_main([*args, "--output", str(tmp_path / "one"), "--max-batch-size", "64"]) == 0
+    assert events == ["group"]
+    events.clear()
+    assert cli_main([*args, "--output", str(tmp_path / "many"), "--max-batch-size", "2"]) == 0
+    assert events[:2] == ["helper", "group"] and events.count("helper") == 1

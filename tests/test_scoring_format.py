@@ -98,8 +98,12 @@ def test_format_predictions_rejects_bad_chunk_size():
         FormatPredictionsFn(NAMES, "m", "r", 0.6, rows_per_table=0)
 
 
-def test_prediction_stats_over_chunks_equals_the_confusion_matrix():
+@pytest.mark.parametrize("order", ["mixed", "labelled-first"])
+def test_prediction_stats_over_chunks_equals_the_confusion_matrix(order):
+    """Chunks with some rows labelled, and (``labelled-first``) chunks all labelled or none."""
     data = elements(40, seed=3)
+    if order == "labelled-first":
+        data.sort(key=lambda e: e[0].true_label is None)
     chunks = [
         predictions_table(
             [k for k, _ in part],

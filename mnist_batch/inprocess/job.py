@@ -161,7 +161,7 @@ class Scorer:
     ) -> None:
         config, card = run.config, run.card
         self._run_id, self._model_id = run.layout.run_id, card.model_id
-        self._max_bytes, self._max_pixels = config.max_file_bytes, config.max_pixels
+        self._max_bytes, self._max_pixels, self._batch = config.max_file_bytes, config.max_pixels, config.max_batch_size
         self._labels, self._sinks, self._tally = labels, sinks, tally
         self._helpers, self._groups, self._pool = helper_count(), 0, None
         self._predictor, self._helper_model = load_scorer(run, self._helpers)
@@ -184,12 +184,14 @@ class Scorer:
     def submit(self, paths: Sequence[str]) -> None:
         """One group of files to read + decode + preprocess, then score (:meth:`take`).
 
-        From the second group on, with a decode helper (2+ cores, :func:`~mnist_batch.scoring.decode_pool.helper_count`),
-        groups are decoded in a helper process while this one runs the model on the group before, as the
-        Beam job's decode step does on the single-process runner.
+        With a decode helper (2+ cores, :func:`~mnist_batch.scoring.decode_pool.helper_count`), groups are
+        decoded (and scored) in a helper process too, as the Beam job's decode step does on the
+        single-process runner. The helper is started by a full first group (more may follow: it gets
+        ready while this process scores that group), else by a second one; a run of one group has none.
         """
         self._groups += 1
-        if self._helpers and self._groups >= 2 and self._pool is None:
+        full = len(paths) >= self._batch
+        if self._helpers and (self._groups >= 2 or full) and self._pool is None:
             self._pool = DecodePool(self._max_bytes, self._max_pixels, model=self._helper_model)
         sources = [(local_path(p), None) for p in paths]
         if self._pool is None:

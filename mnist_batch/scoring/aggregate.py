@@ -123,16 +123,20 @@ class PredictionStats:
         ]
 
     def add_input(self, acc: list[Any], table: pa.Table) -> list[Any]:
+        c = self._num_classes
         acc[0] += table.num_rows
         acc[1] += int(np.count_nonzero(table.column(COL_LOW_CONFIDENCE).to_numpy()))
         acc[2] += int(np.count_nonzero(table.column(COL_BLANK).to_numpy()))
-        labelled = table.filter(pc.is_valid(table.column(COL_TRUE_LABEL)))
-        if labelled.num_rows:
-            true = labelled.column(COL_TRUE_LABEL).to_numpy()
-            predicted = labelled.column(COL_PREDICTED_LABEL).to_numpy()
-            np.add.at(acc[3], (true, predicted), 1)
         predicted_all = table.column(COL_PREDICTED_LABEL).to_numpy()
-        acc[4] += np.bincount(predicted_all, minlength=self._num_classes)[: self._num_classes]
+        true_column = table.column(COL_TRUE_LABEL)
+        if true_column.null_count < table.num_rows:  # some rows labelled: their (true, predicted) cells
+            if true_column.null_count:
+                valid = pc.is_valid(true_column).to_numpy(zero_copy_only=False)
+                true, predicted = true_column.filter(valid).to_numpy(), predicted_all[valid]
+            else:
+                true, predicted = true_column.to_numpy(), predicted_all
+            acc[3] += np.bincount(true.astype(np.int64) * c + predicted, minlength=c * c)[: c * c].reshape(c, c)
+        acc[4] += np.bincount(predicted_all, minlength=c)[:c]
         confidence = table.column(COL_CONFIDENCE).to_numpy()
         acc[5] += metrics.confidence_histogram(confidence)
         acc[6] += float(confidence.sum(dtype=np.float64))

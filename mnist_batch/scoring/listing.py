@@ -101,8 +101,11 @@ def translate_pattern(pattern: str) -> str:
 
 
 def extension_of(path: str) -> str:
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    """The extension of the path's last name, lower case, without the dot ("" when it has none)."""
+    name = path.rstrip("/")
+    name = name[name.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    return name[dot + 1 :].lower() if dot >= 0 else ""
 
 
 def skip_reason(path: str, extensions: frozenset[str], output_prefixes: tuple[str, ...] = ()) -> str | None:
@@ -291,9 +294,10 @@ def list_local(pattern: str, own_outputs: Sequence[tuple[int, int]] = (), *, met
             yield (folder + "/", SKIP_TOOL_OUTPUT)
             continue
         subfolders = []
+        prefix = folder if not folder or folder.endswith("/") else folder + "/"  # posixpath.join's, per folder
         for index, entry in enumerate(entries):
             entries[index] = None  # an entry keeps its stat once asked: let each go once used (flat memory)
-            path = posixpath.join(folder, entry.name)
+            path = prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
                 if could_hold_matches(components, (*names, entry.name)):  # never wander outside the pattern
                     try:
