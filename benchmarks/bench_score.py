@@ -9,12 +9,18 @@ exit (imports and start-up included: what a user waits for):
                     256 files (Predictor with --runtime keras), one Parquet file with pyarrow;
   (a') fast_loop    the same loop with the fast runtime (the card's LiteRT file): the limit for
                     this design;
+  (a'') two_loops   that loop as two processes side by side, each on half the files (every other
+                    path): what a user gets on 2 cores by splitting the folder by hand, no framework;
   (b)  score        ``mnist-batch score`` (default --runtime auto: the fast runtime; default --engine auto:
                     in process for local files unless $MNIST_BATCH_INPROCESS_MAX_FILES says otherwise: the runtime
                     column says which engine ran);
        score_one_process  the same with no decode helper process (decoding and the model take
                     turns in one process: how score ran before issue 24);
        score_keras  ``mnist-batch score --runtime keras``.
+
+Between runs (before the first, after each) the costs alone are measured again (:func:`worker_costs`):
+each run's share of the two-core limit is read against the mean of the limits measured just before
+and just after it, so a host whose speed drifts (10-20 % within an hour here) moves both alike.
 
 For each: images/s, CPU ms/image (user + system time of the process tree, imports included),
 peak RSS (the process tree's, polled every 50 ms), and the start-up alone (the same command on
@@ -43,10 +49,11 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
-MODES = ("tf_loop", "fast_loop", "score", "score_one_process", "score_keras")
+MODES = ("tf_loop", "fast_loop", "two_loops", "score", "score_one_process", "score_keras")
 NAMES = {
     "tf_loop": "(a) TF loop",
     "fast_loop": "(a') LiteRT loop",
+    "two_loops": "(a'') two LiteRT loops, half the files each",
     "score": "(b) mnist-batch score",
     "score_one_process": "(b0) score, no decode helper",
     "score_keras": "(b) score --runtime keras",
@@ -139,8 +146,28 @@ def make_folder(source: pathlib.Path, target: pathlib.Path, count: int) -> None:
 # --- (a) and (a'): the hand-written loop (runs in its own process) ------------------------------
 
 
-def worker_loop(folder: str, model_path: str, runtime: str, out: str) -> int:
-    """The loop a user would write: files -> decode + preprocess -> one model call per 256 -> Parquet."""
+def worker_pair(folder: str, model_path: str, out: str) -> int:
+    """Two LiteRT loops (:func:`worker_loop`) as two processes at once, on every other file each; the images both scored."""
+    me = str(pathlib.Path(__file__).resolve())
+    loop = [sys.executable, me, "--worker", "litert", "--model", model_path, "--folder", folder]
+    procs = [
+        subprocess.Popen(
+            [*loop, "--part", f"{k}/2", "--out", os.path.join(out, f"part-{k}")], stdout=subprocess.PIPE, text=True
+        )
+        for k in range(2)
+    ]
+    images = 0
+    for proc in procs:
+        stdout, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"a loop of the pair failed ({proc.returncode})")
+        images += json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[7:])["images"]
+    return images
+
+
+def worker_loop(folder: str, model_path: str, runtime: str, out: str, part: tuple[int, int] = (0, 1)) -> int:
+    """The loop a user would write: files -> decode + preprocess -> one model call per 256 -> Parquet
+    (``part`` ``(k, n)``: only every n-th file from the k-th, the share of one of n loops)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -163,6 +190,7 @@ def worker_loop(folder: str, model_path: str, runtime: str, out: str) -> int:
         predictor = None
     predict = predictor.predict_normalized if predictor else (lambda x: to_probabilities(call(x)))
     paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs if f.lower().endswith(".png"))
+    paths = paths[part[0] :: part[1]]
     out_paths, labels, confidences, probabilities = [], [], [], []
     batch, batch_paths = [], []
 
@@ -250,28 +278,42 @@ def costs_line(costs: dict) -> str:
     return line
 
 
-def render_costs(costs: dict, results: dict, counts: list[int], cores: int) -> str:
-    """The limit two cores allow, each mode's share of it, and core-hours per million images."""
-    model_us = model_core_us(costs)
-    limit = cores * 1e6 / (costs["decode_us"] + model_us)
+def limit_of(costs: dict, cores: int) -> float:
+    """Images/s that ``cores`` allow with no framework cost and perfect overlap, from costs measured alone."""
+    return cores * 1e6 / (costs["decode_us"] + model_core_us(costs))
+
+
+def render_costs(results: dict, counts: list[int], cores: int) -> str:
+    """Each run's share of the limit two cores allow (from the costs measured just before and just
+    after it: their mean, and each), and core-hours per million images."""
+    measured = [c for per in results.values() for r in per.values() for c in r["costs"]]
+    decode = [c["decode_us"] for c in measured]
+    model = [model_core_us(c) for c in measured]
     lines = [
-        f"Costs alone ({costs['files']:,} files, one process): read + decode + preprocess "
-        f"{costs['decode_us']:.0f} µs/image on one core; the model (normalise + LiteRT) {costs_line(costs)}. "
-        f"The limit on {cores} cores with no framework cost and perfect overlap, from the cheapest model cost: "
-        f"{cores} / ({costs['decode_us']:.0f} + {model_us:.0f} µs) = {limit:,.0f} images/s.",
+        f"Costs alone ({measured[0]['files']:,} files, one process), measured {len(measured) // 2 + 1} times "
+        f"between runs: read + decode + preprocess {min(decode):.0f}-{max(decode):.0f} µs/image on one core; "
+        f"the model's cheapest (normalise + LiteRT) {min(model):.0f}-{max(model):.0f} core-µs/image "
+        f"(first: {costs_line(measured[0])}). The limit on {cores} cores with no framework cost and perfect "
+        f"overlap: {cores} / (decode + model). Each run is read against the mean of the limits measured just "
+        "before and just after it (the share against each in brackets).",
         "",
-        "| files | what | images/s | share of the limit | core-hours per million images |",
-        "| ---: | --- | ---: | ---: | ---: |",
+        "| files | what | images/s | limit before / after, images/s | share of the limit | "
+        "core-hours per million images |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for count in counts:
         for mode, per in results.items():
             r = per.get(count)
-            if r is not None:
-                core_hours = r["cpu_ms_per_image"] * 1e6 / 1e3 / 3600
-                lines.append(
-                    f"| {count:,} | {NAMES[mode]} | {r['images_per_s']:,.0f} | {r['images_per_s'] / limit:.0%} | "
-                    f"{core_hours:.3f} |"
-                )
+            if r is None:
+                continue
+            before, after = (limit_of(c, cores) for c in r["costs"])
+            speed = r["images_per_s"]
+            core_hours = r["cpu_ms_per_image"] * 1e6 / 1e3 / 3600
+            lines.append(
+                f"| {count:,} | {NAMES[mode]} | {speed:,.0f} | {before:,.0f} / {after:,.0f} | "
+                f"**{speed / ((before + after) / 2):.1%}** ({speed / before:.1%}, {speed / after:.1%}) | "
+                f"{core_hours:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -310,6 +352,9 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 def command(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path) -> list[str]:
+    if mode == "two_loops":
+        me = str(pathlib.Path(__file__).resolve())
+        return [sys.executable, me, "--worker", "pair", "--model", model, "--folder", str(folder), "--out", str(out)]
     if mode in ("tf_loop", "fast_loop"):
         runtime = "keras" if mode == "tf_loop" else "litert"
         me = str(pathlib.Path(__file__).resolve())
@@ -346,7 +391,7 @@ def measure(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path, log:
         runtime = f"{runtime}, {summary.get('engine', 'beam')}"  # which engine --engine auto ran
     else:
         images = json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[7:])["images"]
-        runtime = "keras" if mode == "tf_loop" else "litert"
+        runtime = "keras" if mode == "tf_loop" else "litert" if mode == "fast_loop" else "litert, 2 processes"
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
         "images": images,
@@ -380,11 +425,15 @@ def run_model(name: str, model: str, counts: list[int], modes: list[str], work: 
     for mode in modes:
         startup[mode] = measure(mode, model, folder, work / f"out_{mode}", work / f"log_{name}_{mode}_startup.txt")
         print(f"{name:>9} {mode:>11} start-up ({STARTUP_FILES} files): {startup[mode]['seconds']:.2f} s", flush=True)
+    costs = None
     for count in counts:
         folder = work / f"files_{count}"
         make_folder(source, folder, count)
         for mode in modes:
+            before = costs or measure_costs(model, folder)
             r = measure(mode, model, folder, work / f"out_{mode}", work / f"log_{name}_{mode}_{count}.txt")
+            costs = measure_costs(model, folder)
+            r["costs"] = [before, costs]  # measured just before and just after this run
             results[mode][count] = r
             print(
                 f"{name:>9} {mode:>11} {count:>8,} files: {r['images_per_s']:8,.0f} img/s  {r['seconds']:7.1f} s  "
@@ -399,20 +448,22 @@ def render(name: str, data: dict, counts: list[int]) -> str:
     lines = [
         f"**{name}**",
         "",
-        "| files | what | runtime | images/s | × (a) | × (a') | CPU ms/image | peak RSS MiB |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| files | what | runtime | images/s | × (a) | × (a') | × (a'') | CPU ms/image | peak RSS MiB |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for count in counts:
         a = results.get("tf_loop", {}).get(count)
         a2 = results.get("fast_loop", {}).get(count)
+        a3 = results.get("two_loops", {}).get(count)
         for mode, per in results.items():
             r = per.get(count)
             if r is None:
                 continue
             x_a = f"{r['images_per_s'] / a['images_per_s']:.2f}" if a else "-"
             x_a2 = f"{r['images_per_s'] / a2['images_per_s']:.2f}" if a2 else "-"
+            x_a3 = f"{r['images_per_s'] / a3['images_per_s']:.2f}" if a3 else "-"
             lines.append(
-                f"| {count:,} | {NAMES[mode]} | {r['runtime']} | {r['images_per_s']:,.0f} | {x_a} | {x_a2} | "
+                f"| {count:,} | {NAMES[mode]} | {r['runtime']} | {r['images_per_s']:,.0f} | {x_a} | {x_a2} | {x_a3} | "
                 f"{r['cpu_ms_per_image']:.3f} | {r['peak_rss_mb']:,.0f} |"
             )
     lines += [
@@ -448,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help=f"subset of {','.join(MODES)}")
     parser.add_argument("--work", default=None, help="work folder (default: a temp folder, deleted after)")
     parser.add_argument("--json", default=None, help="also write the results here")
-    parser.add_argument("--worker", choices=("keras", "litert", "costs"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("keras", "litert", "pair", "costs"), help=argparse.SUPPRESS)
+    parser.add_argument("--part", default="0/1", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -456,8 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "costs":
         print("RESULT " + json.dumps(worker_costs(args.folder, args.model)), flush=True)
         return 0
+    if args.worker == "pair":
+        print("RESULT " + json.dumps({"images": worker_pair(args.folder, args.model, args.out)}), flush=True)
+        return 0
     if args.worker:
-        n = worker_loop(args.folder, args.model, args.worker, args.out)
+        part = tuple(int(x) for x in args.part.split("/"))
+        n = worker_loop(args.folder, args.model, args.worker, args.out, part)
         print("RESULT " + json.dumps({"images": n}), flush=True)
         return 0
 
@@ -489,14 +545,12 @@ def main(argv: list[str] | None = None) -> int:
                 print("training the Keras example CNN (1 epoch on the sample) ...", flush=True)
                 models[name] = ensure_fast_runtime(train_small_cnn(work / "small_train"), work / "small")
         all_results = {name: run_model(name, str(path), counts, modes, work, source) for name, path in models.items()}
-        for name, path in models.items():
-            all_results[name]["costs"] = measure_costs(str(path), work / f"files_{max(counts)}")
         print()
         for name, data in all_results.items():
             label = "default cnn (48/96/192 filters, batch norm)" if name == "cnn" else "small Keras example CNN"
             print(render(label, data, counts))
             print()
-            print(render_costs(data["costs"], data["results"], counts, len(os.sched_getaffinity(0))))
+            print(render_costs(data["results"], counts, len(os.sched_getaffinity(0))))
             print()
         if args.json:
             pathlib.Path(args.json).write_text(json.dumps(all_results, indent=2) + "\n", encoding="utf-8")
