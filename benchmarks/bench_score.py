@@ -10,7 +10,9 @@ exit (imports and start-up included: what a user waits for):
   (a') fast_loop    the same loop with the fast runtime (the card's LiteRT file): the limit for
                     this design;
   (a'') two_loops   that loop as two processes side by side, each on half the files (every other
-                    path): what a user gets on 2 cores by splitting the folder by hand, no framework;
+                    path), one interpreter thread each and the model in the runtime's calls of 16
+                    (LITERT_CHUNK): the two-core figure a user gets by splitting the folder by hand,
+                    with no framework at all -- measured, where the limit below is computed;
   (b)  score        ``mnist-batch score`` (default --runtime auto: the fast runtime; default --engine auto:
                     in process for local files unless $MNIST_BATCH_INPROCESS_MAX_FILES says otherwise: the runtime
                     column says which engine ran);
@@ -53,7 +55,7 @@ MODES = ("tf_loop", "fast_loop", "two_loops", "score", "score_one_process", "sco
 NAMES = {
     "tf_loop": "(a) TF loop",
     "fast_loop": "(a') LiteRT loop",
-    "two_loops": "(a'') two LiteRT loops, half the files each",
+    "two_loops": "(a'') two LiteRT loops, half the files each (1 thread, calls of 16)",
     "score": "(b) mnist-batch score",
     "score_one_process": "(b0) score, no decode helper",
     "score_keras": "(b) score --runtime keras",
@@ -149,7 +151,10 @@ def make_folder(source: pathlib.Path, target: pathlib.Path, count: int) -> None:
 def worker_pair(folder: str, model_path: str, out: str) -> int:
     """Two LiteRT loops (:func:`worker_loop`) as two processes at once, on every other file each; the images both scored."""
     me = str(pathlib.Path(__file__).resolve())
+    from mnist_batch.models.runtimes import LITERT_CHUNK
+
     loop = [sys.executable, me, "--worker", "litert", "--model", model_path, "--folder", folder]
+    loop += ["--threads", "1", "--chunk", str(LITERT_CHUNK)]  # one core each, the runtime's calls
     procs = [
         subprocess.Popen(
             [*loop, "--part", f"{k}/2", "--out", os.path.join(out, f"part-{k}")], stdout=subprocess.PIPE, text=True
@@ -165,9 +170,18 @@ def worker_pair(folder: str, model_path: str, out: str) -> int:
     return images
 
 
-def worker_loop(folder: str, model_path: str, runtime: str, out: str, part: tuple[int, int] = (0, 1)) -> int:
+def worker_loop(
+    folder: str,
+    model_path: str,
+    runtime: str,
+    out: str,
+    part: tuple[int, int] = (0, 1),
+    threads: int | None = None,
+    chunk: int = 256,
+) -> int:
     """The loop a user would write: files -> decode + preprocess -> one model call per 256 -> Parquet
-    (``part`` ``(k, n)``: only every n-th file from the k-th, the share of one of n loops)."""
+    (``part`` ``(k, n)``: only every n-th file from the k-th, the share of one of n loops; ``threads``
+    and ``chunk``: the LiteRT interpreter's threads (default: the runtime's) and images per call)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -185,7 +199,9 @@ def worker_loop(folder: str, model_path: str, runtime: str, out: str, part: tupl
         # one interpreter call per 256 files, as a user's loop calls the LiteRT interpreter (the tool's
         # runtime calls it in chunks of LITERT_CHUNK: outputs bitwise the same, see "Model calls in chunks")
         call = LiteRTCall(
-            pathlib.Path(get_runtime(runtime).artifact_uri(model_path)).read_bytes(), default_threads(), 256
+            pathlib.Path(get_runtime(runtime).artifact_uri(model_path)).read_bytes(),
+            threads or default_threads(),
+            chunk,
         )
         predictor = None
     predict = predictor.predict_normalized if predictor else (lambda x: to_probabilities(call(x)))
@@ -391,7 +407,9 @@ def measure(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path, log:
         runtime = f"{runtime}, {summary.get('engine', 'beam')}"  # which engine --engine auto ran
     else:
         images = json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[7:])["images"]
-        runtime = "keras" if mode == "tf_loop" else "litert" if mode == "fast_loop" else "litert, 2 processes"
+        runtime = (
+            "keras" if mode == "tf_loop" else "litert" if mode == "fast_loop" else "litert, 2 processes, calls of 16"
+        )
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
         "images": images,
@@ -501,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", choices=("keras", "litert", "pair", "costs"), help=argparse.SUPPRESS)
     parser.add_argument("--part", default="0/1", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--chunk", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -513,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.worker:
         part = tuple(int(x) for x in args.part.split("/"))
-        n = worker_loop(args.folder, args.model, args.worker, args.out, part)
+        n = worker_loop(args.folder, args.model, args.worker, args.out, part, args.threads, args.chunk)
         print("RESULT " + json.dumps({"images": n}), flush=True)
         return 0
 
