@@ -124,16 +124,17 @@ def prediction_columns(
     flags = trust.flag(scores, not_digit_threshold)
     predicted = probabilities.argmax(axis=1).astype(np.int32)
     confidence = probabilities[np.arange(n), predicted]
-    names = np.asarray(class_names, dtype=object)
+    names = pa.array(list(class_names), pa.string())
     has_label = np.fromiter((t is not None for t in true_labels), dtype=bool, count=n)
     true_index = np.fromiter((-1 if t is None else t for t in true_labels), dtype=np.int32, count=n)
+    true_label = pa.array(true_index, pa.int32(), mask=~has_label)
     offsets = np.arange(0, (n + 1) * num_classes, num_classes, dtype=np.int32)
     return {
         COL_PATH: pa.array(list(paths), pa.string()),
-        COL_TRUE_LABEL: pa.array(true_index, pa.int32(), mask=~has_label),
-        COL_TRUE_CLASS: pa.array(np.where(has_label, names[np.maximum(true_index, 0)], None), pa.string()),
+        COL_TRUE_LABEL: true_label,
+        COL_TRUE_CLASS: names.take(true_label),  # a null label: a null name
         COL_PREDICTED_LABEL: pa.array(predicted, pa.int32()),
-        COL_PREDICTED_CLASS: pa.array(names[predicted], pa.string()),
+        COL_PREDICTED_CLASS: names.take(pa.array(predicted, pa.int32())),
         COL_CONFIDENCE: pa.array(confidence, pa.float32()),
         COL_PROBABILITIES: pa.ListArray.from_arrays(pa.array(offsets), pa.array(probabilities.reshape(-1))),
         COL_LOW_CONFIDENCE: pa.array(confidence < review_threshold, pa.bool_()),

@@ -91,10 +91,13 @@ def list_entries(patterns: Sequence[str], extensions: Sequence[str], output: str
     """:func:`list_inputs` of ``--extensions`` and ``--output`` (what the progress count's process gets)."""
     own = [i for i in [folder_id(os.path.abspath(local_path(output)))] if i is not None]
     extensions = frozenset(e.lower() for e in extensions)
-    seen: set[str] | None = set() if len(patterns) > 1 else None
+    if len(patterns) == 1:  # each path once already: no set, no second look at each item
+        yield from classify_listing(patterns[0], extensions, own, metadata=False)
+        return
+    seen: set[str] = set()
     for pattern in patterns:
         for item in classify_listing(pattern, extensions, own, metadata=False):  # the job reads no size or time
-            if seen is not None and isinstance(item, ListedFile):
+            if isinstance(item, ListedFile):
                 if item.path in seen:
                     continue
                 seen.add(item.path)

@@ -56,8 +56,7 @@ class DecodedGroup(NamedTuple):
 
     Attributes:
       ok: indexes (into the group) of the files that decoded, ascending.
-      pixels: uint8 [len(ok), 28, 28], MNIST format; uint8 [0, 28, 28] once a helper's model has run
-        on them (``outputs`` or ``model_failure`` set: the caller has no use for them then).
+      pixels: uint8 [len(ok), 28, 28], MNIST format; [0, 28, 28] once a helper's model ran on them.
       blank: bool [len(ok)]: no ink found (still scored, flagged).
       failed: ``(index, stage, error type name, message)`` per file that did not decode;
         stage is ``read``, ``decode`` or ``preprocess``.
