@@ -43,7 +43,7 @@ from mnist_batch.models.errors import ModelError
 from mnist_batch.runstore import fs
 from mnist_batch.runstore.commit import read_marker
 from mnist_batch.runstore.errors import before_commit, storage_step
-from mnist_batch.runstore.shards import ShardBuffer
+from mnist_batch.runstore.shards import ROWS_PER_GROUP, ShardBuffer
 from mnist_batch.scoring.aggregate import (
     CountBy,
     PredictionStats,
@@ -173,6 +173,8 @@ class Scorer:
             "scored_at": datetime.datetime.now(datetime.UTC),
             "not_digit_threshold": threshold_for(card.not_digit_check(), config.not_digit_threshold)[0],
         }
+        self._rows: list[tuple[list[str], np.ndarray, np.ndarray]] = []  # scored groups not yet written
+        self._buffered = 0
         self._progress = None
         if config.progress:
             self._progress = CountedProgress(ProgressLine(), patterns, config.extensions, config.output, total)
@@ -211,6 +213,7 @@ class Scorer:
                 pool.close()  # waited for, so its CPU time is the run's
             for paths, group in done:
                 self.take(paths, group)
+        self._write_rows()
 
     def close(self) -> None:
         """Stops the helper (a run that failed) and the progress count."""
@@ -223,7 +226,7 @@ class Scorer:
         """A decoded group: its files' error rows, then one model call for those that decoded.
 
         Shapes: the decoded group is uint8 [N, 28, 28]; the model returns float32 [N, C] (or [N, C+1]
-        with the not-digit output); each becomes one predictions chunk of N rows.
+        with the not-digit output); its N rows are written with the next groups' (:meth:`_write_rows`).
         """
         for index, stage, error_type, message in group.failed:
             self.error(failure_row(paths[index], stage, error_type, message, self._run_id))
@@ -244,11 +247,23 @@ class Scorer:
             for path in scored:
                 self.error(failure_row(path, "inference", *failure_of(exc), self._run_id))
             return
+        self._rows.append((scored, group.blank, probabilities))
+        self._buffered += len(scored)
+        if self._buffered >= ROWS_PER_GROUP:
+            self._write_rows()
+
+    def _write_rows(self) -> None:
+        """The groups scored since the last call as one predictions table (one row group of the shard),
+        counted: a table and its statistics cost ~0.4 µs a row at 4,096 rows, ~2.5 at 256."""
+        if not self._rows:
+            return
+        rows, self._rows, self._buffered = self._rows, [], 0
+        paths = [p for scored, _, _ in rows for p in scored]
         table = predictions_chunk(
-            scored,
-            self._labels.many(scored),
-            group.blank,
-            probabilities,
+            paths,
+            self._labels.many(paths),
+            np.concatenate([blank for _, blank, _ in rows]),
+            np.concatenate([probabilities for _, _, probabilities in rows]),
             runtime_model_id=self._predictor.model_id,
             **self._fields,
         )
