@@ -174,7 +174,6 @@ class Scorer:
             "not_digit_threshold": threshold_for(card.not_digit_check(), config.not_digit_threshold)[0],
         }
         self._rows: list[tuple[list[str], np.ndarray, np.ndarray]] = []  # scored groups not yet written
-        self._buffered = 0
         self._progress = None
         if config.progress:
             self._progress = CountedProgress(ProgressLine(), patterns, config.extensions, config.output, total)
@@ -248,16 +247,16 @@ class Scorer:
                 self.error(failure_row(path, "inference", *failure_of(exc), self._run_id))
             return
         self._rows.append((scored, group.blank, probabilities))
-        self._buffered += len(scored)
-        if self._buffered >= ROWS_PER_GROUP:
+        if sum(len(paths) for paths, _, _ in self._rows) >= ROWS_PER_GROUP:
             self._write_rows()
 
     def _write_rows(self) -> None:
         """The groups scored since the last call as one predictions table (one row group of the shard),
-        counted: a table and its statistics cost ~0.4 µs a row at 4,096 rows, ~2.5 at 256."""
+        counted: a table and its statistics cost 0.37 µs a row at 4,096 rows, 0.96 at 256 (alone; ~2.9
+        inside a run, between decoding and model calls: docs/benchmarks.md, "Throughput, fourth session")."""
         if not self._rows:
             return
-        rows, self._rows, self._buffered = self._rows, [], 0
+        rows, self._rows = self._rows, []
         paths = [p for scored, _, _ in rows for p in scored]
         table = predictions_chunk(
             paths,

@@ -62,15 +62,5 @@ class LabelLookup:
         return self._last[1]
 
     def many(self, paths: Sequence[str]) -> list[int | None]:
-        """The label of each of ``paths`` (as :meth:`__call__`), one lookup a folder: a group's labels at once."""
-        if self._labels is not None or os.sep != "/":
-            return [self(path) for path in paths]
-        labels = []
-        folder, label = self._last
-        for path in paths:
-            here = path.rpartition("/")[0]
-            if here != folder or not here:
-                label = self(path)
-                folder = here
-            labels.append(label)
-        return labels
+        """The label of each of ``paths`` (as :meth:`__call__`, one lookup a folder): a group's labels at once."""
+        return [self(path) for path in paths]
