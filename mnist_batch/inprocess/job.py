@@ -252,8 +252,8 @@ class Scorer:
 
     def _write_rows(self) -> None:
         """The groups scored since the last call as one predictions table (one row group of the shard),
-        counted: a table and its statistics cost 0.37 µs a row at 4,096 rows, 0.96 at 256 (alone; ~2.9
-        inside a run, between decoding and model calls: docs/benchmarks.md, "Throughput, fourth session")."""
+        counted: rows and statistics cost ~0.55 µs a row at 4,096 rows, ~1.3 at 256 (``bench_rows.py``;
+        ~2.9 inside a run at 256, between decoding and model calls: docs/benchmarks.md, "fourth session")."""
         if not self._rows:
             return
         rows, self._rows = self._rows, []
