@@ -99,6 +99,26 @@ def test_every_group_comes_back_once_whoever_decodes_it(files):
     assert pool.decoded_here + pool.decoded_there == len(seen)
 
 
+def test_drain_takes_the_newest_group_back_while_the_helper_decodes_the_oldest(files):
+    """The run's last groups end on both cores: the scoring process does not wait idle for the helper
+    to reach a group it has not started; the helper's own answer to that group is dropped."""
+    pool = started_pool(depth=2)
+    pid = pool.helper_pid
+    small = files[:8] + files[-6:]
+    try:
+        pool.submit(files * 30, "big")  # ~1,400 files: the helper is still on it when drain starts
+        pool.submit(small, "small")
+        done = dict(pool.drain())
+    finally:
+        pool.close()
+    assert sorted(done) == ["big", "small"]
+    assert (pool.decoded_there, pool.decoded_here) == (1, 1)
+    here = decode_pool.decode_group(small, MAX_BYTES, MAX_PIXELS)
+    assert done["small"].ok == here.ok and done["small"].failed == here.failed
+    np.testing.assert_array_equal(done["small"].pixels, here.pixels)
+    assert not os.path.exists(f"/proc/{pid}")  # stopped at once by close, and reaped
+
+
 def test_a_helper_that_dies_loses_no_group(files):
     pool = started_pool(depth=4)
     seen = []

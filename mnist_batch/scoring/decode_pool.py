@@ -4,21 +4,16 @@ Beam-free on purpose: the helper process imports this module, :mod:`mnist_batch.
 :mod:`mnist_batch.files` (numpy, Pillow), never Beam; a model runtime only when it is given the model
 to run too (:mod:`mnist_batch.scoring.helper_model`, the in-process job's LiteRT runs).
 
-Why: on one machine the in-memory DirectRunner runs the whole fused stage -- read, decode,
-preprocess, model, format, write -- in one Python thread. Decoding and MNIST-style
-normalisation hold the GIL (about two thirds of a file's cost), so while they run the model's
-threads idle, and while the model runs decoding waits: one of two cores idles. A helper process
-has its own GIL: it decodes group N+1 while the scoring process runs the model on group N
-(docs/benchmarks.md, "Both cores").
+Why: one Python thread runs a single-process job's whole fused stage. Decoding holds the GIL (two
+thirds of a file's cost), so one of two cores idles; a helper process has its own GIL: it decodes
+group N+1 while the scoring process runs the model on group N (docs/benchmarks.md, "Both cores").
 
 The unit of work is one group (a few hundred files): :func:`decode_group` takes ``(path, bytes or
 None)`` per file and returns a :class:`DecodedGroup` -- the decoded pixels, and ``(index, stage,
 error type, message)`` for each file that failed, as in the scoring process (both run :func:`decode_file`).
 
-:class:`DecodePool` keeps at most ``depth`` groups in flight, starts its process in the
-background and decodes in the caller until that process has answered once (a small run never
-waits for it), and decodes in the caller too whenever the helper is behind (both cores busy,
-neither waits on the other).
+:class:`DecodePool` keeps at most ``depth`` groups in flight, and decodes in the caller until its
+process has answered once (a small run never waits for it) and whenever the helper is behind.
 """
 
 from __future__ import annotations
@@ -244,9 +239,8 @@ def serve(stdin, stdout) -> None:
 class DecodePool:
     """Decodes groups in one helper process, up to ``depth`` in flight, in submission order or not.
 
-    ``submit(sources, tag)`` queues a group; ``ready()`` returns the groups done so far (and, when
-    ``depth`` groups are in flight and the oldest is not done, decodes the newest in the caller
-    instead); ``drain()`` returns all that remain. Results are ``(tag, DecodedGroup)``.
+    ``submit(sources, tag)`` queues a group (decoded in the caller when ``depth`` are in flight);
+    ``ready()`` returns the groups done so far; ``drain()`` all that remain, as ``(tag, DecodedGroup)``.
 
     The helper is a :class:`Helper` process. Until it has answered once, groups are decoded in
     the caller. If it dies, the groups it held are decoded again in the caller: no file is lost,
@@ -270,6 +264,7 @@ class DecodePool:
         """Groups the caller decoded itself (while the helper started, was behind, or had died)."""
         self.decoded_there = 0
         """Groups the helper decoded."""
+        self._taken_back = False
         self._helper: Helper | None = Helper(model)
 
     @property
@@ -357,28 +352,33 @@ class DecodePool:
         return done
 
     def drain(self) -> list[tuple[Any, DecodedGroup]]:
-        """Every group still queued, waiting for the helper."""
+        """Every group still queued: the newest taken back and decoded here while the helper works on
+        the oldest (the last groups end on both cores; its answer to one taken back is dropped)."""
+        self._collect(block=False)
+        while len(self._pending) > 1 and self._helper is not None:
+            tag, sources, *_ = self._pending.pop()
+            self._taken_back = True
+            self._here(tag, sources)
+            self._collect(block=False)
         self._collect(block=True)
         done, self._done = self._done, []
         return done
 
     def close(self) -> None:
-        """Stops the helper (groups still queued are dropped: call :meth:`drain` first)."""
+        """Stops the helper (call :meth:`drain` first); at once if it may decode a group taken back."""
         helper, self._helper = self._helper, None
         if helper is not None:
-            helper.close()
+            helper.close(kill=self._taken_back)
 
 
 HELPER_STALL_S = 60.0
-"""How long a group may wait for the helper before the helper is taken for frozen (SIGSTOP, a hung
-decoder) and killed, its groups decoded in the scoring process. A group of 256 files takes the
-helper well under a second here; 60 s leaves room for a loaded machine."""
+"""How long a group may wait for the helper before it is taken for frozen (SIGSTOP, a hung decoder),
+killed, and its groups decoded here (256 files take it well under a second; 60 s: a loaded machine)."""
 
 HELPER_NICENESS = 19
-"""The helper runs at the lowest CPU priority: the scoring process's model threads are the run's
-critical path, and the helper should take only the cycles they leave (the scoring process decodes
-itself when the helper falls behind). Measured at 50,000 files, alternated: niceness 0 9.7-11.8 s,
-10 9.0-10.3 s, 19 9.0-9.5 s (docs/benchmarks.md, "Both cores")."""
+"""The helper takes only the cycles the scoring process (the critical path) leaves; that decodes itself
+when the helper falls behind. At 50,000 files, alternated: niceness 0 9.7-11.8 s, 10 9.0-10.3 s,
+19 9.0-9.5 s (docs/benchmarks.md, "Both cores")."""
 
 HELPERS_ENV = "MNIST_BATCH_DECODE_HELPERS"
 """Environment variable that sets the decode helper processes of a single-process run (0 turns them off)."""
