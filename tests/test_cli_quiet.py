@@ -196,3 +196,28 @@ def test_what_needs_tensorflow_says_which_install_adds_it(monkeypatch, capsys, t
             f"mnist-batch: error: {what} needs TensorFlow, which this scoring-only install lacks: "
             "pip install 'mnist-batch[train]'"
         ]
+
+
+EXIT_SCRIPT = """
+import atexit, sys, threading, time
+from mnist_batch.cli import exit_now
+atexit.register(lambda: print("exit handler ran", flush=True))
+if sys.argv[1] == "thread":
+    def late():
+        time.sleep(0.3)
+        print("thread finished", flush=True)
+    threading.Thread(target=late).start()
+sys.stdout.write("buffered output ")  # not flushed yet
+exit_now(3)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["plain", "thread"])
+def test_exit_now_keeps_the_exit_code_handlers_output_and_running_threads(case):
+    """The console script skips the interpreter's teardown of its modules, not what a user would miss:
+    the exit code, buffered output, exit handlers, and a thread still running (waited for)."""
+    proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, case], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    waited = "thread finished\n" if case == "thread" else ""
+    assert proc.stdout == "buffered output " + waited + "exit handler ran\n"

@@ -16,8 +16,11 @@ errors and results.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -125,4 +128,22 @@ def entry_point() -> None:
         # Python flushes stdout again at exit; point it at devnull so that raises nothing.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 141  # 128 + SIGPIPE, what a shell reports for a killed pipe writer
-    sys.exit(code)
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """Ends the process with ``code`` once the command is done, without the interpreter tearing down
+    each module it loaded (~50 ms with numpy, pyarrow, Pillow and LiteRT: a sixth of a small run).
+
+    The exit handlers still run (logging's flush, Beam's job servers, temporary folders' clean-up)
+    and stdout and stderr are flushed; every file the commands write is closed before they return.
+    While a thread that is not a daemon still runs, the usual exit (which waits for it) instead.
+    """
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if any(t.is_alive() and not t.daemon for t in others):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what the interpreter's own exit runs first (CPython's; no public name)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
