@@ -629,3 +629,28 @@ def test_a_file_uri_output_is_local_and_kept_out_of_the_listing(tmp_path):
     skipped = [x.value for x in listed if hasattr(x, "tag")]
     assert read == [str(tmp_path / "in" / "a.png")]
     assert skipped == [(f"{tmp_path}/in/out/", "output of mnist-batch")]
+
+
+def test_the_listing_reads_each_extension_as_skip_reason_does(tmp_path):
+    """classify_listing's inline extension test (ASCII paths) says what skip_reason says, for names
+    that could fool it: case, a dot first or last, two extensions, a dotted folder, non-ASCII bytes."""
+    from mnist_batch.files import escape_path
+    from mnist_batch.scoring import listing
+
+    names = ["a.png", "B.PNG", "c.Png", ".png", "noext", "d.png.txt", "e.txt.png", "f.", "dir.png/inner", "g.jpeg"]
+    names += ["café.png", "dir.png/h.PNG"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / os.fsdecode(b"x\xff.png")).write_bytes(b"x")
+    extensions = frozenset({"png", "jpeg"})
+    listed = list(listing.classify_listing(str(tmp_path / "**"), extensions, metadata=False))
+    files = [escape_path(os.path.join(d, f)) for d, _, fs in os.walk(tmp_path) for f in fs]
+    assert sorted(i[0] if isinstance(i, tuple) else i.path for i in listed) == sorted(files)
+    for item in listed:
+        path, reason = item if isinstance(item, tuple) else (item.path, None)
+        assert reason == listing.skip_reason(path, extensions), path
+    scored = sorted(os.path.relpath(i.path, tmp_path) for i in listed if not isinstance(i, tuple))
+    assert scored == sorted(
+        ["a.png", "B.PNG", "c.Png", ".png", "e.txt.png", "g.jpeg", "café.png", "dir.png/h.PNG", "x\\xff.png"]
+    )
