@@ -29,6 +29,7 @@ __all__ = [
     "file_kind",
     "open_local",
     "read_at_most",
+    "read_descriptor",
     "read_local",
     "replaced_atomically",
     "unescape_path",
@@ -102,19 +103,14 @@ def local_path(uri: str) -> str:
     return uri.removeprefix(LOCAL_SCHEME)
 
 
-def open_local(path: str):
-    """Opens a local file for reading bytes without blocking (one place, so tests can refuse
-    mode-000 files as root).
+def open_local(path: str) -> int:
+    """Opens a local file for reading without blocking; its descriptor, for the caller to close (one
+    place, so tests can refuse mode-000 files as root).
 
     ``O_NONBLOCK``: opening a FIFO does not wait for a writer (the caller's ``fstat`` then
     refuses it); it changes nothing for regular files.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 def file_kind(mode: int) -> str:
@@ -165,11 +161,33 @@ def read_local(path: str, max_bytes: int) -> bytes:
     st = os.stat(path)
     check_regular(st.st_mode)
     check_file_size(st.st_size, max_bytes)
-    with open_local(path) as f:
-        st = os.fstat(f.fileno())
+    fd = open_local(path)
+    try:
+        st = os.fstat(fd)
         check_regular(st.st_mode)
         check_file_size(st.st_size, max_bytes)
-        return read_at_most(f, max_bytes, st.st_size)
+        return read_descriptor(fd, max_bytes, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def read_descriptor(fd: int, max_bytes: int, expected: int) -> bytes:
+    """:func:`read_at_most` of an open descriptor by plain ``os.read`` calls, no buffered file object
+    (read_local 7.3 -> 5.1 µs a file on MNIST PNGs): ``expected + 1`` bytes first (one past the size
+    ``fstat`` gave), on up to ``max_bytes + 1`` only when the file turned out longer; more than
+    ``max_bytes`` is FileTooLargeError (the file grew)."""
+    target, chunks, size = min(expected, max_bytes) + 1, [], 0
+    while size < target:
+        data = os.read(fd, target - size)
+        if not data:
+            break  # the end of the file
+        chunks.append(data)
+        size += len(data)
+        if size == target <= max_bytes:
+            target = max_bytes + 1  # it grew since fstat: read on, up to the limit
+    if size > max_bytes:
+        raise FileTooLargeError(f"file has more than --max-file-bytes {max_bytes:,} bytes (it grew while read)")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @contextlib.contextmanager
