@@ -1,12 +1,13 @@
-"""The in-process job's own per-file work, alone in one process: its listing, and its predictions
-rows and their statistics at two table sizes (the job's 4,096 rows a table against one table a group of 256).
+"""The in-process job's own per-file work, alone in one process: its listing, its read of each file,
+and its predictions rows and their statistics at two table sizes (the job's 4,096 rows a table against
+one table a group of 256).
 
 Usage:
   python benchmarks/bench_rows.py --folder .cache/bm/files_200000      # a folder of PNGs (bench_score makes them)
   cd /tmp/before && PYTHONPATH=$PWD python /path/to/bench_rows.py --folder F   # the same on older code (a worktree)
 
 Prints µs per file (listing: ``inprocess.engine.list_entries`` as the job lists one ``--input``
-folder) and µs per row (``aggregate.predictions_chunk`` + ``PredictionStats.add_input`` on random
+folder; read: ``files.read_local`` of its first 20,000 files, as the decode step reads each) and µs per row (``aggregate.predictions_chunk`` + ``PredictionStats.add_input`` on random
 probabilities of 11 outputs, labels from ten folders), each the best of ``--rounds``.
 """
 
@@ -28,6 +29,20 @@ def listing_us(folder: str) -> tuple[int, float]:
     start = time.perf_counter()
     n = sum(1 for _ in listed_files(list_entries(patterns, ["png"], "/nonexistent-output"), Tally.new(10)))
     return n, 1e6 * (time.perf_counter() - start) / max(n, 1)
+
+
+def read_us(folder: str, files: int = 20_000) -> float:
+    """µs a file for ``files.read_local`` (bounded, regular files only) of the first ``files`` files listed."""
+    import itertools
+    import os
+
+    from mnist_batch.files import read_local
+
+    paths = list(itertools.islice((os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs), files))
+    start = time.perf_counter()
+    for path in paths:
+        read_local(path, 10_000_000)
+    return 1e6 * (time.perf_counter() - start) / max(len(paths), 1)
 
 
 def rows_us(rows: int, total: int = 102_400) -> tuple[float, float]:
@@ -83,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         n, listing = listing_us(args.folder)
         best["listing"] = min(best.get("listing", listing), listing)
+        best["read"] = min(best.get("read", float("inf")), read_us(args.folder))
         for size in (256, 4096):
             table, stats = rows_us(size)
             best[f"table_{size}"] = min(best.get(f"table_{size}", table), table)
             best[f"stats_{size}"] = min(best.get(f"stats_{size}", stats), stats)
     print(f"listing {n:,} files: {best['listing']:.2f} µs a file")
+    print(f"reading a file (read_local): {best['read']:.2f} µs a file")
     for size in (256, 4096):
         total = best[f"table_{size}"] + best[f"stats_{size}"]
         print(
