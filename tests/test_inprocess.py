@@ -153,6 +153,41 @@ def test_both_engines_fail_the_same_way(tiny_model, sample_data, tmp_path, capsy
         assert code == 2 and err.count("\n") == 1 and "matches no files" in err, (engine, err)
 
 
+def test_ctrl_c_in_process_commits_nothing_and_leaves_no_staged_shard(
+    tiny_model, sample_data, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C mid-run (KeyboardInterrupt after some groups were scored and staged): exit 130 with one
+    line, nothing committed, the attempt's staging deleted, the lease released; the next launch runs."""
+    from mnist_batch.inprocess import job
+    from mnist_batch.runstore import shards
+
+    monkeypatch.setattr(shards, "ROWS_PER_GROUP", 4)  # rows reach the staged shard a group at a time
+    monkeypatch.setattr(job, "ROWS_PER_GROUP", 4)
+
+    folder = tmp_path / "in"
+    write_folder(sample_data, folder, n=40)
+    argv = ["score", "--model", str(tiny_model), "--input", str(folder), "--output", str(tmp_path / "out")]
+    original, staged = job.Scorer.take, []
+
+    def interrupted(self, paths, group):
+        staged.extend(p for p in (tmp_path / "out").rglob("*.parquet"))
+        if len(staged) >= 1:
+            raise KeyboardInterrupt
+        return original(self, paths, group)
+
+    job.Scorer.take = interrupted
+    try:
+        code = cli_main([*argv, "--engine", "inprocess", "--max-batch-size", "4", "-q"])
+    finally:
+        job.Scorer.take = original
+    assert code == 130 and capsys.readouterr().err == "mnist-batch: interrupted\n"
+    out = tmp_path / "out"
+    assert not (out / "summary.json").exists() and not (out / "predictions").exists()
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # no staged shard, no lease
+    assert cli_main([*argv, "--engine", "inprocess", "-q"]) == 0
+    assert json.loads((out / "summary.json").read_text())["counts"]["scored"] == 40
+
+
 def settings(tmp_path, *, inputs=None, output=None, engine="auto", beam_args=(), layout="flat") -> ScoreSettings:
     config = ScoreConfig(
         model=str(tmp_path / "m.keras"),

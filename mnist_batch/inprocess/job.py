@@ -371,6 +371,9 @@ def run_job(run: Attempt, listing: Sequence[Listed] | None = None) -> dict[str, 
     except ModelError:
         abandon(layout, run.attempt)
         raise  # one line, as the Beam launcher says a worker's model error (worker_errors)
+    except KeyboardInterrupt:
+        abandon(layout, run.attempt)  # Ctrl-C: nothing committed and no staged shard left behind
+        raise
     except Exception as exc:
         outcome = abandon(layout, run.attempt, before_commit=before_commit(exc))
         raise RunFailedError(f"run {layout.run_id} failed{outcome}: {failure_line(exc)}") from exc
