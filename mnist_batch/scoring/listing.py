@@ -329,13 +329,7 @@ def classify_listing(
         if isinstance(item, tuple):
             yield (escape_path(item[0]), item[1])
             continue
-        path = item.path
-        if path.isascii():  # most files: nothing to escape, skip_reason's extension test inline (0.4 µs a file)
-            dot = path.rfind(".")
-            if dot > path.rfind("/") and path[dot + 1 :].lower() in extensions:
-                yield item
-                continue
-        path = escape_path(path)
+        path = escape_path(item.path)
         reason = skip_reason(path, extensions)
         if reason is not None:
             yield (path, reason)
