@@ -468,7 +468,7 @@ def test_max_file_bytes_refuses_from_the_size_and_bounds_the_read(tmp_path):
     [(0, 0, 0), (5, 5, 5), (8, 5, 8), (3, 5, 3), (10, 5, 10), (10, 10, 10), (11, 5, "grew"), (30, 10, "grew")],
 )
 def test_a_descriptor_is_read_to_its_end_up_to_the_limit_whatever_fstat_said(tmp_path, size, expected, outcome):
-    """The job's raw reads (read_descriptor, no buffered file object): a file that grew since fstat is
+    """The job's raw reads (read_at_most of a descriptor, no buffered file object): a file that grew since fstat is
     read on to the limit, never cut at its old size; one past the limit is FileTooLargeError."""
     path = tmp_path / "f.png"
     path.write_bytes(bytes(range(size)))
@@ -476,9 +476,9 @@ def test_a_descriptor_is_read_to_its_end_up_to_the_limit_whatever_fstat_said(tmp
     try:
         if outcome == "grew":
             with pytest.raises(files.FileTooLargeError, match="more than --max-file-bytes 10 bytes .it grew"):
-                files.read_descriptor(fd, 10, expected)
+                files.read_at_most(fd, 10, expected)
         else:
-            assert files.read_descriptor(fd, 10, expected) == bytes(range(outcome))
+            assert files.read_at_most(fd, 10, expected) == bytes(range(outcome))
     finally:
         os.close(fd)
 
