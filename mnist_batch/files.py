@@ -131,7 +131,8 @@ def check_file_size(size: int | None, max_bytes: int) -> None:
 
 def read_at_most(f, max_bytes: int, expected: int | None = None) -> bytes:
     """Reads at most ``max_bytes + 1`` bytes of ``f``, a file object or an open descriptor (plain
-    ``os.read`` calls, no buffered file object: :func:`read_local` 7.3 -> 5.1 µs a file on MNIST PNGs);
+    ``os.read`` calls, no buffered file object: :func:`read_local` 6.9-7.0 -> 4.3-4.7 µs a file on MNIST
+    PNGs, ``benchmarks/bench_rows.py``);
     more than ``max_bytes`` is FileTooLargeError (the file grew).
 
     With ``expected`` (the size ``fstat`` gave), reads that many bytes plus one first and goes on
