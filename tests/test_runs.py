@@ -479,6 +479,12 @@ def test_commit_moves_only_the_emitted_shards(tmp_path):
     commit.commit_run(layout, "r1.a", {}, {}, replace=False)
     with pytest.raises(commit.CommitError, match="already committed"):
         commit.commit_run(layout, "r1.b", {}, {}, replace=False)
+    # Another launch's run id into the same flat output: the run that is there, and the flat flag.
+    other = Layout("flat", str(tmp_path / "out"), "r2")
+    with pytest.raises(
+        commit.CommitError, match=r"run r1 is already committed into this output, before run r2 \(pass --overwrite\)"
+    ):
+        commit.commit_run(other, "r2.a", {}, {}, replace=False)
 
 
 def test_commit_verify_and_clean_ignore_the_workers_progress_files(tmp_path):

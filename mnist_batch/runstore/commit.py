@@ -105,7 +105,7 @@ def commit_run(
     if existing is not None and existing.get("attempt") == attempt:
         return existing  # this very commit already happened (a retried commit step)
     if existing is not None and not replace:
-        raise CommitError(f"{layout.marker} exists: run {layout.run_id} is already committed (pass --replace)")
+        raise CommitError(already_committed(layout, existing))
     staging = layout.staging_dir(attempt)
     shards = {t: list(shards.get(t, [])) for t in layout.tables}
     check_shards([p for paths in shards.values() for p in paths], rows or {}, layout.run_id)
@@ -142,6 +142,17 @@ def commit_run(
             ) from exc
         raise
     return summary
+
+
+def already_committed(layout: Layout, existing: dict[str, Any]) -> str:
+    """Why a run cannot commit over the committed marker ``existing`` (no replace asked): the run that
+    holds the output and the flag that replaces it (``--overwrite`` for a flat output, which holds
+    one run of any id; ``--replace`` for a run id under a runs root)."""
+    if layout.kind == "flat":
+        other = existing.get("run_id") or str(existing.get("attempt", "?")).rsplit(".", 1)[0]  # attempt: RUN_ID.HEX
+        first = "" if other == layout.run_id else f", before run {layout.run_id}"
+        return f"{layout.marker} exists: run {other} is already committed into this output{first} (pass --overwrite)"
+    return f"{layout.marker} exists: run {layout.run_id} is already committed (pass --replace)"
 
 
 def check_shards(paths: list[str], rows: dict[str, int], run_id: str) -> None:
