@@ -318,14 +318,22 @@ def launch_blocked(model, inputs, out, run_id, fifo) -> subprocess.Popen:
 
 
 def wait_for_lease(out: pathlib.Path, timeout: float = 60.0) -> None:
+    """Until the launch into the flat output ``out`` holds its leases (the output's is taken last)."""
     deadline = time.monotonic() + timeout
-    while not list(out.glob("_claims/*")) and time.monotonic() < deadline:
+    while not (out / "_claims" / "output.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(out.glob("_claims/*")), "the first launch never took its lease"
+    assert (out / "_claims" / "output.json").exists(), "the first launch never took its leases"
 
 
 @pytest.mark.slow
-def test_two_in_process_launches_at_once_the_second_exits_2(tiny_model, sample_data, tmp_path):
+@pytest.mark.parametrize(
+    ("second_id", "refusal"),
+    [("same", "run same under"), ("other", "the output ")],
+    ids=["same-run-id", "another-run-id"],
+)
+def test_two_in_process_launches_at_once_the_second_exits_2(tiny_model, sample_data, tmp_path, second_id, refusal):
+    """A second launch into a flat output that a live launch is scoring into is refused at once, one
+    line naming the first, whatever its run id: it does not score everything to learn at its commit."""
     labels = write_folder(sample_data, tmp_path / "in", n=3)
     fifo = tmp_path / "labels.fifo"
     os.mkfifo(fifo)
@@ -335,14 +343,16 @@ def test_two_in_process_launches_at_once_the_second_exits_2(tiny_model, sample_d
         wait_for_lease(out)
         argv = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(out)]
         second = subprocess.run(
-            [sys.executable, "-m", "mnist_batch", *argv, "--run-id", "same", "--engine", "inprocess"],
+            [sys.executable, "-m", "mnist_batch", *argv, "--run-id", second_id, "--engine", "inprocess"],
             capture_output=True,
             text=True,
             env=ENV,
             timeout=120,
         )
         assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
-        assert "run same under" in second.stderr and f"pid {first.pid}" in second.stderr, second.stderr
+        assert refusal in second.stderr and f"pid {first.pid}" in second.stderr, second.stderr
+        assert "attempt same." in second.stderr, second.stderr
+        assert sorted(p.name for p in (out / "_claims").iterdir()) == ["output.json", "run=same.json"]
         with open(fifo, "w") as f:  # the first goes on and commits
             f.write(labels.read_text())
         assert first.wait(timeout=120) == 0, first.stderr.read()
@@ -352,7 +362,10 @@ def test_two_in_process_launches_at_once_the_second_exits_2(tiny_model, sample_d
 
 
 @pytest.mark.slow
-def test_a_killed_in_process_launch_leaves_a_lease_the_next_takes_over(tiny_model, sample_data, tmp_path):
+@pytest.mark.parametrize("next_id", ["k1", "k2"])
+def test_a_killed_in_process_launch_leaves_a_lease_the_next_takes_over(tiny_model, sample_data, tmp_path, next_id):
+    """The next launch into the output, with the killed one's run id or another, takes over its leases
+    and deletes them and its staging: nothing of the killed launch is left."""
     write_folder(sample_data, tmp_path / "in", n=3)
     fifo = tmp_path / "labels.fifo"
     os.mkfifo(fifo)
@@ -363,7 +376,7 @@ def test_a_killed_in_process_launch_leaves_a_lease_the_next_takes_over(tiny_mode
     first.wait(timeout=30)
     argv = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(out)]
     proc = subprocess.run(
-        [sys.executable, "-m", "mnist_batch", *argv, "--run-id", "k1", "--engine", "inprocess", "--overwrite"],
+        [sys.executable, "-m", "mnist_batch", *argv, "--run-id", next_id, "--engine", "inprocess", "--overwrite"],
         capture_output=True,
         text=True,
         env=ENV,

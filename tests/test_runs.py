@@ -323,6 +323,28 @@ def test_a_live_run_id_or_incremental_history_is_refused_and_a_stale_lease_is_ta
     assert [r.run_id for r in runs.committed_runs(str(root))] == ["busy", "first"]
 
 
+@pytest.mark.parametrize("engine", ["inprocess", "beam"])
+def test_a_flat_output_a_live_launch_scores_into_is_refused_whatever_the_run_id(
+    tiny_model, sample_data, tmp_path, capsys, engine
+):
+    """A flat output holds one run: a second launch while one is live exits 2 at once, naming the
+    first, and writes nothing; once that launch is gone the output is free again."""
+    write_digits(sample_data, tmp_path / "in", range(3))
+    out = tmp_path / "flat"
+    base = ["score", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output", str(out)]
+    base += ["--engine", engine, "-q"]
+    held = claims.claim(str(out), "output", run_id="first", attempt="first.1")  # a live launch (this process)
+    assert cli_main([*base, "--run-id", "second"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the output {out} is held by attempt first.1" in err, err
+    assert f"pid {os.getpid()}" in err, err
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["output.json"]  # only the first's lease
+    held.release()
+    assert cli_main([*base, "--run-id", "second"]) == 0
+    assert json.loads((out / "summary.json").read_text())["counts"]["scored"] == 3
+    assert not list(out.glob("_claims/*"))  # its leases released
+
+
 def test_a_commit_cut_short_is_completed_by_the_next_launch(tiny_model, sample_data, tmp_path, monkeypatch):
     write_digits(sample_data, tmp_path / "in", range(8))
     root = tmp_path / "root"

@@ -347,6 +347,13 @@ def remove_stale(uri: str) -> bool:
     return True
 
 
+def remove_stale_leases(root: str) -> list[str]:
+    """Deletes every lease under ``root`` whose owner is dead (:func:`remove_stale`); their URIs."""
+    folder = fs.join(root, CLAIMS_DIR)
+    uris = (fs.join(folder, name) for name in fs.list_dir(folder) if name.endswith(".json"))
+    return [uri for uri in uris if remove_stale(uri)]
+
+
 def take_over(uri: str) -> None:
     """Removes a stale lease; of two launches taking it over at once, one removes it, both retry."""
     if fs.is_remote(uri):

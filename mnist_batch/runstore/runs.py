@@ -22,11 +22,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from mnist_batch.runstore import claims, fs
+from mnist_batch.runstore import claims
 from mnist_batch.runstore.commit import recover
 from mnist_batch.runstore.history import RunInfo, committed_runs
 from mnist_batch.runstore.shards import read_shards
-from mnist_batch.tables import CLAIMS_DIR, PARTITION_SCHEMA, RUN_TABLES
+from mnist_batch.tables import PARTITION_SCHEMA, RUN_TABLES
 
 __all__ = ["RunInfo", "clean", "committed_runs", "read_run_table", "read_runs"]
 
@@ -74,12 +74,5 @@ def clean(root: str) -> dict[str, Any]:
     Live launches (a lease whose owner still runs) are left alone, so this is safe at any time.
     Returns ``{"completed": [...], "deleted": [...], "stale_leases": [...]}``.
     """
-    live = claims.live_attempts(root)
-    result = recover(root, live)
-    stale = []
-    folder = fs.join(root, CLAIMS_DIR)
-    for name in fs.list_dir(folder):
-        uri = fs.join(folder, name)
-        if name.endswith(".json") and claims.remove_stale(uri):
-            stale.append(uri)
-    return {**result, "stale_leases": stale}
+    result = recover(root, claims.live_attempts(root))
+    return {**result, "stale_leases": claims.remove_stale_leases(root)}

@@ -161,8 +161,8 @@ def launch_settings(
 
     Raises:
       ScoringError: bad run id, model, output or input (nothing run); ClaimError: the run id
-        (or, incremental, the root) is held by a live launch; RunFailedError: the job failed
-        and nothing was committed.
+        (or, flat, the output; incremental, the root) is held by a live launch; RunFailedError: the
+        job failed and nothing was committed.
     """
     config, options = settings.config, settings.run
     run_id = check_run_id(config.run_id)
@@ -179,11 +179,16 @@ def launch_settings(
     with storage_step(f"claim run {run_id} under {layout.root}"):
         leases = [claim_run(layout, attempt, detached=not wait)]
     try:
+        if layout.kind == "flat" and wait:
+            with storage_step(f"claim the output {layout.root}"):
+                leases.append(claim_output(layout, attempt))
         with storage_step(f"claim the incremental history of {layout.root}"):
             if options.incremental:
                 leases.append(claim_history(layout, attempt, detached=not wait))
         with storage_step(f"recover earlier commits under {layout.root}"):
             recovered = recover(layout.root, claims.live_attempts(layout.root))
+            if layout.kind == "flat" and wait:  # the output is this launch's: dead launches' leases go too
+                claims.remove_stale_leases(layout.root)
         run = Attempt(settings, layout, attempt, card, scorer, replace, tuple(leases), wait, review_source)
         summary = run_attempt(run)
     except BaseException as exc:
@@ -211,6 +216,16 @@ def claim_run(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
     return claims.claim(
         layout.root, f"run={layout.run_id}", run_id=layout.run_id, attempt=attempt, detached=detached, what=what
     )
+
+
+def claim_output(layout: Layout, attempt: str) -> claims.Lease:
+    """The lease on a flat output, which holds one run: a second live launch into it is refused at
+    once whatever its run id (without it, both would score everything and the second learn only at
+    its commit). Taken by launches that wait only: a detached job that failed would leave it for
+    :data:`~mnist_batch.runstore.claims.DETACHED_TTL_S`, and its commit still refuses to land on
+    another run's outputs."""
+    what = f"the output {layout.root}"
+    return claims.claim(layout.root, "output", run_id=layout.run_id, attempt=attempt, what=what)
 
 
 def claim_history(layout: Layout, attempt: str, *, detached: bool) -> claims.Lease:
