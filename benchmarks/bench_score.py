@@ -170,7 +170,7 @@ def worker_pair(folder: str, model_path: str, out: str) -> int:
         stdout, _ = proc.communicate()
         if proc.returncode != 0:
             raise RuntimeError(f"a loop of the pair failed ({proc.returncode})")
-        images += json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[7:])["images"]
+        images += worker_result(stdout)["images"]
     return images
 
 
@@ -427,7 +427,7 @@ def measure(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path, log:
         images, runtime = summary["counts"]["scored"], summary.get("runtime")
         runtime = f"{runtime}, {summary.get('engine', 'beam')}"  # which engine --engine auto ran
     else:
-        images = json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[7:])["images"]
+        images = worker_result(stdout)["images"]
         runtime = (
             "keras" if mode == "tf_loop" else "litert" if mode == "fast_loop" else "litert, 2 processes, calls of 16"
         )
@@ -442,13 +442,33 @@ def measure(mode: str, model: str, folder: pathlib.Path, out: pathlib.Path, log:
     }
 
 
-def measure_costs(model: str, folder: pathlib.Path) -> dict:
-    """:func:`worker_costs` in its own process."""
+def worker_result(stdout: str) -> dict:
+    """What a ``--worker`` process printed on its ``RESULT`` line."""
+    return json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[7:])
+
+
+def costs_workers(model: str, folder: pathlib.Path, parts: int) -> list[dict]:
+    """:func:`worker_costs` in ``parts`` processes at once, each on its share of the files (1 thread
+    each when ``parts`` > 1)."""
     me = str(pathlib.Path(__file__).resolve())
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, me, "--worker", "costs", "--model", model, "--folder", str(folder)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
-    costs = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])
+    base = [sys.executable, me, "--worker", "costs", "--model", model, "--folder", str(folder)]
+    procs = [
+        subprocess.Popen(
+            [*base, "--part", f"{i}/{parts}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for i in range(parts)
+    ]
+    outs = [p.communicate() for p in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        if proc.returncode:
+            raise RuntimeError(f"a costs worker failed ({proc.returncode}): {err[-2000:]}")
+    return [worker_result(out) for out, _ in outs]
+
+
+def measure_costs(model: str, folder: pathlib.Path) -> dict:
+    """:func:`worker_costs` in its own process."""
+    (costs,) = costs_workers(model, folder, 1)
     print(
         f"costs: decode {costs['decode_us']:.0f} µs/image, model {costs_line(costs)}",
         flush=True,
@@ -458,17 +478,7 @@ def measure_costs(model: str, folder: pathlib.Path) -> dict:
 
 def measure_costs_together(model: str, folder: pathlib.Path, cores: int) -> list[dict]:
     """:func:`worker_costs` in ``cores`` processes at once, each on its share of the files (1 thread)."""
-    me = str(pathlib.Path(__file__).resolve())
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
-    base = [sys.executable, me, "--worker", "costs", "--model", model, "--folder", str(folder)]
-    procs = [
-        subprocess.Popen([*base, "--part", f"{i}/{cores}"], stdout=subprocess.PIPE, text=True, env=env)
-        for i in range(cores)
-    ]
-    outs = [p.communicate()[0] for p in procs]
-    if any(p.returncode for p in procs):
-        raise RuntimeError("a costs worker failed")
-    parts = [json.loads(next(ln for ln in o.splitlines() if ln.startswith("RESULT "))[7:]) for o in outs]
+    parts = costs_workers(model, folder, cores)
     print(
         f"costs on {cores} cores at once: "
         + "; ".join(f"decode {p['decode_us']:.0f}, model {model_core_us(p):.0f} µs/image" for p in parts)
@@ -571,15 +581,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    part = tuple(int(x) for x in args.part.split("/"))
     if args.worker == "costs":
-        part = tuple(int(x) for x in args.part.split("/"))
         print("RESULT " + json.dumps(worker_costs(args.folder, args.model, part=part)), flush=True)
         return 0
     if args.worker == "pair":
         print("RESULT " + json.dumps({"images": worker_pair(args.folder, args.model, args.out)}), flush=True)
         return 0
     if args.worker:
-        part = tuple(int(x) for x in args.part.split("/"))
         n = worker_loop(args.folder, args.model, args.worker, args.out, part, args.threads, args.chunk)
         print("RESULT " + json.dumps({"images": n}), flush=True)
         return 0

@@ -178,8 +178,9 @@ def launch_settings(
     attempt = f"{run_id}.{uuid.uuid4().hex[:12]}"
     with storage_step(f"claim run {run_id} under {layout.root}"):
         leases = [claim_run(layout, attempt, detached=not wait)]
+    owns_output = layout.kind == "flat" and wait  # a flat output holds one run: leased while it runs
     try:
-        if layout.kind == "flat" and wait:
+        if owns_output:
             with storage_step(f"claim the output {layout.root}"):
                 leases.append(claim_output(layout, attempt))
         with storage_step(f"claim the incremental history of {layout.root}"):
@@ -187,7 +188,7 @@ def launch_settings(
                 leases.append(claim_history(layout, attempt, detached=not wait))
         with storage_step(f"recover earlier commits under {layout.root}"):
             recovered = recover(layout.root, claims.live_attempts(layout.root))
-            if layout.kind == "flat" and wait:  # the output is this launch's: dead launches' leases go too
+            if owns_output:  # the output is this launch's: dead launches' leases go too
                 claims.remove_stale_leases(layout.root)
         run = Attempt(settings, layout, attempt, card, scorer, replace, tuple(leases), wait, review_source)
         summary = run_attempt(run)
